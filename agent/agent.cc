@@ -1,0 +1,357 @@
+#include "agent/agent.h"
+
+#include <algorithm>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "google/protobuf/util/time_util.h"
+
+namespace joule::agent {
+namespace {
+
+using ::google::protobuf::util::TimeUtil;
+
+std::string Key(const std::string& job_id, uint32_t attempt) {
+  return absl::StrCat(job_id, "/", attempt);
+}
+
+google::protobuf::Timestamp ToProto(absl::Time t) {
+  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
+}
+
+absl::Duration FromProto(const google::protobuf::Duration& d) {
+  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
+}
+
+}  // namespace
+
+Agent::Agent(AgentOptions options, GpuBackend* backend, const Clock* clock)
+    : options_(std::move(options)), backend_(backend), clock_(clock) {
+  JobRunner::Options ro;
+  ro.log_dir = options_.log_dir;
+  ro.clock = clock_;
+  ro.on_exit = [this](const JobExit& e) { OnJobExit(e); };
+  runner_ = std::make_unique<JobRunner>(std::move(ro));
+}
+
+Agent::~Agent() {
+  Shutdown();
+  runner_.reset();  // kills what still runs
+}
+
+absl::Duration Agent::NextBackoff(absl::Duration current, absl::Duration max,
+                                  absl::BitGenRef gen) {
+  absl::Duration next = std::min(current * 2, max);
+  const double jitter = absl::Uniform(gen, 0.8, 1.2);
+  return std::min(next * jitter, max);
+}
+
+void Agent::Shutdown() {
+  absl::MutexLock lock(&mu_);
+  shutdown_ = true;
+  if (context_ != nullptr) context_->TryCancel();
+}
+
+void Agent::Run() {
+  absl::BitGen gen;
+  absl::Duration backoff = options_.backoff_initial;
+  while (true) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (shutdown_) return;
+    }
+    bool connected = false;
+    Session(&connected);
+    if (connected) backoff = options_.backoff_initial;
+    absl::MutexLock lock(&mu_);
+    if (mu_.AwaitWithTimeout(absl::Condition(&shutdown_), backoff)) return;
+    backoff = NextBackoff(backoff, options_.backoff_max, gen);
+  }
+}
+
+uint64_t Agent::EnergyOf(const std::vector<uint32_t>& gpus) {
+  auto sample = backend_->Sample();
+  if (!sample.ok()) return 0;
+  uint64_t total = 0;
+  for (const auto& g : *sample) {
+    if (std::find(gpus.begin(), gpus.end(), g.index()) != gpus.end()) {
+      total += g.energy_mj();
+    }
+  }
+  return total;
+}
+
+v1::NodeReport Agent::BuildReport() {
+  v1::NodeReport report;
+  report.set_node_name(options_.node_name);
+  *report.mutable_time() = ToProto(clock_->Now());
+  auto sample = backend_->Sample();
+  if (sample.ok()) {
+    for (auto& g : *sample) *report.add_gpus() = std::move(g);
+  }
+  absl::MutexLock lock(&mu_);
+  for (const RunningProcess& p : runner_->Running()) {
+    v1::RunningJob* j = report.add_jobs();
+    j->set_job_id(p.job_id);
+    j->set_attempt(p.attempt);
+    j->set_pid(p.pid);
+    auto it = job_gpus_.find(Key(p.job_id, p.attempt));
+    if (it != job_gpus_.end()) {
+      for (uint32_t g : it->second.gpus) j->add_gpu_indices(g);
+    }
+  }
+  return report;
+}
+
+bool Agent::Send(const v1::AgentMessage& msg) {
+  absl::MutexLock lock(&write_mu_);
+  if (stream_ == nullptr) return false;
+  return stream_->Write(msg);
+}
+
+void Agent::Session(bool* connected) {
+  auto channel =
+      grpc::CreateChannel(options_.server, grpc::InsecureChannelCredentials());
+  auto stub = v1::AgentService::NewStub(channel);
+
+  v1::RegisterRequest reg;
+  reg.set_node_name(options_.node_name);
+  reg.set_address(options_.address);
+  reg.set_gpu_backend(backend_->Name());
+  reg.set_agent_version("0.1.0");
+  for (const auto& g : backend_->Discover()) *reg.add_gpus() = g;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const RunningProcess& p : runner_->Running()) {
+      v1::RunningJob* j = reg.add_running_jobs();
+      j->set_job_id(p.job_id);
+      j->set_attempt(p.attempt);
+      j->set_pid(p.pid);
+      auto it = job_gpus_.find(Key(p.job_id, p.attempt));
+      if (it != job_gpus_.end()) {
+        for (uint32_t g : it->second.gpus) j->add_gpu_indices(g);
+      }
+    }
+  }
+  v1::RegisterResponse reg_resp;
+  {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    grpc::Status s = stub->Register(&ctx, reg, &reg_resp);
+    if (!s.ok()) {
+      if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+        fprintf(stderr, "joule-agent: registration refused: %s\n",
+                s.error_message().c_str());
+      }
+      return;
+    }
+  }
+  absl::Duration interval = options_.report_interval;
+
+  grpc::ClientContext ctx;
+  {
+    absl::MutexLock lock(&mu_);
+    if (shutdown_) return;
+    context_ = &ctx;
+  }
+  std::unique_ptr<Stream> stream = stub->Connect(&ctx);
+  {
+    absl::MutexLock lock(&write_mu_);
+    stream_ = stream.get();
+  }
+  v1::AgentMessage hello;
+  hello.mutable_hello()->set_node_name(options_.node_name);
+  hello.mutable_hello()->set_session_id(reg_resp.session_id());
+  if (Send(hello)) {
+    *connected = true;
+    fprintf(stderr, "joule-agent: connected to %s as %s\n",
+            options_.server.c_str(), options_.node_name.c_str());
+    // Job endings the daemon may have missed while we were apart.
+    std::deque<v1::JobUpdate> resend;
+    {
+      absl::MutexLock lock(&mu_);
+      resend = finished_;
+    }
+    for (const auto& u : resend) {
+      v1::AgentMessage m;
+      *m.mutable_job_update() = u;
+      Send(m);
+    }
+  }
+
+  std::atomic<bool> reader_done{false};
+  std::thread reader([&] {
+    v1::DaemonMessage msg;
+    while (stream->Read(&msg)) HandleCommand(msg);
+    reader_done = true;
+    absl::MutexLock lock(&mu_);  // wake the report loop
+  });
+  while (*connected && !reader_done) {
+    v1::AgentMessage m;
+    *m.mutable_report() = BuildReport();
+    if (!Send(m)) break;
+    absl::MutexLock lock(&mu_);
+    auto woken = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+      return shutdown_ || reader_done.load();
+    };
+    if (mu_.AwaitWithTimeout(absl::Condition(&woken), interval)) break;
+  }
+  {
+    absl::MutexLock lock(&write_mu_);
+    stream_ = nullptr;
+  }
+  ctx.TryCancel();
+  reader.join();
+  stream->Finish().IgnoreError();
+  absl::MutexLock lock(&mu_);
+  context_ = nullptr;
+  if (*connected && !shutdown_) {
+    fprintf(stderr, "joule-agent: lost connection to %s; reconnecting\n",
+            options_.server.c_str());
+  }
+}
+
+void Agent::HandleCommand(const v1::DaemonMessage& msg) {
+  v1::AgentMessage reply;
+  v1::CommandResult* result = reply.mutable_command_result();
+  result->set_command_id(msg.command_id());
+  switch (msg.cmd_case()) {
+    case v1::DaemonMessage::kStartJob:
+      StartJob(msg.command_id(), msg.start_job());
+      return;
+    case v1::DaemonMessage::kStopJob: {
+      const auto& stop = msg.stop_job();
+      absl::Status s = runner_->Stop(stop.job_id(), stop.attempt(),
+                                     FromProto(stop.grace_period()));
+      result->set_ok(s.ok());
+      if (!s.ok()) result->set_error(std::string(s.message()));
+      break;
+    }
+    case v1::DaemonMessage::kSetPowerLimit: {
+      const auto& set = msg.set_power_limit();
+      auto enforced =
+          backend_->SetPowerLimit(set.gpu_index(), set.power_limit_mw());
+      result->set_ok(enforced.ok());
+      if (enforced.ok()) {
+        result->set_enforced_power_limit_mw(*enforced);
+      } else {
+        result->set_error(std::string(enforced.status().message()));
+      }
+      break;
+    }
+    case v1::DaemonMessage::kFetchLogs: {
+      const auto& f = msg.fetch_logs();
+      bool truncated = false;
+      auto data = runner_->ReadLog(f.job_id(), f.attempt(),
+                                   f.max_bytes() == 0 ? 1 << 20 : f.max_bytes(),
+                                   &truncated);
+      v1::AgentMessage m;
+      v1::LogChunk* chunk = m.mutable_log_chunk();
+      chunk->set_command_id(msg.command_id());
+      if (data.ok()) {
+        chunk->set_data(*data);
+        chunk->set_truncated(truncated);
+      } else {
+        chunk->set_error(std::string(data.status().message()));
+      }
+      Send(m);
+      return;
+    }
+    default:
+      result->set_ok(false);
+      result->set_error("unknown command");
+  }
+  Send(reply);
+}
+
+void Agent::StartJob(uint64_t command_id, const v1::StartJob& start) {
+  if (runner_->IsRunning(start.job_id(), start.attempt())) return;  // dup
+  JobLaunch launch;
+  launch.job_id = start.job_id();
+  launch.attempt = start.attempt();
+  launch.command.assign(start.command().begin(), start.command().end());
+  std::vector<uint32_t> gpus(start.gpu_indices().begin(),
+                             start.gpu_indices().end());
+  const std::string visible = absl::StrJoin(gpus, ",");
+  for (const auto& [k, v] : start.env()) launch.env.emplace_back(k, v);
+  launch.env.emplace_back("CUDA_VISIBLE_DEVICES", visible);
+  launch.env.emplace_back("NVIDIA_VISIBLE_DEVICES", visible);
+  launch.env.emplace_back("JOULE_JOB_ID", start.job_id());
+  launch.env.emplace_back("JOULE_ATTEMPT", absl::StrCat(start.attempt()));
+  launch.env.emplace_back("JOULE_NODE_RANK", absl::StrCat(start.node_rank()));
+  launch.env.emplace_back("JOULE_NUM_NODES", absl::StrCat(start.num_nodes()));
+  launch.env.emplace_back("JOULE_MASTER_ADDR", start.master_addr());
+  launch.env.emplace_back("JOULE_NODE_NAME", options_.node_name);
+  launch.max_runtime = FromProto(start.max_runtime());
+
+  // The requested per-GPU limit applies before the job starts.
+  if (start.power_limit_mw() > 0) {
+    for (uint32_t g : gpus) backend_->SetPowerLimit(g, start.power_limit_mw()).IgnoreError();
+  }
+  const double load = start.sim_load() > 0 ? start.sim_load() : 1.0;
+  // mu_ is held until STARTED is sent, so that the exit of a short job
+  // (reported by OnJobExit, which takes mu_) always comes after it.
+  const uint64_t energy_at_start = EnergyOf(gpus);
+  absl::MutexLock lock(&mu_);
+  job_gpus_[Key(start.job_id(), start.attempt())] = {gpus, energy_at_start};
+  absl::Status s = runner_->Start(launch);
+  v1::AgentMessage m;
+  v1::JobUpdate* u = m.mutable_job_update();
+  u->set_job_id(start.job_id());
+  u->set_attempt(start.attempt());
+  *u->mutable_time() = ToProto(clock_->Now());
+  if (!s.ok()) {
+    u->set_phase(v1::JOB_PHASE_FAILED_TO_START);
+    u->set_message(std::string(s.message()));
+    job_gpus_.erase(Key(start.job_id(), start.attempt()));
+    finished_.push_back(*u);
+    while (finished_.size() > options_.max_finished_kept) finished_.pop_front();
+  } else {
+    for (uint32_t g : gpus) backend_->SetLoad(g, load);
+    u->set_phase(v1::JOB_PHASE_STARTED);
+  }
+  Send(m);
+}
+
+void Agent::OnJobExit(const JobExit& exit) {
+  std::vector<uint32_t> gpus;
+  uint64_t energy_start = 0;
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = job_gpus_.find(Key(exit.job_id, exit.attempt));
+    if (it != job_gpus_.end()) {
+      gpus = it->second.gpus;
+      energy_start = it->second.energy_at_start_mj;
+      job_gpus_.erase(it);
+    }
+  }
+  const uint64_t energy_end = EnergyOf(gpus);
+  for (uint32_t g : gpus) backend_->SetLoad(g, 0);
+  v1::AgentMessage m;
+  v1::JobUpdate* u = m.mutable_job_update();
+  u->set_job_id(exit.job_id);
+  u->set_attempt(exit.attempt);
+  u->set_phase(v1::JOB_PHASE_EXITED);
+  *u->mutable_time() = ToProto(exit.end_time);
+  u->set_exit_code(exit.exit_code);
+  u->set_signal(exit.signal);
+  u->set_max_runtime_exceeded(exit.max_runtime_exceeded);
+  *u->mutable_start_time() = ToProto(exit.start_time);
+  u->set_energy_mj(energy_end >= energy_start ? energy_end - energy_start : 0);
+  if (exit.max_runtime_exceeded) {
+    u->set_message("max runtime exceeded");
+  } else if (exit.signal != 0) {
+    u->set_message(absl::StrCat("killed by signal ", exit.signal));
+  } else {
+    u->set_message(absl::StrCat("exited with code ", exit.exit_code));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    finished_.push_back(*u);
+    while (finished_.size() > options_.max_finished_kept) finished_.pop_front();
+  }
+  Send(m);
+}
+
+}  // namespace joule::agent

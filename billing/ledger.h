@@ -1,0 +1,234 @@
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "absl/types/span.h"
+#include "billing/money.h"
+#include "billing/period.h"
+#include "billing/rating.h"
+#include "common/clock.h"
+#include "joule/v1/billing_records.pb.h"
+#include "joule/v1/joule.pb.h"
+#include "storage/store.h"
+
+namespace joule::billing {
+
+// Which tenants exist. Implemented by the daemon over its tenant table.
+// Implementations must be thread-safe.
+class TenantDirectory {
+ public:
+  virtual ~TenantDirectory() = default;
+  virtual bool Exists(std::string_view tenant) const = 0;
+};
+
+// One job attempt's GPU usage, reported by the daemon when the attempt ends.
+struct JobUsage {
+  std::string tenant;
+  std::string job_id;
+  uint32_t attempt = 0;
+  std::string gpu_model;
+  v1::ServiceClass service_class = v1::SERVICE_CLASS_UNSPECIFIED;  // ran as
+  uint32_t gpus = 0;
+  absl::Time start;  // agent-reported start
+  absl::Time end;    // agent-reported end
+  uint64_t energy_mj = 0;
+};
+
+// The billing ledger: rates GPU and inference usage into monthly statements.
+//
+// Owns, in memory and backed by `store` (tables prices, contracts, usage,
+// usage_agg, job_usage, statements, meta): the versioned price catalogue, the
+// reserved contracts, the idempotency keys of inference usage (as 64-bit
+// hashes; the store holds the keys), the inference usage aggregates per
+// (tenant, booking period, origin period, model, price version), the job
+// attempts' GPU usage split per month, and the set of finalized periods.
+// Does not own store, clock or tenants (they must outlive it).
+//
+// Invariants: every change is persisted with one synchronous WriteBatch
+// before memory changes and before a call returns OK; a finalized period's
+// statements are stored and never change, usage arriving for it later is
+// booked into the first open period after it as adjustment lines; money is
+// int64 micro-dollars / exact __int128 rationals until the one rounding per
+// statement line (RoundHalfEven to cents).
+//
+// Thread-safety: thread-safe. One mutex serialises writers (so the
+// idempotency check and the write of RecordUsage are atomic against a
+// concurrent identical batch); readers share it.
+class Ledger {
+ public:
+  Ledger(storage::Store* store, const Clock* clock,
+         const TenantDirectory* tenants);
+  Ledger(const Ledger&) = delete;
+  Ledger& operator=(const Ledger&) = delete;
+
+  // Rebuilds the in-memory state from the store (after a restart). Replaces
+  // whatever the ledger held.
+  absl::Status Load();
+
+  // Validates, assigns the next version, persists (sync). effective_from
+  // unset = now; in the past only for the first price of its item.
+  absl::StatusOr<v1::Price> SetPrice(const v1::Price& price);
+  // include_history = false: per item the price in effect now plus the
+  // scheduled (future) ones; true: every version. Ordered by version.
+  std::vector<v1::Price> ListPrices(bool include_history) const;
+
+  // Validates (dates YYYY-MM-DD, end > start, gpus > 0, rate decimal, tenant
+  // exists, no finalized period inside the term), assigns id "C-000001",...,
+  // computes value_micros, persists (sync).
+  absl::StatusOr<v1::Contract> CreateContract(const v1::Contract& c);
+  // Ordered by id. Empty tenant = all tenants.
+  std::vector<v1::Contract> ListContracts(std::string_view tenant) const;
+  // Active contracted GPUs per tenant, then per GPU model, at time t (for the
+  // scheduler): sum of `gpus` of contracts with start <= t < end.
+  absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, uint32_t>>
+  ContractedGpus(absl::Time t) const;
+
+  // Records a batch of inference usage exactly once; see docs/billing.md.
+  absl::StatusOr<v1::RecordUsageResponse> RecordUsage(
+      absl::Span<const v1::UsageEvent> events);
+
+  // Job usage, idempotent by (job_id, attempt). AddJobUsage appends the
+  // records to the caller's batch (to commit atomically with the job's state
+  // change; an invalid or already recorded usage appends nothing);
+  // ApplyJobUsage updates memory after that batch committed. RecordJobUsage
+  // does both with its own synchronous write.
+  void AddJobUsage(const JobUsage& u, storage::WriteBatch* batch) const;
+  void ApplyJobUsage(const JobUsage& u);
+  absl::Status RecordJobUsage(const JobUsage& u);
+  // INVALID_ARGUMENT naming the field when `u` cannot be recorded.
+  static absl::Status ValidateJobUsage(const JobUsage& u);
+
+  // The statement of a tenant for a period "YYYY-MM": the stored one once
+  // the period is finalized, else computed from the aggregates.
+  absl::StatusOr<v1::Statement> GetStatement(std::string_view tenant,
+                                             std::string_view period) const;
+  // Freezes every tenant's statement of an ended period (FAILED_PRECONDITION
+  // before its end) with statement numbers "JS-YYYY-MM-000001", ... in
+  // tenant order. Finalizing a finalized period again returns the stored
+  // statements.
+  absl::StatusOr<v1::FinalizePeriodResponse> FinalizePeriod(
+      std::string_view period);
+  // Reserved-contract backlog (remaining performance obligation) as of a
+  // time: one row per contract (by id) and totals.
+  absl::StatusOr<v1::GetBacklogResponse> Backlog(absl::Time as_of) const;
+
+ private:
+  // A GPU-hour price version for one (GPU model, class).
+  struct GpuRate {
+    int64_t from = 0;  // effective_from, Unix seconds
+    uint64_t version = 0;
+    int64_t rate_micros = 0;
+  };
+  // An inference price version.
+  struct InferenceRate {
+    absl::Time from;
+    uint64_t version = 0;
+    std::vector<Tier> input;
+    std::vector<Tier> output;
+    std::optional<int64_t> per_request_micros;
+  };
+  struct ContractState {
+    v1::Contract proto;
+    ContractTerms terms;
+    std::optional<int64_t> overage_micros;
+  };
+  struct Piece {
+    Period origin;
+    Period booking;
+    Interval interval;
+    uint64_t energy_mj = 0;
+  };
+  struct Attempt {
+    std::string tenant;
+    std::string gpu_model;
+    v1::ServiceClass service_class = v1::SERVICE_CLASS_UNSPECIFIED;
+    uint32_t gpus = 0;
+    std::vector<Piece> pieces;
+  };
+  // Helpers; all require mu_ held (shared at least).
+  Period BookingPeriodLocked(Period origin) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  const InferenceRate* InferenceRateAtLocked(const std::string& model,
+                                             absl::Time t) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  std::optional<int64_t> GpuRateAtLocked(std::string_view model,
+                                         v1::ServiceClass cls, int64_t t) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  std::vector<int64_t> GpuRateChangesLocked(std::string_view model,
+                                            v1::ServiceClass cls) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  std::optional<int64_t> OverageRateAtLocked(std::string_view tenant,
+                                             std::string_view model,
+                                             int64_t t) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::StatusOr<v1::Statement> ComputeStatementLocked(
+      const std::string& tenant, Period period) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  std::set<std::string> TenantsWithActivityLocked(Period period) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  v1::billing::JobUsageRecord BuildJobRecordLocked(const JobUsage& u) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+
+  // Memory updates; require mu_ held exclusively.
+  absl::Status ApplyPriceLocked(const v1::Price& p)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ApplyContractLocked(const v1::Contract& c)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Status ApplyJobRecordLocked(const v1::billing::JobUsageRecord& r)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void ApplyAggregateLocked(const std::string& key,
+                            v1::billing::InferenceAggregate agg)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  storage::Store* const store_;
+  const Clock* const clock_;
+  const TenantDirectory* const tenants_;
+
+  mutable absl::Mutex mu_;
+  // Catalogue: every version by number; per item the versions in
+  // (effective_from, version) order.
+  std::map<uint64_t, v1::Price> prices_ ABSL_GUARDED_BY(mu_);
+  uint64_t last_price_version_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::flat_hash_map<std::string, std::vector<GpuRate>> gpu_rates_
+      ABSL_GUARDED_BY(mu_);  // key: model \0 class
+  absl::flat_hash_map<std::string, std::vector<InferenceRate>> inference_rates_
+      ABSL_GUARDED_BY(mu_);  // key: served model
+  absl::flat_hash_map<uint64_t, std::pair<std::string, size_t>>
+      inference_by_version_ ABSL_GUARDED_BY(mu_);  // -> model, index
+  // Contracts by id.
+  std::map<std::string, ContractState> contracts_ ABSL_GUARDED_BY(mu_);
+  uint64_t last_contract_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  std::set<Period> finalized_ ABSL_GUARDED_BY(mu_);
+  // Hashes of (tenant, idempotency key) of stored usage events. A hit is
+  // confirmed against the usage table (hashes may collide).
+  absl::flat_hash_set<uint64_t> usage_key_hashes_ ABSL_GUARDED_BY(mu_);
+  // Inference aggregates by usage_agg key, and their keys per
+  // (tenant \0 booking period).
+  absl::flat_hash_map<std::string, v1::billing::InferenceAggregate> aggs_
+      ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::vector<std::string>> aggs_by_statement_
+      ABSL_GUARDED_BY(mu_);
+  // Monthly token count per (tenant \0 model \0 origin period \0 direction),
+  // the position on the graduated tiers.
+  absl::flat_hash_map<std::string, uint64_t> monthly_tokens_
+      ABSL_GUARDED_BY(mu_);
+  // Job attempts by job_usage key, and their keys per tenant.
+  absl::flat_hash_map<std::string, Attempt> attempts_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::vector<std::string>> attempts_by_tenant_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace joule::billing

@@ -1,0 +1,204 @@
+#include "absl/strings/string_view.h"
+#include "cli/format.h"
+
+#include <algorithm>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "common/proto_time.h"
+#include "google/protobuf/util/json_util.h"
+
+namespace joule::cli {
+
+std::string Table::Render() const {
+  std::vector<size_t> width(header_.size(), 0);
+  auto measure = [&](const std::vector<std::string>& row) {
+    for (size_t i = 0; i < row.size() && i < width.size(); ++i) {
+      width[i] = std::max(width[i], row[i].size());
+    }
+  };
+  measure(header_);
+  for (const auto& r : rows_) measure(r);
+  std::string out;
+  auto emit = [&](const std::vector<std::string>& row) {
+    std::string line;
+    for (size_t i = 0; i < row.size() && i < width.size(); ++i) {
+      line += row[i];
+      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+    }
+    while (!line.empty() && line.back() == ' ') line.pop_back();
+    out += line + "\n";
+  };
+  emit(header_);
+  for (const auto& r : rows_) emit(r);
+  return out;
+}
+
+std::string FormatCents(int64_t cents) {
+  const bool neg = cents < 0;
+  // Negate in unsigned arithmetic: INT64_MIN has no positive twin.
+  const uint64_t abs = neg ? 0 - static_cast<uint64_t>(cents)
+                           : static_cast<uint64_t>(cents);
+  std::string frac = absl::StrCat(abs % 100);
+  if (frac.size() < 2) frac = "0" + frac;
+  return absl::StrCat(neg ? "-" : "", abs / 100, ".", frac);
+}
+
+absl::StatusOr<v1::ServiceClass> ParseServiceClass(absl::string_view s) {
+  if (s == "reserved") return v1::SERVICE_CLASS_RESERVED;
+  if (s == "on-demand" || s == "ondemand") return v1::SERVICE_CLASS_ON_DEMAND;
+  if (s == "spot") return v1::SERVICE_CLASS_SPOT;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--class: \"", s, "\" is not one of reserved, on-demand, spot"));
+}
+
+std::string ServiceClassName(v1::ServiceClass c) {
+  switch (c) {
+    case v1::SERVICE_CLASS_RESERVED:
+      return "reserved";
+    case v1::SERVICE_CLASS_ON_DEMAND:
+      return "on-demand";
+    case v1::SERVICE_CLASS_SPOT:
+      return "spot";
+    default:
+      return "-";
+  }
+}
+
+std::string JobStateName(v1::JobState s) {
+  if (s == v1::JOB_STATE_UNSPECIFIED) return "-";
+  return absl::AsciiStrToLower(v1::JobState_Name(s).substr(10));
+}
+
+absl::StatusOr<v1::JobState> ParseJobState(absl::string_view s) {
+  v1::JobState st;
+  if (v1::JobState_Parse(absl::StrCat("JOB_STATE_", absl::AsciiStrToUpper(s)),
+                         &st) &&
+      st != v1::JOB_STATE_UNSPECIFIED) {
+    return st;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "--state: \"", s,
+      "\" is not one of pending, starting, running, succeeded, failed, "
+      "cancelled, preempted"));
+}
+
+absl::StatusOr<v1::UsageEvent> ParseUsageCsvLine(absl::string_view line,
+                                                 int line_number) {
+  std::vector<std::string> cols = absl::StrSplit(line, ',');
+  auto err = [&](absl::string_view col, absl::string_view rule) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("line ", line_number, ": ", col, ": ", rule));
+  };
+  if (cols.size() != 7) {
+    return err("row", absl::StrCat("has ", cols.size(),
+                                   " columns; want 7 (", kUsageCsvHeader, ")"));
+  }
+  for (auto& c : cols) c = std::string(absl::StripAsciiWhitespace(c));
+  v1::UsageEvent e;
+  absl::Time t;
+  std::string parse_error;
+  if (!absl::ParseTime(absl::RFC3339_full, cols[0], &t, &parse_error)) {
+    return err("timestamp", absl::StrCat("\"", cols[0],
+                                         "\" is not RFC 3339 (e.g. "
+                                         "2026-11-01T12:00:00Z)"));
+  }
+  *e.mutable_time() = ToProtoTime(t);
+  e.set_tenant(cols[1]);
+  e.set_model(cols[2]);
+  const char* names[] = {"requests", "input_tokens", "output_tokens"};
+  int64_t values[3] = {0, 0, 0};
+  for (int i = 0; i < 3; ++i) {
+    const std::string& c = cols[3 + i];
+    if (c.empty() && i == 0) {
+      values[i] = 1;  // one request per row by default
+      continue;
+    }
+    if (!absl::SimpleAtoi(c, &values[i])) {
+      return err(names[i], absl::StrCat("\"", c, "\" is not an integer"));
+    }
+  }
+  e.set_requests(values[0]);
+  e.set_input_tokens(values[1]);
+  e.set_output_tokens(values[2]);
+  e.set_idempotency_key(cols[6]);
+  return e;
+}
+
+int EventIndexInMessage(absl::string_view message) {
+  size_t p = message.find("events[");
+  if (p == absl::string_view::npos) return -1;
+  p += 7;
+  size_t q = message.find(']', p);
+  int idx = -1;
+  if (q == absl::string_view::npos ||
+      !absl::SimpleAtoi(message.substr(p, q - p), &idx)) {
+    return -1;
+  }
+  return idx;
+}
+
+std::string ToJson(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions o;
+  o.preserve_proto_field_names = true;
+  o.add_whitespace = true;
+  o.always_print_primitive_fields = true;
+  (void)google::protobuf::util::MessageToJsonString(m, &out, o);
+  return out;
+}
+
+std::string StatementTable(const v1::Statement& s) {
+  std::string out = absl::StrCat(
+      "Statement ", s.number().empty() ? "(open, not final)" : s.number(),
+      "  tenant ", s.tenant(), "  period ", s.period(), "  currency USD\n\n");
+  Table t({"PRICING", "ITEM", "DETAIL", "ADJUSTS", "QUANTITY", "UNIT",
+           "UNIT PRICE", "AMOUNT"});
+  for (const auto& l : s.lines()) {
+    t.Add({l.pricing_model(), l.item(), l.detail(),
+           l.adjustment_for().empty() ? "" : l.adjustment_for(), l.quantity(),
+           l.unit(), l.unit_price(),
+           l.informational() ? "(info)" : FormatCents(l.amount_cents())});
+  }
+  out += t.Render();
+  out += "\n";
+  std::vector<std::pair<std::string, int64_t>> subs(s.subtotal_cents().begin(),
+                                                    s.subtotal_cents().end());
+  std::sort(subs.begin(), subs.end());
+  for (const auto& [k, v] : subs) {
+    absl::StrAppend(&out, "subtotal ", k, ": ", FormatCents(v), "\n");
+  }
+  absl::StrAppend(&out, "TOTAL USD ", FormatCents(s.total_cents()), "\n");
+  return out;
+}
+
+std::string StatementCsv(const v1::Statement& s) {
+  auto q = [](const std::string& v) {
+    if (v.find_first_of(",\"\n") == std::string::npos) return v;
+    std::string out = "\"";
+    for (char c : v) {
+      if (c == '"') out += '"';
+      out += c;
+    }
+    return out + "\"";
+  };
+  std::string out =
+      "tenant,period,pricing_model,item,detail,adjustment_for,quantity,unit,"
+      "unit_price,amount,informational\n";
+  for (const auto& l : s.lines()) {
+    absl::StrAppend(&out, q(s.tenant()), ",", s.period(), ",",
+                    q(l.pricing_model()), ",", q(l.item()), ",", q(l.detail()),
+                    ",", l.adjustment_for(), ",", l.quantity(), ",", q(l.unit()),
+                    ",", l.unit_price(), ",", FormatCents(l.amount_cents()), ",",
+                    l.informational() ? "true" : "false", "\n");
+  }
+  absl::StrAppend(&out, q(s.tenant()), ",", s.period(), ",total,,,,,,,",
+                  FormatCents(s.total_cents()), ",false\n");
+  return out;
+}
+
+}  // namespace joule::cli

@@ -1,0 +1,57 @@
+#pragma once
+
+#include "absl/strings/string_view.h"
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "joule/v1/joule.pb.h"
+
+namespace joule::cli {
+
+// A plain text table: a header row and data rows, columns padded to the
+// widest cell. Not thread-safe (build and print on one thread).
+class Table {
+ public:
+  explicit Table(std::vector<std::string> header)
+      : header_(std::move(header)) {}
+  void Add(std::vector<std::string> row) { rows_.push_back(std::move(row)); }
+  std::string Render() const;
+
+ private:
+  std::vector<std::string> header_;
+  std::vector<std::vector<std::string>> rows_;
+};
+
+// "1234.56" from cents (exact; never through floating point).
+std::string FormatCents(int64_t cents);
+// "USD 1,234.56"-free plain decimal for CSV and tables: see FormatCents.
+
+// "on-demand" / "spot" / "reserved" <-> enum. Errors name the flag.
+absl::StatusOr<v1::ServiceClass> ParseServiceClass(absl::string_view s);
+std::string ServiceClassName(v1::ServiceClass c);
+std::string JobStateName(v1::JobState s);
+absl::StatusOr<v1::JobState> ParseJobState(absl::string_view s);
+
+// One row of a `usage import` CSV:
+// timestamp,tenant,model,requests,input_tokens,output_tokens,idempotency_key
+// Errors say "line N: column: rule".
+absl::StatusOr<v1::UsageEvent> ParseUsageCsvLine(absl::string_view line,
+                                                 int line_number);
+inline constexpr absl::string_view kUsageCsvHeader =
+    "timestamp,tenant,model,requests,input_tokens,output_tokens,"
+    "idempotency_key";
+
+// The index N of the first "events[N]" in an error message, or -1.
+int EventIndexInMessage(absl::string_view message);
+
+// Protobuf JSON mapping, field names as in the .proto, indented.
+std::string ToJson(const google::protobuf::Message& m);
+
+// Statement rendered as a table or CSV.
+std::string StatementTable(const v1::Statement& s);
+std::string StatementCsv(const v1::Statement& s);
+
+}  // namespace joule::cli

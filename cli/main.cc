@@ -1,0 +1,892 @@
+// joulectl: the one CLI for tenants and operators. See docs/cli.md.
+//
+// Exit codes: 0 success; 1 the daemon refused or failed the call; 2 bad
+// command line or input; 3 the daemon cannot be reached. Errors are one line
+// on stderr.
+#include "absl/strings/string_view.h"
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "CLI/CLI.hpp"
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/time.h"
+#include "cli/format.h"
+#include "common/proto_time.h"
+#include "common/units.h"
+#include "grpcpp/grpcpp.h"
+#include "joule/v1/joule.grpc.pb.h"
+
+namespace joule::cli {
+namespace {
+
+struct Globals {
+  std::string server;
+  std::string output = "table";
+  std::string as_tenant;
+  std::string timeout = "30s";
+};
+
+// Raised through main() as an exit code; the message is already printed.
+struct Exit {
+  int code;
+};
+
+[[noreturn]] void Fail(int code, const std::string& message) {
+  std::fprintf(stderr, "joulectl: %s\n", message.c_str());
+  throw Exit{code};
+}
+
+void FailStatus(const absl::Status& s) { Fail(2, std::string(s.message())); }
+
+class Client {
+ public:
+  explicit Client(const Globals& g) : g_(g) {
+    channel_ = grpc::CreateChannel(g.server, grpc::InsecureChannelCredentials());
+    jobs_ = v1::JobService::NewStub(channel_);
+    admin_ = v1::AdminService::NewStub(channel_);
+    billing_ = v1::BillingService::NewStub(channel_);
+  }
+
+  template <typename Stub, typename Req, typename Resp>
+  void Call(grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&,
+                                         Resp*),
+            Stub* stub, const Req& req, Resp* resp) {
+    grpc::Status s = CallStatus(method, stub, req, resp);
+    if (!s.ok()) FailRpc(s);
+  }
+  template <typename Stub, typename Req, typename Resp>
+  grpc::Status CallStatus(grpc::Status (Stub::*method)(grpc::ClientContext*,
+                                                       const Req&, Resp*),
+                          Stub* stub, const Req& req, Resp* resp) {
+    grpc::ClientContext ctx;
+    absl::Duration timeout = absl::Seconds(30);
+    if (auto t = ParseNonNegativeDuration(g_.timeout, "--timeout"); t.ok()) {
+      timeout = *t;
+    }
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     absl::ToChronoMilliseconds(timeout));
+    if (!g_.as_tenant.empty()) ctx.AddMetadata("x-joule-tenant", g_.as_tenant);
+    return (stub->*method)(&ctx, req, resp);
+  }
+  [[noreturn]] void FailRpc(const grpc::Status& s) {
+    if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+        s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+      std::string why = s.error_message();
+      if (absl::StrContains(absl::AsciiStrToLower(why), "connection refused")) {
+        why = "connection refused";
+      }
+      if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+          absl::StrContains(why, "connect")) {
+        Fail(3, absl::StrCat("cannot reach jouled at ", g_.server, ": ", why));
+      }
+    }
+    Fail(1, s.error_message());
+  }
+
+  v1::JobService::Stub* jobs() { return jobs_.get(); }
+  v1::AdminService::Stub* admin() { return admin_.get(); }
+  v1::BillingService::Stub* billing() { return billing_.get(); }
+
+ private:
+  const Globals& g_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::JobService::Stub> jobs_;
+  std::unique_ptr<v1::AdminService::Stub> admin_;
+  std::unique_ptr<v1::BillingService::Stub> billing_;
+};
+
+bool Json(const Globals& g) { return g.output == "json"; }
+
+void Print(const std::string& s) { std::fwrite(s.data(), 1, s.size(), stdout); }
+
+std::string Age(const google::protobuf::Duration& d, bool set) {
+  if (!set) return "never";
+  const absl::Duration a = FromProtoDuration(d);
+  return absl::StrCat(absl::ToInt64Milliseconds(a) / 100 / 10.0, "s");
+}
+
+std::string TimeText(const google::protobuf::Timestamp& t) {
+  if (!IsSet(t)) return "-";
+  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", FromProtoTime(t),
+                          absl::UTCTimeZone());
+}
+
+int64_t ParsePowerFlag(const std::string& text, const std::string& flag) {
+  auto mw = ParsePowerMw(text, flag);
+  if (!mw.ok()) FailStatus(mw.status());
+  return *mw;
+}
+
+absl::Time ParseTimeFlag(const std::string& text, const std::string& flag) {
+  absl::Time t;
+  std::string err;
+  if (absl::ParseTime(absl::RFC3339_full, text, &t, &err)) return t;
+  if (absl::ParseTime("%Y-%m-%d", text, &t, &err)) return t;
+  Fail(2, absl::StrCat(flag, ": \"", text,
+                       "\" is not a time; want RFC 3339 (2026-11-01T12:00:00Z) "
+                       "or a date (2026-11-01)"));
+}
+
+// ------------------------------------------------------------- nodes ----
+
+void NodeList(Client& c, const Globals& g) {
+  v1::ListNodesResponse resp;
+  c.Call(&v1::AdminService::Stub::ListNodes, c.admin(), v1::ListNodesRequest(),
+         &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  Table t({"NAME", "STATE", "DOMAIN", "GPUS", "POWER", "LIMIT", "JOBS",
+           "LAST REPORT"});
+  for (const auto& n : resp.nodes()) {
+    std::string state =
+        n.state() == v1::NODE_STATE_READY ? "ready" : "unreachable";
+    if (n.drained()) state += ",drained";
+    std::string model = n.gpus_size() > 0 ? n.gpus(0).model() : "-";
+    t.Add({n.name(), state, n.domain(), absl::StrCat(model, " x", n.gpus_size()),
+           FormatPower(n.power_mw()), FormatPower(n.power_limit_mw()),
+           absl::StrCat(n.running_jobs_size()),
+           Age(n.report_age(), n.has_last_report_time())});
+  }
+  Print(t.Render());
+}
+
+void NodeShow(Client& c, const Globals& g, const std::string& name) {
+  v1::GetNodeRequest req;
+  req.set_name(name);
+  v1::Node n;
+  c.Call(&v1::AdminService::Stub::GetNode, c.admin(), req, &n);
+  if (Json(g)) return Print(ToJson(n) + "\n");
+  Print(absl::StrCat(
+      "node ", n.name(), "  state ",
+      n.state() == v1::NODE_STATE_READY ? "ready" : "unreachable",
+      n.drained() ? " (drained)" : "", "  domain ", n.domain(), "  backend ",
+      n.gpu_backend(), "\npower ", FormatPower(n.power_mw()), " (base ",
+      FormatPower(n.base_power_mw()), ")  limit ", FormatPower(n.power_limit_mw()),
+      "  energy ", FormatKwh(n.energy_mj()), " kWh  last report ",
+      Age(n.report_age(), n.has_last_report_time()), " ago\n\n"));
+  Table t({"GPU", "UUID", "MODEL", "UTIL", "MEM USED/TOTAL", "TEMP", "POWER",
+           "LIMIT", "RANGE", "ENERGY", "HEALTH", "JOB"});
+  for (const auto& gpu : n.gpus()) {
+    t.Add({absl::StrCat(gpu.index()), gpu.uuid(), gpu.model(),
+           absl::StrCat(gpu.utilization_pct(), "%"),
+           absl::StrCat(gpu.memory_used_bytes() >> 30, "/",
+                        gpu.memory_total_bytes() >> 30, " GiB"),
+           absl::StrCat(gpu.temperature_c(), "C"), FormatPower(gpu.power_mw()),
+           FormatPower(gpu.power_limit_mw()),
+           absl::StrCat(FormatPower(gpu.min_power_limit_mw()), "..",
+                        FormatPower(gpu.max_power_limit_mw())),
+           absl::StrCat(FormatKwh(gpu.energy_mj()), " kWh"),
+           gpu.healthy() ? "ok" : absl::StrCat("UNHEALTHY: ", gpu.health_detail()),
+           gpu.job_id().empty() ? "-" : gpu.job_id()});
+  }
+  Print(t.Render());
+}
+
+void NodeDrain(Client& c, const Globals& g, const std::string& name,
+               bool drain) {
+  v1::DrainNodeRequest req;
+  req.set_name(name);
+  req.set_drain(drain);
+  v1::Node n;
+  c.Call(&v1::AdminService::Stub::DrainNode, c.admin(), req, &n);
+  if (Json(g)) return Print(ToJson(n) + "\n");
+  Print(absl::StrCat("node ", name, drain ? " drained" : " undrained", "\n"));
+}
+
+// -------------------------------------------------------------- jobs ----
+
+struct SubmitFlags {
+  std::string tenant, name, gpu_model, cls = "on-demand", power, min_power,
+      max_runtime, request_id;
+  uint32_t gpus = 0, nodes = 1;
+  int32_t priority = 0;
+  double sim_load = 0;
+  std::vector<std::string> env, command;
+};
+
+void JobSubmit(Client& c, const Globals& g, const SubmitFlags& f) {
+  v1::SubmitJobRequest req;
+  v1::JobSpec* s = req.mutable_spec();
+  s->set_tenant(f.tenant.empty() ? g.as_tenant : f.tenant);
+  s->set_name(f.name);
+  for (const auto& a : f.command) s->add_command(a);
+  for (const auto& kv : f.env) {
+    const size_t eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      Fail(2, absl::StrCat("--env: \"", kv, "\" is not KEY=VALUE"));
+    }
+    (*s->mutable_env())[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  if (f.gpus == 0) Fail(2, "--gpus: must be at least 1");
+  s->set_gpus_per_node(f.gpus);
+  if (f.nodes == 0) Fail(2, "--nodes: must be at least 1");
+  s->set_nodes(f.nodes);
+  s->set_gpu_model(f.gpu_model);
+  auto cls = ParseServiceClass(f.cls);
+  if (!cls.ok()) FailStatus(cls.status());
+  s->set_service_class(*cls);
+  s->set_priority(f.priority);
+  if (!f.power.empty()) s->set_power_limit_mw(ParsePowerFlag(f.power, "--power"));
+  if (!f.min_power.empty()) {
+    s->set_min_power_limit_mw(ParsePowerFlag(f.min_power, "--min-power"));
+  }
+  if (!f.max_runtime.empty()) {
+    auto d = ParseNonNegativeDuration(f.max_runtime, "--max-runtime");
+    if (!d.ok()) FailStatus(d.status());
+    *s->mutable_max_runtime() = ToProtoDuration(*d);
+  }
+  if (f.sim_load < 0 || f.sim_load > 1) Fail(2, "--sim-load: must be within 0..1");
+  s->set_sim_load(f.sim_load);
+  req.set_request_id(f.request_id);
+  v1::SubmitJobResponse resp;
+  c.Call(&v1::JobService::Stub::SubmitJob, c.jobs(), req, &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  Print(resp.job().id() + "\n");
+}
+
+void JobList(Client& c, const Globals& g, const std::string& tenant,
+             const std::string& state) {
+  v1::ListJobsRequest req;
+  req.set_tenant(tenant);
+  if (!state.empty()) {
+    auto st = ParseJobState(state);
+    if (!st.ok()) FailStatus(st.status());
+    req.set_state(*st);
+  }
+  v1::ListJobsResponse resp;
+  c.Call(&v1::JobService::Stub::ListJobs, c.jobs(), req, &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  Table t({"ID", "TENANT", "NAME", "STATE", "CLASS", "GPUS", "NODES", "REASON"});
+  for (const auto& j : resp.jobs()) {
+    std::vector<std::string> nodes;
+    for (const auto& a : j.allocations()) nodes.push_back(a.node());
+    t.Add({j.id(), j.spec().tenant(), j.spec().name(), JobStateName(j.state()),
+           ServiceClassName(j.effective_class()),
+           absl::StrCat(j.spec().gpus_per_node() * std::max(1u, j.spec().nodes())),
+           nodes.empty() ? "-" : absl::StrJoin(nodes, ","), j.reason()});
+  }
+  Print(t.Render());
+}
+
+void JobShow(Client& c, const Globals& g, const std::string& id) {
+  v1::GetJobRequest req;
+  req.set_id(id);
+  v1::Job j;
+  c.Call(&v1::JobService::Stub::GetJob, c.jobs(), req, &j);
+  if (Json(g)) return Print(ToJson(j) + "\n");
+  const auto& s = j.spec();
+  std::string out = absl::StrCat(
+      "job ", j.id(), "  ", JobStateName(j.state()), "\n", "reason:   ",
+      j.reason(), "\n", "tenant:   ", s.tenant(), "  name: ", s.name(),
+      "\nclass:    ", ServiceClassName(s.service_class()), " (runs as ",
+      ServiceClassName(j.effective_class()), ")  priority ", s.priority(),
+      "\nshape:    ", s.nodes(), " node(s) x ", s.gpus_per_node(), " GPU(s) ",
+      s.gpu_model().empty() ? "any model" : s.gpu_model(),
+      "\npower:    per GPU ",
+      j.power_limit_mw() > 0 ? FormatPower(j.power_limit_mw()) : "model TDP",
+      ", min ",
+      j.min_power_limit_mw() > 0 ? FormatPower(j.min_power_limit_mw()) : "= power",
+      "\ncommand:  ", absl::StrJoin(s.command(), " "), "\nsubmitted: ",
+      TimeText(j.submit_time()), "  attempt ", j.attempt(), "  exit code ",
+      j.exit_code(), "\n");
+  for (const auto& a : j.allocations()) {
+    absl::StrAppend(&out, "  on ", a.node(), " GPUs ",
+                    absl::StrJoin(a.gpu_indices(), ","), " at ",
+                    FormatPower(a.power_limit_mw()), "/GPU\n");
+  }
+  out += "history:\n";
+  for (const auto& h : j.history()) {
+    absl::StrAppend(&out, "  ", TimeText(h.time()), "  ",
+                    JobStateName(h.state()), "  (attempt ", h.attempt(), ") ",
+                    h.reason(), "\n");
+  }
+  for (const auto& a : j.attempts()) {
+    absl::StrAppend(&out, "attempt ", a.attempt(), ": ", TimeText(a.start_time()),
+                    " .. ", TimeText(a.end_time()), "  ", a.outcome(),
+                    "  energy ", FormatKwh(a.energy_mj()), " kWh\n");
+  }
+  Print(out);
+}
+
+void JobCancel(Client& c, const Globals& g, const std::string& id) {
+  v1::CancelJobRequest req;
+  req.set_id(id);
+  v1::Job j;
+  c.Call(&v1::JobService::Stub::CancelJob, c.jobs(), req, &j);
+  if (Json(g)) return Print(ToJson(j) + "\n");
+  Print(absl::StrCat(id, " ", JobStateName(j.state()), ": ", j.reason(), "\n"));
+}
+
+void JobLogs(Client& c, const Globals& g, const std::string& id,
+             uint32_t attempt) {
+  v1::GetJobLogsRequest req;
+  req.set_id(id);
+  req.set_attempt(attempt);
+  v1::GetJobLogsResponse resp;
+  c.Call(&v1::JobService::Stub::GetJobLogs, c.jobs(), req, &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  Print(resp.data());
+}
+
+// ------------------------------------------------------------- power ----
+
+void PowerTree(Client& c, const Globals& g) {
+  v1::GetPowerTreeResponse resp;
+  c.Call(&v1::AdminService::Stub::GetPowerTree, c.admin(),
+         v1::GetPowerTreeRequest(), &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  Table t({"DOMAIN", "KIND", "NODES", "CAP", "COMMITTED", "MEASURED",
+           "HEADROOM"});
+  for (const auto& d : resp.domains()) {
+    t.Add({std::string(2 * d.depth(), ' ') + d.name(), d.kind(),
+           absl::StrCat(d.nodes()), FormatPower(d.cap_mw()),
+           FormatPower(d.committed_mw()), FormatPower(d.measured_mw()),
+           FormatPower(d.headroom_mw())});
+  }
+  Print(absl::StrCat("admission mode: ", resp.admission_mode(), "\n"));
+  Print(t.Render());
+}
+
+void PowerSetCap(Client& c, const Globals& g, const std::string& domain,
+                 const std::string& watts, const std::string& reason) {
+  v1::SetPowerCapRequest req;
+  req.set_domain(domain);
+  req.set_cap_mw(ParsePowerFlag(watts, "WATTS"));
+  req.set_reason(reason);
+  v1::PowerDomain d;
+  c.Call(&v1::AdminService::Stub::SetPowerCap, c.admin(), req, &d);
+  if (Json(g)) return Print(ToJson(d) + "\n");
+  Print(absl::StrCat("domain ", d.name(), " cap ", FormatPower(d.cap_mw()),
+                     " (measured ", FormatPower(d.measured_mw()), ", committed ",
+                     FormatPower(d.committed_mw()), ")\n"));
+}
+
+void Events(Client& c, const Globals& g, const std::string& since,
+            const std::string& kind, uint32_t limit) {
+  v1::ListEventsRequest req;
+  if (!since.empty()) {
+    auto d = ParseNonNegativeDuration(since, "--since");
+    if (!d.ok()) FailStatus(d.status());
+    *req.mutable_since() = ToProtoDuration(*d);
+  }
+  req.set_kind(kind);
+  req.set_limit(limit);
+  v1::ListEventsResponse resp;
+  c.Call(&v1::AdminService::Stub::ListEvents, c.admin(), req, &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  Table t({"TIME", "KIND", "SUBJECT", "MESSAGE"});
+  for (const auto& e : resp.events()) {
+    t.Add({TimeText(e.time()), e.kind(), e.subject(), e.message()});
+  }
+  Print(t.Render());
+}
+
+// ----------------------------------------------------------- tenants ----
+
+void TenantCreate(Client& c, const Globals& g, const std::string& name,
+                  uint32_t weight) {
+  v1::CreateTenantRequest req;
+  req.mutable_tenant()->set_name(name);
+  req.mutable_tenant()->set_fair_share_weight(weight);
+  v1::Tenant t;
+  c.Call(&v1::AdminService::Stub::CreateTenant, c.admin(), req, &t);
+  if (Json(g)) return Print(ToJson(t) + "\n");
+  Print(absl::StrCat("tenant ", t.name(), " created\n"));
+}
+
+void TenantList(Client& c, const Globals& g) {
+  v1::ListTenantsResponse resp;
+  c.Call(&v1::AdminService::Stub::ListTenants, c.admin(),
+         v1::ListTenantsRequest(), &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  Table t({"TENANT", "WEIGHT", "CREATED"});
+  for (const auto& x : resp.tenants()) {
+    t.Add({x.name(), absl::StrCat(x.fair_share_weight()),
+           TimeText(x.created_time())});
+  }
+  Print(t.Render());
+}
+
+// ----------------------------------------------------------- billing ----
+
+// Tiers: "0.80" or "0:0.80,1000000000:0.60".
+void ParseTiers(const std::string& text, const std::string& flag,
+                google::protobuf::RepeatedPtrField<v1::PriceTier>* out) {
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    v1::PriceTier* t = out->Add();
+    const size_t colon = part.find(':');
+    if (colon == absl::string_view::npos) {
+      t->set_price(std::string(part));
+      continue;
+    }
+    uint64_t from = 0;
+    if (!absl::SimpleAtoi(part.substr(0, colon), &from)) {
+      Fail(2, absl::StrCat(flag, ": \"", part,
+                           "\" is not FROM_TOKENS:PRICE (e.g. 1000000000:0.60)"));
+    }
+    t->set_from_tokens(from);
+    t->set_price(std::string(part.substr(colon + 1)));
+  }
+}
+
+struct PriceFlags {
+  std::string kind, gpu_model, cls = "on-demand", price, model, input, output,
+      per_request, effective;
+};
+
+void PriceSet(Client& c, const Globals& g, const PriceFlags& f) {
+  v1::SetPriceRequest req;
+  v1::Price* p = req.mutable_price();
+  if (f.kind == "gpu-hour") {
+    if (f.gpu_model.empty()) Fail(2, "--gpu-model: required for gpu-hour prices");
+    if (f.price.empty()) Fail(2, "--price: required for gpu-hour prices");
+    p->mutable_gpu_hour()->set_gpu_model(f.gpu_model);
+    auto cls = ParseServiceClass(f.cls);
+    if (!cls.ok()) FailStatus(cls.status());
+    p->mutable_gpu_hour()->set_service_class(*cls);
+    p->mutable_gpu_hour()->set_price(f.price);
+  } else {
+    if (f.model.empty()) Fail(2, "--model: required for inference prices");
+    auto* inf = p->mutable_inference();
+    inf->set_model(f.model);
+    if (!f.input.empty()) ParseTiers(f.input, "--input", inf->mutable_input());
+    if (!f.output.empty()) ParseTiers(f.output, "--output", inf->mutable_output());
+    inf->set_per_request(f.per_request);
+  }
+  if (!f.effective.empty()) {
+    *p->mutable_effective_from() = ToProtoTime(ParseTimeFlag(f.effective, "--from"));
+  }
+  v1::Price out;
+  c.Call(&v1::BillingService::Stub::SetPrice, c.billing(), req, &out);
+  if (Json(g)) return Print(ToJson(out) + "\n");
+  Print(absl::StrCat("price version ", out.version(), " effective ",
+                     TimeText(out.effective_from()), "\n"));
+}
+
+void PriceList(Client& c, const Globals& g, bool history) {
+  v1::ListPricesRequest req;
+  req.set_include_history(history);
+  v1::ListPricesResponse resp;
+  c.Call(&v1::BillingService::Stub::ListPrices, c.billing(), req, &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  Table t({"VERSION", "EFFECTIVE", "KIND", "ITEM", "CLASS/DIRECTION", "PRICE"});
+  auto tiers = [](const auto& ts) {
+    std::vector<std::string> parts;
+    for (const auto& x : ts) {
+      parts.push_back(absl::StrCat(x.from_tokens(), "+:", x.price()));
+    }
+    return absl::StrJoin(parts, " ");
+  };
+  for (const auto& p : resp.prices()) {
+    const std::string v = absl::StrCat(p.version());
+    if (p.has_gpu_hour()) {
+      t.Add({v, TimeText(p.effective_from()), "gpu-hour", p.gpu_hour().gpu_model(),
+             ServiceClassName(p.gpu_hour().service_class()),
+             absl::StrCat(p.gpu_hour().price(), " /GPU-h")});
+    } else {
+      const auto& inf = p.inference();
+      t.Add({v, TimeText(p.effective_from()), "inference", inf.model(), "input",
+             absl::StrCat(tiers(inf.input()), " /1M tok")});
+      t.Add({v, "", "", "", "output",
+             absl::StrCat(tiers(inf.output()), " /1M tok")});
+      if (!inf.per_request().empty()) {
+        t.Add({v, "", "", "", "request", absl::StrCat(inf.per_request(), " /req")});
+      }
+    }
+  }
+  Print(t.Render());
+}
+
+struct ContractFlags {
+  std::string tenant, gpu_model, start, end, rate, overage;
+  uint32_t gpus = 0;
+};
+
+void ContractCreate(Client& c, const Globals& g, const ContractFlags& f) {
+  v1::CreateContractRequest req;
+  v1::Contract* k = req.mutable_contract();
+  k->set_tenant(f.tenant);
+  k->set_gpu_model(f.gpu_model);
+  k->set_gpus(f.gpus);
+  k->set_start_date(f.start);
+  k->set_end_date(f.end);
+  k->set_rate(f.rate);
+  k->set_overage_rate(f.overage);
+  v1::Contract out;
+  c.Call(&v1::BillingService::Stub::CreateContract, c.billing(), req, &out);
+  if (Json(g)) return Print(ToJson(out) + "\n");
+  Print(absl::StrCat("contract ", out.id(), " value USD ",
+                     FormatCents(out.value_micros() / 10000), "\n"));
+}
+
+void ContractList(Client& c, const Globals& g, const std::string& tenant) {
+  v1::ListContractsRequest req;
+  req.set_tenant(tenant);
+  v1::ListContractsResponse resp;
+  c.Call(&v1::BillingService::Stub::ListContracts, c.billing(), req, &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  Table t({"ID", "TENANT", "GPU MODEL", "GPUS", "START", "END", "RATE",
+           "OVERAGE", "VALUE"});
+  for (const auto& k : resp.contracts()) {
+    t.Add({k.id(), k.tenant(), k.gpu_model(), absl::StrCat(k.gpus()),
+           k.start_date(), k.end_date(), k.rate(),
+           k.overage_rate().empty() ? "on-demand" : k.overage_rate(),
+           FormatCents(k.value_micros() / 10000)});
+  }
+  Print(t.Render());
+}
+
+struct UsageFlags {
+  std::string tenant, model, time, key;
+  int64_t requests = 1, input = 0, output = 0;
+};
+
+void UsageRecord(Client& c, const Globals& g, const UsageFlags& f) {
+  v1::RecordUsageRequest req;
+  v1::UsageEvent* e = req.add_events();
+  e->set_tenant(f.tenant.empty() ? g.as_tenant : f.tenant);
+  e->set_model(f.model);
+  e->set_requests(f.requests);
+  e->set_input_tokens(f.input);
+  e->set_output_tokens(f.output);
+  e->set_idempotency_key(f.key);
+  *e->mutable_time() = ToProtoTime(
+      f.time.empty() ? absl::Now() : ParseTimeFlag(f.time, "--time"));
+  v1::RecordUsageResponse resp;
+  c.Call(&v1::BillingService::Stub::RecordUsage, c.billing(), req, &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  Print(resp.accepted() > 0 ? "recorded\n" : "duplicate (already recorded)\n");
+}
+
+void UsageImport(Client& c, const Globals& g, const std::string& path,
+                 uint32_t batch_size) {
+  std::ifstream in(path);
+  if (!in) Fail(2, absl::StrCat("FILE: cannot read ", path));
+  std::string line;
+  if (!std::getline(in, line) ||
+      absl::StripAsciiWhitespace(line) != kUsageCsvHeader) {
+    Fail(2, absl::StrCat(path, ": line 1: header must be ", kUsageCsvHeader));
+  }
+  uint64_t added = 0, duplicates = 0, rejected = 0;
+  std::vector<std::string> errors;
+  std::vector<std::pair<int, v1::UsageEvent>> batch;
+  auto flush = [&] {
+    while (!batch.empty()) {
+      v1::RecordUsageRequest req;
+      for (const auto& [n, e] : batch) *req.add_events() = e;
+      v1::RecordUsageResponse resp;
+      grpc::Status s = c.CallStatus(&v1::BillingService::Stub::RecordUsage,
+                                    c.billing(), req, &resp);
+      if (s.ok()) {
+        added += resp.accepted();
+        duplicates += resp.duplicates();
+        batch.clear();
+        return;
+      }
+      const int idx = EventIndexInMessage(s.error_message());
+      if ((s.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+           s.error_code() == grpc::StatusCode::ALREADY_EXISTS) &&
+          idx >= 0 && idx < static_cast<int>(batch.size())) {
+        // Drop the bad row, keep the rest of the batch.
+        ++rejected;
+        errors.push_back(absl::StrCat("line ", batch[idx].first, ": ",
+                                      s.error_message()));
+        batch.erase(batch.begin() + idx);
+        continue;
+      }
+      c.FailRpc(s);
+    }
+  };
+  int n = 1;
+  while (std::getline(in, line)) {
+    ++n;
+    if (absl::StripAsciiWhitespace(line).empty()) continue;
+    auto e = ParseUsageCsvLine(line, n);
+    if (!e.ok()) {
+      ++rejected;
+      errors.push_back(std::string(e.status().message()));
+      continue;
+    }
+    batch.emplace_back(n, std::move(*e));
+    if (batch.size() >= batch_size) flush();
+  }
+  flush();
+  if (Json(g)) {
+    Print(absl::StrCat("{\"new\": ", added, ", \"duplicate\": ", duplicates,
+                       ", \"rejected\": ", rejected, "}\n"));
+  } else {
+    Print(absl::StrCat("new ", added, ", duplicate ", duplicates, ", rejected ",
+                       rejected, "\n"));
+  }
+  for (size_t i = 0; i < errors.size() && i < 20; ++i) {
+    std::fprintf(stderr, "joulectl: rejected %s\n", errors[i].c_str());
+  }
+  if (rejected > 0) throw Exit{1};
+}
+
+void Statement(Client& c, const Globals& g, const std::string& tenant,
+               const std::string& period) {
+  v1::GetStatementRequest req;
+  req.set_tenant(tenant.empty() ? g.as_tenant : tenant);
+  req.set_period(period);
+  v1::Statement s;
+  c.Call(&v1::BillingService::Stub::GetStatement, c.billing(), req, &s);
+  if (Json(g)) return Print(ToJson(s) + "\n");
+  if (g.output == "csv") return Print(StatementCsv(s));
+  Print(StatementTable(s));
+}
+
+void Finalize(Client& c, const Globals& g, const std::string& period) {
+  v1::FinalizePeriodRequest req;
+  req.set_period(period);
+  v1::FinalizePeriodResponse resp;
+  c.Call(&v1::BillingService::Stub::FinalizePeriod, c.billing(), req, &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  for (const auto& s : resp.statements()) {
+    Print(absl::StrCat(s.number(), "  ", s.tenant(), "  USD ",
+                       FormatCents(s.total_cents()), "\n"));
+  }
+  Print(absl::StrCat(resp.statements_size(), " statement(s) finalized for ",
+                     period, "\n"));
+}
+
+void Backlog(Client& c, const Globals& g, const std::string& as_of) {
+  v1::GetBacklogRequest req;
+  if (!as_of.empty()) {
+    *req.mutable_as_of() = ToProtoTime(ParseTimeFlag(as_of, "--as-of"));
+  }
+  v1::GetBacklogResponse resp;
+  c.Call(&v1::BillingService::Stub::GetBacklog, c.billing(), req, &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  Print(absl::StrCat("Reserved-contract backlog (RPO) as of ",
+                     TimeText(resp.as_of()), ", USD\n"));
+  Table t({"CONTRACT", "TENANT", "MODEL", "GPUS", "TERM", "RATE", "VALUE",
+           "RECOGNISED", "BACKLOG", "NEXT 12 MO", "AFTER"});
+  auto row = [&](const v1::BacklogRow& r, const std::string& id) {
+    t.Add({id, r.tenant(), r.gpu_model(), r.gpus() ? absl::StrCat(r.gpus()) : "",
+           r.start_date().empty() ? "" : r.start_date() + ".." + r.end_date(),
+           r.rate(), FormatCents(r.value_cents()),
+           FormatCents(r.recognized_cents()), FormatCents(r.backlog_cents()),
+           FormatCents(r.next_12_months_cents()),
+           FormatCents(r.after_12_months_cents())});
+  };
+  for (const auto& r : resp.rows()) row(r, r.contract_id());
+  row(resp.total(), "TOTAL");
+  Print(t.Render());
+}
+
+}  // namespace
+}  // namespace joule::cli
+
+int main(int argc, char** argv) {
+  using namespace joule::cli;
+  CLI::App app{"joulectl: Joule's CLI for tenants and operators"};
+  app.require_subcommand(1);
+  Globals g;
+  const char* env_server = std::getenv("JOULE_SERVER");
+  g.server = env_server != nullptr && *env_server ? env_server : "127.0.0.1:7070";
+  app.add_option("--server", g.server,
+                 "jouled address (default $JOULE_SERVER or 127.0.0.1:7070)");
+  app.add_option("-o,--output", g.output, "table, json (or csv for statements)")
+      ->check(CLI::IsMember({"table", "json", "csv"}));
+  app.add_option("--as-tenant", g.as_tenant,
+                 "act as this tenant (sent as x-joule-tenant)");
+  app.add_option("--timeout", g.timeout, "deadline of each call");
+
+  std::function<void(Client&)> action;
+  auto set = [&](CLI::App* sub, std::function<void(Client&)> fn) {
+    sub->callback([&action, fn] { action = fn; });
+  };
+
+  // node
+  auto* node = app.add_subcommand("node", "nodes")->require_subcommand(1);
+  set(node->add_subcommand("list", "list nodes"),
+      [&](Client& c) { NodeList(c, g); });
+  static std::string node_name;
+  auto* node_show = node->add_subcommand("show", "one node, per GPU");
+  node_show->add_option("NAME", node_name)->required();
+  set(node_show, [&](Client& c) { NodeShow(c, g, node_name); });
+  auto* drain = node->add_subcommand("drain", "no new jobs on NAME");
+  drain->add_option("NAME", node_name)->required();
+  set(drain, [&](Client& c) { NodeDrain(c, g, node_name, true); });
+  auto* undrain = node->add_subcommand("undrain", "accept jobs on NAME again");
+  undrain->add_option("NAME", node_name)->required();
+  set(undrain, [&](Client& c) { NodeDrain(c, g, node_name, false); });
+
+  // job
+  auto* job = app.add_subcommand("job", "jobs")->require_subcommand(1);
+  SubmitFlags sf;
+  auto* submit = job->add_subcommand("submit", "submit a job: ... -- CMD [ARGS]");
+  submit->add_option("--tenant", sf.tenant, "tenant");
+  submit->add_option("--gpus", sf.gpus, "GPUs per node")->required();
+  submit->add_option("--nodes", sf.nodes, "nodes (a gang when > 1)");
+  submit->add_option("--gpu-model", sf.gpu_model, "GPU model (default: any)");
+  submit->add_option("--class", sf.cls, "reserved, on-demand or spot");
+  submit->add_option("--priority", sf.priority, "priority within the class");
+  submit->add_option("--power", sf.power, "per-GPU power limit, e.g. 500W");
+  submit->add_option("--min-power", sf.min_power,
+                     "lowest per-GPU limit tolerated (throttling floor)");
+  submit->add_option("--max-runtime", sf.max_runtime, "e.g. 2h");
+  submit->add_option("--name", sf.name, "job name");
+  submit->add_option("--env", sf.env, "KEY=VALUE (repeatable)");
+  submit->add_option("--sim-load", sf.sim_load,
+                     "simulated GPUs: how hard the job drives them (0..1)");
+  submit->add_option("--request-id", sf.request_id,
+                     "idempotency key: retrying with it never submits twice");
+  submit->add_option("CMD", sf.command, "command and arguments, after --")
+      ->required();
+  set(submit, [&](Client& c) { JobSubmit(c, g, sf); });
+  static std::string job_tenant, job_state, job_id;
+  auto* jlist = job->add_subcommand("list", "list jobs");
+  jlist->add_option("--tenant", job_tenant);
+  jlist->add_option("--state", job_state);
+  set(jlist, [&](Client& c) { JobList(c, g, job_tenant, job_state); });
+  auto* jshow = job->add_subcommand("show", "one job, with why it waits");
+  jshow->add_option("ID", job_id)->required();
+  set(jshow, [&](Client& c) { JobShow(c, g, job_id); });
+  auto* jcancel = job->add_subcommand("cancel", "cancel a job");
+  jcancel->add_option("ID", job_id)->required();
+  set(jcancel, [&](Client& c) { JobCancel(c, g, job_id); });
+  static uint32_t log_attempt = 0;
+  auto* jlogs = job->add_subcommand("logs", "a job's stdout and stderr");
+  jlogs->add_option("ID", job_id)->required();
+  jlogs->add_option("--attempt", log_attempt, "attempt (default: latest)");
+  set(jlogs, [&](Client& c) { JobLogs(c, g, job_id, log_attempt); });
+
+  // power
+  auto* power = app.add_subcommand("power", "power domains")->require_subcommand(1);
+  set(power->add_subcommand("tree", "caps, committed, measured, headroom"),
+      [&](Client& c) { PowerTree(c, g); });
+  static std::string cap_domain, cap_watts, cap_reason;
+  auto* setcap = power->add_subcommand("set-cap", "set a domain's cap");
+  setcap->add_option("DOMAIN", cap_domain)->required();
+  setcap->add_option("WATTS", cap_watts, "e.g. 40kW, 1.5MW, 700W")->required();
+  setcap->add_option("--reason", cap_reason);
+  set(setcap, [&](Client& c) { PowerSetCap(c, g, cap_domain, cap_watts, cap_reason); });
+
+  // events
+  static std::string ev_since, ev_kind;
+  static uint32_t ev_limit = 0;
+  auto* events = app.add_subcommand("events", "throttles, preemptions, caps...");
+  events->add_option("--since", ev_since, "e.g. 10m");
+  events->add_option("--kind", ev_kind);
+  events->add_option("--limit", ev_limit);
+  set(events, [&](Client& c) { Events(c, g, ev_since, ev_kind, ev_limit); });
+
+  // tenant
+  auto* tenant = app.add_subcommand("tenant", "tenants")->require_subcommand(1);
+  static std::string tenant_name;
+  static uint32_t tenant_weight = 1;
+  auto* tcreate = tenant->add_subcommand("create", "create a tenant");
+  tcreate->add_option("NAME", tenant_name)->required();
+  tcreate->add_option("--weight", tenant_weight, "fair-share weight");
+  set(tcreate, [&](Client& c) { TenantCreate(c, g, tenant_name, tenant_weight); });
+  set(tenant->add_subcommand("list", "list tenants"),
+      [&](Client& c) { TenantList(c, g); });
+
+  // price
+  auto* price = app.add_subcommand("price", "price catalogue")->require_subcommand(1);
+  PriceFlags pf;
+  auto* pset = price->add_subcommand("set", "add a price version");
+  pset->add_option("KIND", pf.kind, "gpu-hour or inference")
+      ->required()
+      ->check(CLI::IsMember({"gpu-hour", "inference"}));
+  pset->add_option("--gpu-model", pf.gpu_model);
+  pset->add_option("--class", pf.cls, "on-demand or spot");
+  pset->add_option("--price", pf.price, "USD per GPU-hour, e.g. 2.49");
+  pset->add_option("--model", pf.model, "served model");
+  pset->add_option("--input", pf.input,
+                   "USD per 1M input tokens, or tiers 0:0.80,1000000000:0.60");
+  pset->add_option("--output", pf.output, "USD per 1M output tokens (tiers too)");
+  pset->add_option("--per-request", pf.per_request, "USD per request");
+  pset->add_option("--from", pf.effective, "effective from (default now)");
+  set(pset, [&](Client& c) { PriceSet(c, g, pf); });
+  static bool price_history = false;
+  auto* plist = price->add_subcommand("list", "prices in effect");
+  plist->add_flag("--history", price_history, "every version");
+  set(plist, [&](Client& c) { PriceList(c, g, price_history); });
+
+  // contract
+  auto* contract =
+      app.add_subcommand("contract", "reserved contracts")->require_subcommand(1);
+  ContractFlags cf;
+  auto* ccreate = contract->add_subcommand("create", "create a contract");
+  ccreate->add_option("--tenant", cf.tenant)->required();
+  ccreate->add_option("--gpu-model", cf.gpu_model)->required();
+  ccreate->add_option("--gpus", cf.gpus)->required();
+  ccreate->add_option("--start", cf.start, "YYYY-MM-DD (UTC)")->required();
+  ccreate->add_option("--end", cf.end, "YYYY-MM-DD, exclusive")->required();
+  ccreate->add_option("--rate", cf.rate, "USD per GPU-hour")->required();
+  ccreate->add_option("--overage-rate", cf.overage, "default: on-demand price");
+  set(ccreate, [&](Client& c) { ContractCreate(c, g, cf); });
+  static std::string contract_tenant;
+  auto* clist = contract->add_subcommand("list", "list contracts");
+  clist->add_option("--tenant", contract_tenant);
+  set(clist, [&](Client& c) { ContractList(c, g, contract_tenant); });
+
+  // usage
+  auto* usage = app.add_subcommand("usage", "inference usage")->require_subcommand(1);
+  UsageFlags uf;
+  auto* urec = usage->add_subcommand("record", "record one usage event");
+  urec->add_option("--tenant", uf.tenant);
+  urec->add_option("--model", uf.model)->required();
+  urec->add_option("--requests", uf.requests);
+  urec->add_option("--input-tokens", uf.input)->required();
+  urec->add_option("--output-tokens", uf.output)->required();
+  urec->add_option("--time", uf.time, "RFC 3339 (default now)");
+  urec->add_option("--key", uf.key, "idempotency key")->required();
+  set(urec, [&](Client& c) { UsageRecord(c, g, uf); });
+  static std::string import_path;
+  static uint32_t import_batch = 2000;
+  auto* uimp = usage->add_subcommand("import", "import a usage CSV");
+  uimp->add_option("FILE", import_path)->required();
+  uimp->add_option("--batch", import_batch, "events per call")
+      ->check(CLI::Range(1, 100000));
+  set(uimp, [&](Client& c) { UsageImport(c, g, import_path, import_batch); });
+
+  // billing
+  auto* billing =
+      app.add_subcommand("billing", "statements, backlog")->require_subcommand(1);
+  static std::string st_tenant, st_period, as_of;
+  auto* stmt = billing->add_subcommand("statement", "a tenant's statement");
+  stmt->add_option("--tenant", st_tenant);
+  stmt->add_option("--period", st_period, "YYYY-MM")->required();
+  set(stmt, [&](Client& c) { Statement(c, g, st_tenant, st_period); });
+  auto* fin = billing->add_subcommand("finalize", "freeze a period");
+  fin->add_option("--period", st_period, "YYYY-MM")->required();
+  set(fin, [&](Client& c) { Finalize(c, g, st_period); });
+  auto* backlog = billing->add_subcommand("backlog", "contract backlog (RPO)");
+  backlog->add_option("--as-of", as_of, "RFC 3339 or YYYY-MM-DD");
+  set(backlog, [&](Client& c) { Backlog(c, g, as_of); });
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "joulectl: %s\n", e.what());
+    return 2;
+  }
+  try {
+    if (!action) {
+      std::fprintf(stderr, "joulectl: no command; see joulectl --help\n");
+      return 2;
+    }
+    Client client(g);
+    action(client);
+  } catch (const Exit& e) {
+    return e.code;
+  }
+  return 0;
+}

@@ -1,0 +1,162 @@
+#include "absl/strings/string_view.h"
+#include "daemon/billing_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/proto_time.h"
+#include "daemon/services.h"
+
+namespace joule::daemon {
+
+// ------------------------------------------------------------ adapter ----
+
+grpc::ServerUnaryReactor* BillingServiceImpl::SetPrice(
+    grpc::CallbackServerContext* ctx, const v1::SetPriceRequest* req,
+    v1::Price* resp) {
+  absl::Status s = RequireOperator(ctx);
+  if (s.ok()) {
+    auto r = ledger_->SetPrice(req->price());
+    if (r.ok()) *resp = std::move(*r);
+    s = r.status();
+  }
+  return Reply(ctx, s);
+}
+
+grpc::ServerUnaryReactor* BillingServiceImpl::ListPrices(
+    grpc::CallbackServerContext* ctx, const v1::ListPricesRequest* req,
+    v1::ListPricesResponse* resp) {
+  for (auto& p : ledger_->ListPrices(req->include_history())) {
+    *resp->add_prices() = std::move(p);
+  }
+  return Reply(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* BillingServiceImpl::CreateContract(
+    grpc::CallbackServerContext* ctx, const v1::CreateContractRequest* req,
+    v1::Contract* resp) {
+  absl::Status s = RequireOperator(ctx);
+  if (s.ok()) {
+    auto r = ledger_->CreateContract(req->contract());
+    if (r.ok()) *resp = std::move(*r);
+    s = r.status();
+  }
+  return Reply(ctx, s);
+}
+
+grpc::ServerUnaryReactor* BillingServiceImpl::ListContracts(
+    grpc::CallbackServerContext* ctx, const v1::ListContractsRequest* req,
+    v1::ListContractsResponse* resp) {
+  const std::string caller = CallerTenant(ctx);
+  if (!caller.empty() && !req->tenant().empty() && req->tenant() != caller) {
+    return Reply(ctx, absl::PermissionDeniedError(
+                          "tenant: a tenant may list only its own contracts"));
+  }
+  for (auto& c : ledger_->ListContracts(caller.empty() ? req->tenant() : caller)) {
+    *resp->add_contracts() = std::move(c);
+  }
+  return Reply(ctx, absl::OkStatus());
+}
+
+grpc::ServerUnaryReactor* BillingServiceImpl::RecordUsage(
+    grpc::CallbackServerContext* ctx, const v1::RecordUsageRequest* req,
+    v1::RecordUsageResponse* resp) {
+  const std::string caller = CallerTenant(ctx);
+  if (!caller.empty()) {
+    for (int i = 0; i < req->events_size(); ++i) {
+      if (req->events(i).tenant() != caller) {
+        return Reply(ctx, absl::PermissionDeniedError(absl::StrCat(
+                              "events[", i, "].tenant: a tenant may record ",
+                              "usage only for itself")));
+      }
+    }
+  }
+  const std::vector<v1::UsageEvent> events(req->events().begin(),
+                                           req->events().end());
+  auto r = ledger_->RecordUsage(events);
+  if (r.ok()) *resp = std::move(*r);
+  return Reply(ctx, r.status());
+}
+
+grpc::ServerUnaryReactor* BillingServiceImpl::GetStatement(
+    grpc::CallbackServerContext* ctx, const v1::GetStatementRequest* req,
+    v1::Statement* resp) {
+  const std::string caller = CallerTenant(ctx);
+  if (!caller.empty() && req->tenant() != caller) {
+    return Reply(ctx, absl::PermissionDeniedError(
+                          "tenant: a tenant may read only its own statements"));
+  }
+  auto r = ledger_->GetStatement(req->tenant(), req->period());
+  if (r.ok()) *resp = std::move(*r);
+  return Reply(ctx, r.status());
+}
+
+grpc::ServerUnaryReactor* BillingServiceImpl::FinalizePeriod(
+    grpc::CallbackServerContext* ctx, const v1::FinalizePeriodRequest* req,
+    v1::FinalizePeriodResponse* resp) {
+  absl::Status s = RequireOperator(ctx);
+  if (s.ok()) {
+    auto r = ledger_->FinalizePeriod(req->period());
+    if (r.ok()) *resp = std::move(*r);
+    s = r.status();
+  }
+  return Reply(ctx, s);
+}
+
+grpc::ServerUnaryReactor* BillingServiceImpl::GetBacklog(
+    grpc::CallbackServerContext* ctx, const v1::GetBacklogRequest* req,
+    v1::GetBacklogResponse* resp) {
+  absl::Status s = RequireOperator(ctx);
+  if (s.ok()) {
+    const absl::Time as_of =
+        req->has_as_of() ? FromProtoTime(req->as_of()) : clock_->Now();
+    auto r = ledger_->Backlog(as_of);
+    if (r.ok()) *resp = std::move(*r);
+    s = r.status();
+  }
+  return Reply(ctx, s);
+}
+
+// -------------------------------------------------------------- wiring ----
+
+BillingParts::BillingParts(storage::Store* store, const Clock* clock)
+    : ledger_(std::make_unique<billing::Ledger>(store, clock, &directory_)) {
+  sink_.ledger = ledger_.get();
+  service_ = std::make_unique<BillingServiceImpl>(ledger_.get(), clock);
+}
+
+bool BillingParts::Directory::Exists(std::string_view tenant) const {
+  ClusterManager* m = manager.load();
+  return m != nullptr && m->TenantExists(absl::string_view(tenant.data(), tenant.size()));
+}
+
+ContractedGpusFn BillingParts::contracted_gpus_fn() {
+  billing::Ledger* ledger = ledger_.get();
+  return [ledger](absl::Time t) { return ledger->ContractedGpus(t); };
+}
+
+billing::JobUsage BillingParts::ToUsage(const v1::Job& job,
+                                        const v1::JobAttempt& attempt) {
+  billing::JobUsage u;
+  u.tenant = job.spec().tenant();
+  u.job_id = job.id();
+  u.attempt = attempt.attempt();
+  u.gpu_model = attempt.gpu_model();
+  u.service_class = attempt.billed_class();
+  for (const auto& al : attempt.allocations()) u.gpus += al.gpu_indices_size();
+  u.start = FromProtoTime(attempt.start_time());
+  u.end = FromProtoTime(attempt.end_time());
+  u.energy_mj = attempt.energy_mj();
+  return u;
+}
+
+void BillingParts::Sink::AddAttempt(const v1::Job& job,
+                                    const v1::JobAttempt& attempt,
+                                    storage::WriteBatch* batch) {
+  ledger->AddJobUsage(ToUsage(job, attempt), batch);
+}
+
+void BillingParts::Sink::Committed(const v1::Job& job,
+                                   const v1::JobAttempt& attempt) {
+  ledger->ApplyJobUsage(ToUsage(job, attempt));
+}
+
+}  // namespace joule::daemon

@@ -1,0 +1,84 @@
+#pragma once
+
+#include "absl/strings/string_view.h"
+#include <atomic>
+#include <memory>
+
+#include "billing/ledger.h"
+#include "daemon/cluster_manager.h"
+#include "joule/v1/joule.grpc.pb.h"
+
+namespace joule::daemon {
+
+// Thin gRPC adapter over billing::Ledger (callback API). Tenants may read
+// only their own statements, contracts and usage; prices and finalization
+// are operator calls.
+class BillingServiceImpl final : public v1::BillingService::CallbackService {
+ public:
+  BillingServiceImpl(billing::Ledger* ledger, const Clock* clock)
+      : ledger_(ledger), clock_(clock) {}
+  grpc::ServerUnaryReactor* SetPrice(grpc::CallbackServerContext* ctx,
+                                     const v1::SetPriceRequest* req,
+                                     v1::Price* resp) override;
+  grpc::ServerUnaryReactor* ListPrices(grpc::CallbackServerContext* ctx,
+                                       const v1::ListPricesRequest* req,
+                                       v1::ListPricesResponse* resp) override;
+  grpc::ServerUnaryReactor* CreateContract(
+      grpc::CallbackServerContext* ctx, const v1::CreateContractRequest* req,
+      v1::Contract* resp) override;
+  grpc::ServerUnaryReactor* ListContracts(
+      grpc::CallbackServerContext* ctx, const v1::ListContractsRequest* req,
+      v1::ListContractsResponse* resp) override;
+  grpc::ServerUnaryReactor* RecordUsage(grpc::CallbackServerContext* ctx,
+                                        const v1::RecordUsageRequest* req,
+                                        v1::RecordUsageResponse* resp) override;
+  grpc::ServerUnaryReactor* GetStatement(grpc::CallbackServerContext* ctx,
+                                         const v1::GetStatementRequest* req,
+                                         v1::Statement* resp) override;
+  grpc::ServerUnaryReactor* FinalizePeriod(
+      grpc::CallbackServerContext* ctx, const v1::FinalizePeriodRequest* req,
+      v1::FinalizePeriodResponse* resp) override;
+  grpc::ServerUnaryReactor* GetBacklog(grpc::CallbackServerContext* ctx,
+                                       const v1::GetBacklogRequest* req,
+                                       v1::GetBacklogResponse* resp) override;
+
+ private:
+  billing::Ledger* const ledger_;
+  const Clock* const clock_;
+};
+
+// Billing as the daemon wires it: the ledger, its gRPC adapter, the sink
+// that turns ended job attempts into GPU usage, and the tenant directory
+// (bound to the ClusterManager after both exist). Owns all of them.
+class BillingParts {
+ public:
+  BillingParts(storage::Store* store, const Clock* clock);
+  void set_tenants(ClusterManager* manager) { directory_.manager = manager; }
+  absl::Status Load() { return ledger_->Load(); }
+  AttemptSink* attempt_sink() { return &sink_; }
+  ContractedGpusFn contracted_gpus_fn();
+  grpc::Service* service() { return service_.get(); }
+  billing::Ledger* ledger() { return ledger_.get(); }
+
+  // The usage record of an ended attempt (exposed for tests).
+  static billing::JobUsage ToUsage(const v1::Job& job,
+                                   const v1::JobAttempt& attempt);
+
+ private:
+  struct Directory final : billing::TenantDirectory {
+    std::atomic<ClusterManager*> manager{nullptr};
+    bool Exists(std::string_view tenant) const override;
+  };
+  struct Sink final : AttemptSink {
+    billing::Ledger* ledger = nullptr;
+    void AddAttempt(const v1::Job& job, const v1::JobAttempt& attempt,
+                    storage::WriteBatch* batch) override;
+    void Committed(const v1::Job& job, const v1::JobAttempt& attempt) override;
+  };
+  Directory directory_;
+  std::unique_ptr<billing::Ledger> ledger_;
+  Sink sink_;
+  std::unique_ptr<BillingServiceImpl> service_;
+};
+
+}  // namespace joule::daemon

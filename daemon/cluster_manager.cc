@@ -1,0 +1,1741 @@
+#include "absl/strings/string_view.h"
+#include "daemon/cluster_manager.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "common/proto_time.h"
+#include "common/status_macros.h"
+#include "common/units.h"
+#include "joule/v1/records.pb.h"
+
+namespace joule::daemon {
+namespace {
+
+using scheduler::ServiceClass;
+
+constexpr size_t kMeasuredSamples = 60;
+constexpr size_t kMeasuredMinSamples = 5;
+constexpr std::string_view kCountersKey = "counters";
+
+std::string AttemptKey(const std::string& job_id, uint32_t attempt) {
+  return absl::StrCat(job_id, "/", attempt);
+}
+
+std::string EventKey(uint64_t seq) { return absl::StrFormat("%016x", seq); }
+
+ServiceClass ToPolicyClass(v1::ServiceClass c) {
+  switch (c) {
+    case v1::SERVICE_CLASS_RESERVED:
+      return ServiceClass::kReserved;
+    case v1::SERVICE_CLASS_SPOT:
+      return ServiceClass::kSpot;
+    default:
+      return ServiceClass::kOnDemand;
+  }
+}
+
+v1::ServiceClass FromPolicyClass(ServiceClass c) {
+  switch (c) {
+    case ServiceClass::kReserved:
+      return v1::SERVICE_CLASS_RESERVED;
+    case ServiceClass::kSpot:
+      return v1::SERVICE_CLASS_SPOT;
+    default:
+      return v1::SERVICE_CLASS_ON_DEMAND;
+  }
+}
+
+bool IsActive(v1::JobState s) {
+  return s == v1::JOB_STATE_PENDING || s == v1::JOB_STATE_STARTING ||
+         s == v1::JOB_STATE_RUNNING;
+}
+
+std::string StateName(v1::JobState s) {
+  std::string n = v1::JobState_Name(s);
+  return absl::AsciiStrToLower(n.substr(std::string("JOB_STATE_").size()));
+}
+
+absl::Status ValidName(absl::string_view field, absl::string_view name) {
+  if (name.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, ": must not be empty"));
+  }
+  if (name.size() > 128) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must be at most 128 characters"));
+  }
+  for (char c : name) {
+    if (!absl::ascii_isalnum(c) && c != '-' && c != '_' && c != '.') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": \"", name,
+          "\" may contain only letters, digits, '-', '_' and '.'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+ClusterManager::ClusterManager(ClusterManagerOptions options)
+    : options_(std::move(options)) {
+  absl::MutexLock lock(&mu_);
+  for (const config::Domain& d : options_.config.domains) {
+    DomainRt rt;
+    rt.name = d.name;
+    rt.kind = d.kind;
+    rt.config_cap_mw = d.cap_mw;
+    rt.cap_mw = d.cap_mw;
+    if (!d.parent.empty()) {
+      rt.parent = domain_index_.at(d.parent);
+      rt.depth = domains_[rt.parent].depth + 1;
+    }
+    domain_index_[d.name] = static_cast<int>(domains_.size());
+    domains_.push_back(rt);
+  }
+  for (const auto& [name, weight] : options_.config.tenant_weights) {
+    TenantRt t;
+    t.tenant.set_name(name);
+    t.tenant.set_fair_share_weight(weight);
+    tenants_[name] = t;
+  }
+}
+
+ClusterManager::~ClusterManager() { Stop(); }
+
+// ----------------------------------------------------------------- load ----
+
+absl::Status ClusterManager::Load() {
+  absl::MutexLock lock(&mu_);
+  return LoadLocked();
+}
+
+absl::Status ClusterManager::LoadLocked() {
+  storage::Store* store = options_.store;
+  absl::Status parse_error;
+  auto check = [&](bool ok, std::string_view table, std::string_view key) {
+    if (!ok && parse_error.ok()) {
+      parse_error = absl::DataLossError(absl::StrCat(
+          "cannot parse ", std::string(table), " record ", std::string(key)));
+    }
+    return ok;
+  };
+  ASSIGN_OR_RETURN(auto counters_raw, store->Get(storage::kMeta, kCountersKey));
+  if (counters_raw.has_value()) {
+    v1::records::Counters c;
+    if (!check(c.ParseFromString(*counters_raw), storage::kMeta, kCountersKey)) {
+      return parse_error;
+    }
+    next_job_seq_ = std::max<uint64_t>(1, c.next_job_seq());
+    next_event_seq_ = std::max<uint64_t>(1, c.next_event_seq());
+  }
+  RETURN_IF_ERROR(store->Scan(storage::kDomains, "", [&](auto key, auto value) {
+    v1::records::DomainCapOverride o;
+    if (!check(o.ParseFromString(std::string(value)), storage::kDomains, key)) {
+      return false;
+    }
+    auto it = domain_index_.find(o.domain());
+    if (it != domain_index_.end()) domains_[it->second].cap_mw = o.cap_mw();
+    return true;
+  }));
+  RETURN_IF_ERROR(store->Scan(storage::kTenants, "", [&](auto key, auto value) {
+    TenantRt t;
+    if (!check(t.tenant.ParseFromString(std::string(value)), storage::kTenants,
+               key)) {
+      return false;
+    }
+    tenants_[t.tenant.name()] = t;
+    absl::MutexLock names_lock(&tenant_names_mu_);
+    tenant_names_.insert(t.tenant.name());
+    return true;
+  }));
+  RETURN_IF_ERROR(store->Scan(storage::kNodes, "", [&](auto key, auto value) {
+    NodeRt n;
+    if (!check(n.node.ParseFromString(std::string(value)), storage::kNodes,
+               key)) {
+      return false;
+    }
+    for (const v1::GpuStatus& g : n.node.gpus()) {
+      Gpu gpu;
+      gpu.info.set_index(g.index());
+      gpu.info.set_uuid(g.uuid());
+      gpu.info.set_model(g.model());
+      gpu.info.set_memory_total_bytes(g.memory_total_bytes());
+      gpu.info.set_min_power_limit_mw(g.min_power_limit_mw());
+      gpu.info.set_max_power_limit_mw(g.max_power_limit_mw());
+      gpu.info.set_default_power_limit_mw(g.power_limit_mw());
+      gpu.status = g;
+      gpu.status.set_power_mw(0);
+      n.gpus.push_back(gpu);
+    }
+    n.leaf = LeafFor(n.node.name());
+    if (n.leaf < 0) return true;  // no longer in the config: forgotten
+    n.node.set_domain(domains_[n.leaf].name);
+    n.node.set_state(v1::NODE_STATE_UNREACHABLE);
+    n.unreachable_since = options_.clock->Now();
+    domains_[n.leaf].nodes++;
+    for (int d = domains_[n.leaf].parent; d >= 0; d = domains_[d].parent) {
+      domains_[d].nodes++;
+    }
+    nodes_[n.node.name()] = std::move(n);
+    return true;
+  }));
+  RETURN_IF_ERROR(parse_error);
+  RETURN_IF_ERROR(store->Scan(storage::kJobs, "", [&](auto key, auto value) {
+    JobRt j;
+    if (!check(j.job.ParseFromString(std::string(value)), storage::kJobs, key)) {
+      return false;
+    }
+    const v1::Job& job = j.job;
+    next_job_seq_ = std::max(next_job_seq_, job.seq() + 1);
+    for (const v1::JobAttempt& a : job.attempts()) {
+      if (IsSet(a.start_time()) && IsSet(a.end_time())) {
+        uint32_t gpus = 0;
+        for (const auto& al : a.allocations()) gpus += al.gpu_indices_size();
+        AddTenantUsageLocked(
+            job.spec().tenant(),
+            gpus * absl::ToDoubleSeconds(FromProtoTime(a.end_time()) -
+                                         FromProtoTime(a.start_time())),
+            FromProtoTime(a.end_time()));
+      }
+    }
+    if (IsActive(job.state())) {
+      active_.insert(job.id());
+      const size_t n = job.allocations_size();
+      j.started.assign(n, job.state() == v1::JOB_STATE_RUNNING);
+      j.ended.assign(n, false);
+      j.exit_codes.assign(n, 0);
+      for (const v1::Allocation& al : job.allocations()) {
+        auto nit = nodes_.find(al.node());
+        if (nit == nodes_.end()) continue;
+        for (uint32_t g : al.gpu_indices()) {
+          if (g < nit->second.gpus.size()) {
+            nit->second.gpus[g].job_key = AttemptKey(job.id(), job.attempt());
+            nit->second.gpus[g].commanded_mw = al.power_limit_mw();
+          }
+        }
+      }
+    }
+    jobs_[job.id()] = std::move(j);
+    return true;
+  }));
+  RETURN_IF_ERROR(parse_error);
+  RETURN_IF_ERROR(store->Scan(storage::kEvents, "", [&](auto key, auto value) {
+    v1::Event e;
+    if (e.ParseFromString(std::string(value))) {
+      next_event_seq_ = std::max(next_event_seq_, e.seq() + 1);
+    }
+    return true;
+  }));
+  for (auto& [name, n] : nodes_) UpdateNodeMeasuredLocked(n);
+  wake_ = true;
+  return absl::OkStatus();
+}
+
+int ClusterManager::LeafFor(const std::string& node) const {
+  const config::NodeSlot* slot = options_.config.FindNode(node);
+  const std::string& domain =
+      slot != nullptr ? slot->domain : options_.config.scheduler.default_domain;
+  auto it = domain_index_.find(domain);
+  return it == domain_index_.end() ? -1 : it->second;
+}
+
+// --------------------------------------------------------- persistence ----
+
+absl::Status ClusterManager::CommitLocked(const storage::WriteBatch& batch) {
+  if (batch.empty()) return absl::OkStatus();
+  return options_.store->Write(batch, storage::WriteOptions{.sync = true});
+}
+
+void ClusterManager::PutJobLocked(storage::WriteBatch* batch,
+                                  const v1::Job& job) {
+  batch->Put(storage::kJobs, job.id(), job.SerializeAsString());
+}
+
+void ClusterManager::PutNodeLocked(storage::WriteBatch* batch,
+                                   const NodeRt& n) {
+  v1::Node stored;
+  stored.set_name(n.node.name());
+  stored.set_domain(n.node.domain());
+  stored.set_address(n.node.address());
+  stored.set_gpu_backend(n.node.gpu_backend());
+  stored.set_drained(n.node.drained());
+  stored.set_base_power_mw(n.node.base_power_mw());
+  *stored.mutable_registered_time() = n.node.registered_time();
+  for (const Gpu& g : n.gpus) {
+    v1::GpuStatus* s = stored.add_gpus();
+    s->set_index(g.info.index());
+    s->set_uuid(g.info.uuid());
+    s->set_model(g.info.model());
+    s->set_memory_total_bytes(g.info.memory_total_bytes());
+    s->set_min_power_limit_mw(g.info.min_power_limit_mw());
+    s->set_max_power_limit_mw(g.info.max_power_limit_mw());
+    s->set_power_limit_mw(g.info.default_power_limit_mw());
+  }
+  batch->Put(storage::kNodes, n.node.name(), stored.SerializeAsString());
+}
+
+void ClusterManager::PutCountersLocked(storage::WriteBatch* batch) {
+  v1::records::Counters c;
+  c.set_next_job_seq(next_job_seq_);
+  c.set_next_event_seq(next_event_seq_);
+  batch->Put(storage::kMeta, kCountersKey, c.SerializeAsString());
+}
+
+void ClusterManager::AddEventLocked(storage::WriteBatch* batch,
+                                    std::string kind, std::string subject,
+                                    std::string message) {
+  v1::Event e;
+  e.set_seq(next_event_seq_++);
+  *e.mutable_time() = ToProtoTime(options_.clock->Now());
+  e.set_kind(std::move(kind));
+  e.set_subject(std::move(subject));
+  e.set_message(std::move(message));
+  batch->Put(storage::kEvents, EventKey(e.seq()), e.SerializeAsString());
+  PutCountersLocked(batch);
+}
+
+void ClusterManager::CommitBilled(
+    const std::vector<std::pair<v1::Job, v1::JobAttempt>>& billed) {
+  if (options_.attempts == nullptr) return;
+  for (const auto& [job, attempt] : billed) {
+    options_.attempts->Committed(job, attempt);
+  }
+}
+
+// --------------------------------------------------------- power model ----
+
+const config::GpuModel* ClusterManager::GpuModelLocked(
+    const std::string& model) const {
+  return options_.config.FindGpuModel(model);
+}
+
+void ClusterManager::UpdateNodeMeasuredLocked(NodeRt& n) {
+  int64_t total = n.node.base_power_mw();
+  for (const Gpu& g : n.gpus) {
+    int64_t p = g.status.power_mw();
+    if (g.commanded_mw > 0) p = std::min(p, g.commanded_mw);
+    if (!g.job_key.empty()) {
+      // A job being stopped will be idle within its grace period.
+      const std::string job_id = g.job_key.substr(0, g.job_key.rfind('/'));
+      auto it = jobs_.find(job_id);
+      if (it != jobs_.end() &&
+          it->second.job.stopping_to() != v1::JOB_STATE_UNSPECIFIED) {
+        const config::GpuModel* m = GpuModelLocked(g.info.model());
+        p = std::min(p, m != nullptr ? m->idle_mw : p);
+      }
+    }
+    total += p;
+  }
+  const int64_t delta = total - n.measured_mw;
+  n.measured_mw = total;
+  for (int d = n.leaf; d >= 0; d = domains_[d].parent) {
+    domains_[d].measured_mw += delta;
+  }
+}
+
+int64_t ClusterManager::JobCommittedPerGpuLocked(const JobRt& j) const {
+  int64_t limit = j.job.power_limit_mw();
+  if (j.job.allocations_size() > 0) limit = j.job.allocations(0).power_limit_mw();
+  if (options_.config.scheduler.admission == config::AdmissionMode::kMeasured &&
+      j.recent_per_gpu_mw.size() >= kMeasuredMinSamples) {
+    std::vector<int64_t> samples(j.recent_per_gpu_mw.begin(),
+                                 j.recent_per_gpu_mw.end());
+    std::sort(samples.begin(), samples.end());
+    const size_t idx = std::min(
+        samples.size() - 1,
+        (samples.size() * options_.config.scheduler.measured_percentile + 99) /
+                100 -
+            1);
+    const int64_t p = samples[idx];
+    const int64_t with_margin =
+        p + p * options_.config.scheduler.measured_margin_pct / 100;
+    return std::min(limit, with_margin);
+  }
+  return limit;
+}
+
+std::vector<int64_t> ClusterManager::DomainCommittedLocked() const {
+  std::vector<int64_t> committed(domains_.size(), 0);
+  auto add = [&](int leaf, int64_t mw) {
+    for (int d = leaf; d >= 0; d = domains_[d].parent) committed[d] += mw;
+  };
+  for (const auto& [name, n] : nodes_) add(n.leaf, n.node.base_power_mw());
+  for (const std::string& id : active_) {
+    const JobRt& j = jobs_.at(id);
+    if (j.job.state() == v1::JOB_STATE_PENDING) continue;
+    const int64_t per_gpu = JobCommittedPerGpuLocked(j);
+    for (const v1::Allocation& al : j.job.allocations()) {
+      auto it = nodes_.find(al.node());
+      if (it == nodes_.end()) continue;
+      add(it->second.leaf, per_gpu * al.gpu_indices_size());
+    }
+  }
+  return committed;
+}
+
+// ------------------------------------------------------------ snapshot ----
+
+void ClusterManager::AddTenantUsageLocked(const std::string& tenant,
+                                          double gpu_seconds, absl::Time at) {
+  TenantRt& t = tenants_[tenant];
+  if (t.tenant.name().empty()) t.tenant.set_name(tenant);
+  const double hl = absl::ToDoubleSeconds(
+      options_.config.scheduler.fair_share_half_life);
+  if (t.decay_time != absl::InfinitePast() && at > t.decay_time) {
+    t.decayed_gpu_seconds *=
+        std::exp2(-absl::ToDoubleSeconds(at - t.decay_time) / hl);
+  }
+  if (t.decay_time == absl::InfinitePast() || at > t.decay_time) {
+    t.decay_time = at;
+  }
+  t.decayed_gpu_seconds += gpu_seconds;
+}
+
+double ClusterManager::TenantUsageLocked(const std::string& tenant,
+                                         absl::Time now) const {
+  auto it = tenants_.find(tenant);
+  if (it == tenants_.end() || it->second.decay_time == absl::InfinitePast()) {
+    return 0;
+  }
+  const double hl = absl::ToDoubleSeconds(
+      options_.config.scheduler.fair_share_half_life);
+  return it->second.decayed_gpu_seconds *
+         std::exp2(-std::max(0.0, absl::ToDoubleSeconds(
+                                      now - it->second.decay_time)) /
+                   hl);
+}
+
+scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
+  scheduler::ClusterSnapshot snap;
+  const absl::Time now = options_.clock->Now();
+  snap.now = now;
+  for (const config::GpuModel& m : options_.config.gpu_models) {
+    snap.gpu_models.push_back(
+        {m.name, m.tdp_mw, m.min_limit_mw, m.max_limit_mw});
+  }
+  const std::vector<int64_t> committed = DomainCommittedLocked();
+  for (size_t i = 0; i < domains_.size(); ++i) {
+    const DomainRt& d = domains_[i];
+    scheduler::DomainSnapshot ds;
+    ds.name = d.name;
+    ds.level = d.kind;
+    ds.parent = d.parent;
+    ds.cap_mw = d.cap_mw;
+    ds.committed_mw = committed[i];
+    ds.measured_mw = d.measured_mw;
+    snap.domains.push_back(std::move(ds));
+  }
+  absl::flat_hash_map<std::string, int> node_idx;
+  for (const auto& [name, n] : nodes_) {
+    scheduler::NodeSnapshot ns;
+    ns.name = name;
+    ns.domain = n.leaf;
+    ns.schedulable = n.ready && !n.node.drained();
+    ns.gpu_model = n.gpus.empty() ? "" : n.gpus[0].info.model();
+    ns.gpu_count = static_cast<uint32_t>(n.gpus.size());
+    ns.free_gpus = 0;
+    for (const Gpu& g : n.gpus) {
+      if (g.job_key.empty() && g.status.healthy() && g.info.index() < 64) {
+        ns.free_gpus |= uint64_t{1} << g.info.index();
+      }
+    }
+    ns.measured_mw = n.measured_mw;
+    node_idx[name] = static_cast<int>(snap.nodes.size());
+    snap.nodes.push_back(std::move(ns));
+  }
+  absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, uint32_t>>
+      contracted;
+  if (options_.contracted_gpus) contracted = options_.contracted_gpus(now);
+  for (const auto& [name, t] : tenants_) {
+    scheduler::TenantInfo info;
+    info.weight = std::max<uint32_t>(1, t.tenant.fair_share_weight());
+    info.recent_gpu_hours = TenantUsageLocked(name, now) / 3600.0;
+    auto c = contracted.find(name);
+    if (c != contracted.end()) info.contracted_gpus = c->second;
+    snap.tenants[name] = std::move(info);
+  }
+  for (const std::string& id : active_) {
+    const JobRt& j = jobs_.at(id);
+    const v1::Job& job = j.job;
+    if (job.state() == v1::JOB_STATE_PENDING) continue;
+    scheduler::RunningJob r;
+    r.id = job.id();
+    r.tenant = job.spec().tenant();
+    r.cls = ToPolicyClass(job.effective_class());
+    r.priority = job.spec().priority();
+    const v1::JobAttempt* cur =
+        job.attempts_size() > 0 ? &job.attempts(job.attempts_size() - 1) : nullptr;
+    r.start_time = cur != nullptr && IsSet(cur->start_time())
+                       ? FromProtoTime(cur->start_time())
+                       : now;
+    r.max_runtime = FromProtoDuration(job.spec().max_runtime());
+    uint32_t gpus = 0;
+    for (const v1::Allocation& al : job.allocations()) {
+      auto it = node_idx.find(al.node());
+      if (it == node_idx.end()) continue;
+      scheduler::JobShare share;
+      share.node = it->second;
+      share.gpus.assign(al.gpu_indices().begin(), al.gpu_indices().end());
+      gpus += share.gpus.size();
+      r.shares.push_back(std::move(share));
+    }
+    r.gpu_model = job.gpu_model();
+    r.limit_mw = job.allocations_size() > 0 ? job.allocations(0).power_limit_mw()
+                                            : job.power_limit_mw();
+    r.requested_mw = job.power_limit_mw();
+    r.min_mw = job.min_power_limit_mw();
+    r.committed_mw = JobCommittedPerGpuLocked(j) * gpus;
+    r.measured_per_gpu_mw = j.measured_per_gpu_mw;
+    // A job already being stopped is neither throttled nor preempted again.
+    if (job.stopping_to() != v1::JOB_STATE_UNSPECIFIED) {
+      r.min_mw = r.limit_mw;
+      r.cls = ServiceClass::kReserved;
+      r.measured_per_gpu_mw = 0;
+    }
+    snap.running.push_back(std::move(r));
+  }
+  return snap;
+}
+
+// --------------------------------------------------------------- agents ----
+
+absl::StatusOr<v1::RegisterResponse> ClusterManager::RegisterAgent(
+    const v1::RegisterRequest& req) {
+  RETURN_IF_ERROR(ValidName("node_name", req.node_name()));
+  if (req.gpus_size() > 64) {
+    return absl::InvalidArgumentError("gpus: at most 64 GPUs per node");
+  }
+  for (int i = 0; i < req.gpus_size(); ++i) {
+    const v1::GpuInfo& g = req.gpus(i);
+    if (g.index() != static_cast<uint32_t>(i)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "gpus[", i, "].index: is ", g.index(), "; GPUs must be listed in ",
+          "index order 0..N-1"));
+    }
+    if (g.model().empty()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("gpus[", i, "].model: must not be empty"));
+    }
+    if (g.min_power_limit_mw() < 0 ||
+        g.max_power_limit_mw() < g.min_power_limit_mw()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "gpus[", i, "].max_power_limit_mw: must be >= min_power_limit_mw >= 0"));
+    }
+  }
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = options_.clock->Now();
+  if (!nodes_.contains(req.node_name()) && LeafFor(req.node_name()) < 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node_name: \"", req.node_name(),
+        "\" is not a node of the cluster config, and the config sets no "
+        "scheduler.default_domain for other nodes"));
+  }
+  auto [it, inserted] = nodes_.try_emplace(req.node_name());
+  NodeRt& n = it->second;
+  const bool known = !inserted;
+  if (inserted) {
+    n.node.set_name(req.node_name());
+    n.leaf = LeafFor(req.node_name());
+    n.node.set_domain(domains_[n.leaf].name);
+    const config::NodeSlot* slot = options_.config.FindNode(req.node_name());
+    n.node.set_base_power_mw(slot != nullptr
+                                 ? slot->base_power_mw
+                                 : options_.config.scheduler.default_base_power_mw);
+    *n.node.mutable_registered_time() = ToProtoTime(now);
+    domains_[n.leaf].nodes++;
+    for (int d = domains_[n.leaf].parent; d >= 0; d = domains_[d].parent) {
+      domains_[d].nodes++;
+    }
+  }
+  n.node.set_address(req.address());
+  n.node.set_gpu_backend(req.gpu_backend());
+  // Keep allocations of GPUs that still exist.
+  std::vector<Gpu> gpus(req.gpus_size());
+  for (int i = 0; i < req.gpus_size(); ++i) {
+    gpus[i].info = req.gpus(i);
+    const config::GpuModel* m = GpuModelLocked(req.gpus(i).model());
+    if (m != nullptr) {
+      // The config may override the range the agent reports.
+      if (m->min_limit_mw > 0) gpus[i].info.set_min_power_limit_mw(m->min_limit_mw);
+      if (m->max_limit_mw > 0) gpus[i].info.set_max_power_limit_mw(m->max_limit_mw);
+    }
+    gpus[i].status.set_index(i);
+    gpus[i].status.set_uuid(req.gpus(i).uuid());
+    gpus[i].status.set_model(req.gpus(i).model());
+    gpus[i].status.set_healthy(true);
+    if (static_cast<size_t>(i) < n.gpus.size()) {
+      gpus[i].job_key = n.gpus[i].job_key;
+      gpus[i].commanded_mw = n.gpus[i].commanded_mw;
+      gpus[i].status = n.gpus[i].status;
+    }
+  }
+  n.gpus = std::move(gpus);
+  n.session_id = absl::StrCat(req.node_name(), "-", absl::ToUnixNanos(now));
+
+  storage::WriteBatch batch;
+  std::vector<std::pair<v1::Job, v1::JobAttempt>> billed;
+  absl::flat_hash_set<std::string> still_running;
+  for (const v1::RunningJob& r : req.running_jobs()) {
+    still_running.insert(AttemptKey(r.job_id(), r.attempt()));
+  }
+  SettleLostJobsLocked(n, still_running, &batch, &billed);
+  PutNodeLocked(&batch, n);
+  AddEventLocked(&batch, "node", n.node.name(),
+                 known ? "agent registered again" : "node registered");
+  RETURN_IF_ERROR(CommitLocked(batch));
+  CommitBilled(billed);
+  UpdateNodeMeasuredLocked(n);
+  NotifyLocked();
+
+  v1::RegisterResponse resp;
+  resp.set_node_name(n.node.name());
+  resp.set_known_node(known);
+  *resp.mutable_report_interval() = ToProtoDuration(options_.report_interval);
+  resp.set_session_id(n.session_id);
+  return resp;
+}
+
+void ClusterManager::SettleLostJobsLocked(
+    NodeRt& n, const absl::flat_hash_set<std::string>& still_running,
+    storage::WriteBatch* batch,
+    std::vector<std::pair<v1::Job, v1::JobAttempt>>* billed) {
+  const absl::Time now = options_.clock->Now();
+  std::vector<std::string> lost;
+  for (const std::string& id : active_) {
+    const JobRt& j = jobs_.at(id);
+    if (j.job.state() == v1::JOB_STATE_PENDING) continue;
+    for (const v1::Allocation& al : j.job.allocations()) {
+      if (al.node() == n.node.name() &&
+          !still_running.contains(AttemptKey(id, j.job.attempt()))) {
+        lost.push_back(id);
+        break;
+      }
+    }
+  }
+  for (const std::string& id : lost) {
+    JobRt& j = jobs_.at(id);
+    const bool was_running = j.job.state() == v1::JOB_STATE_RUNNING;
+    // Other ranks, if any, are stopped; the attempt ends now.
+    for (const v1::Allocation& al : j.job.allocations()) {
+      if (al.node() == n.node.name()) continue;
+      auto it = nodes_.find(al.node());
+      if (it == nodes_.end()) continue;
+      v1::DaemonMessage stop;
+      stop.mutable_stop_job()->set_job_id(id);
+      stop.mutable_stop_job()->set_attempt(j.job.attempt());
+      stop.mutable_stop_job()->set_reason("another rank was lost");
+      SendLocked(it->second, stop);
+    }
+    const std::string why =
+        absl::StrCat("lost: the agent on ", n.node.name(),
+                     " no longer runs it (agent restarted)");
+    v1::JobAttempt a = EndAttemptLocked(j, now, why, batch);
+    if (IsSet(a.start_time()) && options_.attempts != nullptr) {
+      billed->emplace_back(j.job, a);
+    }
+    const bool requeue =
+        !was_running || j.job.stopping_to() == v1::JOB_STATE_PREEMPTED ||
+        options_.config.scheduler.lost_job_policy ==
+            config::LostJobPolicy::kRequeue;
+    if (j.job.stopping_to() == v1::JOB_STATE_CANCELLED) {
+      TransitionLocked(j, v1::JOB_STATE_CANCELLED, j.job.reason(), now);
+    } else if (requeue) {
+      TransitionLocked(j, v1::JOB_STATE_PENDING, absl::StrCat(why, "; requeued"),
+                       now);
+    } else {
+      TransitionLocked(j, v1::JOB_STATE_FAILED, why, now);
+    }
+    PutJobLocked(batch, j.job);
+    AddEventLocked(batch, "job", id, why);
+  }
+  // Attempts the agent runs that we do not consider running there: stop.
+  for (const std::string& key : still_running) {
+    const std::string id = key.substr(0, key.rfind('/'));
+    auto it = jobs_.find(id);
+    bool keep = false;
+    if (it != jobs_.end() && IsActive(it->second.job.state()) &&
+        AttemptKey(id, it->second.job.attempt()) == key) {
+      for (const auto& al : it->second.job.allocations()) {
+        if (al.node() == n.node.name()) keep = true;
+      }
+    }
+    if (!keep) {
+      v1::DaemonMessage stop;
+      stop.mutable_stop_job()->set_job_id(id);
+      stop.mutable_stop_job()->set_attempt(
+          static_cast<uint32_t>(std::stoul(key.substr(key.rfind('/') + 1))));
+      stop.mutable_stop_job()->set_reason("not a current job of this node");
+      SendLocked(n, stop);
+    }
+  }
+}
+
+absl::Status ClusterManager::AttachAgent(const v1::AgentHello& hello,
+                                         AgentLink* link) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(hello.node_name());
+  if (it == nodes_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "hello.node_name: \"", hello.node_name(), "\" has not registered"));
+  }
+  if (it->second.session_id != hello.session_id()) {
+    return absl::FailedPreconditionError(
+        "hello.session_id: not the session of the latest registration");
+  }
+  it->second.link = link;
+  // Re-send limits we commanded (an agent that restarted forgot them).
+  for (const Gpu& g : it->second.gpus) {
+    if (g.commanded_mw > 0 && g.commanded_mw != g.info.default_power_limit_mw()) {
+      v1::DaemonMessage m;
+      m.mutable_set_power_limit()->set_gpu_index(g.info.index());
+      m.mutable_set_power_limit()->set_power_limit_mw(g.commanded_mw);
+      m.mutable_set_power_limit()->set_reason("restore commanded limit");
+      SendLocked(it->second, m);
+    }
+  }
+  return absl::OkStatus();
+}
+
+void ClusterManager::DetachAgent(const std::string& node, AgentLink* link) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(node);
+  if (it != nodes_.end() && it->second.link == link) it->second.link = nullptr;
+}
+
+void ClusterManager::SendLocked(NodeRt& n, v1::DaemonMessage msg) {
+  if (n.link == nullptr) return;
+  msg.set_command_id(next_command_id_++);
+  n.link->Send(msg);
+}
+
+absl::Status ClusterManager::HandleReport(const std::string& node,
+                                          const v1::NodeReport& r) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(node);
+  if (it == nodes_.end()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("report.node_name: \"", node, "\" has not registered"));
+  }
+  NodeRt& n = it->second;
+  if (!r.node_name().empty() && r.node_name() != node) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "report.node_name: \"", r.node_name(), "\" is not this stream's node \"",
+        node, "\""));
+  }
+  for (int i = 0; i < r.gpus_size(); ++i) {
+    if (r.gpus(i).index() >= n.gpus.size()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "report.gpus[", i, "].index: GPU ", r.gpus(i).index(),
+          " was never registered by node ", node, " (it registered ",
+          n.gpus.size(), " GPUs)"));
+    }
+  }
+  const absl::Time now = options_.clock->Now();
+  for (const v1::GpuStatus& g : r.gpus()) {
+    Gpu& gpu = n.gpus[g.index()];
+    const bool was_healthy = gpu.status.healthy();
+    gpu.status = g;
+    if (was_healthy && !g.healthy()) {
+      storage::WriteBatch batch;
+      AddEventLocked(&batch, "gpu", absl::StrCat(node, "/", g.index()),
+                     absl::StrCat("unhealthy: ", g.health_detail()));
+      CommitLocked(batch).IgnoreError();
+    }
+  }
+  n.last_report = now;
+  if (!n.ready) {
+    n.ready = true;
+    n.unreachable_since = absl::InfinitePast();
+    storage::WriteBatch batch;
+    AddEventLocked(&batch, "node", node, "ready: reports resumed");
+    CommitLocked(batch).IgnoreError();
+    NotifyLocked();
+  }
+  for (const v1::RunningJob& rj : r.jobs()) {
+    JobRt* j = FindJobLocked(rj.job_id());
+    if (j == nullptr || j->job.attempt() != rj.attempt()) continue;
+    // Measured draw per GPU of this job on this node.
+    int64_t sum = 0;
+    int count = 0;
+    for (uint32_t g : rj.gpu_indices()) {
+      if (g < n.gpus.size()) {
+        sum += n.gpus[g].status.power_mw();
+        ++count;
+      }
+    }
+    if (count > 0) {
+      j->measured_per_gpu_mw = sum / count;
+      j->recent_per_gpu_mw.push_back(j->measured_per_gpu_mw);
+      while (j->recent_per_gpu_mw.size() > kMeasuredSamples) {
+        j->recent_per_gpu_mw.pop_front();
+      }
+    }
+  }
+  UpdateNodeMeasuredLocked(n);
+  for (int d = n.leaf; d >= 0; d = domains_[d].parent) {
+    if (domains_[d].measured_mw > domains_[d].cap_mw) power_dirty_ = true;
+  }
+  return absl::OkStatus();
+}
+
+ClusterManager::JobRt* ClusterManager::FindJobLocked(const std::string& id) {
+  auto it = jobs_.find(id);
+  return it == jobs_.end() ? nullptr : &it->second;
+}
+
+void ClusterManager::TransitionLocked(JobRt& j, v1::JobState state,
+                                      std::string reason, absl::Time when) {
+  if (state != v1::JOB_STATE_PREEMPTED) j.job.set_state(state);
+  j.job.set_reason(reason);
+  v1::JobTransition* t = j.job.add_history();
+  t->set_state(state);
+  *t->mutable_time() = ToProtoTime(when);
+  t->set_reason(std::move(reason));
+  t->set_attempt(j.job.attempt());
+  if (IsActive(state)) {
+    active_.insert(j.job.id());
+  } else if (state != v1::JOB_STATE_PREEMPTED) {
+    active_.erase(j.job.id());
+  }
+  if (state == v1::JOB_STATE_PENDING) {
+    j.job.clear_allocations();
+    j.job.set_stopping_to(v1::JOB_STATE_UNSPECIFIED);
+    j.started.clear();
+    j.ended.clear();
+    j.exit_codes.clear();
+    j.recent_per_gpu_mw.clear();
+    j.measured_per_gpu_mw = 0;
+    j.energy_mj = 0;
+  }
+}
+
+v1::JobAttempt ClusterManager::EndAttemptLocked(JobRt& j, absl::Time end,
+                                                std::string outcome,
+                                                storage::WriteBatch* batch) {
+  v1::JobAttempt* a = j.job.attempts_size() > 0
+                          ? j.job.mutable_attempts(j.job.attempts_size() - 1)
+                          : j.job.add_attempts();
+  if (IsSet(a->start_time()) && !IsSet(a->end_time())) {
+    if (end < FromProtoTime(a->start_time())) end = FromProtoTime(a->start_time());
+    *a->mutable_end_time() = ToProtoTime(end);
+    uint32_t gpus = 0;
+    for (const auto& al : a->allocations()) gpus += al.gpu_indices_size();
+    AddTenantUsageLocked(
+        j.job.spec().tenant(),
+        gpus * absl::ToDoubleSeconds(end - FromProtoTime(a->start_time())), end);
+  }
+  a->set_outcome(std::move(outcome));
+  a->set_energy_mj(j.energy_mj);
+  const std::string key = AttemptKey(j.job.id(), j.job.attempt());
+  for (const v1::Allocation& al : j.job.allocations()) {
+    auto it = nodes_.find(al.node());
+    if (it == nodes_.end()) continue;
+    for (uint32_t g : al.gpu_indices()) {
+      if (g < it->second.gpus.size() && it->second.gpus[g].job_key == key) {
+        it->second.gpus[g].job_key.clear();
+        it->second.gpus[g].commanded_mw = 0;
+      }
+    }
+    UpdateNodeMeasuredLocked(it->second);
+  }
+  if (options_.attempts != nullptr && IsSet(a->start_time())) {
+    options_.attempts->AddAttempt(j.job, *a, batch);
+  }
+  NotifyLocked();
+  return *a;
+}
+
+void ClusterManager::RequestStopLocked(JobRt& j, v1::JobState target,
+                                       std::string reason) {
+  if (j.job.stopping_to() != v1::JOB_STATE_UNSPECIFIED) return;
+  j.job.set_stopping_to(target);
+  j.job.set_reason(reason);
+  for (size_t i = 0; i < static_cast<size_t>(j.job.allocations_size()); ++i) {
+    if (i < j.ended.size() && j.ended[i]) continue;
+    auto it = nodes_.find(j.job.allocations(i).node());
+    if (it == nodes_.end()) continue;
+    v1::DaemonMessage stop;
+    stop.mutable_stop_job()->set_job_id(j.job.id());
+    stop.mutable_stop_job()->set_attempt(j.job.attempt());
+    stop.mutable_stop_job()->set_reason(reason);
+    *stop.mutable_stop_job()->mutable_grace_period() =
+        ToProtoDuration(options_.config.scheduler.stop_grace);
+    SendLocked(it->second, stop);
+    UpdateNodeMeasuredLocked(it->second);
+  }
+}
+
+absl::Status ClusterManager::HandleJobUpdate(const std::string& node,
+                                             const v1::JobUpdate& u) {
+  absl::MutexLock lock(&mu_);
+  JobRt* j = FindJobLocked(u.job_id());
+  // Updates of attempts that are over are duplicates (e.g. re-sent after a
+  // reconnect): ignored.
+  if (j == nullptr || !IsActive(j->job.state()) ||
+      j->job.state() == v1::JOB_STATE_PENDING || j->job.attempt() != u.attempt()) {
+    return absl::OkStatus();
+  }
+  int rank = -1;
+  for (int i = 0; i < j->job.allocations_size(); ++i) {
+    if (j->job.allocations(i).node() == node) rank = i;
+  }
+  if (rank < 0) return absl::OkStatus();
+  const absl::Time when =
+      IsSet(u.time()) ? FromProtoTime(u.time()) : options_.clock->Now();
+  storage::WriteBatch batch;
+  std::vector<std::pair<v1::Job, v1::JobAttempt>> billed;
+  switch (u.phase()) {
+    case v1::JOB_PHASE_STARTED: {
+      if (j->started[rank]) return absl::OkStatus();
+      j->started[rank] = true;
+      if (j->job.state() == v1::JOB_STATE_STARTING) {
+        v1::JobAttempt* a = j->job.mutable_attempts(j->job.attempts_size() - 1);
+        *a->mutable_start_time() = ToProtoTime(when);
+        TransitionLocked(*j, v1::JOB_STATE_RUNNING,
+                         absl::StrCat("running on ", node), when);
+        PutJobLocked(&batch, j->job);
+      }
+      break;
+    }
+    case v1::JOB_PHASE_FAILED_TO_START:
+    case v1::JOB_PHASE_EXITED:
+    case v1::JOB_PHASE_LOST: {
+      if (j->ended[rank]) return absl::OkStatus();
+      j->ended[rank] = true;
+      j->exit_codes[rank] = u.exit_code();
+      j->energy_mj += u.energy_mj();
+      const bool failed = u.phase() != v1::JOB_PHASE_EXITED ||
+                          u.exit_code() != 0 || u.max_runtime_exceeded();
+      if (u.phase() == v1::JOB_PHASE_EXITED && !j->started[rank] &&
+          IsSet(u.start_time())) {
+        // The STARTED update never arrived: take the start from the exit.
+        j->started[rank] = true;
+        if (j->job.state() == v1::JOB_STATE_STARTING) {
+          *j->job.mutable_attempts(j->job.attempts_size() - 1)
+               ->mutable_start_time() = u.start_time();
+          TransitionLocked(*j, v1::JOB_STATE_RUNNING,
+                           absl::StrCat("running on ", node),
+                           FromProtoTime(u.start_time()));
+        }
+      }
+      if (failed && j->job.stopping_to() == v1::JOB_STATE_UNSPECIFIED) {
+        std::string why = u.max_runtime_exceeded()
+                              ? "max runtime exceeded"
+                              : absl::StrCat("rank ", rank, " on ", node, ": ",
+                                             u.message());
+        RequestStopLocked(*j, v1::JOB_STATE_FAILED, why);
+      }
+      bool all_ended = true;
+      for (bool e : j->ended) all_ended = all_ended && e;
+      if (!all_ended) break;
+      FinishAttemptLocked(*j, when, &batch, &billed);
+      break;
+    }
+    default:
+      return absl::InvalidArgumentError("job_update.phase: unknown phase");
+  }
+  RETURN_IF_ERROR(CommitLocked(batch));
+  CommitBilled(billed);
+  return absl::OkStatus();
+}
+
+void ClusterManager::FinishAttemptLocked(
+    JobRt& j, absl::Time end, storage::WriteBatch* batch,
+    std::vector<std::pair<v1::Job, v1::JobAttempt>>* billed) {
+  v1::JobState target = j.job.stopping_to();
+  std::string reason = j.job.reason();
+  if (target == v1::JOB_STATE_UNSPECIFIED) {
+    target = v1::JOB_STATE_SUCCEEDED;
+    reason = "all ranks exited with code 0";
+  }
+  int32_t exit_code = 0;
+  for (int32_t c : j.exit_codes) {
+    if (c != 0) exit_code = c;
+  }
+  j.job.set_exit_code(exit_code);
+  v1::JobAttempt a = EndAttemptLocked(j, end, StateName(target) + ": " + reason,
+                                      batch);
+  if (IsSet(a.start_time()) && options_.attempts != nullptr) {
+    billed->emplace_back(j.job, a);
+  }
+  if (target == v1::JOB_STATE_PREEMPTED) {
+    TransitionLocked(j, v1::JOB_STATE_PREEMPTED, reason, end);
+    TransitionLocked(j, v1::JOB_STATE_PENDING, "requeued after preemption", end);
+  } else {
+    j.job.set_stopping_to(v1::JOB_STATE_UNSPECIFIED);
+    TransitionLocked(j, target, reason, end);
+  }
+  PutJobLocked(batch, j.job);
+}
+
+void ClusterManager::HandleCommandResult(const std::string& node,
+                                         const v1::CommandResult& r) {
+  if (r.ok()) return;
+  absl::MutexLock lock(&mu_);
+  storage::WriteBatch batch;
+  AddEventLocked(&batch, "command", node,
+                 absl::StrCat("command ", r.command_id(), " failed: ", r.error()));
+  CommitLocked(batch).IgnoreError();
+}
+
+void ClusterManager::HandleLogChunk(const std::string& node,
+                                    const v1::LogChunk& c) {
+  absl::MutexLock lock(&mu_);
+  auto it = pending_logs_.find(c.command_id());
+  if (it == pending_logs_.end()) return;
+  it->second->chunk = c;
+  it->second->done.Notify();
+  pending_logs_.erase(it);
+}
+
+// ----------------------------------------------------------------- jobs ----
+
+absl::Status ClusterManager::ValidateSpecLocked(const v1::JobSpec& spec) const {
+  RETURN_IF_ERROR(ValidName("spec.tenant", spec.tenant()));
+  if (!tenants_.contains(spec.tenant())) {
+    return absl::NotFoundError(absl::StrCat(
+        "spec.tenant: \"", spec.tenant(),
+        "\" is not a tenant (create it with `joulectl tenant create`)"));
+  }
+  if (spec.command_size() == 0 || spec.command(0).empty()) {
+    return absl::InvalidArgumentError(
+        "spec.command: must name a program to run");
+  }
+  if (spec.gpus_per_node() == 0) {
+    return absl::InvalidArgumentError("spec.gpus_per_node: must be at least 1");
+  }
+  if (spec.nodes() > 1024) {
+    return absl::InvalidArgumentError("spec.nodes: must be at most 1024");
+  }
+  if (spec.service_class() != v1::SERVICE_CLASS_UNSPECIFIED &&
+      !v1::ServiceClass_IsValid(spec.service_class())) {
+    return absl::InvalidArgumentError(
+        "spec.service_class: must be reserved, on-demand or spot");
+  }
+  if (spec.sim_load() < 0 || spec.sim_load() > 1) {
+    return absl::InvalidArgumentError("spec.sim_load: must be within 0..1");
+  }
+  const google::protobuf::Duration& mr = spec.max_runtime();
+  if (mr.seconds() < 0 || mr.nanos() < 0) {
+    return absl::InvalidArgumentError("spec.max_runtime: must not be negative");
+  }
+  if (spec.power_limit_mw() < 0 || spec.min_power_limit_mw() < 0) {
+    return absl::InvalidArgumentError(
+        "spec.power_limit_mw: power must not be negative");
+  }
+  if (!spec.gpu_model().empty()) {
+    const config::GpuModel* m = GpuModelLocked(spec.gpu_model());
+    bool on_a_node = false;
+    for (const auto& [name, n] : nodes_) {
+      if (!n.gpus.empty() && n.gpus[0].info.model() == spec.gpu_model()) {
+        on_a_node = true;
+      }
+    }
+    if (m == nullptr && !on_a_node) {
+      std::vector<std::string> known;
+      for (const auto& g : options_.config.gpu_models) known.push_back(g.name);
+      return absl::InvalidArgumentError(
+          absl::StrCat("spec.gpu_model: \"", spec.gpu_model(),
+                       "\" is not a known GPU model (known: ",
+                       absl::StrJoin(known, ", "), ")"));
+    }
+    if (m != nullptr && spec.power_limit_mw() > 0) {
+      const int64_t lo = m->min_limit_mw, hi = m->max_limit_mw;
+      if ((lo > 0 && spec.power_limit_mw() < lo) ||
+          (hi > 0 && spec.power_limit_mw() > hi)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "spec.power_limit_mw: ", FormatPower(spec.power_limit_mw()),
+            " is outside the ", spec.gpu_model(), " power-limit range ",
+            FormatPower(lo), "..", FormatPower(hi)));
+      }
+    }
+  }
+  if (spec.min_power_limit_mw() > 0 && spec.power_limit_mw() > 0 &&
+      spec.min_power_limit_mw() > spec.power_limit_mw()) {
+    return absl::InvalidArgumentError(
+        "spec.min_power_limit_mw: must not exceed power_limit_mw");
+  }
+  // A shape no node can ever hold is refused at once.
+  uint32_t largest = 0;
+  for (const auto& [name, n] : nodes_) {
+    if (spec.gpu_model().empty() ||
+        (!n.gpus.empty() && n.gpus[0].info.model() == spec.gpu_model())) {
+      largest = std::max<uint32_t>(largest, n.gpus.size());
+    }
+  }
+  if (spec.gpus_per_node() > largest) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "spec.gpus_per_node: ", spec.gpus_per_node(), " GPUs",
+        spec.gpu_model().empty() ? "" : absl::StrCat(" of ", spec.gpu_model()),
+        " per node is more than any registered node has (largest: ", largest,
+        ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Job> ClusterManager::SubmitJob(
+    const v1::SubmitJobRequest& req, const std::string& caller_tenant) {
+  v1::JobSpec spec = req.spec();
+  if (!caller_tenant.empty() && spec.tenant().empty()) {
+    spec.set_tenant(caller_tenant);
+  }
+  if (!caller_tenant.empty() && spec.tenant() != caller_tenant) {
+    return absl::PermissionDeniedError(
+        "spec.tenant: a tenant may submit jobs only for itself");
+  }
+  if (spec.nodes() == 0) spec.set_nodes(1);
+  if (spec.service_class() == v1::SERVICE_CLASS_UNSPECIFIED) {
+    spec.set_service_class(v1::SERVICE_CLASS_ON_DEMAND);
+  }
+  if (!req.request_id().empty()) {
+    RETURN_IF_ERROR(ValidName("request_id", req.request_id()));
+  }
+  absl::MutexLock lock(&mu_);
+  RETURN_IF_ERROR(ValidateSpecLocked(spec));
+  const std::string idem_key =
+      req.request_id().empty() ? ""
+                               : absl::StrCat(spec.tenant(), "/", req.request_id());
+  if (!idem_key.empty()) {
+    ASSIGN_OR_RETURN(auto prior, options_.store->Get(storage::kJobsIdem, idem_key));
+    if (prior.has_value()) {
+      v1::records::SubmitIdempotency rec;
+      rec.ParseFromString(*prior);
+      if (rec.spec_fingerprint() != spec.SerializeAsString()) {
+        return absl::AlreadyExistsError(absl::StrCat(
+            "request_id: \"", req.request_id(),
+            "\" was already used for a different job spec"));
+      }
+      auto it = jobs_.find(rec.job_id());
+      if (it != jobs_.end()) return it->second.job;
+    }
+  }
+  const absl::Time now = options_.clock->Now();
+  JobRt j;
+  v1::Job& job = j.job;
+  job.set_seq(next_job_seq_++);
+  job.set_id(absl::StrFormat("job-%06d", job.seq()));
+  *job.mutable_spec() = spec;
+  *job.mutable_submit_time() = ToProtoTime(now);
+  job.set_request_id(req.request_id());
+  job.set_effective_class(spec.service_class());
+  job.set_power_limit_mw(spec.power_limit_mw());
+  job.set_min_power_limit_mw(spec.min_power_limit_mw());
+  TransitionLocked(j, v1::JOB_STATE_PENDING, "submitted", now);
+  storage::WriteBatch batch;
+  PutJobLocked(&batch, job);
+  PutCountersLocked(&batch);
+  if (!idem_key.empty()) {
+    v1::records::SubmitIdempotency rec;
+    rec.set_job_id(job.id());
+    rec.set_spec_fingerprint(spec.SerializeAsString());
+    batch.Put(storage::kJobsIdem, idem_key, rec.SerializeAsString());
+  }
+  absl::Status s = CommitLocked(batch);
+  if (!s.ok()) {
+    active_.erase(job.id());
+    return s;
+  }
+  const v1::Job out = job;
+  jobs_[job.id()] = std::move(j);
+  NotifyLocked();
+  return out;
+}
+
+absl::StatusOr<v1::Job> ClusterManager::GetJob(
+    const std::string& id, const std::string& caller_tenant) {
+  absl::MutexLock lock(&mu_);
+  auto it = jobs_.find(id);
+  if (it == jobs_.end() ||
+      (!caller_tenant.empty() && it->second.job.spec().tenant() != caller_tenant)) {
+    return absl::NotFoundError(absl::StrCat("id: no job \"", id, "\""));
+  }
+  return it->second.job;
+}
+
+absl::StatusOr<std::vector<v1::Job>> ClusterManager::ListJobs(
+    const v1::ListJobsRequest& req, const std::string& caller_tenant) {
+  if (!caller_tenant.empty() && !req.tenant().empty() &&
+      req.tenant() != caller_tenant) {
+    return absl::PermissionDeniedError(
+        "tenant: a tenant may list only its own jobs");
+  }
+  const std::string tenant = caller_tenant.empty() ? req.tenant() : caller_tenant;
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::Job> out;
+  for (const auto& [id, j] : jobs_) {
+    if (!tenant.empty() && j.job.spec().tenant() != tenant) continue;
+    if (req.state() != v1::JOB_STATE_UNSPECIFIED && j.job.state() != req.state()) {
+      continue;
+    }
+    out.push_back(j.job);
+  }
+  if (req.limit() > 0 && out.size() > req.limit()) {
+    out.erase(out.begin(), out.end() - req.limit());  // newest
+  }
+  return out;
+}
+
+absl::StatusOr<v1::Job> ClusterManager::CancelJob(
+    const v1::CancelJobRequest& req, const std::string& caller_tenant) {
+  absl::MutexLock lock(&mu_);
+  JobRt* j = FindJobLocked(req.id());
+  if (j == nullptr ||
+      (!caller_tenant.empty() && j->job.spec().tenant() != caller_tenant)) {
+    return absl::NotFoundError(absl::StrCat("id: no job \"", req.id(), "\""));
+  }
+  if (!IsActive(j->job.state())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "id: job ", req.id(), " is already ", StateName(j->job.state())));
+  }
+  const std::string reason =
+      req.reason().empty() ? "cancelled by request" : req.reason();
+  storage::WriteBatch batch;
+  if (j->job.state() == v1::JOB_STATE_PENDING) {
+    TransitionLocked(*j, v1::JOB_STATE_CANCELLED, reason,
+                     options_.clock->Now());
+  } else {
+    RequestStopLocked(*j, v1::JOB_STATE_CANCELLED, reason);
+  }
+  PutJobLocked(&batch, j->job);
+  RETURN_IF_ERROR(CommitLocked(batch));
+  return j->job;
+}
+
+absl::StatusOr<v1::GetJobLogsResponse> ClusterManager::GetJobLogs(
+    const v1::GetJobLogsRequest& req, const std::string& caller_tenant) {
+  auto pending = std::make_shared<PendingLog>();
+  std::string node;
+  {
+    absl::MutexLock lock(&mu_);
+    JobRt* j = FindJobLocked(req.id());
+    if (j == nullptr ||
+        (!caller_tenant.empty() && j->job.spec().tenant() != caller_tenant)) {
+      return absl::NotFoundError(absl::StrCat("id: no job \"", req.id(), "\""));
+    }
+    const uint32_t attempt = req.attempt() == 0 ? j->job.attempt() : req.attempt();
+    if (attempt == 0 || attempt > static_cast<uint32_t>(j->job.attempts_size())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "id: job ", req.id(), " has not started yet, so it has no logs"));
+    }
+    const v1::JobAttempt& a = j->job.attempts(attempt - 1);
+    if (a.allocations_size() == 0) {
+      return absl::FailedPreconditionError("attempt: ran on no node");
+    }
+    node = a.allocations(0).node();
+    auto it = nodes_.find(node);
+    if (it == nodes_.end() || it->second.link == nullptr) {
+      return absl::UnavailableError(absl::StrCat(
+          "node ", node, " (which holds the log) is not connected"));
+    }
+    v1::DaemonMessage m;
+    m.set_command_id(next_command_id_++);
+    m.mutable_fetch_logs()->set_job_id(req.id());
+    m.mutable_fetch_logs()->set_attempt(attempt);
+    m.mutable_fetch_logs()->set_max_bytes(req.max_bytes() == 0 ? 1 << 20
+                                                               : req.max_bytes());
+    pending_logs_[m.command_id()] = pending;
+    it->second.link->Send(m);
+  }
+  if (!pending->done.WaitForNotificationWithTimeout(absl::Seconds(5))) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("node ", node, " did not send the log within 5s"));
+  }
+  if (!pending->chunk.error().empty()) {
+    return absl::NotFoundError(pending->chunk.error());
+  }
+  v1::GetJobLogsResponse resp;
+  resp.set_data(pending->chunk.data());
+  resp.set_truncated(pending->chunk.truncated());
+  resp.set_node(node);
+  return resp;
+}
+
+// ---------------------------------------------------------------- admin ----
+
+v1::Node ClusterManager::NodeViewLocked(const NodeRt& n, absl::Time now) const {
+  v1::Node out = n.node;
+  out.set_state(n.ready ? v1::NODE_STATE_READY : v1::NODE_STATE_UNREACHABLE);
+  out.clear_gpus();
+  int64_t power = n.node.base_power_mw(), limit = 0;
+  uint64_t energy = 0;
+  absl::flat_hash_set<std::string> running;
+  for (const Gpu& g : n.gpus) {
+    v1::GpuStatus s = g.status;
+    s.set_index(g.info.index());
+    s.set_uuid(g.info.uuid());
+    s.set_model(g.info.model());
+    if (s.memory_total_bytes() == 0) {
+      s.set_memory_total_bytes(g.info.memory_total_bytes());
+    }
+    s.set_min_power_limit_mw(g.info.min_power_limit_mw());
+    s.set_max_power_limit_mw(g.info.max_power_limit_mw());
+    if (!g.job_key.empty()) {
+      s.set_job_id(g.job_key.substr(0, g.job_key.rfind('/')));
+      running.insert(s.job_id());
+    }
+    if (!n.ready) s.set_power_mw(0);
+    power += s.power_mw();
+    limit += s.power_limit_mw();
+    energy += s.energy_mj();
+    *out.add_gpus() = std::move(s);
+  }
+  out.set_power_mw(n.ready ? power : 0);
+  out.set_power_limit_mw(limit);
+  out.set_energy_mj(energy);
+  for (const std::string& r : running) out.add_running_jobs(r);
+  if (n.last_report != absl::InfinitePast()) {
+    *out.mutable_last_report_time() = ToProtoTime(n.last_report);
+    *out.mutable_report_age() = ToProtoDuration(now - n.last_report);
+  }
+  return out;
+}
+
+std::vector<v1::Node> ClusterManager::ListNodes() {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = options_.clock->Now();
+  std::vector<v1::Node> out;
+  for (const auto& [name, n] : nodes_) out.push_back(NodeViewLocked(n, now));
+  return out;
+}
+
+absl::StatusOr<v1::Node> ClusterManager::GetNode(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(name);
+  if (it == nodes_.end()) {
+    return absl::NotFoundError(absl::StrCat("name: no node \"", name, "\""));
+  }
+  return NodeViewLocked(it->second, options_.clock->Now());
+}
+
+absl::StatusOr<v1::Node> ClusterManager::DrainNode(const std::string& name,
+                                                   bool drain) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(name);
+  if (it == nodes_.end()) {
+    return absl::NotFoundError(absl::StrCat("name: no node \"", name, "\""));
+  }
+  NodeRt& n = it->second;
+  if (n.node.drained() != drain) {
+    n.node.set_drained(drain);
+    storage::WriteBatch batch;
+    PutNodeLocked(&batch, n);
+    AddEventLocked(&batch, "node", name,
+                   drain ? "drained: no new jobs; running jobs finish"
+                         : "undrained: accepts jobs again");
+    RETURN_IF_ERROR(CommitLocked(batch));
+    NotifyLocked();
+  }
+  return NodeViewLocked(n, options_.clock->Now());
+}
+
+v1::GetPowerTreeResponse ClusterManager::PowerTree() {
+  absl::MutexLock lock(&mu_);
+  const std::vector<int64_t> committed = DomainCommittedLocked();
+  std::vector<std::vector<int>> children(domains_.size());
+  int root = 0;
+  for (size_t i = 0; i < domains_.size(); ++i) {
+    if (domains_[i].parent >= 0) {
+      children[domains_[i].parent].push_back(static_cast<int>(i));
+    } else {
+      root = static_cast<int>(i);
+    }
+  }
+  v1::GetPowerTreeResponse resp;
+  resp.set_admission_mode(options_.config.scheduler.admission ==
+                                  config::AdmissionMode::kMeasured
+                              ? "measured"
+                              : "allocated");
+  std::vector<int> stack = {root};
+  while (!stack.empty()) {
+    const int i = stack.back();
+    stack.pop_back();
+    const DomainRt& d = domains_[i];
+    v1::PowerDomain* out = resp.add_domains();
+    out->set_name(d.name);
+    out->set_parent(d.parent >= 0 ? domains_[d.parent].name : "");
+    out->set_kind(d.kind);
+    out->set_cap_mw(d.cap_mw);
+    out->set_committed_mw(committed[i]);
+    out->set_measured_mw(d.measured_mw);
+    out->set_headroom_mw(d.cap_mw - std::max(committed[i], d.measured_mw));
+    out->set_depth(d.depth);
+    out->set_nodes(d.nodes);
+    for (auto c = children[i].rbegin(); c != children[i].rend(); ++c) {
+      stack.push_back(*c);
+    }
+  }
+  return resp;
+}
+
+absl::StatusOr<v1::PowerDomain> ClusterManager::SetPowerCap(
+    const v1::SetPowerCapRequest& r) {
+  if (r.cap_mw() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cap_mw: ", r.cap_mw(), " is negative; a cap must be >= 0"));
+  }
+  absl::MutexLock lock(&mu_);
+  auto it = domain_index_.find(r.domain());
+  if (it == domain_index_.end()) {
+    return absl::NotFoundError(
+        absl::StrCat("domain: \"", r.domain(), "\" is not a power domain"));
+  }
+  DomainRt& d = domains_[it->second];
+  const int64_t old = d.cap_mw;
+  v1::records::DomainCapOverride o;
+  o.set_domain(d.name);
+  o.set_cap_mw(r.cap_mw());
+  *o.mutable_set_time() = ToProtoTime(options_.clock->Now());
+  o.set_reason(r.reason());
+  storage::WriteBatch batch;
+  batch.Put(storage::kDomains, d.name, o.SerializeAsString());
+  AddEventLocked(&batch, "cap", d.name,
+                 absl::StrCat("cap ", FormatPower(old), " -> ",
+                              FormatPower(r.cap_mw()),
+                              r.reason().empty() ? "" : ": ", r.reason()));
+  RETURN_IF_ERROR(CommitLocked(batch));
+  d.cap_mw = r.cap_mw();
+  power_dirty_ = true;
+  NotifyLocked();
+  v1::PowerDomain out;
+  out.set_name(d.name);
+  out.set_parent(d.parent >= 0 ? domains_[d.parent].name : "");
+  out.set_kind(d.kind);
+  out.set_cap_mw(d.cap_mw);
+  out.set_measured_mw(d.measured_mw);
+  out.set_committed_mw(DomainCommittedLocked()[it->second]);
+  out.set_headroom_mw(d.cap_mw - std::max(out.committed_mw(), d.measured_mw));
+  out.set_depth(d.depth);
+  out.set_nodes(d.nodes);
+  return out;
+}
+
+absl::StatusOr<std::vector<v1::Event>> ClusterManager::ListEvents(
+    const v1::ListEventsRequest& r) {
+  const absl::Time now = options_.clock->Now();
+  const absl::Duration since = FromProtoDuration(r.since());
+  if (since < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("since: must not be negative");
+  }
+  std::vector<v1::Event> out;
+  RETURN_IF_ERROR(
+      options_.store->Scan(storage::kEvents, "", [&](auto key, auto value) {
+        v1::Event e;
+        if (!e.ParseFromString(std::string(value))) return true;
+        if (since > absl::ZeroDuration() && FromProtoTime(e.time()) < now - since) {
+          return true;
+        }
+        if (!r.kind().empty() && e.kind() != r.kind()) return true;
+        out.push_back(std::move(e));
+        return true;
+      }));
+  if (r.limit() > 0 && out.size() > r.limit()) {
+    out.erase(out.begin(), out.end() - r.limit());
+  }
+  return out;
+}
+
+absl::StatusOr<v1::Tenant> ClusterManager::CreateTenant(const v1::Tenant& t) {
+  RETURN_IF_ERROR(ValidName("tenant.name", t.name()));
+  if (t.fair_share_weight() > 1000) {
+    return absl::InvalidArgumentError(
+        "tenant.fair_share_weight: must be within 1..1000");
+  }
+  absl::MutexLock lock(&mu_);
+  auto it = tenants_.find(t.name());
+  if (it != tenants_.end() && it->second.tenant.has_created_time()) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("tenant.name: \"", t.name(), "\" already exists"));
+  }
+  TenantRt rt = it != tenants_.end() ? it->second : TenantRt();
+  rt.tenant.set_name(t.name());
+  rt.tenant.set_fair_share_weight(std::max<uint32_t>(1, t.fair_share_weight()));
+  *rt.tenant.mutable_created_time() = ToProtoTime(options_.clock->Now());
+  storage::WriteBatch batch;
+  batch.Put(storage::kTenants, t.name(), rt.tenant.SerializeAsString());
+  RETURN_IF_ERROR(CommitLocked(batch));
+  tenants_[t.name()] = rt;
+  absl::MutexLock names_lock(&tenant_names_mu_);
+  tenant_names_.insert(t.name());
+  return rt.tenant;
+}
+
+std::vector<v1::Tenant> ClusterManager::ListTenants() {
+  absl::MutexLock lock(&mu_);
+  std::vector<v1::Tenant> out;
+  for (const auto& [name, t] : tenants_) {
+    if (t.tenant.has_created_time()) out.push_back(t.tenant);
+  }
+  return out;
+}
+
+bool ClusterManager::TenantExists(absl::string_view name) {
+  absl::MutexLock lock(&tenant_names_mu_);
+  return tenant_names_.contains(name);
+}
+
+// ---------------------------------------------------------------- loops ----
+
+void ClusterManager::ScheduleOnce() {
+  absl::MutexLock lock(&mu_);
+  wake_ = false;
+  std::vector<scheduler::PendingJob> pending;
+  for (const std::string& id : active_) {
+    const JobRt& j = jobs_.at(id);
+    if (j.job.state() != v1::JOB_STATE_PENDING) continue;
+    const v1::JobSpec& s = j.job.spec();
+    scheduler::PendingJob p;
+    p.id = id;
+    p.tenant = s.tenant();
+    p.cls = ToPolicyClass(s.service_class());
+    p.priority = s.priority();
+    p.seq = j.job.seq();
+    p.gpus_per_node = s.gpus_per_node();
+    p.nodes = std::max<uint32_t>(1, s.nodes());
+    p.gpu_model = s.gpu_model();
+    p.power_mw = s.power_limit_mw();
+    p.min_power_mw = s.min_power_limit_mw();
+    p.max_runtime = FromProtoDuration(s.max_runtime());
+    pending.push_back(std::move(p));
+  }
+  if (pending.empty()) return;
+  std::sort(pending.begin(), pending.end(),
+            [](const auto& a, const auto& b) { return a.seq < b.seq; });
+  const scheduler::ClusterSnapshot snap = SnapshotLocked();
+  const scheduler::Decisions d =
+      scheduler::Schedule(snap, pending, options_.policy);
+
+  const absl::Time now = options_.clock->Now();
+  storage::WriteBatch batch;
+  std::vector<std::string> started;
+  for (const scheduler::Wait& w : d.waits) {
+    JobRt* j = FindJobLocked(w.job_id);
+    if (j != nullptr) j->job.set_reason(w.reason);
+  }
+  for (const scheduler::Placement& p : d.placements) {
+    JobRt* j = FindJobLocked(p.job_id);
+    if (j == nullptr || j->job.state() != v1::JOB_STATE_PENDING) continue;
+    if (!p.preempt.empty()) {
+      for (const std::string& victim_id : p.preempt) {
+        JobRt* v = FindJobLocked(victim_id);
+        if (v == nullptr || v->job.state() == v1::JOB_STATE_PENDING) continue;
+        const std::string why = absl::StrCat(
+            "preempted by reserved job ", p.job_id, " of tenant ",
+            j->job.spec().tenant(), " (contracted capacity)");
+        RequestStopLocked(*v, v1::JOB_STATE_PREEMPTED, why);
+        PutJobLocked(&batch, v->job);
+        AddEventLocked(&batch, "preempt", victim_id, why);
+      }
+      j->job.set_reason(absl::StrCat("waiting: preempting ", p.preempt.size(),
+                                     " job(s) to make room"));
+      continue;
+    }
+    v1::Job& job = j->job;
+    job.set_attempt(job.attempt() + 1);
+    job.set_effective_class(FromPolicyClass(p.effective_class));
+    job.set_gpu_model(p.gpu_model);
+    job.set_power_limit_mw(p.power_limit_mw);
+    job.set_min_power_limit_mw(p.min_power_mw);
+    job.clear_allocations();
+    const std::string key = AttemptKey(job.id(), job.attempt());
+    for (const scheduler::JobShare& share : p.shares) {
+      const std::string& node_name = snap.nodes[share.node].name;
+      v1::Allocation* al = job.add_allocations();
+      al->set_node(node_name);
+      al->set_power_limit_mw(p.power_limit_mw);
+      NodeRt& n = nodes_.at(node_name);
+      for (uint32_t g : share.gpus) {
+        al->add_gpu_indices(g);
+        n.gpus[g].job_key = key;
+        n.gpus[g].commanded_mw = p.power_limit_mw;
+      }
+      UpdateNodeMeasuredLocked(n);
+    }
+    v1::JobAttempt* a = job.add_attempts();
+    a->set_attempt(job.attempt());
+    *a->mutable_allocations() = job.allocations();
+    a->set_billed_class(job.effective_class());
+    a->set_gpu_model(p.gpu_model);
+    const size_t ranks = job.allocations_size();
+    j->started.assign(ranks, false);
+    j->ended.assign(ranks, false);
+    j->exit_codes.assign(ranks, 0);
+    j->energy_mj = 0;
+    std::string where;
+    for (const auto& al : job.allocations()) {
+      absl::StrAppend(&where, where.empty() ? "" : ", ", al.node(), " GPUs ",
+                      absl::StrJoin(al.gpu_indices(), ","));
+    }
+    std::string reason = absl::StrCat("placed on ", where);
+    if (p.effective_class != ToPolicyClass(job.spec().service_class())) {
+      absl::StrAppend(&reason, " (runs as on-demand: beyond the tenant's "
+                               "contracted reserved GPUs)");
+    }
+    TransitionLocked(*j, v1::JOB_STATE_STARTING, reason, now);
+    PutJobLocked(&batch, job);
+    started.push_back(job.id());
+  }
+  if (!CommitLocked(batch).ok()) {
+    // Nothing was acknowledged; the next round retries from the store's view.
+    return;
+  }
+  for (const std::string& id : started) {
+    const v1::Job& job = jobs_.at(id).job;
+    const std::string master =
+        nodes_.at(job.allocations(0).node()).node.address();
+    for (int rank = 0; rank < job.allocations_size(); ++rank) {
+      const v1::Allocation& al = job.allocations(rank);
+      v1::DaemonMessage m;
+      v1::StartJob* s = m.mutable_start_job();
+      s->set_job_id(id);
+      s->set_attempt(job.attempt());
+      *s->mutable_command() = job.spec().command();
+      *s->mutable_env() = job.spec().env();
+      *s->mutable_gpu_indices() = al.gpu_indices();
+      s->set_node_rank(rank);
+      s->set_num_nodes(job.allocations_size());
+      s->set_master_addr(master.empty() ? "127.0.0.1" : master);
+      *s->mutable_max_runtime() = job.spec().max_runtime();
+      s->set_power_limit_mw(al.power_limit_mw());
+      s->set_sim_load(job.spec().sim_load() > 0 ? job.spec().sim_load() : 1.0);
+      SendLocked(nodes_.at(al.node()), m);
+    }
+  }
+}
+
+void ClusterManager::SetJobLimitLocked(JobRt& j, int64_t limit_mw,
+                                       const std::string& reason) {
+  for (v1::Allocation& al : *j.job.mutable_allocations()) {
+    al.set_power_limit_mw(limit_mw);
+    auto it = nodes_.find(al.node());
+    if (it == nodes_.end()) continue;
+    for (uint32_t g : al.gpu_indices()) {
+      if (g >= it->second.gpus.size()) continue;
+      it->second.gpus[g].commanded_mw = limit_mw;
+      v1::DaemonMessage m;
+      m.mutable_set_power_limit()->set_gpu_index(g);
+      m.mutable_set_power_limit()->set_power_limit_mw(limit_mw);
+      m.mutable_set_power_limit()->set_reason(reason);
+      SendLocked(it->second, m);
+    }
+    UpdateNodeMeasuredLocked(it->second);
+  }
+}
+
+void ClusterManager::ControlPowerOnce() {
+  absl::MutexLock lock(&mu_);
+  power_dirty_ = false;
+  const scheduler::ClusterSnapshot snap = SnapshotLocked();
+  const std::vector<scheduler::PowerAction> actions =
+      scheduler::ControlPower(snap, options_.power);
+  if (actions.empty()) return;
+  storage::WriteBatch batch;
+  for (const scheduler::PowerAction& a : actions) {
+    JobRt* j = FindJobLocked(a.job_id);
+    if (j == nullptr || !IsActive(j->job.state()) ||
+        j->job.state() == v1::JOB_STATE_PENDING) {
+      continue;
+    }
+    switch (a.kind) {
+      case scheduler::PowerAction::kThrottle:
+        SetJobLimitLocked(*j, a.new_limit_mw, a.reason);
+        AddEventLocked(&batch, "throttle", a.job_id,
+                       absl::StrCat("per-GPU limit -> ",
+                                    FormatPower(a.new_limit_mw), ": ", a.reason));
+        break;
+      case scheduler::PowerAction::kRestore:
+        SetJobLimitLocked(*j, a.new_limit_mw, a.reason);
+        AddEventLocked(&batch, "restore", a.job_id,
+                       absl::StrCat("per-GPU limit -> ",
+                                    FormatPower(a.new_limit_mw), ": ", a.reason));
+        break;
+      case scheduler::PowerAction::kPreempt:
+        RequestStopLocked(*j, v1::JOB_STATE_PREEMPTED,
+                          absl::StrCat("preempted to keep power cap: ", a.reason));
+        AddEventLocked(&batch, "preempt", a.job_id, a.reason);
+        break;
+    }
+    PutJobLocked(&batch, j->job);
+  }
+  CommitLocked(batch).IgnoreError();
+  NotifyLocked();
+}
+
+void ClusterManager::CheckLiveness() {
+  absl::MutexLock lock(&mu_);
+  const absl::Time now = options_.clock->Now();
+  storage::WriteBatch batch;
+  std::vector<std::pair<v1::Job, v1::JobAttempt>> billed;
+  for (auto& [name, n] : nodes_) {
+    if (n.ready && now - n.last_report > options_.heartbeat_timeout) {
+      n.ready = false;
+      n.unreachable_since = now;
+      AddEventLocked(&batch, "node", name,
+                     absl::StrCat("unreachable: no report for ",
+                                  absl::FormatDuration(now - n.last_report)));
+    }
+    if (!n.ready && n.unreachable_since != absl::InfinitePast() &&
+        now - n.unreachable_since >
+            options_.config.scheduler.unreachable_requeue_after) {
+      bool any = false;
+      for (const Gpu& g : n.gpus) any = any || !g.job_key.empty();
+      if (any) {
+        // Requeue every job that holds GPUs here: nothing says it still runs.
+        SettleLostJobsLocked(n, {}, &batch, &billed);
+      }
+    }
+  }
+  CommitLocked(batch).IgnoreError();
+  CommitBilled(billed);
+}
+
+void ClusterManager::Start() {
+  threads_.emplace_back([this] { LoopThread(); });
+}
+
+void ClusterManager::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stopping_ = true;
+  }
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+void ClusterManager::LoopThread() {
+  absl::Time last_schedule = absl::InfinitePast();
+  absl::Time last_power = absl::InfinitePast();
+  absl::Time last_liveness = absl::InfinitePast();
+  while (true) {
+    bool schedule = false, power = false;
+    {
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || wake_ || power_dirty_;
+      };
+      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(100));
+      if (stopping_) return;
+      schedule = wake_;
+      power = power_dirty_;
+    }
+    const absl::Time now = options_.clock->Now();
+    if (schedule || now - last_schedule > absl::Milliseconds(500)) {
+      ScheduleOnce();
+      last_schedule = now;
+    }
+    if (power || now - last_power > absl::Milliseconds(250)) {
+      ControlPowerOnce();
+      last_power = now;
+    }
+    if (now - last_liveness > absl::Milliseconds(250)) {
+      CheckLiveness();
+      last_liveness = now;
+    }
+  }
+}
+
+}  // namespace joule::daemon

@@ -1,0 +1,76 @@
+// jouled: the Joule daemon. See docs/cli.md and docs/architecture.md.
+#include <signal.h>
+
+#include <cstdio>
+#include <thread>
+
+#include "CLI/CLI.hpp"
+#include "common/units.h"
+#include "daemon/daemon.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"jouled: the Joule GPU cluster scheduler and billing daemon"};
+  std::string listen = "127.0.0.1:7070";
+  std::string data_dir = "./joule-data";
+  std::string config_path;
+  std::string heartbeat_timeout = "5s";
+  std::string report_interval = "1s";
+  app.add_option("--listen", listen, "HOST:PORT to serve gRPC on");
+  app.add_option("--data-dir", data_dir, "RocksDB directory");
+  app.add_option("--config", config_path,
+                 "cluster configuration (protobuf text format)");
+  app.add_option("--heartbeat-timeout", heartbeat_timeout,
+                 "a node silent this long is unreachable");
+  app.add_option("--report-interval", report_interval,
+                 "report interval asked of agents");
+  CLI11_PARSE(app, argc, argv);
+
+  joule::daemon::DaemonOptions options;
+  options.listen = listen;
+  options.data_dir = data_dir;
+  auto hb = joule::ParseNonNegativeDuration(heartbeat_timeout,
+                                            "--heartbeat-timeout");
+  auto ri = joule::ParseNonNegativeDuration(report_interval, "--report-interval");
+  if (!hb.ok() || !ri.ok()) {
+    fprintf(stderr, "jouled: %s\n",
+            std::string((hb.ok() ? ri.status() : hb.status()).message()).c_str());
+    return 2;
+  }
+  options.heartbeat_timeout = *hb;
+  options.report_interval = *ri;
+  if (!config_path.empty()) {
+    auto cfg = joule::config::LoadClusterConfig(config_path);
+    if (!cfg.ok()) {
+      fprintf(stderr, "jouled: %s\n", std::string(cfg.status().message()).c_str());
+      return 2;
+    }
+    options.config = *cfg;
+  }
+
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+
+  auto daemon = joule::daemon::Daemon::Start(options);
+  if (!daemon.ok()) {
+    fprintf(stderr, "jouled: %s\n", std::string(daemon.status().message()).c_str());
+    return 1;
+  }
+  fprintf(stderr, "jouled: serving on %s (port %d), data in %s\n",
+          listen.c_str(), (*daemon)->port(), data_dir.c_str());
+  std::thread signals([&] {
+    int sig = 0;
+    sigwait(&stop_signals, &sig);
+    fprintf(stderr, "jouled: signal %d, shutting down\n", sig);
+    (*daemon)->Shutdown();
+  });
+  // The server stops only through Shutdown(), which the signal thread runs:
+  // wait for both before tearing down.
+  (*daemon)->Wait();
+  signals.join();
+  daemon->reset();
+  fprintf(stderr, "jouled: stopped\n");
+  return 0;
+}

@@ -1,0 +1,123 @@
+#pragma once
+
+// The scheduling policy: a pure function from a ClusterSnapshot and the
+// pending queue to placements and waits. No clock, no I/O, no globals.
+//
+// Rules, in the order Schedule applies them:
+//
+// 1. Resolution. A job names a GPU model or none (any model: the models are
+//    tried in snapshot order and the first that fits is used). Per-GPU limit
+//    = power_mw, or the model's TDP when 0, clamped into the model's
+//    [min_limit_mw, max_limit_mw]; min power = min_power_mw (0 = the limit)
+//    clamped into [min_limit_mw, limit]. A job needs, on each of its nodes,
+//    gpus_per_node × limit of power headroom. It is kInfeasible when it asks
+//    for no GPUs, for an unknown model, for more GPUs per node than any node
+//    of the model has, or for more gang nodes than the cluster has.
+//
+// 2. Effective class. A reserved job is effective-reserved when its tenant's
+//    running reserved GPUs of that model + the GPUs of the tenant's earlier
+//    effective-reserved pending jobs (by priority, then seq) + its own GPUs
+//    ≤ contracted_gpus[model]; otherwise (and always when it names no model)
+//    it is scheduled as, and placed as, kOnDemand.
+//
+// 3. Order: effective class (reserved, on-demand, spot), priority (higher
+//    first), fair share (lower recent_gpu_hours / weight first), seq. Only the
+//    first max_jobs_considered jobs are examined (0 = all); the rest wait
+//    kRetryLater "not considered this round". Every pending job gets exactly
+//    one Placement or one Wait.
+//
+// 4. Fit. A node set fits when every node is schedulable, of the model, has
+//    gpus_per_node free GPUs, and for EVERY domain on the path from each node
+//    to the root, committed + the job's power under that domain ≤ cap
+//    (skipped when enforce_power is false). A gang (nodes > 1) gets all nodes
+//    or none, preferring one leaf domain (rack), then one parent of a leaf
+//    (row), then anywhere. Best fit: fewest free GPUs left on the node, then
+//    least power headroom left on its leaf, then lowest node index. GPUs are
+//    the lowest free indices. Each placement updates the working copy, so
+//    later jobs in the same call see it.
+//
+// 5. Preemption (allow_preemption). An effective-reserved job that does not
+//    fit may preempt running kSpot jobs, then kOnDemand jobs, lowest priority
+//    first, then most recently started first: the shortest prefix of that
+//    order after which it fits is found, then every job in that prefix that
+//    the chosen placement does not need (GPUs on its nodes, or power on its
+//    domains) is spared, most valuable first. If even preempting all of them
+//    does not make it fit, nothing is preempted and it waits.
+//
+// 6. Backfill (EASY). The first job that is blocked (kRetryLater or
+//    kOverPowerCap; not kInfeasible) gets the reservation if it would fit
+//    once every running job has ended; a job that would not (e.g. needs more
+//    power than a cap allows even on an idle cluster) waits without one.
+//    Its shadow time is found by ending running jobs (and those placed in
+//    this call) in order of start + max_runtime: the end time of the job
+//    after whose end it first fits, and its shadow placement S is where it
+//    would fit then. If it needs a job without max_runtime to end, it has no
+//    shadow time. A later job J may start only if
+//      (a) it has a max_runtime and now + max_runtime ≤ shadow time, or
+//      (b) it uses none of the reserved nodes — those of S, or with no
+//          shadow time every node of the reserved job's model(s) — and, for
+//          each domain the reserved job could draw on (S's paths, or with no
+//          shadow time every domain holding a node of its model(s)), J's
+//          power there fits in the headroom left for it: cap − committed at
+//          the shadow time (now, with no shadow time) − the reserved job's
+//          power there (its whole power, with no shadow time) − what earlier
+//          (b)-backfilled jobs took. If J's best fit touches S, J is retried
+//          with S's nodes excluded.
+//    Otherwise J waits kRetryLater "would delay job X". With backfill false,
+//    every job after the reservation holder waits behind it.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/types/span.h"
+#include "scheduler/types.h"
+
+namespace joule::scheduler {
+
+struct PolicyConfig {
+  // false = "oblivious": places by GPUs only (joule-sim compares the two).
+  bool enforce_power = true;
+  bool backfill = true;
+  bool allow_preemption = true;
+  // Jobs examined per call, in order; the rest wait. 0 = all.
+  uint32_t max_jobs_considered = 10000;
+};
+
+enum class WaitKind {
+  kRetryLater,    // resources busy
+  kInfeasible,    // can never fit as specified (GPU count, unknown model)
+  kOverPowerCap,  // GPUs free but a domain cap blocks
+};
+
+struct Placement {
+  std::string job_id;
+  std::vector<JobShare> shares;  // node rank order (ascending node index)
+  int64_t power_limit_mw = 0;    // resolved per-GPU limit
+  int64_t min_power_mw = 0;
+  std::string gpu_model;  // resolved
+  // A reserved job beyond its tenant's contract runs as kOnDemand.
+  ServiceClass effective_class = ServiceClass::kOnDemand;
+  std::vector<std::string> preempt;  // running job ids to preempt first
+};
+
+struct Wait {
+  std::string job_id;
+  WaitKind kind = WaitKind::kRetryLater;
+  // Operator-actionable, e.g. "waiting: rack r12 power 37.2 kW committed +
+  // 5.60 kW needed > cap 40.0 kW" or "no ready node with 8 free H100".
+  std::string reason;
+};
+
+struct Decisions {
+  std::vector<Placement> placements;  // in the order they were made
+  std::vector<Wait> waits;            // in queue order
+};
+
+// Decides which pending jobs start now and where. Deterministic for a given
+// input. Thread-safe (no shared state).
+Decisions Schedule(const ClusterSnapshot& snapshot,
+                   absl::Span<const PendingJob> pending,
+                   const PolicyConfig& config);
+
+}  // namespace joule::scheduler

@@ -1,0 +1,212 @@
+#include "scheduler/power_control.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "common/units.h"
+
+namespace joule::scheduler {
+namespace {
+
+struct JobState {
+  const RunningJob* src = nullptr;
+  int64_t limit_mw = 0;
+  int64_t est_mw = 0;  // estimated draw per GPU
+  int64_t gpus = 0;
+  // (domain, GPUs of this job under it) for every domain it spans.
+  std::vector<std::pair<int, int64_t>> under;
+  int action = -1;  // index into the output
+  bool preempted = false;
+  bool near_over_cap = false;  // has a GPU under a domain over cap at start
+};
+
+int64_t CeilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+class Controller {
+ public:
+  Controller(const ClusterSnapshot& snap, const PowerControlConfig& config)
+      : snap_(snap), config_(config) {}
+
+  std::vector<PowerAction> Run();
+
+ private:
+  std::string DomainWords(int d) const {
+    const DomainSnapshot& dom = snap_.domains[d];
+    return absl::StrCat(dom.level.empty() ? "domain" : dom.level, " ",
+                        dom.name);
+  }
+  // Lowers every domain the job spans by `per_gpu` × its GPUs there.
+  void Save(JobState& j, int64_t per_gpu) {
+    for (const auto& [d, g] : j.under) measured_[d] -= g * per_gpu;
+  }
+  void Act(JobState& j, PowerAction::Kind kind, int64_t limit,
+           std::string reason) {
+    if (j.action < 0) {
+      j.action = static_cast<int>(out_.size());
+      out_.push_back(PowerAction{kind, j.src->id, limit, std::move(reason)});
+    } else {
+      out_[j.action] = PowerAction{kind, j.src->id, limit, std::move(reason)};
+    }
+  }
+  void HandleOverCap(int d);
+  void Restore();
+
+  const ClusterSnapshot& snap_;
+  const PowerControlConfig& config_;
+  std::vector<int> parent_;
+  std::vector<int64_t> measured_;
+  std::vector<JobState> jobs_;
+  std::vector<std::vector<std::pair<int, int64_t>>> domain_jobs_;  // (job, g)
+  std::vector<PowerAction> out_;
+};
+
+std::vector<PowerAction> Controller::Run() {
+  const int num_domains = static_cast<int>(snap_.domains.size());
+  const int num_nodes = static_cast<int>(snap_.nodes.size());
+  parent_.resize(num_domains);
+  std::vector<int> depth(num_domains);
+  measured_.resize(num_domains);
+  for (int d = 0; d < num_domains; ++d) {
+    const int p = snap_.domains[d].parent;
+    parent_[d] = (p >= 0 && p < d) ? p : -1;
+    depth[d] = parent_[d] < 0 ? 0 : depth[parent_[d]] + 1;
+    measured_[d] = snap_.domains[d].measured_mw;
+  }
+  domain_jobs_.resize(num_domains);
+  for (const RunningJob& r : snap_.running) {
+    JobState j;
+    j.src = &r;
+    j.limit_mw = r.limit_mw;
+    j.est_mw =
+        std::max<int64_t>(0, std::min(r.measured_per_gpu_mw, r.limit_mw));
+    absl::flat_hash_map<int, int64_t> under;
+    for (const JobShare& s : r.shares) {
+      if (s.node < 0 || s.node >= num_nodes) continue;
+      const int leaf = snap_.nodes[s.node].domain;
+      if (leaf < 0 || leaf >= num_domains) continue;
+      j.gpus += s.gpus.size();
+      for (int d = leaf; d >= 0; d = parent_[d]) under[d] += s.gpus.size();
+    }
+    j.under.assign(under.begin(), under.end());
+    std::sort(j.under.begin(), j.under.end());
+    for (const auto& [d, g] : j.under) {
+      if (snap_.domains[d].measured_mw > snap_.domains[d].cap_mw) {
+        j.near_over_cap = true;
+      }
+      domain_jobs_[d].push_back({static_cast<int>(jobs_.size()), g});
+    }
+    jobs_.push_back(std::move(j));
+  }
+  std::vector<int> order;
+  for (int d = 0; d < num_domains; ++d) {
+    if (measured_[d] > snap_.domains[d].cap_mw) order.push_back(d);
+  }
+  std::sort(order.begin(), order.end(), [&depth](int a, int b) {
+    return std::make_pair(-depth[a], a) < std::make_pair(-depth[b], b);
+  });
+  for (int d : order) HandleOverCap(d);
+  Restore();
+  return std::move(out_);
+}
+
+void Controller::HandleOverCap(int d) {
+  const int64_t cap = snap_.domains[d].cap_mw;
+  if (measured_[d] <= cap) return;
+  const std::string reason =
+      absl::StrCat(DomainWords(d), " measured ", FormatPower(measured_[d]),
+                   " > cap ", FormatPower(cap));
+  // Least important first: spot, on-demand, reserved; lowest priority; most
+  // recently started; id.
+  std::vector<std::pair<int, int64_t>> cands = domain_jobs_[d];
+  std::sort(cands.begin(), cands.end(), [this](const auto& x, const auto& y) {
+    const RunningJob& a = *jobs_[x.first].src;
+    const RunningJob& b = *jobs_[y.first].src;
+    if (a.cls != b.cls) return a.cls > b.cls;
+    if (a.priority != b.priority) return a.priority < b.priority;
+    if (a.start_time != b.start_time) return a.start_time > b.start_time;
+    return a.id < b.id;
+  });
+  for (const auto& [ji, g] : cands) {
+    const int64_t excess = measured_[d] - cap;
+    if (excess <= 0) return;
+    JobState& j = jobs_[ji];
+    const int64_t floor = std::max<int64_t>(0, j.src->min_mw);
+    if (j.preempted || g <= 0 || j.limit_mw <= floor || j.est_mw <= floor) {
+      continue;
+    }
+    const int64_t new_limit = std::max(floor, j.est_mw - CeilDiv(excess, g));
+    if (new_limit >= j.limit_mw) continue;
+    Save(j, j.est_mw - new_limit);
+    j.est_mw = new_limit;
+    j.limit_mw = new_limit;
+    Act(j, PowerAction::kThrottle, new_limit, reason);
+  }
+  for (const auto& [ji, g] : cands) {
+    if (measured_[d] <= cap) return;
+    JobState& j = jobs_[ji];
+    if (j.preempted || j.src->cls == ServiceClass::kReserved || g <= 0 ||
+        j.est_mw <= 0) {
+      continue;
+    }
+    Save(j, j.est_mw);
+    j.est_mw = 0;
+    j.preempted = true;
+    Act(j, PowerAction::kPreempt, 0,
+        absl::StrCat(reason, "; throttling to minimum was not enough"));
+  }
+}
+
+void Controller::Restore() {
+  std::vector<int> cands;
+  for (int i = 0; i < static_cast<int>(jobs_.size()); ++i) {
+    const JobState& j = jobs_[i];
+    if (j.action < 0 && !j.near_over_cap &&
+        j.src->limit_mw < j.src->requested_mw && !j.under.empty()) {
+      cands.push_back(i);
+    }
+  }
+  // Most important first: reserved, on-demand, spot; highest priority;
+  // earliest started; id.
+  std::sort(cands.begin(), cands.end(), [this](int x, int y) {
+    const RunningJob& a = *jobs_[x].src;
+    const RunningJob& b = *jobs_[y].src;
+    if (a.cls != b.cls) return a.cls < b.cls;
+    if (a.priority != b.priority) return a.priority > b.priority;
+    if (a.start_time != b.start_time) return a.start_time < b.start_time;
+    return a.id < b.id;
+  });
+  for (int i : cands) {
+    JobState& j = jobs_[i];
+    const int64_t per_gpu = j.src->requested_mw - j.src->limit_mw;
+    bool ok = true;
+    for (const auto& [d, g] : j.under) {
+      const int64_t cap = snap_.domains[d].cap_mw;
+      const int64_t margin = cap * config_.restore_margin_permille / 1000;
+      if (measured_[d] + g * per_gpu > cap - margin) {
+        ok = false;
+        break;
+      }
+    }
+    if (!ok) continue;
+    Save(j, -per_gpu);
+    Act(j, PowerAction::kRestore, j.src->requested_mw,
+        absl::StrFormat("restore to %s per GPU: +%s keeps every domain at "
+                        "least %.1f%% under cap",
+                        FormatPower(j.src->requested_mw),
+                        FormatPower(per_gpu * j.gpus),
+                        config_.restore_margin_permille / 10.0));
+  }
+}
+
+}  // namespace
+
+std::vector<PowerAction> ControlPower(const ClusterSnapshot& snapshot,
+                                      const PowerControlConfig& config) {
+  Controller controller(snapshot, config);
+  return controller.Run();
+}
+
+}  // namespace joule::scheduler

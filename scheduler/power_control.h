@@ -1,0 +1,64 @@
+#pragma once
+
+// The reactive power loop: a pure function from measured power to per-job
+// limit changes and preemptions. No clock, no I/O, no globals.
+//
+// Rules:
+//
+// 1. Over cap. Domains whose measured_mw > cap_mw are handled deepest first
+//    (then by index). For each, excess = measured - cap, where measured
+//    already reflects the savings of actions taken for deeper domains.
+//
+// 2. Throttle. Jobs with GPUs under the domain whose current limit (after
+//    earlier actions in this call) is above their min_mw are lowered in the
+//    order kSpot, kOnDemand, kReserved; lowest priority first; then most
+//    recently started; then id. Each job's draw per GPU is estimated as
+//    e = min(measured_per_gpu_mw, limit_mw); it is lowered only as far as
+//    needed: new = max(min_mw, e - ceil(excess / g)), g = its GPUs under the
+//    domain, and its saving is counted as (e - new) × its GPUs under each
+//    domain on every path it spans. Jobs whose estimated draw is already at
+//    or below min_mw are skipped (lowering them would save nothing).
+//
+// 3. Preempt. If the domain is still over, kSpot then kOnDemand jobs under it
+//    (lowest priority, then most recently started, then id) are preempted,
+//    saving their estimated draw (GPUs × e) on every domain they span, until
+//    excess ≤ 0. kReserved jobs are never preempted. A job gets one action:
+//    a preemption replaces its throttle, a second throttle updates the first.
+//
+// 4. Restore. Jobs whose limit_mw < requested_mw, that got no action in this
+//    call and have no GPU under a domain that was over cap, are considered
+//    in the order kReserved, kOnDemand, kSpot; highest priority first; then
+//    earliest started; then id. A job is raised back to requested_mw when,
+//    for every domain on its paths, measured + its increase under the domain
+//    (GPUs × (requested - limit)) ≤ cap - cap × restore_margin_permille /
+//    1000; the increase is then counted, so two restores never overcommit.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "scheduler/types.h"
+
+namespace joule::scheduler {
+
+struct PowerControlConfig {
+  // Restore only if the domain stays at least this far under cap after the
+  // raise (50 = 5%).
+  int64_t restore_margin_permille = 50;
+};
+
+struct PowerAction {
+  enum Kind { kThrottle, kRestore, kPreempt };
+  Kind kind = kThrottle;
+  std::string job_id;
+  int64_t new_limit_mw = 0;  // per GPU, for kThrottle / kRestore
+  std::string reason;        // e.g. "rack r1 measured 41.3 kW > cap 40.0 kW"
+};
+
+// Decides throttles, preemptions and restores from measured power. Actions
+// come in the order decided: over-cap actions, then restores. Deterministic;
+// thread-safe (no shared state).
+std::vector<PowerAction> ControlPower(const ClusterSnapshot& snapshot,
+                                      const PowerControlConfig& config);
+
+}  // namespace joule::scheduler

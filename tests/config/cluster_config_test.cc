@@ -1,0 +1,90 @@
+#include "config/cluster_config.h"
+
+#include "gtest/gtest.h"
+
+namespace joule::config {
+namespace {
+
+constexpr char kGood[] = R"pb(
+  gpu_model { name: "H100" tdp: "700W" min_power_limit: "200W" }
+  node_model { name: "hgx" base_power: "2kW" }
+  domain { name: "site" kind: "site" cap: "1MW" }
+  domain { name: "hall1" parent: "site" kind: "hall" cap: "500kW" }
+  domain { name: "row1" parent: "hall1" kind: "row" cap: "100kW" }
+  domain { name: "rack1" parent: "row1" kind: "rack" cap: "40kW" }
+  node { name: "n1" domain: "rack1" node_model: "hgx" }
+  scheduler { admission: "measured" default_domain: "rack1" }
+)pb";
+
+TEST(ClusterConfigTest, ParsesAGoodConfig) {
+  auto cfg = ParseClusterConfig(kGood, "good.conf");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  ASSERT_EQ(cfg->domains.size(), 4u);
+  EXPECT_EQ(cfg->domains[0].name, "site");  // parents first
+  EXPECT_EQ(cfg->FindDomain("rack1")->cap_mw, 40'000'000);
+  EXPECT_EQ(cfg->FindNode("n1")->base_power_mw, 2'000'000);
+  EXPECT_EQ(cfg->FindGpuModel("H100")->min_limit_mw, 200'000);
+  EXPECT_EQ(cfg->scheduler.admission, AdmissionMode::kMeasured);
+}
+
+struct BadCase {
+  const char* name;
+  const char* text;
+  const char* want;  // substring of the error: file:line: field: rule
+};
+
+class BadConfigTest : public ::testing::TestWithParam<BadCase> {};
+
+TEST_P(BadConfigTest, NamesLineAndField) {
+  auto cfg = ParseClusterConfig(GetParam().text, "c.conf");
+  ASSERT_FALSE(cfg.ok());
+  EXPECT_EQ(cfg.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(cfg.status().message().find(GetParam().want), std::string::npos)
+      << cfg.status().message();
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Configs, BadConfigTest,
+    ::testing::Values(
+        BadCase{"Cycle",
+                "domain { name: \"site\" cap: \"1MW\" }\n"
+                "domain { name: \"a\" parent: \"b\" cap: \"1kW\" }\n"
+                "domain { name: \"b\" parent: \"a\" cap: \"1kW\" }\n",
+                "c.conf:2: domain[1].parent: \"a\" is on a cycle"},
+        BadCase{"AllCycle",
+                "domain { name: \"a\" parent: \"b\" cap: \"1kW\" }\n"
+                "domain { name: \"b\" parent: \"a\" cap: \"1kW\" }\n",
+                "has a cycle"},
+        BadCase{"UnknownParent",
+                "domain { name: \"site\" cap: \"1MW\" }\n"
+                "domain {\n  name: \"r\"\n  parent: \"nope\"\n  cap: \"1kW\"\n}\n",
+                "c.conf:4: domain[1].parent: \"nope\" is not a defined domain"},
+        BadCase{"NegativeCap", "domain { name: \"site\" cap: \"-1kW\" }\n",
+                "c.conf:1: domain[0].cap:"},
+        BadCase{"MissingCap", "domain { name: \"site\" }\n",
+                "domain[0].cap: is required"},
+        BadCase{"TwoRoots",
+                "domain { name: \"a\" cap: \"1kW\" }\ndomain { name: \"b\" cap: \"1kW\" }\n",
+                "c.conf:2: domain[1].parent"},
+        BadCase{"NodeOnInnerDomain",
+                "domain { name: \"site\" cap: \"1MW\" }\n"
+                "domain { name: \"r\" parent: \"site\" cap: \"1kW\" }\n"
+                "node { name: \"n\" domain: \"site\" }\n",
+                "c.conf:3: node[0].domain: \"site\" has child domains"},
+        BadCase{"Syntax", "domain { name: \"site\" cap: 5 \n",
+                "c.conf:1:"},
+        BadCase{"UnknownField", "domian { name: \"x\" }\n", "c.conf:1:"},
+        BadCase{"BadAdmission",
+                "domain { name: \"site\" cap: \"1MW\" }\n"
+                "scheduler {\n admission: \"greedy\"\n}\n",
+                "c.conf:3: scheduler.admission: \"greedy\" is not one of"}),
+    [](const auto& info) { return info.param.name; });
+
+TEST(ClusterConfigTest, DefaultIsValid) {
+  ClusterConfig cfg = DefaultClusterConfig();
+  EXPECT_EQ(cfg.domains.size(), 1u);
+  EXPECT_NE(cfg.FindGpuModel("H100"), nullptr);
+}
+
+}  // namespace
+}  // namespace joule::config

@@ -1,0 +1,216 @@
+#include "tests/e2e/harness.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/time/clock.h"
+#include "google/protobuf/util/json_util.h"
+#include "gtest/gtest.h"
+
+extern char** environ;
+
+namespace joule::e2e {
+
+std::string Bin(const std::string& name) {
+  const char* dir = std::getenv("JOULE_BIN_DIR");
+  return absl::StrCat(dir != nullptr ? dir : "build/bin", "/", name);
+}
+
+std::string SharedData() {
+  const char* dir = std::getenv("JOULE_SHARED_DATA");
+  return dir != nullptr ? dir : "../shared/data";
+}
+
+int FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+bool WaitFor(const std::function<bool()>& pred, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    if (pred()) return true;
+    if (absl::Now() > deadline) return false;
+    absl::SleepFor(absl::Milliseconds(50));
+  }
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+void WriteFile(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+Process::Process(std::vector<std::string> argv, std::string log_path)
+    : log_path_(std::move(log_path)) {
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, log_path_.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&fa, 1, 2);
+  const int rc = posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  if (rc != 0) {
+    ADD_FAILURE() << "cannot spawn " << argv[0] << ": " << strerror(rc);
+    pid_ = -1;
+  }
+}
+
+Process::~Process() {
+  if (Running()) {
+    Signal(SIGKILL);
+    Wait();
+  }
+}
+
+bool Process::Running() {
+  if (pid_ <= 0 || status_ != -1) return false;
+  int st = 0;
+  if (waitpid(pid_, &st, WNOHANG) == pid_) {
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return false;
+  }
+  return true;
+}
+
+void Process::Signal(int sig) {
+  if (pid_ > 0 && status_ == -1) kill(pid_, sig);
+}
+
+int Process::Wait(absl::Duration timeout) {
+  if (!WaitFor([this] { return !Running(); }, timeout)) return -1;
+  return status_;
+}
+
+std::string Process::Log() const { return ReadFile(log_path_); }
+
+Cluster::Cluster(Options options) : options_(std::move(options)) {
+  std::string tmpl = std::filesystem::temp_directory_path() / "joule-e2e-XXXXXX";
+  dir_ = mkdtemp(tmpl.data());
+  port_ = FreePort();
+}
+
+Cluster::~Cluster() {
+  agents_.clear();
+  if (daemon_ != nullptr && daemon_->Running()) {
+    daemon_->Signal(SIGTERM);
+    if (daemon_->Wait(absl::Seconds(10)) < 0) daemon_.reset();
+  }
+  daemon_.reset();
+  if (!::testing::Test::HasFailure()) std::filesystem::remove_all(dir_);
+}
+
+std::string Cluster::server() const { return absl::StrCat("127.0.0.1:", port_); }
+
+void Cluster::StartDaemon() {
+  std::vector<std::string> argv = {
+      Bin("jouled"), "--listen", server(), "--data-dir", dir_ + "/data",
+      "--heartbeat-timeout", options_.heartbeat_timeout, "--report-interval",
+      options_.report_interval};
+  if (!options_.config_text.empty()) {
+    WriteFile(dir_ + "/cluster.conf", options_.config_text);
+    argv.push_back("--config");
+    argv.push_back(dir_ + "/cluster.conf");
+  }
+  daemon_ = std::make_unique<Process>(
+      argv, absl::StrCat(dir_, "/jouled.", ++daemon_starts_, ".log"));
+  // Ready when it answers.
+  const bool up = WaitFor([&] {
+    return daemon_->Running() && Ctl({"tenant", "list"}).exit_code == 0;
+  });
+  ASSERT_TRUE(up) << "jouled did not come up: " << daemon_->Log();
+}
+
+void Cluster::KillDaemon(int sig) {
+  daemon_->Signal(sig);
+  EXPECT_GE(daemon_->Wait(), 0);
+}
+
+Process* Cluster::StartAgent(const std::string& name,
+                             std::vector<std::string> extra) {
+  std::vector<std::string> argv = {Bin("joule-agent"), "--server", server(),
+                                   "--node-name", name, "--report-interval",
+                                   options_.report_interval, "--log-dir",
+                                   dir_ + "/logs-" + name};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  agents_[name] = std::make_unique<Process>(
+      argv, absl::StrCat(dir_, "/agent-", name, ".log"));
+  return agents_[name].get();
+}
+
+void Cluster::KillAgent(const std::string& name, int sig) {
+  agents_[name]->Signal(sig);
+  agents_[name]->Wait();
+}
+
+CtlResult Cluster::Ctl(std::vector<std::string> args) const {
+  static int n = 0;
+  const std::string out = absl::StrCat(dir_, "/ctl.", ++n, ".out");
+  const std::string err = absl::StrCat(dir_, "/ctl.", n, ".err");
+  std::vector<std::string> argv = {Bin("joulectl"), "--server", server()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<char*> cargs;
+  for (auto& a : argv) cargs.push_back(a.data());
+  cargs.push_back(nullptr);
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT, 0644);
+  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT, 0644);
+  pid_t pid = 0;
+  CtlResult r;
+  if (posix_spawn(&pid, cargs[0], &fa, nullptr, cargs.data(), environ) == 0) {
+    int st = 0;
+    waitpid(pid, &st, 0);
+    r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+  posix_spawn_file_actions_destroy(&fa);
+  r.out = ReadFile(out);
+  r.err = ReadFile(err);
+  std::filesystem::remove(out);
+  std::filesystem::remove(err);
+  return r;
+}
+
+void Cluster::CtlJson(std::vector<std::string> args,
+                      google::protobuf::Message* msg) const {
+  args.insert(args.begin(), {"-o", "json"});
+  CtlResult r = Ctl(args);
+  ASSERT_EQ(r.exit_code, 0) << absl::StrJoin(args, " ") << ": " << r.err;
+  google::protobuf::util::JsonParseOptions o;
+  auto s = google::protobuf::util::JsonStringToMessage(r.out, msg, o);
+  ASSERT_TRUE(s.ok()) << s.ToString() << "\n" << r.out;
+}
+
+}  // namespace joule::e2e
