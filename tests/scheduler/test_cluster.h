@@ -14,8 +14,8 @@
 
 namespace joule::scheduler::testing {
 
-inline constexpr int64_t kW = 1000;          // mW per W
-inline constexpr int64_t kKw = 1000 * 1000;  // mW per kW
+inline constexpr int64_t kW = 1000;                        // mW per W
+inline constexpr int64_t kKw = 1000 * 1000;                // mW per kW
 inline constexpr int64_t kNoCap = int64_t{1000000} * kKw;  // 1 GW
 
 inline absl::Time TestNow() { return absl::FromUnixSeconds(1767225600); }

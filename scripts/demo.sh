@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# Quickstart command 1: installs what is missing, builds, and runs the demo:
+# jouled on an embedded RocksDB (./demo-data), four simulated agents with 8
+# GPUs each, a tenant with a reserved contract, jobs under power caps, a cap
+# cut, inference usage from the Azure LLM trace, a statement and the backlog.
+# Stops everything it started when it ends (or on Ctrl-C).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/build.sh
+BIN=build/bin
+PORT="${JOULE_DEMO_PORT:-7070}"
+export JOULE_SERVER="127.0.0.1:$PORT"
+DATA=demo-data
+rm -rf "$DATA" && mkdir -p "$DATA"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+ctl() { echo "\$ joulectl $*"; "$BIN/joulectl" "$@"; }
+step() { printf '\n=== %s\n' "$*"; }
+
+step "starting jouled on 127.0.0.1:$PORT (data in $DATA/db)"
+"$BIN/jouled" --listen "127.0.0.1:$PORT" --data-dir "$DATA/db" \
+  --config examples/demo-cluster.conf --report-interval 500ms \
+  --heartbeat-timeout 3s >"$DATA/jouled.log" 2>&1 &
+PIDS+=($!)
+for i in $(seq 1 100); do "$BIN/joulectl" tenant list >/dev/null 2>&1 && break; sleep 0.1; done
+
+step "starting 4 simulated agents (8 x H100 each)"
+for n in 01 02 03 04; do
+  "$BIN/joule-agent" --node-name "gpu-$n" --sim-gpus 8 --sim-gpu-model H100 \
+    --report-interval 500ms --log-dir "$DATA/logs-gpu-$n" \
+    >"$DATA/agent-$n.log" 2>&1 &
+  PIDS+=($!)
+done
+for i in $(seq 1 100); do
+  [ "$("$BIN/joulectl" node list | grep -c ' ready ')" = 4 ] && break; sleep 0.1
+done
+sleep 1
+ctl node list
+
+step "tenants, prices and a reserved contract"
+MONTH=$(date -u +%Y-%m)
+START=$(date -u +%Y-%m-01)
+END=$(date -u -d "$START +1 year" +%Y-%m-%d)
+ctl tenant create acme
+ctl tenant create globex
+ctl price set gpu-hour --gpu-model H100 --class on-demand --price 2.49
+ctl price set gpu-hour --gpu-model H100 --class spot --price 1.10
+ctl price set inference --model llama-3-70b --input 0.60 \
+  --output 0:0.80,1000000000:0.60 --per-request 0.0001
+ctl contract create --tenant acme --gpu-model H100 --gpus 8 \
+  --start "$START" --end "$END" --rate 1.89
+
+step "jobs: reserved, on-demand and spot, under the rack caps"
+ctl job submit --tenant acme --class reserved --gpus 8 --gpu-model H100 \
+  --name train-a -- /bin/sh -c 'echo "training on GPUs $CUDA_VISIBLE_DEVICES"; sleep 8'
+ctl job submit --tenant acme --class reserved --gpus 4 --gpu-model H100 \
+  --name train-b -- /bin/sh -c 'sleep 6'
+ctl job submit --tenant globex --gpus 8 --name finetune --min-power 400W \
+  -- /bin/sh -c 'sleep 8'
+ctl job submit --tenant globex --class spot --gpus 8 --name batch-spot \
+  -- /bin/sh -c 'sleep 30'
+ctl job submit --tenant globex --class spot --gpus 8 --name batch-spot-2 \
+  -- /bin/sh -c 'sleep 30'
+sleep 2
+ctl job list
+ctl power tree
+
+step "demand response: row-1 cut to 30 kW (throttle first, then preempt spot)"
+ctl power set-cap row-1 30kW --reason "utility demand-response event"
+sleep 2
+ctl power tree
+ctl events --since 1m
+
+step "inference usage: the Azure LLM code trace, re-timed to the last hour"
+python3 - "$DATA/usage.csv" <<'PY'
+import csv, sys, datetime as dt
+src = "../shared/data/azure_llm2023_AzureLLMInferenceTrace_code.csv"
+now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+base = now - dt.timedelta(hours=1, minutes=5)
+with open(src) as f, open(sys.argv[1], "w") as out:
+    rows = list(csv.DictReader(f))
+    t0 = dt.datetime.strptime(rows[0]["TIMESTAMP"][:19], "%Y-%m-%d %H:%M:%S")
+    out.write("timestamp,tenant,model,requests,input_tokens,output_tokens,idempotency_key\n")
+    for i, r in enumerate(rows):
+        t = dt.datetime.strptime(r["TIMESTAMP"][:19], "%Y-%m-%d %H:%M:%S")
+        ts = (base + (t - t0)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        out.write(f"{ts},acme,llama-3-70b,1,{r['ContextTokens']},{r['GeneratedTokens']},azure-code-{i}\n")
+PY
+ctl usage import "$DATA/usage.csv"
+echo "(importing the same file again counts nothing twice)"
+ctl usage import "$DATA/usage.csv"
+
+step "waiting for the jobs to finish"
+for i in $(seq 1 60); do
+  left=$("$BIN/joulectl" job list | grep -cE ' (pending|starting|running) ' || true)
+  [ "$left" -le 2 ] && break; sleep 1
+done
+ctl power set-cap row-1 60kW --reason "event over"
+ctl job list
+ctl job logs job-000001
+
+step "statement and backlog"
+ctl billing statement --tenant acme --period "$MONTH"
+ctl billing statement --tenant globex --period "$MONTH"
+ctl billing backlog
+step "done: stopping jouled and the agents"
