@@ -837,8 +837,16 @@ v1::JobAttempt ClusterManager::EndAttemptLocked(JobRt& j, absl::Time end,
     if (it == nodes_.end()) continue;
     for (uint32_t g : al.gpu_indices()) {
       if (g < it->second.gpus.size() && it->second.gpus[g].job_key == key) {
-        it->second.gpus[g].job_key.clear();
-        it->second.gpus[g].commanded_mw = 0;
+        Gpu& gpu = it->second.gpus[g];
+        gpu.job_key.clear();
+        gpu.commanded_mw = 0;
+        // The last report still shows the job's draw; until the next one,
+        // count the GPU as idle so the power loop does not act on stale
+        // numbers.
+        if (const config::GpuModel* m = GpuModelLocked(gpu.info.model());
+            m != nullptr && m->idle_mw > 0) {
+          gpu.status.set_power_mw(std::min(gpu.status.power_mw(), m->idle_mw));
+        }
       }
     }
     UpdateNodeMeasuredLocked(it->second);

@@ -47,10 +47,10 @@ START=$(date -u +%Y-%m-01)
 END=$(date -u -d "$START +1 year" +%Y-%m-%d)
 ctl tenant create acme
 ctl tenant create globex
-ctl price set gpu-hour --gpu-model H100 --class on-demand --price 2.49
-ctl price set gpu-hour --gpu-model H100 --class spot --price 1.10
+ctl price set gpu-hour --gpu-model H100 --class on-demand --price 2.49 --from "$START"
+ctl price set gpu-hour --gpu-model H100 --class spot --price 1.10 --from "$START"
 ctl price set inference --model llama-3-70b --input 0.60 \
-  --output 0:0.80,1000000000:0.60 --per-request 0.0001
+  --output 0:0.80,1000000000:0.60 --per-request 0.0001 --from "$START"
 ctl contract create --tenant acme --gpu-model H100 --gpus 8 \
   --start "$START" --end "$END" --rate 1.89
 
@@ -61,19 +61,20 @@ ctl job submit --tenant acme --class reserved --gpus 4 --gpu-model H100 \
   --name train-b -- /bin/sh -c 'sleep 6'
 ctl job submit --tenant globex --gpus 8 --name finetune --min-power 400W \
   -- /bin/sh -c 'sleep 8'
-ctl job submit --tenant globex --class spot --gpus 8 --name batch-spot \
-  -- /bin/sh -c 'sleep 30'
-ctl job submit --tenant globex --class spot --gpus 8 --name batch-spot-2 \
+ctl job submit --tenant globex --class spot --gpus 4 --power 300W \
+  --name batch-spot -- /bin/sh -c 'sleep 30'
+ctl job submit --tenant globex --class spot --gpus 8 --name batch-spot-big \
   -- /bin/sh -c 'sleep 30'
 sleep 2
 ctl job list
 ctl power tree
 
-step "demand response: row-1 cut to 30 kW (throttle first, then preempt spot)"
-ctl power set-cap row-1 30kW --reason "utility demand-response event"
+step "demand response: row-1 cut to 17 kW (throttle first, then preempt spot)"
+ctl power set-cap row-1 17kW --reason "utility demand-response event"
 sleep 2
 ctl power tree
-ctl events --since 1m
+ctl events --since 1m --kind throttle
+ctl events --since 1m --kind preempt
 
 step "inference usage: the Azure LLM code trace, re-timed to the last hour"
 python3 - "$DATA/usage.csv" <<'PY'
@@ -97,7 +98,7 @@ ctl usage import "$DATA/usage.csv"
 step "waiting for the jobs to finish"
 for i in $(seq 1 60); do
   left=$("$BIN/joulectl" job list | grep -cE ' (pending|starting|running) ' || true)
-  [ "$left" -le 2 ] && break; sleep 1
+  [ "$left" -le 1 ] && break; sleep 1
 done
 ctl power set-cap row-1 60kW --reason "event over"
 ctl job list

@@ -1,0 +1,142 @@
+#pragma once
+
+// joule-sim's discrete-event simulator: drives the real placement policy
+// (scheduler::Schedule), the reactive power loop (scheduler::ControlPower)
+// and the billing ledger (billing::Ledger on a MemoryStore with a FakeClock)
+// in simulated time against simulated nodes whose GPUs draw what
+// agent::SimGpuPowerMw says.
+//
+// Time advances in control ticks (SimOptions::tick_ms). Between ticks, job
+// arrivals, completions, cap changes and inference usage are processed in
+// time order; at each tick the GPUs report (new power noise), the power loop
+// runs (unless oblivious), then the scheduler runs over a window of the
+// pending queue. See docs/evaluation.md for the model.
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "sim/cluster.h"
+#include "sim/pricing.h"
+#include "sim/workload.h"
+
+namespace joule::sim {
+
+enum class PolicyKind { kOblivious, kAllocated, kMeasured };
+const char* PolicyName(PolicyKind p);
+
+// Work done per second at a power limit: 1 at or above the power the job
+// wants; (limit/want)^alpha down to knee × want; linear below the knee
+// (see docs/evaluation.md for the sources). Pure.
+double ThrottleSpeed(int64_t limit_mw, int64_t want_mw, double alpha,
+                     double knee);
+
+struct SimOptions {
+  PolicyKind policy = PolicyKind::kAllocated;
+  uint64_t seed = 1;
+  absl::Time start = absl::FromUnixSeconds(1767225600);  // 2026-01-01
+  int64_t tick_ms = 10'000;         // power loop + scheduling period
+  uint32_t queue_window = 2'000;    // pending jobs given to Schedule per tick
+  double default_load = 0.8;        // jobs without a load (and no CDF)
+  const LoadCdf* load_cdf = nullptr;  // samples loads when set
+  double power_noise = 0.05;        // per-tick relative load noise (uniform)
+  double throttle_alpha = 0.4;
+  double throttle_knee = 0.5;
+  double max_runtime_factor = 0;    // > 0: jobs declare and are killed at
+                                    // ceil(factor × duration)
+  bool backfill = true;
+  bool allow_preemption = true;
+  uint32_t measured_percentile = 95;
+  uint32_t measured_margin_pct = 10;
+  int64_t measured_window_ms = 60'000;
+  int64_t measured_min_ms = 5'000;
+  int64_t restore_margin_permille = 50;
+  absl::Duration fair_share_half_life = absl::Hours(24);
+  int64_t max_sim_ms = 0;           // 0 = run until every job is done
+  int timeline_points = 400;
+  bool progress = false;            // progress line on stderr
+};
+
+// Measured power against caps, aggregated over the domains of one level.
+struct LevelStats {
+  std::string level;
+  int64_t domains = 0;
+  double mean_measured_w = 0;  // time-mean per domain, averaged
+  double mean_cap_w = 0;
+  double max_measured_w = 0;   // highest of any domain
+  double max_measured_over_cap = 0;  // highest measured / cap of any domain
+  double seconds_over_cap = 0;       // summed over the level's domains
+  double watt_seconds_over_cap = 0;
+  int64_t domains_ever_over = 0;
+};
+
+struct TimelinePoint {
+  double time_s = 0;
+  double site_measured_w = 0;  // mean over the bucket
+  double site_cap_w = 0;
+  double running_gpus = 0;
+  double pending_jobs = 0;
+};
+
+struct SimResult {
+  std::string policy;
+  // Jobs.
+  int64_t jobs_total = 0;
+  int64_t jobs_completed = 0;
+  int64_t jobs_killed_max_runtime = 0;
+  int64_t jobs_never_started = 0;  // still pending (or infeasible) at the end
+  int64_t jobs_running_at_end = 0;
+  int64_t attempts = 0;
+  double gpu_hours_allocated = 0;  // all attempts
+  double gpu_hours_completed_work = 0;  // duration × GPUs of completed jobs
+  double gpu_hours_lost_to_preemption = 0;
+  double makespan_s = 0;  // first submit to last job end
+  double queue_delay_mean_s = 0, queue_delay_p50_s = 0, queue_delay_p95_s = 0,
+         queue_delay_p99_s = 0;
+  double slowdown_mean = 0;  // (end - submit) / duration of completed jobs
+  double gpu_allocation_ratio = 0;  // allocated GPU-time / (GPUs × makespan)
+  double energy_kwh = 0;            // whole site (base + GPUs)
+  double gpu_energy_kwh = 0;        // jobs' GPUs
+  // Power control.
+  int64_t throttle_actions = 0;
+  int64_t restore_actions = 0;
+  int64_t preemptions_power = 0;     // by the power loop
+  int64_t preemptions_reserved = 0;  // by reserved placements
+  int64_t schedule_calls = 0;
+  int64_t control_calls = 0;
+  std::vector<LevelStats> levels;  // root first
+  // Billing (cents).
+  std::map<std::string, int64_t> revenue_cents;  // pricing model -> cents
+  int64_t revenue_total_cents = 0;
+  int64_t backlog_cents = 0;
+  int64_t usage_events = 0;
+  std::vector<std::string> billing_errors;  // first few
+  std::vector<TimelinePoint> timeline;
+  // The simulator itself (not deterministic; kept out of comparisons).
+  double wall_s = 0;
+  int64_t events = 0;
+  double events_per_s = 0;
+  double sim_seconds = 0;
+};
+
+// Everything a run reads. Pointers must outlive Simulate.
+struct SimInputs {
+  const SimCluster* cluster = nullptr;
+  const Workload* workload = nullptr;
+  const std::vector<CapEvent>* cap_events = nullptr;     // optional
+  const std::vector<v1::UsageEvent>* usage = nullptr;    // optional
+  const PricingFile* pricing = nullptr;                  // optional
+};
+
+// Runs one policy over the inputs. Deterministic for given inputs and
+// options (except the wall-time fields).
+absl::StatusOr<SimResult> Simulate(const SimInputs& inputs,
+                                   const SimOptions& options);
+
+// Peak resident set of this process, bytes (getrusage).
+int64_t PeakRssBytes();
+
+}  // namespace joule::sim
