@@ -1,5 +1,7 @@
 #include "agent/nvml_backend.h"
 
+#include "common/gpu_catalog.h"
+
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -422,7 +424,7 @@ class NvmlBackend final : public GpuBackend {
     } while (false);
 
     status->set_uuid(gpu.uuid);
-    status->set_model(gpu.model);
+    status->set_model(CanonicalGpuModel(gpu.model));
     status->set_energy_mj(gpu.reported_mj);
     if (failed == kNvmlSuccess) return absl::OkStatus();
     if (IsBackendWide(failed)) {
@@ -573,7 +575,7 @@ absl::StatusOr<std::unique_ptr<GpuBackend>> NewNvmlBackend(
     ReadString(api.device_get_uuid, handle, kNvmlUuidBufferSize, &gpu.uuid);
     ReadString(api.device_get_name, handle, kNvmlNameBufferSize, &gpu.model);
     info.set_uuid(gpu.uuid);
-    info.set_model(gpu.model);
+    info.set_model(CanonicalGpuModel(gpu.model));
     NvmlMemory memory{};
     if (api.device_get_memory_info(handle, &memory) == kNvmlSuccess) {
       info.set_memory_total_bytes(memory.total);

@@ -2,6 +2,7 @@
 
 #include "absl/strings/string_view.h"
 #include <cstdint>
+#include <string>
 #include <string_view>
 
 namespace joule {
@@ -30,6 +31,17 @@ inline const KnownGpu* FindKnownGpu(absl::string_view model) {
     if (g.model == model) return &g;
   }
   return nullptr;
+}
+
+// The catalogue name that a driver's product name contains ("NVIDIA H100
+// 80GB HBM3" -> "H100"), or the product name itself when none matches.
+inline std::string CanonicalGpuModel(absl::string_view product_name) {
+  for (const KnownGpu& g : kKnownGpus) {
+    if (product_name.find(g.model) != absl::string_view::npos) {
+      return std::string(g.model);
+    }
+  }
+  return std::string(product_name);
 }
 
 }  // namespace joule

@@ -415,8 +415,35 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
   const absl::Time now = options_.clock->Now();
   snap.now = now;
   for (const config::GpuModel& m : options_.config.gpu_models) {
-    snap.gpu_models.push_back(
-        {m.name, m.tdp_mw, m.min_limit_mw, m.max_limit_mw});
+    scheduler::GpuModelSpec spec{m.name, m.tdp_mw, m.min_limit_mw,
+                                 m.max_limit_mw};
+    // A range the config leaves out comes from the agents' reports.
+    for (const auto& [name, n] : nodes_) {
+      if (spec.min_limit_mw > 0 && spec.max_limit_mw > 0) break;
+      if (n.gpus.empty() || n.gpus[0].info.model() != m.name) continue;
+      if (spec.min_limit_mw == 0) {
+        spec.min_limit_mw = n.gpus[0].info.min_power_limit_mw();
+      }
+      if (spec.max_limit_mw == 0) {
+        spec.max_limit_mw = n.gpus[0].info.max_power_limit_mw();
+      }
+    }
+    if (spec.min_limit_mw == 0) spec.min_limit_mw = m.tdp_mw;
+    if (spec.max_limit_mw == 0) spec.max_limit_mw = m.tdp_mw;
+    snap.gpu_models.push_back(std::move(spec));
+  }
+  // Models the config does not list: as the agents report them (TDP = the
+  // default power limit).
+  for (const auto& [name, n] : nodes_) {
+    if (n.gpus.empty()) continue;
+    const v1::GpuInfo& g = n.gpus[0].info;
+    const bool known = std::any_of(
+        snap.gpu_models.begin(), snap.gpu_models.end(),
+        [&](const scheduler::GpuModelSpec& s) { return s.name == g.model(); });
+    if (!known) {
+      snap.gpu_models.push_back({g.model(), g.default_power_limit_mw(),
+                                 g.min_power_limit_mw(), g.max_power_limit_mw()});
+    }
   }
   const std::vector<int64_t> committed = DomainCommittedLocked();
   for (size_t i = 0; i < domains_.size(); ++i) {
@@ -517,7 +544,11 @@ absl::StatusOr<v1::RegisterResponse> ClusterManager::RegisterAgent(
           "gpus[", i, "].index: is ", g.index(), "; GPUs must be listed in ",
           "index order 0..N-1"));
     }
-    if (g.model().empty()) {
+    if (g.model().empty() &&
+        std::none_of(req.gpus().begin(), req.gpus().end(),
+                     [](const v1::GpuInfo& o) { return !o.model().empty(); })) {
+      // One GPU without a model (e.g. lost at discovery) takes its
+      // neighbours'; a node where none has one is refused.
       return absl::InvalidArgumentError(
           absl::StrCat("gpus[", i, "].model: must not be empty"));
     }
@@ -556,8 +587,13 @@ absl::StatusOr<v1::RegisterResponse> ClusterManager::RegisterAgent(
   n.node.set_gpu_backend(req.gpu_backend());
   // Keep allocations of GPUs that still exist.
   std::vector<Gpu> gpus(req.gpus_size());
+  std::string node_model;
+  for (const v1::GpuInfo& g : req.gpus()) {
+    if (node_model.empty()) node_model = g.model();
+  }
   for (int i = 0; i < req.gpus_size(); ++i) {
     gpus[i].info = req.gpus(i);
+    if (gpus[i].info.model().empty()) gpus[i].info.set_model(node_model);
     const config::GpuModel* m = GpuModelLocked(req.gpus(i).model());
     if (m != nullptr) {
       // The config may override the range the agent reports.
@@ -566,7 +602,7 @@ absl::StatusOr<v1::RegisterResponse> ClusterManager::RegisterAgent(
     }
     gpus[i].status.set_index(i);
     gpus[i].status.set_uuid(req.gpus(i).uuid());
-    gpus[i].status.set_model(req.gpus(i).model());
+    gpus[i].status.set_model(gpus[i].info.model());
     gpus[i].status.set_healthy(true);
     if (static_cast<size_t>(i) < n.gpus.size()) {
       gpus[i].job_key = n.gpus[i].job_key;

@@ -87,8 +87,10 @@ struct SimResult {
   int64_t jobs_total = 0;
   int64_t jobs_completed = 0;
   int64_t jobs_killed_max_runtime = 0;
-  int64_t jobs_never_started = 0;  // still pending (or infeasible) at the end
+  int64_t jobs_never_started = 0;  // never got GPUs (incl. infeasible)
   int64_t jobs_running_at_end = 0;
+  int64_t jobs_infeasible = 0;  // dropped: can never run as specified
+  std::vector<std::string> infeasible_examples;
   int64_t attempts = 0;
   double gpu_hours_allocated = 0;  // all attempts
   double gpu_hours_completed_work = 0;  // duration × GPUs of completed jobs

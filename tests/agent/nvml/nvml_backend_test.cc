@@ -93,7 +93,7 @@ TEST_F(NvmlBackendTest, DiscoversGpus) {
   for (uint32_t i = 0; i < 2; ++i) {
     EXPECT_EQ(gpus[i].index(), i);
     EXPECT_THAT(gpus[i].uuid(), StartsWith("GPU-"));
-    EXPECT_EQ(gpus[i].model(), "NVIDIA H100 80GB HBM3");
+    EXPECT_EQ(gpus[i].model(), "H100");  // canonical catalogue name
     EXPECT_EQ(gpus[i].memory_total_bytes(), 85899345920u);
     EXPECT_EQ(gpus[i].min_power_limit_mw(), 200000);
     EXPECT_EQ(gpus[i].max_power_limit_mw(), 700000);
@@ -122,7 +122,7 @@ TEST_F(NvmlBackendTest, SamplesTelemetry) {
     const v1::GpuStatus& gpu = (*sample)[i];
     EXPECT_EQ(gpu.index(), i);
     EXPECT_EQ(gpu.uuid(), backend->Discover()[i].uuid());
-    EXPECT_EQ(gpu.model(), "NVIDIA H100 80GB HBM3");
+    EXPECT_EQ(gpu.model(), "H100");
     EXPECT_EQ(gpu.utilization_pct(), 87u);
     EXPECT_EQ(gpu.memory_used_bytes(), 1073741824u);
     EXPECT_EQ(gpu.memory_total_bytes(), 85899345920u);

@@ -1,0 +1,1111 @@
+#include "sim/simulator.h"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <memory>
+#include <queue>
+#include <random>
+#include <utility>
+
+#include "absl/container/btree_set.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "agent/sim_backend.h"
+#include "billing/ledger.h"
+#include "billing/period.h"
+#include "common/clock.h"
+#include "common/proto_time.h"
+#include "scheduler/policy.h"
+#include "scheduler/power_control.h"
+#include "storage/memory_store.h"
+
+namespace joule::sim {
+
+const char* PolicyName(PolicyKind p) {
+  switch (p) {
+    case PolicyKind::kOblivious:
+      return "oblivious";
+    case PolicyKind::kAllocated:
+      return "allocated";
+    case PolicyKind::kMeasured:
+      return "measured";
+  }
+  return "?";
+}
+
+double ThrottleSpeed(int64_t limit_mw, int64_t want_mw, double alpha,
+                     double knee) {
+  if (want_mw <= 0 || limit_mw >= want_mw) return 1.0;
+  if (limit_mw <= 0) return 1e-6;
+  const double r = static_cast<double>(limit_mw) / static_cast<double>(want_mw);
+  if (r >= knee) return std::pow(r, alpha);
+  return std::max(1e-6, std::pow(knee, alpha) * r / knee);
+}
+
+int64_t PeakRssBytes() {
+  struct rusage ru;
+  if (getrusage(RUSAGE_SELF, &ru) != 0) return 0;
+  return static_cast<int64_t>(ru.ru_maxrss) * 1024;
+}
+
+namespace {
+
+using scheduler::ServiceClass;
+constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+constexpr int64_t kMsPerDay = 86'400'000;
+
+// Every tenant exists in the simulation.
+class AllTenants final : public billing::TenantDirectory {
+ public:
+  bool Exists(std::string_view) const override { return true; }
+};
+
+v1::ServiceClass ToProtoClass(ServiceClass c) {
+  switch (c) {
+    case ServiceClass::kReserved:
+      return v1::SERVICE_CLASS_RESERVED;
+    case ServiceClass::kOnDemand:
+      return v1::SERVICE_CLASS_ON_DEMAND;
+    case ServiceClass::kSpot:
+      return v1::SERVICE_CLASS_SPOT;
+  }
+  return v1::SERVICE_CLASS_ON_DEMAND;
+}
+
+double Percentile(std::vector<int64_t>& v, double p) {
+  if (v.empty()) return 0;
+  const size_t idx = std::min(
+      v.size() - 1, static_cast<size_t>(std::ceil(p / 100.0 * v.size())) - 1);
+  std::nth_element(v.begin(), v.begin() + idx, v.end());
+  return static_cast<double>(v[idx]);
+}
+
+// Runtime state of one job of the workload.
+struct JobRt {
+  enum State : uint8_t { kFuture, kPending, kRunning, kDone };
+  State state = kFuture;
+  bool killed = false;
+  bool throttled = false;  // limit < requested
+  int16_t model = -1;      // resolved at placement
+  uint32_t attempt = 0;
+  uint32_t version = 0;  // bumps invalidate queued completion events
+  uint32_t gpus = 0;
+  int32_t run_idx = -1;  // in snap_.running
+  float load = 0;
+  int64_t first_start_ms = -1;
+  int64_t start_ms = 0;
+  int64_t end_ms = -1;
+  int64_t progress_ms = 0;  // when work_left_ms was last brought up to date
+  double work_left_ms = 0;
+  double speed = 1;
+  int64_t want_mw = 0;        // per GPU at the job's mean load
+  int64_t noisy_want_mw = 0;  // per GPU, this tick's load
+  int64_t draw_mw = 0;        // per GPU now = min(noisy_want, limit)
+  int64_t energy_last_ms = 0;
+  uint64_t energy_mwms = 0;  // this attempt, mW × ms
+};
+
+// Per running job, parallel to snap_.running.
+struct RunExtra {
+  int32_t job = -1;
+  int64_t committed_per_gpu = 0;
+  std::vector<std::pair<int64_t, int64_t>> samples;  // (mW, weight ms)
+  int64_t sample_ms = 0;                             // total weight
+};
+
+struct DomStats {
+  int64_t last_ms = 0;
+  __int128 energy = 0;  // mW × ms
+  __int128 cap_int = 0;
+  __int128 over = 0;  // (measured - cap) mW × ms
+  int64_t over_ms = 0;
+  int64_t max_mw = 0;
+  double max_ratio = 0;
+};
+
+struct Ev {
+  int64_t t;
+  int32_t job;
+  uint32_t version;
+  bool kill;
+  bool operator>(const Ev& o) const {
+    return t != o.t ? t > o.t : job > o.job;
+  }
+};
+
+struct PendKey {
+  uint8_t cls;
+  int32_t neg_priority;
+  uint32_t job;
+  bool operator<(const PendKey& o) const {
+    if (cls != o.cls) return cls < o.cls;
+    if (neg_priority != o.neg_priority) return neg_priority < o.neg_priority;
+    return job < o.job;
+  }
+};
+
+struct TenantRt {
+  double decayed_gpu_s = 0;
+  int64_t decay_ms = -1;
+};
+
+class Sim {
+ public:
+  Sim(const SimInputs& in, const SimOptions& o)
+      : in_(in),
+        opts_(o),
+        cluster_(*in.cluster),
+        work_(*in.workload),
+        clock_(o.start),
+        ledger_(&store_, &clock_, &tenants_dir_),
+        noise_rng_(o.seed ^ 0x9e3779b97f4a7c15ull) {}
+
+  absl::StatusOr<SimResult> Run();
+
+ private:
+  absl::Time At(int64_t ms) const { return opts_.start + absl::Milliseconds(ms); }
+  absl::Status Init();
+  void IntegrateDomain(int d, int64_t now);
+  void IntegrateAll(int64_t now);
+  void AddNodePower(int node, int64_t dmeasured, int64_t dcommitted);
+  int64_t MeasuredCommitted(const RunExtra& x, int64_t limit) const;
+  void PushFinish(int job);
+  void Arrive(int job);
+  void StartJob(int job, const scheduler::Placement& p);
+  enum EndKind { kComplete, kPreemptPower, kPreemptReserved, kKill };
+  void EndAttempt(int job, EndKind kind);
+  void SetLimit(int job, int64_t limit_mw);
+  void Tick();
+  void Telemetry();
+  void RunPowerLoop();
+  void RunScheduler();
+  void RecordUsageUpTo(int64_t ms);
+  void AddTenantUsage(uint32_t tenant, double gpu_s);
+  double TenantRecent(uint32_t tenant) const;
+  void Progress(bool force);
+  void Finish(SimResult* r);
+
+  const SimInputs& in_;
+  const SimOptions opts_;
+  const SimCluster& cluster_;
+  const Workload& work_;
+
+  storage::MemoryStore store_;
+  FakeClock clock_;
+  AllTenants tenants_dir_;
+  billing::Ledger ledger_;
+  int64_t usage_recorded_ = 0;
+  std::vector<std::string> billing_errors_;
+  int64_t billing_error_count_ = 0;
+
+  std::mt19937_64 noise_rng_;
+  std::vector<agent::SimGpuOptions> model_opts_;
+  std::vector<int> snap_model_;  // cluster model -> snapshot model name idx
+
+  scheduler::ClusterSnapshot snap_;
+  std::vector<RunExtra> run_;
+  std::vector<uint32_t> node_alloc_gpus_;
+  std::vector<DomStats> dstats_;
+  std::vector<int64_t> leaf_dm_, leaf_dc_;
+  std::vector<JobRt> jobs_;
+  std::vector<TenantRt> tenant_rt_;
+  absl::btree_set<PendKey> pending_;
+  std::priority_queue<Ev, std::vector<Ev>, std::greater<Ev>> heap_;
+
+  int64_t now_ = 0;
+  size_t next_arrival_ = 0;
+  size_t next_cap_ = 0;
+  size_t next_usage_ = 0;
+  bool dirty_ = false;
+  int64_t next_contract_refresh_ = 0;
+  int64_t running_gpus_ = 0;
+  int64_t throttled_jobs_ = 0;
+  int64_t ticks_ = 0;
+
+  // Results.
+  SimResult res_;
+  int64_t gpu_ms_allocated_ = 0;
+  int64_t gpu_ms_lost_ = 0;
+  int64_t gpu_ms_completed_work_ = 0;
+  uint64_t gpu_energy_mwms_ = 0;
+  std::vector<int64_t> queue_delays_ms_;
+  double slowdown_sum_ = 0;
+  int64_t last_end_ms_ = 0;
+  // Timeline, one entry per tick.
+  std::vector<float> tl_t_, tl_power_, tl_cap_, tl_gpus_, tl_pending_;
+  __int128 tl_last_energy_ = 0;
+  int64_t tl_last_ms_ = 0;
+  std::chrono::steady_clock::time_point wall_start_, last_progress_;
+};
+
+absl::Status Sim::Init() {
+  wall_start_ = last_progress_ = std::chrono::steady_clock::now();
+  res_.policy = PolicyName(opts_.policy);
+  // Models.
+  for (const SimGpuModel& m : cluster_.models) {
+    snap_.gpu_models.push_back(
+        {m.name, m.tdp_mw, m.min_limit_mw, m.max_limit_mw});
+    agent::SimGpuOptions o;
+    o.model = m.name;
+    o.tdp_mw = m.tdp_mw;
+    o.min_limit_mw = m.min_limit_mw;
+    o.max_limit_mw = m.max_limit_mw;
+    o.idle_mw = m.idle_mw;
+    model_opts_.push_back(o);
+  }
+  // Domains and nodes.
+  const size_t nd = cluster_.domains.size();
+  snap_.domains.resize(nd);
+  for (size_t d = 0; d < nd; ++d) {
+    const SimDomain& sd = cluster_.domains[d];
+    snap_.domains[d].name = sd.name;
+    snap_.domains[d].level = sd.level;
+    snap_.domains[d].parent = sd.parent;
+    snap_.domains[d].cap_mw = sd.cap_mw;
+  }
+  dstats_.assign(nd, DomStats{});
+  leaf_dm_.assign(nd, 0);
+  leaf_dc_.assign(nd, 0);
+  snap_.nodes.resize(cluster_.nodes.size());
+  node_alloc_gpus_.assign(cluster_.nodes.size(), 0);
+  for (size_t n = 0; n < cluster_.nodes.size(); ++n) {
+    const SimNode& sn = cluster_.nodes[n];
+    scheduler::NodeSnapshot& ns = snap_.nodes[n];
+    ns.name = sn.name;
+    ns.domain = sn.leaf;
+    ns.schedulable = true;
+    ns.gpu_model = sn.model >= 0 ? cluster_.models[sn.model].name : "";
+    ns.gpu_count = sn.gpus;
+    ns.free_gpus = sn.gpus >= 64 ? ~uint64_t{0} : (uint64_t{1} << sn.gpus) - 1;
+    const int64_t idle =
+        sn.model >= 0 ? cluster_.models[sn.model].idle_mw * sn.gpus : 0;
+    ns.measured_mw = sn.base_mw + idle;
+    for (int d = sn.leaf; d >= 0; d = snap_.domains[d].parent) {
+      snap_.domains[d].committed_mw += sn.base_mw;
+      snap_.domains[d].measured_mw += ns.measured_mw;
+    }
+  }
+  // Jobs and their loads.
+  std::mt19937_64 load_rng(opts_.seed);
+  std::uniform_real_distribution<double> u01(0.0, 1.0);
+  jobs_.resize(work_.jobs.size());
+  for (size_t i = 0; i < jobs_.size(); ++i) {
+    const SimJobSpec& s = work_.jobs[i];
+    double load = s.load;
+    if (load < 0) {
+      load = opts_.load_cdf != nullptr ? opts_.load_cdf->Sample(u01(load_rng))
+                                       : opts_.default_load;
+    }
+    jobs_[i].load = static_cast<float>(std::clamp(load * s.load_scale, 0.0, 1.0));
+    if (i > 0 && s.submit_ms < work_.jobs[i - 1].submit_ms) {
+      return absl::InvalidArgumentError("workload: jobs not sorted by submit");
+    }
+  }
+  // Tenants.
+  tenant_rt_.assign(work_.tenants.size(), TenantRt{});
+  for (const std::string& t : work_.tenants) {
+    scheduler::TenantInfo info;
+    if (in_.pricing != nullptr) {
+      auto it = in_.pricing->tenant_weights.find(t);
+      if (it != in_.pricing->tenant_weights.end()) info.weight = it->second;
+    }
+    snap_.tenants[t] = info;
+  }
+  // Billing.
+  clock_.Set(opts_.start);
+  if (in_.pricing != nullptr) {
+    absl::Status s = ApplyPricing(*in_.pricing, opts_.start, &ledger_);
+    if (!s.ok()) return s;
+    for (const v1::Contract& c : in_.pricing->contracts) {
+      snap_.tenants.try_emplace(c.tenant());
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Sim::IntegrateDomain(int d, int64_t now) {
+  DomStats& s = dstats_[d];
+  const int64_t dt = now - s.last_ms;
+  if (dt <= 0) return;
+  const scheduler::DomainSnapshot& dom = snap_.domains[d];
+  s.energy += static_cast<__int128>(dom.measured_mw) * dt;
+  s.cap_int += static_cast<__int128>(dom.cap_mw) * dt;
+  if (dom.measured_mw > dom.cap_mw) {
+    s.over_ms += dt;
+    s.over += static_cast<__int128>(dom.measured_mw - dom.cap_mw) * dt;
+  }
+  s.max_mw = std::max(s.max_mw, dom.measured_mw);
+  if (dom.cap_mw > 0) {
+    s.max_ratio = std::max(s.max_ratio, static_cast<double>(dom.measured_mw) /
+                                            static_cast<double>(dom.cap_mw));
+  }
+  s.last_ms = now;
+}
+
+void Sim::IntegrateAll(int64_t now) {
+  for (size_t d = 0; d < dstats_.size(); ++d) {
+    IntegrateDomain(static_cast<int>(d), now);
+  }
+}
+
+void Sim::AddNodePower(int node, int64_t dmeasured, int64_t dcommitted) {
+  snap_.nodes[node].measured_mw += dmeasured;
+  for (int d = snap_.nodes[node].domain; d >= 0; d = snap_.domains[d].parent) {
+    IntegrateDomain(d, now_);
+    snap_.domains[d].measured_mw += dmeasured;
+    snap_.domains[d].committed_mw += dcommitted;
+  }
+}
+
+int64_t Sim::MeasuredCommitted(const RunExtra& x, int64_t limit) const {
+  if (opts_.policy != PolicyKind::kMeasured ||
+      x.sample_ms < opts_.measured_min_ms || x.samples.empty()) {
+    return limit;
+  }
+  // As ClusterManager::JobCommittedPerGpuLocked, with each sample standing
+  // for `weight` one-second reports.
+  std::pair<int64_t, int64_t> buf[16];
+  const size_t n = std::min<size_t>(x.samples.size(), 16);
+  std::copy(x.samples.end() - n, x.samples.end(), buf);
+  std::sort(buf, buf + n);
+  int64_t total = 0;
+  for (size_t i = 0; i < n; ++i) total += buf[i].second;
+  const int64_t count = std::max<int64_t>(1, total / 1000);
+  const int64_t idx = std::min<int64_t>(
+      count - 1, (count * opts_.measured_percentile + 99) / 100 - 1);
+  int64_t cum = 0;
+  int64_t p = buf[n - 1].first;
+  for (size_t i = 0; i < n; ++i) {
+    cum += buf[i].second;
+    if (cum > idx * 1000) {
+      p = buf[i].first;
+      break;
+    }
+  }
+  const int64_t with_margin = p + p * opts_.measured_margin_pct / 100;
+  return std::min(limit, with_margin);
+}
+
+void Sim::PushFinish(int job) {
+  JobRt& j = jobs_[job];
+  ++j.version;
+  int64_t finish =
+      j.progress_ms + static_cast<int64_t>(std::ceil(j.work_left_ms / j.speed));
+  bool kill = false;
+  if (opts_.max_runtime_factor > 0) {
+    const int64_t max_rt = static_cast<int64_t>(std::ceil(
+        static_cast<double>(work_.jobs[job].duration_ms) *
+        opts_.max_runtime_factor));
+    if (finish > j.start_ms + max_rt) {
+      finish = j.start_ms + max_rt;
+      kill = true;
+    }
+  }
+  heap_.push(Ev{finish, job, j.version, kill});
+}
+
+void Sim::Arrive(int job) {
+  JobRt& j = jobs_[job];
+  const SimJobSpec& s = work_.jobs[job];
+  j.state = JobRt::kPending;
+  pending_.insert(PendKey{static_cast<uint8_t>(s.cls), -s.priority,
+                          static_cast<uint32_t>(job)});
+  dirty_ = true;
+}
+
+void Sim::StartJob(int job, const scheduler::Placement& p) {
+  JobRt& j = jobs_[job];
+  const SimJobSpec& s = work_.jobs[job];
+  pending_.erase(PendKey{static_cast<uint8_t>(s.cls), -s.priority,
+                         static_cast<uint32_t>(job)});
+  j.state = JobRt::kRunning;
+  ++j.attempt;
+  ++res_.attempts;
+  j.start_ms = now_;
+  if (j.first_start_ms < 0) {
+    j.first_start_ms = now_;
+    queue_delays_ms_.push_back(now_ - s.submit_ms);
+  }
+  int model = cluster_.ModelIndex(p.gpu_model);
+  j.model = static_cast<int16_t>(model);
+  const agent::SimGpuOptions& mo = model_opts_[model];
+  j.want_mw = agent::SimGpuPowerMw(mo, j.load, mo.tdp_mw);
+  j.noisy_want_mw = j.want_mw;
+  j.draw_mw = std::min(j.want_mw, p.power_limit_mw);
+  j.speed = ThrottleSpeed(p.power_limit_mw, j.want_mw, opts_.throttle_alpha,
+                          opts_.throttle_knee);
+  j.work_left_ms = static_cast<double>(s.duration_ms);
+  j.progress_ms = now_;
+  j.energy_last_ms = now_;
+  j.energy_mwms = 0;
+  j.throttled = false;
+  j.gpus = 0;
+  for (const scheduler::JobShare& sh : p.shares) {
+    j.gpus += static_cast<uint32_t>(sh.gpus.size());
+  }
+  scheduler::RunningJob r;
+  r.id = absl::StrCat(job);
+  r.tenant = work_.tenants[s.tenant];
+  r.cls = p.effective_class;
+  r.priority = s.priority;
+  r.start_time = At(now_);
+  if (opts_.max_runtime_factor > 0) {
+    r.max_runtime = absl::Milliseconds(static_cast<int64_t>(
+        std::ceil(static_cast<double>(s.duration_ms) * opts_.max_runtime_factor)));
+  }
+  r.shares = p.shares;
+  r.gpu_model = p.gpu_model;
+  r.limit_mw = p.power_limit_mw;
+  r.requested_mw = p.power_limit_mw;
+  r.min_mw = p.min_power_mw;
+  r.committed_mw = p.power_limit_mw * j.gpus;
+  r.measured_per_gpu_mw = j.draw_mw;
+  j.run_idx = static_cast<int32_t>(snap_.running.size());
+  snap_.running.push_back(std::move(r));
+  RunExtra x;
+  x.job = job;
+  x.committed_per_gpu = p.power_limit_mw;
+  run_.push_back(std::move(x));
+  for (const scheduler::JobShare& sh : p.shares) {
+    uint64_t mask = 0;
+    for (uint32_t g : sh.gpus) mask |= uint64_t{1} << g;
+    snap_.nodes[sh.node].free_gpus &= ~mask;
+    const int64_t g = static_cast<int64_t>(sh.gpus.size());
+    node_alloc_gpus_[sh.node] += static_cast<uint32_t>(g);
+    AddNodePower(sh.node, g * (j.draw_mw - mo.idle_mw), g * p.power_limit_mw);
+  }
+  running_gpus_ += j.gpus;
+  PushFinish(job);
+}
+
+void Sim::EndAttempt(int job, EndKind kind) {
+  JobRt& j = jobs_[job];
+  const SimJobSpec& s = work_.jobs[job];
+  const int idx = j.run_idx;
+  const scheduler::RunningJob& r = snap_.running[idx];
+  const RunExtra& x = run_[idx];
+  const agent::SimGpuOptions& mo = model_opts_[j.model];
+  j.energy_mwms += static_cast<uint64_t>(j.draw_mw) * j.gpus *
+                   static_cast<uint64_t>(now_ - j.energy_last_ms);
+  j.energy_last_ms = now_;
+  gpu_energy_mwms_ += j.energy_mwms;
+  for (const scheduler::JobShare& sh : r.shares) {
+    uint64_t mask = 0;
+    for (uint32_t g : sh.gpus) mask |= uint64_t{1} << g;
+    snap_.nodes[sh.node].free_gpus |= mask;
+    const int64_t g = static_cast<int64_t>(sh.gpus.size());
+    node_alloc_gpus_[sh.node] -= static_cast<uint32_t>(g);
+    AddNodePower(sh.node, g * (mo.idle_mw - j.draw_mw),
+                 -g * x.committed_per_gpu);
+  }
+  // Bill the attempt.
+  billing::JobUsage u;
+  u.tenant = work_.tenants[s.tenant];
+  u.job_id = s.id;
+  u.attempt = j.attempt;
+  u.gpu_model = r.gpu_model;
+  u.service_class = ToProtoClass(r.cls);
+  u.gpus = j.gpus;
+  u.start = At(j.start_ms);
+  u.end = At(now_);
+  u.energy_mj = j.energy_mwms / 1000;
+  absl::Status bs = ledger_.RecordJobUsage(u);
+  if (!bs.ok()) {
+    if (billing_errors_.size() < 5) {
+      billing_errors_.push_back(std::string(bs.message()));
+    }
+    ++billing_error_count_;
+  }
+  const int64_t held_ms = now_ - j.start_ms;
+  gpu_ms_allocated_ += held_ms * j.gpus;
+  AddTenantUsage(s.tenant, static_cast<double>(held_ms) * j.gpus / 1000.0);
+  running_gpus_ -= j.gpus;
+  if (j.throttled) --throttled_jobs_;
+  j.throttled = false;
+  // Swap-remove from the running set.
+  const int last = static_cast<int>(snap_.running.size()) - 1;
+  if (idx != last) {
+    snap_.running[idx] = std::move(snap_.running[last]);
+    run_[idx] = std::move(run_[last]);
+    jobs_[run_[idx].job].run_idx = idx;
+  }
+  snap_.running.pop_back();
+  run_.pop_back();
+  j.run_idx = -1;
+  ++j.version;
+  dirty_ = true;
+  switch (kind) {
+    case kComplete:
+    case kKill:
+      j.state = JobRt::kDone;
+      j.end_ms = now_;
+      last_end_ms_ = std::max(last_end_ms_, now_);
+      if (kind == kComplete) {
+        ++res_.jobs_completed;
+        gpu_ms_completed_work_ += s.duration_ms * j.gpus;
+        slowdown_sum_ += static_cast<double>(now_ - s.submit_ms) /
+                         static_cast<double>(s.duration_ms);
+      } else {
+        j.killed = true;
+        ++res_.jobs_killed_max_runtime;
+      }
+      break;
+    case kPreemptPower:
+    case kPreemptReserved:
+      if (kind == kPreemptPower) {
+        ++res_.preemptions_power;
+      } else {
+        ++res_.preemptions_reserved;
+      }
+      gpu_ms_lost_ += held_ms * j.gpus;
+      j.state = JobRt::kPending;
+      pending_.insert(PendKey{static_cast<uint8_t>(s.cls), -s.priority,
+                              static_cast<uint32_t>(job)});
+      break;
+  }
+}
+
+void Sim::SetLimit(int job, int64_t limit_mw) {
+  JobRt& j = jobs_[job];
+  const int idx = j.run_idx;
+  scheduler::RunningJob& r = snap_.running[idx];
+  RunExtra& x = run_[idx];
+  // Bring work and energy up to now at the old limit.
+  j.work_left_ms = std::max(
+      0.0, j.work_left_ms - static_cast<double>(now_ - j.progress_ms) * j.speed);
+  j.progress_ms = now_;
+  j.energy_mwms += static_cast<uint64_t>(j.draw_mw) * j.gpus *
+                   static_cast<uint64_t>(now_ - j.energy_last_ms);
+  j.energy_last_ms = now_;
+  const int64_t old_draw = j.draw_mw;
+  const int64_t old_c = x.committed_per_gpu;
+  j.draw_mw = std::min(j.noisy_want_mw, limit_mw);
+  r.limit_mw = limit_mw;
+  x.committed_per_gpu = MeasuredCommitted(x, limit_mw);
+  r.committed_mw = x.committed_per_gpu * j.gpus;
+  for (const scheduler::JobShare& sh : r.shares) {
+    const int64_t g = static_cast<int64_t>(sh.gpus.size());
+    AddNodePower(sh.node, g * (j.draw_mw - old_draw),
+                 g * (x.committed_per_gpu - old_c));
+  }
+  const bool throttled = limit_mw < r.requested_mw;
+  if (throttled != j.throttled) throttled_jobs_ += throttled ? 1 : -1;
+  j.throttled = throttled;
+  j.speed = ThrottleSpeed(limit_mw, j.want_mw, opts_.throttle_alpha,
+                          opts_.throttle_knee);
+  PushFinish(job);
+  dirty_ = true;
+}
+
+void Sim::AddTenantUsage(uint32_t tenant, double gpu_s) {
+  TenantRt& t = tenant_rt_[tenant];
+  const double hl = absl::ToDoubleSeconds(opts_.fair_share_half_life);
+  if (t.decay_ms >= 0 && now_ > t.decay_ms) {
+    t.decayed_gpu_s *= std::exp2(-(now_ - t.decay_ms) / 1000.0 / hl);
+  }
+  t.decay_ms = now_;
+  t.decayed_gpu_s += gpu_s;
+}
+
+double Sim::TenantRecent(uint32_t tenant) const {
+  const TenantRt& t = tenant_rt_[tenant];
+  if (t.decay_ms < 0) return 0;
+  const double hl = absl::ToDoubleSeconds(opts_.fair_share_half_life);
+  return t.decayed_gpu_s * std::exp2(-(now_ - t.decay_ms) / 1000.0 / hl);
+}
+
+void Sim::Telemetry() {
+  // Every running job reports a new draw: its load with noise, capped at
+  // its limit; measured mode keeps the samples.
+  const bool measured = opts_.policy == PolicyKind::kMeasured;
+  const double amp = opts_.power_noise * std::sqrt(3.0);
+  bool committed_down = false;
+  for (size_t i = 0; i < snap_.running.size(); ++i) {
+    scheduler::RunningJob& r = snap_.running[i];
+    RunExtra& x = run_[i];
+    JobRt& j = jobs_[x.job];
+    const agent::SimGpuOptions& mo = model_opts_[j.model];
+    j.energy_mwms += static_cast<uint64_t>(j.draw_mw) * j.gpus *
+                     static_cast<uint64_t>(now_ - j.energy_last_ms);
+    j.energy_last_ms = now_;
+    double load = j.load;
+    if (amp > 0) {
+      const double u =
+          static_cast<double>(noise_rng_() >> 11) * 0x1.0p-53 * 2.0 - 1.0;
+      load *= 1.0 + amp * u;
+    }
+    j.noisy_want_mw = agent::SimGpuPowerMw(mo, load, mo.tdp_mw);
+    const int64_t old_draw = j.draw_mw;
+    j.draw_mw = std::min(j.noisy_want_mw, r.limit_mw);
+    r.measured_per_gpu_mw = j.draw_mw;
+    int64_t dc = 0;
+    if (measured) {
+      const int64_t w = std::min(opts_.tick_ms, now_ - j.start_ms);
+      if (w > 0) {
+        x.samples.emplace_back(j.draw_mw, w);
+        x.sample_ms += w;
+        while (x.samples.size() > 1 &&
+               x.sample_ms - x.samples.front().second >=
+                   opts_.measured_window_ms) {
+          x.sample_ms -= x.samples.front().second;
+          x.samples.erase(x.samples.begin());
+        }
+      }
+      const int64_t c = MeasuredCommitted(x, r.limit_mw);
+      dc = c - x.committed_per_gpu;
+      if (dc < 0) committed_down = true;
+      x.committed_per_gpu = c;
+      r.committed_mw = c * j.gpus;
+    }
+    const int64_t dm = j.draw_mw - old_draw;
+    if (dm == 0 && dc == 0) continue;
+    for (const scheduler::JobShare& sh : r.shares) {
+      const int64_t g = static_cast<int64_t>(sh.gpus.size());
+      snap_.nodes[sh.node].measured_mw += g * dm;
+      const int leaf = snap_.nodes[sh.node].domain;
+      leaf_dm_[leaf] += g * dm;
+      leaf_dc_[leaf] += g * dc;
+    }
+  }
+  for (size_t d = snap_.domains.size(); d-- > 0;) {
+    if (leaf_dm_[d] == 0 && leaf_dc_[d] == 0) continue;
+    snap_.domains[d].measured_mw += leaf_dm_[d];
+    snap_.domains[d].committed_mw += leaf_dc_[d];
+    const int p = snap_.domains[d].parent;
+    if (p >= 0) {
+      leaf_dm_[p] += leaf_dm_[d];
+      leaf_dc_[p] += leaf_dc_[d];
+    }
+    leaf_dm_[d] = 0;
+    leaf_dc_[d] = 0;
+  }
+  if (committed_down) dirty_ = true;
+}
+
+void Sim::RunPowerLoop() {
+  bool over = false;
+  for (const scheduler::DomainSnapshot& d : snap_.domains) {
+    if (d.measured_mw > d.cap_mw) {
+      over = true;
+      break;
+    }
+  }
+  if (!over && throttled_jobs_ == 0) return;
+  snap_.now = At(now_);
+  scheduler::PowerControlConfig cfg;
+  cfg.restore_margin_permille = opts_.restore_margin_permille;
+  ++res_.control_calls;
+  const std::vector<scheduler::PowerAction> actions =
+      scheduler::ControlPower(snap_, cfg);
+  for (const scheduler::PowerAction& a : actions) {
+    int job = -1;
+    if (!absl::SimpleAtoi(a.job_id, &job) || job < 0 ||
+        job >= static_cast<int>(jobs_.size()) ||
+        jobs_[job].state != JobRt::kRunning) {
+      continue;
+    }
+    ++res_.events;
+    switch (a.kind) {
+      case scheduler::PowerAction::kThrottle:
+        ++res_.throttle_actions;
+        SetLimit(job, a.new_limit_mw);
+        break;
+      case scheduler::PowerAction::kRestore:
+        ++res_.restore_actions;
+        SetLimit(job, a.new_limit_mw);
+        break;
+      case scheduler::PowerAction::kPreempt:
+        EndAttempt(job, kPreemptPower);
+        break;
+    }
+  }
+}
+
+void Sim::RunScheduler() {
+  if (pending_.empty() || !dirty_) return;
+  dirty_ = false;
+  snap_.now = At(now_);
+  if (now_ >= next_contract_refresh_) {
+    next_contract_refresh_ = (now_ / kMsPerDay + 1) * kMsPerDay;
+    auto contracted = ledger_.ContractedGpus(At(now_));
+    for (auto& [name, info] : snap_.tenants) {
+      auto it = contracted.find(name);
+      if (it == contracted.end()) {
+        info.contracted_gpus.clear();
+      } else {
+        info.contracted_gpus = it->second;
+      }
+    }
+  }
+  for (size_t t = 0; t < work_.tenants.size(); ++t) {
+    snap_.tenants[work_.tenants[t]].recent_gpu_hours =
+        TenantRecent(static_cast<uint32_t>(t)) / 3600.0;
+  }
+  std::vector<scheduler::PendingJob> pending;
+  pending.reserve(std::min<size_t>(pending_.size(), opts_.queue_window));
+  for (const PendKey& k : pending_) {
+    if (pending.size() >= opts_.queue_window) break;
+    const SimJobSpec& s = work_.jobs[k.job];
+    scheduler::PendingJob p;
+    p.id = absl::StrCat(k.job);
+    p.tenant = work_.tenants[s.tenant];
+    p.cls = s.cls;
+    p.priority = s.priority;
+    p.seq = k.job;
+    p.gpus_per_node = s.gpus_per_node;
+    p.nodes = s.nodes;
+    p.gpu_model = s.gpu_model;
+    p.power_mw = s.power_mw;
+    p.min_power_mw = s.min_power_mw;
+    if (opts_.max_runtime_factor > 0) {
+      p.max_runtime = absl::Milliseconds(static_cast<int64_t>(std::ceil(
+          static_cast<double>(s.duration_ms) * opts_.max_runtime_factor)));
+    }
+    pending.push_back(std::move(p));
+  }
+  scheduler::PolicyConfig cfg;
+  cfg.enforce_power = opts_.policy != PolicyKind::kOblivious;
+  cfg.backfill = opts_.backfill;
+  cfg.allow_preemption = opts_.allow_preemption;
+  cfg.max_jobs_considered = 0;
+  ++res_.schedule_calls;
+  const scheduler::Decisions d = scheduler::Schedule(snap_, pending, cfg);
+  for (const scheduler::Wait& w : d.waits) {
+    if (w.kind != scheduler::WaitKind::kInfeasible) continue;
+    // Can never run as specified (unknown model, too many GPUs): dropped.
+    int job = -1;
+    if (!absl::SimpleAtoi(w.job_id, &job) || job < 0 ||
+        job >= static_cast<int>(jobs_.size()) ||
+        jobs_[job].state != JobRt::kPending) {
+      continue;
+    }
+    const SimJobSpec& s = work_.jobs[job];
+    pending_.erase(PendKey{static_cast<uint8_t>(s.cls), -s.priority,
+                           static_cast<uint32_t>(job)});
+    jobs_[job].state = JobRt::kDone;
+    ++res_.jobs_infeasible;
+    if (res_.infeasible_examples.size() < 3) {
+      res_.infeasible_examples.push_back(
+          absl::StrCat(s.id, ": ", w.reason));
+    }
+  }
+  for (const scheduler::Placement& p : d.placements) {
+    int job = -1;
+    if (!absl::SimpleAtoi(p.job_id, &job) || job < 0 ||
+        job >= static_cast<int>(jobs_.size()) ||
+        jobs_[job].state != JobRt::kPending) {
+      continue;
+    }
+    ++res_.events;
+    if (!p.preempt.empty()) {
+      // As the daemon: stop the victims now, place the job next round.
+      for (const std::string& v : p.preempt) {
+        int victim = -1;
+        if (absl::SimpleAtoi(v, &victim) && victim >= 0 &&
+            victim < static_cast<int>(jobs_.size()) &&
+            jobs_[victim].state == JobRt::kRunning) {
+          EndAttempt(victim, kPreemptReserved);
+        }
+      }
+      continue;
+    }
+    StartJob(job, p);
+  }
+}
+
+void Sim::RecordUsageUpTo(int64_t ms) {
+  const std::vector<v1::UsageEvent>& ev = *in_.usage;
+  std::vector<v1::UsageEvent> batch;
+  while (next_usage_ < ev.size()) {
+    const int64_t t = std::max<int64_t>(
+        0, absl::ToInt64Milliseconds(FromProtoTime(ev[next_usage_].time()) -
+                                     opts_.start));
+    if (t > ms || batch.size() >= 1000) break;
+    batch.push_back(ev[next_usage_++]);
+  }
+  if (batch.empty()) return;
+  clock_.Set(At(std::max(ms, now_)));
+  res_.events += static_cast<int64_t>(batch.size());
+  auto r = ledger_.RecordUsage(batch);
+  if (r.ok()) {
+    usage_recorded_ += r->accepted();
+  } else {
+    if (billing_errors_.size() < 5) {
+      billing_errors_.push_back(std::string(r.status().message()));
+    }
+    ++billing_error_count_;
+  }
+}
+
+void Sim::Tick() {
+  ++ticks_;
+  ++res_.events;
+  IntegrateAll(now_);
+  Telemetry();
+  // Timeline: mean site power over the last tick.
+  const DomStats& root = dstats_[0];
+  const int64_t dt = now_ - tl_last_ms_;
+  if (dt > 0) {
+    tl_t_.push_back(static_cast<float>(now_ / 1000.0));
+    tl_power_.push_back(static_cast<float>(
+        static_cast<double>(root.energy - tl_last_energy_) / dt / 1000.0));
+    tl_cap_.push_back(static_cast<float>(snap_.domains[0].cap_mw / 1000.0));
+    tl_gpus_.push_back(static_cast<float>(running_gpus_));
+    tl_pending_.push_back(static_cast<float>(pending_.size()));
+  }
+  tl_last_energy_ = root.energy;
+  tl_last_ms_ = now_;
+  if (opts_.policy != PolicyKind::kOblivious) RunPowerLoop();
+  RunScheduler();
+}
+
+void Sim::Progress(bool force) {
+  if (!opts_.progress) return;
+  const auto t = std::chrono::steady_clock::now();
+  if (!force && t - last_progress_ < std::chrono::seconds(2)) return;
+  last_progress_ = t;
+  const double wall =
+      std::chrono::duration<double>(t - wall_start_).count();
+  std::fprintf(stderr,
+               "joule-sim [%s] sim %.1f h, %lld/%zu jobs done, %zu running, "
+               "%zu pending, %.0f events/s, wall %.1f s\n",
+               res_.policy.c_str(), now_ / 3.6e6,
+               static_cast<long long>(res_.jobs_completed +
+                                      res_.jobs_killed_max_runtime),
+               jobs_.size(), snap_.running.size(), pending_.size(),
+               wall > 0 ? res_.events / wall : 0.0, wall);
+}
+
+absl::StatusOr<SimResult> Sim::Run() {
+  if (absl::Status s = Init(); !s.ok()) return s;
+  const std::vector<CapEvent> no_caps;
+  const std::vector<CapEvent>& caps =
+      in_.cap_events != nullptr ? *in_.cap_events : no_caps;
+  const std::vector<v1::UsageEvent> no_usage;
+  const std::vector<v1::UsageEvent>& usage =
+      in_.usage != nullptr ? *in_.usage : no_usage;
+  auto usage_ms = [&](size_t i) {
+    return std::max<int64_t>(
+        0, absl::ToInt64Milliseconds(FromProtoTime(usage[i].time()) -
+                                     opts_.start));
+  };
+  const size_t njobs = jobs_.size();
+  auto next_external = [&]() {
+    int64_t t = kNever;
+    if (next_arrival_ < njobs) t = work_.jobs[next_arrival_].submit_ms;
+    if (next_cap_ < caps.size()) t = std::min(t, caps[next_cap_].time_ms);
+    if (next_usage_ < usage.size()) t = std::min(t, usage_ms(next_usage_));
+    return t;
+  };
+  int64_t next_tick = 0;
+  {
+    const int64_t first = next_external();
+    if (first != kNever) next_tick = first / opts_.tick_ms * opts_.tick_ms;
+  }
+  while (true) {
+    // Discrete events up to and including the tick.
+    while (true) {
+      const int64_t te = next_external();
+      const int64_t tc = heap_.empty() ? kNever : heap_.top().t;
+      const int64_t t = std::min(te, tc);
+      if (t > next_tick || t == kNever) break;
+      now_ = t;
+      if (tc <= te) {
+        const Ev e = heap_.top();
+        heap_.pop();
+        JobRt& j = jobs_[e.job];
+        if (e.version != j.version || j.state != JobRt::kRunning) continue;
+        ++res_.events;
+        EndAttempt(e.job, e.kill ? kKill : kComplete);
+      } else if (next_cap_ < caps.size() && caps[next_cap_].time_ms == t) {
+        const CapEvent& c = caps[next_cap_++];
+        IntegrateDomain(c.domain, now_);
+        snap_.domains[c.domain].cap_mw = c.cap_mw;
+        ++res_.events;
+        dirty_ = true;
+      } else if (next_usage_ < usage.size() && usage_ms(next_usage_) == t) {
+        RecordUsageUpTo(t);
+      } else {
+        ++res_.events;
+        Arrive(static_cast<int>(next_arrival_++));
+      }
+    }
+    now_ = next_tick;
+    Tick();
+    if ((ticks_ & 63) == 0) Progress(false);
+    const bool idle = snap_.running.empty();
+    const int64_t te = next_external();
+    if (idle && te == kNever && (pending_.empty() || !dirty_)) break;
+    next_tick += opts_.tick_ms;
+    if (idle && (pending_.empty() || !dirty_) && te > next_tick) {
+      next_tick = (te + opts_.tick_ms - 1) / opts_.tick_ms * opts_.tick_ms;
+    }
+    if (opts_.max_sim_ms > 0 && next_tick > opts_.max_sim_ms) break;
+  }
+  Progress(true);
+  SimResult r;
+  Finish(&r);
+  return r;
+}
+
+void Sim::Finish(SimResult* out) {
+  SimResult& r = res_;
+  const int64_t end = now_;
+  IntegrateAll(end);
+  // Close the books of attempts still running (max_sim_ms).
+  r.jobs_total = static_cast<int64_t>(jobs_.size());
+  for (const JobRt& j : jobs_) {
+    if (j.state == JobRt::kRunning) ++r.jobs_running_at_end;
+    if (j.first_start_ms < 0) ++r.jobs_never_started;
+  }
+  for (size_t i = 0; i < run_.size(); ++i) {
+    const JobRt& j = jobs_[run_[i].job];
+    gpu_ms_allocated_ += (end - j.start_ms) * j.gpus;
+  }
+  r.gpu_hours_allocated = gpu_ms_allocated_ / 3.6e6;
+  r.gpu_hours_completed_work = gpu_ms_completed_work_ / 3.6e6;
+  r.gpu_hours_lost_to_preemption = gpu_ms_lost_ / 3.6e6;
+  const int64_t first_submit = work_.jobs.empty() ? 0 : work_.jobs[0].submit_ms;
+  const int64_t last = std::max(last_end_ms_, first_submit);
+  r.makespan_s = (last - first_submit) / 1000.0;
+  if (!queue_delays_ms_.empty()) {
+    double sum = 0;
+    for (int64_t d : queue_delays_ms_) sum += d;
+    r.queue_delay_mean_s = sum / queue_delays_ms_.size() / 1000.0;
+    r.queue_delay_p50_s = Percentile(queue_delays_ms_, 50) / 1000.0;
+    r.queue_delay_p95_s = Percentile(queue_delays_ms_, 95) / 1000.0;
+    r.queue_delay_p99_s = Percentile(queue_delays_ms_, 99) / 1000.0;
+  }
+  if (r.jobs_completed > 0) r.slowdown_mean = slowdown_sum_ / r.jobs_completed;
+  const double total_gpus = static_cast<double>(cluster_.TotalGpus());
+  if (total_gpus > 0 && r.makespan_s > 0) {
+    r.gpu_allocation_ratio =
+        gpu_ms_allocated_ / (total_gpus * r.makespan_s * 1000.0);
+  }
+  r.energy_kwh = static_cast<double>(dstats_[0].energy) / 3.6e12;
+  r.gpu_energy_kwh = static_cast<double>(gpu_energy_mwms_) / 3.6e12;
+  // Levels, in order of first appearance (the root first).
+  std::vector<std::string> order;
+  absl::flat_hash_map<std::string, size_t> at;
+  const double span_ms = std::max<int64_t>(1, end);
+  for (size_t d = 0; d < snap_.domains.size(); ++d) {
+    const std::string& level = snap_.domains[d].level;
+    auto [it, inserted] = at.try_emplace(level, r.levels.size());
+    if (inserted) {
+      r.levels.push_back(LevelStats{});
+      r.levels.back().level = level;
+    }
+    LevelStats& l = r.levels[it->second];
+    const DomStats& s = dstats_[d];
+    ++l.domains;
+    l.mean_measured_w += static_cast<double>(s.energy) / span_ms / 1000.0;
+    l.mean_cap_w += static_cast<double>(s.cap_int) / span_ms / 1000.0;
+    l.max_measured_w = std::max(l.max_measured_w, s.max_mw / 1000.0);
+    l.max_measured_over_cap = std::max(l.max_measured_over_cap, s.max_ratio);
+    l.seconds_over_cap += s.over_ms / 1000.0;
+    l.watt_seconds_over_cap += static_cast<double>(s.over) / 1e6;
+    if (s.over_ms > 0) ++l.domains_ever_over;
+  }
+  for (LevelStats& l : r.levels) {
+    l.mean_measured_w /= l.domains;
+    l.mean_cap_w /= l.domains;
+  }
+  // Billing: every tenant's statements over the simulated months.
+  clock_.Set(At(end));
+  absl::flat_hash_set<std::string> tenants(work_.tenants.begin(),
+                                           work_.tenants.end());
+  if (in_.pricing != nullptr) {
+    for (const v1::Contract& c : in_.pricing->contracts) {
+      tenants.insert(c.tenant());
+    }
+  }
+  if (in_.usage != nullptr) {
+    for (const v1::UsageEvent& e : *in_.usage) tenants.insert(e.tenant());
+  }
+  std::vector<std::string> sorted(tenants.begin(), tenants.end());
+  std::sort(sorted.begin(), sorted.end());
+  const billing::Period last_period = billing::Period::Of(At(end));
+  for (const std::string& t : sorted) {
+    for (billing::Period p = billing::Period::Of(opts_.start);
+         p <= last_period; p = p.Next()) {
+      auto st = ledger_.GetStatement(t, p.ToString());
+      if (!st.ok()) {
+        if (billing_errors_.size() < 5) {
+          billing_errors_.push_back(std::string(st.status().message()));
+        }
+        ++billing_error_count_;
+        continue;
+      }
+      for (const auto& [model, cents] : st->subtotal_cents()) {
+        r.revenue_cents[model] += cents;
+      }
+      r.revenue_total_cents += st->total_cents();
+    }
+  }
+  auto backlog = ledger_.Backlog(At(end));
+  if (backlog.ok()) r.backlog_cents = backlog->total().backlog_cents();
+  r.usage_events = usage_recorded_;
+  r.billing_errors = billing_errors_;
+  if (billing_error_count_ > static_cast<int64_t>(billing_errors_.size())) {
+    r.billing_errors.push_back(absl::StrCat(
+        billing_error_count_ - billing_errors_.size(), " more"));
+  }
+  // Timeline, averaged into at most timeline_points buckets.
+  const size_t n = tl_t_.size();
+  const size_t buckets =
+      std::max<size_t>(1, std::min<size_t>(n, opts_.timeline_points));
+  for (size_t b = 0; b < buckets && n > 0; ++b) {
+    const size_t lo = b * n / buckets, hi = std::max(lo + 1, (b + 1) * n / buckets);
+    TimelinePoint p;
+    for (size_t i = lo; i < hi; ++i) {
+      p.site_measured_w += tl_power_[i];
+      p.site_cap_w += tl_cap_[i];
+      p.running_gpus += tl_gpus_[i];
+      p.pending_jobs += tl_pending_[i];
+    }
+    const double k = static_cast<double>(hi - lo);
+    p.time_s = tl_t_[hi - 1];
+    p.site_measured_w /= k;
+    p.site_cap_w /= k;
+    p.running_gpus /= k;
+    p.pending_jobs /= k;
+    r.timeline.push_back(p);
+  }
+  r.sim_seconds = end / 1000.0;
+  r.wall_s = std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                           wall_start_)
+                 .count();
+  r.events_per_s = r.wall_s > 0 ? r.events / r.wall_s : 0;
+  *out = std::move(r);
+}
+
+}  // namespace
+
+absl::StatusOr<SimResult> Simulate(const SimInputs& inputs,
+                                   const SimOptions& options) {
+  if (inputs.cluster == nullptr || inputs.workload == nullptr) {
+    return absl::InvalidArgumentError("Simulate: cluster and workload needed");
+  }
+  if (absl::Status s = inputs.cluster->Validate(); !s.ok()) return s;
+  if (options.tick_ms <= 0) {
+    return absl::InvalidArgumentError("--tick: must be > 0");
+  }
+  for (const SimJobSpec& j : inputs.workload->jobs) {
+    if (j.tenant >= inputs.workload->tenants.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("job ", j.id, ": tenant index out of range"));
+    }
+  }
+  auto sim = std::make_unique<Sim>(inputs, options);
+  return sim->Run();
+}
+
+}  // namespace joule::sim
