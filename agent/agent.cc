@@ -140,7 +140,8 @@ void Agent::Session(bool* connected) {
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
     grpc::Status s = stub->Register(&ctx, reg, &reg_resp);
     if (!s.ok()) {
-      if (s.error_code() == grpc::StatusCode::INVALID_ARGUMENT) {
+      if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
+          s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
         fprintf(stderr, "joule-agent: registration refused: %s\n",
                 s.error_message().c_str());
       }

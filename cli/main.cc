@@ -69,12 +69,10 @@ class Client {
                                                        const Req&, Resp*),
                           Stub* stub, const Req& req, Resp* resp) {
     grpc::ClientContext ctx;
-    absl::Duration timeout = absl::Seconds(30);
-    if (auto t = ParseNonNegativeDuration(g_.timeout, "--timeout"); t.ok()) {
-      timeout = *t;
-    }
+    auto timeout = ParseNonNegativeDuration(g_.timeout, "--timeout");
+    if (!timeout.ok()) FailStatus(timeout.status());
     ctx.set_deadline(std::chrono::system_clock::now() +
-                     absl::ToChronoMilliseconds(timeout));
+                     absl::ToChronoMilliseconds(*timeout));
     if (!g_.as_tenant.empty()) ctx.AddMetadata("x-joule-tenant", g_.as_tenant);
     return (stub->*method)(&ctx, req, resp);
   }

@@ -15,8 +15,10 @@ namespace {
 
 absl::Status PowerError(absl::string_view field, absl::string_view text,
                         absl::string_view rule) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(field, ": \"", text, "\" ", rule));
+  // An empty field leaves the naming to the caller (e.g. config errors that
+  // already say "domain[3].cap").
+  return absl::InvalidArgumentError(absl::StrCat(
+      field, field.empty() ? "" : ": ", "\"", text, "\" ", rule));
 }
 
 }  // namespace

@@ -85,7 +85,7 @@ absl::StatusOr<int64_t> Power(const Locator& loc, absl::string_view list,
     }
     return 0;
   }
-  auto mw = ParsePowerMw(text, field);
+  auto mw = ParsePowerMw(text, "");
   if (!mw.ok()) return loc.Error(list, index, field, mw.status().message());
   return *mw;
 }

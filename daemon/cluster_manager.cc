@@ -12,6 +12,8 @@
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "common/units.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "joule/v1/records.pb.h"
 
 namespace joule::daemon {
@@ -28,6 +30,20 @@ std::string AttemptKey(const std::string& job_id, uint32_t attempt) {
 }
 
 std::string EventKey(uint64_t seq) { return absl::StrFormat("%016x", seq); }
+
+// The bytes that identify a spec for SubmitJob idempotency. Deterministic
+// serialization: map fields (env) are written in key order, so equal specs
+// give equal bytes whatever order their maps were built in.
+std::string SpecFingerprint(const v1::JobSpec& spec) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    spec.SerializeToCodedStream(&coded);
+  }
+  return out;
+}
 
 ServiceClass ToPolicyClass(v1::ServiceClass c) {
   switch (c) {
@@ -619,7 +635,12 @@ absl::StatusOr<v1::RegisterResponse> ClusterManager::RegisterAgent(
   for (const v1::RunningJob& r : req.running_jobs()) {
     still_running.insert(AttemptKey(r.job_id(), r.attempt()));
   }
-  SettleLostJobsLocked(n, still_running, &batch, &billed);
+  n.on_attach.clear();
+  n.stale_stopped.clear();
+  SettleLostJobsLocked(n, still_running,
+                       absl::StrCat("lost: the agent on ", n.node.name(),
+                                    " no longer runs it (agent restarted)"),
+                       /*always_requeue=*/false, &batch, &billed);
   PutNodeLocked(&batch, n);
   AddEventLocked(&batch, "node", n.node.name(),
                  known ? "agent registered again" : "node registered");
@@ -638,7 +659,7 @@ absl::StatusOr<v1::RegisterResponse> ClusterManager::RegisterAgent(
 
 void ClusterManager::SettleLostJobsLocked(
     NodeRt& n, const absl::flat_hash_set<std::string>& still_running,
-    storage::WriteBatch* batch,
+    const std::string& why, bool always_requeue, storage::WriteBatch* batch,
     std::vector<std::pair<v1::Job, v1::JobAttempt>>* billed) {
   const absl::Time now = options_.clock->Now();
   std::vector<std::string> lost;
@@ -667,15 +688,13 @@ void ClusterManager::SettleLostJobsLocked(
       stop.mutable_stop_job()->set_reason("another rank was lost");
       SendLocked(it->second, stop);
     }
-    const std::string why =
-        absl::StrCat("lost: the agent on ", n.node.name(),
-                     " no longer runs it (agent restarted)");
     v1::JobAttempt a = EndAttemptLocked(j, now, why, batch);
     if (IsSet(a.start_time()) && options_.attempts != nullptr) {
       billed->emplace_back(j.job, a);
     }
     const bool requeue =
-        !was_running || j.job.stopping_to() == v1::JOB_STATE_PREEMPTED ||
+        always_requeue || !was_running ||
+        j.job.stopping_to() == v1::JOB_STATE_PREEMPTED ||
         options_.config.scheduler.lost_job_policy ==
             config::LostJobPolicy::kRequeue;
     if (j.job.stopping_to() == v1::JOB_STATE_CANCELLED) {
@@ -706,7 +725,9 @@ void ClusterManager::SettleLostJobsLocked(
       stop.mutable_stop_job()->set_attempt(
           static_cast<uint32_t>(std::stoul(key.substr(key.rfind('/') + 1))));
       stop.mutable_stop_job()->set_reason("not a current job of this node");
-      SendLocked(n, stop);
+      // Registration comes before the agent's new stream: send on attach.
+      n.on_attach.push_back(stop);
+      n.stale_stopped.insert(key);
     }
   }
 }
@@ -734,6 +755,10 @@ absl::Status ClusterManager::AttachAgent(const v1::AgentHello& hello,
       SendLocked(it->second, m);
     }
   }
+  for (v1::DaemonMessage& m : it->second.on_attach) {
+    SendLocked(it->second, std::move(m));
+  }
+  it->second.on_attach.clear();
   return absl::OkStatus();
 }
 
@@ -792,9 +817,32 @@ absl::Status ClusterManager::HandleReport(const std::string& node,
     CommitLocked(batch).IgnoreError();
     NotifyLocked();
   }
+  absl::flat_hash_set<std::string> stale;
   for (const v1::RunningJob& rj : r.jobs()) {
     JobRt* j = FindJobLocked(rj.job_id());
-    if (j == nullptr || j->job.attempt() != rj.attempt()) continue;
+    bool current = j != nullptr && IsActive(j->job.state()) &&
+                   j->job.state() != v1::JOB_STATE_PENDING &&
+                   j->job.attempt() == rj.attempt();
+    if (current) {
+      current = false;
+      for (const v1::Allocation& al : j->job.allocations()) {
+        current = current || al.node() == node;
+      }
+    }
+    if (!current) {
+      // An attempt that ended here (e.g. requeued while the node was
+      // unreachable) still runs on GPUs we consider free: stop it, once.
+      const std::string key = AttemptKey(rj.job_id(), rj.attempt());
+      stale.insert(key);
+      if (!n.stale_stopped.contains(key)) {
+        v1::DaemonMessage stop;
+        stop.mutable_stop_job()->set_job_id(rj.job_id());
+        stop.mutable_stop_job()->set_attempt(rj.attempt());
+        stop.mutable_stop_job()->set_reason("not a current job of this node");
+        SendLocked(n, stop);
+      }
+      continue;
+    }
     // Measured draw per GPU of this job on this node.
     int64_t sum = 0;
     int count = 0;
@@ -812,6 +860,7 @@ absl::Status ClusterManager::HandleReport(const std::string& node,
       }
     }
   }
+  n.stale_stopped = std::move(stale);
   UpdateNodeMeasuredLocked(n);
   for (int d = n.leaf; d >= 0; d = domains_[d].parent) {
     if (domains_[d].measured_mw > domains_[d].cap_mw) power_dirty_ = true;
@@ -879,10 +928,11 @@ v1::JobAttempt ClusterManager::EndAttemptLocked(JobRt& j, absl::Time end,
         // The last report still shows the job's draw; until the next one,
         // count the GPU as idle so the power loop does not act on stale
         // numbers.
-        if (const config::GpuModel* m = GpuModelLocked(gpu.info.model());
-            m != nullptr && m->idle_mw > 0) {
-          gpu.status.set_power_mw(std::min(gpu.status.power_mw(), m->idle_mw));
-        }
+        const config::GpuModel* m = GpuModelLocked(gpu.info.model());
+        const int64_t idle = m != nullptr && m->idle_mw > 0
+                                 ? m->idle_mw
+                                 : gpu.info.default_power_limit_mw() / 10;
+        gpu.status.set_power_mw(std::min(gpu.status.power_mw(), idle));
       }
     }
     UpdateNodeMeasuredLocked(it->second);
@@ -1149,7 +1199,7 @@ absl::StatusOr<v1::Job> ClusterManager::SubmitJob(
     if (prior.has_value()) {
       v1::records::SubmitIdempotency rec;
       rec.ParseFromString(*prior);
-      if (rec.spec_fingerprint() != spec.SerializeAsString()) {
+      if (rec.spec_fingerprint() != SpecFingerprint(spec)) {
         return absl::AlreadyExistsError(absl::StrCat(
             "request_id: \"", req.request_id(),
             "\" was already used for a different job spec"));
@@ -1176,7 +1226,7 @@ absl::StatusOr<v1::Job> ClusterManager::SubmitJob(
   if (!idem_key.empty()) {
     v1::records::SubmitIdempotency rec;
     rec.set_job_id(job.id());
-    rec.set_spec_fingerprint(spec.SerializeAsString());
+    rec.set_spec_fingerprint(SpecFingerprint(spec));
     batch.Put(storage::kJobsIdem, idem_key, rec.SerializeAsString());
   }
   absl::Status s = CommitLocked(batch);
@@ -1262,9 +1312,14 @@ absl::StatusOr<v1::GetJobLogsResponse> ClusterManager::GetJobLogs(
       return absl::NotFoundError(absl::StrCat("id: no job \"", req.id(), "\""));
     }
     const uint32_t attempt = req.attempt() == 0 ? j->job.attempt() : req.attempt();
-    if (attempt == 0 || attempt > static_cast<uint32_t>(j->job.attempts_size())) {
+    if (attempt == 0) {
       return absl::FailedPreconditionError(absl::StrCat(
           "id: job ", req.id(), " has not started yet, so it has no logs"));
+    }
+    if (attempt > static_cast<uint32_t>(j->job.attempts_size())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "attempt: job ", req.id(), " has ", j->job.attempts_size(),
+          " attempt(s)"));
     }
     const v1::JobAttempt& a = j->job.attempts(attempt - 1);
     if (a.allocations_size() == 0) {
@@ -1273,7 +1328,7 @@ absl::StatusOr<v1::GetJobLogsResponse> ClusterManager::GetJobLogs(
     node = a.allocations(0).node();
     auto it = nodes_.find(node);
     if (it == nodes_.end() || it->second.link == nullptr) {
-      return absl::UnavailableError(absl::StrCat(
+      return absl::FailedPreconditionError(absl::StrCat(
           "node ", node, " (which holds the log) is not connected"));
     }
     v1::DaemonMessage m;
@@ -1729,7 +1784,11 @@ void ClusterManager::CheckLiveness() {
       for (const Gpu& g : n.gpus) any = any || !g.job_key.empty();
       if (any) {
         // Requeue every job that holds GPUs here: nothing says it still runs.
-        SettleLostJobsLocked(n, {}, &batch, &billed);
+        SettleLostJobsLocked(
+            n, {},
+            absl::StrCat("node ", name, " unreachable for ",
+                         absl::FormatDuration(now - n.unreachable_since)),
+            /*always_requeue=*/true, &batch, &billed);
       }
     }
   }

@@ -80,7 +80,7 @@ class ClusterManager {
 
   // Rebuilds state from the store (nodes, jobs, caps, tenants, counters).
   absl::Status Load();
-  // Starts / stops the scheduling and liveness threads.
+  // Starts / stops the loop thread (scheduling, power control, liveness).
   void Start();
   void Stop();
 
@@ -144,6 +144,11 @@ class ClusterManager {
     int64_t measured_mw = 0;  // base + sum of expected GPU draw
     AgentLink* link = nullptr;
     std::string session_id;
+    // Commands decided at registration, sent once the agent attaches its new
+    // stream (at registration the old stream, if any, is gone).
+    std::vector<v1::DaemonMessage> on_attach;
+    // "job/attempt" keys the agent runs but should not, already told to stop.
+    absl::flat_hash_set<std::string> stale_stopped;
   };
   struct DomainRt {
     std::string name;
@@ -211,8 +216,12 @@ class ClusterManager {
   void FinishAttemptLocked(JobRt& j, absl::Time end, storage::WriteBatch* batch,
                            std::vector<std::pair<v1::Job, v1::JobAttempt>>*
                                billed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Ends the attempts of jobs on `n` that it does not run (any more):
+  // `why` says what happened; `always_requeue` requeues them whatever the
+  // lost-job policy (used for unreachable nodes).
   void SettleLostJobsLocked(NodeRt& n, const absl::flat_hash_set<std::string>&
                                            still_running,
+                            const std::string& why, bool always_requeue,
                             storage::WriteBatch* batch,
                             std::vector<std::pair<v1::Job, v1::JobAttempt>>*
                                 billed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

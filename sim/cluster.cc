@@ -350,15 +350,16 @@ absl::Status ApplyCapFractions(absl::string_view spec, SimCluster* cluster) {
     fraction[std::string(absl::StripAsciiWhitespace(p.first))] = f;
   }
   const size_t nd = cluster->domains.size();
-  std::vector<int64_t> full(nd, 0);  // TDP sum + base below
+  std::vector<int64_t> tdp(nd, 0), base(nd, 0);  // sums below
   for (const SimNode& n : cluster->nodes) {
-    int64_t mw = n.base_mw;
-    if (n.model >= 0) mw += cluster->models[n.model].tdp_mw * n.gpus;
-    full[n.leaf] += mw;
+    base[n.leaf] += n.base_mw;
+    if (n.model >= 0) tdp[n.leaf] += cluster->models[n.model].tdp_mw * n.gpus;
   }
   for (size_t d = nd; d-- > 1;) {
-    if (cluster->domains[d].parent >= 0) {
-      full[cluster->domains[d].parent] += full[d];
+    const int p = cluster->domains[d].parent;
+    if (p >= 0) {
+      tdp[p] += tdp[d];
+      base[p] += base[d];
     }
   }
   absl::flat_hash_set<std::string> levels;
@@ -373,7 +374,8 @@ absl::Status ApplyCapFractions(absl::string_view spec, SimCluster* cluster) {
     auto it = fraction.find(cluster->domains[d].level);
     if (it == fraction.end()) continue;
     cluster->domains[d].cap_mw =
-        static_cast<int64_t>(static_cast<double>(full[d]) * it->second);
+        base[d] +
+        static_cast<int64_t>(static_cast<double>(tdp[d]) * it->second);
   }
   return absl::OkStatus();
 }

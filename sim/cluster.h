@@ -87,8 +87,10 @@ absl::StatusOr<SimCluster> ClusterFromAlibabaNodeList(const std::string& path,
                                                       const RackLayout& layout);
 
 // "rack=0.8,row=0.75,site=0.7": the cap of every domain of a level becomes
-// fraction × (sum of TDP × GPUs + base power of the nodes below). Levels not
-// named keep their cap (or become unlimited when they have none).
+// (base power of the nodes below) + fraction × (sum of TDP × GPUs below):
+// the fraction oversubscribes the GPU power only, since the power loop can
+// lower GPU limits but not a node's base draw. Levels not named keep their
+// cap.
 absl::Status ApplyCapFractions(absl::string_view spec, SimCluster* cluster);
 
 // Unlimited cap (1 TW) for domains without one.

@@ -88,6 +88,10 @@ int Main(int argc, char** argv) {
   double utilization = 0.9;
   uint32_t tenants = 100;
   std::string write_workload;
+  double arrival_speedup = 1;
+  app.add_option("--arrival-speedup", arrival_speedup,
+                 "divide every submit time by this factor (> 0)")
+      ->capture_default_str();
   app.add_option("--workload", workload_path, "job trace file")
       ->check(CLI::ExistingFile);
   app.add_option("--trace-format", trace_format,
@@ -241,6 +245,14 @@ int Main(int argc, char** argv) {
   } else {
     return Fail(absl::InvalidArgumentError(
         "a workload is needed: --workload FILE or --synthetic-jobs N"));
+  }
+  if (arrival_speedup <= 0) {
+    return Fail(absl::InvalidArgumentError("--arrival-speedup: must be > 0"));
+  }
+  if (arrival_speedup != 1) {
+    workload.SpeedUpArrivals(arrival_speedup);
+    absl::StrAppend(&info.workload_source, ", arrivals sped up ",
+                    arrival_speedup, "x");
   }
   info.import = workload.stats;
   if (!write_workload.empty()) {

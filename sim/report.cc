@@ -94,6 +94,7 @@ std::string Dollars(int64_t cents) {
 }
 
 std::string Power(double w) {
+  if (w >= kUnlimitedMw / 1000.0 * 0.5) return "unlimited";
   if (std::fabs(w) >= 1e6) return absl::StrFormat("%.2f MW", w / 1e6);
   if (std::fabs(w) >= 1e3) return absl::StrFormat("%.1f kW", w / 1e3);
   return absl::StrFormat("%.0f W", w);
@@ -171,7 +172,9 @@ std::string ReportJson(const RunInfo& info,
       j.S("level", l.level);
       j.Int("domains", l.domains);
       j.Num("mean_measured_w", l.mean_measured_w);
-      j.Num("mean_cap_w", l.mean_cap_w);
+      j.Field("mean_cap_w", l.mean_cap_w >= kUnlimitedMw / 2000.0
+                                ? "null"
+                                : sim::Num(l.mean_cap_w));
       j.Num("max_measured_w", l.max_measured_w);
       j.Num("max_measured_over_cap", l.max_measured_over_cap);
       j.Num("seconds_over_cap", l.seconds_over_cap);

@@ -100,6 +100,13 @@ void Workload::SortBySubmit() {
                    });
 }
 
+void Workload::SpeedUpArrivals(double factor) {
+  if (factor <= 0 || factor == 1) return;
+  for (SimJobSpec& j : jobs) {
+    j.submit_ms = static_cast<int64_t>(static_cast<double>(j.submit_ms) / factor);
+  }
+}
+
 absl::StatusOr<std::string> ReadFile(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
@@ -312,7 +319,9 @@ absl::StatusOr<Workload> ParseAlibabaOpenb(absl::string_view text,
       // The policy takes one model; the first of "A|B" is used.
       j.gpu_model = std::string(c[5].substr(0, c[5].find('|')));
     }
-    j.cls = qos == "BE" ? ServiceClass::kSpot : ServiceClass::kOnDemand;
+    j.cls = qos == "BE"           ? ServiceClass::kSpot
+            : qos == "Guaranteed" ? ServiceClass::kReserved
+                                  : ServiceClass::kOnDemand;
     if (num_gpu == 1 && gpu_milli > 0 && gpu_milli < 1000) {
       j.load_scale = static_cast<float>(gpu_milli) / 1000.0f;
     }

@@ -55,6 +55,9 @@ struct Workload {
 
   uint32_t TenantIndex(absl::string_view name);  // adds when new
   void SortBySubmit();
+  // Divides every submit time by `factor` (> 0): the same jobs arrive
+  // `factor` times faster (durations unchanged).
+  void SpeedUpArrivals(double factor);
 };
 
 // Canonical CSV (kCanonicalHeader; columns matched by header name, so order
@@ -69,7 +72,8 @@ absl::StatusOr<Workload> ParseCanonicalCsv(absl::string_view text,
 // duration = deletion - scheduled; pods never scheduled, CPU-only pods and
 // zero-length pods are skipped (counted). A fractional pod (gpu_milli <
 // 1000) takes one whole GPU and drives it at gpu_milli/1000 of the job load.
-// qos BE -> spot, others on-demand; tenant "openb-<qos>".
+// qos BE -> spot, Guaranteed -> reserved, LS and Burstable -> on-demand;
+// tenant "openb-<qos lower case>".
 absl::StatusOr<Workload> ParseAlibabaOpenb(absl::string_view text,
                                            absl::string_view filename);
 

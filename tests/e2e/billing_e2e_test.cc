@@ -126,6 +126,11 @@ TEST_F(BillingE2E, StatementEqualsIndependentCalculation) {
   }
   StartWithPrices(*c_);
   c_->StartAgent("n1");
+  ASSERT_TRUE(WaitFor([&] {
+    v1::ListNodesResponse r;
+    c_->CtlJson({"node", "list"}, &r);
+    return r.nodes_size() == 1 && r.nodes(0).state() == v1::NODE_STATE_READY;
+  }));
   // Contract: 2 H100 for the whole month at $1.50 per GPU-hour.
   const absl::Time now = absl::Now();
   const absl::CivilMonth month(absl::ToCivilSecond(now, absl::UTCTimeZone()));

@@ -25,12 +25,12 @@ namespace joule::e2e {
 
 std::string Bin(const std::string& name) {
   const char* dir = std::getenv("JOULE_BIN_DIR");
-  return absl::StrCat(dir != nullptr ? dir : "build/bin", "/", name);
+  return absl::StrCat(dir != nullptr ? dir : JOULE_DEFAULT_BIN_DIR, "/", name);
 }
 
 std::string SharedData() {
   const char* dir = std::getenv("JOULE_SHARED_DATA");
-  return dir != nullptr ? dir : "../shared/data";
+  return dir != nullptr ? dir : JOULE_DEFAULT_SHARED_DATA;
 }
 
 int FreePort() {
