@@ -1189,53 +1189,69 @@ absl::StatusOr<v1::Job> ClusterManager::SubmitJob(
   if (!req.request_id().empty()) {
     RETURN_IF_ERROR(ValidName("request_id", req.request_id()));
   }
-  absl::MutexLock lock(&mu_);
-  RETURN_IF_ERROR(ValidateSpecLocked(spec));
   const std::string idem_key =
       req.request_id().empty() ? ""
                                : absl::StrCat(spec.tenant(), "/", req.request_id());
-  if (!idem_key.empty()) {
-    ASSIGN_OR_RETURN(auto prior, options_.store->Get(storage::kJobsIdem, idem_key));
-    if (prior.has_value()) {
-      v1::records::SubmitIdempotency rec;
-      rec.ParseFromString(*prior);
-      if (rec.spec_fingerprint() != SpecFingerprint(spec)) {
-        return absl::AlreadyExistsError(absl::StrCat(
-            "request_id: \"", req.request_id(),
-            "\" was already used for a different job spec"));
+  JobRt j;
+  storage::WriteBatch batch;
+  {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(ValidateSpecLocked(spec));
+    if (!idem_key.empty()) {
+      // A retry racing its original waits for it, then sees its record.
+      auto settled = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return !submitting_.contains(idem_key);
+      };
+      mu_.Await(absl::Condition(&settled));
+      ASSIGN_OR_RETURN(auto prior,
+                       options_.store->Get(storage::kJobsIdem, idem_key));
+      if (prior.has_value()) {
+        v1::records::SubmitIdempotency rec;
+        rec.ParseFromString(*prior);
+        if (rec.spec_fingerprint() != SpecFingerprint(spec)) {
+          return absl::AlreadyExistsError(absl::StrCat(
+              "request_id: \"", req.request_id(),
+              "\" was already used for a different job spec"));
+        }
+        auto it = jobs_.find(rec.job_id());
+        if (it != jobs_.end()) return it->second.job;
       }
-      auto it = jobs_.find(rec.job_id());
-      if (it != jobs_.end()) return it->second.job;
+      submitting_.insert(idem_key);
+    }
+    const absl::Time now = options_.clock->Now();
+    v1::Job& job = j.job;
+    job.set_seq(next_job_seq_++);
+    job.set_id(absl::StrFormat("job-%06d", job.seq()));
+    *job.mutable_spec() = spec;
+    *job.mutable_submit_time() = ToProtoTime(now);
+    job.set_request_id(req.request_id());
+    job.set_effective_class(spec.service_class());
+    job.set_power_limit_mw(spec.power_limit_mw());
+    job.set_min_power_limit_mw(spec.min_power_limit_mw());
+    TransitionLocked(j, v1::JOB_STATE_PENDING, "submitted", now);
+    active_.erase(job.id());  // not visible until it is durable
+    PutJobLocked(&batch, job);
+    PutCountersLocked(&batch);
+    if (!idem_key.empty()) {
+      v1::records::SubmitIdempotency rec;
+      rec.set_job_id(job.id());
+      rec.set_spec_fingerprint(SpecFingerprint(spec));
+      batch.Put(storage::kJobsIdem, idem_key, rec.SerializeAsString());
     }
   }
-  const absl::Time now = options_.clock->Now();
-  JobRt j;
-  v1::Job& job = j.job;
-  job.set_seq(next_job_seq_++);
-  job.set_id(absl::StrFormat("job-%06d", job.seq()));
-  *job.mutable_spec() = spec;
-  *job.mutable_submit_time() = ToProtoTime(now);
-  job.set_request_id(req.request_id());
-  job.set_effective_class(spec.service_class());
-  job.set_power_limit_mw(spec.power_limit_mw());
-  job.set_min_power_limit_mw(spec.min_power_limit_mw());
-  TransitionLocked(j, v1::JOB_STATE_PENDING, "submitted", now);
-  storage::WriteBatch batch;
-  PutJobLocked(&batch, job);
-  PutCountersLocked(&batch);
-  if (!idem_key.empty()) {
-    v1::records::SubmitIdempotency rec;
-    rec.set_job_id(job.id());
-    rec.set_spec_fingerprint(SpecFingerprint(spec));
-    batch.Put(storage::kJobsIdem, idem_key, rec.SerializeAsString());
-  }
-  absl::Status s = CommitLocked(batch);
-  if (!s.ok()) {
-    active_.erase(job.id());
-    return s;
-  }
-  const v1::Job out = job;
-  jobs_[job.id()] = std::move(j);
+  // The synchronous write runs without the lock, so that concurrent
+  // submissions share one WAL sync (RocksDB group commit). A crash here
+  // loses only what was not acknowledged. Counters may be stored out of
+  // order; Load() takes the largest job seq seen.
+  const absl::Status s =
+      options_.store->Write(batch, storage::WriteOptions{.sync = true});
+  absl::MutexLock lock(&mu_);
+  if (!idem_key.empty()) submitting_.erase(idem_key);
+  if (!s.ok()) return s;
+  const std::string id = j.job.id();
+  const v1::Job out = j.job;
+  jobs_[id] = std::move(j);
+  active_.insert(id);
   NotifyLocked();
   return out;
 }
@@ -1580,9 +1596,14 @@ bool ClusterManager::TenantExists(absl::string_view name) {
 // ---------------------------------------------------------------- loops ----
 
 void ClusterManager::ScheduleOnce() {
+  // Snapshot under the lock, decide without it (the policy is pure and may
+  // take a while on a big queue), apply under the lock after checking that
+  // what the decision relied on still holds.
+  std::vector<scheduler::PendingJob> pending;
+  scheduler::ClusterSnapshot snap;
+  {
   absl::MutexLock lock(&mu_);
   wake_ = false;
-  std::vector<scheduler::PendingJob> pending;
   for (const std::string& id : active_) {
     const JobRt& j = jobs_.at(id);
     if (j.job.state() != v1::JOB_STATE_PENDING) continue;
@@ -1602,12 +1623,14 @@ void ClusterManager::ScheduleOnce() {
     pending.push_back(std::move(p));
   }
   if (pending.empty()) return;
+  snap = SnapshotLocked();
+  }
   std::sort(pending.begin(), pending.end(),
             [](const auto& a, const auto& b) { return a.seq < b.seq; });
-  const scheduler::ClusterSnapshot snap = SnapshotLocked();
   const scheduler::Decisions d =
       scheduler::Schedule(snap, pending, options_.policy);
 
+  absl::MutexLock lock(&mu_);
   const absl::Time now = options_.clock->Now();
   storage::WriteBatch batch;
   std::vector<std::string> started;
@@ -1618,6 +1641,28 @@ void ClusterManager::ScheduleOnce() {
   for (const scheduler::Placement& p : d.placements) {
     JobRt* j = FindJobLocked(p.job_id);
     if (j == nullptr || j->job.state() != v1::JOB_STATE_PENDING) continue;
+    // The GPUs must still be free on ready nodes (a report, an exit or a
+    // drain may have come in meanwhile); if not, the next round retries.
+    bool still_free = true;
+    for (const scheduler::JobShare& share : p.shares) {
+      auto nit = nodes_.find(snap.nodes[share.node].name);
+      if (nit == nodes_.end() || !nit->second.ready ||
+          nit->second.node.drained()) {
+        still_free = false;
+        break;
+      }
+      for (uint32_t g : share.gpus) {
+        if (p.preempt.empty() &&
+            (g >= nit->second.gpus.size() ||
+             !nit->second.gpus[g].job_key.empty())) {
+          still_free = false;
+        }
+      }
+    }
+    if (!still_free) {
+      wake_ = true;
+      continue;
+    }
     if (!p.preempt.empty()) {
       for (const std::string& victim_id : p.preempt) {
         JobRt* v = FindJobLocked(victim_id);
@@ -1813,6 +1858,7 @@ void ClusterManager::LoopThread() {
   absl::Time last_schedule = absl::InfinitePast();
   absl::Time last_power = absl::InfinitePast();
   absl::Time last_liveness = absl::InfinitePast();
+  absl::Duration last_round_duration = absl::ZeroDuration();
   while (true) {
     bool schedule = false, power = false;
     {
@@ -1825,9 +1871,20 @@ void ClusterManager::LoopThread() {
       schedule = wake_;
       power = power_dirty_;
     }
-    const absl::Time now = options_.clock->Now();
+    absl::Time now = options_.clock->Now();
     if (schedule || now - last_schedule > absl::Milliseconds(500)) {
+      // Coalesce bursts of submissions: rounds are at least 5 ms and at
+      // least twice the last round's own duration apart, so that a long
+      // queue cannot keep the lock busy.
+      const absl::Duration gap =
+          std::max(absl::Milliseconds(5), 2 * last_round_duration);
+      if (now - last_schedule < gap) {
+        absl::SleepFor(gap - (now - last_schedule));
+        now = options_.clock->Now();
+      }
+      const absl::Time round_start = absl::Now();
       ScheduleOnce();
+      last_round_duration = absl::Now() - round_start;
       last_schedule = now;
     }
     if (power || now - last_power > absl::Milliseconds(250)) {

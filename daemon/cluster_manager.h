@@ -262,6 +262,8 @@ class ClusterManager {
   absl::flat_hash_set<std::string> tenant_names_
       ABSL_GUARDED_BY(tenant_names_mu_);
   uint64_t next_job_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  // "tenant/request_id" of submissions being written right now.
+  absl::flat_hash_set<std::string> submitting_ ABSL_GUARDED_BY(mu_);
   uint64_t next_event_seq_ ABSL_GUARDED_BY(mu_) = 1;
   std::atomic<uint64_t> next_command_id_{1};
   absl::flat_hash_map<uint64_t, std::shared_ptr<PendingLog>> pending_logs_

@@ -144,6 +144,9 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--tick", tick, "power-loop and scheduling period")
       ->capture_default_str();
+  std::string schedule_interval;
+  app.add_option("--schedule-interval", schedule_interval,
+                 "scheduler period (default: every tick)");
   app.add_option("--queue-window", opts.queue_window,
                  "pending jobs given to the scheduler per tick")
       ->capture_default_str();
@@ -306,6 +309,15 @@ int Main(int argc, char** argv) {
         absl::StrCat("--tick: \"", tick, "\" is not a positive duration")));
   }
   opts.tick_ms = absl::ToInt64Milliseconds(d);
+  if (!schedule_interval.empty()) {
+    if (!absl::ParseDuration(schedule_interval, &d) ||
+        d < absl::ZeroDuration()) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--schedule-interval: \"", schedule_interval,
+                       "\" is not a duration")));
+    }
+    opts.schedule_interval_ms = absl::ToInt64Milliseconds(d);
+  }
   if (!max_sim_time.empty()) {
     if (!absl::ParseDuration(max_sim_time, &d) || d <= absl::ZeroDuration()) {
       return Fail(absl::InvalidArgumentError(absl::StrCat(

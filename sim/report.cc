@@ -121,6 +121,7 @@ std::string ReportJson(const RunInfo& info,
   j.Int("seed", static_cast<int64_t>(info.seed));
   const SimOptions& o = info.options;
   j.Num("tick_s", o.tick_ms / 1000.0);
+  j.Num("schedule_interval_s", o.schedule_interval_ms / 1000.0);
   j.Int("queue_window", o.queue_window);
   j.Num("default_load", o.default_load);
   j.Field("load_cdf", o.load_cdf != nullptr ? "true" : "false");

@@ -226,6 +226,7 @@ class Sim {
   size_t next_usage_ = 0;
   bool dirty_ = false;
   int64_t next_contract_refresh_ = 0;
+  int64_t last_schedule_ms_ = -1;
   int64_t running_gpus_ = 0;
   int64_t throttled_jobs_ = 0;
   int64_t ticks_ = 0;
@@ -731,6 +732,11 @@ void Sim::RunPowerLoop() {
 
 void Sim::RunScheduler() {
   if (pending_.empty() || !dirty_) return;
+  if (opts_.schedule_interval_ms > 0 && last_schedule_ms_ >= 0 &&
+      now_ - last_schedule_ms_ < opts_.schedule_interval_ms) {
+    return;
+  }
+  last_schedule_ms_ = now_;
   dirty_ = false;
   snap_.now = At(now_);
   if (now_ >= next_contract_refresh_) {

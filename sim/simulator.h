@@ -38,7 +38,8 @@ struct SimOptions {
   PolicyKind policy = PolicyKind::kAllocated;
   uint64_t seed = 1;
   absl::Time start = absl::FromUnixSeconds(1767225600);  // 2026-01-01
-  int64_t tick_ms = 10'000;         // power loop + scheduling period
+  int64_t tick_ms = 10'000;         // telemetry + power loop period
+  int64_t schedule_interval_ms = 0;  // scheduler period; 0 = every tick
   uint32_t queue_window = 2'000;    // pending jobs given to Schedule per tick
   double default_load = 0.8;        // jobs without a load (and no CDF)
   const LoadCdf* load_cdf = nullptr;  // samples loads when set
