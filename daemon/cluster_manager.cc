@@ -1033,7 +1033,15 @@ absl::Status ClusterManager::HandleJobUpdate(const std::string& node,
     default:
       return absl::InvalidArgumentError("job_update.phase: unknown phase");
   }
-  RETURN_IF_ERROR(CommitLocked(batch));
+  if (u.phase() == v1::JOB_PHASE_STARTED) {
+    // Not acknowledged to anyone and re-derivable: if this write is lost
+    // with the machine, the agent's EXITED carries the start time again.
+    // It still survives a crash of jouled itself (the WAL is written).
+    RETURN_IF_ERROR(
+        options_.store->Write(batch, storage::WriteOptions{.sync = false}));
+  } else {
+    RETURN_IF_ERROR(CommitLocked(batch));
+  }
   CommitBilled(billed);
   return absl::OkStatus();
 }

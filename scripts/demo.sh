@@ -30,7 +30,7 @@ for i in $(seq 1 100); do "$BIN/joulectl" tenant list >/dev/null 2>&1 && break; 
 
 step "starting 4 simulated agents (8 x H100 each)"
 for n in 01 02 03 04; do
-  "$BIN/joule-agent" --node-name "gpu-$n" --sim-gpus 8 --sim-gpu-model H100 \
+  "$BIN/joule-agent" --server "$JOULE_SERVER" --node-name "gpu-$n" --sim-gpus 8 --sim-gpu-model H100 \
     --report-interval 500ms --log-dir "$DATA/logs-gpu-$n" \
     >"$DATA/agent-$n.log" 2>&1 &
   PIDS+=($!)
