@@ -202,6 +202,8 @@ class ClusterManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CommitLocked(const storage::WriteBatch& batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void WriteEventsLocked(const storage::WriteBatch& batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void TransitionLocked(JobRt& j, v1::JobState state, std::string reason,
                         absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the current attempt: frees GPUs, records the attempt (and billing

@@ -106,16 +106,24 @@ struct JobRt {
   int64_t progress_ms = 0;  // when work_left_ms was last brought up to date
   double work_left_ms = 0;
   double speed = 1;
-  int64_t want_mw = 0;        // per GPU at the job's mean load
+  int64_t want_mw = 0;  // per GPU at the job's mean load
+};
+
+// The hot state of one running job, parallel to snap_.running (the
+// telemetry pass reads only these). snap_.running's measured_per_gpu_mw and
+// committed_mw are brought up to date from here before a policy call.
+struct RunExtra {
+  int32_t job = -1;
+  int32_t leaf = -1;  // the job's leaf domain when it has one, else -1
+  uint32_t gpus = 0;
+  int16_t model = -1;
+  float load = 0;
+  int64_t start_ms = 0;
+  int64_t limit_mw = 0;
   int64_t noisy_want_mw = 0;  // per GPU, this tick's load
   int64_t draw_mw = 0;        // per GPU now = min(noisy_want, limit)
   int64_t energy_last_ms = 0;
   uint64_t energy_mwms = 0;  // this attempt, mW × ms
-};
-
-// Per running job, parallel to snap_.running.
-struct RunExtra {
-  int32_t job = -1;
   int64_t committed_per_gpu = 0;
   std::vector<std::pair<int64_t, int64_t>> samples;  // (mW, weight ms)
   int64_t sample_ms = 0;                             // total weight
@@ -166,7 +174,7 @@ class Sim {
         work_(*in.workload),
         clock_(o.start),
         ledger_(&store_, &clock_, &tenants_dir_),
-        noise_rng_(o.seed ^ 0x9e3779b97f4a7c15ull) {}
+        noise_state_(o.seed ^ 0x5851f42d4c957f2dull) {}
 
   absl::StatusOr<SimResult> Run();
 
@@ -185,6 +193,7 @@ class Sim {
   void SetLimit(int job, int64_t limit_mw);
   void Tick();
   void Telemetry();
+  void SyncRunning();
   void RunPowerLoop();
   void RunScheduler();
   void RecordUsageUpTo(int64_t ms);
@@ -206,7 +215,7 @@ class Sim {
   std::vector<std::string> billing_errors_;
   int64_t billing_error_count_ = 0;
 
-  std::mt19937_64 noise_rng_;
+  uint64_t noise_state_;
   std::vector<agent::SimGpuOptions> model_opts_;
   std::vector<int> snap_model_;  // cluster model -> snapshot model name idx
 
@@ -439,14 +448,11 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
   j.model = static_cast<int16_t>(model);
   const agent::SimGpuOptions& mo = model_opts_[model];
   j.want_mw = agent::SimGpuPowerMw(mo, j.load, mo.tdp_mw);
-  j.noisy_want_mw = j.want_mw;
-  j.draw_mw = std::min(j.want_mw, p.power_limit_mw);
+  const int64_t draw = std::min(j.want_mw, p.power_limit_mw);
   j.speed = ThrottleSpeed(p.power_limit_mw, j.want_mw, opts_.throttle_alpha,
                           opts_.throttle_knee);
   j.work_left_ms = static_cast<double>(s.duration_ms);
   j.progress_ms = now_;
-  j.energy_last_ms = now_;
-  j.energy_mwms = 0;
   j.throttled = false;
   j.gpus = 0;
   for (const scheduler::JobShare& sh : p.shares) {
@@ -468,12 +474,24 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
   r.requested_mw = p.power_limit_mw;
   r.min_mw = p.min_power_mw;
   r.committed_mw = p.power_limit_mw * j.gpus;
-  r.measured_per_gpu_mw = j.draw_mw;
+  r.measured_per_gpu_mw = draw;
   j.run_idx = static_cast<int32_t>(snap_.running.size());
-  snap_.running.push_back(std::move(r));
   RunExtra x;
   x.job = job;
+  x.gpus = j.gpus;
+  x.model = j.model;
+  x.load = j.load;
+  x.start_ms = now_;
+  x.limit_mw = p.power_limit_mw;
+  x.noisy_want_mw = j.want_mw;
+  x.draw_mw = draw;
+  x.energy_last_ms = now_;
   x.committed_per_gpu = p.power_limit_mw;
+  x.leaf = snap_.nodes[p.shares[0].node].domain;
+  for (const scheduler::JobShare& sh : p.shares) {
+    if (snap_.nodes[sh.node].domain != x.leaf) x.leaf = -1;
+  }
+  snap_.running.push_back(std::move(r));
   run_.push_back(std::move(x));
   for (const scheduler::JobShare& sh : p.shares) {
     uint64_t mask = 0;
@@ -481,7 +499,7 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
     snap_.nodes[sh.node].free_gpus &= ~mask;
     const int64_t g = static_cast<int64_t>(sh.gpus.size());
     node_alloc_gpus_[sh.node] += static_cast<uint32_t>(g);
-    AddNodePower(sh.node, g * (j.draw_mw - mo.idle_mw), g * p.power_limit_mw);
+    AddNodePower(sh.node, g * (draw - mo.idle_mw), g * p.power_limit_mw);
   }
   running_gpus_ += j.gpus;
   PushFinish(job);
@@ -492,19 +510,19 @@ void Sim::EndAttempt(int job, EndKind kind) {
   const SimJobSpec& s = work_.jobs[job];
   const int idx = j.run_idx;
   const scheduler::RunningJob& r = snap_.running[idx];
-  const RunExtra& x = run_[idx];
+  RunExtra& x = run_[idx];
   const agent::SimGpuOptions& mo = model_opts_[j.model];
-  j.energy_mwms += static_cast<uint64_t>(j.draw_mw) * j.gpus *
-                   static_cast<uint64_t>(now_ - j.energy_last_ms);
-  j.energy_last_ms = now_;
-  gpu_energy_mwms_ += j.energy_mwms;
+  x.energy_mwms += static_cast<uint64_t>(x.draw_mw) * x.gpus *
+                   static_cast<uint64_t>(now_ - x.energy_last_ms);
+  x.energy_last_ms = now_;
+  gpu_energy_mwms_ += x.energy_mwms;
   for (const scheduler::JobShare& sh : r.shares) {
     uint64_t mask = 0;
     for (uint32_t g : sh.gpus) mask |= uint64_t{1} << g;
     snap_.nodes[sh.node].free_gpus |= mask;
     const int64_t g = static_cast<int64_t>(sh.gpus.size());
     node_alloc_gpus_[sh.node] -= static_cast<uint32_t>(g);
-    AddNodePower(sh.node, g * (mo.idle_mw - j.draw_mw),
+    AddNodePower(sh.node, g * (mo.idle_mw - x.draw_mw),
                  -g * x.committed_per_gpu);
   }
   // Bill the attempt.
@@ -517,7 +535,7 @@ void Sim::EndAttempt(int job, EndKind kind) {
   u.gpus = j.gpus;
   u.start = At(j.start_ms);
   u.end = At(now_);
-  u.energy_mj = j.energy_mwms / 1000;
+  u.energy_mj = x.energy_mwms / 1000;
   absl::Status bs = ledger_.RecordJobUsage(u);
   if (!bs.ok()) {
     if (billing_errors_.size() < 5) {
@@ -583,18 +601,20 @@ void Sim::SetLimit(int job, int64_t limit_mw) {
   j.work_left_ms = std::max(
       0.0, j.work_left_ms - static_cast<double>(now_ - j.progress_ms) * j.speed);
   j.progress_ms = now_;
-  j.energy_mwms += static_cast<uint64_t>(j.draw_mw) * j.gpus *
-                   static_cast<uint64_t>(now_ - j.energy_last_ms);
-  j.energy_last_ms = now_;
-  const int64_t old_draw = j.draw_mw;
+  x.energy_mwms += static_cast<uint64_t>(x.draw_mw) * x.gpus *
+                   static_cast<uint64_t>(now_ - x.energy_last_ms);
+  x.energy_last_ms = now_;
+  const int64_t old_draw = x.draw_mw;
   const int64_t old_c = x.committed_per_gpu;
-  j.draw_mw = std::min(j.noisy_want_mw, limit_mw);
+  x.draw_mw = std::min(x.noisy_want_mw, limit_mw);
+  x.limit_mw = limit_mw;
   r.limit_mw = limit_mw;
+  r.measured_per_gpu_mw = x.draw_mw;
   x.committed_per_gpu = MeasuredCommitted(x, limit_mw);
-  r.committed_mw = x.committed_per_gpu * j.gpus;
+  r.committed_mw = x.committed_per_gpu * x.gpus;
   for (const scheduler::JobShare& sh : r.shares) {
     const int64_t g = static_cast<int64_t>(sh.gpus.size());
-    AddNodePower(sh.node, g * (j.draw_mw - old_draw),
+    AddNodePower(sh.node, g * (x.draw_mw - old_draw),
                  g * (x.committed_per_gpu - old_c));
   }
   const bool throttled = limit_mw < r.requested_mw;
@@ -625,33 +645,36 @@ double Sim::TenantRecent(uint32_t tenant) const {
 
 void Sim::Telemetry() {
   // Every running job reports a new draw: its load with noise, capped at
-  // its limit; measured mode keeps the samples.
+  // its limit; measured mode keeps the samples. Only domain sums change
+  // here (the policies do not read NodeSnapshot::measured_mw, which is kept
+  // at the last start / stop / limit change).
   const bool measured = opts_.policy == PolicyKind::kMeasured;
   const double amp = opts_.power_noise * std::sqrt(3.0);
   bool committed_down = false;
-  for (size_t i = 0; i < snap_.running.size(); ++i) {
-    scheduler::RunningJob& r = snap_.running[i];
+  for (size_t i = 0; i < run_.size(); ++i) {
     RunExtra& x = run_[i];
-    JobRt& j = jobs_[x.job];
-    const agent::SimGpuOptions& mo = model_opts_[j.model];
-    j.energy_mwms += static_cast<uint64_t>(j.draw_mw) * j.gpus *
-                     static_cast<uint64_t>(now_ - j.energy_last_ms);
-    j.energy_last_ms = now_;
-    double load = j.load;
+    const agent::SimGpuOptions& mo = model_opts_[x.model];
+    x.energy_mwms += static_cast<uint64_t>(x.draw_mw) * x.gpus *
+                     static_cast<uint64_t>(now_ - x.energy_last_ms);
+    x.energy_last_ms = now_;
+    double load = x.load;
     if (amp > 0) {
-      const double u =
-          static_cast<double>(noise_rng_() >> 11) * 0x1.0p-53 * 2.0 - 1.0;
+      // splitmix64: cheap, deterministic.
+      uint64_t z = (noise_state_ += 0x9e3779b97f4a7c15ull);
+      z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+      z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+      z ^= z >> 31;
+      const double u = static_cast<double>(z >> 11) * 0x1.0p-53 * 2.0 - 1.0;
       load *= 1.0 + amp * u;
     }
-    j.noisy_want_mw = agent::SimGpuPowerMw(mo, load, mo.tdp_mw);
-    const int64_t old_draw = j.draw_mw;
-    j.draw_mw = std::min(j.noisy_want_mw, r.limit_mw);
-    r.measured_per_gpu_mw = j.draw_mw;
+    x.noisy_want_mw = agent::SimGpuPowerMw(mo, load, mo.tdp_mw);
+    const int64_t old_draw = x.draw_mw;
+    x.draw_mw = std::min(x.noisy_want_mw, x.limit_mw);
     int64_t dc = 0;
     if (measured) {
-      const int64_t w = std::min(opts_.tick_ms, now_ - j.start_ms);
+      const int64_t w = std::min(opts_.tick_ms, now_ - x.start_ms);
       if (w > 0) {
-        x.samples.emplace_back(j.draw_mw, w);
+        x.samples.emplace_back(x.draw_mw, w);
         x.sample_ms += w;
         while (x.samples.size() > 1 &&
                x.sample_ms - x.samples.front().second >=
@@ -660,17 +683,20 @@ void Sim::Telemetry() {
           x.samples.erase(x.samples.begin());
         }
       }
-      const int64_t c = MeasuredCommitted(x, r.limit_mw);
+      const int64_t c = MeasuredCommitted(x, x.limit_mw);
       dc = c - x.committed_per_gpu;
       if (dc < 0) committed_down = true;
       x.committed_per_gpu = c;
-      r.committed_mw = c * j.gpus;
     }
-    const int64_t dm = j.draw_mw - old_draw;
+    const int64_t dm = x.draw_mw - old_draw;
     if (dm == 0 && dc == 0) continue;
-    for (const scheduler::JobShare& sh : r.shares) {
+    if (x.leaf >= 0) {
+      leaf_dm_[x.leaf] += x.gpus * dm;
+      leaf_dc_[x.leaf] += x.gpus * dc;
+      continue;
+    }
+    for (const scheduler::JobShare& sh : snap_.running[i].shares) {
       const int64_t g = static_cast<int64_t>(sh.gpus.size());
-      snap_.nodes[sh.node].measured_mw += g * dm;
       const int leaf = snap_.nodes[sh.node].domain;
       leaf_dm_[leaf] += g * dm;
       leaf_dc_[leaf] += g * dc;
@@ -691,6 +717,14 @@ void Sim::Telemetry() {
   if (committed_down) dirty_ = true;
 }
 
+void Sim::SyncRunning() {
+  for (size_t i = 0; i < run_.size(); ++i) {
+    scheduler::RunningJob& r = snap_.running[i];
+    r.measured_per_gpu_mw = run_[i].draw_mw;
+    r.committed_mw = run_[i].committed_per_gpu * run_[i].gpus;
+  }
+}
+
 void Sim::RunPowerLoop() {
   bool over = false;
   for (const scheduler::DomainSnapshot& d : snap_.domains) {
@@ -701,6 +735,7 @@ void Sim::RunPowerLoop() {
   }
   if (!over && throttled_jobs_ == 0) return;
   snap_.now = At(now_);
+  SyncRunning();
   scheduler::PowerControlConfig cfg;
   cfg.restore_margin_permille = opts_.restore_margin_permille;
   ++res_.control_calls;
@@ -739,6 +774,7 @@ void Sim::RunScheduler() {
   last_schedule_ms_ = now_;
   dirty_ = false;
   snap_.now = At(now_);
+  SyncRunning();
   if (now_ >= next_contract_refresh_) {
     next_contract_refresh_ = (now_ / kMsPerDay + 1) * kMsPerDay;
     auto contracted = ledger_.ContractedGpus(At(now_));

@@ -203,13 +203,23 @@ int Agents(const std::string& server, int nodes, double seconds, int threads_n,
   absl::SleepFor(absl::Seconds(seconds));
   stop = true;
   for (auto& t : ts) t.join();
+  // A write returns once the message is on its way; the daemon may still be
+  // reading. Close every stream and wait for the daemon to finish it, which
+  // it does only after it has handled every report sent on it.
+  int finished_ok = 0;
+  for (auto& s : streams) {
+    s.rw->WritesDone();
+    v1::DaemonMessage ignored;
+    while (s.rw->Read(&ignored)) {
+    }
+    finished_ok += s.rw->Finish().ok();
+  }
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
-  printf("mode=agents nodes=%d register_seconds=%.1f reports=%lld seconds=%.1f "
-         "rate=%.0f/s\n",
-         nodes, reg_secs, static_cast<long long>(sent.load()), secs,
-         sent.load() / secs);
-  for (auto& s : streams) s.ctx->TryCancel();
-  return 0;
+  printf("mode=agents nodes=%d register_seconds=%.1f reports=%lld "
+         "streams_finished_ok=%d seconds=%.1f rate=%.0f/s (handled by jouled)\n",
+         nodes, reg_secs, static_cast<long long>(sent.load()), finished_ok,
+         secs, sent.load() / secs);
+  return finished_ok == nodes ? 0 : 1;
 }
 
 long RssKb(int pid) {
