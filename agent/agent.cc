@@ -137,7 +137,8 @@ void Agent::Session(bool* connected) {
   v1::RegisterResponse reg_resp;
   {
     grpc::ClientContext ctx;
-    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(5));
+    ctx.set_deadline(std::chrono::system_clock::now() +
+                     std::chrono::seconds(5));
     grpc::Status s = stub->Register(&ctx, reg, &reg_resp);
     if (!s.ok()) {
       if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
@@ -288,7 +289,8 @@ void Agent::StartJob(uint64_t command_id, const v1::StartJob& start) {
 
   // The requested per-GPU limit applies before the job starts.
   if (start.power_limit_mw() > 0) {
-    for (uint32_t g : gpus) backend_->SetPowerLimit(g, start.power_limit_mw()).IgnoreError();
+    for (uint32_t g : gpus)
+      backend_->SetPowerLimit(g, start.power_limit_mw()).IgnoreError();
   }
   const double load = start.sim_load() > 0 ? start.sim_load() : 1.0;
   // mu_ is held until STARTED is sent, so that the exit of a short job

@@ -75,7 +75,8 @@ class Agent {
   absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
-  std::map<std::string, JobGpus> job_gpus_ ABSL_GUARDED_BY(mu_);  // "id/attempt"
+  std::map<std::string, JobGpus> job_gpus_
+      ABSL_GUARDED_BY(mu_);  // "id/attempt"
   std::deque<v1::JobUpdate> finished_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex write_mu_;

@@ -58,7 +58,8 @@ absl::Status JobRunner::Start(const JobLaunch& launch) {
     }
     if (!overridden) env_storage.emplace_back(kv);
   }
-  for (const auto& [k, v] : launch.env) env_storage.push_back(absl::StrCat(k, "=", v));
+  for (const auto& [k, v] : launch.env)
+    env_storage.push_back(absl::StrCat(k, "=", v));
   std::vector<char*> envp;
   for (auto& s : env_storage) envp.push_back(s.data());
   envp.push_back(nullptr);
@@ -69,13 +70,15 @@ absl::Status JobRunner::Start(const JobLaunch& launch) {
 
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null",
+                                   O_RDONLY, 0);
   posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
                                    O_WRONLY | O_CREAT | O_APPEND, 0644);
   posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
+                                      POSIX_SPAWN_SETSIGMASK |
                                       POSIX_SPAWN_SETSIGDEF);
   posix_spawnattr_setpgroup(&attr, 0);
   sigset_t none, all;
@@ -87,8 +90,8 @@ absl::Status JobRunner::Start(const JobLaunch& launch) {
   absl::MutexLock lock(&mu_);
   if (stopping_) return absl::UnavailableError("agent is shutting down");
   pid_t pid = 0;
-  const int rc = posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(),
-                              envp.data());
+  const int rc =
+      posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   if (rc != 0) {
@@ -118,8 +121,8 @@ absl::Status JobRunner::Stop(const std::string& job_id, uint32_t attempt,
       return absl::OkStatus();
     }
   }
-  return absl::NotFoundError(
-      absl::StrCat("job ", job_id, " attempt ", attempt, " is not running here"));
+  return absl::NotFoundError(absl::StrCat("job ", job_id, " attempt ", attempt,
+                                          " is not running here"));
 }
 
 bool JobRunner::IsRunning(const std::string& job_id, uint32_t attempt) const {
@@ -143,8 +146,8 @@ absl::StatusOr<std::string> JobRunner::ReadLog(const std::string& job_id,
                                                bool* truncated) const {
   std::ifstream in(LogPath(job_id, attempt), std::ios::binary);
   if (!in) {
-    return absl::NotFoundError(absl::StrCat("no log for job ", job_id,
-                                            " attempt ", attempt, " here"));
+    return absl::NotFoundError(
+        absl::StrCat("no log for job ", job_id, " attempt ", attempt, " here"));
   }
   in.seekg(0, std::ios::end);
   const std::streamoff size = in.tellg();

@@ -21,7 +21,7 @@ struct JobLaunch {
   uint32_t attempt = 0;
   std::vector<std::string> command;
   std::vector<std::pair<std::string, std::string>> env;  // added to ours
-  absl::Duration max_runtime = absl::ZeroDuration();      // 0 = none
+  absl::Duration max_runtime = absl::ZeroDuration();     // 0 = none
 };
 
 struct JobExit {

@@ -24,8 +24,9 @@ std::string Hostname() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{"joule-agent: reports a GPU node's telemetry to jouled and "
-               "runs the jobs it is given"};
+  CLI::App app{
+      "joule-agent: reports a GPU node's telemetry to jouled and "
+      "runs the jobs it is given"};
   std::string server = "127.0.0.1:7070";
   std::string node_name = Hostname();
   std::string backend_name = "sim";
@@ -51,10 +52,11 @@ int main(int argc, char** argv) {
   app.add_option("--nvml-library", nvml_library, "NVML library to dlopen");
   CLI11_PARSE(app, argc, argv);
 
-  auto interval = joule::ParseNonNegativeDuration(report_interval,
-                                                  "--report-interval");
+  auto interval =
+      joule::ParseNonNegativeDuration(report_interval, "--report-interval");
   if (!interval.ok() || *interval < absl::Milliseconds(10)) {
-    fprintf(stderr, "joule-agent: --report-interval: want a duration >= 10ms\n");
+    fprintf(stderr,
+            "joule-agent: --report-interval: want a duration >= 10ms\n");
     return 2;
   }
   if (node_name.empty()) {
@@ -91,7 +93,8 @@ int main(int argc, char** argv) {
     auto nvml = joule::agent::NewNvmlBackend(o);
     if (!nvml.ok()) {
       fprintf(stderr, "joule-agent: --gpu-backend %s: %s\n",
-              backend_name.c_str(), std::string(nvml.status().message()).c_str());
+              backend_name.c_str(),
+              std::string(nvml.status().message()).c_str());
       return 1;
     }
     backend = std::move(*nvml);

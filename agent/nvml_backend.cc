@@ -1,7 +1,5 @@
 #include "agent/nvml_backend.h"
 
-#include "common/gpu_catalog.h"
-
 #include <dlfcn.h>
 
 #include <algorithm>
@@ -19,6 +17,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "common/gpu_catalog.h"
 
 namespace joule::agent {
 namespace {

@@ -56,15 +56,17 @@ void SimGpuBackend::AdvanceLocked(absl::Time now) {
   for (Gpu& g : gpus_) {
     const int64_t p = SimGpuPowerMw(options_, g.load, g.limit_mw);
     // mW × µs = nJ. Carry the remainder so the counter is exact.
-    const uint64_t nj = static_cast<uint64_t>(p) * static_cast<uint64_t>(dt_us) +
-                        g.energy_rem_nj;
+    const uint64_t nj =
+        static_cast<uint64_t>(p) * static_cast<uint64_t>(dt_us) +
+        g.energy_rem_nj;
     g.energy_mj += nj / 1'000'000;
     g.energy_rem_nj = nj % 1'000'000;
     const double target =
         options_.ambient_c +
         options_.degrees_per_tdp * static_cast<double>(p) /
             static_cast<double>(std::max<int64_t>(options_.tdp_mw, 1));
-    g.temperature_c += (target - g.temperature_c) * (1.0 - std::exp(-dt_s / tau));
+    g.temperature_c +=
+        (target - g.temperature_c) * (1.0 - std::exp(-dt_s / tau));
   }
   last_ = now;
 }
@@ -101,9 +103,9 @@ absl::StatusOr<int64_t> SimGpuBackend::SetPowerLimit(uint32_t index,
                                                      int64_t limit_mw) {
   absl::MutexLock lock(&mu_);
   if (index >= gpus_.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "gpu_index: ", index, " is not a GPU of this node (it has ",
-        gpus_.size(), ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("gpu_index: ", index,
+                     " is not a GPU of this node (it has ", gpus_.size(), ")"));
   }
   AdvanceLocked(clock_->Now());
   gpus_[index].limit_mw =

@@ -20,7 +20,7 @@ struct SimGpuOptions {
   int64_t idle_mw = 70'000;
   uint64_t memory_bytes = 80ull << 30;
   double ambient_c = 30.0;
-  double degrees_per_tdp = 50.0;            // at TDP: ambient + 50 °C
+  double degrees_per_tdp = 50.0;  // at TDP: ambient + 50 °C
   absl::Duration thermal_time_constant = absl::Seconds(20);
 };
 

@@ -1,4 +1,3 @@
-#include "absl/strings/string_view.h"
 #include "cli/format.h"
 
 #include <algorithm>
@@ -8,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/proto_time.h"
 #include "google/protobuf/util/json_util.h"
@@ -28,7 +28,8 @@ std::string Table::Render() const {
     std::string line;
     for (size_t i = 0; i < row.size() && i < width.size(); ++i) {
       line += row[i];
-      if (i + 1 < row.size()) line += std::string(width[i] - row[i].size() + 2, ' ');
+      if (i + 1 < row.size())
+        line += std::string(width[i] - row[i].size() + 2, ' ');
     }
     while (!line.empty() && line.back() == ' ') line.pop_back();
     out += line + "\n";
@@ -41,8 +42,8 @@ std::string Table::Render() const {
 std::string FormatCents(int64_t cents) {
   const bool neg = cents < 0;
   // Negate in unsigned arithmetic: INT64_MIN has no positive twin.
-  const uint64_t abs = neg ? 0 - static_cast<uint64_t>(cents)
-                           : static_cast<uint64_t>(cents);
+  const uint64_t abs =
+      neg ? 0 - static_cast<uint64_t>(cents) : static_cast<uint64_t>(cents);
   std::string frac = absl::StrCat(abs % 100);
   if (frac.size() < 2) frac = "0" + frac;
   return absl::StrCat(neg ? "-" : "", abs / 100, ".", frac);
@@ -95,8 +96,8 @@ absl::StatusOr<v1::UsageEvent> ParseUsageCsvLine(absl::string_view line,
         absl::StrCat("line ", line_number, ": ", col, ": ", rule));
   };
   if (cols.size() != 7) {
-    return err("row", absl::StrCat("has ", cols.size(),
-                                   " columns; want 7 (", kUsageCsvHeader, ")"));
+    return err("row", absl::StrCat("has ", cols.size(), " columns; want 7 (",
+                                   kUsageCsvHeader, ")"));
   }
   for (auto& c : cols) c = std::string(absl::StripAsciiWhitespace(c));
   v1::UsageEvent e;
@@ -192,8 +193,9 @@ std::string StatementCsv(const v1::Statement& s) {
   for (const auto& l : s.lines()) {
     absl::StrAppend(&out, q(s.tenant()), ",", s.period(), ",",
                     q(l.pricing_model()), ",", q(l.item()), ",", q(l.detail()),
-                    ",", l.adjustment_for(), ",", l.quantity(), ",", q(l.unit()),
-                    ",", l.unit_price(), ",", FormatCents(l.amount_cents()), ",",
+                    ",", l.adjustment_for(), ",", l.quantity(), ",",
+                    q(l.unit()), ",", l.unit_price(), ",",
+                    FormatCents(l.amount_cents()), ",",
                     l.informational() ? "true" : "false", "\n");
   }
   absl::StrAppend(&out, q(s.tenant()), ",", s.period(), ",total,,,,,,,",

@@ -3,7 +3,6 @@
 // Exit codes: 0 success; 1 the daemon refused or failed the call; 2 bad
 // command line or input; 3 the daemon cannot be reached. Errors are one line
 // on stderr.
-#include "absl/strings/string_view.h"
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -19,6 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "cli/format.h"
 #include "common/proto_time.h"
@@ -51,7 +51,8 @@ void FailStatus(const absl::Status& s) { Fail(2, std::string(s.message())); }
 class Client {
  public:
   explicit Client(const Globals& g) : g_(g) {
-    channel_ = grpc::CreateChannel(g.server, grpc::InsecureChannelCredentials());
+    channel_ =
+        grpc::CreateChannel(g.server, grpc::InsecureChannelCredentials());
     jobs_ = v1::JobService::NewStub(channel_);
     admin_ = v1::AdminService::NewStub(channel_);
     billing_ = v1::BillingService::NewStub(channel_);
@@ -149,9 +150,9 @@ void NodeList(Client& c, const Globals& g) {
         n.state() == v1::NODE_STATE_READY ? "ready" : "unreachable";
     if (n.drained()) state += ",drained";
     std::string model = n.gpus_size() > 0 ? n.gpus(0).model() : "-";
-    t.Add({n.name(), state, n.domain(), absl::StrCat(model, " x", n.gpus_size()),
-           FormatPower(n.power_mw()), FormatPower(n.power_limit_mw()),
-           absl::StrCat(n.running_jobs_size()),
+    t.Add({n.name(), state, n.domain(),
+           absl::StrCat(model, " x", n.gpus_size()), FormatPower(n.power_mw()),
+           FormatPower(n.power_limit_mw()), absl::StrCat(n.running_jobs_size()),
            Age(n.report_age(), n.has_last_report_time())});
   }
   Print(t.Render());
@@ -168,9 +169,10 @@ void NodeShow(Client& c, const Globals& g, const std::string& name) {
       n.state() == v1::NODE_STATE_READY ? "ready" : "unreachable",
       n.drained() ? " (drained)" : "", "  domain ", n.domain(), "  backend ",
       n.gpu_backend(), "\npower ", FormatPower(n.power_mw()), " (base ",
-      FormatPower(n.base_power_mw()), ")  limit ", FormatPower(n.power_limit_mw()),
-      "  energy ", FormatKwh(n.energy_mj()), " kWh  last report ",
-      Age(n.report_age(), n.has_last_report_time()), " ago\n\n"));
+      FormatPower(n.base_power_mw()), ")  limit ",
+      FormatPower(n.power_limit_mw()), "  energy ", FormatKwh(n.energy_mj()),
+      " kWh  last report ", Age(n.report_age(), n.has_last_report_time()),
+      " ago\n\n"));
   Table t({"GPU", "UUID", "MODEL", "UTIL", "MEM USED/TOTAL", "TEMP", "POWER",
            "LIMIT", "RANGE", "ENERGY", "HEALTH", "JOB"});
   for (const auto& gpu : n.gpus()) {
@@ -183,7 +185,8 @@ void NodeShow(Client& c, const Globals& g, const std::string& name) {
            absl::StrCat(FormatPower(gpu.min_power_limit_mw()), "..",
                         FormatPower(gpu.max_power_limit_mw())),
            absl::StrCat(FormatKwh(gpu.energy_mj()), " kWh"),
-           gpu.healthy() ? "ok" : absl::StrCat("UNHEALTHY: ", gpu.health_detail()),
+           gpu.healthy() ? "ok"
+                         : absl::StrCat("UNHEALTHY: ", gpu.health_detail()),
            gpu.job_id().empty() ? "-" : gpu.job_id()});
   }
   Print(t.Render());
@@ -204,7 +207,7 @@ void NodeDrain(Client& c, const Globals& g, const std::string& name,
 
 struct SubmitFlags {
   std::string tenant, name, gpu_model, cls = "on-demand", power, min_power,
-      max_runtime, request_id;
+                                       max_runtime, request_id;
   uint32_t gpus = 0, nodes = 1;
   int32_t priority = 0;
   double sim_load = 0;
@@ -233,7 +236,8 @@ void JobSubmit(Client& c, const Globals& g, const SubmitFlags& f) {
   if (!cls.ok()) FailStatus(cls.status());
   s->set_service_class(*cls);
   s->set_priority(f.priority);
-  if (!f.power.empty()) s->set_power_limit_mw(ParsePowerFlag(f.power, "--power"));
+  if (!f.power.empty())
+    s->set_power_limit_mw(ParsePowerFlag(f.power, "--power"));
   if (!f.min_power.empty()) {
     s->set_min_power_limit_mw(ParsePowerFlag(f.min_power, "--min-power"));
   }
@@ -242,7 +246,8 @@ void JobSubmit(Client& c, const Globals& g, const SubmitFlags& f) {
     if (!d.ok()) FailStatus(d.status());
     *s->mutable_max_runtime() = ToProtoDuration(*d);
   }
-  if (f.sim_load < 0 || f.sim_load > 1) Fail(2, "--sim-load: must be within 0..1");
+  if (f.sim_load < 0 || f.sim_load > 1)
+    Fail(2, "--sim-load: must be within 0..1");
   s->set_sim_load(f.sim_load);
   req.set_request_id(f.request_id);
   v1::SubmitJobResponse resp;
@@ -263,13 +268,15 @@ void JobList(Client& c, const Globals& g, const std::string& tenant,
   v1::ListJobsResponse resp;
   c.Call(&v1::JobService::Stub::ListJobs, c.jobs(), req, &resp);
   if (Json(g)) return Print(ToJson(resp) + "\n");
-  Table t({"ID", "TENANT", "NAME", "STATE", "CLASS", "GPUS", "NODES", "REASON"});
+  Table t(
+      {"ID", "TENANT", "NAME", "STATE", "CLASS", "GPUS", "NODES", "REASON"});
   for (const auto& j : resp.jobs()) {
     std::vector<std::string> nodes;
     for (const auto& a : j.allocations()) nodes.push_back(a.node());
     t.Add({j.id(), j.spec().tenant(), j.spec().name(), JobStateName(j.state()),
            ServiceClassName(j.effective_class()),
-           absl::StrCat(j.spec().gpus_per_node() * std::max(1u, j.spec().nodes())),
+           absl::StrCat(j.spec().gpus_per_node() *
+                        std::max(1u, j.spec().nodes())),
            nodes.empty() ? "-" : absl::StrJoin(nodes, ","), j.reason()});
   }
   Print(t.Render());
@@ -283,19 +290,20 @@ void JobShow(Client& c, const Globals& g, const std::string& id) {
   if (Json(g)) return Print(ToJson(j) + "\n");
   const auto& s = j.spec();
   std::string out = absl::StrCat(
-      "job ", j.id(), "  ", JobStateName(j.state()), "\n", "reason:   ",
-      j.reason(), "\n", "tenant:   ", s.tenant(), "  name: ", s.name(),
-      "\nclass:    ", ServiceClassName(s.service_class()), " (runs as ",
-      ServiceClassName(j.effective_class()), ")  priority ", s.priority(),
-      "\nshape:    ", s.nodes(), " node(s) x ", s.gpus_per_node(), " GPU(s) ",
-      s.gpu_model().empty() ? "any model" : s.gpu_model(),
+      "job ", j.id(), "  ", JobStateName(j.state()), "\n",
+      "reason:   ", j.reason(), "\n", "tenant:   ", s.tenant(),
+      "  name: ", s.name(), "\nclass:    ", ServiceClassName(s.service_class()),
+      " (runs as ", ServiceClassName(j.effective_class()), ")  priority ",
+      s.priority(), "\nshape:    ", s.nodes(), " node(s) x ", s.gpus_per_node(),
+      " GPU(s) ", s.gpu_model().empty() ? "any model" : s.gpu_model(),
       "\npower:    per GPU ",
       j.power_limit_mw() > 0 ? FormatPower(j.power_limit_mw()) : "model TDP",
       ", min ",
-      j.min_power_limit_mw() > 0 ? FormatPower(j.min_power_limit_mw()) : "= power",
-      "\ncommand:  ", absl::StrJoin(s.command(), " "), "\nsubmitted: ",
-      TimeText(j.submit_time()), "  attempt ", j.attempt(), "  exit code ",
-      j.exit_code(), "\n");
+      j.min_power_limit_mw() > 0 ? FormatPower(j.min_power_limit_mw())
+                                 : "= power",
+      "\ncommand:  ", absl::StrJoin(s.command(), " "),
+      "\nsubmitted: ", TimeText(j.submit_time()), "  attempt ", j.attempt(),
+      "  exit code ", j.exit_code(), "\n");
   for (const auto& a : j.allocations()) {
     absl::StrAppend(&out, "  on ", a.node(), " GPUs ",
                     absl::StrJoin(a.gpu_indices(), ","), " at ",
@@ -308,9 +316,10 @@ void JobShow(Client& c, const Globals& g, const std::string& id) {
                     h.reason(), "\n");
   }
   for (const auto& a : j.attempts()) {
-    absl::StrAppend(&out, "attempt ", a.attempt(), ": ", TimeText(a.start_time()),
-                    " .. ", TimeText(a.end_time()), "  ", a.outcome(),
-                    "  energy ", FormatKwh(a.energy_mj()), " kWh\n");
+    absl::StrAppend(&out, "attempt ", a.attempt(), ": ",
+                    TimeText(a.start_time()), " .. ", TimeText(a.end_time()),
+                    "  ", a.outcome(), "  energy ", FormatKwh(a.energy_mj()),
+                    " kWh\n");
   }
   Print(out);
 }
@@ -342,8 +351,8 @@ void PowerTree(Client& c, const Globals& g) {
   c.Call(&v1::AdminService::Stub::GetPowerTree, c.admin(),
          v1::GetPowerTreeRequest(), &resp);
   if (Json(g)) return Print(ToJson(resp) + "\n");
-  Table t({"DOMAIN", "KIND", "NODES", "CAP", "COMMITTED", "MEASURED",
-           "HEADROOM"});
+  Table t(
+      {"DOMAIN", "KIND", "NODES", "CAP", "COMMITTED", "MEASURED", "HEADROOM"});
   for (const auto& d : resp.domains()) {
     t.Add({std::string(2 * d.depth(), ' ') + d.name(), d.kind(),
            absl::StrCat(d.nodes()), FormatPower(d.cap_mw()),
@@ -364,8 +373,8 @@ void PowerSetCap(Client& c, const Globals& g, const std::string& domain,
   c.Call(&v1::AdminService::Stub::SetPowerCap, c.admin(), req, &d);
   if (Json(g)) return Print(ToJson(d) + "\n");
   Print(absl::StrCat("domain ", d.name(), " cap ", FormatPower(d.cap_mw()),
-                     " (measured ", FormatPower(d.measured_mw()), ", committed ",
-                     FormatPower(d.committed_mw()), ")\n"));
+                     " (measured ", FormatPower(d.measured_mw()),
+                     ", committed ", FormatPower(d.committed_mw()), ")\n"));
 }
 
 void Events(Client& c, const Globals& g, const std::string& since,
@@ -428,8 +437,9 @@ void ParseTiers(const std::string& text, const std::string& flag,
     }
     uint64_t from = 0;
     if (!absl::SimpleAtoi(part.substr(0, colon), &from)) {
-      Fail(2, absl::StrCat(flag, ": \"", part,
-                           "\" is not FROM_TOKENS:PRICE (e.g. 1000000000:0.60)"));
+      Fail(2,
+           absl::StrCat(flag, ": \"", part,
+                        "\" is not FROM_TOKENS:PRICE (e.g. 1000000000:0.60)"));
     }
     t->set_from_tokens(from);
     t->set_price(std::string(part.substr(colon + 1)));
@@ -438,14 +448,15 @@ void ParseTiers(const std::string& text, const std::string& flag,
 
 struct PriceFlags {
   std::string kind, gpu_model, cls = "on-demand", price, model, input, output,
-      per_request, effective;
+                               per_request, effective;
 };
 
 void PriceSet(Client& c, const Globals& g, const PriceFlags& f) {
   v1::SetPriceRequest req;
   v1::Price* p = req.mutable_price();
   if (f.kind == "gpu-hour") {
-    if (f.gpu_model.empty()) Fail(2, "--gpu-model: required for gpu-hour prices");
+    if (f.gpu_model.empty())
+      Fail(2, "--gpu-model: required for gpu-hour prices");
     if (f.price.empty()) Fail(2, "--price: required for gpu-hour prices");
     p->mutable_gpu_hour()->set_gpu_model(f.gpu_model);
     auto cls = ParseServiceClass(f.cls);
@@ -457,11 +468,13 @@ void PriceSet(Client& c, const Globals& g, const PriceFlags& f) {
     auto* inf = p->mutable_inference();
     inf->set_model(f.model);
     if (!f.input.empty()) ParseTiers(f.input, "--input", inf->mutable_input());
-    if (!f.output.empty()) ParseTiers(f.output, "--output", inf->mutable_output());
+    if (!f.output.empty())
+      ParseTiers(f.output, "--output", inf->mutable_output());
     inf->set_per_request(f.per_request);
   }
   if (!f.effective.empty()) {
-    *p->mutable_effective_from() = ToProtoTime(ParseTimeFlag(f.effective, "--from"));
+    *p->mutable_effective_from() =
+        ToProtoTime(ParseTimeFlag(f.effective, "--from"));
   }
   v1::Price out;
   c.Call(&v1::BillingService::Stub::SetPrice, c.billing(), req, &out);
@@ -487,7 +500,8 @@ void PriceList(Client& c, const Globals& g, bool history) {
   for (const auto& p : resp.prices()) {
     const std::string v = absl::StrCat(p.version());
     if (p.has_gpu_hour()) {
-      t.Add({v, TimeText(p.effective_from()), "gpu-hour", p.gpu_hour().gpu_model(),
+      t.Add({v, TimeText(p.effective_from()), "gpu-hour",
+             p.gpu_hour().gpu_model(),
              ServiceClassName(p.gpu_hour().service_class()),
              absl::StrCat(p.gpu_hour().price(), " /GPU-h")});
     } else {
@@ -497,7 +511,8 @@ void PriceList(Client& c, const Globals& g, bool history) {
       t.Add({v, "", "", "", "output",
              absl::StrCat(tiers(inf.output()), " /1M tok")});
       if (!inf.per_request().empty()) {
-        t.Add({v, "", "", "", "request", absl::StrCat(inf.per_request(), " /req")});
+        t.Add({v, "", "", "", "request",
+               absl::StrCat(inf.per_request(), " /req")});
       }
     }
   }
@@ -596,8 +611,8 @@ void UsageImport(Client& c, const Globals& g, const std::string& path,
           idx >= 0 && idx < static_cast<int>(batch.size())) {
         // Drop the bad row, keep the rest of the batch.
         ++rejected;
-        errors.push_back(absl::StrCat("line ", batch[idx].first, ": ",
-                                      s.error_message()));
+        errors.push_back(
+            absl::StrCat("line ", batch[idx].first, ": ", s.error_message()));
         batch.erase(batch.begin() + idx);
         continue;
       }
@@ -670,7 +685,8 @@ void Backlog(Client& c, const Globals& g, const std::string& as_of) {
   Table t({"CONTRACT", "TENANT", "MODEL", "GPUS", "TERM", "RATE", "VALUE",
            "RECOGNISED", "BACKLOG", "NEXT 12 MO", "AFTER"});
   auto row = [&](const v1::BacklogRow& r, const std::string& id) {
-    t.Add({id, r.tenant(), r.gpu_model(), r.gpus() ? absl::StrCat(r.gpus()) : "",
+    t.Add({id, r.tenant(), r.gpu_model(),
+           r.gpus() ? absl::StrCat(r.gpus()) : "",
            r.start_date().empty() ? "" : r.start_date() + ".." + r.end_date(),
            r.rate(), FormatCents(r.value_cents()),
            FormatCents(r.recognized_cents()), FormatCents(r.backlog_cents()),
@@ -691,7 +707,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   Globals g;
   const char* env_server = std::getenv("JOULE_SERVER");
-  g.server = env_server != nullptr && *env_server ? env_server : "127.0.0.1:7070";
+  g.server =
+      env_server != nullptr && *env_server ? env_server : "127.0.0.1:7070";
   app.add_option("--server", g.server,
                  "jouled address (default $JOULE_SERVER or 127.0.0.1:7070)");
   app.add_option("-o,--output", g.output, "table, json (or csv for statements)")
@@ -723,7 +740,8 @@ int main(int argc, char** argv) {
   // job
   auto* job = app.add_subcommand("job", "jobs")->require_subcommand(1);
   SubmitFlags sf;
-  auto* submit = job->add_subcommand("submit", "submit a job: ... -- CMD [ARGS]");
+  auto* submit =
+      job->add_subcommand("submit", "submit a job: ... -- CMD [ARGS]");
   submit->add_option("--tenant", sf.tenant, "tenant");
   submit->add_option("--gpus", sf.gpus, "GPUs per node")->required();
   submit->add_option("--nodes", sf.nodes, "nodes (a gang when > 1)");
@@ -761,7 +779,8 @@ int main(int argc, char** argv) {
   set(jlogs, [&](Client& c) { JobLogs(c, g, job_id, log_attempt); });
 
   // power
-  auto* power = app.add_subcommand("power", "power domains")->require_subcommand(1);
+  auto* power =
+      app.add_subcommand("power", "power domains")->require_subcommand(1);
   set(power->add_subcommand("tree", "caps, committed, measured, headroom"),
       [&](Client& c) { PowerTree(c, g); });
   static std::string cap_domain, cap_watts, cap_reason;
@@ -769,12 +788,14 @@ int main(int argc, char** argv) {
   setcap->add_option("DOMAIN", cap_domain)->required();
   setcap->add_option("WATTS", cap_watts, "e.g. 40kW, 1.5MW, 700W")->required();
   setcap->add_option("--reason", cap_reason);
-  set(setcap, [&](Client& c) { PowerSetCap(c, g, cap_domain, cap_watts, cap_reason); });
+  set(setcap,
+      [&](Client& c) { PowerSetCap(c, g, cap_domain, cap_watts, cap_reason); });
 
   // events
   static std::string ev_since, ev_kind;
   static uint32_t ev_limit = 0;
-  auto* events = app.add_subcommand("events", "throttles, preemptions, caps...");
+  auto* events =
+      app.add_subcommand("events", "throttles, preemptions, caps...");
   events->add_option("--since", ev_since, "e.g. 10m");
   events->add_option("--kind", ev_kind);
   events->add_option("--limit", ev_limit);
@@ -787,12 +808,14 @@ int main(int argc, char** argv) {
   auto* tcreate = tenant->add_subcommand("create", "create a tenant");
   tcreate->add_option("NAME", tenant_name)->required();
   tcreate->add_option("--weight", tenant_weight, "fair-share weight");
-  set(tcreate, [&](Client& c) { TenantCreate(c, g, tenant_name, tenant_weight); });
+  set(tcreate,
+      [&](Client& c) { TenantCreate(c, g, tenant_name, tenant_weight); });
   set(tenant->add_subcommand("list", "list tenants"),
       [&](Client& c) { TenantList(c, g); });
 
   // price
-  auto* price = app.add_subcommand("price", "price catalogue")->require_subcommand(1);
+  auto* price =
+      app.add_subcommand("price", "price catalogue")->require_subcommand(1);
   PriceFlags pf;
   auto* pset = price->add_subcommand("set", "add a price version");
   pset->add_option("KIND", pf.kind, "gpu-hour or inference")
@@ -804,7 +827,8 @@ int main(int argc, char** argv) {
   pset->add_option("--model", pf.model, "served model");
   pset->add_option("--input", pf.input,
                    "USD per 1M input tokens, or tiers 0:0.80,1000000000:0.60");
-  pset->add_option("--output", pf.output, "USD per 1M output tokens (tiers too)");
+  pset->add_option("--output", pf.output,
+                   "USD per 1M output tokens (tiers too)");
   pset->add_option("--per-request", pf.per_request, "USD per request");
   pset->add_option("--from", pf.effective, "effective from (default now)");
   set(pset, [&](Client& c) { PriceSet(c, g, pf); });
@@ -814,8 +838,8 @@ int main(int argc, char** argv) {
   set(plist, [&](Client& c) { PriceList(c, g, price_history); });
 
   // contract
-  auto* contract =
-      app.add_subcommand("contract", "reserved contracts")->require_subcommand(1);
+  auto* contract = app.add_subcommand("contract", "reserved contracts")
+                       ->require_subcommand(1);
   ContractFlags cf;
   auto* ccreate = contract->add_subcommand("create", "create a contract");
   ccreate->add_option("--tenant", cf.tenant)->required();
@@ -832,7 +856,8 @@ int main(int argc, char** argv) {
   set(clist, [&](Client& c) { ContractList(c, g, contract_tenant); });
 
   // usage
-  auto* usage = app.add_subcommand("usage", "inference usage")->require_subcommand(1);
+  auto* usage =
+      app.add_subcommand("usage", "inference usage")->require_subcommand(1);
   UsageFlags uf;
   auto* urec = usage->add_subcommand("record", "record one usage event");
   urec->add_option("--tenant", uf.tenant);
@@ -852,8 +877,8 @@ int main(int argc, char** argv) {
   set(uimp, [&](Client& c) { UsageImport(c, g, import_path, import_batch); });
 
   // billing
-  auto* billing =
-      app.add_subcommand("billing", "statements, backlog")->require_subcommand(1);
+  auto* billing = app.add_subcommand("billing", "statements, backlog")
+                      ->require_subcommand(1);
   static std::string st_tenant, st_period, as_of;
   auto* stmt = billing->add_subcommand("statement", "a tenant's statement");
   stmt->add_option("--tenant", st_tenant);

@@ -10,7 +10,8 @@ namespace joule {
 inline google::protobuf::Timestamp ToProtoTime(absl::Time t) {
   google::protobuf::Timestamp ts;
   const int64_t ns = absl::ToUnixNanos(t);
-  ts.set_seconds(ns >= 0 ? ns / 1'000'000'000 : (ns - 999'999'999) / 1'000'000'000);
+  ts.set_seconds(ns >= 0 ? ns / 1'000'000'000
+                         : (ns - 999'999'999) / 1'000'000'000);
   ts.set_nanos(static_cast<int32_t>(ns - ts.seconds() * 1'000'000'000));
   return ts;
 }

@@ -7,9 +7,9 @@
 #define JOULE_CONCAT_INNER_(a, b) a##b
 #define JOULE_CONCAT_(a, b) JOULE_CONCAT_INNER_(a, b)
 
-#define RETURN_IF_ERROR(expr)                     \
-  do {                                            \
-    ::absl::Status joule_status_ = (expr);        \
+#define RETURN_IF_ERROR(expr)                      \
+  do {                                             \
+    ::absl::Status joule_status_ = (expr);         \
     if (!joule_status_.ok()) return joule_status_; \
   } while (0)
 

@@ -1,4 +1,3 @@
-#include "absl/strings/string_view.h"
 #include "common/units.h"
 
 #include <cctype>
@@ -9,6 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/string_view.h"
 
 namespace joule {
 namespace {
@@ -17,8 +17,8 @@ absl::Status PowerError(absl::string_view field, absl::string_view text,
                         absl::string_view rule) {
   // An empty field leaves the naming to the caller (e.g. config errors that
   // already say "domain[3].cap").
-  return absl::InvalidArgumentError(absl::StrCat(
-      field, field.empty() ? "" : ": ", "\"", text, "\" ", rule));
+  return absl::InvalidArgumentError(
+      absl::StrCat(field, field.empty() ? "" : ": ", "\"", text, "\" ", rule));
 }
 
 }  // namespace
@@ -29,13 +29,13 @@ absl::StatusOr<int64_t> ParsePowerMw(absl::string_view text,
   if (s.empty()) return PowerError(field, text, "is empty; want e.g. 40kW");
   if (s[0] == '-') return PowerError(field, text, "must not be negative");
   size_t i = 0;
-  while (i < s.size() && (std::isdigit(static_cast<unsigned char>(s[i])) ||
-                          s[i] == '.')) {
+  while (i < s.size() &&
+         (std::isdigit(static_cast<unsigned char>(s[i])) || s[i] == '.')) {
     ++i;
   }
   absl::string_view number = s.substr(0, i);
-  std::string unit = absl::AsciiStrToLower(
-      absl::StripAsciiWhitespace(s.substr(i)));
+  std::string unit =
+      absl::AsciiStrToLower(absl::StripAsciiWhitespace(s.substr(i)));
   // Scale to milliwatts: multiplier is 10^exp.
   int exp;
   if (unit.empty() || unit == "w") {
@@ -51,8 +51,9 @@ absl::StatusOr<int64_t> ParsePowerMw(absl::string_view text,
   }
   size_t dot = number.find('.');
   absl::string_view whole = number.substr(0, dot);
-  absl::string_view frac =
-      dot == absl::string_view::npos ? absl::string_view() : number.substr(dot + 1);
+  absl::string_view frac = dot == absl::string_view::npos
+                               ? absl::string_view()
+                               : number.substr(dot + 1);
   if (whole.empty() && frac.empty()) {
     return PowerError(field, text, "is not a number");
   }
@@ -97,8 +98,8 @@ std::string FormatPower(int64_t mw) {
   return neg ? absl::StrCat("-", out) : out;
 }
 
-absl::StatusOr<absl::Duration> ParseNonNegativeDuration(absl::string_view text,
-                                                        absl::string_view field) {
+absl::StatusOr<absl::Duration> ParseNonNegativeDuration(
+    absl::string_view text, absl::string_view field) {
   absl::Duration d;
   std::string s(absl::StripAsciiWhitespace(text));
   if (!absl::ParseDuration(s, &d)) {

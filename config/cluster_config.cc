@@ -1,4 +1,3 @@
-#include "absl/strings/string_view.h"
 #include "config/cluster_config.h"
 
 #include <fstream>
@@ -7,6 +6,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "common/gpu_catalog.h"
 #include "common/status_macros.h"
 #include "common/units.h"
@@ -62,13 +62,12 @@ class Locator {
                    .line;
       }
     }
-    std::string where =
-        list_fd != nullptr && list_fd->is_repeated()
-            ? absl::StrCat(list, "[", index, "].", field)
-            : absl::StrCat(list, ".", field);
-    return absl::InvalidArgumentError(absl::StrCat(
-        filename_, line >= 0 ? absl::StrCat(":", line + 1) : "", ": ", where,
-        ": ", rule));
+    std::string where = list_fd != nullptr && list_fd->is_repeated()
+                            ? absl::StrCat(list, "[", index, "].", field)
+                            : absl::StrCat(list, ".", field);
+    return absl::InvalidArgumentError(
+        absl::StrCat(filename_, line >= 0 ? absl::StrCat(":", line + 1) : "",
+                     ": ", where, ": ", rule));
   }
 
  private:
@@ -139,20 +138,24 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
   absl::flat_hash_set<std::string> names;
   for (int i = 0; i < raw.gpu_model_size(); ++i) {
     const auto& g = raw.gpu_model(i);
-    if (g.name().empty()) return loc.Error("gpu_model", i, "name", "is required");
+    if (g.name().empty())
+      return loc.Error("gpu_model", i, "name", "is required");
     if (!names.insert(g.name()).second) {
       return loc.Error("gpu_model", i, "name",
                        absl::StrCat("\"", g.name(), "\" is defined twice"));
     }
     GpuModel m;
     m.name = g.name();
-    ASSIGN_OR_RETURN(m.tdp_mw, Power(loc, "gpu_model", i, "tdp", g.tdp(), true));
-    ASSIGN_OR_RETURN(m.min_limit_mw, Power(loc, "gpu_model", i, "min_power_limit",
-                                           g.min_power_limit(), false));
-    ASSIGN_OR_RETURN(m.max_limit_mw, Power(loc, "gpu_model", i, "max_power_limit",
-                                           g.max_power_limit(), false));
-    ASSIGN_OR_RETURN(m.idle_mw,
-                     Power(loc, "gpu_model", i, "idle_power", g.idle_power(), false));
+    ASSIGN_OR_RETURN(m.tdp_mw,
+                     Power(loc, "gpu_model", i, "tdp", g.tdp(), true));
+    ASSIGN_OR_RETURN(m.min_limit_mw,
+                     Power(loc, "gpu_model", i, "min_power_limit",
+                           g.min_power_limit(), false));
+    ASSIGN_OR_RETURN(m.max_limit_mw,
+                     Power(loc, "gpu_model", i, "max_power_limit",
+                           g.max_power_limit(), false));
+    ASSIGN_OR_RETURN(m.idle_mw, Power(loc, "gpu_model", i, "idle_power",
+                                      g.idle_power(), false));
     if (m.min_limit_mw > 0 && m.min_limit_mw > m.tdp_mw) {
       return loc.Error("gpu_model", i, "min_power_limit", "must be <= tdp");
     }
@@ -164,7 +167,8 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
 
   for (int i = 0; i < raw.node_model_size(); ++i) {
     const auto& n = raw.node_model(i);
-    if (n.name().empty()) return loc.Error("node_model", i, "name", "is required");
+    if (n.name().empty())
+      return loc.Error("node_model", i, "name", "is required");
     if (cfg.node_models.contains(n.name())) {
       return loc.Error("node_model", i, "name",
                        absl::StrCat("\"", n.name(), "\" is defined twice"));
@@ -186,7 +190,8 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
   }
   if (raw.domain_size() == 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        filename, ": domain: at least one power domain (the root) is required"));
+        filename,
+        ": domain: at least one power domain (the root) is required"));
   }
   int root = -1;
   std::vector<std::vector<int>> children(raw.domain_size());
@@ -205,11 +210,13 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
     }
     auto it = domain_index.find(d.parent());
     if (it == domain_index.end()) {
-      return loc.Error("domain", i, "parent",
-                       absl::StrCat("\"", d.parent(), "\" is not a defined domain"));
+      return loc.Error(
+          "domain", i, "parent",
+          absl::StrCat("\"", d.parent(), "\" is not a defined domain"));
     }
     if (it->second == i) {
-      return loc.Error("domain", i, "parent", "a domain cannot be its own parent");
+      return loc.Error("domain", i, "parent",
+                       "a domain cannot be its own parent");
     }
     children[it->second].push_back(i);
   }
@@ -293,11 +300,12 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
   ASSIGN_OR_RETURN(cfg.scheduler.unreachable_requeue_after,
                    Duration(loc, "unreachable_requeue_after",
                             s.unreachable_requeue_after(), absl::Seconds(60)));
-  ASSIGN_OR_RETURN(cfg.scheduler.stop_grace,
-                   Duration(loc, "stop_grace", s.stop_grace(), absl::Seconds(5)));
+  ASSIGN_OR_RETURN(
+      cfg.scheduler.stop_grace,
+      Duration(loc, "stop_grace", s.stop_grace(), absl::Seconds(5)));
   ASSIGN_OR_RETURN(cfg.scheduler.fair_share_half_life,
-                   Duration(loc, "fair_share_half_life", s.fair_share_half_life(),
-                            absl::Hours(24)));
+                   Duration(loc, "fair_share_half_life",
+                            s.fair_share_half_life(), absl::Hours(24)));
 
   auto is_leaf = [&](const std::string& name) {
     auto it = domain_index.find(name);
@@ -313,9 +321,9 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
   if (cfg.scheduler.default_domain.empty()) {
     // No default: only listed nodes may register.
   } else if (!domain_index.contains(cfg.scheduler.default_domain)) {
-    return loc.Error("scheduler", 0, "default_domain",
-                     absl::StrCat("\"", s.default_domain(),
-                                  "\" is not a defined domain"));
+    return loc.Error(
+        "scheduler", 0, "default_domain",
+        absl::StrCat("\"", s.default_domain(), "\" is not a defined domain"));
   } else if (!is_leaf(cfg.scheduler.default_domain)) {
     return loc.Error(
         "scheduler", 0, "default_domain",
@@ -332,8 +340,9 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
                        absl::StrCat("\"", n.name(), "\" is defined twice"));
     }
     if (!domain_index.contains(n.domain())) {
-      return loc.Error("node", i, "domain",
-                       absl::StrCat("\"", n.domain(), "\" is not a defined domain"));
+      return loc.Error(
+          "node", i, "domain",
+          absl::StrCat("\"", n.domain(), "\" is not a defined domain"));
     }
     if (!is_leaf(n.domain())) {
       return loc.Error("node", i, "domain",

@@ -1,7 +1,7 @@
-#include "absl/strings/string_view.h"
 #include "daemon/billing_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "common/proto_time.h"
 #include "daemon/services.h"
 
@@ -50,7 +50,8 @@ grpc::ServerUnaryReactor* BillingServiceImpl::ListContracts(
     return Reply(ctx, absl::PermissionDeniedError(
                           "tenant: a tenant may list only its own contracts"));
   }
-  for (auto& c : ledger_->ListContracts(caller.empty() ? req->tenant() : caller)) {
+  for (auto& c :
+       ledger_->ListContracts(caller.empty() ? req->tenant() : caller)) {
     *resp->add_contracts() = std::move(c);
   }
   return Reply(ctx, absl::OkStatus());
@@ -125,7 +126,8 @@ BillingParts::BillingParts(storage::Store* store, const Clock* clock)
 
 bool BillingParts::Directory::Exists(std::string_view tenant) const {
   ClusterManager* m = manager.load();
-  return m != nullptr && m->TenantExists(absl::string_view(tenant.data(), tenant.size()));
+  return m != nullptr &&
+         m->TenantExists(absl::string_view(tenant.data(), tenant.size()));
 }
 
 ContractedGpusFn BillingParts::contracted_gpus_fn() {

@@ -1,9 +1,9 @@
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <atomic>
 #include <memory>
 
+#include "absl/strings/string_view.h"
 #include "billing/ledger.h"
 #include "daemon/cluster_manager.h"
 #include "joule/v1/joule.grpc.pb.h"
@@ -23,9 +23,9 @@ class BillingServiceImpl final : public v1::BillingService::CallbackService {
   grpc::ServerUnaryReactor* ListPrices(grpc::CallbackServerContext* ctx,
                                        const v1::ListPricesRequest* req,
                                        v1::ListPricesResponse* resp) override;
-  grpc::ServerUnaryReactor* CreateContract(
-      grpc::CallbackServerContext* ctx, const v1::CreateContractRequest* req,
-      v1::Contract* resp) override;
+  grpc::ServerUnaryReactor* CreateContract(grpc::CallbackServerContext* ctx,
+                                           const v1::CreateContractRequest* req,
+                                           v1::Contract* resp) override;
   grpc::ServerUnaryReactor* ListContracts(
       grpc::CallbackServerContext* ctx, const v1::ListContractsRequest* req,
       v1::ListContractsResponse* resp) override;

@@ -1,4 +1,3 @@
-#include "absl/strings/string_view.h"
 #include "daemon/cluster_manager.h"
 
 #include <algorithm>
@@ -9,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "common/units.h"
@@ -79,7 +79,8 @@ std::string StateName(v1::JobState s) {
 
 absl::Status ValidName(absl::string_view field, absl::string_view name) {
   if (name.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(field, ": must not be empty"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must not be empty"));
   }
   if (name.size() > 128) {
     return absl::InvalidArgumentError(
@@ -143,7 +144,8 @@ absl::Status ClusterManager::LoadLocked() {
   ASSIGN_OR_RETURN(auto counters_raw, store->Get(storage::kMeta, kCountersKey));
   if (counters_raw.has_value()) {
     v1::records::Counters c;
-    if (!check(c.ParseFromString(*counters_raw), storage::kMeta, kCountersKey)) {
+    if (!check(c.ParseFromString(*counters_raw), storage::kMeta,
+               kCountersKey)) {
       return parse_error;
     }
     next_job_seq_ = std::max<uint64_t>(1, c.next_job_seq());
@@ -203,7 +205,8 @@ absl::Status ClusterManager::LoadLocked() {
   RETURN_IF_ERROR(parse_error);
   RETURN_IF_ERROR(store->Scan(storage::kJobs, "", [&](auto key, auto value) {
     JobRt j;
-    if (!check(j.job.ParseFromString(std::string(value)), storage::kJobs, key)) {
+    if (!check(j.job.ParseFromString(std::string(value)), storage::kJobs,
+               key)) {
       return false;
     }
     const v1::Job& job = j.job;
@@ -364,7 +367,8 @@ void ClusterManager::UpdateNodeMeasuredLocked(NodeRt& n) {
 
 int64_t ClusterManager::JobCommittedPerGpuLocked(const JobRt& j) const {
   int64_t limit = j.job.power_limit_mw();
-  if (j.job.allocations_size() > 0) limit = j.job.allocations(0).power_limit_mw();
+  if (j.job.allocations_size() > 0)
+    limit = j.job.allocations(0).power_limit_mw();
   if (options_.config.scheduler.admission == config::AdmissionMode::kMeasured &&
       j.recent_per_gpu_mw.size() >= kMeasuredMinSamples) {
     std::vector<int64_t> samples(j.recent_per_gpu_mw.begin(),
@@ -408,8 +412,8 @@ void ClusterManager::AddTenantUsageLocked(const std::string& tenant,
                                           double gpu_seconds, absl::Time at) {
   TenantRt& t = tenants_[tenant];
   if (t.tenant.name().empty()) t.tenant.set_name(tenant);
-  const double hl = absl::ToDoubleSeconds(
-      options_.config.scheduler.fair_share_half_life);
+  const double hl =
+      absl::ToDoubleSeconds(options_.config.scheduler.fair_share_half_life);
   if (t.decay_time != absl::InfinitePast() && at > t.decay_time) {
     t.decayed_gpu_seconds *=
         std::exp2(-absl::ToDoubleSeconds(at - t.decay_time) / hl);
@@ -426,8 +430,8 @@ double ClusterManager::TenantUsageLocked(const std::string& tenant,
   if (it == tenants_.end() || it->second.decay_time == absl::InfinitePast()) {
     return 0;
   }
-  const double hl = absl::ToDoubleSeconds(
-      options_.config.scheduler.fair_share_half_life);
+  const double hl =
+      absl::ToDoubleSeconds(options_.config.scheduler.fair_share_half_life);
   return it->second.decayed_gpu_seconds *
          std::exp2(-std::max(0.0, absl::ToDoubleSeconds(
                                       now - it->second.decay_time)) /
@@ -466,7 +470,8 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
         [&](const scheduler::GpuModelSpec& s) { return s.name == g.model(); });
     if (!known) {
       snap.gpu_models.push_back({g.model(), g.default_power_limit_mw(),
-                                 g.min_power_limit_mw(), g.max_power_limit_mw()});
+                                 g.min_power_limit_mw(),
+                                 g.max_power_limit_mw()});
     }
   }
   const std::vector<int64_t> committed = DomainCommittedLocked();
@@ -519,8 +524,9 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
     r.tenant = job.spec().tenant();
     r.cls = ToPolicyClass(job.effective_class());
     r.priority = job.spec().priority();
-    const v1::JobAttempt* cur =
-        job.attempts_size() > 0 ? &job.attempts(job.attempts_size() - 1) : nullptr;
+    const v1::JobAttempt* cur = job.attempts_size() > 0
+                                    ? &job.attempts(job.attempts_size() - 1)
+                                    : nullptr;
     r.start_time = cur != nullptr && IsSet(cur->start_time())
                        ? FromProtoTime(cur->start_time())
                        : now;
@@ -536,8 +542,9 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
       r.shares.push_back(std::move(share));
     }
     r.gpu_model = job.gpu_model();
-    r.limit_mw = job.allocations_size() > 0 ? job.allocations(0).power_limit_mw()
-                                            : job.power_limit_mw();
+    r.limit_mw = job.allocations_size() > 0
+                     ? job.allocations(0).power_limit_mw()
+                     : job.power_limit_mw();
     r.requested_mw = job.power_limit_mw();
     r.min_mw = job.min_power_limit_mw();
     r.committed_mw = JobCommittedPerGpuLocked(j) * gpus;
@@ -564,9 +571,9 @@ absl::StatusOr<v1::RegisterResponse> ClusterManager::RegisterAgent(
   for (int i = 0; i < req.gpus_size(); ++i) {
     const v1::GpuInfo& g = req.gpus(i);
     if (g.index() != static_cast<uint32_t>(i)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "gpus[", i, "].index: is ", g.index(), "; GPUs must be listed in ",
-          "index order 0..N-1"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("gpus[", i, "].index: is ", g.index(),
+                       "; GPUs must be listed in ", "index order 0..N-1"));
     }
     if (g.model().empty() &&
         std::none_of(req.gpus().begin(), req.gpus().end(),
@@ -579,7 +586,8 @@ absl::StatusOr<v1::RegisterResponse> ClusterManager::RegisterAgent(
     if (g.min_power_limit_mw() < 0 ||
         g.max_power_limit_mw() < g.min_power_limit_mw()) {
       return absl::InvalidArgumentError(absl::StrCat(
-          "gpus[", i, "].max_power_limit_mw: must be >= min_power_limit_mw >= 0"));
+          "gpus[", i,
+          "].max_power_limit_mw: must be >= min_power_limit_mw >= 0"));
     }
   }
   absl::MutexLock lock(&mu_);
@@ -598,9 +606,9 @@ absl::StatusOr<v1::RegisterResponse> ClusterManager::RegisterAgent(
     n.leaf = LeafFor(req.node_name());
     n.node.set_domain(domains_[n.leaf].name);
     const config::NodeSlot* slot = options_.config.FindNode(req.node_name());
-    n.node.set_base_power_mw(slot != nullptr
-                                 ? slot->base_power_mw
-                                 : options_.config.scheduler.default_base_power_mw);
+    n.node.set_base_power_mw(
+        slot != nullptr ? slot->base_power_mw
+                        : options_.config.scheduler.default_base_power_mw);
     *n.node.mutable_registered_time() = ToProtoTime(now);
     domains_[n.leaf].nodes++;
     for (int d = domains_[n.leaf].parent; d >= 0; d = domains_[d].parent) {
@@ -621,8 +629,10 @@ absl::StatusOr<v1::RegisterResponse> ClusterManager::RegisterAgent(
     const config::GpuModel* m = GpuModelLocked(req.gpus(i).model());
     if (m != nullptr) {
       // The config may override the range the agent reports.
-      if (m->min_limit_mw > 0) gpus[i].info.set_min_power_limit_mw(m->min_limit_mw);
-      if (m->max_limit_mw > 0) gpus[i].info.set_max_power_limit_mw(m->max_limit_mw);
+      if (m->min_limit_mw > 0)
+        gpus[i].info.set_min_power_limit_mw(m->min_limit_mw);
+      if (m->max_limit_mw > 0)
+        gpus[i].info.set_max_power_limit_mw(m->max_limit_mw);
     }
     gpus[i].status.set_index(i);
     gpus[i].status.set_uuid(req.gpus(i).uuid());
@@ -700,16 +710,15 @@ void ClusterManager::SettleLostJobsLocked(
     if (IsSet(a.start_time()) && options_.attempts != nullptr) {
       billed->emplace_back(j.job, a);
     }
-    const bool requeue =
-        always_requeue || !was_running ||
-        j.job.stopping_to() == v1::JOB_STATE_PREEMPTED ||
-        options_.config.scheduler.lost_job_policy ==
-            config::LostJobPolicy::kRequeue;
+    const bool requeue = always_requeue || !was_running ||
+                         j.job.stopping_to() == v1::JOB_STATE_PREEMPTED ||
+                         options_.config.scheduler.lost_job_policy ==
+                             config::LostJobPolicy::kRequeue;
     if (j.job.stopping_to() == v1::JOB_STATE_CANCELLED) {
       TransitionLocked(j, v1::JOB_STATE_CANCELLED, j.job.reason(), now);
     } else if (requeue) {
-      TransitionLocked(j, v1::JOB_STATE_PENDING, absl::StrCat(why, "; requeued"),
-                       now);
+      TransitionLocked(j, v1::JOB_STATE_PENDING,
+                       absl::StrCat(why, "; requeued"), now);
     } else {
       TransitionLocked(j, v1::JOB_STATE_FAILED, why, now);
     }
@@ -755,7 +764,8 @@ absl::Status ClusterManager::AttachAgent(const v1::AgentHello& hello,
   it->second.link = link;
   // Re-send limits we commanded (an agent that restarted forgot them).
   for (const Gpu& g : it->second.gpus) {
-    if (g.commanded_mw > 0 && g.commanded_mw != g.info.default_power_limit_mw()) {
+    if (g.commanded_mw > 0 &&
+        g.commanded_mw != g.info.default_power_limit_mw()) {
       v1::DaemonMessage m;
       m.mutable_set_power_limit()->set_gpu_index(g.info.index());
       m.mutable_set_power_limit()->set_power_limit_mw(g.commanded_mw);
@@ -792,16 +802,16 @@ absl::Status ClusterManager::HandleReport(const std::string& node,
   }
   NodeRt& n = it->second;
   if (!r.node_name().empty() && r.node_name() != node) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "report.node_name: \"", r.node_name(), "\" is not this stream's node \"",
-        node, "\""));
+    return absl::InvalidArgumentError(
+        absl::StrCat("report.node_name: \"", r.node_name(),
+                     "\" is not this stream's node \"", node, "\""));
   }
   for (int i = 0; i < r.gpus_size(); ++i) {
     if (r.gpus(i).index() >= n.gpus.size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "report.gpus[", i, "].index: GPU ", r.gpus(i).index(),
-          " was never registered by node ", node, " (it registered ",
-          n.gpus.size(), " GPUs)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("report.gpus[", i, "].index: GPU ", r.gpus(i).index(),
+                       " was never registered by node ", node,
+                       " (it registered ", n.gpus.size(), " GPUs)"));
     }
   }
   const absl::Time now = options_.clock->Now();
@@ -914,13 +924,15 @@ v1::JobAttempt ClusterManager::EndAttemptLocked(JobRt& j, absl::Time end,
                           ? j.job.mutable_attempts(j.job.attempts_size() - 1)
                           : j.job.add_attempts();
   if (IsSet(a->start_time()) && !IsSet(a->end_time())) {
-    if (end < FromProtoTime(a->start_time())) end = FromProtoTime(a->start_time());
+    if (end < FromProtoTime(a->start_time()))
+      end = FromProtoTime(a->start_time());
     *a->mutable_end_time() = ToProtoTime(end);
     uint32_t gpus = 0;
     for (const auto& al : a->allocations()) gpus += al.gpu_indices_size();
     AddTenantUsageLocked(
         j.job.spec().tenant(),
-        gpus * absl::ToDoubleSeconds(end - FromProtoTime(a->start_time())), end);
+        gpus * absl::ToDoubleSeconds(end - FromProtoTime(a->start_time())),
+        end);
   }
   a->set_outcome(std::move(outcome));
   a->set_energy_mj(j.energy_mj);
@@ -979,7 +991,8 @@ absl::Status ClusterManager::HandleJobUpdate(const std::string& node,
   // Updates of attempts that are over are duplicates (e.g. re-sent after a
   // reconnect): ignored.
   if (j == nullptr || !IsActive(j->job.state()) ||
-      j->job.state() == v1::JOB_STATE_PENDING || j->job.attempt() != u.attempt()) {
+      j->job.state() == v1::JOB_STATE_PENDING ||
+      j->job.attempt() != u.attempt()) {
     return absl::OkStatus();
   }
   int rank = -1;
@@ -1026,10 +1039,10 @@ absl::Status ClusterManager::HandleJobUpdate(const std::string& node,
         }
       }
       if (failed && j->job.stopping_to() == v1::JOB_STATE_UNSPECIFIED) {
-        std::string why = u.max_runtime_exceeded()
-                              ? "max runtime exceeded"
-                              : absl::StrCat("rank ", rank, " on ", node, ": ",
-                                             u.message());
+        std::string why =
+            u.max_runtime_exceeded()
+                ? "max runtime exceeded"
+                : absl::StrCat("rank ", rank, " on ", node, ": ", u.message());
         RequestStopLocked(*j, v1::JOB_STATE_FAILED, why);
       }
       bool all_ended = true;
@@ -1068,14 +1081,15 @@ void ClusterManager::FinishAttemptLocked(
     if (c != 0) exit_code = c;
   }
   j.job.set_exit_code(exit_code);
-  v1::JobAttempt a = EndAttemptLocked(j, end, StateName(target) + ": " + reason,
-                                      batch);
+  v1::JobAttempt a =
+      EndAttemptLocked(j, end, StateName(target) + ": " + reason, batch);
   if (IsSet(a.start_time()) && options_.attempts != nullptr) {
     billed->emplace_back(j.job, a);
   }
   if (target == v1::JOB_STATE_PREEMPTED) {
     TransitionLocked(j, v1::JOB_STATE_PREEMPTED, reason, end);
-    TransitionLocked(j, v1::JOB_STATE_PENDING, "requeued after preemption", end);
+    TransitionLocked(j, v1::JOB_STATE_PENDING, "requeued after preemption",
+                     end);
   } else {
     j.job.set_stopping_to(v1::JOB_STATE_UNSPECIFIED);
     TransitionLocked(j, target, reason, end);
@@ -1088,8 +1102,9 @@ void ClusterManager::HandleCommandResult(const std::string& node,
   if (r.ok()) return;
   absl::MutexLock lock(&mu_);
   storage::WriteBatch batch;
-  AddEventLocked(&batch, "command", node,
-                 absl::StrCat("command ", r.command_id(), " failed: ", r.error()));
+  AddEventLocked(
+      &batch, "command", node,
+      absl::StrCat("command ", r.command_id(), " failed: ", r.error()));
   CommitLocked(batch).IgnoreError();
 }
 
@@ -1149,10 +1164,10 @@ absl::Status ClusterManager::ValidateSpecLocked(const v1::JobSpec& spec) const {
     if (m == nullptr && !on_a_node) {
       std::vector<std::string> known;
       for (const auto& g : options_.config.gpu_models) known.push_back(g.name);
-      return absl::InvalidArgumentError(
-          absl::StrCat("spec.gpu_model: \"", spec.gpu_model(),
-                       "\" is not a known GPU model (known: ",
-                       absl::StrJoin(known, ", "), ")"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "spec.gpu_model: \"", spec.gpu_model(),
+          "\" is not a known GPU model (known: ", absl::StrJoin(known, ", "),
+          ")"));
     }
     if (m != nullptr && spec.power_limit_mw() > 0) {
       const int64_t lo = m->min_limit_mw, hi = m->max_limit_mw;
@@ -1206,8 +1221,9 @@ absl::StatusOr<v1::Job> ClusterManager::SubmitJob(
     RETURN_IF_ERROR(ValidName("request_id", req.request_id()));
   }
   const std::string idem_key =
-      req.request_id().empty() ? ""
-                               : absl::StrCat(spec.tenant(), "/", req.request_id());
+      req.request_id().empty()
+          ? ""
+          : absl::StrCat(spec.tenant(), "/", req.request_id());
   JobRt j;
   storage::WriteBatch batch;
   {
@@ -1225,9 +1241,9 @@ absl::StatusOr<v1::Job> ClusterManager::SubmitJob(
         v1::records::SubmitIdempotency rec;
         rec.ParseFromString(*prior);
         if (rec.spec_fingerprint() != SpecFingerprint(spec)) {
-          return absl::AlreadyExistsError(absl::StrCat(
-              "request_id: \"", req.request_id(),
-              "\" was already used for a different job spec"));
+          return absl::AlreadyExistsError(
+              absl::StrCat("request_id: \"", req.request_id(),
+                           "\" was already used for a different job spec"));
         }
         auto it = jobs_.find(rec.job_id());
         if (it != jobs_.end()) return it->second.job;
@@ -1276,8 +1292,8 @@ absl::StatusOr<v1::Job> ClusterManager::GetJob(
     const std::string& id, const std::string& caller_tenant) {
   absl::MutexLock lock(&mu_);
   auto it = jobs_.find(id);
-  if (it == jobs_.end() ||
-      (!caller_tenant.empty() && it->second.job.spec().tenant() != caller_tenant)) {
+  if (it == jobs_.end() || (!caller_tenant.empty() &&
+                            it->second.job.spec().tenant() != caller_tenant)) {
     return absl::NotFoundError(absl::StrCat("id: no job \"", id, "\""));
   }
   return it->second.job;
@@ -1290,12 +1306,14 @@ absl::StatusOr<std::vector<v1::Job>> ClusterManager::ListJobs(
     return absl::PermissionDeniedError(
         "tenant: a tenant may list only its own jobs");
   }
-  const std::string tenant = caller_tenant.empty() ? req.tenant() : caller_tenant;
+  const std::string tenant =
+      caller_tenant.empty() ? req.tenant() : caller_tenant;
   absl::MutexLock lock(&mu_);
   std::vector<v1::Job> out;
   for (const auto& [id, j] : jobs_) {
     if (!tenant.empty() && j.job.spec().tenant() != tenant) continue;
-    if (req.state() != v1::JOB_STATE_UNSPECIFIED && j.job.state() != req.state()) {
+    if (req.state() != v1::JOB_STATE_UNSPECIFIED &&
+        j.job.state() != req.state()) {
       continue;
     }
     out.push_back(j.job);
@@ -1343,15 +1361,16 @@ absl::StatusOr<v1::GetJobLogsResponse> ClusterManager::GetJobLogs(
         (!caller_tenant.empty() && j->job.spec().tenant() != caller_tenant)) {
       return absl::NotFoundError(absl::StrCat("id: no job \"", req.id(), "\""));
     }
-    const uint32_t attempt = req.attempt() == 0 ? j->job.attempt() : req.attempt();
+    const uint32_t attempt =
+        req.attempt() == 0 ? j->job.attempt() : req.attempt();
     if (attempt == 0) {
       return absl::FailedPreconditionError(absl::StrCat(
           "id: job ", req.id(), " has not started yet, so it has no logs"));
     }
     if (attempt > static_cast<uint32_t>(j->job.attempts_size())) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "attempt: job ", req.id(), " has ", j->job.attempts_size(),
-          " attempt(s)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("attempt: job ", req.id(), " has ",
+                       j->job.attempts_size(), " attempt(s)"));
     }
     const v1::JobAttempt& a = j->job.attempts(attempt - 1);
     if (a.allocations_size() == 0) {
@@ -1367,8 +1386,8 @@ absl::StatusOr<v1::GetJobLogsResponse> ClusterManager::GetJobLogs(
     m.set_command_id(next_command_id_++);
     m.mutable_fetch_logs()->set_job_id(req.id());
     m.mutable_fetch_logs()->set_attempt(attempt);
-    m.mutable_fetch_logs()->set_max_bytes(req.max_bytes() == 0 ? 1 << 20
-                                                               : req.max_bytes());
+    m.mutable_fetch_logs()->set_max_bytes(
+        req.max_bytes() == 0 ? 1 << 20 : req.max_bytes());
     pending_logs_[m.command_id()] = pending;
     it->second.link->Send(m);
   }
@@ -1524,10 +1543,10 @@ absl::StatusOr<v1::PowerDomain> ClusterManager::SetPowerCap(
   o.set_reason(r.reason());
   storage::WriteBatch batch;
   batch.Put(storage::kDomains, d.name, o.SerializeAsString());
-  AddEventLocked(&batch, "cap", d.name,
-                 absl::StrCat("cap ", FormatPower(old), " -> ",
-                              FormatPower(r.cap_mw()),
-                              r.reason().empty() ? "" : ": ", r.reason()));
+  AddEventLocked(
+      &batch, "cap", d.name,
+      absl::StrCat("cap ", FormatPower(old), " -> ", FormatPower(r.cap_mw()),
+                   r.reason().empty() ? "" : ": ", r.reason()));
   RETURN_IF_ERROR(CommitLocked(batch));
   d.cap_mw = r.cap_mw();
   power_dirty_ = true;
@@ -1557,7 +1576,8 @@ absl::StatusOr<std::vector<v1::Event>> ClusterManager::ListEvents(
       options_.store->Scan(storage::kEvents, "", [&](auto key, auto value) {
         v1::Event e;
         if (!e.ParseFromString(std::string(value))) return true;
-        if (since > absl::ZeroDuration() && FromProtoTime(e.time()) < now - since) {
+        if (since > absl::ZeroDuration() &&
+            FromProtoTime(e.time()) < now - since) {
           return true;
         }
         if (!r.kind().empty() && e.kind() != r.kind()) return true;
@@ -1618,28 +1638,28 @@ void ClusterManager::ScheduleOnce() {
   std::vector<scheduler::PendingJob> pending;
   scheduler::ClusterSnapshot snap;
   {
-  absl::MutexLock lock(&mu_);
-  wake_ = false;
-  for (const std::string& id : active_) {
-    const JobRt& j = jobs_.at(id);
-    if (j.job.state() != v1::JOB_STATE_PENDING) continue;
-    const v1::JobSpec& s = j.job.spec();
-    scheduler::PendingJob p;
-    p.id = id;
-    p.tenant = s.tenant();
-    p.cls = ToPolicyClass(s.service_class());
-    p.priority = s.priority();
-    p.seq = j.job.seq();
-    p.gpus_per_node = s.gpus_per_node();
-    p.nodes = std::max<uint32_t>(1, s.nodes());
-    p.gpu_model = s.gpu_model();
-    p.power_mw = s.power_limit_mw();
-    p.min_power_mw = s.min_power_limit_mw();
-    p.max_runtime = FromProtoDuration(s.max_runtime());
-    pending.push_back(std::move(p));
-  }
-  if (pending.empty()) return;
-  snap = SnapshotLocked();
+    absl::MutexLock lock(&mu_);
+    wake_ = false;
+    for (const std::string& id : active_) {
+      const JobRt& j = jobs_.at(id);
+      if (j.job.state() != v1::JOB_STATE_PENDING) continue;
+      const v1::JobSpec& s = j.job.spec();
+      scheduler::PendingJob p;
+      p.id = id;
+      p.tenant = s.tenant();
+      p.cls = ToPolicyClass(s.service_class());
+      p.priority = s.priority();
+      p.seq = j.job.seq();
+      p.gpus_per_node = s.gpus_per_node();
+      p.nodes = std::max<uint32_t>(1, s.nodes());
+      p.gpu_model = s.gpu_model();
+      p.power_mw = s.power_limit_mw();
+      p.min_power_mw = s.min_power_limit_mw();
+      p.max_runtime = FromProtoDuration(s.max_runtime());
+      pending.push_back(std::move(p));
+    }
+    if (pending.empty()) return;
+    snap = SnapshotLocked();
   }
   std::sort(pending.begin(), pending.end(),
             [](const auto& a, const auto& b) { return a.seq < b.seq; });
@@ -1668,9 +1688,8 @@ void ClusterManager::ScheduleOnce() {
         break;
       }
       for (uint32_t g : share.gpus) {
-        if (p.preempt.empty() &&
-            (g >= nit->second.gpus.size() ||
-             !nit->second.gpus[g].job_key.empty())) {
+        if (p.preempt.empty() && (g >= nit->second.gpus.size() ||
+                                  !nit->second.gpus[g].job_key.empty())) {
           still_free = false;
         }
       }
@@ -1683,9 +1702,9 @@ void ClusterManager::ScheduleOnce() {
       for (const std::string& victim_id : p.preempt) {
         JobRt* v = FindJobLocked(victim_id);
         if (v == nullptr || v->job.state() == v1::JOB_STATE_PENDING) continue;
-        const std::string why = absl::StrCat(
-            "preempted by reserved job ", p.job_id, " of tenant ",
-            j->job.spec().tenant(), " (contracted capacity)");
+        const std::string why =
+            absl::StrCat("preempted by reserved job ", p.job_id, " of tenant ",
+                         j->job.spec().tenant(), " (contracted capacity)");
         RequestStopLocked(*v, v1::JOB_STATE_PREEMPTED, why);
         PutJobLocked(&batch, v->job);
         AddEventLocked(&batch, "preempt", victim_id, why);
@@ -1732,8 +1751,9 @@ void ClusterManager::ScheduleOnce() {
     }
     std::string reason = absl::StrCat("placed on ", where);
     if (p.effective_class != ToPolicyClass(job.spec().service_class())) {
-      absl::StrAppend(&reason, " (runs as on-demand: beyond the tenant's "
-                               "contracted reserved GPUs)");
+      absl::StrAppend(&reason,
+                      " (runs as on-demand: beyond the tenant's "
+                      "contracted reserved GPUs)");
     }
     TransitionLocked(*j, v1::JOB_STATE_STARTING, reason, now);
     PutJobLocked(&batch, job);
@@ -1803,19 +1823,22 @@ void ClusterManager::ControlPowerOnce() {
     switch (a.kind) {
       case scheduler::PowerAction::kThrottle:
         SetJobLimitLocked(*j, a.new_limit_mw, a.reason);
-        AddEventLocked(&batch, "throttle", a.job_id,
-                       absl::StrCat("per-GPU limit -> ",
-                                    FormatPower(a.new_limit_mw), ": ", a.reason));
+        AddEventLocked(
+            &batch, "throttle", a.job_id,
+            absl::StrCat("per-GPU limit -> ", FormatPower(a.new_limit_mw), ": ",
+                         a.reason));
         break;
       case scheduler::PowerAction::kRestore:
         SetJobLimitLocked(*j, a.new_limit_mw, a.reason);
-        AddEventLocked(&batch, "restore", a.job_id,
-                       absl::StrCat("per-GPU limit -> ",
-                                    FormatPower(a.new_limit_mw), ": ", a.reason));
+        AddEventLocked(
+            &batch, "restore", a.job_id,
+            absl::StrCat("per-GPU limit -> ", FormatPower(a.new_limit_mw), ": ",
+                         a.reason));
         break;
       case scheduler::PowerAction::kPreempt:
-        RequestStopLocked(*j, v1::JOB_STATE_PREEMPTED,
-                          absl::StrCat("preempted to keep power cap: ", a.reason));
+        RequestStopLocked(
+            *j, v1::JOB_STATE_PREEMPTED,
+            absl::StrCat("preempted to keep power cap: ", a.reason));
         AddEventLocked(&batch, "preempt", a.job_id, a.reason);
         break;
     }

@@ -1,6 +1,5 @@
 #pragma once
 
-#include "absl/strings/string_view.h"
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -14,6 +13,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
@@ -45,9 +45,8 @@ class AttemptSink {
 };
 
 // Contracted reserved GPUs per tenant and model at a time (from billing).
-using ContractedGpusFn = std::function<
-    absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, uint32_t>>(
-        absl::Time)>;
+using ContractedGpusFn = std::function<absl::flat_hash_map<
+    std::string, absl::flat_hash_map<std::string, uint32_t>>(absl::Time)>;
 
 struct ClusterManagerOptions {
   config::ClusterConfig config;
@@ -55,7 +54,7 @@ struct ClusterManagerOptions {
   const Clock* clock = nullptr;
   absl::Duration heartbeat_timeout = absl::Seconds(5);
   absl::Duration report_interval = absl::Seconds(1);
-  AttemptSink* attempts = nullptr;  // optional
+  AttemptSink* attempts = nullptr;   // optional
   ContractedGpusFn contracted_gpus;  // optional
   scheduler::PolicyConfig policy;
   scheduler::PowerControlConfig power;
@@ -129,8 +128,8 @@ class ClusterManager {
  private:
   struct Gpu {
     v1::GpuInfo info;
-    v1::GpuStatus status;    // last report
-    std::string job_key;     // "job/attempt" allocated to, empty if free
+    v1::GpuStatus status;      // last report
+    std::string job_key;       // "job/attempt" allocated to, empty if free
     int64_t commanded_mw = 0;  // limit we asked for (0 = not yet)
   };
   struct NodeRt {
@@ -208,25 +207,24 @@ class ClusterManager {
                         absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the current attempt: frees GPUs, records the attempt (and billing
   // records into `batch`). Returns the closed attempt.
-  v1::JobAttempt EndAttemptLocked(JobRt& j, absl::Time end,
-                                  std::string outcome,
+  v1::JobAttempt EndAttemptLocked(JobRt& j, absl::Time end, std::string outcome,
                                   storage::WriteBatch* batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RequestStopLocked(JobRt& j, v1::JobState target, std::string reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Finishes a job whose every rank has ended (or that was lost).
-  void FinishAttemptLocked(JobRt& j, absl::Time end, storage::WriteBatch* batch,
-                           std::vector<std::pair<v1::Job, v1::JobAttempt>>*
-                               billed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void FinishAttemptLocked(
+      JobRt& j, absl::Time end, storage::WriteBatch* batch,
+      std::vector<std::pair<v1::Job, v1::JobAttempt>>* billed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the attempts of jobs on `n` that it does not run (any more):
   // `why` says what happened; `always_requeue` requeues them whatever the
   // lost-job policy (used for unreachable nodes).
-  void SettleLostJobsLocked(NodeRt& n, const absl::flat_hash_set<std::string>&
-                                           still_running,
-                            const std::string& why, bool always_requeue,
-                            storage::WriteBatch* batch,
-                            std::vector<std::pair<v1::Job, v1::JobAttempt>>*
-                                billed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void SettleLostJobsLocked(
+      NodeRt& n, const absl::flat_hash_set<std::string>& still_running,
+      const std::string& why, bool always_requeue, storage::WriteBatch* batch,
+      std::vector<std::pair<v1::Job, v1::JobAttempt>>* billed)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendLocked(NodeRt& n, v1::DaemonMessage msg)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetJobLimitLocked(JobRt& j, int64_t limit_mw, const std::string& reason)
@@ -243,7 +241,8 @@ class ClusterManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { wake_ = true; }
   void UpdateNodeMeasuredLocked(NodeRt& n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  JobRt* FindJobLocked(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  JobRt* FindJobLocked(const std::string& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LoopThread();
   void CommitBilled(const std::vector<std::pair<v1::Job, v1::JobAttempt>>& b);
 
@@ -254,8 +253,9 @@ class ClusterManager {
   absl::flat_hash_map<std::string, int> domain_index_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, NodeRt> nodes_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, JobRt> jobs_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<std::string> active_ ABSL_GUARDED_BY(mu_);  // pending,
-                                                 // starting, running job ids
+  absl::flat_hash_set<std::string> active_
+      ABSL_GUARDED_BY(mu_);  // pending,
+                             // starting, running job ids
   std::map<std::string, TenantRt> tenants_ ABSL_GUARDED_BY(mu_);
   // Names of created tenants, under their own lock so that billing can ask
   // TenantExists() while holding its lock (the manager calls billing with

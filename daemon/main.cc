@@ -28,12 +28,14 @@ int main(int argc, char** argv) {
   joule::daemon::DaemonOptions options;
   options.listen = listen;
   options.data_dir = data_dir;
-  auto hb = joule::ParseNonNegativeDuration(heartbeat_timeout,
-                                            "--heartbeat-timeout");
-  auto ri = joule::ParseNonNegativeDuration(report_interval, "--report-interval");
+  auto hb =
+      joule::ParseNonNegativeDuration(heartbeat_timeout, "--heartbeat-timeout");
+  auto ri =
+      joule::ParseNonNegativeDuration(report_interval, "--report-interval");
   if (!hb.ok() || !ri.ok()) {
-    fprintf(stderr, "jouled: %s\n",
-            std::string((hb.ok() ? ri.status() : hb.status()).message()).c_str());
+    fprintf(
+        stderr, "jouled: %s\n",
+        std::string((hb.ok() ? ri.status() : hb.status()).message()).c_str());
     return 2;
   }
   options.heartbeat_timeout = *hb;
@@ -41,7 +43,8 @@ int main(int argc, char** argv) {
   if (!config_path.empty()) {
     auto cfg = joule::config::LoadClusterConfig(config_path);
     if (!cfg.ok()) {
-      fprintf(stderr, "jouled: %s\n", std::string(cfg.status().message()).c_str());
+      fprintf(stderr, "jouled: %s\n",
+              std::string(cfg.status().message()).c_str());
       return 2;
     }
     options.config = *cfg;
@@ -55,7 +58,8 @@ int main(int argc, char** argv) {
 
   auto daemon = joule::daemon::Daemon::Start(options);
   if (!daemon.ok()) {
-    fprintf(stderr, "jouled: %s\n", std::string(daemon.status().message()).c_str());
+    fprintf(stderr, "jouled: %s\n",
+            std::string(daemon.status().message()).c_str());
     return 1;
   }
   fprintf(stderr, "jouled: serving on %s (port %d), data in %s\n",

@@ -26,7 +26,8 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx,
 absl::Status RequireOperator(const grpc::CallbackServerContext* ctx) {
   if (!CallerTenant(ctx).empty()) {
     return absl::PermissionDeniedError(
-        "this call is for operators; a tenant (x-joule-tenant) may not make it");
+        "this call is for operators; a tenant (x-joule-tenant) may not make "
+        "it");
   }
   return absl::OkStatus();
 }

@@ -41,7 +41,8 @@ absl::Status MemoryStore::Scan(
     auto t = tables_.find(std::string(table));
     if (t == tables_.end()) return absl::OkStatus();
     for (auto it = t->second.lower_bound(prefix);
-         it != t->second.end() && std::string_view(it->first).starts_with(prefix);
+         it != t->second.end() &&
+         std::string_view(it->first).starts_with(prefix);
          ++it) {
       rows.emplace_back(it->first, it->second);
     }

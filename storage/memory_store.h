@@ -16,18 +16,18 @@ class MemoryStore final : public Store {
  public:
   absl::Status Write(const WriteBatch& batch,
                      const WriteOptions& options) override;
-  absl::StatusOr<std::optional<std::string>> Get(
-      std::string_view table, std::string_view key) override;
-  absl::Status Scan(
-      std::string_view table, std::string_view prefix,
-      const std::function<bool(std::string_view, std::string_view)>& fn)
-      override;
+  absl::StatusOr<std::optional<std::string>> Get(std::string_view table,
+                                                 std::string_view key) override;
+  absl::Status Scan(std::string_view table, std::string_view prefix,
+                    const std::function<bool(std::string_view,
+                                             std::string_view)>& fn) override;
   // Number of writes so far (for tests that check one batch per call).
   int64_t write_count() const;
 
  private:
   mutable absl::Mutex mu_;
-  absl::flat_hash_map<std::string, std::map<std::string, std::string, std::less<>>>
+  absl::flat_hash_map<std::string,
+                      std::map<std::string, std::string, std::less<>>>
       tables_ ABSL_GUARDED_BY(mu_);
   int64_t writes_ ABSL_GUARDED_BY(mu_) = 0;
 };

@@ -13,7 +13,8 @@ namespace {
 
 absl::Status FromRocks(const rocksdb::Status& s, std::string_view what) {
   if (s.ok()) return absl::OkStatus();
-  return absl::InternalError(absl::StrCat("rocksdb ", std::string(what), ": ", s.ToString()));
+  return absl::InternalError(
+      absl::StrCat("rocksdb ", std::string(what), ": ", s.ToString()));
 }
 
 rocksdb::ColumnFamilyOptions TableOptions() {
@@ -40,8 +41,8 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
       rocksdb::DB::ListColumnFamilies(db_options, options.path, &existing);
   if (!s.ok()) existing.clear();  // a new database
   std::vector<std::string> names = existing;
-  if (std::find(names.begin(), names.end(), rocksdb::kDefaultColumnFamilyName) ==
-      names.end()) {
+  if (std::find(names.begin(), names.end(),
+                rocksdb::kDefaultColumnFamilyName) == names.end()) {
     names.push_back(rocksdb::kDefaultColumnFamilyName);
   }
   for (const std::string& t : options.tables) {
@@ -55,8 +56,8 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   }
   auto store = std::unique_ptr<RocksDbStore>(new RocksDbStore());
   rocksdb::DB* db = nullptr;
-  s = rocksdb::DB::Open(db_options, options.path, descriptors,
-                        &store->handles_, &db);
+  s = rocksdb::DB::Open(db_options, options.path, descriptors, &store->handles_,
+                        &db);
   if (!s.ok()) {
     return absl::UnavailableError(absl::StrCat(
         "cannot open RocksDB at ", options.path, ": ", s.ToString()));
@@ -74,7 +75,8 @@ absl::Status RocksDbStore::Close() {
   if (!db_) return absl::OkStatus();
   rocksdb::FlushOptions flush;
   db_->Flush(flush, handles_).PermitUncheckedError();
-  for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
+  for (auto* h : handles_)
+    db_->DestroyColumnFamilyHandle(h).PermitUncheckedError();
   handles_.clear();
   by_name_.clear();
   rocksdb::Status s = db_->Close();

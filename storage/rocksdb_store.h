@@ -27,12 +27,11 @@ class RocksDbStore final : public Store {
 
   absl::Status Write(const WriteBatch& batch,
                      const WriteOptions& options) override;
-  absl::StatusOr<std::optional<std::string>> Get(
-      std::string_view table, std::string_view key) override;
-  absl::Status Scan(
-      std::string_view table, std::string_view prefix,
-      const std::function<bool(std::string_view, std::string_view)>& fn)
-      override;
+  absl::StatusOr<std::optional<std::string>> Get(std::string_view table,
+                                                 std::string_view key) override;
+  absl::Status Scan(std::string_view table, std::string_view prefix,
+                    const std::function<bool(std::string_view,
+                                             std::string_view)>& fn) override;
 
   // Flushes memtables and closes the database; further calls fail.
   absl::Status Close();

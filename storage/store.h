@@ -21,9 +21,9 @@ inline constexpr std::string_view kTenants = "tenants";
 inline constexpr std::string_view kMeta = "meta";
 inline constexpr std::string_view kPrices = "prices";
 inline constexpr std::string_view kContracts = "contracts";
-inline constexpr std::string_view kUsage = "usage";          // by tenant/key
-inline constexpr std::string_view kUsageAgg = "usage_agg";   // aggregates
-inline constexpr std::string_view kJobUsage = "job_usage";   // GPU attempts
+inline constexpr std::string_view kUsage = "usage";            // by tenant/key
+inline constexpr std::string_view kUsageAgg = "usage_agg";     // aggregates
+inline constexpr std::string_view kJobUsage = "job_usage";     // GPU attempts
 inline constexpr std::string_view kStatements = "statements";  // finalized
 
 // Every table jouled uses; Store implementations create the missing ones.
@@ -40,7 +40,8 @@ class WriteBatch {
   };
   void Put(std::string_view table, std::string_view key,
            std::string_view value) {
-    ops_.push_back(Op{std::string(table), std::string(key), std::string(value)});
+    ops_.push_back(
+        Op{std::string(table), std::string(key), std::string(value)});
   }
   void Delete(std::string_view table, std::string_view key) {
     ops_.push_back(Op{std::string(table), std::string(key), std::nullopt});

@@ -62,7 +62,8 @@ bool Register(v1::AgentService::Stub* stub, const std::string& name, int gpus,
   v1::RegisterResponse resp;
   grpc::Status s = stub->Register(&ctx, NodeRequest(name, gpus), &resp);
   if (!s.ok()) {
-    fprintf(stderr, "register %s: %s\n", name.c_str(), s.error_message().c_str());
+    fprintf(stderr, "register %s: %s\n", name.c_str(),
+            s.error_message().c_str());
     return false;
   }
   *session = resp.session_id();
@@ -118,10 +119,11 @@ int Submit(const std::string& server, int clients, int jobs) {
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
   std::vector<double> all;
   for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
-  printf("mode=submit clients=%d jobs=%d errors=%d seconds=%.2f rate=%.0f/s "
-         "p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
-         clients, jobs, errors.load(), secs, jobs / secs, Percentile(all, 50),
-         Percentile(all, 99), Percentile(all, 100));
+  printf(
+      "mode=submit clients=%d jobs=%d errors=%d seconds=%.2f rate=%.0f/s "
+      "p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
+      clients, jobs, errors.load(), secs, jobs / secs, Percentile(all, 50),
+      Percentile(all, 99), Percentile(all, 100));
   return errors.load() == 0 ? 0 : 1;
 }
 
@@ -215,10 +217,11 @@ int Agents(const std::string& server, int nodes, double seconds, int threads_n,
     finished_ok += s.rw->Finish().ok();
   }
   const double secs = absl::ToDoubleSeconds(absl::Now() - start);
-  printf("mode=agents nodes=%d register_seconds=%.1f reports=%lld "
-         "streams_finished_ok=%d seconds=%.1f rate=%.0f/s (handled by jouled)\n",
-         nodes, reg_secs, static_cast<long long>(sent.load()), finished_ok,
-         secs, sent.load() / secs);
+  printf(
+      "mode=agents nodes=%d register_seconds=%.1f reports=%lld "
+      "streams_finished_ok=%d seconds=%.1f rate=%.0f/s (handled by jouled)\n",
+      nodes, reg_secs, static_cast<long long>(sent.load()), finished_ok, secs,
+      sent.load() / secs);
   return finished_ok == nodes ? 0 : 1;
 }
 
@@ -256,7 +259,7 @@ int Fill(const std::string& server, int nodes, int jobs, int pid) {
         s->set_gpus_per_node(1 + i % 8);
         s->set_gpu_model("H100");
         s->set_service_class(i % 3 == 0 ? v1::SERVICE_CLASS_SPOT
-                                         : v1::SERVICE_CLASS_ON_DEMAND);
+                                        : v1::SERVICE_CLASS_ON_DEMAND);
         grpc::ClientContext ctx;
         v1::SubmitJobResponse resp;
         if (!stub->SubmitJob(&ctx, req, &resp).ok()) errors++;
@@ -265,10 +268,11 @@ int Fill(const std::string& server, int nodes, int jobs, int pid) {
   }
   for (auto& t : ts) t.join();
   absl::SleepFor(absl::Seconds(3));  // let a scheduling round settle
-  printf("mode=fill nodes=%d gpus=%d jobs=%d errors=%d register_seconds=%.1f "
-         "rss_after_nodes_mib=%.0f rss_mib=%.0f\n",
-         nodes, nodes * 8, jobs, errors.load(), reg, after_nodes / 1024.0,
-         RssKb(pid) / 1024.0);
+  printf(
+      "mode=fill nodes=%d gpus=%d jobs=%d errors=%d register_seconds=%.1f "
+      "rss_after_nodes_mib=%.0f rss_mib=%.0f\n",
+      nodes, nodes * 8, jobs, errors.load(), reg, after_nodes / 1024.0,
+      RssKb(pid) / 1024.0);
   return errors.load() == 0 ? 0 : 1;
 }
 
@@ -296,6 +300,7 @@ int main(int argc, char** argv) {
   fill->add_option("--pid", pid, "jouled's pid")->required();
   CLI11_PARSE(app, argc, argv);
   if (submit->parsed()) return Submit(server, clients, jobs);
-  if (agents->parsed()) return Agents(server, nodes, seconds, threads_n, channels);
+  if (agents->parsed())
+    return Agents(server, nodes, seconds, threads_n, channels);
   return Fill(server, nodes, jobs, pid);
 }

@@ -32,7 +32,8 @@ class JobRunnerTest : public ::testing::Test {
     auto done = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
       return exits_.size() >= n;
     };
-    EXPECT_TRUE(mu_.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(20)));
+    EXPECT_TRUE(
+        mu_.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(20)));
     return exits_.empty() ? JobExit{} : exits_[n - 1];
   }
 
@@ -65,7 +66,8 @@ TEST_F(JobRunnerTest, StopSendsTermThenKill) {
   l.job_id = "j2";
   l.attempt = 1;
   // Ignores SIGTERM, so only the SIGKILL after the grace ends it.
-  l.command = {"/bin/sh", "-c", "trap '' TERM; while true; do sleep 0.05; done"};
+  l.command = {"/bin/sh", "-c",
+               "trap '' TERM; while true; do sleep 0.05; done"};
   ASSERT_TRUE(runner_->Start(l).ok());
   absl::SleepFor(absl::Milliseconds(200));
   EXPECT_TRUE(runner_->IsRunning("j2", 1));

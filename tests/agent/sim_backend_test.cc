@@ -34,7 +34,7 @@ TEST(SimGpuBackendTest, EnergyIsTheIntegralOfPower) {
   EXPECT_EQ((*s)[0].energy_mj(), 7'000'000u);  // 700 W × 10 s = 7000 J
   EXPECT_EQ((*s)[1].energy_mj(), 700'000u);    // 70 W × 10 s = 700 J
   ASSERT_TRUE(gpus.SetPowerLimit(0, 300'000).ok());
-  clock.Advance(absl::Milliseconds(2500));     // 300 W × 2.5 s = 750 J
+  clock.Advance(absl::Milliseconds(2500));  // 300 W × 2.5 s = 750 J
   s = gpus.Sample();
   EXPECT_EQ((*s)[0].energy_mj(), 7'750'000u);
   EXPECT_EQ((*s)[0].power_mw(), 300'000);

@@ -26,17 +26,16 @@ TEST_P(ParsePowerTest, Parses) {
 
 INSTANTIATE_TEST_SUITE_P(
     Units, ParsePowerTest,
-    ::testing::Values(PowerCase{"700", 700'000},        // bare number = W
-                      PowerCase{"700W", 700'000},       // 700 × 1000 mW
-                      PowerCase{"40kW", 40'000'000},    // 40 × 10^6 mW
+    ::testing::Values(PowerCase{"700", 700'000},      // bare number = W
+                      PowerCase{"700W", 700'000},     // 700 × 1000 mW
+                      PowerCase{"40kW", 40'000'000},  // 40 × 10^6 mW
                       PowerCase{"1.5 MW", 1'500'000'000},
-                      PowerCase{"350.5W", 350'500},
-                      PowerCase{"0.001W", 1},
-                      PowerCase{"250mW", 250},          // lower-case mW
-                      PowerCase{"0.0001W", -1},         // finer than 1 mW
-                      PowerCase{"-5kW", -1},            // negative
+                      PowerCase{"350.5W", 350'500}, PowerCase{"0.001W", 1},
+                      PowerCase{"250mW", 250},   // lower-case mW
+                      PowerCase{"0.0001W", -1},  // finer than 1 mW
+                      PowerCase{"-5kW", -1},     // negative
                       PowerCase{"", -1}, PowerCase{"kW", -1},
-                      PowerCase{"5GW", -1},             // unknown unit
+                      PowerCase{"5GW", -1},  // unknown unit
                       PowerCase{"1.2.3W", -1},
                       PowerCase{"99999999999999999999W", -1}));  // overflow
 

@@ -55,24 +55,25 @@ INSTANTIATE_TEST_SUITE_P(
                 "domain { name: \"a\" parent: \"b\" cap: \"1kW\" }\n"
                 "domain { name: \"b\" parent: \"a\" cap: \"1kW\" }\n",
                 "has a cycle"},
-        BadCase{"UnknownParent",
-                "domain { name: \"site\" cap: \"1MW\" }\n"
-                "domain {\n  name: \"r\"\n  parent: \"nope\"\n  cap: \"1kW\"\n}\n",
-                "c.conf:4: domain[1].parent: \"nope\" is not a defined domain"},
+        BadCase{
+            "UnknownParent",
+            "domain { name: \"site\" cap: \"1MW\" }\n"
+            "domain {\n  name: \"r\"\n  parent: \"nope\"\n  cap: \"1kW\"\n}\n",
+            "c.conf:4: domain[1].parent: \"nope\" is not a defined domain"},
         BadCase{"NegativeCap", "domain { name: \"site\" cap: \"-1kW\" }\n",
                 "c.conf:1: domain[0].cap:"},
         BadCase{"MissingCap", "domain { name: \"site\" }\n",
                 "domain[0].cap: is required"},
         BadCase{"TwoRoots",
-                "domain { name: \"a\" cap: \"1kW\" }\ndomain { name: \"b\" cap: \"1kW\" }\n",
+                "domain { name: \"a\" cap: \"1kW\" }\ndomain { name: \"b\" "
+                "cap: \"1kW\" }\n",
                 "c.conf:2: domain[1].parent"},
         BadCase{"NodeOnInnerDomain",
                 "domain { name: \"site\" cap: \"1MW\" }\n"
                 "domain { name: \"r\" parent: \"site\" cap: \"1kW\" }\n"
                 "node { name: \"n\" domain: \"site\" }\n",
                 "c.conf:3: node[0].domain: \"site\" has child domains"},
-        BadCase{"Syntax", "domain { name: \"site\" cap: 5 \n",
-                "c.conf:1:"},
+        BadCase{"Syntax", "domain { name: \"site\" cap: 5 \n", "c.conf:1:"},
         BadCase{"UnknownField", "domian { name: \"x\" }\n", "c.conf:1:"},
         BadCase{"BadAdmission",
                 "domain { name: \"site\" cap: \"1MW\" }\n"

@@ -39,8 +39,8 @@ using ::testing::IsEmpty;
 using ::testing::UnorderedElementsAre;
 using ::testing::UnorderedElementsAreArray;
 
-constexpr int64_t kW = 1000;         // mW
-constexpr int64_t kKw = 1000 * kW;   // mW
+constexpr int64_t kW = 1000;        // mW
+constexpr int64_t kKw = 1000 * kW;  // mW
 constexpr int kGpusPerNode = 8;
 
 // ------------------------------------------------------------- config ----
@@ -58,24 +58,29 @@ struct ConfigOptions {
 std::string ConfigText(const ConfigOptions& o) {
   return absl::StrCat(
       R"pb(
-gpu_model { name: "H100" tdp: "700W" min_power_limit: "200W"
-            max_power_limit: "700W" idle_power: "70W" }
-node_model { name: "hgx" base_power: "1kW" }
-domain { name: "site" kind: "site" cap: "1MW" }
-domain { name: "rack-a" parent: "site" kind: "rack" cap: ")pb",
-      o.rack_a_cap, R"pb(" }
-domain { name: "rack-b" parent: "site" kind: "rack" cap: "100kW" }
-node { name: "n1" domain: "rack-a" }
-node { name: "n2" domain: "rack-a" }
-node { name: "n3" domain: "rack-a" }
-node { name: "n4" domain: "rack-b" }
-tenant { name: "acme" }
-tenant { name: "beta" }
-scheduler {
-  default_node_model: "hgx"
-  unreachable_requeue_after: "30s"
-  stop_grace: "2s"
-)pb",
+        gpu_model {
+          name: "H100"
+          tdp: "700W"
+          min_power_limit: "200W"
+          max_power_limit: "700W"
+          idle_power: "70W"
+        }
+        node_model { name: "hgx" base_power: "1kW" }
+        domain { name: "site" kind: "site" cap: "1MW" }
+        domain { name: "rack-a" parent: "site" kind: "rack" cap: ")pb",
+      o.rack_a_cap,
+      R"pb(" }
+           domain { name: "rack-b" parent: "site" kind: "rack" cap: "100kW" }
+           node { name: "n1" domain: "rack-a" }
+           node { name: "n2" domain: "rack-a" }
+           node { name: "n3" domain: "rack-a" }
+           node { name: "n4" domain: "rack-b" }
+           tenant { name: "acme" }
+           tenant { name: "beta" }
+           scheduler { default_node_model: "hgx"
+                       unreachable_requeue_after: "30s"
+                       stop_grace: "2s"
+      )pb",
       o.lost_job_policy.empty()
           ? ""
           : absl::StrCat("  lost_job_policy: \"", o.lost_job_policy, "\"\n"),
@@ -174,7 +179,8 @@ class TestCluster {
   }
   void Register(const v1::RegisterRequest& req) {
     const std::string& node = req.node_name();
-    if (links_[node] != nullptr) manager_->DetachAgent(node, links_[node].get());
+    if (links_[node] != nullptr)
+      manager_->DetachAgent(node, links_[node].get());
     auto resp = manager_->RegisterAgent(req);
     ASSERT_TRUE(resp.ok()) << resp.status();
     ASSERT_EQ(resp->node_name(), node);
@@ -220,7 +226,8 @@ class TestCluster {
   // The fake agent's process for `job` on `node` started.
   void Started(const std::string& node, const std::string& job) {
     auto it = agents_[node].find(job);
-    ASSERT_NE(it, agents_[node].end()) << job << " was never started on " << node;
+    ASSERT_NE(it, agents_[node].end())
+        << job << " was never started on " << node;
     it->second.started = true;
     v1::JobUpdate u;
     u.set_job_id(job);
@@ -232,7 +239,8 @@ class TestCluster {
   // The process exited with `code`.
   void Exited(const std::string& node, const std::string& job, int code) {
     auto it = agents_[node].find(job);
-    ASSERT_NE(it, agents_[node].end()) << job << " was never started on " << node;
+    ASSERT_NE(it, agents_[node].end())
+        << job << " was never started on " << node;
     v1::JobUpdate u;
     u.set_job_id(job);
     u.set_attempt(it->second.attempt);
@@ -274,7 +282,8 @@ class TestCluster {
 
   static v1::JobSpec Spec(uint32_t gpus = 8,
                           v1::ServiceClass cls = v1::SERVICE_CLASS_ON_DEMAND,
-                          int32_t priority = 0, const std::string& tenant = "acme") {
+                          int32_t priority = 0,
+                          const std::string& tenant = "acme") {
     v1::JobSpec s;
     s.set_tenant(tenant);
     s.set_name("train");
@@ -286,7 +295,8 @@ class TestCluster {
     s.set_priority(priority);
     return s;
   }
-  std::string Submit(const v1::JobSpec& spec, const std::string& request_id = "") {
+  std::string Submit(const v1::JobSpec& spec,
+                     const std::string& request_id = "") {
     v1::SubmitJobRequest req;
     *req.mutable_spec() = spec;
     req.set_request_id(request_id);
@@ -342,10 +352,13 @@ class TestCluster {
   }
   int64_t TableSize(std::string_view table) {
     int64_t n = 0;
-    EXPECT_TRUE(store_->Scan(table, "", [&](auto, auto) {
-                  ++n;
-                  return true;
-                }).ok());
+    EXPECT_TRUE(store_
+                    ->Scan(table, "",
+                           [&](auto, auto) {
+                             ++n;
+                             return true;
+                           })
+                    .ok());
     return n;
   }
 
@@ -526,8 +539,10 @@ TEST_P(PowerLoopTest, ThrottlesPreemptsAndRestores) {
       EXPECT_EQ(job.stopping_to(), v1::JOB_STATE_PREEMPTED) << a.job;
     }
   }
-  EXPECT_THAT(t.EventSubjects("throttle"), ElementsAreArray(want_throttle_events));
-  EXPECT_THAT(t.EventSubjects("preempt"), ElementsAreArray(want_preempt_events));
+  EXPECT_THAT(t.EventSubjects("throttle"),
+              ElementsAreArray(want_throttle_events));
+  EXPECT_THAT(t.EventSubjects("preempt"),
+              ElementsAreArray(want_preempt_events));
   EXPECT_FALSE(preempted.contains("RES")) << "a reserved job was preempted";
 
   // Nothing changed, so a second round does nothing more.
@@ -561,7 +576,8 @@ TEST_P(PowerLoopTest, ThrottlesPreemptsAndRestores) {
     want_restore_events.push_back(id[l]);
     EXPECT_EQ(t.Job(id[l]).allocations(0).power_limit_mw(), 700 * kW) << l;
   }
-  EXPECT_THAT(t.EventSubjects("restore"), ElementsAreArray(want_restore_events));
+  EXPECT_THAT(t.EventSubjects("restore"),
+              ElementsAreArray(want_restore_events));
 
   // The preempted jobs' agents report EXITED (SIGTERM): each job is PENDING
   // again, with PREEMPTED in its history, attempt 1 closed, GPUs freed.
@@ -573,7 +589,8 @@ TEST_P(PowerLoopTest, ThrottlesPreemptsAndRestores) {
     EXPECT_EQ(job.state(), v1::JOB_STATE_PENDING) << l;
     EXPECT_EQ(job.stopping_to(), v1::JOB_STATE_UNSPECIFIED) << l;
     EXPECT_TRUE(HasState(job, v1::JOB_STATE_PREEMPTED)) << l;
-    EXPECT_EQ(job.history(job.history_size() - 1).state(), v1::JOB_STATE_PENDING);
+    EXPECT_EQ(job.history(job.history_size() - 1).state(),
+              v1::JOB_STATE_PENDING);
     EXPECT_THAT(job.allocations(), IsEmpty());
     ASSERT_EQ(job.attempts_size(), 1) << l;
     EXPECT_EQ(FromProtoTime(job.attempts(0).end_time()), t.clock().Now()) << l;
@@ -621,22 +638,18 @@ INSTANTIATE_TEST_SUITE_P(
                 {"RES", "OD", "S5"}},
         // excess 9.2 kW: 4.8 by throttling, 4.4 left → S0 (2.8 left), S5
         // (1.2 left), OD (-0.4): preempted; RES stays throttled.
-        CapCase{"PreemptSpotThenOnDemand",
-                4'000,
-                {{"S0", 'P', 0},
-                 {"S5", 'P', 0},
-                 {"OD", 'P', 0},
-                 {"RES", 'T', 400}},
-                {"RES"}},
+        CapCase{
+            "PreemptSpotThenOnDemand",
+            4'000,
+            {{"S0", 'P', 0}, {"S5", 'P', 0}, {"OD", 'P', 0}, {"RES", 'T', 400}},
+            {"RES"}},
         // excess 12.2 kW: even after preempting S0, S5 and OD (4.8 + 4.8
         // kW) the rack is 2.6 kW over, but RES is never preempted.
-        CapCase{"NeverPreemptsReserved",
-                1'000,
-                {{"S0", 'P', 0},
-                 {"S5", 'P', 0},
-                 {"OD", 'P', 0},
-                 {"RES", 'T', 400}},
-                {"RES"}}),
+        CapCase{
+            "NeverPreemptsReserved",
+            1'000,
+            {{"S0", 'P', 0}, {"S5", 'P', 0}, {"OD", 'P', 0}, {"RES", 'T', 400}},
+            {"RES"}}),
     [](const auto& info) { return info.param.name; });
 
 // ============================================================ 2. liveness ==
@@ -1027,16 +1040,19 @@ INSTANTIATE_TEST_SUITE_P(
                   [](v1::JobSpec& s) { s.set_gpus_per_node(9); },
                   absl::StatusCode::kInvalidArgument,
                   "spec.gpus_per_node: 9 GPUs of H100"},
-        BadSubmit{"UnknownModel", [](v1::JobSpec& s) { s.set_gpu_model("B300"); },
-                  absl::StatusCode::kInvalidArgument, "spec.gpu_model: \"B300\""},
-        BadSubmit{"UnknownTenant", [](v1::JobSpec& s) { s.set_tenant("nobody"); },
+        BadSubmit{
+            "UnknownModel", [](v1::JobSpec& s) { s.set_gpu_model("B300"); },
+            absl::StatusCode::kInvalidArgument, "spec.gpu_model: \"B300\""},
+        BadSubmit{"UnknownTenant",
+                  [](v1::JobSpec& s) { s.set_tenant("nobody"); },
                   absl::StatusCode::kNotFound, "spec.tenant: \"nobody\""},
         BadSubmit{"MinPowerAbovePower",
                   [](v1::JobSpec& s) {
                     s.set_power_limit_mw(500 * kW);
                     s.set_min_power_limit_mw(600 * kW);
                   },
-                  absl::StatusCode::kInvalidArgument, "spec.min_power_limit_mw"},
+                  absl::StatusCode::kInvalidArgument,
+                  "spec.min_power_limit_mw"},
         BadSubmit{"PowerAboveModelMax",
                   [](v1::JobSpec& s) { s.set_power_limit_mw(800 * kW); },
                   absl::StatusCode::kInvalidArgument, "spec.power_limit_mw"},
@@ -1054,10 +1070,10 @@ TEST(ClusterManagerValidationTest, SetPowerCapRefusedAndNothingChanged) {
     absl::StatusCode code;
     std::string field;
   };
-  for (const Case& c : {Case{"rack-a", -1, absl::StatusCode::kInvalidArgument,
-                             "cap_mw"},
-                        Case{"rack-z", 5 * kKw, absl::StatusCode::kNotFound,
-                             "domain: \"rack-z\""}}) {
+  for (const Case& c :
+       {Case{"rack-a", -1, absl::StatusCode::kInvalidArgument, "cap_mw"},
+        Case{"rack-z", 5 * kKw, absl::StatusCode::kNotFound,
+             "domain: \"rack-z\""}}) {
     v1::SetPowerCapRequest r;
     r.set_domain(c.domain);
     r.set_cap_mw(c.cap_mw);
@@ -1139,9 +1155,12 @@ TEST(ClusterManagerRestartTest, ReloadKeepsJobsNodesAndCaps) {
   }
   ASSERT_EQ(before.size(), 7u);
   std::map<std::string, v1::JobState> want_state = {
-      {succeeded, v1::JOB_STATE_SUCCEEDED}, {failed, v1::JOB_STATE_FAILED},
-      {running, v1::JOB_STATE_RUNNING},     {preempted, v1::JOB_STATE_PENDING},
-      {starting, v1::JOB_STATE_STARTING},   {cancelled, v1::JOB_STATE_CANCELLED},
+      {succeeded, v1::JOB_STATE_SUCCEEDED},
+      {failed, v1::JOB_STATE_FAILED},
+      {running, v1::JOB_STATE_RUNNING},
+      {preempted, v1::JOB_STATE_PENDING},
+      {starting, v1::JOB_STATE_STARTING},
+      {cancelled, v1::JOB_STATE_CANCELLED},
       {pending, v1::JOB_STATE_PENDING}};
   for (const v1::Job& j : before) {
     EXPECT_EQ(j.state(), want_state[j.id()]) << j.id();
@@ -1160,7 +1179,8 @@ TEST(ClusterManagerRestartTest, ReloadKeepsJobsNodesAndCaps) {
     std::string diff;
     MessageDifferencer d;
     d.ReportDifferencesToString(&diff);
-    EXPECT_TRUE(d.Compare(before[i], after[i])) << before[i].id() << ": " << diff;
+    EXPECT_TRUE(d.Compare(before[i], after[i]))
+        << before[i].id() << ": " << diff;
   }
   const v1::Job p = t.Job(preempted);
   EXPECT_TRUE(HasState(p, v1::JOB_STATE_PREEMPTED));
@@ -1182,7 +1202,8 @@ TEST(ClusterManagerRestartTest, ReloadKeepsJobsNodesAndCaps) {
   // The cap override, tenants and events survive.
   EXPECT_EQ(t.Domain("rack-a").cap_mw(), 6 * kKw);
   bool gamma = false;
-  for (const v1::Tenant& tn : t.cm().ListTenants()) gamma |= tn.name() == "gamma";
+  for (const v1::Tenant& tn : t.cm().ListTenants())
+    gamma |= tn.name() == "gamma";
   EXPECT_TRUE(gamma);
   EXPECT_EQ(t.Events("").size(), events_before.size());
 

@@ -43,8 +43,8 @@ UsageTotals WriteUsageCsv(const std::string& trace, const std::string& out,
     if (cols.size() != 3) continue;
     absl::Time t;
     std::string err;
-    EXPECT_TRUE(absl::ParseTime("%Y-%m-%d %H:%M:%S", cols[0].substr(0, 19),
-                                &t, &err));
+    EXPECT_TRUE(
+        absl::ParseTime("%Y-%m-%d %H:%M:%S", cols[0].substr(0, 19), &t, &err));
     int64_t input = 0, output = 0;
     EXPECT_TRUE(absl::SimpleAtoi(cols[1], &input));
     EXPECT_TRUE(absl::SimpleAtoi(absl::StripAsciiWhitespace(cols[2]), &output));
@@ -64,8 +64,8 @@ UsageTotals WriteUsageCsv(const std::string& trace, const std::string& out,
     for (size_t i = 0; i < rows.size(); ++i) {
       const absl::Time t =
           std::min(now, base + (rows[i].first - rows[0].first));
-      o << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone())
-        << "," << tenant << ",llama,1," << rows[i].second.first << ","
+      o << absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", t, absl::UTCTimeZone()) << ","
+        << tenant << ",llama,1," << rows[i].second.first << ","
         << rows[i].second.second << ",azure-" << c << "-" << i << "\n";
       totals.events++;
       totals.input += rows[i].second.first;
@@ -112,8 +112,8 @@ class BillingE2E : public ::testing::Test {
   }
   v1::Statement Statement(Cluster& c) {
     v1::Statement s;
-    c.CtlJson({"billing", "statement", "--tenant", "acme", "--period", Period()},
-              &s);
+    c.CtlJson(
+        {"billing", "statement", "--tenant", "acme", "--period", Period()}, &s);
     return s;
   }
   std::unique_ptr<Cluster> c_;
@@ -136,9 +136,9 @@ TEST_F(BillingE2E, StatementEqualsIndependentCalculation) {
   const absl::CivilMonth month(absl::ToCivilSecond(now, absl::UTCTimeZone()));
   const std::string end =
       absl::FormatCivilTime(absl::CivilDay(month + 1));  // YYYY-MM-DD
-  CtlResult k = c_->Ctl({"contract", "create", "--tenant", "acme", "--gpu-model",
-                         "H100", "--gpus", "2", "--start", MonthStart(), "--end",
-                         end, "--rate", "1.50"});
+  CtlResult k = c_->Ctl({"contract", "create", "--tenant", "acme",
+                         "--gpu-model", "H100", "--gpus", "2", "--start",
+                         MonthStart(), "--end", end, "--rate", "1.50"});
   ASSERT_EQ(k.exit_code, 0) << k.err;
 
   // Jobs: three on-demand (1, 2 and 3 GPUs) and a reserved 2-GPU job that
@@ -150,14 +150,14 @@ TEST_F(BillingE2E, StatementEqualsIndependentCalculation) {
     ASSERT_EQ(r.exit_code, 0) << r.err;
     ids.push_back(std::string(absl::StripAsciiWhitespace(r.out)));
   }
-  CtlResult reserved = c_->Ctl({"job", "submit", "--tenant", "acme", "--class",
-                                "reserved", "--gpus", "2", "--gpu-model", "H100",
-                                "--", "sleep", "1"});
+  CtlResult reserved =
+      c_->Ctl({"job", "submit", "--tenant", "acme", "--class", "reserved",
+               "--gpus", "2", "--gpu-model", "H100", "--", "sleep", "1"});
   ASSERT_EQ(reserved.exit_code, 0) << reserved.err;
 
   const std::string csv = c_->dir() + "/usage.csv";
-  const UsageTotals totals =
-      WriteUsageCsv("azure_llm2023_AzureLLMInferenceTrace_code.csv", csv, "acme", 1);
+  const UsageTotals totals = WriteUsageCsv(
+      "azure_llm2023_AzureLLMInferenceTrace_code.csv", csv, "acme", 1);
   ASSERT_EQ(totals.events, 8819);
   CtlResult imp = c_->Ctl({"usage", "import", csv});
   ASSERT_EQ(imp.exit_code, 0) << imp.err;
@@ -197,10 +197,10 @@ TEST_F(BillingE2E, StatementEqualsIndependentCalculation) {
   const int64_t on_demand_cents =
       RoundHalfEven(__int128(gpu_seconds) * 2'490'000, __int128(3600) * 10'000);
   // inference: tokens × µ$ per 1M tokens / 1M → cents
-  const int64_t input_cents =
-      RoundHalfEven(__int128(totals.input) * 600'000, __int128(1'000'000) * 10'000);
-  const int64_t output_cents =
-      RoundHalfEven(__int128(totals.output) * 800'000, __int128(1'000'000) * 10'000);
+  const int64_t input_cents = RoundHalfEven(__int128(totals.input) * 600'000,
+                                            __int128(1'000'000) * 10'000);
+  const int64_t output_cents = RoundHalfEven(__int128(totals.output) * 800'000,
+                                             __int128(1'000'000) * 10'000);
   // requests: 8819 × $0.0001 = $0.8819 → $0.88
   const int64_t request_cents = RoundHalfEven(totals.events * 100, 10'000);
   EXPECT_EQ(request_cents, 88);
@@ -239,12 +239,12 @@ TEST_F(BillingE2E, StatementEqualsIndependentCalculation) {
 TEST_F(BillingE2E, IdempotentAcrossConcurrentClientsAndCrashes) {
   StartWithPrices(*c_);
   const std::string csv = c_->dir() + "/usage.csv";
-  const UsageTotals totals =
-      WriteUsageCsv("azure_llm2023_AzureLLMInferenceTrace_code.csv", csv, "acme", 1);
+  const UsageTotals totals = WriteUsageCsv(
+      "azure_llm2023_AzureLLMInferenceTrace_code.csv", csv, "acme", 1);
   // The same file from two clients at once: every event counted once.
-  std::vector<std::string> common = {Bin("joulectl"), "--server", c_->server(),
-                                     "-o", "json", "usage", "import", csv,
-                                     "--batch", "500"};
+  std::vector<std::string> common = {
+      Bin("joulectl"), "--server", c_->server(), "-o",      "json",
+      "usage",         "import",   csv,          "--batch", "500"};
   Process p1(common, c_->dir() + "/imp1.log");
   Process p2(common, c_->dir() + "/imp2.log");
   ASSERT_EQ(p1.Wait(), 0) << p1.Log();
@@ -267,23 +267,23 @@ TEST_F(BillingE2E, IdempotentAcrossConcurrentClientsAndCrashes) {
   c_->StartDaemon();
   CtlResult again = c_->Ctl({"usage", "import", csv});
   EXPECT_EQ(again.exit_code, 0) << again.err;
-  EXPECT_EQ(again.out, absl::StrCat("new 0, duplicate ", totals.events,
-                                    ", rejected 0\n"));
+  EXPECT_EQ(again.out,
+            absl::StrCat("new 0, duplicate ", totals.events, ", rejected 0\n"));
   const v1::Statement after = Statement(*c_);
   EXPECT_EQ(after.total_cents(), once.total_cents());
   EXPECT_EQ(after.lines_size(), once.lines_size());
 
   // Same key, other payload: refused, nothing changed.
-  CtlResult conflict = c_->Ctl(
-      {"usage", "record", "--tenant", "acme", "--model", "llama",
-       "--input-tokens", "1", "--output-tokens", "1", "--key", "azure-0-0"});
+  CtlResult conflict = c_->Ctl({"usage", "record", "--tenant", "acme",
+                                "--model", "llama", "--input-tokens", "1",
+                                "--output-tokens", "1", "--key", "azure-0-0"});
   EXPECT_EQ(conflict.exit_code, 1);
   EXPECT_TRUE(absl::StrContains(conflict.err, "azure-0-0")) << conflict.err;
   EXPECT_EQ(Statement(*c_).total_cents(), once.total_cents());
   // A bad event rejects its batch with the index and reason.
-  CtlResult bad = c_->Ctl({"usage", "record", "--tenant", "acme", "--model",
-                           "llama", "--input-tokens", "-5", "--output-tokens",
-                           "1", "--key", "neg"});
+  CtlResult bad =
+      c_->Ctl({"usage", "record", "--tenant", "acme", "--model", "llama",
+               "--input-tokens", "-5", "--output-tokens", "1", "--key", "neg"});
   EXPECT_EQ(bad.exit_code, 1);
   EXPECT_TRUE(absl::StrContains(bad.err, "events[0].input_tokens")) << bad.err;
 }
@@ -319,13 +319,15 @@ TEST_F(BillingE2E, CrashDuringImportThenRerunEqualsCleanRun) {
   StartWithPrices(clean);
   CtlResult once = clean.Ctl({"usage", "import", csv, "--batch", "2000"});
   ASSERT_EQ(once.exit_code, 0) << once.err;
-  EXPECT_EQ(once.out, absl::StrCat("new ", totals.events, ", duplicate 0, rejected 0\n"));
+  EXPECT_EQ(once.out,
+            absl::StrCat("new ", totals.events, ", duplicate 0, rejected 0\n"));
   const v1::Statement expected = Statement(clean);
   EXPECT_EQ(crashed.total_cents(), expected.total_cents());
   ASSERT_EQ(crashed.lines_size(), expected.lines_size());
   for (int i = 0; i < crashed.lines_size(); ++i) {
     EXPECT_EQ(crashed.lines(i).quantity(), expected.lines(i).quantity());
-    EXPECT_EQ(crashed.lines(i).amount_cents(), expected.lines(i).amount_cents());
+    EXPECT_EQ(crashed.lines(i).amount_cents(),
+              expected.lines(i).amount_cents());
   }
 }
 

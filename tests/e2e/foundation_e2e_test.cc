@@ -68,7 +68,8 @@ TEST(FoundationE2E, AgentsReportLiveAndSurviveDaemonCrash) {
   c.KillDaemon(SIGKILL);
   CtlResult down = c.Ctl({"node", "list"});
   EXPECT_EQ(down.exit_code, 3);
-  EXPECT_TRUE(absl::StrContains(down.err, "cannot reach jouled at " + c.server()))
+  EXPECT_TRUE(
+      absl::StrContains(down.err, "cannot reach jouled at " + c.server()))
       << down.err;
   EXPECT_EQ(std::count(down.err.begin(), down.err.end(), '\n'), 1) << down.err;
   c.StartDaemon();
@@ -96,10 +97,10 @@ class BadInputE2E : public ::testing::Test {
   void SetUp() override {
     c_.StartDaemon();
     c_.StartAgent("good");
-    ASSERT_TRUE(WaitFor([&] {
-      return CountState(Nodes(c_), v1::NODE_STATE_READY) == 1;
-    }));
-    channel_ = grpc::CreateChannel(c_.server(), grpc::InsecureChannelCredentials());
+    ASSERT_TRUE(WaitFor(
+        [&] { return CountState(Nodes(c_), v1::NODE_STATE_READY) == 1; }));
+    channel_ =
+        grpc::CreateChannel(c_.server(), grpc::InsecureChannelCredentials());
     stub_ = v1::AgentService::NewStub(channel_);
   }
   Cluster c_;

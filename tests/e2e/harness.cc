@@ -79,7 +79,8 @@ Process::Process(std::vector<std::string> argv, std::string log_path)
   posix_spawn_file_actions_addopen(&fa, 1, log_path_.c_str(),
                                    O_WRONLY | O_CREAT | O_APPEND, 0644);
   posix_spawn_file_actions_adddup2(&fa, 1, 2);
-  const int rc = posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ);
+  const int rc =
+      posix_spawn(&pid_, args[0], &fa, nullptr, args.data(), environ);
   posix_spawn_file_actions_destroy(&fa);
   if (rc != 0) {
     ADD_FAILURE() << "cannot spawn " << argv[0] << ": " << strerror(rc);
@@ -116,7 +117,8 @@ int Process::Wait(absl::Duration timeout) {
 std::string Process::Log() const { return ReadFile(log_path_); }
 
 Cluster::Cluster(Options options) : options_(std::move(options)) {
-  std::string tmpl = std::filesystem::temp_directory_path() / "joule-e2e-XXXXXX";
+  std::string tmpl =
+      std::filesystem::temp_directory_path() / "joule-e2e-XXXXXX";
   dir_ = mkdtemp(tmpl.data());
   port_ = FreePort();
 }
@@ -131,13 +133,20 @@ Cluster::~Cluster() {
   if (!::testing::Test::HasFailure()) std::filesystem::remove_all(dir_);
 }
 
-std::string Cluster::server() const { return absl::StrCat("127.0.0.1:", port_); }
+std::string Cluster::server() const {
+  return absl::StrCat("127.0.0.1:", port_);
+}
 
 void Cluster::StartDaemon() {
-  std::vector<std::string> argv = {
-      Bin("jouled"), "--listen", server(), "--data-dir", dir_ + "/data",
-      "--heartbeat-timeout", options_.heartbeat_timeout, "--report-interval",
-      options_.report_interval};
+  std::vector<std::string> argv = {Bin("jouled"),
+                                   "--listen",
+                                   server(),
+                                   "--data-dir",
+                                   dir_ + "/data",
+                                   "--heartbeat-timeout",
+                                   options_.heartbeat_timeout,
+                                   "--report-interval",
+                                   options_.report_interval};
   if (!options_.config_text.empty()) {
     WriteFile(dir_ + "/cluster.conf", options_.config_text);
     argv.push_back("--config");
@@ -159,9 +168,14 @@ void Cluster::KillDaemon(int sig) {
 
 Process* Cluster::StartAgent(const std::string& name,
                              std::vector<std::string> extra) {
-  std::vector<std::string> argv = {Bin("joule-agent"), "--server", server(),
-                                   "--node-name", name, "--report-interval",
-                                   options_.report_interval, "--log-dir",
+  std::vector<std::string> argv = {Bin("joule-agent"),
+                                   "--server",
+                                   server(),
+                                   "--node-name",
+                                   name,
+                                   "--report-interval",
+                                   options_.report_interval,
+                                   "--log-dir",
                                    dir_ + "/logs-" + name};
   argv.insert(argv.end(), extra.begin(), extra.end());
   agents_[name] = std::make_unique<Process>(
@@ -186,8 +200,10 @@ CtlResult Cluster::Ctl(std::vector<std::string> args) const {
   posix_spawn_file_actions_t fa;
   posix_spawn_file_actions_init(&fa);
   posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT, 0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT, 0644);
+  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT,
+                                   0644);
+  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT,
+                                   0644);
   pid_t pid = 0;
   CtlResult r;
   if (posix_spawn(&pid, cargs[0], &fa, nullptr, cargs.data(), environ) == 0) {

@@ -35,8 +35,8 @@ class NvmlE2E : public ::testing::Test {
   void StartCluster() {
     c_.StartDaemon();
     ASSERT_EQ(c_.Ctl({"tenant", "create", "acme"}).exit_code, 0);
-    c_.StartAgent("gpu-node", {"--gpu-backend", "nvml", "--nvml-library",
-                               FAKE_NVML_LIB});
+    c_.StartAgent("gpu-node",
+                  {"--gpu-backend", "nvml", "--nvml-library", FAKE_NVML_LIB});
     ASSERT_TRUE(WaitFor([&] {
       v1::Node n = Node();
       return n.state() == v1::NODE_STATE_READY && n.gpus_size() == 4 &&
@@ -79,9 +79,8 @@ TEST_F(NvmlE2E, TelemetryFromTheDriverReachesJoulectl) {
   }
   // Node power = base 1.5 kW + 390 + 391 + 392 + 393 W.
   EXPECT_EQ(first.power_mw(), 1'500'000 + 1'566'000);
-  ASSERT_TRUE(WaitFor([&] {
-    return Node().gpus(0).energy_mj() > first.gpus(0).energy_mj();
-  }));
+  ASSERT_TRUE(WaitFor(
+      [&] { return Node().gpus(0).energy_mj() > first.gpus(0).energy_mj(); }));
   CtlResult table = c_.Ctl({"node", "show", "gpu-node"});
   EXPECT_TRUE(absl::StrContains(table.out, "391 W")) << table.out;
 }
@@ -90,9 +89,10 @@ TEST_F(NvmlE2E, LimitIsClampedToTheDriversRange) {
   StartCluster();
   // The job asks for 700 W per GPU (H100 TDP); this driver allows 400 W at
   // most, so the agent clamps and the enforced 400 W is what is reported.
-  const std::string id = Submit({"--gpus", "2", "--power", "700W", "--",
-                                 "sleep", "30"});
-  ASSERT_TRUE(WaitFor([&] { return Job(id).state() == v1::JOB_STATE_RUNNING; }));
+  const std::string id =
+      Submit({"--gpus", "2", "--power", "700W", "--", "sleep", "30"});
+  ASSERT_TRUE(
+      WaitFor([&] { return Job(id).state() == v1::JOB_STATE_RUNNING; }));
   const v1::Node n = Node();
   int with_job = 0;
   for (const auto& g : n.gpus()) {
@@ -109,7 +109,8 @@ TEST_F(NvmlE2E, RefusedLimitIsReportedWithNvmlsWords) {
   StartCluster();
   const std::string id = Submit({"--gpus", "2", "--power", "400W",
                                  "--min-power", "200W", "--", "sleep", "30"});
-  ASSERT_TRUE(WaitFor([&] { return Job(id).state() == v1::JOB_STATE_RUNNING; }));
+  ASSERT_TRUE(
+      WaitFor([&] { return Job(id).state() == v1::JOB_STATE_RUNNING; }));
   // Site cap below the measured 3.07 kW: the job is throttled, the driver
   // refuses, and the refusal comes back as an event.
   ASSERT_EQ(c_.Ctl({"power", "set-cap", "site", "2.9kW"}).exit_code, 0);
@@ -117,7 +118,8 @@ TEST_F(NvmlE2E, RefusedLimitIsReportedWithNvmlsWords) {
     v1::ListEventsResponse r;
     c_.CtlJson({"events", "--kind", "command"}, &r);
     for (const auto& e : r.events()) {
-      if (absl::StrContains(e.message(), "Insufficient Permissions")) return true;
+      if (absl::StrContains(e.message(), "Insufficient Permissions"))
+        return true;
     }
     return false;
   })) << c_.agent("gpu-node")->Log();
@@ -136,20 +138,21 @@ TEST_F(NvmlE2E, LostGpuIsUnhealthyAndNotPlaced) {
   // Only three healthy GPUs: a 4-GPU job waits, a 3-GPU job avoids GPU 1.
   const std::string four = Submit({"--gpus", "4", "--", "sleep", "30"});
   const std::string three = Submit({"--gpus", "3", "--", "sleep", "30"});
-  ASSERT_TRUE(WaitFor([&] { return Job(three).state() == v1::JOB_STATE_RUNNING; }));
+  ASSERT_TRUE(
+      WaitFor([&] { return Job(three).state() == v1::JOB_STATE_RUNNING; }));
   for (uint32_t g : Job(three).allocations(0).gpu_indices()) EXPECT_NE(g, 1u);
   EXPECT_EQ(Job(four).state(), v1::JOB_STATE_PENDING);
 }
 
 TEST_F(NvmlE2E, MissingSymbolOrLibraryStopsTheAgentWithAClearError) {
   c_.StartDaemon();
-  Process no_energy({Bin("joule-agent"), "--server", c_.server(), "--node-name",
-                     "x", "--gpu-backend", "nvml", "--nvml-library",
-                     FAKE_NVML_NO_ENERGY_LIB},
-                    c_.dir() + "/no-energy.log");
+  Process no_energy(
+      {Bin("joule-agent"), "--server", c_.server(), "--node-name", "x",
+       "--gpu-backend", "nvml", "--nvml-library", FAKE_NVML_NO_ENERGY_LIB},
+      c_.dir() + "/no-energy.log");
   EXPECT_NE(no_energy.Wait(), 0);
-  EXPECT_TRUE(absl::StrContains(no_energy.Log(),
-                                "nvmlDeviceGetTotalEnergyConsumption"))
+  EXPECT_TRUE(
+      absl::StrContains(no_energy.Log(), "nvmlDeviceGetTotalEnergyConsumption"))
       << no_energy.Log();
   // auto never falls back to simulation.
   Process missing({Bin("joule-agent"), "--server", c_.server(), "--node-name",

@@ -45,12 +45,14 @@ class SchedulerE2E : public ::testing::Test {
     o.config_text = Config(nodes, rack_cap);
     cluster_ = std::make_unique<Cluster>(o);
     cluster_->StartDaemon();
-    for (int i = 1; i <= nodes; ++i) cluster_->StartAgent("n" + std::to_string(i));
+    for (int i = 1; i <= nodes; ++i)
+      cluster_->StartAgent("n" + std::to_string(i));
     ASSERT_TRUE(WaitFor([&] {
       v1::ListNodesResponse r;
       cluster_->CtlJson({"node", "list"}, &r);
       int ready = 0;
-      for (const auto& n : r.nodes()) ready += n.state() == v1::NODE_STATE_READY;
+      for (const auto& n : r.nodes())
+        ready += n.state() == v1::NODE_STATE_READY;
       return ready == nodes;
     }));
     ASSERT_EQ(Ctl({"tenant", "create", "acme"}).exit_code, 0);
@@ -94,17 +96,22 @@ class SchedulerE2E : public ::testing::Test {
 
 TEST_F(SchedulerE2E, RackCapAdmitsTwoOfThreeThenTheThird) {
   Start(3, "15kW");
-  const std::string a = Submit({"--tenant", "acme", "--gpus", "8", "--", "sleep", "2"});
-  const std::string b = Submit({"--tenant", "acme", "--gpus", "8", "--", "sleep", "30"});
-  const std::string c = Submit({"--tenant", "globex", "--gpus", "8", "--", "true"});
+  const std::string a =
+      Submit({"--tenant", "acme", "--gpus", "8", "--", "sleep", "2"});
+  const std::string b =
+      Submit({"--tenant", "acme", "--gpus", "8", "--", "sleep", "30"});
+  const std::string c =
+      Submit({"--tenant", "globex", "--gpus", "8", "--", "true"});
   ASSERT_TRUE(WaitFor([&] {
-    return InState(a, v1::JOB_STATE_RUNNING) && InState(b, v1::JOB_STATE_RUNNING);
+    return InState(a, v1::JOB_STATE_RUNNING) &&
+           InState(b, v1::JOB_STATE_RUNNING);
   }));
   // committed 3 kW + 11.2 kW = 14.2 kW; + 5.6 kW needed > 15 kW.
   const v1::Job waiting = Job(c);
   EXPECT_EQ(waiting.state(), v1::JOB_STATE_PENDING);
-  EXPECT_TRUE(absl::StrContains(
-      waiting.reason(), "rack rk1 power 14.2 kW committed + 5.60 kW needed > "
+  EXPECT_TRUE(
+      absl::StrContains(waiting.reason(),
+                        "rack rk1 power 14.2 kW committed + 5.60 kW needed > "
                         "cap 15.0 kW"))
       << waiting.reason();
   v1::PowerDomain rk1 = Domain("rk1");
@@ -127,9 +134,9 @@ TEST_F(SchedulerE2E, NeighboursSeeDistinctGpus) {
   std::vector<std::string> ids;
   for (int i = 0; i < 2; ++i) {
     const std::string out = cluster_->dir() + "/visible." + std::to_string(i);
-    ids.push_back(Submit({"--tenant", "acme", "--gpus", "4", "--", "/bin/sh",
-                          "-c", "echo $CUDA_VISIBLE_DEVICES > " + out +
-                                    "; sleep 2"}));
+    ids.push_back(
+        Submit({"--tenant", "acme", "--gpus", "4", "--", "/bin/sh", "-c",
+                "echo $CUDA_VISIBLE_DEVICES > " + out + "; sleep 2"}));
   }
   // Neighbours: both run at the same time on the one node.
   ASSERT_TRUE(WaitFor([&] {
@@ -142,7 +149,8 @@ TEST_F(SchedulerE2E, NeighboursSeeDistinctGpus) {
   }
   std::set<int> seen;
   for (int i = 0; i < 2; ++i) {
-    const std::string text = ReadFile(cluster_->dir() + "/visible." + std::to_string(i));
+    const std::string text =
+        ReadFile(cluster_->dir() + "/visible." + std::to_string(i));
     std::vector<std::string> parts =
         absl::StrSplit(absl::StripAsciiWhitespace(text), ',');
     EXPECT_EQ(parts.size(), 4u) << text;
@@ -154,9 +162,11 @@ TEST_F(SchedulerE2E, NeighboursSeeDistinctGpus) {
   }
   EXPECT_EQ(seen.size(), 8u);
   // The job's log is served through the agent.
-  const std::string logged = Submit({"--tenant", "acme", "--gpus", "1", "--",
-                                     "/bin/sh", "-c", "echo hello from $JOULE_JOB_ID"});
-  ASSERT_TRUE(WaitFor([&] { return InState(logged, v1::JOB_STATE_SUCCEEDED); }));
+  const std::string logged =
+      Submit({"--tenant", "acme", "--gpus", "1", "--", "/bin/sh", "-c",
+              "echo hello from $JOULE_JOB_ID"});
+  ASSERT_TRUE(
+      WaitFor([&] { return InState(logged, v1::JOB_STATE_SUCCEEDED); }));
   CtlResult logs = Ctl({"job", "logs", logged});
   EXPECT_EQ(logs.exit_code, 0) << logs.err;
   EXPECT_EQ(logs.out, "hello from " + logged + "\n");
@@ -181,7 +191,8 @@ TEST_F(SchedulerE2E, LoweredCapThrottlesThenPreemptsSpot) {
   ASSERT_EQ(Ctl({"power", "set-cap", "rk1", "4.5kW"}).exit_code, 0);
   ASSERT_TRUE(WaitFor([&] {
     v1::PowerDomain d = Domain("rk1");
-    return d.measured_mw() <= d.cap_mw() && InState(spot, v1::JOB_STATE_PENDING);
+    return d.measured_mw() <= d.cap_mw() &&
+           InState(spot, v1::JOB_STATE_PENDING);
   })) << Tree().DebugString();
   std::vector<v1::Event> throttles = Events("throttle");
   ASSERT_EQ(throttles.size(), 1u);
@@ -220,7 +231,8 @@ TEST_F(SchedulerE2E, LoweredCapThrottlesThenPreemptsSpot) {
 TEST_F(SchedulerE2E, DaemonCrashKeepsEveryJobAndState) {
   Start(2, "10kW");
   // 2 kW base; one 8-GPU job: 7.6 kW; a second would need 13.2 kW > 10 kW.
-  const std::string done = Submit({"--tenant", "acme", "--gpus", "1", "--", "true"});
+  const std::string done =
+      Submit({"--tenant", "acme", "--gpus", "1", "--", "true"});
   ASSERT_TRUE(WaitFor([&] { return InState(done, v1::JOB_STATE_SUCCEEDED); }));
   const std::string running =
       Submit({"--tenant", "acme", "--gpus", "8", "--", "sleep", "60"});
@@ -255,14 +267,16 @@ TEST_F(SchedulerE2E, DaemonCrashKeepsEveryJobAndState) {
   EXPECT_EQ(Job(running).state(), v1::JOB_STATE_RUNNING);
   EXPECT_EQ(Job(waiting).state(), v1::JOB_STATE_PENDING);
   ASSERT_EQ(Ctl({"job", "cancel", running}).exit_code, 0);
-  ASSERT_TRUE(WaitFor([&] { return InState(running, v1::JOB_STATE_CANCELLED); }));
+  ASSERT_TRUE(
+      WaitFor([&] { return InState(running, v1::JOB_STATE_CANCELLED); }));
   ASSERT_TRUE(WaitFor([&] { return InState(waiting, v1::JOB_STATE_SUCCEEDED); },
                       absl::Seconds(30)));
 }
 
 TEST_F(SchedulerE2E, BadInputIsRefusedAndChangesNothing) {
   Start(1, "15kW");
-  const std::string ok = Submit({"--tenant", "acme", "--gpus", "1", "--", "true"});
+  const std::string ok =
+      Submit({"--tenant", "acme", "--gpus", "1", "--", "true"});
   v1::ListJobsResponse before;
   cluster_->CtlJson({"job", "list"}, &before);
   const v1::GetPowerTreeResponse tree_before = Tree();
@@ -272,21 +286,27 @@ TEST_F(SchedulerE2E, BadInputIsRefusedAndChangesNothing) {
     std::string want;
   };
   const std::vector<Case> cases = {
-      {{"job", "submit", "--tenant", "acme", "--gpus", "0", "--", "true"}, 2,
+      {{"job", "submit", "--tenant", "acme", "--gpus", "0", "--", "true"},
+       2,
        "--gpus: must be at least 1"},
-      {{"job", "submit", "--tenant", "acme", "--gpus", "16", "--", "true"}, 1,
+      {{"job", "submit", "--tenant", "acme", "--gpus", "16", "--", "true"},
+       1,
        "spec.gpus_per_node: 16 GPUs per node is more than any registered node "
        "has (largest: 8)"},
       {{"job", "submit", "--tenant", "acme", "--gpus", "1", "--gpu-model",
         "Z100", "--", "true"},
-       1, "spec.gpu_model: \"Z100\" is not a known GPU model"},
+       1,
+       "spec.gpu_model: \"Z100\" is not a known GPU model"},
       {{"job", "submit", "--tenant", "acme", "--gpus", "1", "--class",
         "premium", "--", "true"},
-       2, "--class: \"premium\" is not one of reserved, on-demand, spot"},
-      {{"job", "submit", "--tenant", "nobody", "--gpus", "1", "--", "true"}, 1,
+       2,
+       "--class: \"premium\" is not one of reserved, on-demand, spot"},
+      {{"job", "submit", "--tenant", "nobody", "--gpus", "1", "--", "true"},
+       1,
        "spec.tenant: \"nobody\" is not a tenant"},
       {{"power", "set-cap", "rk1", "-5kW"}, 2, "must not be negative"},
-      {{"power", "set-cap", "rack-nine", "5kW"}, 1,
+      {{"power", "set-cap", "rack-nine", "5kW"},
+       1,
        "domain: \"rack-nine\" is not a power domain"},
       {{"power", "set-cap", "rk1", "5 parsecs"}, 2, "unknown unit"},
   };

@@ -11,7 +11,8 @@ namespace joule::storage {
 namespace {
 
 std::string TempDir() {
-  std::string tmpl = std::filesystem::temp_directory_path() / "joule-store-XXXXXX";
+  std::string tmpl =
+      std::filesystem::temp_directory_path() / "joule-store-XXXXXX";
   return mkdtemp(tmpl.data());
 }
 
@@ -68,10 +69,13 @@ TEST_P(StoreTest, ScanIsOrderedAndPrefixed) {
   ASSERT_EQ(all.size(), 2u);
   EXPECT_EQ(all.begin()->first, "b/1");
   std::vector<std::string> keys;
-  ASSERT_TRUE(store_->Scan(kEvents, "", [&](auto k, auto) {
-                      keys.emplace_back(k);
-                      return keys.size() < 2;  // stops early
-                    }).ok());
+  ASSERT_TRUE(store_
+                  ->Scan(kEvents, "",
+                         [&](auto k, auto) {
+                           keys.emplace_back(k);
+                           return keys.size() < 2;  // stops early
+                         })
+                  .ok());
   EXPECT_EQ(keys, (std::vector<std::string>{"a/1", "b/1"}));
 }
 
