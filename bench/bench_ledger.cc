@@ -3,8 +3,8 @@
 // time to compute one tenant's monthly statement after N events.
 //
 //   build-sim/bin/bench_ledger --benchmark_repetitions=5
-//   JOULE_BENCH_EVENTS=10000000 build-sim/bin/bench_ledger \
-//       --benchmark_filter=Statement            # the 10M-event row
+//   JOULE_BENCH_EVENTS=10000000 build-sim/bin/bench_ledger
+//       --benchmark_filter=Statement    (one command: the 10M-event row)
 //
 // The database lives in a fresh directory under $TMPDIR (default /tmp) and
 // is removed at exit.
@@ -118,8 +118,8 @@ void BM_RecordUsageRocksDb(benchmark::State& state) {
     }
     events += batch;
   }
-  state.counters["events/s"] = benchmark::Counter(
-      static_cast<double>(events), benchmark::Counter::kIsRate);
+  state.counters["events/s"] = benchmark::Counter(static_cast<double>(events),
+                                                  benchmark::Counter::kIsRate);
 }
 BENCHMARK(BM_RecordUsageRocksDb)
     ->Arg(1000)
@@ -152,7 +152,9 @@ void BM_StatementAfterEvents(benchmark::State& state) {
   }
   state.counters["events"] = static_cast<double>(events);
 }
-BENCHMARK(BM_StatementAfterEvents)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_StatementAfterEvents)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 }  // namespace joule::billing

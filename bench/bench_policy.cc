@@ -63,7 +63,8 @@ ClusterSnapshot EmptyCluster() {
     int hall_nodes = 0;
     for (int r = 0; r < kRowsPerHall && node < kNodes; ++r) {
       const int row = static_cast<int>(s.domains.size());
-      s.domains.push_back({absl::StrCat("row-", h, "-", r), "row", hall, 0, 0, 0});
+      s.domains.push_back(
+          {absl::StrCat("row-", h, "-", r), "row", hall, 0, 0, 0});
       int row_nodes = 0;
       for (int k = 0; k < kRacksPerRow && node < kNodes; ++k) {
         const int rack = static_cast<int>(s.domains.size());
@@ -110,7 +111,7 @@ std::vector<PendingJob> Queue(int n) {
     p.id = absl::StrCat("j", i);
     p.tenant = absl::StrCat("tenant-", rng() % 100);
     const uint64_t c = rng() % 10;
-    p.cls = c == 0 ? ServiceClass::kReserved
+    p.cls = c == 0  ? ServiceClass::kReserved
             : c < 8 ? ServiceClass::kOnDemand
                     : ServiceClass::kSpot;
     p.priority = static_cast<int32_t>(rng() % 3);
@@ -148,7 +149,9 @@ void BM_ScheduleEmptyCluster(benchmark::State& state) {
   }
   Report(state, placements, decisions, cpu);
 }
-BENCHMARK(BM_ScheduleEmptyCluster)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_ScheduleEmptyCluster)
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 // The steady state: the cluster half full (the first call's placements,
 // every other one kept running), 100,000 queued, default config (10,000
@@ -174,7 +177,8 @@ void BM_ScheduleBusyCluster(benchmark::State& state) {
     r.min_mw = p.min_power_mw;
     int64_t gpus = 0;
     for (const JobShare& s : p.shares) {
-      for (uint32_t g : s.gpus) snap.nodes[s.node].free_gpus &= ~(uint64_t{1} << g);
+      for (uint32_t g : s.gpus)
+        snap.nodes[s.node].free_gpus &= ~(uint64_t{1} << g);
       gpus += static_cast<int64_t>(s.gpus.size());
       for (int d = snap.nodes[s.node].domain; d >= 0;
            d = snap.domains[d].parent) {

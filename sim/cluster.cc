@@ -29,10 +29,10 @@ struct ExtraGpu {
   int64_t tdp_w, min_w, idle_w;
 };
 constexpr ExtraGpu kExtraGpus[] = {
-    {"T4", 70, 60, 10},       {"P100", 250, 125, 30},
-    {"V100", 300, 150, 40},   {"V100M16", 300, 150, 40},
+    {"T4", 70, 60, 10},        {"P100", 250, 125, 30},
+    {"V100", 300, 150, 40},    {"V100M16", 300, 150, 40},
     {"V100M32", 300, 150, 40}, {"A10", 150, 100, 20},
-    {"G1", 300, 150, 40},     {"G2", 300, 150, 40},
+    {"G1", 300, 150, 40},      {"G2", 300, 150, 40},
     {"G3", 400, 150, 50},
 };
 
@@ -40,8 +40,8 @@ absl::StatusOr<uint32_t> PositiveInt(absl::string_view key,
                                      absl::string_view value) {
   uint32_t v = 0;
   if (!absl::SimpleAtoi(value, &v) || v == 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        key, ": \"", value, "\" is not a positive integer"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(key, ": \"", value, "\" is not a positive integer"));
   }
   return v;
 }
@@ -151,12 +151,12 @@ absl::StatusOr<SimCluster> ClusterFromConfig(const config::ClusterConfig& cfg,
     sm.name = m.name;
     sm.tdp_mw = m.tdp_mw;
     sm.min_limit_mw = m.min_limit_mw > 0 ? m.min_limit_mw
-                      : have           ? known.min_limit_mw
-                                       : m.tdp_mw * 3 / 10;
+                      : have             ? known.min_limit_mw
+                                         : m.tdp_mw * 3 / 10;
     sm.max_limit_mw = m.max_limit_mw > 0 ? m.max_limit_mw : m.tdp_mw;
     sm.idle_mw = m.idle_mw > 0 ? m.idle_mw
-                 : have       ? known.idle_mw
-                              : m.tdp_mw / 10;
+                 : have        ? known.idle_mw
+                               : m.tdp_mw / 10;
     c.models.push_back(sm);
   }
   ASSIGN_OR_RETURN(const int model, AddModel(&c, gpu_model));
@@ -183,8 +183,8 @@ absl::StatusOr<SimCluster> ClusterFromConfig(const config::ClusterConfig& cfg,
       return absl::InvalidArgumentError(
           absl::StrCat("node ", n.name, ": unknown domain ", n.domain));
     }
-    c.nodes.push_back({n.name, it->second, model, gpus_per_node,
-                       n.base_power_mw});
+    c.nodes.push_back(
+        {n.name, it->second, model, gpus_per_node, n.base_power_mw});
   }
   RETURN_IF_ERROR(c.Validate());
   return c;
@@ -216,14 +216,15 @@ absl::StatusOr<SimCluster> SyntheticCluster(absl::string_view spec) {
     } else if (key == "base-power") {
       ASSIGN_OR_RETURN(base_mw, ParsePowerMw(value, field));
     } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--synthetic-cluster: unknown key \"", key,
-          "\" (nodes, gpus-per-node, gpu-model, nodes-per-rack, "
-          "racks-per-row, rows-per-hall, base-power)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--synthetic-cluster: unknown key \"", key,
+                       "\" (nodes, gpus-per-node, gpu-model, nodes-per-rack, "
+                       "racks-per-row, rows-per-hall, base-power)"));
     }
   }
   if (nodes == 0) {
-    return absl::InvalidArgumentError("--synthetic-cluster: nodes= is required");
+    return absl::InvalidArgumentError(
+        "--synthetic-cluster: nodes= is required");
   }
   if (gpus > 64) {
     return absl::InvalidArgumentError(
@@ -260,8 +261,8 @@ absl::StatusOr<SimCluster> SyntheticCluster(absl::string_view spec) {
   return c;
 }
 
-absl::StatusOr<SimCluster> ClusterFromAlibabaNodeList(const std::string& path,
-                                                      const RackLayout& layout) {
+absl::StatusOr<SimCluster> ClusterFromAlibabaNodeList(
+    const std::string& path, const RackLayout& layout) {
   std::ifstream in(path);
   if (!in) {
     return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
@@ -341,8 +342,8 @@ absl::Status ApplyCapFractions(absl::string_view spec, SimCluster* cluster) {
     std::pair<std::string, std::string> p =
         absl::StrSplit(kv, absl::MaxSplits('=', 1));
     double f = 0;
-    if (!absl::SimpleAtod(absl::StripAsciiWhitespace(p.second), &f) ||
-        f <= 0 || f > 10) {
+    if (!absl::SimpleAtod(absl::StripAsciiWhitespace(p.second), &f) || f <= 0 ||
+        f > 10) {
       return absl::InvalidArgumentError(
           absl::StrCat("--cap-fraction ", p.first, ": \"", p.second,
                        "\" is not a fraction in (0, 10]"));
@@ -366,8 +367,8 @@ absl::Status ApplyCapFractions(absl::string_view spec, SimCluster* cluster) {
   for (SimDomain& d : cluster->domains) levels.insert(d.level);
   for (const auto& [level, f] : fraction) {
     if (!levels.contains(level)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--cap-fraction: no domain of level \"", level, "\""));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--cap-fraction: no domain of level \"", level, "\""));
     }
   }
   for (size_t d = 0; d < nd; ++d) {

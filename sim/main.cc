@@ -79,9 +79,10 @@ int Main(int argc, char** argv) {
   app.add_option("--node-base-power", base_power,
                  "base power per node with --node-list (default 400W)");
   app.add_option("--cap-fraction", cap_fraction,
-                 "cap per level as a fraction of the TDP + base power below, "
-                 "e.g. rack=0.8,row=0.75,site=0.7 (levels not named keep "
-                 "their cap; synthetic / node-list levels are unlimited)");
+                 "cap per level = base power below + fraction x GPU TDP "
+                 "below, e.g. rack=0.8,row=0.75,site=0.7 (levels not named "
+                 "keep their cap; synthetic / node-list levels are "
+                 "unlimited)");
   // Workload.
   std::string workload_path, trace_format = "canonical";
   int64_t synthetic_jobs = 0;
@@ -142,7 +143,7 @@ int Main(int argc, char** argv) {
                  "all, or a comma list: run each on the same workload");
   app.add_option("--seed", opts.seed, "random seed (loads, power noise)")
       ->capture_default_str();
-  app.add_option("--tick", tick, "power-loop and scheduling period")
+  app.add_option("--tick", tick, "telemetry and power-loop period")
       ->capture_default_str();
   std::string schedule_interval;
   app.add_option("--schedule-interval", schedule_interval,
@@ -169,12 +170,18 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--measured-margin-pct", opts.measured_margin_pct)
       ->capture_default_str();
+  app.add_flag("--throttleable", opts.throttleable,
+               "jobs without min_power_w accept their GPU's minimum limit");
   app.add_flag("--no-backfill", no_backfill);
   app.add_flag("--no-preemption", no_preemption);
   app.add_option("--start", start, "simulated start time (RFC 3339)")
       ->capture_default_str();
   app.add_option("--max-sim-time", max_sim_time,
                  "stop after this much simulated time (e.g. 48h)");
+  std::string timeline_range;
+  app.add_option("--timeline-range", timeline_range,
+                 "FROM,TO simulated time the timeline (JSON, SVG) covers, "
+                 "e.g. 2h,6h (default: the whole run)");
   std::string report_path, svg_path;
   app.add_option("--report", report_path, "write the JSON report here");
   app.add_option("--svg", svg_path, "write a comparison chart (SVG) here");
@@ -206,10 +213,10 @@ int Main(int argc, char** argv) {
     auto c = ClusterFromAlibabaNodeList(node_list, layout);
     if (!c.ok()) return Fail(c.status());
     cluster = *std::move(c);
-    info.cluster_source = absl::StrCat(
-        "node list ", node_list, " (", layout.nodes_per_rack,
-        " nodes/rack, ", layout.racks_per_row, " racks/row, ",
-        layout.rows_per_hall, " rows/hall)");
+    info.cluster_source =
+        absl::StrCat("node list ", node_list, " (", layout.nodes_per_rack,
+                     " nodes/rack, ", layout.racks_per_row, " racks/row, ",
+                     layout.rows_per_hall, " rows/hall)");
   }
   if (!cap_fraction.empty()) {
     if (absl::Status s = ApplyCapFractions(cap_fraction, &cluster); !s.ok()) {
@@ -318,6 +325,19 @@ int Main(int argc, char** argv) {
     }
     opts.schedule_interval_ms = absl::ToInt64Milliseconds(d);
   }
+  if (!timeline_range.empty()) {
+    std::pair<std::string, std::string> r =
+        absl::StrSplit(timeline_range, absl::MaxSplits(',', 1));
+    absl::Duration from, to;
+    if (!absl::ParseDuration(r.first, &from) ||
+        !absl::ParseDuration(r.second, &to) || to <= from) {
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--timeline-range: \"", timeline_range,
+                       "\" is not FROM,TO durations with FROM < TO")));
+    }
+    opts.timeline_from_ms = absl::ToInt64Milliseconds(from);
+    opts.timeline_to_ms = absl::ToInt64Milliseconds(to);
+  }
   if (!max_sim_time.empty()) {
     if (!absl::ParseDuration(max_sim_time, &d) || d <= absl::ZeroDuration()) {
       return Fail(absl::InvalidArgumentError(absl::StrCat(
@@ -347,9 +367,10 @@ int Main(int argc, char** argv) {
     } else if (p == "measured") {
       kinds.push_back(PolicyKind::kMeasured);
     } else {
-      return Fail(absl::InvalidArgumentError(absl::StrCat(
-          "--policies: \"", p, "\" is not all, oblivious, allocated or "
-          "measured")));
+      return Fail(absl::InvalidArgumentError(
+          absl::StrCat("--policies: \"", p,
+                       "\" is not all, oblivious, allocated or "
+                       "measured")));
     }
   }
   info.seed = opts.seed;

@@ -108,8 +108,9 @@ absl::StatusOr<PricingFile> ParsePricingFile(absl::string_view text,
       c.set_gpu_model(std::string(w[2]));
       uint32_t gpus = 0;
       if (!absl::SimpleAtoi(w[3], &gpus) || gpus == 0) {
-        return Bad(filename, n,
-                   absl::StrCat("gpus: \"", w[3], "\" is not a positive integer"));
+        return Bad(
+            filename, n,
+            absl::StrCat("gpus: \"", w[3], "\" is not a positive integer"));
       }
       c.set_gpus(gpus);
       c.set_start_date(std::string(w[4]));

@@ -6,9 +6,9 @@
 //   # comment
 //   gpu-hour H100 on-demand 2.49
 //   gpu-hour H100 spot 0.99
-//   inference llama-70b input=0:0.60,1000000000:0.50 output=0:0.80 per-request=0.0001
-//   contract acme H100 64 2026-01-01 2027-01-01 1.80 overage=2.20
-//   tenant acme weight=2
+//   inference llama-70b input=0:0.60,1000000000:0.50 output=0:0.80
+//   per-request=0.0001 contract acme H100 64 2026-01-01 2027-01-01 1.80
+//   overage=2.20 tenant acme weight=2
 //
 // Prices are USD decimal strings as the ledger takes them (at most 6
 // decimals); they take effect at the simulation start.

@@ -129,6 +129,7 @@ std::string ReportJson(const RunInfo& info,
   j.Num("throttle_alpha", o.throttle_alpha);
   j.Num("throttle_knee", o.throttle_knee);
   j.Num("max_runtime_factor", o.max_runtime_factor);
+  j.Field("throttleable", o.throttleable ? "true" : "false");
   j.Int("measured_percentile", o.measured_percentile);
   j.Int("measured_margin_pct", o.measured_margin_pct);
   j.Close();
@@ -261,11 +262,11 @@ std::string ReportText(const RunInfo& info,
                     "  level   domains  mean meas.  mean cap   max meas.  "
                     "max/cap  s over cap   W·s over cap  ever over\n");
     for (const LevelStats& l : r.levels) {
-      absl::StrAppendFormat(&out, "  %-7s %7d  %10s  %10s  %10s  %6.3f  %10.0f  %13.4g  %9d\n",
-                            l.level, l.domains, Power(l.mean_measured_w),
-                            Power(l.mean_cap_w), Power(l.max_measured_w),
-                            l.max_measured_over_cap, l.seconds_over_cap,
-                            l.watt_seconds_over_cap, l.domains_ever_over);
+      absl::StrAppendFormat(
+          &out, "  %-7s %7d  %10s  %10s  %10s  %6.3f  %10.0f  %13.4g  %9d\n",
+          l.level, l.domains, Power(l.mean_measured_w), Power(l.mean_cap_w),
+          Power(l.max_measured_w), l.max_measured_over_cap, l.seconds_over_cap,
+          l.watt_seconds_over_cap, l.domains_ever_over);
     }
     absl::StrAppend(&out, "revenue:");
     for (const auto& [model, cents] : r.revenue_cents) {
@@ -281,7 +282,8 @@ std::string ReportText(const RunInfo& info,
       absl::StrAppend(&out, "infeasible: ", e, "\n");
     }
     absl::StrAppendFormat(
-        &out, "simulator: %.1f simulated h in %.2f s wall, %d events, %.0f "
+        &out,
+        "simulator: %.1f simulated h in %.2f s wall, %d events, %.0f "
         "events/s\n",
         r.sim_seconds / 3600, r.wall_s, r.events, r.events_per_s);
   }
@@ -307,17 +309,20 @@ std::string ReportSvg(const RunInfo& info,
       "joule-sim: %s (%d nodes, %d GPUs)</text>\n",
       left, info.workload_source, info.nodes, info.gpus);
   // Panel 1: site power over time.
-  double tmax = 1, pmax = 1;
+  double tmin = 1e300, tmax = 0, pmax = 1;
   for (const SimResult& r : results) {
     for (const TimelinePoint& p : r.timeline) {
+      tmin = std::min(tmin, p.time_s);
       tmax = std::max(tmax, p.time_s);
-      pmax = std::max({pmax, p.site_measured_w,
-                       p.site_cap_w < 1e14 ? p.site_cap_w : 0.0});
+      pmax = std::max(
+          {pmax, p.site_measured_w, p.site_cap_w < 1e14 ? p.site_cap_w : 0.0});
     }
   }
   pmax *= 1.1;
+  if (tmin > tmax) tmin = 0;
+  if (tmax <= tmin) tmax = tmin + 1;
   const double pw = W - left - right;
-  auto X = [&](double t) { return left + pw * t / tmax; };
+  auto X = [&](double t) { return left + pw * (t - tmin) / (tmax - tmin); };
   auto Y = [&](double p) { return top + ph - ph * p / pmax; };
   absl::StrAppendFormat(&s,
                         "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" "
@@ -326,12 +331,12 @@ std::string ReportSvg(const RunInfo& info,
   for (int i = 0; i <= 4; ++i) {
     const double p = pmax * i / 4;
     absl::StrAppendFormat(
-        &s,
-        "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
+        &s, "<text x=\"%.0f\" y=\"%.1f\" text-anchor=\"end\">%s</text>\n",
         left - 4, Y(p) + 4, Power(p));
-    const double t = tmax * i / 4;
+    const double t = tmin + (tmax - tmin) * i / 4;
     absl::StrAppendFormat(
-        &s, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%.0f h</text>\n",
+        &s,
+        "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%.2f h</text>\n",
         X(t), top + ph + 16, t / 3600);
   }
   absl::StrAppendFormat(&s,
@@ -345,8 +350,7 @@ std::string ReportSvg(const RunInfo& info,
       absl::StrAppendFormat(&pts, "%.1f,%.1f ", X(p.time_s),
                             Y(p.site_measured_w));
       if (p.site_cap_w < 1e14) {
-        absl::StrAppendFormat(&cap, "%.1f,%.1f ", X(p.time_s),
-                              Y(p.site_cap_w));
+        absl::StrAppendFormat(&cap, "%.1f,%.1f ", X(p.time_s), Y(p.site_cap_w));
       }
     }
     absl::StrAppendFormat(&s,
@@ -360,12 +364,10 @@ std::string ReportSvg(const RunInfo& info,
                             cap);
     }
     absl::StrAppendFormat(
-        &s,
-        "<text x=\"%.0f\" y=\"%.0f\" fill=\"%s\">%s</text>\n",
+        &s, "<text x=\"%.0f\" y=\"%.0f\" fill=\"%s\">%s</text>\n",
         W - right - 110, top + 16 + 14 * k, kColors[k % 5], r.policy);
   }
-  absl::StrAppendFormat(&s,
-                        "<text x=\"%.0f\" y=\"%.0f\">- - site cap</text>\n",
+  absl::StrAppendFormat(&s, "<text x=\"%.0f\" y=\"%.0f\">- - site cap</text>\n",
                         W - right - 110, top + 16 + 14 * results.size());
   // Panel 2: metrics relative to the largest value.
   struct Metric {
@@ -413,7 +415,8 @@ std::string ReportSvg(const RunInfo& info,
                         left, top2 - 8);
   const size_t nm = std::size(metrics);
   const double gw = pw / nm;
-  const double bw = std::min(24.0, (gw - 10) / std::max<size_t>(1, results.size()));
+  const double bw =
+      std::min(24.0, (gw - 10) / std::max<size_t>(1, results.size()));
   for (size_t m = 0; m < nm; ++m) {
     double mx = 0;
     for (const SimResult& r : results) mx = std::max(mx, metrics[m].get(r));
@@ -432,11 +435,11 @@ std::string ReportSvg(const RunInfo& info,
           x + bw / 2 + 3, top2 + ph2 - h - 3, x + bw / 2 + 3,
           top2 + ph2 - h - 3, absl::StrFormat("%.4g", v));
     }
-    absl::StrAppendFormat(
-        &s,
-        "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\" "
-        "font-size=\"10\">%s</text>\n",
-        left + gw * m + gw / 2, top2 + ph2 + 14, metrics[m].name);
+    absl::StrAppendFormat(&s,
+                          "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\" "
+                          "font-size=\"10\">%s</text>\n",
+                          left + gw * m + gw / 2, top2 + ph2 + 14,
+                          metrics[m].name);
   }
   absl::StrAppendFormat(&s,
                         "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" "

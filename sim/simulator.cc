@@ -144,9 +144,7 @@ struct Ev {
   int32_t job;
   uint32_t version;
   bool kill;
-  bool operator>(const Ev& o) const {
-    return t != o.t ? t > o.t : job > o.job;
-  }
+  bool operator>(const Ev& o) const { return t != o.t ? t > o.t : job > o.job; }
 };
 
 struct PendKey {
@@ -179,7 +177,9 @@ class Sim {
   absl::StatusOr<SimResult> Run();
 
  private:
-  absl::Time At(int64_t ms) const { return opts_.start + absl::Milliseconds(ms); }
+  absl::Time At(int64_t ms) const {
+    return opts_.start + absl::Milliseconds(ms);
+  }
   absl::Status Init();
   void IntegrateDomain(int d, int64_t now);
   void IntegrateAll(int64_t now);
@@ -314,7 +314,8 @@ absl::Status Sim::Init() {
       load = opts_.load_cdf != nullptr ? opts_.load_cdf->Sample(u01(load_rng))
                                        : opts_.default_load;
     }
-    jobs_[i].load = static_cast<float>(std::clamp(load * s.load_scale, 0.0, 1.0));
+    jobs_[i].load =
+        static_cast<float>(std::clamp(load * s.load_scale, 0.0, 1.0));
     if (i > 0 && s.submit_ms < work_.jobs[i - 1].submit_ms) {
       return absl::InvalidArgumentError("workload: jobs not sorted by submit");
     }
@@ -411,9 +412,9 @@ void Sim::PushFinish(int job) {
       j.progress_ms + static_cast<int64_t>(std::ceil(j.work_left_ms / j.speed));
   bool kill = false;
   if (opts_.max_runtime_factor > 0) {
-    const int64_t max_rt = static_cast<int64_t>(std::ceil(
-        static_cast<double>(work_.jobs[job].duration_ms) *
-        opts_.max_runtime_factor));
+    const int64_t max_rt = static_cast<int64_t>(
+        std::ceil(static_cast<double>(work_.jobs[job].duration_ms) *
+                  opts_.max_runtime_factor));
     if (finish > j.start_ms + max_rt) {
       finish = j.start_ms + max_rt;
       kill = true;
@@ -465,8 +466,8 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
   r.priority = s.priority;
   r.start_time = At(now_);
   if (opts_.max_runtime_factor > 0) {
-    r.max_runtime = absl::Milliseconds(static_cast<int64_t>(
-        std::ceil(static_cast<double>(s.duration_ms) * opts_.max_runtime_factor)));
+    r.max_runtime = absl::Milliseconds(static_cast<int64_t>(std::ceil(
+        static_cast<double>(s.duration_ms) * opts_.max_runtime_factor)));
   }
   r.shares = p.shares;
   r.gpu_model = p.gpu_model;
@@ -598,8 +599,9 @@ void Sim::SetLimit(int job, int64_t limit_mw) {
   scheduler::RunningJob& r = snap_.running[idx];
   RunExtra& x = run_[idx];
   // Bring work and energy up to now at the old limit.
-  j.work_left_ms = std::max(
-      0.0, j.work_left_ms - static_cast<double>(now_ - j.progress_ms) * j.speed);
+  j.work_left_ms =
+      std::max(0.0, j.work_left_ms -
+                        static_cast<double>(now_ - j.progress_ms) * j.speed);
   j.progress_ms = now_;
   x.energy_mwms += static_cast<uint64_t>(x.draw_mw) * x.gpus *
                    static_cast<uint64_t>(now_ - x.energy_last_ms);
@@ -676,9 +678,8 @@ void Sim::Telemetry() {
       if (w > 0) {
         x.samples.emplace_back(x.draw_mw, w);
         x.sample_ms += w;
-        while (x.samples.size() > 1 &&
-               x.sample_ms - x.samples.front().second >=
-                   opts_.measured_window_ms) {
+        while (x.samples.size() > 1 && x.sample_ms - x.samples.front().second >=
+                                           opts_.measured_window_ms) {
           x.sample_ms -= x.samples.front().second;
           x.samples.erase(x.samples.begin());
         }
@@ -807,6 +808,9 @@ void Sim::RunScheduler() {
     p.gpu_model = s.gpu_model;
     p.power_mw = s.power_mw;
     p.min_power_mw = s.min_power_mw;
+    if (p.min_power_mw == 0 && opts_.throttleable) {
+      p.min_power_mw = 1;  // clamped up to the model's minimum limit
+    }
     if (opts_.max_runtime_factor > 0) {
       p.max_runtime = absl::Milliseconds(static_cast<int64_t>(std::ceil(
           static_cast<double>(s.duration_ms) * opts_.max_runtime_factor)));
@@ -835,8 +839,7 @@ void Sim::RunScheduler() {
     jobs_[job].state = JobRt::kDone;
     ++res_.jobs_infeasible;
     if (res_.infeasible_examples.size() < 3) {
-      res_.infeasible_examples.push_back(
-          absl::StrCat(s.id, ": ", w.reason));
+      res_.infeasible_examples.push_back(absl::StrCat(s.id, ": ", w.reason));
     }
   }
   for (const scheduler::Placement& p : d.placements) {
@@ -895,7 +898,10 @@ void Sim::Tick() {
   // Timeline: mean site power over the last tick.
   const DomStats& root = dstats_[0];
   const int64_t dt = now_ - tl_last_ms_;
-  if (dt > 0) {
+  const bool in_range =
+      now_ > opts_.timeline_from_ms &&
+      (opts_.timeline_to_ms <= 0 || now_ <= opts_.timeline_to_ms);
+  if (dt > 0 && in_range) {
     tl_t_.push_back(static_cast<float>(now_ / 1000.0));
     tl_power_.push_back(static_cast<float>(
         static_cast<double>(root.energy - tl_last_energy_) / dt / 1000.0));
@@ -914,8 +920,7 @@ void Sim::Progress(bool force) {
   const auto t = std::chrono::steady_clock::now();
   if (!force && t - last_progress_ < std::chrono::seconds(2)) return;
   last_progress_ = t;
-  const double wall =
-      std::chrono::duration<double>(t - wall_start_).count();
+  const double wall = std::chrono::duration<double>(t - wall_start_).count();
   std::fprintf(stderr,
                "joule-sim [%s] sim %.1f h, %lld/%zu jobs done, %zu running, "
                "%zu pending, %.0f events/s, wall %.1f s\n",
@@ -1076,8 +1081,8 @@ void Sim::Finish(SimResult* out) {
   std::sort(sorted.begin(), sorted.end());
   const billing::Period last_period = billing::Period::Of(At(end));
   for (const std::string& t : sorted) {
-    for (billing::Period p = billing::Period::Of(opts_.start);
-         p <= last_period; p = p.Next()) {
+    for (billing::Period p = billing::Period::Of(opts_.start); p <= last_period;
+         p = p.Next()) {
       auto st = ledger_.GetStatement(t, p.ToString());
       if (!st.ok()) {
         if (billing_errors_.size() < 5) {
@@ -1097,15 +1102,16 @@ void Sim::Finish(SimResult* out) {
   r.usage_events = usage_recorded_;
   r.billing_errors = billing_errors_;
   if (billing_error_count_ > static_cast<int64_t>(billing_errors_.size())) {
-    r.billing_errors.push_back(absl::StrCat(
-        billing_error_count_ - billing_errors_.size(), " more"));
+    r.billing_errors.push_back(
+        absl::StrCat(billing_error_count_ - billing_errors_.size(), " more"));
   }
   // Timeline, averaged into at most timeline_points buckets.
   const size_t n = tl_t_.size();
   const size_t buckets =
       std::max<size_t>(1, std::min<size_t>(n, opts_.timeline_points));
   for (size_t b = 0; b < buckets && n > 0; ++b) {
-    const size_t lo = b * n / buckets, hi = std::max(lo + 1, (b + 1) * n / buckets);
+    const size_t lo = b * n / buckets,
+                 hi = std::max(lo + 1, (b + 1) * n / buckets);
     TimelinePoint p;
     for (size_t i = lo; i < hi; ++i) {
       p.site_measured_w += tl_power_[i];

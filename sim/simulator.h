@@ -38,16 +38,19 @@ struct SimOptions {
   PolicyKind policy = PolicyKind::kAllocated;
   uint64_t seed = 1;
   absl::Time start = absl::FromUnixSeconds(1767225600);  // 2026-01-01
-  int64_t tick_ms = 10'000;         // telemetry + power loop period
-  int64_t schedule_interval_ms = 0;  // scheduler period; 0 = every tick
-  uint32_t queue_window = 2'000;    // pending jobs given to Schedule per tick
-  double default_load = 0.8;        // jobs without a load (and no CDF)
+  int64_t tick_ms = 10'000;           // telemetry + power loop period
+  int64_t schedule_interval_ms = 0;   // scheduler period; 0 = every tick
+  uint32_t queue_window = 2'000;      // pending jobs given to Schedule per tick
+  double default_load = 0.8;          // jobs without a load (and no CDF)
   const LoadCdf* load_cdf = nullptr;  // samples loads when set
-  double power_noise = 0.05;        // per-tick relative load noise (uniform)
+  double power_noise = 0.05;          // per-tick relative load noise (uniform)
   double throttle_alpha = 0.4;
   double throttle_knee = 0.5;
-  double max_runtime_factor = 0;    // > 0: jobs declare and are killed at
-                                    // ceil(factor × duration)
+  double max_runtime_factor = 0;  // > 0: jobs declare and are killed at
+                                  // ceil(factor × duration)
+  // Jobs that give no min power accept throttling down to their GPU's
+  // minimum limit (else, as the policy defaults, min = their limit).
+  bool throttleable = false;
   bool backfill = true;
   bool allow_preemption = true;
   uint32_t measured_percentile = 95;
@@ -56,9 +59,11 @@ struct SimOptions {
   int64_t measured_min_ms = 5'000;
   int64_t restore_margin_permille = 50;
   absl::Duration fair_share_half_life = absl::Hours(24);
-  int64_t max_sim_ms = 0;           // 0 = run until every job is done
+  int64_t max_sim_ms = 0;  // 0 = run until every job is done
   int timeline_points = 400;
-  bool progress = false;            // progress line on stderr
+  int64_t timeline_from_ms = 0;  // timeline covers [from, to); to 0 = end
+  int64_t timeline_to_ms = 0;
+  bool progress = false;  // progress line on stderr
 };
 
 // Measured power against caps, aggregated over the domains of one level.
@@ -67,7 +72,7 @@ struct LevelStats {
   int64_t domains = 0;
   double mean_measured_w = 0;  // time-mean per domain, averaged
   double mean_cap_w = 0;
-  double max_measured_w = 0;   // highest of any domain
+  double max_measured_w = 0;         // highest of any domain
   double max_measured_over_cap = 0;  // highest measured / cap of any domain
   double seconds_over_cap = 0;       // summed over the level's domains
   double watt_seconds_over_cap = 0;
@@ -93,7 +98,7 @@ struct SimResult {
   int64_t jobs_infeasible = 0;  // dropped: can never run as specified
   std::vector<std::string> infeasible_examples;
   int64_t attempts = 0;
-  double gpu_hours_allocated = 0;  // all attempts
+  double gpu_hours_allocated = 0;       // all attempts
   double gpu_hours_completed_work = 0;  // duration × GPUs of completed jobs
   double gpu_hours_lost_to_preemption = 0;
   double makespan_s = 0;  // first submit to last job end
@@ -129,9 +134,9 @@ struct SimResult {
 struct SimInputs {
   const SimCluster* cluster = nullptr;
   const Workload* workload = nullptr;
-  const std::vector<CapEvent>* cap_events = nullptr;     // optional
-  const std::vector<v1::UsageEvent>* usage = nullptr;    // optional
-  const PricingFile* pricing = nullptr;                  // optional
+  const std::vector<CapEvent>* cap_events = nullptr;   // optional
+  const std::vector<v1::UsageEvent>* usage = nullptr;  // optional
+  const PricingFile* pricing = nullptr;                // optional
 };
 
 // Runs one policy over the inputs. Deterministic for given inputs and

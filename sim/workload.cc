@@ -103,7 +103,8 @@ void Workload::SortBySubmit() {
 void Workload::SpeedUpArrivals(double factor) {
   if (factor <= 0 || factor == 1) return;
   for (SimJobSpec& j : jobs) {
-    j.submit_ms = static_cast<int64_t>(static_cast<double>(j.submit_ms) / factor);
+    j.submit_ms =
+        static_cast<int64_t>(static_cast<double>(j.submit_ms) / factor);
   }
 }
 
@@ -124,11 +125,21 @@ absl::StatusOr<Workload> ParseCanonicalCsv(absl::string_view text,
   Lines lines(text);
   absl::string_view line;
   enum Col {
-    kId, kTenant, kSubmit, kDuration, kGpn, kNodes, kModel, kClass,
-    kPriority, kPower, kMinPower, kLoad, kNumCols
+    kId,
+    kTenant,
+    kSubmit,
+    kDuration,
+    kGpn,
+    kNodes,
+    kModel,
+    kClass,
+    kPriority,
+    kPower,
+    kMinPower,
+    kLoad,
+    kNumCols
   };
-  const std::vector<std::string> names =
-      absl::StrSplit(kCanonicalHeader, ',');
+  const std::vector<std::string> names = absl::StrSplit(kCanonicalHeader, ',');
   int pos[kNumCols];
   std::fill(pos, pos + kNumCols, -1);
   size_t width = 0;
@@ -191,9 +202,9 @@ absl::StatusOr<Workload> ParseCanonicalCsv(absl::string_view text,
         return absl::OkStatus();
       }
       if (!absl::SimpleAtoi(v, out) || *out == 0 || *out > max) {
-        return LineError(filename, n, name,
-                         absl::StrCat("\"", v, "\" is not an integer 1..",
-                                      max));
+        return LineError(
+            filename, n, name,
+            absl::StrCat("\"", v, "\" is not an integer 1..", max));
       }
       return absl::OkStatus();
     };
@@ -212,9 +223,9 @@ absl::StatusOr<Workload> ParseCanonicalCsv(absl::string_view text,
     j.cls = *cls;
     if (!get(kPriority).empty() &&
         !absl::SimpleAtoi(get(kPriority), &j.priority)) {
-      return LineError(filename, n, "priority",
-                       absl::StrCat("\"", get(kPriority),
-                                    "\" is not an integer"));
+      return LineError(
+          filename, n, "priority",
+          absl::StrCat("\"", get(kPriority), "\" is not an integer"));
     }
     for (auto [c, name, out] :
          {std::tuple{kPower, "power_w", &j.power_mw},
@@ -227,9 +238,9 @@ absl::StatusOr<Workload> ParseCanonicalCsv(absl::string_view text,
     if (!get(kLoad).empty()) {
       double l = 0;
       if (!absl::SimpleAtod(get(kLoad), &l) || !(l >= 0 && l <= 1)) {
-        return LineError(filename, n, "load",
-                         absl::StrCat("\"", get(kLoad),
-                                      "\" is not a number in [0, 1]"));
+        return LineError(
+            filename, n, "load",
+            absl::StrCat("\"", get(kLoad), "\" is not a number in [0, 1]"));
       }
       j.load = static_cast<float>(l);
     }
@@ -260,8 +271,7 @@ absl::StatusOr<Workload> ParseAlibabaOpenb(absl::string_view text,
     if (line.empty()) continue;
     if (!header) {
       if (line != kHeader) {
-        return LineError(filename, n, "header",
-                         absl::StrCat("want ", kHeader));
+        return LineError(filename, n, "header", absl::StrCat("want ", kHeader));
       }
       header = true;
       continue;
@@ -277,8 +287,8 @@ absl::StatusOr<Workload> ParseAlibabaOpenb(absl::string_view text,
       return LineError(filename, n, "num_gpu",
                        absl::StrCat("\"", c[3], "\" is not an integer 0..64"));
     }
-    if (!c[4].empty() && (!absl::SimpleAtoi(c[4], &gpu_milli) ||
-                          gpu_milli > 1000)) {
+    if (!c[4].empty() &&
+        (!absl::SimpleAtoi(c[4], &gpu_milli) || gpu_milli > 1000)) {
       return LineError(
           filename, n, "gpu_milli",
           absl::StrCat("\"", c[4], "\" is not an integer 0..1000"));
@@ -311,7 +321,8 @@ absl::StatusOr<Workload> ParseAlibabaOpenb(absl::string_view text,
     SimJobSpec j;
     j.id = std::string(c[0]);
     const std::string qos(c[6]);
-    j.tenant = w.TenantIndex(absl::StrCat("openb-", absl::AsciiStrToLower(qos)));
+    j.tenant =
+        w.TenantIndex(absl::StrCat("openb-", absl::AsciiStrToLower(qos)));
     j.submit_ms = creation;
     j.duration_ms = deletion - scheduled;
     j.gpus_per_node = num_gpu;
@@ -341,8 +352,8 @@ namespace {
 
 bool ParseSlurmTime(absl::string_view s, absl::Time* t) {
   std::string err;
-  return absl::ParseTime("%Y-%m-%dT%H:%M:%S", std::string(s), absl::UTCTimeZone(),
-                         t, &err);
+  return absl::ParseTime("%Y-%m-%dT%H:%M:%S", std::string(s),
+                         absl::UTCTimeZone(), t, &err);
 }
 
 }  // namespace
@@ -376,36 +387,36 @@ absl::StatusOr<Workload> ParseSacct(absl::string_view text,
     }
     std::vector<absl::string_view> c = absl::StrSplit(line, '|');
     if (c.size() != 10) {
-      return LineError(filename, n, "row",
-                       absl::StrCat("has ", c.size(),
-                                    " '|'-separated fields; want 10"));
+      return LineError(
+          filename, n, "row",
+          absl::StrCat("has ", c.size(), " '|'-separated fields; want 10"));
     }
     if (c[0].empty()) return LineError(filename, n, "JobID", "empty");
     if (absl::StrContains(c[0], '.')) continue;  // job step
     ++w.stats.rows;
     absl::Time submit, start, end;
     if (!ParseSlurmTime(c[3], &submit)) {
-      return LineError(filename, n, "Submit",
-                       absl::StrCat("\"", c[3],
-                                    "\" is not YYYY-MM-DDTHH:MM:SS"));
+      return LineError(
+          filename, n, "Submit",
+          absl::StrCat("\"", c[3], "\" is not YYYY-MM-DDTHH:MM:SS"));
     }
     if (c[4] == "Unknown" || c[4] == "None" || c[4].empty()) {
       w.stats.Skip("never started");
       continue;
     }
     if (!ParseSlurmTime(c[4], &start)) {
-      return LineError(filename, n, "Start",
-                       absl::StrCat("\"", c[4],
-                                    "\" is not YYYY-MM-DDTHH:MM:SS or Unknown"));
+      return LineError(
+          filename, n, "Start",
+          absl::StrCat("\"", c[4], "\" is not YYYY-MM-DDTHH:MM:SS or Unknown"));
     }
     if (c[5] == "Unknown" || c[5] == "None" || c[5].empty()) {
       w.stats.Skip("not ended");
       continue;
     }
     if (!ParseSlurmTime(c[5], &end)) {
-      return LineError(filename, n, "End",
-                       absl::StrCat("\"", c[5],
-                                    "\" is not YYYY-MM-DDTHH:MM:SS or Unknown"));
+      return LineError(
+          filename, n, "End",
+          absl::StrCat("\"", c[5], "\" is not YYYY-MM-DDTHH:MM:SS or Unknown"));
     }
     uint32_t gpus = 0, nodes = 1;
     std::string model;
@@ -423,9 +434,9 @@ absl::StatusOr<Workload> ParseSacct(absl::string_view text,
         if (!type.empty() && type[0] != ':') continue;  // gres/gpumem etc.
         uint32_t g = 0;
         if (!absl::SimpleAtoi(p.second, &g)) {
-          return LineError(filename, n, "AllocTRES",
-                           absl::StrCat(p.first, "=\"", p.second,
-                                        "\" is not an integer"));
+          return LineError(
+              filename, n, "AllocTRES",
+              absl::StrCat(p.first, "=\"", p.second, "\" is not an integer"));
         }
         if (!type.empty()) {
           model = absl::AsciiStrToUpper(type.substr(1));
@@ -484,9 +495,9 @@ absl::StatusOr<Workload> ParseSacct(absl::string_view text,
 
 // ----------------------------------------------------------- cap events ----
 
-absl::StatusOr<std::vector<CapEvent>> ParseCapEvents(absl::string_view text,
-                                                     absl::string_view filename,
-                                                     const SimCluster& cluster) {
+absl::StatusOr<std::vector<CapEvent>> ParseCapEvents(
+    absl::string_view text, absl::string_view filename,
+    const SimCluster& cluster) {
   absl::flat_hash_map<std::string, int> index;
   for (size_t i = 0; i < cluster.domains.size(); ++i) {
     index[cluster.domains[i].name] = static_cast<int>(i);
@@ -598,8 +609,8 @@ double LoadCdf::Sample(double u) const {
   const auto& hi = *it;
   const auto& lo = *(it - 1);
   if (hi.first <= lo.first) return hi.second;
-  return lo.second + (hi.second - lo.second) * (u - lo.first) /
-                         (hi.first - lo.first);
+  return lo.second +
+         (hi.second - lo.second) * (u - lo.first) / (hi.first - lo.first);
 }
 
 double LoadCdf::Mean() const {
@@ -622,8 +633,8 @@ Workload SyntheticWorkload(int64_t jobs, int64_t total_gpus,
   w.jobs.reserve(jobs);
   // Mean GPU-seconds per job, to size the arrival rate.
   const double log_lo = std::log(60.0), log_hi = std::log(8 * 3600.0);
-  const double mean_duration = (std::exp(log_hi) - std::exp(log_lo)) /
-                               (log_hi - log_lo);
+  const double mean_duration =
+      (std::exp(log_hi) - std::exp(log_lo)) / (log_hi - log_lo);
   static constexpr uint32_t kShapes[] = {1, 1, 1, 2, 2, 4, 8, 8};
   double mean_gpus = 0;
   for (uint32_t s : kShapes) mean_gpus += std::min(s, gpus_per_node);
@@ -644,8 +655,8 @@ Workload SyntheticWorkload(int64_t jobs, int64_t total_gpus,
       j.gpus_per_node = gpus_per_node;
       j.nodes = 2 + static_cast<uint32_t>(rng() % 15);
     } else {
-      j.gpus_per_node = std::min(kShapes[rng() % std::size(kShapes)],
-                                 gpus_per_node);
+      j.gpus_per_node =
+          std::min(kShapes[rng() % std::size(kShapes)], gpus_per_node);
     }
     const double c = u01(rng);
     j.cls = c < 0.1   ? ServiceClass::kReserved

@@ -205,11 +205,17 @@ TEST_F(SchedulerE2E, LoweredCapThrottlesThenPreemptsSpot) {
   const v1::Job od_job = Job(od);
   EXPECT_EQ(od_job.state(), v1::JOB_STATE_RUNNING);
   EXPECT_EQ(od_job.allocations(0).power_limit_mw(), 300'000);
-  v1::Node n1;
-  cluster_->CtlJson({"node", "show", "n1"}, &n1);
-  for (const auto& g : n1.gpus()) {
-    if (g.job_id() == od) EXPECT_EQ(g.power_limit_mw(), 300'000);
-  }
+  // The agent applied the limit: its next report shows 300 W on the job's
+  // four GPUs.
+  ASSERT_TRUE(WaitFor([&] {
+    v1::Node n1;
+    cluster_->CtlJson({"node", "show", "n1"}, &n1);
+    int at_300 = 0;
+    for (const auto& g : n1.gpus()) {
+      at_300 += g.job_id() == od && g.power_limit_mw() == 300'000;
+    }
+    return at_300 == 4;
+  }));
   // The preempted spot job keeps its id and history and waits.
   const v1::Job spot_job = Job(spot);
   bool saw_preempted = false;

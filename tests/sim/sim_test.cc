@@ -66,9 +66,9 @@ const LevelStats& Level(const SimResult& r, const std::string& level) {
 // 100..200 s. Measured = 2 × 700 + one idle GPU 70 W = 1,470 W <= cap.
 TEST(SimScenario, CapAdmitsExactlyTwoJobs) {
   const SimCluster c = OneRack(3, 1, 1500 * kW);
-  const Workload w = Csv(
-      "job_id,tenant,submit_time_s,duration_s,gpus_per_node,load\n"
-      "A,t,0,100,1,1\nB,t,0,100,1,1\nC,t,0,100,1,1\n");
+  const Workload w =
+      Csv("job_id,tenant,submit_time_s,duration_s,gpus_per_node,load\n"
+          "A,t,0,100,1,1\nB,t,0,100,1,1\nC,t,0,100,1,1\n");
   SimInputs in{&c, &w};
   auto r = Simulate(in, Exact(PolicyKind::kAllocated));
   ASSERT_TRUE(r.ok()) << r.status();
@@ -102,12 +102,12 @@ TEST(SimScenario, CapAdmitsExactlyTwoJobs) {
 // B restarts from scratch at the 110 s tick and ends at 210 s.
 TEST(SimScenario, CapCutThrottlesThenPreempts) {
   SimCluster c = OneRack(2, 1, 10'000 * kW);
-  const Workload w = Csv(
-      "job_id,tenant,submit_time_s,duration_s,class,min_power_w,load\n"
-      "A,t,0,100,on-demand,400,1\n"
-      "B,t,0,100,spot,700,1\n");
-  auto caps = ParseCapEvents("time_s,domain,new_cap\n50,rack-a,900W\n",
-                             "caps.csv", c);
+  const Workload w =
+      Csv("job_id,tenant,submit_time_s,duration_s,class,min_power_w,load\n"
+          "A,t,0,100,on-demand,400,1\n"
+          "B,t,0,100,spot,700,1\n");
+  auto caps =
+      ParseCapEvents("time_s,domain,new_cap\n50,rack-a,900W\n", "caps.csv", c);
   ASSERT_TRUE(caps.ok()) << caps.status();
   SimInputs in{&c, &w, &*caps};
   auto r = Simulate(in, Exact(PolicyKind::kAllocated));
@@ -176,8 +176,8 @@ TEST(SimScenario, InferenceUsageIsBilled) {
       "2026-01-01T00:00:30Z,acme,llama,1,2000000,1000000,k1\n",
       "usage.csv");
   ASSERT_TRUE(usage.ok()) << usage.status();
-  auto pricing = ParsePricingFile(
-      "inference llama input=0:0.50 output=0:1.50\n", "p.txt");
+  auto pricing =
+      ParsePricingFile("inference llama input=0:0.50 output=0:1.50\n", "p.txt");
   ASSERT_TRUE(pricing.ok()) << pricing.status();
   SimInputs in{&c, &w, nullptr, &*usage, &*pricing};
   auto r = Simulate(in, Exact(PolicyKind::kAllocated));
@@ -217,9 +217,16 @@ TEST(SimDeterminism, SameSeedSameReport) {
 
 // ------------------------------------------------------------ importers ----
 
+// JOULE_SHARED_DATA, else the build's default (tests/CMakeLists.txt), else
+// ../shared/data from the working directory.
 std::string SharedData(const std::string& file) {
   const char* env = std::getenv("JOULE_SHARED_DATA");
-  return absl::StrCat(env != nullptr ? env : "../shared/data", "/", file);
+#ifdef JOULE_DEFAULT_SHARED_DATA
+  const char* def = JOULE_DEFAULT_SHARED_DATA;
+#else
+  const char* def = "../shared/data";
+#endif
+  return absl::StrCat(env != nullptr ? env : def, "/", file);
 }
 
 // The first `n` lines of a file, or "" when it is not there.
@@ -267,8 +274,8 @@ TEST(SimImport, AlibabaNodeListWholeFile) {
 }
 
 TEST(SimImport, AcmePowerCdf) {
-  const std::string text = Head(SharedData("acme_gpu_power_cdf_seren.csv"),
-                                2000);
+  const std::string text =
+      Head(SharedData("acme_gpu_power_cdf_seren.csv"), 2000);
   if (text.empty()) GTEST_SKIP() << "shared data not available";
   auto cdf = LoadCdf::Parse(text, "cdf.csv", 400 * kW, 50 * kW);
   ASSERT_TRUE(cdf.ok()) << cdf.status();
@@ -303,8 +310,8 @@ TEST(SimImport, CanonicalDefaultsAndErrors) {
       "job_id,submit_time_s,duration_s\na,0,10\nb,zero,10\n", "jobs.csv");
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("jobs.csv:3: submit_time_s"));
-  bad = ParseCanonicalCsv("job_id,submit_time_s,duration_s,class\na,0,10,gold\n",
-                          "jobs.csv");
+  bad = ParseCanonicalCsv(
+      "job_id,submit_time_s,duration_s,class\na,0,10,gold\n", "jobs.csv");
   EXPECT_THAT(bad.status().message(), HasSubstr("jobs.csv:2: class"));
   bad = ParseCanonicalCsv("submit_time_s,duration_s\n1,2,3\n", "jobs.csv");
   EXPECT_THAT(bad.status().message(), HasSubstr("jobs.csv:2: row"));
@@ -317,8 +324,9 @@ TEST(SimImport, AlibabaMalformedRows) {
       "name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,"
       "creation_time,deletion_time,scheduled_time\n";
   auto bad = ParseAlibabaOpenb(
-      header + "p0,1,1,1,1000,,LS,Running,0,10,0\np1,1,1,x,1000,,LS,Running,0,"
-               "10,0\n",
+      header +
+          "p0,1,1,1,1000,,LS,Running,0,10,0\np1,1,1,x,1000,,LS,Running,0,"
+          "10,0\n",
       "pods.csv");
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(), HasSubstr("pods.csv:3: num_gpu"));
@@ -328,8 +336,9 @@ TEST(SimImport, AlibabaMalformedRows) {
   EXPECT_THAT(bad.status().message(), HasSubstr("pods.csv:1: header"));
   // Pending, CPU-only and zero-length pods are skipped and counted.
   auto ok = ParseAlibabaOpenb(
-      header + "p0,1,1,1,1000,,BE,Pending,0,10,\np1,1,1,0,0,,LS,Running,0,10,0\n"
-               "p2,1,1,2,1000,,BE,Running,5,5,5\np3,1,1,4,1000,,BE,Failed,1,9,2\n",
+      header +
+          "p0,1,1,1,1000,,BE,Pending,0,10,\np1,1,1,0,0,,LS,Running,0,10,0\n"
+          "p2,1,1,2,1000,,BE,Running,5,5,5\np3,1,1,4,1000,,BE,Failed,1,9,2\n",
       "pods.csv");
   ASSERT_TRUE(ok.ok()) << ok.status();
   ASSERT_EQ(ok->jobs.size(), 1u);
@@ -394,8 +403,8 @@ TEST(SimImport, Sacct) {
 
 TEST(SimImport, CapEventsUsageAndPricingErrors) {
   const SimCluster c = OneRack(1, 8, kUnlimitedMw);
-  auto e = ParseCapEvents("time_s,domain,new_cap\n10,rack-a,5kW\n20,rack-z,1kW\n",
-                          "caps.csv", c);
+  auto e = ParseCapEvents(
+      "time_s,domain,new_cap\n10,rack-a,5kW\n20,rack-z,1kW\n", "caps.csv", c);
   ASSERT_FALSE(e.ok());
   EXPECT_THAT(e.status().message(), HasSubstr("caps.csv:3: domain"));
   e = ParseCapEvents("10,rack-a,lots\n", "caps.csv", c);
