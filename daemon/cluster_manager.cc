@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -341,6 +342,20 @@ const config::GpuModel* ClusterManager::GpuModelLocked(
   return options_.config.FindGpuModel(model);
 }
 
+int64_t ClusterManager::IdleMwLocked(const std::string& model) const {
+  if (const config::GpuModel* m = GpuModelLocked(model);
+      m != nullptr && m->idle_mw > 0) {
+    return m->idle_mw;
+  }
+  // Not configured: a tenth of the default limit, as idle GPUs draw.
+  for (const auto& [name, n] : nodes_) {
+    if (!n.gpus.empty() && n.gpus[0].info.model() == model) {
+      return n.gpus[0].info.default_power_limit_mw() / 10;
+    }
+  }
+  return 0;
+}
+
 void ClusterManager::UpdateNodeMeasuredLocked(NodeRt& n) {
   int64_t total = n.node.base_power_mw();
   for (const Gpu& g : n.gpus) {
@@ -352,8 +367,7 @@ void ClusterManager::UpdateNodeMeasuredLocked(NodeRt& n) {
       auto it = jobs_.find(job_id);
       if (it != jobs_.end() &&
           it->second.job.stopping_to() != v1::JOB_STATE_UNSPECIFIED) {
-        const config::GpuModel* m = GpuModelLocked(g.info.model());
-        p = std::min(p, m != nullptr ? m->idle_mw : p);
+        p = std::min(p, IdleMwLocked(g.info.model()));
       }
     }
     total += p;
@@ -392,7 +406,15 @@ std::vector<int64_t> ClusterManager::DomainCommittedLocked() const {
   auto add = [&](int leaf, int64_t mw) {
     for (int d = leaf; d >= 0; d = domains_[d].parent) committed[d] += mw;
   };
-  for (const auto& [name, n] : nodes_) add(n.leaf, n.node.base_power_mw());
+  // Every node draws its base power, and its free GPUs their idle power;
+  // allocated GPUs count at their job's committed power.
+  for (const auto& [name, n] : nodes_) {
+    int64_t mw = n.node.base_power_mw();
+    for (const Gpu& g : n.gpus) {
+      if (g.job_key.empty()) mw += IdleMwLocked(g.info.model());
+    }
+    add(n.leaf, mw);
+  }
   for (const std::string& id : active_) {
     const JobRt& j = jobs_.at(id);
     if (j.job.state() == v1::JOB_STATE_PENDING) continue;
@@ -473,6 +495,16 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
                                  g.min_power_limit_mw(),
                                  g.max_power_limit_mw()});
     }
+  }
+  // Free GPUs count at idle in committed power (DomainCommittedLocked), so
+  // what a job adds where it lands is, per GPU, its limit minus idle. The
+  // policy therefore works with limits as increments over idle; ScheduleOnce
+  // adds idle back to what it decides.
+  for (scheduler::GpuModelSpec& spec : snap.gpu_models) {
+    const int64_t idle = IdleMwLocked(spec.name);
+    spec.tdp_mw = std::max<int64_t>(0, spec.tdp_mw - idle);
+    spec.min_limit_mw = std::max<int64_t>(0, spec.min_limit_mw - idle);
+    spec.max_limit_mw = std::max<int64_t>(0, spec.max_limit_mw - idle);
   }
   const std::vector<int64_t> committed = DomainCommittedLocked();
   for (size_t i = 0; i < domains_.size(); ++i) {
@@ -948,11 +980,8 @@ v1::JobAttempt ClusterManager::EndAttemptLocked(JobRt& j, absl::Time end,
         // The last report still shows the job's draw; until the next one,
         // count the GPU as idle so the power loop does not act on stale
         // numbers.
-        const config::GpuModel* m = GpuModelLocked(gpu.info.model());
-        const int64_t idle = m != nullptr && m->idle_mw > 0
-                                 ? m->idle_mw
-                                 : gpu.info.default_power_limit_mw() / 10;
-        gpu.status.set_power_mw(std::min(gpu.status.power_mw(), idle));
+        gpu.status.set_power_mw(
+            std::min(gpu.status.power_mw(), IdleMwLocked(gpu.info.model())));
       }
     }
     UpdateNodeMeasuredLocked(it->second);
@@ -1637,6 +1666,8 @@ void ClusterManager::ScheduleOnce() {
   // what the decision relied on still holds.
   std::vector<scheduler::PendingJob> pending;
   scheduler::ClusterSnapshot snap;
+  // Per job given an explicit power: what was taken off it (see below).
+  absl::flat_hash_map<std::string, int64_t> idle_offsets;
   {
     absl::MutexLock lock(&mu_);
     wake_ = false;
@@ -1653,8 +1684,26 @@ void ClusterManager::ScheduleOnce() {
       p.gpus_per_node = s.gpus_per_node();
       p.nodes = std::max<uint32_t>(1, s.nodes());
       p.gpu_model = s.gpu_model();
-      p.power_mw = s.power_limit_mw();
-      p.min_power_mw = s.min_power_limit_mw();
+      // Limits as increments over idle (see SnapshotLocked); a job of any
+      // model is offset by the smallest idle among the models.
+      int64_t offset = 0;
+      if (!s.gpu_model().empty()) {
+        offset = IdleMwLocked(s.gpu_model());
+      } else {
+        offset = std::numeric_limits<int64_t>::max();
+        for (const config::GpuModel& m : options_.config.gpu_models) {
+          offset = std::min(offset, IdleMwLocked(m.name));
+        }
+        if (offset == std::numeric_limits<int64_t>::max()) offset = 0;
+      }
+      if (s.power_limit_mw() > 0) {
+        p.power_mw = std::max<int64_t>(1, s.power_limit_mw() - offset);
+        idle_offsets[id] = offset;
+      }
+      if (s.min_power_limit_mw() > 0) {
+        p.min_power_mw = std::max<int64_t>(1, s.min_power_limit_mw() - offset);
+        idle_offsets[id] = offset;
+      }
       p.max_runtime = FromProtoDuration(s.max_runtime());
       pending.push_back(std::move(p));
     }
@@ -1714,23 +1763,28 @@ void ClusterManager::ScheduleOnce() {
       continue;
     }
     v1::Job& job = j->job;
+    // Back from increments over idle to real per-GPU limits.
+    auto off = idle_offsets.find(p.job_id);
+    const int64_t offset =
+        off != idle_offsets.end() ? off->second : IdleMwLocked(p.gpu_model);
+    const int64_t limit_mw = p.power_limit_mw + offset;
     job.set_attempt(job.attempt() + 1);
     job.set_effective_class(FromPolicyClass(p.effective_class));
     job.set_gpu_model(p.gpu_model);
-    job.set_power_limit_mw(p.power_limit_mw);
-    job.set_min_power_limit_mw(p.min_power_mw);
+    job.set_power_limit_mw(limit_mw);
+    job.set_min_power_limit_mw(std::min(limit_mw, p.min_power_mw + offset));
     job.clear_allocations();
     const std::string key = AttemptKey(job.id(), job.attempt());
     for (const scheduler::JobShare& share : p.shares) {
       const std::string& node_name = snap.nodes[share.node].name;
       v1::Allocation* al = job.add_allocations();
       al->set_node(node_name);
-      al->set_power_limit_mw(p.power_limit_mw);
+      al->set_power_limit_mw(limit_mw);
       NodeRt& n = nodes_.at(node_name);
       for (uint32_t g : share.gpus) {
         al->add_gpu_indices(g);
         n.gpus[g].job_key = key;
-        n.gpus[g].commanded_mw = p.power_limit_mw;
+        n.gpus[g].commanded_mw = limit_mw;
       }
       UpdateNodeMeasuredLocked(n);
     }

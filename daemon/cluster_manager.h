@@ -239,6 +239,10 @@ class ClusterManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const config::GpuModel* GpuModelLocked(const std::string& model) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Idle draw of one GPU of `model`: the config's idle_power, else a tenth
+  // of the default limit the agents report.
+  int64_t IdleMwLocked(const std::string& model) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void NotifyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { wake_ = true; }
   void UpdateNodeMeasuredLocked(NodeRt& n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   JobRt* FindJobLocked(const std::string& id)

@@ -828,9 +828,11 @@ TEST(ClusterManagerAgentTest, RestartedAgentKeepsJobsItStillRunsAndStopsStale) {
 
 // ============================================================ 4. placement ==
 //
-// rack-a cap 15 kW, n1..n3 registered: base 3 × 1 kW = 3 kW. An 8-GPU job
-// at 700 W commits 5.6 kW: two fit (3 + 2 × 5.6 = 14.2 kW ≤ 15 kW), a third
-// does not (14.2 + 5.6 = 19.8 kW > 15 kW) although n3's 8 GPUs are free.
+// rack-a cap 15 kW, n1..n3 registered: base 3 × 1 kW = 3 kW, plus 24 free
+// GPUs idle at 70 W = 1.68 kW: 4.68 kW committed. An 8-GPU job at 700 W adds
+// 8 × (700 − 70) W = 5.04 kW: two fit (4.68 + 2 × 5.04 = 14.76 kW ≤ 15 kW),
+// a third does not (14.76 + 5.04 = 19.8 kW > 15 kW) although n3's 8 GPUs
+// are free.
 
 TEST(ClusterManagerPlacementTest, RackCapAdmitsTwoOfThreeThenTheThird) {
   TestCluster t({.rack_a_cap = "15kW"});
@@ -852,10 +854,10 @@ TEST(ClusterManagerPlacementTest, RackCapAdmitsTwoOfThreeThenTheThird) {
   const v1::Job waiting = t.Job(c);
   EXPECT_EQ(waiting.state(), v1::JOB_STATE_PENDING);
   EXPECT_THAT(waiting.reason(), HasSubstr("rack-a"));
-  EXPECT_THAT(waiting.reason(), HasSubstr("14.2 kW"));  // committed
-  EXPECT_THAT(waiting.reason(), HasSubstr("5.60 kW"));  // needed
+  EXPECT_THAT(waiting.reason(), HasSubstr("14.8 kW"));  // committed
+  EXPECT_THAT(waiting.reason(), HasSubstr("5.04 kW"));  // needed
   EXPECT_THAT(waiting.reason(), HasSubstr("15.0 kW"));  // cap
-  EXPECT_EQ(t.Domain("rack-a").committed_mw(), 14'200 * kW);
+  EXPECT_EQ(t.Domain("rack-a").committed_mw(), 14'760 * kW);
 
   t.StartAll();
   t.cm().ScheduleOnce();  // still no room

@@ -18,9 +18,9 @@ namespace joule::e2e {
 namespace {
 
 // One rack rk1 (cap 15 kW) under row r1 under the site. Node base power
-// 1 kW; H100 at 700 W. Three nodes: 3 kW base + two 8-GPU jobs
-// (2 × 8 × 700 W = 11.2 kW) = 14.2 kW <= 15 kW; a third job would make it
-// 19.8 kW > 15 kW.
+// 1 kW; H100 at 700 W, idle 70 W. Three nodes: 3 kW base + 24 idle GPUs
+// (1.68 kW) = 4.68 kW committed; an 8-GPU job adds 8 × (700 − 70) W =
+// 5.04 kW. Two jobs: 14.76 kW <= 15 kW; a third would make it 19.8 kW.
 std::string Config(int nodes, const std::string& rack_cap) {
   std::string c =
       "gpu_model { name: \"H100\" tdp: \"700W\" min_power_limit: \"200W\" "
@@ -106,16 +106,16 @@ TEST_F(SchedulerE2E, RackCapAdmitsTwoOfThreeThenTheThird) {
     return InState(a, v1::JOB_STATE_RUNNING) &&
            InState(b, v1::JOB_STATE_RUNNING);
   }));
-  // committed 3 kW + 11.2 kW = 14.2 kW; + 5.6 kW needed > 15 kW.
+  // committed 4.68 kW + 2 × 5.04 kW = 14.76 kW; + 5.04 kW needed > 15 kW.
   const v1::Job waiting = Job(c);
   EXPECT_EQ(waiting.state(), v1::JOB_STATE_PENDING);
   EXPECT_TRUE(
       absl::StrContains(waiting.reason(),
-                        "rack rk1 power 14.2 kW committed + 5.60 kW needed > "
+                        "rack rk1 power 14.8 kW committed + 5.04 kW needed > "
                         "cap 15.0 kW"))
       << waiting.reason();
   v1::PowerDomain rk1 = Domain("rk1");
-  EXPECT_EQ(rk1.committed_mw(), 14'200'000);
+  EXPECT_EQ(rk1.committed_mw(), 14'760'000);
   EXPECT_LE(rk1.committed_mw(), rk1.cap_mw());
   // When a finishes, c starts and succeeds.
   ASSERT_TRUE(WaitFor([&] { return InState(c, v1::JOB_STATE_SUCCEEDED); },
@@ -236,7 +236,8 @@ TEST_F(SchedulerE2E, LoweredCapThrottlesThenPreemptsSpot) {
 
 TEST_F(SchedulerE2E, DaemonCrashKeepsEveryJobAndState) {
   Start(2, "10kW");
-  // 2 kW base; one 8-GPU job: 7.6 kW; a second would need 13.2 kW > 10 kW.
+  // 2 kW base + 16 idle GPUs (1.12 kW); one 8-GPU job adds 5.04 kW:
+  // 8.16 kW; a second would make it 13.2 kW > 10 kW.
   const std::string done =
       Submit({"--tenant", "acme", "--gpus", "1", "--", "true"});
   ASSERT_TRUE(WaitFor([&] { return InState(done, v1::JOB_STATE_SUCCEEDED); }));
