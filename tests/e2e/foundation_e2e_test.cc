@@ -2,6 +2,7 @@
 #include <signal.h>
 
 #include "absl/strings/match.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "joule/v1/joule.grpc.pb.h"
@@ -90,6 +91,75 @@ TEST(FoundationE2E, AgentsReportLiveAndSurviveDaemonCrash) {
   // SIGTERM stops the daemon gracefully (exit 0).
   c.daemon()->Signal(SIGTERM);
   EXPECT_EQ(c.daemon()->Wait(), 0) << c.daemon()->Log();
+}
+
+// Standard tools talk to jouled: the gRPC health service and server
+// reflection answer. The messages are encoded by hand (no .proto needed):
+// HealthCheckRequest{service: ""} is empty; HealthCheckResponse{status:
+// SERVING} is field 1 = 1 (0x08 0x01); ServerReflectionRequest{list_services:
+// ""} is field 7, empty string (0x3a 0x00).
+TEST(FoundationE2E, HealthAndReflectionAnswer) {
+  Cluster c;
+  c.StartDaemon();
+  auto channel =
+      grpc::CreateChannel(c.server(), grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::CompletionQueue cq;
+  void* tag = nullptr;
+  bool ok = false;
+
+  {
+    grpc::ClientContext ctx;
+    grpc::Slice empty("", 0);
+    grpc::ByteBuffer req(&empty, 1), resp;
+    auto call =
+        stub.PrepareUnaryCall(&ctx, "/grpc.health.v1.Health/Check", req, &cq);
+    call->StartCall();
+    grpc::Status status;
+    call->Finish(&resp, &status, reinterpret_cast<void*>(1));
+    ASSERT_TRUE(cq.Next(&tag, &ok));
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    std::vector<grpc::Slice> slices;
+    ASSERT_TRUE(resp.Dump(&slices).ok());
+    std::string bytes;
+    for (const auto& sl : slices) {
+      bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+    }
+    EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // SERVING
+  }
+  {
+    grpc::ClientContext ctx;
+    auto rw = stub.PrepareCall(
+        &ctx, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        &cq);
+    rw->StartCall(reinterpret_cast<void*>(1));
+    ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+    const char list[] = {0x3a, 0x00};
+    grpc::Slice s(list, 2);
+    grpc::ByteBuffer req(&s, 1), resp;
+    rw->Write(req, reinterpret_cast<void*>(2));
+    ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+    rw->Read(&resp, reinterpret_cast<void*>(3));
+    ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
+    std::vector<grpc::Slice> slices;
+    ASSERT_TRUE(resp.Dump(&slices).ok());
+    std::string bytes;
+    for (const auto& sl : slices) {
+      bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+    }
+    for (const char* svc : {"joule.v1.AgentService", "joule.v1.JobService",
+                            "joule.v1.AdminService", "joule.v1.BillingService",
+                            "grpc.health.v1.Health"}) {
+      EXPECT_TRUE(absl::StrContains(bytes, svc)) << svc;
+    }
+    ctx.TryCancel();
+    grpc::Status status;
+    rw->Finish(&status, reinterpret_cast<void*>(4));
+    cq.Next(&tag, &ok);
+  }
+  cq.Shutdown();
+  while (cq.Next(&tag, &ok)) {
+  }
 }
 
 class BadInputE2E : public ::testing::Test {
