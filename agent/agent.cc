@@ -90,18 +90,24 @@ v1::NodeReport Agent::BuildReport() {
   if (sample.ok()) {
     for (auto& g : *sample) *report.add_gpus() = std::move(g);
   }
+  for (auto& j : RunningJobs()) *report.add_jobs() = std::move(j);
+  return report;
+}
+
+std::vector<v1::RunningJob> Agent::RunningJobs() {
   absl::MutexLock lock(&mu_);
+  std::vector<v1::RunningJob> out;
   for (const RunningProcess& p : runner_->Running()) {
-    v1::RunningJob* j = report.add_jobs();
-    j->set_job_id(p.job_id);
-    j->set_attempt(p.attempt);
-    j->set_pid(p.pid);
+    v1::RunningJob& j = out.emplace_back();
+    j.set_job_id(p.job_id);
+    j.set_attempt(p.attempt);
+    j.set_pid(p.pid);
     auto it = job_gpus_.find(Key(p.job_id, p.attempt));
     if (it != job_gpus_.end()) {
-      for (uint32_t g : it->second.gpus) j->add_gpu_indices(g);
+      for (uint32_t g : it->second.gpus) j.add_gpu_indices(g);
     }
   }
-  return report;
+  return out;
 }
 
 bool Agent::Send(const v1::AgentMessage& msg) {
@@ -121,19 +127,7 @@ void Agent::Session(bool* connected) {
   reg.set_gpu_backend(backend_->Name());
   reg.set_agent_version("0.1.0");
   for (const auto& g : backend_->Discover()) *reg.add_gpus() = g;
-  {
-    absl::MutexLock lock(&mu_);
-    for (const RunningProcess& p : runner_->Running()) {
-      v1::RunningJob* j = reg.add_running_jobs();
-      j->set_job_id(p.job_id);
-      j->set_attempt(p.attempt);
-      j->set_pid(p.pid);
-      auto it = job_gpus_.find(Key(p.job_id, p.attempt));
-      if (it != job_gpus_.end()) {
-        for (uint32_t g : it->second.gpus) j->add_gpu_indices(g);
-      }
-    }
-  }
+  for (auto& j : RunningJobs()) *reg.add_running_jobs() = std::move(j);
   v1::RegisterResponse reg_resp;
   {
     grpc::ClientContext ctx;

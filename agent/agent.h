@@ -65,6 +65,8 @@ class Agent {
   // Writes to the current stream, if any. Returns false if not sent.
   bool Send(const v1::AgentMessage& msg);
   v1::NodeReport BuildReport();
+  // The attempts running here, with their GPUs.
+  std::vector<v1::RunningJob> RunningJobs();
   uint64_t EnergyOf(const std::vector<uint32_t>& gpus);
 
   const AgentOptions options_;

@@ -93,6 +93,16 @@ TEST(FoundationE2E, AgentsReportLiveAndSurviveDaemonCrash) {
   EXPECT_EQ(c.daemon()->Wait(), 0) << c.daemon()->Log();
 }
 
+std::string Bytes(const grpc::ByteBuffer& buffer) {
+  std::vector<grpc::Slice> slices;
+  EXPECT_TRUE(buffer.Dump(&slices).ok());
+  std::string bytes;
+  for (const auto& sl : slices) {
+    bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
+  }
+  return bytes;
+}
+
 // Standard tools talk to jouled: the gRPC health service and server
 // reflection answer. The messages are encoded by hand (no .proto needed):
 // HealthCheckRequest{service: ""} is empty; HealthCheckResponse{status:
@@ -119,12 +129,7 @@ TEST(FoundationE2E, HealthAndReflectionAnswer) {
     call->Finish(&resp, &status, reinterpret_cast<void*>(1));
     ASSERT_TRUE(cq.Next(&tag, &ok));
     ASSERT_TRUE(status.ok()) << status.error_message();
-    std::vector<grpc::Slice> slices;
-    ASSERT_TRUE(resp.Dump(&slices).ok());
-    std::string bytes;
-    for (const auto& sl : slices) {
-      bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
-    }
+    const std::string bytes = Bytes(resp);
     EXPECT_EQ(bytes, std::string("\x08\x01", 2));  // SERVING
   }
   {
@@ -141,12 +146,7 @@ TEST(FoundationE2E, HealthAndReflectionAnswer) {
     ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
     rw->Read(&resp, reinterpret_cast<void*>(3));
     ASSERT_TRUE(cq.Next(&tag, &ok) && ok);
-    std::vector<grpc::Slice> slices;
-    ASSERT_TRUE(resp.Dump(&slices).ok());
-    std::string bytes;
-    for (const auto& sl : slices) {
-      bytes.append(reinterpret_cast<const char*>(sl.begin()), sl.size());
-    }
+    const std::string bytes = Bytes(resp);
     for (const char* svc : {"joule.v1.AgentService", "joule.v1.JobService",
                             "joule.v1.AdminService", "joule.v1.BillingService",
                             "grpc.health.v1.Health"}) {
