@@ -69,8 +69,8 @@ sleep 2
 ctl job list
 ctl power tree
 
-step "demand response: row-1 cut to 17 kW (throttle first, then preempt spot)"
-ctl power set-cap row-1 17kW --reason "utility demand-response event"
+step "demand response: row-1 cut to 19 kW (throttle first, then preempt spot)"
+ctl power set-cap row-1 19kW --reason "utility demand-response event"
 sleep 2
 ctl power tree
 ctl events --since 1m --kind throttle
