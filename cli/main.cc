@@ -705,6 +705,8 @@ int main(int argc, char** argv) {
   using namespace joule::cli;
   CLI::App app{"joulectl: Joule's CLI for tenants and operators"};
   app.require_subcommand(1);
+  // Global options (-o, --server, ...) are accepted after the command too.
+  app.fallthrough();
   Globals g;
   const char* env_server = std::getenv("JOULE_SERVER");
   g.server =
