@@ -157,9 +157,20 @@ absl::StatusOr<SimCluster> ClusterFromConfig(const config::ClusterConfig& cfg,
     sm.idle_mw = m.idle_mw > 0 ? m.idle_mw
                  : have        ? known.idle_mw
                                : m.tdp_mw / 10;
+    // As ClusterManager::IdleMwLocked: the configured idle power, else (set
+    // below) a tenth of the default limit, which agents report as TDP.
+    sm.accounted_idle_mw = m.idle_mw > 0 ? m.idle_mw : 0;
     c.models.push_back(sm);
   }
+  const size_t listed = c.models.size();
   ASSIGN_OR_RETURN(const int model, AddModel(&c, gpu_model));
+  if (static_cast<size_t>(model) >= listed) {
+    // Not in the config: the daemon takes it as the agents report it.
+    c.models[model].listed = false;
+    c.models[model].accounted_idle_mw = c.models[model].tdp_mw / 10;
+  } else if (cfg.gpu_models[model].idle_mw <= 0) {
+    c.models[model].accounted_idle_mw = c.models[model].tdp_mw / 10;
+  }
   absl::flat_hash_map<std::string, int> index;
   for (const config::Domain& d : cfg.domains) {
     SimDomain sd;

@@ -22,7 +22,19 @@ struct SimGpuModel {
   int64_t tdp_mw = 0;
   int64_t min_limit_mw = 0;
   int64_t max_limit_mw = 0;
-  int64_t idle_mw = 0;
+  int64_t idle_mw = 0;  // what a free GPU draws
+  // The idle power the daemon's accounting assumes for the model
+  // (ClusterManager::IdleMwLocked): the config's idle_power, else a tenth of
+  // the default limit the agents report (TDP), else 0 for a model no node
+  // has. -1 = idle_mw (the config lists the model with its idle power).
+  int64_t accounted_idle_mw = -1;
+  // Whether the daemon's config lists the model: a job of any model is
+  // offset by the smallest accounted idle among the listed models.
+  bool listed = true;
+
+  int64_t AccountedIdleMw() const {
+    return accounted_idle_mw >= 0 ? accounted_idle_mw : idle_mw;
+  }
 };
 
 struct SimDomain {

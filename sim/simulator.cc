@@ -185,6 +185,7 @@ class Sim {
   void IntegrateAll(int64_t now);
   void AddNodePower(int node, int64_t dmeasured, int64_t dcommitted);
   int64_t MeasuredCommitted(const RunExtra& x, int64_t limit) const;
+  int64_t IdleOffset(int job, bool* explicit_power) const;
   void PushFinish(int job);
   void Arrive(int job);
   void StartJob(int job, const scheduler::Placement& p);
@@ -217,7 +218,10 @@ class Sim {
 
   uint64_t noise_state_;
   std::vector<agent::SimGpuOptions> model_opts_;
-  std::vector<int> snap_model_;  // cluster model -> snapshot model name idx
+  // Per cluster model, the idle power committed power counts a free GPU at
+  // (SimGpuModel::AccountedIdleMw), and the offset of a job of any model.
+  std::vector<int64_t> acc_idle_;
+  int64_t any_model_offset_ = 0;
 
   scheduler::ClusterSnapshot snap_;
   std::vector<RunExtra> run_;
@@ -260,9 +264,18 @@ absl::Status Sim::Init() {
   wall_start_ = last_progress_ = std::chrono::steady_clock::now();
   res_.policy = PolicyName(opts_.policy);
   // Models.
+  // As ClusterManager::SnapshotLocked: free GPUs count at idle in committed
+  // power, so the policy sees per-GPU limits as increments over idle; a
+  // placement's real limit is the decided one plus idle (StartJob).
+  any_model_offset_ = std::numeric_limits<int64_t>::max();
   for (const SimGpuModel& m : cluster_.models) {
+    const int64_t idle = m.AccountedIdleMw();
+    acc_idle_.push_back(idle);
+    if (m.listed) any_model_offset_ = std::min(any_model_offset_, idle);
     snap_.gpu_models.push_back(
-        {m.name, m.tdp_mw, m.min_limit_mw, m.max_limit_mw});
+        {m.name, std::max<int64_t>(0, m.tdp_mw - idle),
+         std::max<int64_t>(0, m.min_limit_mw - idle),
+         std::max<int64_t>(0, m.max_limit_mw - idle)});
     agent::SimGpuOptions o;
     o.model = m.name;
     o.tdp_mw = m.tdp_mw;
@@ -270,6 +283,9 @@ absl::Status Sim::Init() {
     o.max_limit_mw = m.max_limit_mw;
     o.idle_mw = m.idle_mw;
     model_opts_.push_back(o);
+  }
+  if (any_model_offset_ == std::numeric_limits<int64_t>::max()) {
+    any_model_offset_ = 0;
   }
   // Domains and nodes.
   const size_t nd = cluster_.domains.size();
@@ -297,9 +313,13 @@ absl::Status Sim::Init() {
     ns.free_gpus = sn.gpus >= 64 ? ~uint64_t{0} : (uint64_t{1} << sn.gpus) - 1;
     const int64_t idle =
         sn.model >= 0 ? cluster_.models[sn.model].idle_mw * sn.gpus : 0;
+    // Committed: base power plus every free GPU at (accounted) idle, as
+    // ClusterManager::DomainCommittedLocked; all GPUs are free here.
+    const int64_t idle_committed =
+        sn.model >= 0 ? acc_idle_[sn.model] * sn.gpus : 0;
     ns.measured_mw = sn.base_mw + idle;
     for (int d = sn.leaf; d >= 0; d = snap_.domains[d].parent) {
-      snap_.domains[d].committed_mw += sn.base_mw;
+      snap_.domains[d].committed_mw += sn.base_mw + idle_committed;
       snap_.domains[d].measured_mw += ns.measured_mw;
     }
   }
@@ -405,6 +425,21 @@ int64_t Sim::MeasuredCommitted(const RunExtra& x, int64_t limit) const {
   return std::min(limit, with_margin);
 }
 
+// As ClusterManager::ScheduleOnce: what is taken off a pending job's
+// explicit power (and added back to what the policy decides). A job of a
+// model is offset by that model's idle, a job of any model by the smallest
+// idle among the config's models. *explicit_power: the job gives a power or
+// a min power (throttleable jobs give a min); only then does the offset
+// taken here apply at placement, otherwise the placed model's idle does.
+int64_t Sim::IdleOffset(int job, bool* explicit_power) const {
+  const SimJobSpec& s = work_.jobs[job];
+  *explicit_power = s.power_mw > 0 || s.min_power_mw > 0 ||
+                    (s.min_power_mw == 0 && opts_.throttleable);
+  if (s.gpu_model.empty()) return any_model_offset_;
+  const int m = cluster_.ModelIndex(s.gpu_model);
+  return m >= 0 ? acc_idle_[m] : 0;
+}
+
 void Sim::PushFinish(int job) {
   JobRt& j = jobs_[job];
   ++j.version;
@@ -448,9 +483,15 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
   int model = cluster_.ModelIndex(p.gpu_model);
   j.model = static_cast<int16_t>(model);
   const agent::SimGpuOptions& mo = model_opts_[model];
+  // Back from increments over idle to real per-GPU limits, as ScheduleOnce.
+  bool explicit_power = false;
+  int64_t offset = IdleOffset(job, &explicit_power);
+  if (!explicit_power) offset = acc_idle_[model];
+  const int64_t limit_mw = p.power_limit_mw + offset;
+  const int64_t min_mw = std::min(limit_mw, p.min_power_mw + offset);
   j.want_mw = agent::SimGpuPowerMw(mo, j.load, mo.tdp_mw);
-  const int64_t draw = std::min(j.want_mw, p.power_limit_mw);
-  j.speed = ThrottleSpeed(p.power_limit_mw, j.want_mw, opts_.throttle_alpha,
+  const int64_t draw = std::min(j.want_mw, limit_mw);
+  j.speed = ThrottleSpeed(limit_mw, j.want_mw, opts_.throttle_alpha,
                           opts_.throttle_knee);
   j.work_left_ms = static_cast<double>(s.duration_ms);
   j.progress_ms = now_;
@@ -471,10 +512,10 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
   }
   r.shares = p.shares;
   r.gpu_model = p.gpu_model;
-  r.limit_mw = p.power_limit_mw;
-  r.requested_mw = p.power_limit_mw;
-  r.min_mw = p.min_power_mw;
-  r.committed_mw = p.power_limit_mw * j.gpus;
+  r.limit_mw = limit_mw;
+  r.requested_mw = limit_mw;
+  r.min_mw = min_mw;
+  r.committed_mw = limit_mw * j.gpus;
   r.measured_per_gpu_mw = draw;
   j.run_idx = static_cast<int32_t>(snap_.running.size());
   RunExtra x;
@@ -483,11 +524,11 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
   x.model = j.model;
   x.load = j.load;
   x.start_ms = now_;
-  x.limit_mw = p.power_limit_mw;
+  x.limit_mw = limit_mw;
   x.noisy_want_mw = j.want_mw;
   x.draw_mw = draw;
   x.energy_last_ms = now_;
-  x.committed_per_gpu = p.power_limit_mw;
+  x.committed_per_gpu = limit_mw;
   x.leaf = snap_.nodes[p.shares[0].node].domain;
   for (const scheduler::JobShare& sh : p.shares) {
     if (snap_.nodes[sh.node].domain != x.leaf) x.leaf = -1;
@@ -500,7 +541,9 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
     snap_.nodes[sh.node].free_gpus &= ~mask;
     const int64_t g = static_cast<int64_t>(sh.gpus.size());
     node_alloc_gpus_[sh.node] += static_cast<uint32_t>(g);
-    AddNodePower(sh.node, g * (draw - mo.idle_mw), g * p.power_limit_mw);
+    // The GPUs stop counting at idle and count at the job's limit.
+    AddNodePower(sh.node, g * (draw - mo.idle_mw),
+                 g * (limit_mw - acc_idle_[model]));
   }
   running_gpus_ += j.gpus;
   PushFinish(job);
@@ -524,7 +567,7 @@ void Sim::EndAttempt(int job, EndKind kind) {
     const int64_t g = static_cast<int64_t>(sh.gpus.size());
     node_alloc_gpus_[sh.node] -= static_cast<uint32_t>(g);
     AddNodePower(sh.node, g * (mo.idle_mw - x.draw_mw),
-                 -g * x.committed_per_gpu);
+                 g * (acc_idle_[j.model] - x.committed_per_gpu));
   }
   // Bill the attempt.
   billing::JobUsage u;
@@ -810,6 +853,15 @@ void Sim::RunScheduler() {
     p.min_power_mw = s.min_power_mw;
     if (p.min_power_mw == 0 && opts_.throttleable) {
       p.min_power_mw = 1;  // clamped up to the model's minimum limit
+    }
+    // Limits as increments over idle, as ScheduleOnce.
+    bool explicit_power = false;
+    const int64_t offset = IdleOffset(static_cast<int>(k.job), &explicit_power);
+    if (p.power_mw > 0) {
+      p.power_mw = std::max<int64_t>(1, p.power_mw - offset);
+    }
+    if (p.min_power_mw > 0) {
+      p.min_power_mw = std::max<int64_t>(1, p.min_power_mw - offset);
     }
     if (opts_.max_runtime_factor > 0) {
       p.max_runtime = absl::Milliseconds(static_cast<int64_t>(std::ceil(

@@ -185,10 +185,13 @@ TEST_F(SchedulerE2E, LoweredCapThrottlesThenPreemptsSpot) {
            InState(spot, v1::JOB_STATE_RUNNING) &&
            Domain("rk1").measured_mw() == 6'600'000;
   })) << Tree().DebugString();
-  // Cap 4.5 kW: excess 2.1 kW. Throttling the on-demand job to 300 W saves
-  // 4 × 400 W = 1.6 kW (0.5 kW still over), so the spot job is preempted.
-  // After: 1 kW + 4 × 300 W + 4 × 70 W idle = 2.48 kW <= 4.5 kW.
-  ASSERT_EQ(Ctl({"power", "set-cap", "rk1", "4.5kW"}).exit_code, 0);
+  // Cap 4 kW: excess 2.6 kW. Throttling the on-demand job to 300 W saves
+  // 4 × 400 W = 1.6 kW (1 kW still over), so the spot job is preempted.
+  // After: 1 kW + 4 × 300 W + 4 × 70 W idle = 2.48 kW <= 4 kW. The limit
+  // stays down: restoring it would give 2.48 + 1.6 = 4.08 kW, above the 5%
+  // margin under the cap (3.8 kW). (At a 4.5 kW cap the job would rightly
+  // get its 700 W back once the spot job is gone.)
+  ASSERT_EQ(Ctl({"power", "set-cap", "rk1", "4kW"}).exit_code, 0);
   ASSERT_TRUE(WaitFor([&] {
     v1::PowerDomain d = Domain("rk1");
     return d.measured_mw() <= d.cap_mw() &&

@@ -61,9 +61,12 @@ const LevelStats& Level(const SimResult& r, const std::string& level) {
   return none;
 }
 
-// Three 1-GPU nodes; rack cap 1,500 W. Each job commits 700 W, so the cap
-// admits exactly two: A and B run 0..100 s, C waits for them and runs
-// 100..200 s. Measured = 2 × 700 + one idle GPU 70 W = 1,470 W <= cap.
+// Three 1-GPU nodes; rack cap 1,500 W. Committed power counts the three
+// free GPUs at idle, 3 × 70 = 210 W, and each job adds its 700 W limit minus
+// the 70 W its GPU counted at: 210 + 630 = 840, + 630 = 1,470 <= 1,500, and
+// a third would make 2,100 > 1,500. So the cap admits exactly two: A and B
+// run 0..100 s, C waits for them and runs 100..200 s. Measured = 2 × 700 +
+// one idle GPU 70 W = 1,470 W <= cap.
 TEST(SimScenario, CapAdmitsExactlyTwoJobs) {
   const SimCluster c = OneRack(3, 1, 1500 * kW);
   const Workload w =
@@ -98,8 +101,11 @@ TEST(SimScenario, CapAdmitsExactlyTwoJobs) {
 // min = its 700 W limit) run from 0. At 50 s the cap drops to 900 W:
 // excess 500 W. A is throttled 700 -> 400 W (saves 300 W), still 200 W
 // over, so spot B is preempted. At 60 s A is restored (470 + 300 <= 855).
-// A ran 10 s at speed (400/700)^0.4 = 0.799438, so it ends at 102.006 s;
-// B restarts from scratch at the 110 s tick and ends at 210 s.
+// B cannot come back while A runs: committed = A's 700 + B's free GPU at
+// idle 70 = 770, and B would add 700 - 70 = 630: 1,400 > 900. A ran 10 s at
+// speed (400/700)^0.4 = 0.799438, so it ends at 102.006 s; then committed =
+// 2 × 70 = 140, + 630 = 770 <= 900, and B restarts from scratch at the
+// 110 s tick and ends at 210 s.
 TEST(SimScenario, CapCutThrottlesThenPreempts) {
   SimCluster c = OneRack(2, 1, 10'000 * kW);
   const Workload w =
@@ -129,6 +135,42 @@ TEST(SimScenario, CapCutThrottlesThenPreempts) {
   EXPECT_EQ(o->throttle_actions + o->preemptions_power, 0);
   EXPECT_DOUBLE_EQ(Level(*o, "rack").seconds_over_cap, 50);
   EXPECT_DOUBLE_EQ(Level(*o, "rack").watt_seconds_over_cap, 500.0 * 50);
+}
+
+// Two 1-GPU nodes running A and B (700 W each, not throttleable); at 50 s
+// the rack cap drops to 750 W until 100 s. Measured 1,400 W, excess 650 W:
+// the loop preempts one job (its 700 W covers the excess), leaving 700 + 70
+// idle = 770 W > 750, so at the 60 s tick it preempts the other (140 W).
+// Committed counts the two free GPUs at idle, 140 W, and a job would add
+// 700 - 70 = 630 W: 770 > 750, so neither is re-admitted before the cap
+// comes back; both restart at the 100 s tick and end at 300 s. Lost: 50 +
+// 60 GPU-s. With free GPUs not counted at idle (the daemon before; here an
+// accounted idle of 0), committed was 0 + 700 <= 750: the scheduler
+// re-admitted a job at the 60, 70, 80 and 90 s ticks and the loop preempted
+// it at the next (70, 80, 90 s): 5 preemptions.
+TEST(SimScenario, CapBelowIdlePlusJobDoesNotReadmit) {
+  SimCluster c = OneRack(2, 1, 10'000 * kW);
+  const Workload w =
+      Csv("job_id,tenant,submit_time_s,duration_s,load\n"
+          "A,t,0,200,1\nB,t,0,200,1\n");
+  auto caps = ParseCapEvents(
+      "time_s,domain,new_cap\n50,rack-a,750W\n100,rack-a,10kW\n", "caps.csv",
+      c);
+  ASSERT_TRUE(caps.ok()) << caps.status();
+  SimInputs in{&c, &w, &*caps};
+  auto r = Simulate(in, Exact(PolicyKind::kAllocated));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->preemptions_power, 2);
+  EXPECT_EQ(r->attempts, 4);
+  EXPECT_EQ(r->jobs_completed, 2);
+  EXPECT_NEAR(r->gpu_hours_lost_to_preemption, 110.0 / 3600, 1e-12);
+  EXPECT_DOUBLE_EQ(r->makespan_s, 300);
+
+  c.models[0].accounted_idle_mw = 0;
+  auto before = Simulate(in, Exact(PolicyKind::kAllocated));
+  ASSERT_TRUE(before.ok()) << before.status();
+  EXPECT_EQ(before->preemptions_power, 5);
+  EXPECT_EQ(before->jobs_completed, 2);
 }
 
 // acme holds 1 H100 for 2026-01-01 (one day) at $2.00/GPU-h: take-or-pay
