@@ -387,7 +387,8 @@ ClusterConfig DefaultClusterConfig() {
     cfg.gpu_models.push_back({std::string(g.model), g.tdp_mw, g.min_limit_mw,
                               g.max_limit_mw, g.idle_mw});
   }
-  cfg.domains = {{"site", "", "site", 10'000'000'000}};
+  // No configured tree: a cap high enough never to bind (1 GW).
+  cfg.domains = {{"site", "", "site", 1'000'000'000'000}};
   cfg.node_models["default"] = 1'500'000;
   cfg.scheduler.default_base_power_mw = 1'500'000;
   cfg.scheduler.default_domain = "site";

@@ -70,7 +70,7 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
                                                  absl::string_view filename);
 absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path);
 
-// The configuration used without --config: one site domain (10 MW) holding
+// The configuration used without --config: one site domain (1 GW) holding
 // every node, and a catalogue of common GPU models.
 ClusterConfig DefaultClusterConfig();
 

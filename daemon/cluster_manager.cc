@@ -1861,12 +1861,17 @@ void ClusterManager::SetJobLimitLocked(JobRt& j, int64_t limit_mw,
 }
 
 void ClusterManager::ControlPowerOnce() {
-  absl::MutexLock lock(&mu_);
-  power_dirty_ = false;
-  const scheduler::ClusterSnapshot snap = SnapshotLocked();
+  // As ScheduleOnce: snapshot under the lock, decide without it.
+  scheduler::ClusterSnapshot snap;
+  {
+    absl::MutexLock lock(&mu_);
+    power_dirty_ = false;
+    snap = SnapshotLocked();
+  }
   const std::vector<scheduler::PowerAction> actions =
       scheduler::ControlPower(snap, options_.power);
   if (actions.empty()) return;
+  absl::MutexLock lock(&mu_);
   storage::WriteBatch batch;
   for (const scheduler::PowerAction& a : actions) {
     JobRt* j = FindJobLocked(a.job_id);
@@ -1955,11 +1960,18 @@ void ClusterManager::LoopThread() {
   while (true) {
     bool schedule = false, power = false;
     {
+      // A dirty power state wakes the loop only once the last control
+      // round is 100 ms old (see below); until then it waits for the rest.
+      const absl::Duration since_power = options_.clock->Now() - last_power;
+      const bool power_due = since_power >= absl::Milliseconds(100);
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || wake_ || power_dirty_;
+      auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+        return stopping_ || wake_ || (power_due && power_dirty_);
       };
-      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(100));
+      mu_.AwaitWithTimeout(
+          absl::Condition(&ready),
+          power_due ? absl::Milliseconds(100)
+                    : absl::Milliseconds(100) - since_power);
       if (stopping_) return;
       schedule = wake_;
       power = power_dirty_;
@@ -1980,7 +1992,11 @@ void ClusterManager::LoopThread() {
       last_round_duration = absl::Now() - round_start;
       last_schedule = now;
     }
-    if (power || now - last_power > absl::Milliseconds(250)) {
+    // Power control on a report that shows a domain over cap, or every
+    // 250 ms; at most every 100 ms, so that a domain that stays over cap
+    // (nothing left to throttle) does not keep the lock busy.
+    if ((power && now - last_power >= absl::Milliseconds(100)) ||
+        now - last_power > absl::Milliseconds(250)) {
       ControlPowerOnce();
       last_power = now;
     }
