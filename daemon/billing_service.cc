@@ -12,13 +12,15 @@ namespace joule::daemon {
 grpc::ServerUnaryReactor* BillingServiceImpl::SetPrice(
     grpc::CallbackServerContext* ctx, const v1::SetPriceRequest* req,
     v1::Price* resp) {
-  absl::Status s = RequireOperator(ctx);
-  if (s.ok()) {
-    auto r = ledger_->SetPrice(req->price());
-    if (r.ok()) *resp = std::move(*r);
-    s = r.status();
-  }
-  return Reply(ctx, s);
+  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
+    absl::Status s = RequireOperator(ctx);
+    if (s.ok()) {
+      auto r = ledger_->SetPrice(req->price());
+      if (r.ok()) *resp = std::move(*r);
+      s = r.status();
+    }
+    return (s);
+  });
 }
 
 grpc::ServerUnaryReactor* BillingServiceImpl::ListPrices(
@@ -33,13 +35,15 @@ grpc::ServerUnaryReactor* BillingServiceImpl::ListPrices(
 grpc::ServerUnaryReactor* BillingServiceImpl::CreateContract(
     grpc::CallbackServerContext* ctx, const v1::CreateContractRequest* req,
     v1::Contract* resp) {
-  absl::Status s = RequireOperator(ctx);
-  if (s.ok()) {
-    auto r = ledger_->CreateContract(req->contract());
-    if (r.ok()) *resp = std::move(*r);
-    s = r.status();
-  }
-  return Reply(ctx, s);
+  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
+    absl::Status s = RequireOperator(ctx);
+    if (s.ok()) {
+      auto r = ledger_->CreateContract(req->contract());
+      if (r.ok()) *resp = std::move(*r);
+      s = r.status();
+    }
+    return (s);
+  });
 }
 
 grpc::ServerUnaryReactor* BillingServiceImpl::ListContracts(
@@ -60,21 +64,23 @@ grpc::ServerUnaryReactor* BillingServiceImpl::ListContracts(
 grpc::ServerUnaryReactor* BillingServiceImpl::RecordUsage(
     grpc::CallbackServerContext* ctx, const v1::RecordUsageRequest* req,
     v1::RecordUsageResponse* resp) {
-  const std::string caller = CallerTenant(ctx);
-  if (!caller.empty()) {
-    for (int i = 0; i < req->events_size(); ++i) {
-      if (req->events(i).tenant() != caller) {
-        return Reply(ctx, absl::PermissionDeniedError(absl::StrCat(
-                              "events[", i, "].tenant: a tenant may record ",
-                              "usage only for itself")));
+  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
+    const std::string caller = CallerTenant(ctx);
+    if (!caller.empty()) {
+      for (int i = 0; i < req->events_size(); ++i) {
+        if (req->events(i).tenant() != caller) {
+          return (absl::PermissionDeniedError(
+              absl::StrCat("events[", i, "].tenant: a tenant may record ",
+                           "usage only for itself")));
+        }
       }
     }
-  }
-  const std::vector<v1::UsageEvent> events(req->events().begin(),
-                                           req->events().end());
-  auto r = ledger_->RecordUsage(events);
-  if (r.ok()) *resp = std::move(*r);
-  return Reply(ctx, r.status());
+    const std::vector<v1::UsageEvent> events(req->events().begin(),
+                                             req->events().end());
+    auto r = ledger_->RecordUsage(events);
+    if (r.ok()) *resp = std::move(*r);
+    return (r.status());
+  });
 }
 
 grpc::ServerUnaryReactor* BillingServiceImpl::GetStatement(
@@ -93,13 +99,15 @@ grpc::ServerUnaryReactor* BillingServiceImpl::GetStatement(
 grpc::ServerUnaryReactor* BillingServiceImpl::FinalizePeriod(
     grpc::CallbackServerContext* ctx, const v1::FinalizePeriodRequest* req,
     v1::FinalizePeriodResponse* resp) {
-  absl::Status s = RequireOperator(ctx);
-  if (s.ok()) {
-    auto r = ledger_->FinalizePeriod(req->period());
-    if (r.ok()) *resp = std::move(*r);
-    s = r.status();
-  }
-  return Reply(ctx, s);
+  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
+    absl::Status s = RequireOperator(ctx);
+    if (s.ok()) {
+      auto r = ledger_->FinalizePeriod(req->period());
+      if (r.ok()) *resp = std::move(*r);
+      s = r.status();
+    }
+    return (s);
+  });
 }
 
 grpc::ServerUnaryReactor* BillingServiceImpl::GetBacklog(
@@ -118,10 +126,11 @@ grpc::ServerUnaryReactor* BillingServiceImpl::GetBacklog(
 
 // -------------------------------------------------------------- wiring ----
 
-BillingParts::BillingParts(storage::Store* store, const Clock* clock)
+BillingParts::BillingParts(storage::Store* store, const Clock* clock,
+                           WorkerPool* pool)
     : ledger_(std::make_unique<billing::Ledger>(store, clock, &directory_)) {
   sink_.ledger = ledger_.get();
-  service_ = std::make_unique<BillingServiceImpl>(ledger_.get(), clock);
+  service_ = std::make_unique<BillingServiceImpl>(ledger_.get(), clock, pool);
 }
 
 bool BillingParts::Directory::Exists(std::string_view tenant) const {

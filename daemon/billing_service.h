@@ -6,6 +6,7 @@
 #include "absl/strings/string_view.h"
 #include "billing/ledger.h"
 #include "daemon/cluster_manager.h"
+#include "daemon/worker_pool.h"
 #include "joule/v1/joule.grpc.pb.h"
 
 namespace joule::daemon {
@@ -15,8 +16,9 @@ namespace joule::daemon {
 // are operator calls.
 class BillingServiceImpl final : public v1::BillingService::CallbackService {
  public:
-  BillingServiceImpl(billing::Ledger* ledger, const Clock* clock)
-      : ledger_(ledger), clock_(clock) {}
+  BillingServiceImpl(billing::Ledger* ledger, const Clock* clock,
+                     WorkerPool* pool)
+      : ledger_(ledger), clock_(clock), pool_(pool) {}
   grpc::ServerUnaryReactor* SetPrice(grpc::CallbackServerContext* ctx,
                                      const v1::SetPriceRequest* req,
                                      v1::Price* resp) override;
@@ -45,6 +47,7 @@ class BillingServiceImpl final : public v1::BillingService::CallbackService {
  private:
   billing::Ledger* const ledger_;
   const Clock* const clock_;
+  WorkerPool* const pool_;
 };
 
 // Billing as the daemon wires it: the ledger, its gRPC adapter, the sink
@@ -52,7 +55,7 @@ class BillingServiceImpl final : public v1::BillingService::CallbackService {
 // (bound to the ClusterManager after both exist). Owns all of them.
 class BillingParts {
  public:
-  BillingParts(storage::Store* store, const Clock* clock);
+  BillingParts(storage::Store* store, const Clock* clock, WorkerPool* pool);
   void set_tenants(ClusterManager* manager) { directory_.manager = manager; }
   absl::Status Load() { return ledger_->Load(); }
   AttemptSink* attempt_sink() { return &sink_; }

@@ -1666,7 +1666,7 @@ void ClusterManager::ScheduleOnce() {
   // what the decision relied on still holds.
   std::vector<scheduler::PendingJob> pending;
   scheduler::ClusterSnapshot snap;
-  // Per job given an explicit power: what was taken off it (see below).
+  // Per job given an explicit power: the idle taken off it for the policy.
   absl::flat_hash_map<std::string, int64_t> idle_offsets;
   {
     absl::MutexLock lock(&mu_);
@@ -1763,16 +1763,34 @@ void ClusterManager::ScheduleOnce() {
       continue;
     }
     v1::Job& job = j->job;
-    // Back from increments over idle to real per-GPU limits.
-    auto off = idle_offsets.find(p.job_id);
-    const int64_t offset =
-        off != idle_offsets.end() ? off->second : IdleMwLocked(p.gpu_model);
-    const int64_t limit_mw = p.power_limit_mw + offset;
+    // Back from increments over idle to real per-GPU limits. A job that
+    // asked for a power gets exactly that, clamped into the placed model's
+    // range (its model may not be the one whose idle offset it got).
+    const int64_t idle_here = IdleMwLocked(p.gpu_model);
+    int64_t limit_mw = p.power_limit_mw + idle_here;
+    int64_t min_mw = p.min_power_mw + idle_here;
+    if (idle_offsets.contains(p.job_id)) {
+      int64_t lo = 0, hi = std::numeric_limits<int64_t>::max();
+      for (const scheduler::GpuModelSpec& m : snap.gpu_models) {
+        if (m.name == p.gpu_model) {
+          lo = m.min_limit_mw + idle_here;
+          hi = m.max_limit_mw + idle_here;
+        }
+      }
+      const v1::JobSpec& spec = job.spec();
+      if (spec.power_limit_mw() > 0) {
+        limit_mw = std::clamp(spec.power_limit_mw(), lo, hi);
+      }
+      min_mw = spec.min_power_limit_mw() > 0
+                   ? std::clamp(spec.min_power_limit_mw(), lo, limit_mw)
+                   : limit_mw;
+    }
+    min_mw = std::min(min_mw, limit_mw);
     job.set_attempt(job.attempt() + 1);
     job.set_effective_class(FromPolicyClass(p.effective_class));
     job.set_gpu_model(p.gpu_model);
     job.set_power_limit_mw(limit_mw);
-    job.set_min_power_limit_mw(std::min(limit_mw, p.min_power_mw + offset));
+    job.set_min_power_limit_mw(min_mw);
     job.clear_allocations();
     const std::string key = AttemptKey(job.id(), job.attempt());
     for (const scheduler::JobShare& share : p.shares) {
@@ -1968,10 +1986,9 @@ void ClusterManager::LoopThread() {
       auto ready = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
         return stopping_ || wake_ || (power_due && power_dirty_);
       };
-      mu_.AwaitWithTimeout(
-          absl::Condition(&ready),
-          power_due ? absl::Milliseconds(100)
-                    : absl::Milliseconds(100) - since_power);
+      mu_.AwaitWithTimeout(absl::Condition(&ready),
+                           power_due ? absl::Milliseconds(100)
+                                     : absl::Milliseconds(100) - since_power);
       if (stopping_) return;
       schedule = wake_;
       power = power_dirty_;

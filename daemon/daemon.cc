@@ -9,6 +9,8 @@
 namespace joule::daemon {
 
 struct Daemon::Parts {
+  // Runs the handlers that block (synced writes, agents); see WorkerPool.
+  std::unique_ptr<WorkerPool> pool;
   std::unique_ptr<BillingParts> billing;
   std::unique_ptr<AgentServiceImpl> agent;
   std::unique_ptr<JobServiceImpl> jobs;
@@ -33,8 +35,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   // Billing needs the tenant directory (the manager); the manager needs
   // billing's attempt sink and contracts. BillingParts breaks the cycle with
   // a late-bound directory.
-  d->parts_->billing =
-      std::make_unique<BillingParts>(d->store_.get(), options.clock);
+  d->parts_->pool = std::make_unique<WorkerPool>(32);
+  d->parts_->billing = std::make_unique<BillingParts>(
+      d->store_.get(), options.clock, d->parts_->pool.get());
   mo.attempts = d->parts_->billing->attempt_sink();
   mo.contracted_gpus = d->parts_->billing->contracted_gpus_fn();
   d->manager_ = std::make_unique<ClusterManager>(std::move(mo));
@@ -42,9 +45,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   if (absl::Status s = d->manager_->Load(); !s.ok()) return s;
   if (absl::Status s = d->parts_->billing->Load(); !s.ok()) return s;
 
-  d->parts_->agent = std::make_unique<AgentServiceImpl>(d->manager_.get());
-  d->parts_->jobs = std::make_unique<JobServiceImpl>(d->manager_.get());
-  d->parts_->admin = std::make_unique<AdminServiceImpl>(d->manager_.get());
+  WorkerPool* pool = d->parts_->pool.get();
+  d->parts_->agent =
+      std::make_unique<AgentServiceImpl>(d->manager_.get(), pool);
+  d->parts_->jobs = std::make_unique<JobServiceImpl>(d->manager_.get(), pool);
+  d->parts_->admin =
+      std::make_unique<AdminServiceImpl>(d->manager_.get(), pool);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -56,6 +62,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   builder.RegisterService(d->parts_->admin.get());
   builder.RegisterService(d->parts_->billing->service());
   builder.SetMaxReceiveMessageSize(64 << 20);
+  // gRPC lets several servers share a port by default (SO_REUSEPORT); a
+  // second jouled on the same address must fail instead of splitting calls.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   d->server_ = builder.BuildAndStart();
   if (d->server_ == nullptr || d->port_ == 0) {
     return absl::UnavailableError(
@@ -77,6 +86,8 @@ void Daemon::Shutdown() {
     server_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::seconds(2));
   }
+  // Calls still queued finish before the manager stops.
+  if (parts_) parts_->pool.reset();
   if (manager_) manager_->Stop();
   if (store_) store_->Close().IgnoreError();
 }

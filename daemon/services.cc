@@ -23,6 +23,16 @@ grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx,
   return reactor;
 }
 
+grpc::ServerUnaryReactor* ReplyLater(grpc::CallbackServerContext* ctx,
+                                     WorkerPool* pool,
+                                     std::function<absl::Status()> work) {
+  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
+  pool->Post([reactor, work = std::move(work)] {
+    reactor->Finish(ToGrpcStatus(work()));
+  });
+  return reactor;
+}
+
 absl::Status RequireOperator(const grpc::CallbackServerContext* ctx) {
   if (!CallerTenant(ctx).empty()) {
     return absl::PermissionDeniedError(
@@ -154,9 +164,11 @@ class AgentStream final
 grpc::ServerUnaryReactor* AgentServiceImpl::Register(
     grpc::CallbackServerContext* ctx, const v1::RegisterRequest* req,
     v1::RegisterResponse* resp) {
-  auto r = manager_->RegisterAgent(*req);
-  if (r.ok()) *resp = std::move(*r);
-  return Reply(ctx, r.status());
+  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
+    auto r = manager_->RegisterAgent(*req);
+    if (r.ok()) *resp = std::move(*r);
+    return (r.status());
+  });
 }
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::DaemonMessage>*
@@ -169,9 +181,11 @@ AgentServiceImpl::Connect(grpc::CallbackServerContext* ctx) {
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(
     grpc::CallbackServerContext* ctx, const v1::SubmitJobRequest* req,
     v1::SubmitJobResponse* resp) {
-  auto r = manager_->SubmitJob(*req, CallerTenant(ctx));
-  if (r.ok()) *resp->mutable_job() = std::move(*r);
-  return Reply(ctx, r.status());
+  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
+    auto r = manager_->SubmitJob(*req, CallerTenant(ctx));
+    if (r.ok()) *resp->mutable_job() = std::move(*r);
+    return (r.status());
+  });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(
@@ -195,17 +209,21 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(
     grpc::CallbackServerContext* ctx, const v1::CancelJobRequest* req,
     v1::Job* resp) {
-  auto r = manager_->CancelJob(*req, CallerTenant(ctx));
-  if (r.ok()) *resp = std::move(*r);
-  return Reply(ctx, r.status());
+  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
+    auto r = manager_->CancelJob(*req, CallerTenant(ctx));
+    if (r.ok()) *resp = std::move(*r);
+    return (r.status());
+  });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJobLogs(
     grpc::CallbackServerContext* ctx, const v1::GetJobLogsRequest* req,
     v1::GetJobLogsResponse* resp) {
-  auto r = manager_->GetJobLogs(*req, CallerTenant(ctx));
-  if (r.ok()) *resp = std::move(*r);
-  return Reply(ctx, r.status());
+  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
+    auto r = manager_->GetJobLogs(*req, CallerTenant(ctx));
+    if (r.ok()) *resp = std::move(*r);
+    return (r.status());
+  });
 }
 
 // ---------------------------------------------------------------- admin ----
@@ -228,13 +246,15 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetNode(
 grpc::ServerUnaryReactor* AdminServiceImpl::DrainNode(
     grpc::CallbackServerContext* ctx, const v1::DrainNodeRequest* req,
     v1::Node* resp) {
-  absl::Status s = RequireOperator(ctx);
-  if (s.ok()) {
-    auto r = manager_->DrainNode(req->name(), req->drain());
-    if (r.ok()) *resp = std::move(*r);
-    s = r.status();
-  }
-  return Reply(ctx, s);
+  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
+    absl::Status s = RequireOperator(ctx);
+    if (s.ok()) {
+      auto r = manager_->DrainNode(req->name(), req->drain());
+      if (r.ok()) *resp = std::move(*r);
+      s = r.status();
+    }
+    return (s);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::GetPowerTree(
@@ -247,13 +267,15 @@ grpc::ServerUnaryReactor* AdminServiceImpl::GetPowerTree(
 grpc::ServerUnaryReactor* AdminServiceImpl::SetPowerCap(
     grpc::CallbackServerContext* ctx, const v1::SetPowerCapRequest* req,
     v1::PowerDomain* resp) {
-  absl::Status s = RequireOperator(ctx);
-  if (s.ok()) {
-    auto r = manager_->SetPowerCap(*req);
-    if (r.ok()) *resp = std::move(*r);
-    s = r.status();
-  }
-  return Reply(ctx, s);
+  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
+    absl::Status s = RequireOperator(ctx);
+    if (s.ok()) {
+      auto r = manager_->SetPowerCap(*req);
+      if (r.ok()) *resp = std::move(*r);
+      s = r.status();
+    }
+    return (s);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListEvents(
@@ -269,13 +291,15 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListEvents(
 grpc::ServerUnaryReactor* AdminServiceImpl::CreateTenant(
     grpc::CallbackServerContext* ctx, const v1::CreateTenantRequest* req,
     v1::Tenant* resp) {
-  absl::Status s = RequireOperator(ctx);
-  if (s.ok()) {
-    auto r = manager_->CreateTenant(req->tenant());
-    if (r.ok()) *resp = std::move(*r);
-    s = r.status();
-  }
-  return Reply(ctx, s);
+  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
+    absl::Status s = RequireOperator(ctx);
+    if (s.ok()) {
+      auto r = manager_->CreateTenant(req->tenant());
+      if (r.ok()) *resp = std::move(*r);
+      s = r.status();
+    }
+    return (s);
+  });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListTenants(

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "daemon/cluster_manager.h"
+#include "daemon/worker_pool.h"
 #include "joule/v1/joule.grpc.pb.h"
 
 namespace joule::daemon {
@@ -13,7 +14,8 @@ namespace joule::daemon {
 
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
  public:
-  explicit AgentServiceImpl(ClusterManager* manager) : manager_(manager) {}
+  AgentServiceImpl(ClusterManager* manager, WorkerPool* pool)
+      : manager_(manager), pool_(pool) {}
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
                                      const v1::RegisterRequest* req,
                                      v1::RegisterResponse* resp) override;
@@ -22,11 +24,13 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
 
  private:
   ClusterManager* const manager_;
+  WorkerPool* const pool_;
 };
 
 class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
-  explicit JobServiceImpl(ClusterManager* manager) : manager_(manager) {}
+  JobServiceImpl(ClusterManager* manager, WorkerPool* pool)
+      : manager_(manager), pool_(pool) {}
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx,
                                       const v1::SubmitJobRequest* req,
                                       v1::SubmitJobResponse* resp) override;
@@ -45,11 +49,13 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
 
  private:
   ClusterManager* const manager_;
+  WorkerPool* const pool_;
 };
 
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
  public:
-  explicit AdminServiceImpl(ClusterManager* manager) : manager_(manager) {}
+  AdminServiceImpl(ClusterManager* manager, WorkerPool* pool)
+      : manager_(manager), pool_(pool) {}
   grpc::ServerUnaryReactor* ListNodes(grpc::CallbackServerContext* ctx,
                                       const v1::ListNodesRequest* req,
                                       v1::ListNodesResponse* resp) override;
@@ -77,6 +83,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
 
  private:
   ClusterManager* const manager_;
+  WorkerPool* const pool_;
 };
 
 // The tenant a call acts as (metadata x-joule-tenant); empty = operator.
@@ -84,6 +91,11 @@ std::string CallerTenant(const grpc::CallbackServerContext* ctx);
 // Finishes a unary call with `status` (converted in one place).
 grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx,
                                 const absl::Status& status);
+// Runs `work` on `pool` (it may block: disk syncs, agents) and finishes the
+// call with its status from there.
+grpc::ServerUnaryReactor* ReplyLater(grpc::CallbackServerContext* ctx,
+                                     WorkerPool* pool,
+                                     std::function<absl::Status()> work);
 // Operator-only calls: PERMISSION_DENIED for a tenant caller.
 absl::Status RequireOperator(const grpc::CallbackServerContext* ctx);
 

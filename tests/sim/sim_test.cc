@@ -483,5 +483,33 @@ TEST(SimCluster, SyntheticAndCapFractions) {
   EXPECT_FALSE(SyntheticCluster("gpus-per-node=8").ok());
 }
 
+// The idle power committed power counts a free GPU at, as
+// ClusterManager::IdleMwLocked: the config's idle_power; else a tenth of the
+// default limit (TDP) for a model some node has; else 0. A free GPU still
+// draws the catalogue idle (H200: 75 W).
+TEST(SimCluster, ConfigIdleAsTheDaemonAccountsIt) {
+  config::ClusterConfig cfg;
+  cfg.gpu_models.push_back({"H200", 700'000, 0, 0, 0});
+  cfg.gpu_models.push_back({"A100", 400'000, 0, 0, 45'000});
+  cfg.gpu_models.push_back({"L40S", 350'000, 0, 0, 0});
+  cfg.domains.push_back({"site", "", "site", 100'000'000});
+  cfg.nodes.push_back({"n0", "site", 0});
+  auto c = ClusterFromConfig(cfg, 8, "H200");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_EQ(c->models.size(), 3u);
+  EXPECT_EQ(c->models[0].idle_mw, 75'000);
+  EXPECT_EQ(c->models[0].AccountedIdleMw(), 70'000);  // 700 W / 10
+  EXPECT_EQ(c->models[1].AccountedIdleMw(), 45'000);  // configured
+  EXPECT_EQ(c->models[2].AccountedIdleMw(), 0);       // no node has it
+  EXPECT_TRUE(c->models[0].listed);
+  // A model the config does not list: as the agents report it.
+  auto b = ClusterFromConfig(cfg, 8, "B200");
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_EQ(b->models.size(), 4u);
+  EXPECT_FALSE(b->models[3].listed);
+  EXPECT_EQ(b->models[3].AccountedIdleMw(), 100'000);  // 1000 W / 10
+  EXPECT_EQ(b->models[0].AccountedIdleMw(), 0);  // H200: no node now
+}
+
 }  // namespace
 }  // namespace joule::sim
