@@ -6,7 +6,7 @@
 # Usage: bench/loadgen/e2e_jobs.sh [JOBS] [PARALLEL_SUBMITTERS]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-BIN=build/bin
+BIN="${BIN:-build/bin}"
 JOBS="${1:-1000}"
 PAR="${2:-8}"
 PORT=$((20000 + RANDOM % 20000))

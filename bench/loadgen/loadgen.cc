@@ -1,12 +1,12 @@
 // joule-loadgen: load against a real jouled over gRPC, for bench/README.md.
 //
-//   joule-loadgen submit --server H:P --clients 32 --jobs 20000
+//   joule-loadgen --server H:P submit --clients 32 --jobs 20000
 //       durable SubmitJob calls from many clients: throughput, latency
 //       percentiles.
-//   joule-loadgen agents --server H:P --nodes 10000 --seconds 20
+//   joule-loadgen --server H:P agents --nodes 10000 --seconds 20
 //       registers N simulated nodes (8 GPUs each) and streams reports over
 //       gRPC as fast as the daemon takes them: reports/s.
-//   joule-loadgen fill --server H:P --nodes 10000 --jobs 100000 --pid PID
+//   joule-loadgen --server H:P fill --nodes 10000 --jobs 100000 --pid PID
 //       registers nodes, submits jobs, then prints jouled's resident memory.
 //
 // Prints one line of key=value results per run.
