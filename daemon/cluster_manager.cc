@@ -228,7 +228,6 @@ absl::Status ClusterManager::LoadLocked() {
       const size_t n = job.allocations_size();
       j.started.assign(n, job.state() == v1::JOB_STATE_RUNNING);
       j.ended.assign(n, false);
-      j.exit_codes.assign(n, 0);
       for (const v1::Allocation& al : job.allocations()) {
         auto nit = nodes_.find(al.node());
         if (nit == nodes_.end()) continue;
@@ -942,7 +941,7 @@ void ClusterManager::TransitionLocked(JobRt& j, v1::JobState state,
     j.job.set_stopping_to(v1::JOB_STATE_UNSPECIFIED);
     j.started.clear();
     j.ended.clear();
-    j.exit_codes.clear();
+    j.first_failure_code = 0;
     j.recent_per_gpu_mw.clear();
     j.measured_per_gpu_mw = 0;
     j.energy_mj = 0;
@@ -1051,7 +1050,11 @@ absl::Status ClusterManager::HandleJobUpdate(const std::string& node,
     case v1::JOB_PHASE_LOST: {
       if (j->ended[rank]) return absl::OkStatus();
       j->ended[rank] = true;
-      j->exit_codes[rank] = u.exit_code();
+      // The job's exit code is that of the first rank that failed (the
+      // others are then stopped, and their 143s say nothing).
+      if (j->first_failure_code == 0 && u.exit_code() != 0) {
+        j->first_failure_code = u.exit_code();
+      }
       j->energy_mj += u.energy_mj();
       const bool failed = u.phase() != v1::JOB_PHASE_EXITED ||
                           u.exit_code() != 0 || u.max_runtime_exceeded();
@@ -1105,11 +1108,7 @@ void ClusterManager::FinishAttemptLocked(
     target = v1::JOB_STATE_SUCCEEDED;
     reason = "all ranks exited with code 0";
   }
-  int32_t exit_code = 0;
-  for (int32_t c : j.exit_codes) {
-    if (c != 0) exit_code = c;
-  }
-  j.job.set_exit_code(exit_code);
+  j.job.set_exit_code(j.first_failure_code);
   v1::JobAttempt a =
       EndAttemptLocked(j, end, StateName(target) + ": " + reason, batch);
   if (IsSet(a.start_time()) && options_.attempts != nullptr) {
@@ -1814,7 +1813,7 @@ void ClusterManager::ScheduleOnce() {
     const size_t ranks = job.allocations_size();
     j->started.assign(ranks, false);
     j->ended.assign(ranks, false);
-    j->exit_codes.assign(ranks, 0);
+    j->first_failure_code = 0;
     j->energy_mj = 0;
     std::string where;
     for (const auto& al : job.allocations()) {

@@ -164,7 +164,7 @@ class ClusterManager {
     // Per allocation index: started / ended as reported by the agents.
     std::vector<bool> started;
     std::vector<bool> ended;
-    std::vector<int32_t> exit_codes;
+    int32_t first_failure_code = 0;  // exit code of the first rank to fail
     uint64_t energy_mj = 0;
     std::deque<int64_t> recent_per_gpu_mw;  // measured mode samples
     int64_t measured_per_gpu_mw = 0;
