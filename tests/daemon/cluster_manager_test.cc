@@ -883,7 +883,13 @@ TEST(ClusterManagerPlacementTest, RackCapAdmitsTwoOfThreeThenTheThird) {
 
 // ============================================================= 5. gang job ==
 
-TEST(ClusterManagerGangTest, OneRankFailsStopsTheOtherThenFailed) {
+// Either rank may fail first; the job's exit code is the failing rank's
+// (3), not the 143 of the rank that was stopped because of it.
+class ClusterManagerGangTest : public ::testing::TestWithParam<uint32_t> {};
+
+TEST_P(ClusterManagerGangTest, OneRankFailsStopsTheOtherThenFailed) {
+  const uint32_t failing = GetParam();
+  const uint32_t other = 1 - failing;
   TestCluster t;
   t.AddNode("n1");
   t.AddNode("n2");
@@ -913,22 +919,23 @@ TEST(ClusterManagerGangTest, OneRankFailsStopsTheOtherThenFailed) {
   t.StartAll();
   EXPECT_EQ(t.Job(job).state(), v1::JOB_STATE_RUNNING);
 
-  // Rank 1 exits with code 3: rank 0 is told to stop; the job is not over.
+  // The failing rank exits with code 3: the other is told to stop; the job
+  // is not over.
   t.clock().Advance(absl::Minutes(1));
-  t.Exited(rank_node[1], job, 3);
+  t.Exited(rank_node[failing], job, 3);
   std::vector<Sent> stop = t.Take();
   ASSERT_EQ(StoppedJobs(stop), std::vector<std::string>{job});
-  EXPECT_EQ(stop[0].node, rank_node[0]);
+  EXPECT_EQ(stop[0].node, rank_node[other]);
   v1::Job mid = t.Job(job);
   EXPECT_EQ(mid.state(), v1::JOB_STATE_RUNNING);
   EXPECT_EQ(mid.stopping_to(), v1::JOB_STATE_FAILED);
 
-  // Rank 0 ends (SIGTERM): FAILED, with the failing rank named.
+  // The other rank ends (SIGTERM): FAILED, with the failing rank named.
   t.clock().Advance(absl::Seconds(1));
-  t.Exited(rank_node[0], job, 143);
+  t.Exited(rank_node[other], job, 143);
   const v1::Job done = t.Job(job);
   EXPECT_EQ(done.state(), v1::JOB_STATE_FAILED);
-  EXPECT_THAT(done.reason(), HasSubstr("rank 1"));
+  EXPECT_THAT(done.reason(), HasSubstr(absl::StrCat("rank ", failing)));
   EXPECT_EQ(done.exit_code(), 3);
   ASSERT_EQ(done.attempts_size(), 1);
   EXPECT_EQ(FromProtoTime(done.attempts(0).end_time()), t.clock().Now());
@@ -936,6 +943,9 @@ TEST(ClusterManagerGangTest, OneRankFailsStopsTheOtherThenFailed) {
   EXPECT_THAT(RunningOn(t.Node("n2")), IsEmpty());
   EXPECT_THAT(t.Take(), IsEmpty());
 }
+
+INSTANTIATE_TEST_SUITE_P(FailingRank, ClusterManagerGangTest,
+                         ::testing::Values(0u, 1u));
 
 // =============================================================== 6. cancel ==
 
