@@ -580,6 +580,7 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
     r.min_mw = job.min_power_limit_mw();
     r.committed_mw = JobCommittedPerGpuLocked(j) * gpus;
     r.measured_per_gpu_mw = j.measured_per_gpu_mw;
+    r.idle_per_gpu_mw = IdleMwLocked(job.gpu_model());
     // A job already being stopped is neither throttled nor preempted again.
     if (job.stopping_to() != v1::JOB_STATE_UNSPECIFIED) {
       r.min_mw = r.limit_mw;

@@ -147,12 +147,16 @@ void Controller::HandleOverCap(int d) {
   for (const auto& [ji, g] : cands) {
     if (measured_[d] <= cap) return;
     JobState& j = jobs_[ji];
+    // A job drawing no more than idle would save nothing by going.
     if (j.preempted || j.src->cls == ServiceClass::kReserved || g <= 0 ||
-        j.est_mw <= 0) {
+        j.est_mw <= std::max<int64_t>(0, j.src->idle_per_gpu_mw)) {
       continue;
     }
-    Save(j, j.est_mw);
-    j.est_mw = 0;
+    // Its GPUs fall back to idle: that much of the draw stays.
+    const int64_t idle =
+        std::clamp<int64_t>(j.src->idle_per_gpu_mw, 0, j.est_mw);
+    Save(j, j.est_mw - idle);
+    j.est_mw = idle;
     j.preempted = true;
     Act(j, PowerAction::kPreempt, 0,
         absl::StrCat(reason, "; throttling to minimum was not enough"));

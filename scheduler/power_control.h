@@ -21,7 +21,8 @@
 //
 // 3. Preempt. If the domain is still over, kSpot then kOnDemand jobs under it
 //    (lowest priority, then most recently started, then id) are preempted,
-//    saving their estimated draw (GPUs × e) on every domain they span, until
+//    saving their estimated draw less idle (GPUs × (e − idle_per_gpu_mw):
+//    the freed GPUs still draw idle power) on every domain they span, until
 //    excess ≤ 0. kReserved jobs are never preempted. A job gets one action:
 //    a preemption replaces its throttle, a second throttle updates the first.
 //

@@ -81,6 +81,9 @@ struct RunningJob {
   // attributes it to nodes in proportion to the GPUs on each.
   int64_t committed_mw = 0;
   int64_t measured_per_gpu_mw = 0;  // recent measured draw per GPU
+  // What each of its GPUs still draws once it is gone (idle); a preemption
+  // saves the measured draw minus this.
+  int64_t idle_per_gpu_mw = 0;
 };
 
 struct TenantInfo {

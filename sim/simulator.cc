@@ -272,10 +272,9 @@ absl::Status Sim::Init() {
     const int64_t idle = m.AccountedIdleMw();
     acc_idle_.push_back(idle);
     if (m.listed) any_model_offset_ = std::min(any_model_offset_, idle);
-    snap_.gpu_models.push_back(
-        {m.name, std::max<int64_t>(0, m.tdp_mw - idle),
-         std::max<int64_t>(0, m.min_limit_mw - idle),
-         std::max<int64_t>(0, m.max_limit_mw - idle)});
+    snap_.gpu_models.push_back({m.name, std::max<int64_t>(0, m.tdp_mw - idle),
+                                std::max<int64_t>(0, m.min_limit_mw - idle),
+                                std::max<int64_t>(0, m.max_limit_mw - idle)});
     agent::SimGpuOptions o;
     o.model = m.name;
     o.tdp_mw = m.tdp_mw;
@@ -517,6 +516,7 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
   r.min_mw = min_mw;
   r.committed_mw = limit_mw * j.gpus;
   r.measured_per_gpu_mw = draw;
+  r.idle_per_gpu_mw = mo.idle_mw;
   j.run_idx = static_cast<int32_t>(snap_.running.size());
   RunExtra x;
   x.job = job;

@@ -129,6 +129,34 @@ TEST(PowerControlTest, SavingIsEstimatedFromMeasuredDraw) {
   EXPECT_EQ(actions[0].reason, "rack r1 measured 2.00 kW > cap 1.80 kW");
 }
 
+// A preempted job's GPUs still draw idle power, so a preemption saves the
+// draw minus idle. Two unthrottleable 1-GPU spot jobs at 700 W: 1 kW + 2 ×
+// 700 W = 2.4 kW; cap 1.75 kW → excess 650 W. Idle 0: preempting "new"
+// saves 700 W, enough. Idle 70 W: it saves 630 W < 650 W, so "old" goes too.
+TEST(PowerControlTest, PreemptionSavesDrawMinusIdle) {
+  for (const int64_t idle : {int64_t{0}, 70 * kW}) {
+    ClusterBuilder b;
+    const int n0 = b.Node("n0", b.Domain("r1", "rack", -1, 1750 * kW));
+    for (const char* id : {"old", "new"}) {
+      RunningJob& j = b.Run(id, {n0}, 1, ServiceClass::kSpot);
+      j.min_mw = j.limit_mw;
+      j.idle_per_gpu_mw = idle;
+      j.start_time = TestNow() - (std::string(id) == "old" ? absl::Hours(2)
+                                                           : absl::Minutes(1));
+    }
+    std::vector<std::string> preempted;
+    for (const PowerAction& a : ControlPower(b.Build(), PowerControlConfig{})) {
+      ASSERT_EQ(a.kind, PowerAction::kPreempt);
+      preempted.push_back(a.job_id);
+    }
+    if (idle == 0) {
+      EXPECT_THAT(preempted, ::testing::ElementsAre("new"));
+    } else {
+      EXPECT_THAT(preempted, ::testing::ElementsAre("new", "old"));
+    }
+  }
+}
+
 TEST(PowerControlTest, DeeperDomainSavingsCountOnAncestors) {
   ClusterBuilder b;
   // row w (cap 7.3 kW) ── ra (cap 3.4 kW): n0, job a (spot prio 0, 4 GPUs)

@@ -139,15 +139,15 @@ TEST(SimScenario, CapCutThrottlesThenPreempts) {
 
 // Two 1-GPU nodes running A and B (700 W each, not throttleable); at 50 s
 // the rack cap drops to 750 W until 100 s. Measured 1,400 W, excess 650 W:
-// the loop preempts one job (its 700 W covers the excess), leaving 700 + 70
-// idle = 770 W > 750, so at the 60 s tick it preempts the other (140 W).
+// preempting one job saves 700 - 70 idle = 630 W < 650 W (its GPU still
+// draws idle), so the loop preempts both at once (1,400 - 1,260 = 140 W).
 // Committed counts the two free GPUs at idle, 140 W, and a job would add
 // 700 - 70 = 630 W: 770 > 750, so neither is re-admitted before the cap
 // comes back; both restart at the 100 s tick and end at 300 s. Lost: 50 +
-// 60 GPU-s. With free GPUs not counted at idle (the daemon before; here an
+// 50 GPU-s. With free GPUs not counted at idle (the daemon before; here an
 // accounted idle of 0), committed was 0 + 700 <= 750: the scheduler
-// re-admitted a job at the 60, 70, 80 and 90 s ticks and the loop preempted
-// it at the next (70, 80, 90 s): 5 preemptions.
+// re-admitted a job at every tick and the loop preempted it at the next:
+// 6 preemptions.
 TEST(SimScenario, CapBelowIdlePlusJobDoesNotReadmit) {
   SimCluster c = OneRack(2, 1, 10'000 * kW);
   const Workload w =
@@ -163,13 +163,13 @@ TEST(SimScenario, CapBelowIdlePlusJobDoesNotReadmit) {
   EXPECT_EQ(r->preemptions_power, 2);
   EXPECT_EQ(r->attempts, 4);
   EXPECT_EQ(r->jobs_completed, 2);
-  EXPECT_NEAR(r->gpu_hours_lost_to_preemption, 110.0 / 3600, 1e-12);
+  EXPECT_NEAR(r->gpu_hours_lost_to_preemption, 100.0 / 3600, 1e-12);
   EXPECT_DOUBLE_EQ(r->makespan_s, 300);
 
   c.models[0].accounted_idle_mw = 0;
   auto before = Simulate(in, Exact(PolicyKind::kAllocated));
   ASSERT_TRUE(before.ok()) << before.status();
-  EXPECT_EQ(before->preemptions_power, 5);
+  EXPECT_EQ(before->preemptions_power, 6);
   EXPECT_EQ(before->jobs_completed, 2);
 }
 
