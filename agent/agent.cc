@@ -143,7 +143,12 @@ void Agent::Session(bool* connected) {
       return;
     }
   }
+  // The daemon's interval applies unless this agent's flag fixed one.
   absl::Duration interval = options_.report_interval;
+  const absl::Duration asked = FromProto(reg_resp.report_interval());
+  if (!options_.report_interval_fixed && asked >= absl::Milliseconds(10)) {
+    interval = asked;
+  }
 
   grpc::ClientContext ctx;
   {

@@ -22,7 +22,10 @@ struct AgentOptions {
   std::string server = "127.0.0.1:7070";
   std::string node_name;
   std::string address = "127.0.0.1";  // where this node's jobs are reachable
+  // The interval used when the daemon does not ask for one at registration.
   absl::Duration report_interval = absl::Seconds(1);
+  // true: always use report_interval (the operator set it on this agent).
+  bool report_interval_fixed = false;
   absl::Duration backoff_initial = absl::Milliseconds(100);
   absl::Duration backoff_max = absl::Seconds(5);
   std::string log_dir;

@@ -43,8 +43,9 @@ int main(int argc, char** argv) {
   app.add_option("--sim-gpus", sim_gpus, "simulated GPUs")
       ->check(CLI::Range(1, 64));
   app.add_option("--sim-gpu-model", sim_model, "simulated GPU model");
-  app.add_option("--report-interval", report_interval,
-                 "telemetry interval, e.g. 1s, 500ms");
+  CLI::Option* interval_flag =
+      app.add_option("--report-interval", report_interval,
+                     "telemetry interval, e.g. 1s, 500ms");
   app.add_option("--log-dir", log_dir,
                  "job logs (default /tmp/joule-agent-NODE)");
   app.add_option("--address", address,
@@ -105,6 +106,7 @@ int main(int argc, char** argv) {
   options.node_name = node_name;
   options.address = address;
   options.report_interval = *interval;
+  options.report_interval_fixed = interval_flag->count() > 0;
   options.log_dir = log_dir;
   joule::agent::Agent agent(options, backend.get(), clock);
 
