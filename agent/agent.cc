@@ -5,23 +5,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "google/protobuf/util/time_util.h"
+#include "common/proto_time.h"
 
 namespace joule::agent {
 namespace {
 
-using ::google::protobuf::util::TimeUtil;
-
 std::string Key(const std::string& job_id, uint32_t attempt) {
   return absl::StrCat(job_id, "/", attempt);
-}
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  return TimeUtil::NanosecondsToTimestamp(absl::ToUnixNanos(t));
-}
-
-absl::Duration FromProto(const google::protobuf::Duration& d) {
-  return absl::Seconds(d.seconds()) + absl::Nanoseconds(d.nanos());
 }
 
 }  // namespace
@@ -85,7 +75,7 @@ uint64_t Agent::EnergyOf(const std::vector<uint32_t>& gpus) {
 v1::NodeReport Agent::BuildReport() {
   v1::NodeReport report;
   report.set_node_name(options_.node_name);
-  *report.mutable_time() = ToProto(clock_->Now());
+  *report.mutable_time() = ToProtoTime(clock_->Now());
   auto sample = backend_->Sample();
   if (sample.ok()) {
     for (auto& g : *sample) *report.add_gpus() = std::move(g);
@@ -145,7 +135,7 @@ void Agent::Session(bool* connected) {
   }
   // The daemon's interval applies unless this agent's flag fixed one.
   absl::Duration interval = options_.report_interval;
-  const absl::Duration asked = FromProto(reg_resp.report_interval());
+  const absl::Duration asked = FromProtoDuration(reg_resp.report_interval());
   if (!options_.report_interval_fixed && asked >= absl::Milliseconds(10)) {
     interval = asked;
   }
@@ -224,7 +214,7 @@ void Agent::HandleCommand(const v1::DaemonMessage& msg) {
     case v1::DaemonMessage::kStopJob: {
       const auto& stop = msg.stop_job();
       absl::Status s = runner_->Stop(stop.job_id(), stop.attempt(),
-                                     FromProto(stop.grace_period()));
+                                     FromProtoDuration(stop.grace_period()));
       result->set_ok(s.ok());
       if (!s.ok()) result->set_error(std::string(s.message()));
       break;
@@ -284,7 +274,7 @@ void Agent::StartJob(uint64_t command_id, const v1::StartJob& start) {
   launch.env.emplace_back("JOULE_NUM_NODES", absl::StrCat(start.num_nodes()));
   launch.env.emplace_back("JOULE_MASTER_ADDR", start.master_addr());
   launch.env.emplace_back("JOULE_NODE_NAME", options_.node_name);
-  launch.max_runtime = FromProto(start.max_runtime());
+  launch.max_runtime = FromProtoDuration(start.max_runtime());
 
   // The requested per-GPU limit applies before the job starts.
   if (start.power_limit_mw() > 0) {
@@ -302,7 +292,7 @@ void Agent::StartJob(uint64_t command_id, const v1::StartJob& start) {
   v1::JobUpdate* u = m.mutable_job_update();
   u->set_job_id(start.job_id());
   u->set_attempt(start.attempt());
-  *u->mutable_time() = ToProto(clock_->Now());
+  *u->mutable_time() = ToProtoTime(clock_->Now());
   if (!s.ok()) {
     u->set_phase(v1::JOB_PHASE_FAILED_TO_START);
     u->set_message(std::string(s.message()));
@@ -335,11 +325,11 @@ void Agent::OnJobExit(const JobExit& exit) {
   u->set_job_id(exit.job_id);
   u->set_attempt(exit.attempt);
   u->set_phase(v1::JOB_PHASE_EXITED);
-  *u->mutable_time() = ToProto(exit.end_time);
+  *u->mutable_time() = ToProtoTime(exit.end_time);
   u->set_exit_code(exit.exit_code);
   u->set_signal(exit.signal);
   u->set_max_runtime_exceeded(exit.max_runtime_exceeded);
-  *u->mutable_start_time() = ToProto(exit.start_time);
+  *u->mutable_start_time() = ToProtoTime(exit.start_time);
   u->set_energy_mj(energy_end >= energy_start ? energy_end - energy_start : 0);
   if (exit.max_runtime_exceeded) {
     u->set_message("max runtime exceeded");

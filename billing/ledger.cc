@@ -11,6 +11,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "billing/strings.h"
+#include "common/proto_time.h"
 #include "common/status_macros.h"
 
 namespace joule::billing {
@@ -54,19 +55,6 @@ std::string_view ClassName(v1::ServiceClass c) {
     default:
       return "unspecified";
   }
-}
-
-absl::Time ToTime(const google::protobuf::Timestamp& ts) {
-  return absl::FromUnixSeconds(ts.seconds()) + absl::Nanoseconds(ts.nanos());
-}
-
-google::protobuf::Timestamp ToProto(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  int64_t s = absl::ToUnixSeconds(t);
-  ts.set_seconds(s);
-  ts.set_nanos(static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(t - absl::FromUnixSeconds(s))));
-  return ts;
 }
 
 bool IsUnset(const google::protobuf::Timestamp& ts) {
@@ -313,7 +301,7 @@ std::optional<int64_t> Ledger::OverageRateAtLocked(std::string_view tenant,
 absl::Status Ledger::ApplyPriceLocked(const v1::Price& p) {
   prices_[p.version()] = p;
   last_price_version_ = std::max(last_price_version_, p.version());
-  absl::Time from = ToTime(p.effective_from());
+  absl::Time from = FromProtoTime(p.effective_from());
   if (p.has_gpu_hour()) {
     ASSIGN_OR_RETURN(
         Money m, ParseDecimal(p.gpu_hour().price(), "price.gpu_hour.price"));
@@ -394,14 +382,14 @@ absl::StatusOr<v1::Price> Ledger::SetPrice(const v1::Price& price) {
           "price: set exactly one of gpu_hour or inference");
   }
   if (!p.has_effective_from() || IsUnset(p.effective_from())) {
-    *p.mutable_effective_from() = ToProto(now);
+    *p.mutable_effective_from() = ToProtoTime(now);
   } else {
     if (p.effective_from().nanos() < 0 ||
         p.effective_from().nanos() > 999'999'999) {
       return absl::InvalidArgumentError(
           "price.effective_from: not a valid timestamp");
     }
-    if (has_history && ToTime(p.effective_from()) < now) {
+    if (has_history && FromProtoTime(p.effective_from()) < now) {
       return absl::InvalidArgumentError(
           "price.effective_from: must not be in the past; a price change is "
           "never retroactive (only the first price of an item may be "
@@ -519,7 +507,7 @@ absl::StatusOr<v1::Contract> Ledger::CreateContract(const v1::Contract& c) {
   v1::Contract out = c;
   out.set_id(absl::StrFormat("C-%06d", last_contract_seq_ + 1));
   out.set_value_micros(*value);
-  *out.mutable_created_time() = ToProto(clock_->Now());
+  *out.mutable_created_time() = ToProtoTime(clock_->Now());
   RETURN_IF_ERROR(store_->Put(storage::kContracts, out.id(),
                               out.SerializeAsString(), {.sync = true}));
   RETURN_IF_ERROR(ApplyContractLocked(out));
@@ -598,7 +586,7 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
         e.time().seconds() < 0) {
       return bad("time", "not a valid timestamp");
     }
-    absl::Time t = ToTime(e.time());
+    absl::Time t = FromProtoTime(e.time());
     if (t > latest) {
       return bad("time", "more than 5 minutes in the future");
     }
@@ -676,7 +664,7 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
 
     // A new event: rate it with the price in effect at its time.
     const InferenceRate* rate = rates[i];
-    absl::Time t = ToTime(e.time());
+    absl::Time t = FromProtoTime(e.time());
     Period origin = Period::Of(t);
     SlotKey slot_key{absl::string_view(e.tenant()),
                      absl::string_view(e.model()),
@@ -802,8 +790,8 @@ JobUsageRecord Ledger::BuildJobRecordLocked(const JobUsage& u) const {
   r.set_gpu_model(u.gpu_model);
   r.set_service_class(u.service_class);
   r.set_gpus(u.gpus);
-  *r.mutable_start() = ToProto(u.start);
-  *r.mutable_end() = ToProto(u.end);
+  *r.mutable_start() = ToProtoTime(u.start);
+  *r.mutable_end() = ToProtoTime(u.end);
   r.set_energy_mj(u.energy_mj);
   // Billed per second: whole Unix seconds, split at month boundaries.
   Interval whole{absl::ToUnixSeconds(u.start), absl::ToUnixSeconds(u.end)};
@@ -1070,7 +1058,7 @@ absl::StatusOr<v1::Statement> Ledger::ComputeStatementLocked(
   st.set_tenant(tenant);
   st.set_period(period_s);
   RETURN_IF_ERROR(lines.Emit(&st));
-  *st.mutable_generated_time() = ToProto(clock_->Now());
+  *st.mutable_generated_time() = ToProtoTime(clock_->Now());
   return st;
 }
 
@@ -1162,14 +1150,14 @@ absl::StatusOr<v1::FinalizePeriodResponse> Ledger::FinalizePeriod(
     ASSIGN_OR_RETURN(v1::Statement st, ComputeStatementLocked(tenant, p));
     st.set_finalized(true);
     st.set_number(absl::StrFormat("JS-%s-%06d", period_s, ++n));
-    *st.mutable_generated_time() = ToProto(now);
+    *st.mutable_generated_time() = ToProtoTime(now);
     batch.Put(storage::kStatements, StoredStatementKey(period_s, tenant),
               st.SerializeAsString());
     *resp.add_statements() = std::move(st);
   }
   FinalizedPeriod fp;
   fp.set_period(period_s);
-  *fp.mutable_finalized_time() = ToProto(now);
+  *fp.mutable_finalized_time() = ToProtoTime(now);
   fp.set_statements(n);
   batch.Put(storage::kMeta, Cat(kFinalizedPrefix, period_s),
             fp.SerializeAsString());
@@ -1183,7 +1171,7 @@ absl::StatusOr<v1::FinalizePeriodResponse> Ledger::FinalizePeriod(
 absl::StatusOr<v1::GetBacklogResponse> Ledger::Backlog(absl::Time as_of) const {
   absl::ReaderMutexLock lock(&mu_);
   v1::GetBacklogResponse resp;
-  *resp.mutable_as_of() = ToProto(as_of);
+  *resp.mutable_as_of() = ToProtoTime(as_of);
   const int64_t as_of_s = absl::ToUnixSeconds(as_of);
   const int64_t horizon_s = absl::ToUnixSeconds(AddMonths(as_of, 12));
   v1::BacklogRow total;
