@@ -30,6 +30,22 @@ std::string AttemptKey(const std::string& job_id, uint32_t attempt) {
   return absl::StrCat(job_id, "/", attempt);
 }
 
+// A StopJob command for one attempt (grace 0: the agent's SIGKILL follows
+// its SIGTERM at once).
+v1::DaemonMessage StopMessage(const std::string& job_id, uint32_t attempt,
+                              std::string reason,
+                              absl::Duration grace = absl::ZeroDuration()) {
+  v1::DaemonMessage m;
+  v1::StopJob* stop = m.mutable_stop_job();
+  stop->set_job_id(job_id);
+  stop->set_attempt(attempt);
+  stop->set_reason(std::move(reason));
+  if (grace > absl::ZeroDuration()) {
+    *stop->mutable_grace_period() = ToProtoDuration(grace);
+  }
+  return m;
+}
+
 std::string EventKey(uint64_t seq) { return absl::StrFormat("%016x", seq); }
 
 // The bytes that identify a spec for SubmitJob idempotency. Deterministic
@@ -732,11 +748,8 @@ void ClusterManager::SettleLostJobsLocked(
       if (al.node() == n.node.name()) continue;
       auto it = nodes_.find(al.node());
       if (it == nodes_.end()) continue;
-      v1::DaemonMessage stop;
-      stop.mutable_stop_job()->set_job_id(id);
-      stop.mutable_stop_job()->set_attempt(j.job.attempt());
-      stop.mutable_stop_job()->set_reason("another rank was lost");
-      SendLocked(it->second, stop);
+      SendLocked(it->second,
+                 StopMessage(id, j.job.attempt(), "another rank was lost"));
     }
     v1::JobAttempt a = EndAttemptLocked(j, now, why, batch);
     if (IsSet(a.start_time()) && options_.attempts != nullptr) {
@@ -769,13 +782,10 @@ void ClusterManager::SettleLostJobsLocked(
       }
     }
     if (!keep) {
-      v1::DaemonMessage stop;
-      stop.mutable_stop_job()->set_job_id(id);
-      stop.mutable_stop_job()->set_attempt(
-          static_cast<uint32_t>(std::stoul(key.substr(key.rfind('/') + 1))));
-      stop.mutable_stop_job()->set_reason("not a current job of this node");
       // Registration comes before the agent's new stream: send on attach.
-      n.on_attach.push_back(stop);
+      n.on_attach.push_back(StopMessage(
+          id, static_cast<uint32_t>(std::stoul(key.substr(key.rfind('/') + 1))),
+          "not a current job of this node"));
       n.stale_stopped.insert(key);
     }
   }
@@ -885,11 +895,8 @@ absl::Status ClusterManager::HandleReport(const std::string& node,
       const std::string key = AttemptKey(rj.job_id(), rj.attempt());
       stale.insert(key);
       if (!n.stale_stopped.contains(key)) {
-        v1::DaemonMessage stop;
-        stop.mutable_stop_job()->set_job_id(rj.job_id());
-        stop.mutable_stop_job()->set_attempt(rj.attempt());
-        stop.mutable_stop_job()->set_reason("not a current job of this node");
-        SendLocked(n, stop);
+        SendLocked(n, StopMessage(rj.job_id(), rj.attempt(),
+                                  "not a current job of this node"));
       }
       continue;
     }
@@ -1002,13 +1009,8 @@ void ClusterManager::RequestStopLocked(JobRt& j, v1::JobState target,
     if (i < j.ended.size() && j.ended[i]) continue;
     auto it = nodes_.find(j.job.allocations(i).node());
     if (it == nodes_.end()) continue;
-    v1::DaemonMessage stop;
-    stop.mutable_stop_job()->set_job_id(j.job.id());
-    stop.mutable_stop_job()->set_attempt(j.job.attempt());
-    stop.mutable_stop_job()->set_reason(reason);
-    *stop.mutable_stop_job()->mutable_grace_period() =
-        ToProtoDuration(options_.config.scheduler.stop_grace);
-    SendLocked(it->second, stop);
+    SendLocked(it->second, StopMessage(j.job.id(), j.job.attempt(), reason,
+                                       options_.config.scheduler.stop_grace));
     UpdateNodeMeasuredLocked(it->second);
   }
 }
