@@ -111,8 +111,7 @@ std::string Bytes(const grpc::ByteBuffer& buffer) {
 TEST(FoundationE2E, HealthAndReflectionAnswer) {
   Cluster c;
   c.StartDaemon();
-  auto channel =
-      grpc::CreateChannel(c.server(), grpc::InsecureChannelCredentials());
+  auto channel = c.Channel();
   grpc::GenericStub stub(channel);
   grpc::CompletionQueue cq;
   void* tag = nullptr;
@@ -169,8 +168,7 @@ class BadInputE2E : public ::testing::Test {
     c_.StartAgent("good");
     ASSERT_TRUE(WaitFor(
         [&] { return CountState(Nodes(c_), v1::NODE_STATE_READY) == 1; }));
-    channel_ =
-        grpc::CreateChannel(c_.server(), grpc::InsecureChannelCredentials());
+    channel_ = c_.Channel();
     stub_ = v1::AgentService::NewStub(channel_);
   }
   Cluster c_;

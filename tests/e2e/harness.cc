@@ -188,6 +188,12 @@ void Cluster::KillAgent(const std::string& name, int sig) {
   agents_[name]->Wait();
 }
 
+std::shared_ptr<grpc::Channel> Cluster::Channel() const {
+  return grpc::CreateChannel(server(), grpc::InsecureChannelCredentials());
+}
+
+void Cluster::Authorize(grpc::ClientContext* ctx) const {}
+
 CtlResult Cluster::Ctl(std::vector<std::string> args) const {
   static int n = 0;
   const std::string out = absl::StrCat(dir_, "/ctl.", ++n, ".out");

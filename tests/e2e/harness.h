@@ -13,6 +13,7 @@
 
 #include "absl/time/time.h"
 #include "google/protobuf/message.h"
+#include "grpcpp/grpcpp.h"
 
 namespace joule::e2e {
 
@@ -67,6 +68,12 @@ class Cluster {
   // Runs `joulectl -o json ARGS`, requires exit 0 and parses into `msg`.
   void CtlJson(std::vector<std::string> args,
                google::protobuf::Message* msg) const;
+
+  // A channel to this cluster's jouled with the transport credentials it
+  // expects. Raw gRPC clients in tests use this, never their own channel.
+  std::shared_ptr<grpc::Channel> Channel() const;
+  // Adds the operator's call credentials to a raw call's context.
+  void Authorize(grpc::ClientContext* ctx) const;
 
   const std::string& dir() const { return dir_; }
   std::string server() const;
