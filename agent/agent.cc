@@ -107,9 +107,15 @@ bool Agent::Send(const v1::AgentMessage& msg) {
 }
 
 void Agent::Session(bool* connected) {
-  auto channel =
-      grpc::CreateChannel(options_.server, grpc::InsecureChannelCredentials());
-  auto stub = v1::AgentService::NewStub(channel);
+  transport::ClientOptions to = options_.transport;
+  to.server = options_.server;
+  auto client = transport::Client::Open(to);
+  if (!client.ok()) {
+    fprintf(stderr, "joule-agent: %s\n",
+            std::string(client.status().message()).c_str());
+    return;
+  }
+  auto stub = v1::AgentService::NewStub(client->channel());
 
   v1::RegisterRequest reg;
   reg.set_node_name(options_.node_name);
@@ -123,6 +129,7 @@ void Agent::Session(bool* connected) {
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() +
                      std::chrono::seconds(5));
+    client->Authorize(&ctx);
     grpc::Status s = stub->Register(&ctx, reg, &reg_resp);
     if (!s.ok()) {
       if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
@@ -141,6 +148,7 @@ void Agent::Session(bool* connected) {
   }
 
   grpc::ClientContext ctx;
+  client->Authorize(&ctx);
   {
     absl::MutexLock lock(&mu_);
     if (shutdown_) return;

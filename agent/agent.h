@@ -13,6 +13,7 @@
 #include "agent/gpu_backend.h"
 #include "agent/job_runner.h"
 #include "common/clock.h"
+#include "transport/channel.h"
 #include "grpcpp/grpcpp.h"
 #include "joule/v1/joule.grpc.pb.h"
 
@@ -20,6 +21,10 @@ namespace joule::agent {
 
 struct AgentOptions {
   std::string server = "127.0.0.1:7070";
+  // TLS and credentials: the node certificate (CN = node name) signed by
+  // the cluster CA, the CA that verifies jouled, or --insecure with a
+  // node-bound agent token. `server` above is copied into it.
+  transport::ClientOptions transport;
   std::string node_name;
   std::string address = "127.0.0.1";  // where this node's jobs are reachable
   // The interval used when the daemon does not ask for one at registration.

@@ -36,6 +36,7 @@ int main(int argc, char** argv) {
   std::string log_dir;
   std::string address = "127.0.0.1";
   std::string nvml_library = "libnvidia-ml.so.1";
+  joule::transport::ClientOptions transport;
   app.add_option("--server", server, "jouled address HOST:PORT");
   app.add_option("--node-name", node_name, "node name (default: hostname)");
   app.add_option("--gpu-backend", backend_name, "sim, nvml or auto")
@@ -51,7 +52,30 @@ int main(int argc, char** argv) {
   app.add_option("--address", address,
                  "address other nodes reach this one at (JOULE_MASTER_ADDR)");
   app.add_option("--nvml-library", nvml_library, "NVML library to dlopen");
+  app.add_option("--ca", transport.ca_file,
+                 "the cluster CA that jouled's certificate is checked against");
+  app.add_option("--tls-cert", transport.cert_file,
+                 "this node's certificate (CN = the node name)");
+  app.add_option("--tls-key", transport.key_file, "its private key");
+  app.add_flag("--insecure", transport.insecure,
+               "plaintext gRPC (with --token-file: a node-bound agent token)");
+  app.add_option("--token-file", transport.token_file,
+                 "file holding an agent token bound to this node");
   CLI11_PARSE(app, argc, argv);
+  if (!transport.insecure &&
+      (transport.ca_file.empty() ||
+       (transport.cert_file.empty() && transport.token_file.empty()))) {
+    fprintf(stderr,
+            "joule-agent: give --ca and --tls-cert/--tls-key (or a "
+            "--token-file), or --insecure with --token-file\n");
+    return 2;
+  }
+  if (transport.insecure && transport.token_file.empty()) {
+    fprintf(stderr,
+            "joule-agent: --insecure needs --token-file (a node-bound agent "
+            "token)\n");
+    return 2;
+  }
 
   auto interval =
       joule::ParseNonNegativeDuration(report_interval, "--report-interval");
@@ -103,6 +127,7 @@ int main(int argc, char** argv) {
 
   joule::agent::AgentOptions options;
   options.server = server;
+  options.transport = transport;
   options.node_name = node_name;
   options.address = address;
   options.report_interval = *interval;

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -24,7 +25,9 @@
 #include "common/proto_time.h"
 #include "common/units.h"
 #include "grpcpp/grpcpp.h"
+#include "joule/v1/auth.grpc.pb.h"
 #include "joule/v1/joule.grpc.pb.h"
+#include "transport/channel.h"
 
 namespace joule::cli {
 namespace {
@@ -34,6 +37,7 @@ struct Globals {
   std::string output = "table";
   std::string as_tenant;
   std::string timeout = "30s";
+  transport::ClientOptions transport;  // TLS, token (server copied in)
 };
 
 // Raised through main() as an exit code; the message is already printed.
@@ -51,8 +55,14 @@ void FailStatus(const absl::Status& s) { Fail(2, std::string(s.message())); }
 class Client {
  public:
   explicit Client(const Globals& g) : g_(g) {
-    channel_ =
-        grpc::CreateChannel(g.server, grpc::InsecureChannelCredentials());
+    transport::ClientOptions to = g.transport;
+    to.server = g.server;
+    to.as_tenant = g.as_tenant;
+    auto client = transport::Client::Open(to);
+    if (!client.ok()) FailStatus(client.status());
+    transport_ = std::move(*client);
+    channel_ = transport_.channel();
+    auth_ = v1::AuthService::NewStub(channel_);
     jobs_ = v1::JobService::NewStub(channel_);
     admin_ = v1::AdminService::NewStub(channel_);
     billing_ = v1::BillingService::NewStub(channel_);
@@ -74,7 +84,7 @@ class Client {
     if (!timeout.ok()) FailStatus(timeout.status());
     ctx.set_deadline(std::chrono::system_clock::now() +
                      absl::ToChronoMilliseconds(*timeout));
-    if (!g_.as_tenant.empty()) ctx.AddMetadata("x-joule-tenant", g_.as_tenant);
+    transport_.Authorize(&ctx);
     return (stub->*method)(&ctx, req, resp);
   }
   [[noreturn]] void FailRpc(const grpc::Status& s) {
@@ -92,13 +102,16 @@ class Client {
     Fail(1, s.error_message());
   }
 
+  v1::AuthService::Stub* auth() { return auth_.get(); }
   v1::JobService::Stub* jobs() { return jobs_.get(); }
   v1::AdminService::Stub* admin() { return admin_.get(); }
   v1::BillingService::Stub* billing() { return billing_.get(); }
 
  private:
   const Globals& g_;
+  transport::Client transport_;
   std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<v1::AuthService::Stub> auth_;
   std::unique_ptr<v1::JobService::Stub> jobs_;
   std::unique_ptr<v1::AdminService::Stub> admin_;
   std::unique_ptr<v1::BillingService::Stub> billing_;
@@ -698,6 +711,129 @@ void Backlog(Client& c, const Globals& g, const std::string& as_of) {
   Print(t.Render());
 }
 
+// -------------------------------------------------------- identity ----
+
+std::string RoleText(v1::Role r) {
+  switch (r) {
+    case v1::ROLE_OPERATOR:
+      return "operator";
+    case v1::ROLE_FINANCE:
+      return "finance";
+    case v1::ROLE_METERING:
+      return "metering";
+    case v1::ROLE_TENANT:
+      return "tenant";
+    case v1::ROLE_AGENT:
+      return "agent";
+    default:
+      return "-";
+  }
+}
+
+struct TokenFlags {
+  std::string role, tenant, node, name, expires;
+};
+
+void TokenCreate(Client& c, const Globals& g, const TokenFlags& f) {
+  v1::CreateTokenRequest req;
+  const std::map<std::string, v1::Role> roles = {
+      {"operator", v1::ROLE_OPERATOR}, {"finance", v1::ROLE_FINANCE},
+      {"metering", v1::ROLE_METERING}, {"tenant", v1::ROLE_TENANT},
+      {"agent", v1::ROLE_AGENT}};
+  req.set_role(roles.at(f.role));
+  req.set_tenant(f.tenant);
+  req.set_node(f.node);
+  req.set_name(f.name);
+  if (!f.expires.empty()) {
+    auto d = ParseNonNegativeDuration(f.expires, "--expires");
+    if (!d.ok()) FailStatus(d.status());
+    *req.mutable_expires_in() = ToProtoDuration(*d);
+  }
+  v1::CreateTokenResponse resp;
+  c.Call(&v1::AuthService::Stub::CreateToken, c.auth(), req, &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  // The secret alone on stdout (shown once); what it is on stderr.
+  const v1::Token& t = resp.token();
+  const std::string bound = !t.tenant().empty() ? " for tenant " + t.tenant()
+                            : !t.node().empty() ? " for node " + t.node()
+                                                : "";
+  std::fprintf(stderr,
+               "joulectl: token %s (%s%s) created; the secret below is "
+               "shown once\n",
+               t.id().c_str(), RoleText(t.role()).c_str(), bound.c_str());
+  Print(resp.secret() + "\n");
+}
+
+void TokenList(Client& c, const Globals& g, bool all) {
+  v1::ListTokensRequest req;
+  req.set_include_revoked(all);
+  v1::ListTokensResponse resp;
+  c.Call(&v1::AuthService::Stub::ListTokens, c.auth(), req, &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  Table t({"ID", "NAME", "ROLE", "TENANT/NODE", "CREATED", "EXPIRES",
+           "REVOKED"});
+  for (const auto& x : resp.tokens()) {
+    t.Add({x.id(), x.name().empty() ? "-" : x.name(), RoleText(x.role()),
+           !x.tenant().empty() ? x.tenant()
+           : !x.node().empty() ? x.node()
+                               : "-",
+           TimeText(x.created_time()), TimeText(x.expires_time()),
+           x.revoked() ? TimeText(x.revoked_time()) : "-"});
+  }
+  Print(t.Render());
+}
+
+void TokenRevoke(Client& c, const Globals& g, const std::string& id) {
+  v1::RevokeTokenRequest req;
+  req.set_id(id);
+  v1::Token resp;
+  c.Call(&v1::AuthService::Stub::RevokeToken, c.auth(), req, &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  Print(absl::StrCat("token ", resp.id(), " revoked\n"));
+}
+
+void WhoAmI(Client& c, const Globals& g) {
+  v1::WhoAmIResponse resp;
+  c.Call(&v1::AuthService::Stub::WhoAmI, c.auth(), v1::WhoAmIRequest(),
+         &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  Print(absl::StrCat(resp.principal(), " (", resp.name(), ") role ",
+                     RoleText(resp.role()),
+                     resp.tenant().empty() ? "" : " tenant " + resp.tenant(),
+                     resp.node().empty() ? "" : " node " + resp.node(),
+                     resp.acting_for().empty()
+                         ? ""
+                         : " (operator acting as " + resp.acting_for() + ")",
+                     "\n"));
+}
+
+void Audit(Client& c, const Globals& g, const std::string& since,
+           const std::string& principal, uint32_t limit) {
+  v1::ListAuditRequest req;
+  if (!since.empty()) {
+    auto d = ParseNonNegativeDuration(since, "--since");
+    if (!d.ok()) FailStatus(d.status());
+    *req.mutable_since() = ToProtoDuration(*d);
+  }
+  req.set_principal(principal);
+  req.set_limit(limit);
+  v1::ListAuditResponse resp;
+  c.Call(&v1::AuthService::Stub::ListAudit, c.auth(), req, &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  Table t({"TIME", "PRINCIPAL", "ROLE", "METHOD", "TARGET", "OUTCOME"});
+  for (const auto& r : resp.records()) {
+    std::string who = r.principal();
+    if (!r.principal_name().empty()) absl::StrAppend(&who, " (", r.principal_name(), ")");
+    if (!r.acting_for().empty()) absl::StrAppend(&who, " as ", r.acting_for());
+    std::string method = r.method();
+    const size_t slash = method.rfind('/');
+    if (slash != std::string::npos) method = method.substr(slash + 1);
+    t.Add({TimeText(r.time()), who, RoleText(r.role()), method,
+           r.target().empty() ? "-" : r.target(), r.outcome()});
+  }
+  Print(t.Render());
+}
+
 }  // namespace
 }  // namespace joule::cli
 
@@ -716,8 +852,26 @@ int main(int argc, char** argv) {
   app.add_option("-o,--output", g.output, "table, json (or csv for statements)")
       ->check(CLI::IsMember({"table", "json", "csv"}));
   app.add_option("--as-tenant", g.as_tenant,
-                 "act as this tenant (sent as x-joule-tenant)");
+                 "operators: act as this tenant (recorded in the audit log)");
   app.add_option("--timeout", g.timeout, "deadline of each call");
+  auto env = [](const char* name) {
+    const char* v = std::getenv(name);
+    return std::string(v != nullptr ? v : "");
+  };
+  g.transport.ca_file = env("JOULE_CA");
+  g.transport.token = env("JOULE_TOKEN");
+  g.transport.token_file = env("JOULE_TOKEN_FILE");
+  g.transport.insecure = env("JOULE_INSECURE") == "1";
+  app.add_option("--ca", g.transport.ca_file,
+                 "CA that jouled's certificate is checked against (default "
+                 "$JOULE_CA; none: the system's roots)");
+  app.add_option("--token", g.transport.token,
+                 "bearer token (default $JOULE_TOKEN)");
+  app.add_option("--token-file", g.transport.token_file,
+                 "file holding the bearer token (default $JOULE_TOKEN_FILE)");
+  app.add_flag("--insecure", g.transport.insecure,
+               "plaintext gRPC, for a jouled started with --insecure "
+               "(default: $JOULE_INSECURE=1)");
 
   std::function<void(Client&)> action;
   auto set = [&](CLI::App* sub, std::function<void(Client&)> fn) {
@@ -892,6 +1046,44 @@ int main(int argc, char** argv) {
   auto* backlog = billing->add_subcommand("backlog", "contract backlog (RPO)");
   backlog->add_option("--as-of", as_of, "RFC 3339 or YYYY-MM-DD");
   set(backlog, [&](Client& c) { Backlog(c, g, as_of); });
+
+  // token
+  auto* token = app.add_subcommand("token", "bearer tokens (operators)")
+                    ->require_subcommand(1);
+  TokenFlags tf;
+  auto* tcreate_tok =
+      token->add_subcommand("create", "create a token; prints it once");
+  tcreate_tok->add_option("--role", tf.role)
+      ->required()
+      ->check(CLI::IsMember(
+          {"operator", "finance", "metering", "tenant", "agent"}));
+  tcreate_tok->add_option("--tenant", tf.tenant, "role tenant: its tenant");
+  tcreate_tok->add_option("--node", tf.node, "role agent: its node");
+  tcreate_tok->add_option("--name", tf.name, "who or what it is for");
+  tcreate_tok->add_option("--expires", tf.expires,
+                          "lifetime, e.g. 30d, 12h (default: never)");
+  set(tcreate_tok, [&](Client& c) { TokenCreate(c, g, tf); });
+  static bool token_all = false;
+  auto* tlist_tok = token->add_subcommand("list", "tokens (no secrets)");
+  tlist_tok->add_flag("--all", token_all, "include revoked tokens");
+  set(tlist_tok, [&](Client& c) { TokenList(c, g, token_all); });
+  static std::string token_id;
+  auto* trevoke = token->add_subcommand("revoke", "revoke a token at once");
+  trevoke->add_option("ID", token_id)->required();
+  set(trevoke, [&](Client& c) { TokenRevoke(c, g, token_id); });
+  set(app.add_subcommand("whoami", "the caller's identity and role"),
+      [&](Client& c) { WhoAmI(c, g); });
+
+  // audit
+  static std::string audit_since, audit_principal;
+  static uint32_t audit_limit = 0;
+  auto* audit = app.add_subcommand("audit", "audit log of mutating calls");
+  audit->add_option("--since", audit_since, "e.g. 1h");
+  audit->add_option("--principal", audit_principal, "token id or node:NAME");
+  audit->add_option("--limit", audit_limit, "latest N (default 1000)");
+  set(audit, [&](Client& c) {
+    Audit(c, g, audit_since, audit_principal, audit_limit);
+  });
 
   try {
     app.parse(argc, argv);

@@ -6,19 +6,18 @@
 #include "absl/strings/string_view.h"
 #include "billing/ledger.h"
 #include "daemon/cluster_manager.h"
-#include "daemon/worker_pool.h"
+#include "daemon/gate.h"
 #include "joule/v1/joule.grpc.pb.h"
 
 namespace joule::daemon {
 
-// Thin gRPC adapter over billing::Ledger (callback API). Tenants may read
-// only their own statements, contracts and usage; prices and finalization
-// are operator calls.
+// Thin gRPC adapter over billing::Ledger (callback API). Who may call what
+// is the Gate's table (auth/authz_table.cc); tenants are scoped to their
+// own statements and contracts here.
 class BillingServiceImpl final : public v1::BillingService::CallbackService {
  public:
-  BillingServiceImpl(billing::Ledger* ledger, const Clock* clock,
-                     WorkerPool* pool)
-      : ledger_(ledger), clock_(clock), pool_(pool) {}
+  BillingServiceImpl(billing::Ledger* ledger, const Clock* clock, Gate* gate)
+      : ledger_(ledger), clock_(clock), gate_(gate) {}
   grpc::ServerUnaryReactor* SetPrice(grpc::CallbackServerContext* ctx,
                                      const v1::SetPriceRequest* req,
                                      v1::Price* resp) override;
@@ -47,7 +46,7 @@ class BillingServiceImpl final : public v1::BillingService::CallbackService {
  private:
   billing::Ledger* const ledger_;
   const Clock* const clock_;
-  WorkerPool* const pool_;
+  Gate* const gate_;
 };
 
 // Billing as the daemon wires it: the ledger, its gRPC adapter, the sink
@@ -55,7 +54,7 @@ class BillingServiceImpl final : public v1::BillingService::CallbackService {
 // (bound to the ClusterManager after both exist). Owns all of them.
 class BillingParts {
  public:
-  BillingParts(storage::Store* store, const Clock* clock, WorkerPool* pool);
+  BillingParts(storage::Store* store, const Clock* clock, Gate* gate);
   void set_tenants(ClusterManager* manager) { directory_.manager = manager; }
   absl::Status Load() { return ledger_->Load(); }
   AttemptSink* attempt_sink() { return &sink_; }

@@ -694,6 +694,11 @@ absl::StatusOr<v1::RegisterResponse> ClusterManager::RegisterAgent(
   }
   n.gpus = std::move(gpus);
   n.session_id = absl::StrCat(req.node_name(), "-", absl::ToUnixNanos(now));
+  // A new registration (with the node's own credentials: the adapter
+  // checked them) replaces a live session; the old stream is closed at its
+  // next message.
+  const bool replaced = n.link != nullptr;
+  n.link = nullptr;
 
   storage::WriteBatch batch;
   std::vector<std::pair<v1::Job, v1::JobAttempt>> billed;
@@ -709,7 +714,10 @@ absl::StatusOr<v1::RegisterResponse> ClusterManager::RegisterAgent(
                        /*always_requeue=*/false, &batch, &billed);
   PutNodeLocked(&batch, n);
   AddEventLocked(&batch, "node", n.node.name(),
-                 known ? "agent registered again" : "node registered");
+                 replaced ? "agent registered again, replacing its live "
+                            "session (same node credentials)"
+                 : known  ? "agent registered again"
+                          : "node registered");
   RETURN_IF_ERROR(CommitLocked(batch));
   CommitBilled(billed);
   UpdateNodeMeasuredLocked(n);
@@ -820,6 +828,13 @@ absl::Status ClusterManager::AttachAgent(const v1::AgentHello& hello,
   }
   it->second.on_attach.clear();
   return absl::OkStatus();
+}
+
+bool ClusterManager::IsCurrentLink(const std::string& node,
+                                   const AgentLink* link) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(node);
+  return it != nodes_.end() && it->second.link == link;
 }
 
 void ClusterManager::DetachAgent(const std::string& node, AgentLink* link) {
@@ -1143,7 +1158,7 @@ void ClusterManager::HandleLogChunk(const std::string& node,
                                     const v1::LogChunk& c) {
   absl::MutexLock lock(&mu_);
   auto it = pending_logs_.find(c.command_id());
-  if (it == pending_logs_.end()) return;
+  if (it == pending_logs_.end() || it->second->node != node) return;
   it->second->chunk = c;
   it->second->done.Notify();
   pending_logs_.erase(it);
@@ -1419,6 +1434,7 @@ absl::StatusOr<v1::GetJobLogsResponse> ClusterManager::GetJobLogs(
     m.mutable_fetch_logs()->set_attempt(attempt);
     m.mutable_fetch_logs()->set_max_bytes(
         req.max_bytes() == 0 ? 1 << 20 : req.max_bytes());
+    pending->node = node;
     pending_logs_[m.command_id()] = pending;
     it->second.link->Send(m);
   }
@@ -1438,7 +1454,8 @@ absl::StatusOr<v1::GetJobLogsResponse> ClusterManager::GetJobLogs(
 
 // ---------------------------------------------------------------- admin ----
 
-v1::Node ClusterManager::NodeViewLocked(const NodeRt& n, absl::Time now) const {
+v1::Node ClusterManager::NodeViewLocked(
+    const NodeRt& n, absl::Time now, const std::string& viewer_tenant) const {
   v1::Node out = n.node;
   out.set_state(n.ready ? v1::NODE_STATE_READY : v1::NODE_STATE_UNREACHABLE);
   out.clear_gpus();
@@ -1456,8 +1473,15 @@ v1::Node ClusterManager::NodeViewLocked(const NodeRt& n, absl::Time now) const {
     s.set_min_power_limit_mw(g.info.min_power_limit_mw());
     s.set_max_power_limit_mw(g.info.max_power_limit_mw());
     if (!g.job_key.empty()) {
-      s.set_job_id(g.job_key.substr(0, g.job_key.rfind('/')));
-      running.insert(s.job_id());
+      const std::string id = g.job_key.substr(0, g.job_key.rfind('/'));
+      auto j = jobs_.find(id);
+      const bool visible =
+          viewer_tenant.empty() ||
+          (j != jobs_.end() && j->second.job.spec().tenant() == viewer_tenant);
+      if (visible) {
+        s.set_job_id(id);
+        running.insert(id);
+      }
     }
     if (!n.ready) s.set_power_mw(0);
     power += s.power_mw();
@@ -1476,21 +1500,25 @@ v1::Node ClusterManager::NodeViewLocked(const NodeRt& n, absl::Time now) const {
   return out;
 }
 
-std::vector<v1::Node> ClusterManager::ListNodes() {
+std::vector<v1::Node> ClusterManager::ListNodes(
+    const std::string& viewer_tenant) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = options_.clock->Now();
   std::vector<v1::Node> out;
-  for (const auto& [name, n] : nodes_) out.push_back(NodeViewLocked(n, now));
+  for (const auto& [name, n] : nodes_) {
+    out.push_back(NodeViewLocked(n, now, viewer_tenant));
+  }
   return out;
 }
 
-absl::StatusOr<v1::Node> ClusterManager::GetNode(const std::string& name) {
+absl::StatusOr<v1::Node> ClusterManager::GetNode(
+    const std::string& name, const std::string& viewer_tenant) {
   absl::MutexLock lock(&mu_);
   auto it = nodes_.find(name);
   if (it == nodes_.end()) {
     return absl::NotFoundError(absl::StrCat("name: no node \"", name, "\""));
   }
-  return NodeViewLocked(it->second, options_.clock->Now());
+  return NodeViewLocked(it->second, options_.clock->Now(), viewer_tenant);
 }
 
 absl::StatusOr<v1::Node> ClusterManager::DrainNode(const std::string& name,
@@ -1596,7 +1624,14 @@ absl::StatusOr<v1::PowerDomain> ClusterManager::SetPowerCap(
 }
 
 absl::StatusOr<std::vector<v1::Event>> ClusterManager::ListEvents(
-    const v1::ListEventsRequest& r) {
+    const v1::ListEventsRequest& r, const std::string& viewer_tenant) {
+  absl::flat_hash_set<std::string> own_jobs;
+  if (!viewer_tenant.empty()) {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [id, j] : jobs_) {
+      if (j.job.spec().tenant() == viewer_tenant) own_jobs.insert(id);
+    }
+  }
   const absl::Time now = options_.clock->Now();
   const absl::Duration since = FromProtoDuration(r.since());
   if (since < absl::ZeroDuration()) {
@@ -1612,6 +1647,9 @@ absl::StatusOr<std::vector<v1::Event>> ClusterManager::ListEvents(
           return true;
         }
         if (!r.kind().empty() && e.kind() != r.kind()) return true;
+        if (!viewer_tenant.empty() && !own_jobs.contains(e.subject())) {
+          return true;
+        }
         out.push_back(std::move(e));
         return true;
       }));

@@ -88,6 +88,9 @@ class ClusterManager {
       const v1::RegisterRequest& req);
   absl::Status AttachAgent(const v1::AgentHello& hello, AgentLink* link);
   void DetachAgent(const std::string& node, AgentLink* link);
+  // True while `link` is the node's current session (a newer registration
+  // replaces it).
+  bool IsCurrentLink(const std::string& node, const AgentLink* link);
   absl::Status HandleReport(const std::string& node, const v1::NodeReport& r);
   absl::Status HandleJobUpdate(const std::string& node, const v1::JobUpdate& u);
   void HandleCommandResult(const std::string& node, const v1::CommandResult& r);
@@ -105,14 +108,17 @@ class ClusterManager {
   absl::StatusOr<v1::GetJobLogsResponse> GetJobLogs(
       const v1::GetJobLogsRequest& req, const std::string& caller_tenant);
 
-  // ---- admin
-  std::vector<v1::Node> ListNodes();
-  absl::StatusOr<v1::Node> GetNode(const std::string& name);
+  // ---- admin (viewer_tenant non-empty: a tenant's view, which shows no
+  // other tenant's job ids)
+  std::vector<v1::Node> ListNodes(const std::string& viewer_tenant = "");
+  absl::StatusOr<v1::Node> GetNode(const std::string& name,
+                                   const std::string& viewer_tenant = "");
   absl::StatusOr<v1::Node> DrainNode(const std::string& name, bool drain);
   v1::GetPowerTreeResponse PowerTree();
   absl::StatusOr<v1::PowerDomain> SetPowerCap(const v1::SetPowerCapRequest& r);
+  // A tenant (viewer_tenant non-empty) sees only the events of its jobs.
   absl::StatusOr<std::vector<v1::Event>> ListEvents(
-      const v1::ListEventsRequest& r);
+      const v1::ListEventsRequest& r, const std::string& viewer_tenant = "");
   absl::StatusOr<v1::Tenant> CreateTenant(const v1::Tenant& t);
   std::vector<v1::Tenant> ListTenants();
   bool TenantExists(absl::string_view name);
@@ -175,6 +181,7 @@ class ClusterManager {
     absl::Time decay_time = absl::InfinitePast();
   };
   struct PendingLog {
+    std::string node;  // the node asked; a reply from another is ignored
     absl::Notification done;
     v1::LogChunk chunk;
   };
@@ -233,7 +240,8 @@ class ClusterManager {
                             absl::Time at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   double TenantUsageLocked(const std::string& tenant, absl::Time now) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  v1::Node NodeViewLocked(const NodeRt& n, absl::Time now) const
+  v1::Node NodeViewLocked(const NodeRt& n, absl::Time now,
+                          const std::string& viewer_tenant = "") const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ValidateSpecLocked(const v1::JobSpec& spec) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -1,7 +1,15 @@
 #include "daemon/daemon.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "daemon/auth_service.h"
 #include "daemon/billing_service.h"
+#include "daemon/gate.h"
 #include "daemon/services.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -11,24 +19,90 @@ namespace joule::daemon {
 struct Daemon::Parts {
   // Runs the handlers that block (synced writes, agents); see WorkerPool.
   std::unique_ptr<WorkerPool> pool;
+  std::unique_ptr<Gate> gate;
   std::unique_ptr<BillingParts> billing;
+  std::unique_ptr<AuthServiceImpl> auth;
   std::unique_ptr<AgentServiceImpl> agent;
   std::unique_ptr<JobServiceImpl> jobs;
   std::unique_ptr<AdminServiceImpl> admin;
 };
 
+namespace {
+
+// True for 127.0.0.0/8, [::1] and localhost, with a port.
+bool IsLoopback(const std::string& listen) {
+  return absl::StartsWith(listen, "127.") ||
+         absl::StartsWith(listen, "[::1]:") ||
+         absl::StartsWith(listen, "localhost:");
+}
+
+absl::Status WriteSecretFile(const std::string& path,
+                             const std::string& text) {
+  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW,
+                      0600);
+  if (fd < 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot create ", path, ": ", strerror(errno)));
+  }
+  const std::string line = text + "\n";
+  const bool ok = write(fd, line.data(), line.size()) ==
+                      static_cast<ssize_t>(line.size()) &&
+                  fsync(fd) == 0;
+  close(fd);
+  if (!ok) return absl::UnavailableError(absl::StrCat("cannot write ", path));
+  return absl::OkStatus();
+}
+
+std::shared_ptr<grpc::ServerCredentials> Credentials(
+    const DaemonOptions& options) {
+  if (!options.tls.has_value()) return grpc::InsecureServerCredentials();
+  grpc::SslServerCredentialsOptions ssl(
+      GRPC_SSL_REQUEST_CLIENT_CERTIFICATE_AND_VERIFY);
+  ssl.pem_root_certs = options.tls->ca_pem;
+  ssl.pem_key_cert_pairs.push_back({options.tls->key_pem, options.tls->cert_pem});
+  return grpc::SslServerCredentials(ssl);
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
+  if (options.tls.has_value() == options.insecure) {
+    return absl::InvalidArgumentError(
+        "TLS: give --tls-cert, --tls-key and --tls-ca, or --insecure (plaintext, "
+        "loopback only)");
+  }
+  if (options.insecure && !IsLoopback(options.listen)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--insecure: refused on ", options.listen,
+        ", which is not a loopback address (127.0.0.0/8, [::1], localhost)"));
+  }
   auto d = std::unique_ptr<Daemon>(new Daemon());
   storage::RocksDbStore::Options so;
   so.path = options.data_dir;
   auto store = storage::RocksDbStore::Open(so);
   if (!store.ok()) return store.status();
   d->store_ = std::move(*store);
+  d->audited_store_ = std::make_unique<auth::AuditingStore>(d->store_.get());
   d->parts_ = std::make_unique<Parts>();
+  d->audit_ = std::make_unique<auth::AuditLog>(d->store_.get(), options.clock);
+  d->tokens_ = std::make_unique<auth::TokenBook>(auth::TokenBookOptions{
+      .store = d->audited_store_.get(), .clock = options.clock});
+  if (absl::Status s = d->tokens_->Load(); !s.ok()) return s;
+  auto bootstrap = d->tokens_->Bootstrap();
+  if (!bootstrap.ok()) return bootstrap.status();
+  if (bootstrap->has_value()) {
+    const std::string path = options.data_dir + "/operator.token";
+    if (absl::Status s = WriteSecretFile(path, **bootstrap); !s.ok()) return s;
+    fprintf(stderr,
+            "jouled: empty store: wrote an operator token to %s (mode 0600); "
+            "use it with joulectl --token-file, create named tokens, then "
+            "revoke it\n",
+            path.c_str());
+  }
 
   ClusterManagerOptions mo;
   mo.config = options.config;
-  mo.store = d->store_.get();
+  mo.store = d->audited_store_.get();
   mo.clock = options.clock;
   mo.heartbeat_timeout = options.heartbeat_timeout;
   mo.report_interval = options.report_interval;
@@ -36,8 +110,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   // billing's attempt sink and contracts. BillingParts breaks the cycle with
   // a late-bound directory.
   d->parts_->pool = std::make_unique<WorkerPool>(32);
+  d->parts_->gate = std::make_unique<Gate>(
+      d->tokens_.get(), d->audit_.get(), d->parts_->pool.get());
   d->parts_->billing = std::make_unique<BillingParts>(
-      d->store_.get(), options.clock, d->parts_->pool.get());
+      d->audited_store_.get(), options.clock, d->parts_->gate.get());
   mo.attempts = d->parts_->billing->attempt_sink();
   mo.contracted_gpus = d->parts_->billing->contracted_gpus_fn();
   d->manager_ = std::make_unique<ClusterManager>(std::move(mo));
@@ -45,22 +121,24 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   if (absl::Status s = d->manager_->Load(); !s.ok()) return s;
   if (absl::Status s = d->parts_->billing->Load(); !s.ok()) return s;
 
-  WorkerPool* pool = d->parts_->pool.get();
-  d->parts_->agent =
-      std::make_unique<AgentServiceImpl>(d->manager_.get(), pool);
-  d->parts_->jobs = std::make_unique<JobServiceImpl>(d->manager_.get(), pool);
-  d->parts_->admin =
-      std::make_unique<AdminServiceImpl>(d->manager_.get(), pool);
+  Gate* gate = d->parts_->gate.get();
+  d->parts_->agent = std::make_unique<AgentServiceImpl>(d->manager_.get(), gate);
+  d->parts_->jobs = std::make_unique<JobServiceImpl>(d->manager_.get(), gate);
+  d->parts_->admin = std::make_unique<AdminServiceImpl>(d->manager_.get(), gate);
+  ClusterManager* manager = d->manager_.get();
+  d->parts_->auth = std::make_unique<AuthServiceImpl>(
+      d->tokens_.get(), gate,
+      [manager](absl::string_view t) { return manager->TenantExists(t); });
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(),
-                           &d->port_);
+  builder.AddListeningPort(options.listen, Credentials(options), &d->port_);
   builder.RegisterService(d->parts_->agent.get());
   builder.RegisterService(d->parts_->jobs.get());
   builder.RegisterService(d->parts_->admin.get());
   builder.RegisterService(d->parts_->billing->service());
+  builder.RegisterService(d->parts_->auth.get());
   builder.SetMaxReceiveMessageSize(64 << 20);
   // gRPC lets several servers share a port by default (SO_REUSEPORT); a
   // second jouled on the same address must fail instead of splitting calls.

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -8,12 +9,25 @@
 #include "config/cluster_config.h"
 #include "daemon/cluster_manager.h"
 #include "grpcpp/grpcpp.h"
+#include "auth/audit.h"
+#include "auth/tokens.h"
 #include "storage/rocksdb_store.h"
 
 namespace joule::daemon {
 
+// jouled's TLS material, as PEM text (main() reads the files).
+struct TlsOptions {
+  std::string cert_pem;  // the server's certificate chain
+  std::string key_pem;   // its private key
+  std::string ca_pem;    // the CA that signs agent certificates
+};
+
 struct DaemonOptions {
   std::string listen = "127.0.0.1:7070";
+  // TLS on every connection, unless `insecure` (plaintext; refused on a
+  // listen address that is not loopback). Exactly one of the two is set.
+  std::optional<TlsOptions> tls;
+  bool insecure = false;
   std::string data_dir = "./joule-data";
   config::ClusterConfig config = config::DefaultClusterConfig();
   absl::Duration heartbeat_timeout = absl::Seconds(5);
@@ -21,9 +35,11 @@ struct DaemonOptions {
   const Clock* clock = &RealClock::Get();
 };
 
-// jouled assembled: the RocksDB store, the cluster manager and its loops,
-// billing, and the gRPC server (callback API, with reflection and the
-// standard health service). Owns all of them. Shutdown() is thread-safe and
+// jouled assembled: the RocksDB store, tokens and the audit log, the
+// cluster manager and its loops, billing, the Gate and the gRPC server
+// (callback API, TLS, with reflection and the standard health service).
+// Owns all of them. On a store without tokens, Start() writes a bootstrap
+// operator token to <data_dir>/operator.token (mode 0600). Shutdown() is thread-safe and
 // idempotent; the destructor calls it.
 class Daemon {
  public:
@@ -43,6 +59,10 @@ class Daemon {
   Daemon() = default;
 
   std::unique_ptr<storage::RocksDbStore> store_;
+  // Every part writes through this (audit records join the call's batch).
+  std::unique_ptr<auth::AuditingStore> audited_store_;
+  std::unique_ptr<auth::TokenBook> tokens_;
+  std::unique_ptr<auth::AuditLog> audit_;
   std::unique_ptr<ClusterManager> manager_;
   std::unique_ptr<Parts> parts_;  // billing and services
   std::unique_ptr<grpc::Server> server_;

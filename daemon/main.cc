@@ -2,6 +2,8 @@
 #include <signal.h>
 
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <thread>
 
 #include "CLI/CLI.hpp"
@@ -15,6 +17,8 @@ int main(int argc, char** argv) {
   std::string config_path;
   std::string heartbeat_timeout = "5s";
   std::string report_interval = "1s";
+  std::string tls_cert, tls_key, tls_ca;
+  bool insecure = false;
   app.add_option("--listen", listen, "HOST:PORT to serve gRPC on");
   app.add_option("--data-dir", data_dir, "RocksDB directory");
   app.add_option("--config", config_path,
@@ -23,6 +27,13 @@ int main(int argc, char** argv) {
                  "a node silent this long is unreachable");
   app.add_option("--report-interval", report_interval,
                  "report interval asked of agents");
+  app.add_option("--tls-cert", tls_cert,
+                 "jouled's TLS certificate chain (PEM)");
+  app.add_option("--tls-key", tls_key, "its private key (PEM)");
+  app.add_option("--tls-ca", tls_ca,
+                 "the CA that signs agent certificates (PEM)");
+  app.add_flag("--insecure", insecure,
+               "plaintext gRPC (loopback listen addresses only)");
   CLI11_PARSE(app, argc, argv);
 
   joule::daemon::DaemonOptions options;
@@ -37,6 +48,29 @@ int main(int argc, char** argv) {
         stderr, "jouled: %s\n",
         std::string((hb.ok() ? ri.status() : hb.status()).message()).c_str());
     return 2;
+  }
+  options.insecure = insecure;
+  if (!tls_cert.empty() || !tls_key.empty() || !tls_ca.empty()) {
+    if (insecure || tls_cert.empty() || tls_key.empty() || tls_ca.empty()) {
+      fprintf(stderr,
+              "jouled: --tls-cert, --tls-key and --tls-ca go together, and "
+              "not with --insecure\n");
+      return 2;
+    }
+    joule::daemon::TlsOptions tls;
+    for (auto [path, out] : {std::pair{&tls_cert, &tls.cert_pem},
+                             std::pair{&tls_key, &tls.key_pem},
+                             std::pair{&tls_ca, &tls.ca_pem}}) {
+      std::ifstream in(*path);
+      std::stringstream ss;
+      ss << in.rdbuf();
+      if (!in || ss.str().empty()) {
+        fprintf(stderr, "jouled: cannot read %s\n", path->c_str());
+        return 2;
+      }
+      *out = ss.str();
+    }
+    options.tls = std::move(tls);
   }
   options.heartbeat_timeout = *hb;
   options.report_interval = *ri;
@@ -60,10 +94,12 @@ int main(int argc, char** argv) {
   if (!daemon.ok()) {
     fprintf(stderr, "jouled: %s\n",
             std::string(daemon.status().message()).c_str());
-    return 1;
+    return daemon.status().code() == absl::StatusCode::kInvalidArgument ? 2
+                                                                         : 1;
   }
-  fprintf(stderr, "jouled: serving on %s (port %d), data in %s\n",
-          listen.c_str(), (*daemon)->port(), data_dir.c_str());
+  fprintf(stderr, "jouled: serving on %s (port %d, %s), data in %s\n",
+          listen.c_str(), (*daemon)->port(),
+          insecure ? "plaintext" : "TLS", data_dir.c_str());
   std::thread signals([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);

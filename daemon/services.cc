@@ -6,41 +6,18 @@
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "daemon/status_convert.h"
+#include "absl/strings/string_view.h"
 
 namespace joule::daemon {
 
-std::string CallerTenant(const grpc::CallbackServerContext* ctx) {
-  const auto& md = ctx->client_metadata();
-  auto it = md.find("x-joule-tenant");
-  if (it == md.end()) return "";
-  return std::string(it->second.data(), it->second.size());
+namespace {
+
+// Full method names, as the authorization table knows them.
+std::string M(absl::string_view service, absl::string_view method) {
+  return absl::StrCat("/joule.v1.", service, "/", method);
 }
 
-grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx,
-                                const absl::Status& status) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(status));
-  return reactor;
-}
-
-grpc::ServerUnaryReactor* ReplyLater(grpc::CallbackServerContext* ctx,
-                                     WorkerPool* pool,
-                                     std::function<absl::Status()> work) {
-  grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
-  pool->Post([reactor, work = std::move(work)] {
-    reactor->Finish(ToGrpcStatus(work()));
-  });
-  return reactor;
-}
-
-absl::Status RequireOperator(const grpc::CallbackServerContext* ctx) {
-  if (!CallerTenant(ctx).empty()) {
-    return absl::PermissionDeniedError(
-        "this call is for operators; a tenant (x-joule-tenant) may not make "
-        "it");
-  }
-  return absl::OkStatus();
-}
+}  // namespace
 
 // ---------------------------------------------------------------- agent ----
 
@@ -53,7 +30,9 @@ class AgentStream final
     : public grpc::ServerBidiReactor<v1::AgentMessage, v1::DaemonMessage>,
       public AgentLink {
  public:
-  explicit AgentStream(ClusterManager* manager) : manager_(manager) {
+  // `node` is the node the caller's credentials are for.
+  AgentStream(ClusterManager* manager, std::string node)
+      : manager_(manager), credential_node_(std::move(node)) {
     StartRead(&in_);
   }
 
@@ -110,9 +89,20 @@ class AgentStream final
         return absl::FailedPreconditionError(
             "the first message on the stream must be hello");
       }
+      if (m.hello().node_name() != credential_node_) {
+        return absl::PermissionDeniedError(absl::StrCat(
+            "hello.node_name: the credentials are for node \"",
+            credential_node_, "\", not \"", m.hello().node_name(), "\""));
+      }
       RETURN_IF_ERROR(manager_->AttachAgent(m.hello(), this));
       node_ = m.hello().node_name();
       return absl::OkStatus();
+    }
+    // Only the node's current session speaks for it: a stream replaced by
+    // a newer registration is closed.
+    if (!manager_->IsCurrentLink(node_, this)) {
+      return absl::FailedPreconditionError(
+          "session: replaced by a newer registration of this node");
     }
     switch (m.msg_case()) {
       case v1::AgentMessage::kReport:
@@ -149,6 +139,7 @@ class AgentStream final
   }
 
   ClusterManager* const manager_;
+  const std::string credential_node_;
   v1::AgentMessage in_;
   std::string node_;  // set by hello; touched only by the read chain
   absl::Mutex mu_;
@@ -161,19 +152,36 @@ class AgentStream final
 
 }  // namespace
 
+// A stream refused before it starts.
+class RejectedStream final
+    : public grpc::ServerBidiReactor<v1::AgentMessage, v1::DaemonMessage> {
+ public:
+  explicit RejectedStream(const absl::Status& s) { Finish(ToGrpcStatus(s)); }
+  void OnDone() override { delete this; }
+};
+
 grpc::ServerUnaryReactor* AgentServiceImpl::Register(
     grpc::CallbackServerContext* ctx, const v1::RegisterRequest* req,
     v1::RegisterResponse* resp) {
-  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
-    auto r = manager_->RegisterAgent(*req);
-    if (r.ok()) *resp = std::move(*r);
-    return (r.status());
-  });
+  return gate_->Later(
+      ctx, M("AgentService", "Register"), req->node_name(),
+      [this, req, resp](const Caller& c) -> absl::Status {
+        // An empty name is the manager's INVALID_ARGUMENT.
+        if (!req->node_name().empty() && req->node_name() != c.node) {
+          return absl::PermissionDeniedError(absl::StrCat(
+              "node_name: the credentials are for node \"", c.node,
+              "\", not \"", req->node_name(), "\""));
+        }
+        ASSIGN_OR_RETURN(*resp, manager_->RegisterAgent(*req));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerBidiReactor<v1::AgentMessage, v1::DaemonMessage>*
 AgentServiceImpl::Connect(grpc::CallbackServerContext* ctx) {
-  return new AgentStream(manager_);
+  auto caller = gate_->Admit(ctx, M("AgentService", "Connect"));
+  if (!caller.ok()) return new RejectedStream(caller.status());
+  return new AgentStream(manager_, caller->node);
 }
 
 // ----------------------------------------------------------------- jobs ----
@@ -181,49 +189,58 @@ AgentServiceImpl::Connect(grpc::CallbackServerContext* ctx) {
 grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(
     grpc::CallbackServerContext* ctx, const v1::SubmitJobRequest* req,
     v1::SubmitJobResponse* resp) {
-  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
-    auto r = manager_->SubmitJob(*req, CallerTenant(ctx));
-    if (r.ok()) *resp->mutable_job() = std::move(*r);
-    return (r.status());
-  });
+  return gate_->Later(ctx, M("JobService", "SubmitJob"), req->spec().tenant(),
+                      [this, req, resp](const Caller& c) -> absl::Status {
+                        ASSIGN_OR_RETURN(
+                            *resp->mutable_job(),
+                            manager_->SubmitJob(*req, c.TenantScope()));
+                        return absl::OkStatus();
+                      });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJob(
     grpc::CallbackServerContext* ctx, const v1::GetJobRequest* req,
     v1::Job* resp) {
-  auto r = manager_->GetJob(req->id(), CallerTenant(ctx));
-  if (r.ok()) *resp = std::move(*r);
-  return Reply(ctx, r.status());
+  return gate_->Now(ctx, M("JobService", "GetJob"),
+                    [this, req, resp](const Caller& c) -> absl::Status {
+                      ASSIGN_OR_RETURN(
+                          *resp, manager_->GetJob(req->id(), c.TenantScope()));
+                      return absl::OkStatus();
+                    });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(
     grpc::CallbackServerContext* ctx, const v1::ListJobsRequest* req,
     v1::ListJobsResponse* resp) {
-  auto r = manager_->ListJobs(*req, CallerTenant(ctx));
-  if (r.ok()) {
-    for (auto& j : *r) *resp->add_jobs() = std::move(j);
-  }
-  return Reply(ctx, r.status());
+  return gate_->Now(ctx, M("JobService", "ListJobs"),
+                    [this, req, resp](const Caller& c) -> absl::Status {
+                      ASSIGN_OR_RETURN(
+                          auto jobs, manager_->ListJobs(*req, c.TenantScope()));
+                      for (auto& j : jobs) *resp->add_jobs() = std::move(j);
+                      return absl::OkStatus();
+                    });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(
     grpc::CallbackServerContext* ctx, const v1::CancelJobRequest* req,
     v1::Job* resp) {
-  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
-    auto r = manager_->CancelJob(*req, CallerTenant(ctx));
-    if (r.ok()) *resp = std::move(*r);
-    return (r.status());
-  });
+  return gate_->Later(ctx, M("JobService", "CancelJob"), req->id(),
+                      [this, req, resp](const Caller& c) -> absl::Status {
+                        ASSIGN_OR_RETURN(
+                            *resp, manager_->CancelJob(*req, c.TenantScope()));
+                        return absl::OkStatus();
+                      });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJobLogs(
     grpc::CallbackServerContext* ctx, const v1::GetJobLogsRequest* req,
     v1::GetJobLogsResponse* resp) {
-  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
-    auto r = manager_->GetJobLogs(*req, CallerTenant(ctx));
-    if (r.ok()) *resp = std::move(*r);
-    return (r.status());
-  });
+  return gate_->Later(ctx, M("JobService", "GetJobLogs"), req->id(),
+                      [this, req, resp](const Caller& c) -> absl::Status {
+                        ASSIGN_OR_RETURN(
+                            *resp, manager_->GetJobLogs(*req, c.TenantScope()));
+                        return absl::OkStatus();
+                      });
 }
 
 // ---------------------------------------------------------------- admin ----
@@ -231,82 +248,93 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetJobLogs(
 grpc::ServerUnaryReactor* AdminServiceImpl::ListNodes(
     grpc::CallbackServerContext* ctx, const v1::ListNodesRequest* req,
     v1::ListNodesResponse* resp) {
-  for (auto& n : manager_->ListNodes()) *resp->add_nodes() = std::move(n);
-  return Reply(ctx, absl::OkStatus());
+  return gate_->Now(ctx, M("AdminService", "ListNodes"),
+                    [this, resp](const Caller& c) -> absl::Status {
+                      for (auto& n : manager_->ListNodes(c.TenantScope())) {
+                        *resp->add_nodes() = std::move(n);
+                      }
+                      return absl::OkStatus();
+                    });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::GetNode(
     grpc::CallbackServerContext* ctx, const v1::GetNodeRequest* req,
     v1::Node* resp) {
-  auto r = manager_->GetNode(req->name());
-  if (r.ok()) *resp = std::move(*r);
-  return Reply(ctx, r.status());
+  return gate_->Now(ctx, M("AdminService", "GetNode"),
+                    [this, req, resp](const Caller& c) -> absl::Status {
+                      ASSIGN_OR_RETURN(*resp, manager_->GetNode(
+                                                  req->name(), c.TenantScope()));
+                      return absl::OkStatus();
+                    });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::DrainNode(
     grpc::CallbackServerContext* ctx, const v1::DrainNodeRequest* req,
     v1::Node* resp) {
-  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
-    absl::Status s = RequireOperator(ctx);
-    if (s.ok()) {
-      auto r = manager_->DrainNode(req->name(), req->drain());
-      if (r.ok()) *resp = std::move(*r);
-      s = r.status();
-    }
-    return (s);
-  });
+  return gate_->Later(ctx, M("AdminService", "DrainNode"), req->name(),
+                      [this, req, resp](const Caller&) -> absl::Status {
+                        ASSIGN_OR_RETURN(*resp, manager_->DrainNode(
+                                                    req->name(), req->drain()));
+                        return absl::OkStatus();
+                      });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::GetPowerTree(
     grpc::CallbackServerContext* ctx, const v1::GetPowerTreeRequest* req,
     v1::GetPowerTreeResponse* resp) {
-  *resp = manager_->PowerTree();
-  return Reply(ctx, absl::OkStatus());
+  return gate_->Now(ctx, M("AdminService", "GetPowerTree"),
+                    [this, resp](const Caller&) -> absl::Status {
+                      *resp = manager_->PowerTree();
+                      return absl::OkStatus();
+                    });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::SetPowerCap(
     grpc::CallbackServerContext* ctx, const v1::SetPowerCapRequest* req,
     v1::PowerDomain* resp) {
-  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
-    absl::Status s = RequireOperator(ctx);
-    if (s.ok()) {
-      auto r = manager_->SetPowerCap(*req);
-      if (r.ok()) *resp = std::move(*r);
-      s = r.status();
-    }
-    return (s);
-  });
+  return gate_->Later(ctx, M("AdminService", "SetPowerCap"), req->domain(),
+                      [this, req, resp](const Caller&) -> absl::Status {
+                        ASSIGN_OR_RETURN(*resp, manager_->SetPowerCap(*req));
+                        return absl::OkStatus();
+                      });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListEvents(
     grpc::CallbackServerContext* ctx, const v1::ListEventsRequest* req,
     v1::ListEventsResponse* resp) {
-  auto r = manager_->ListEvents(*req);
-  if (r.ok()) {
-    for (auto& e : *r) *resp->add_events() = std::move(e);
-  }
-  return Reply(ctx, r.status());
+  return gate_->Now(ctx, M("AdminService", "ListEvents"),
+                    [this, req, resp](const Caller& c) -> absl::Status {
+                      ASSIGN_OR_RETURN(auto events, manager_->ListEvents(
+                                                        *req, c.TenantScope()));
+                      for (auto& e : events) *resp->add_events() = std::move(e);
+                      return absl::OkStatus();
+                    });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::CreateTenant(
     grpc::CallbackServerContext* ctx, const v1::CreateTenantRequest* req,
     v1::Tenant* resp) {
-  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
-    absl::Status s = RequireOperator(ctx);
-    if (s.ok()) {
-      auto r = manager_->CreateTenant(req->tenant());
-      if (r.ok()) *resp = std::move(*r);
-      s = r.status();
-    }
-    return (s);
-  });
+  return gate_->Later(ctx, M("AdminService", "CreateTenant"),
+                      req->tenant().name(),
+                      [this, req, resp](const Caller&) -> absl::Status {
+                        ASSIGN_OR_RETURN(*resp,
+                                         manager_->CreateTenant(req->tenant()));
+                        return absl::OkStatus();
+                      });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListTenants(
     grpc::CallbackServerContext* ctx, const v1::ListTenantsRequest* req,
     v1::ListTenantsResponse* resp) {
-  for (auto& t : manager_->ListTenants()) *resp->add_tenants() = std::move(t);
-  return Reply(ctx, absl::OkStatus());
+  return gate_->Now(ctx, M("AdminService", "ListTenants"),
+                    [this, resp](const Caller& c) -> absl::Status {
+                      const std::string only = c.TenantScope();
+                      for (auto& t : manager_->ListTenants()) {
+                        if (!only.empty() && t.name() != only) continue;
+                        *resp->add_tenants() = std::move(t);
+                      }
+                      return absl::OkStatus();
+                    });
 }
 
 }  // namespace joule::daemon

@@ -3,19 +3,21 @@
 #include <memory>
 
 #include "daemon/cluster_manager.h"
-#include "daemon/worker_pool.h"
+#include "daemon/gate.h"
 #include "joule/v1/joule.grpc.pb.h"
 
 namespace joule::daemon {
 
-// Thin gRPC adapters (layer 3): decode the caller, call the ClusterManager,
-// convert its absl::Status with ToGrpcStatus. No logic of their own. All use
-// the callback API; thread-safe because ClusterManager is.
+// Thin gRPC adapters (layer 3): each handler passes its method to the Gate
+// (authentication, the authorization table, audit), calls the
+// ClusterManager with the caller's tenant scope, and the Gate converts the
+// absl::Status in one place. No logic of their own. All use the callback
+// API; thread-safe because ClusterManager and Gate are.
 
 class AgentServiceImpl final : public v1::AgentService::CallbackService {
  public:
-  AgentServiceImpl(ClusterManager* manager, WorkerPool* pool)
-      : manager_(manager), pool_(pool) {}
+  AgentServiceImpl(ClusterManager* manager, Gate* gate)
+      : manager_(manager), gate_(gate) {}
   grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* ctx,
                                      const v1::RegisterRequest* req,
                                      v1::RegisterResponse* resp) override;
@@ -24,13 +26,13 @@ class AgentServiceImpl final : public v1::AgentService::CallbackService {
 
  private:
   ClusterManager* const manager_;
-  WorkerPool* const pool_;
+  Gate* const gate_;
 };
 
 class JobServiceImpl final : public v1::JobService::CallbackService {
  public:
-  JobServiceImpl(ClusterManager* manager, WorkerPool* pool)
-      : manager_(manager), pool_(pool) {}
+  JobServiceImpl(ClusterManager* manager, Gate* gate)
+      : manager_(manager), gate_(gate) {}
   grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* ctx,
                                       const v1::SubmitJobRequest* req,
                                       v1::SubmitJobResponse* resp) override;
@@ -49,13 +51,13 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
 
  private:
   ClusterManager* const manager_;
-  WorkerPool* const pool_;
+  Gate* const gate_;
 };
 
 class AdminServiceImpl final : public v1::AdminService::CallbackService {
  public:
-  AdminServiceImpl(ClusterManager* manager, WorkerPool* pool)
-      : manager_(manager), pool_(pool) {}
+  AdminServiceImpl(ClusterManager* manager, Gate* gate)
+      : manager_(manager), gate_(gate) {}
   grpc::ServerUnaryReactor* ListNodes(grpc::CallbackServerContext* ctx,
                                       const v1::ListNodesRequest* req,
                                       v1::ListNodesResponse* resp) override;
@@ -83,20 +85,7 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
 
  private:
   ClusterManager* const manager_;
-  WorkerPool* const pool_;
+  Gate* const gate_;
 };
-
-// The tenant a call acts as (metadata x-joule-tenant); empty = operator.
-std::string CallerTenant(const grpc::CallbackServerContext* ctx);
-// Finishes a unary call with `status` (converted in one place).
-grpc::ServerUnaryReactor* Reply(grpc::CallbackServerContext* ctx,
-                                const absl::Status& status);
-// Runs `work` on `pool` (it may block: disk syncs, agents) and finishes the
-// call with its status from there.
-grpc::ServerUnaryReactor* ReplyLater(grpc::CallbackServerContext* ctx,
-                                     WorkerPool* pool,
-                                     std::function<absl::Status()> work);
-// Operator-only calls: PERMISSION_DENIED for a tenant caller.
-absl::Status RequireOperator(const grpc::CallbackServerContext* ctx);
 
 }  // namespace joule::daemon

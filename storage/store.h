@@ -25,6 +25,8 @@ inline constexpr std::string_view kUsage = "usage";            // by tenant/key
 inline constexpr std::string_view kUsageAgg = "usage_agg";     // aggregates
 inline constexpr std::string_view kJobUsage = "job_usage";     // GPU attempts
 inline constexpr std::string_view kStatements = "statements";  // finalized
+inline constexpr std::string_view kTokens = "tokens";  // bearer tokens
+inline constexpr std::string_view kAudit = "audit";    // audit records
 
 // Every table jouled uses; Store implementations create the missing ones.
 std::vector<std::string> AllTables();

@@ -242,9 +242,9 @@ TEST_F(BillingE2E, IdempotentAcrossConcurrentClientsAndCrashes) {
   const UsageTotals totals = WriteUsageCsv(
       "azure_llm2023_AzureLLMInferenceTrace_code.csv", csv, "acme", 1);
   // The same file from two clients at once: every event counted once.
-  std::vector<std::string> common = {
-      Bin("joulectl"), "--server", c_->server(), "-o",      "json",
-      "usage",         "import",   csv,          "--batch", "500"};
+  std::vector<std::string> common = c_->CtlCommand();
+  common.insert(common.end(),
+                {"-o", "json", "usage", "import", csv, "--batch", "500"});
   Process p1(common, c_->dir() + "/imp1.log");
   Process p2(common, c_->dir() + "/imp2.log");
   ASSERT_EQ(p1.Wait(), 0) << p1.Log();
@@ -295,9 +295,10 @@ TEST_F(BillingE2E, CrashDuringImportThenRerunEqualsCleanRun) {
   const std::string csv = c_->dir() + "/usage.csv";
   const UsageTotals totals = WriteUsageCsv(
       "azure_llm2023_AzureLLMInferenceTrace_conv.csv", csv, "acme", 5);
-  Process import({Bin("joulectl"), "--server", c_->server(), "usage", "import",
-                  csv, "--batch", "200"},
-                 c_->dir() + "/import.log");
+  std::vector<std::string> import_argv = c_->CtlCommand();
+  import_argv.insert(import_argv.end(),
+                     {"usage", "import", csv, "--batch", "200"});
+  Process import(import_argv, c_->dir() + "/import.log");
   absl::SleepFor(absl::Milliseconds(400));
   c_->KillDaemon(SIGKILL);
   const int import_exit = import.Wait();

@@ -170,8 +170,11 @@ class BadInputE2E : public ::testing::Test {
         [&] { return CountState(Nodes(c_), v1::NODE_STATE_READY) == 1; }));
     channel_ = c_.Channel();
     stub_ = v1::AgentService::NewStub(channel_);
+    // A node-bound agent token: the agent API takes agent credentials only.
+    liar_token_ = c_.CreateToken("agent", "liar");
   }
   Cluster c_;
+  std::string liar_token_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::AgentService::Stub> stub_;
 };
@@ -181,6 +184,7 @@ TEST_F(BadInputE2E, EmptyNodeNameIsRefused) {
   req.add_gpus()->set_model("H100");
   v1::RegisterResponse resp;
   grpc::ClientContext ctx;
+  Cluster::Authorize(&ctx, liar_token_);
   grpc::Status s = stub_->Register(&ctx, req, &resp);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
   EXPECT_TRUE(absl::StrContains(s.error_message(), "node_name"))
@@ -202,9 +206,11 @@ TEST_F(BadInputE2E, ReportOfAnUnregisteredGpuIsRefused) {
   v1::RegisterResponse reg;
   {
     grpc::ClientContext ctx;
+    Cluster::Authorize(&ctx, liar_token_);
     ASSERT_TRUE(stub_->Register(&ctx, req, &reg).ok());
   }
   grpc::ClientContext ctx;
+  Cluster::Authorize(&ctx, liar_token_);
   auto stream = stub_->Connect(&ctx);
   v1::AgentMessage hello;
   hello.mutable_hello()->set_node_name("liar");

@@ -8,11 +8,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
@@ -31,6 +34,11 @@ std::string Bin(const std::string& name) {
 std::string SharedData() {
   const char* dir = std::getenv("JOULE_SHARED_DATA");
   return dir != nullptr ? dir : JOULE_DEFAULT_SHARED_DATA;
+}
+
+std::string SourceDir() {
+  const char* dir = std::getenv("JOULE_SOURCE_DIR");
+  return dir != nullptr ? dir : JOULE_DEFAULT_SOURCE_DIR;
 }
 
 int FreePort() {
@@ -121,6 +129,18 @@ Cluster::Cluster(Options options) : options_(std::move(options)) {
       std::filesystem::temp_directory_path() / "joule-e2e-XXXXXX";
   dir_ = mkdtemp(tmpl.data());
   port_ = FreePort();
+  if (!options_.insecure) MakeNodeCert("");
+}
+
+void Cluster::MakeNodeCert(const std::string& node) const {
+  if (!node.empty() && std::filesystem::exists(pki() + "/" + node + ".crt")) {
+    return;
+  }
+  std::vector<std::string> argv = {"/bin/bash",
+                                   SourceDir() + "/scripts/dev-pki.sh", pki()};
+  if (!node.empty()) argv.push_back(node);
+  Process p(argv, dir_ + "/pki.log");
+  ASSERT_EQ(p.Wait(), 0) << ReadFile(dir_ + "/pki.log");
 }
 
 Cluster::~Cluster() {
@@ -152,11 +172,27 @@ void Cluster::StartDaemon() {
     argv.push_back("--config");
     argv.push_back(dir_ + "/cluster.conf");
   }
+  if (options_.insecure) {
+    argv.push_back("--insecure");
+  } else {
+    for (const char* f : {"--tls-cert", "server.crt", "--tls-key",
+                          "server.key", "--tls-ca", "ca.crt"}) {
+      argv.push_back(f[0] == '-' ? f : pki() + "/" + f);
+    }
+  }
   daemon_ = std::make_unique<Process>(
       argv, absl::StrCat(dir_, "/jouled.", ++daemon_starts_, ".log"));
-  // Ready when it answers.
+  // Ready when it answers (the bootstrap token is written before it
+  // serves).
+  const std::string token_path = dir_ + "/data/operator.token";
   const bool up = WaitFor([&] {
-    return daemon_->Running() && Ctl({"tenant", "list"}).exit_code == 0;
+    if (!daemon_->Running()) return false;
+    if (operator_token_.empty()) {
+      operator_token_ = std::string(absl::StripAsciiWhitespace(
+          std::filesystem::exists(token_path) ? ReadFile(token_path) : ""));
+      if (operator_token_.empty()) return false;
+    }
+    return Ctl({"tenant", "list"}).exit_code == 0;
   });
   ASSERT_TRUE(up) << "jouled did not come up: " << daemon_->Log();
 }
@@ -177,10 +213,25 @@ Process* Cluster::StartAgent(const std::string& name,
                                    options_.report_interval,
                                    "--log-dir",
                                    dir_ + "/logs-" + name};
+  const std::vector<std::string> creds = AgentCredentials(name);
+  argv.insert(argv.end(), creds.begin(), creds.end());
   argv.insert(argv.end(), extra.begin(), extra.end());
   agents_[name] = std::make_unique<Process>(
       argv, absl::StrCat(dir_, "/agent-", name, ".log"));
   return agents_[name].get();
+}
+
+std::vector<std::string> Cluster::AgentCredentials(const std::string& name) {
+  if (options_.insecure) {
+    const std::string token_file = dir_ + "/agent-" + name + ".token";
+    if (!std::filesystem::exists(token_file)) {
+      WriteFile(token_file, CreateToken("agent", name, "agent " + name));
+    }
+    return {"--insecure", "--token-file", token_file};
+  }
+  MakeNodeCert(name);
+  return {"--ca", pki() + "/ca.crt", "--tls-cert", pki() + "/" + name + ".crt",
+          "--tls-key", pki() + "/" + name + ".key"};
 }
 
 void Cluster::KillAgent(const std::string& name, int sig) {
@@ -189,16 +240,55 @@ void Cluster::KillAgent(const std::string& name, int sig) {
 }
 
 std::shared_ptr<grpc::Channel> Cluster::Channel() const {
-  return grpc::CreateChannel(server(), grpc::InsecureChannelCredentials());
+  if (options_.insecure) {
+    return grpc::CreateChannel(server(), grpc::InsecureChannelCredentials());
+  }
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ReadFile(pki() + "/ca.crt");
+  return grpc::CreateChannel(server(), grpc::SslCredentials(ssl));
 }
 
-void Cluster::Authorize(grpc::ClientContext* ctx) const {}
+void Cluster::Authorize(grpc::ClientContext* ctx) const {
+  Authorize(ctx, operator_token_);
+}
+
+void Cluster::Authorize(grpc::ClientContext* ctx, const std::string& token) {
+  ctx->AddMetadata("authorization", "Bearer " + token);
+}
+
+std::string Cluster::CreateToken(const std::string& role,
+                                 const std::string& bound,
+                                 const std::string& name) const {
+  std::vector<std::string> args = {"token", "create", "--role", role};
+  if (role == "tenant") args.insert(args.end(), {"--tenant", bound});
+  if (role == "agent") args.insert(args.end(), {"--node", bound});
+  if (!name.empty()) args.insert(args.end(), {"--name", name});
+  CtlResult r = Ctl(args);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return std::string(absl::StripAsciiWhitespace(r.out));
+}
+
+std::vector<std::string> Cluster::CtlCommand() const {
+  std::vector<std::string> argv = {Bin("joulectl"), "--server", server()};
+  if (options_.insecure) {
+    argv.push_back("--insecure");
+  } else {
+    argv.insert(argv.end(), {"--ca", pki() + "/ca.crt"});
+  }
+  argv.insert(argv.end(), {"--token", operator_token_});
+  return argv;
+}
 
 CtlResult Cluster::Ctl(std::vector<std::string> args) const {
   static int n = 0;
   const std::string out = absl::StrCat(dir_, "/ctl.", ++n, ".out");
   const std::string err = absl::StrCat(dir_, "/ctl.", n, ".err");
-  std::vector<std::string> argv = {Bin("joulectl"), "--server", server()};
+  const bool own_token =
+      std::find_if(args.begin(), args.end(), [](const std::string& a) {
+        return absl::StartsWith(a, "--token");
+      }) != args.end();
+  std::vector<std::string> argv = CtlCommand();
+  if (own_token) argv.resize(argv.size() - 2);  // drops "--token", operator's
   argv.insert(argv.end(), args.begin(), args.end());
   std::vector<char*> cargs;
   for (auto& a : argv) cargs.push_back(a.data());

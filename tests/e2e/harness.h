@@ -50,6 +50,9 @@ class Cluster {
     std::string config_text;  // empty: jouled's default config
     std::string heartbeat_timeout = "2s";
     std::string report_interval = "200ms";
+    // Plaintext on loopback (jouled --insecure; agents use node-bound agent
+    // tokens). Default: TLS with the dev PKI, agents with certificates.
+    bool insecure = false;
   };
   explicit Cluster(Options options);
   Cluster() : Cluster(Options()) {}
@@ -64,7 +67,14 @@ class Cluster {
   Process* agent(const std::string& name) { return agents_[name].get(); }
   void KillAgent(const std::string& name, int sig);
 
+  // Runs joulectl as the operator (the bootstrap token), unless `args`
+  // name a --token or --token-file of their own.
   CtlResult Ctl(std::vector<std::string> args) const;
+  // joulectl's argv up to the command: binary, server, transport, operator
+  // token (for tests that run joulectl as a Process of their own).
+  std::vector<std::string> CtlCommand() const;
+  // The credential flags an agent for `node` is started with.
+  std::vector<std::string> AgentCredentials(const std::string& node);
   // Runs `joulectl -o json ARGS`, requires exit 0 and parses into `msg`.
   void CtlJson(std::vector<std::string> args,
                google::protobuf::Message* msg) const;
@@ -74,6 +84,19 @@ class Cluster {
   std::shared_ptr<grpc::Channel> Channel() const;
   // Adds the operator's call credentials to a raw call's context.
   void Authorize(grpc::ClientContext* ctx) const;
+  // Adds `token` (e.g. from CreateToken) as a raw call's credentials.
+  static void Authorize(grpc::ClientContext* ctx, const std::string& token);
+
+  // Creates a token (joulectl token create --role ROLE ...) and returns its
+  // secret; `bound` is the tenant (role tenant) or node (role agent).
+  std::string CreateToken(const std::string& role,
+                          const std::string& bound = "",
+                          const std::string& name = "") const;
+  // The PKI (scripts/dev-pki.sh): ca.crt, server.*, NODE.crt/.key.
+  std::string pki() const { return dir_ + "/pki"; }
+  // Makes NODE.crt/.key (CN = node) in pki() if missing.
+  void MakeNodeCert(const std::string& node) const;
+  const std::string& operator_token() const { return operator_token_; }
 
   const std::string& dir() const { return dir_; }
   std::string server() const;
@@ -86,12 +109,15 @@ class Cluster {
   int daemon_starts_ = 0;
   std::unique_ptr<Process> daemon_;
   std::map<std::string, std::unique_ptr<Process>> agents_;
+  std::string operator_token_;
 };
 
 // Path of a built binary (JOULE_BIN_DIR, set by CTest).
 std::string Bin(const std::string& name);
 // Directory of the shared data sets (JOULE_SHARED_DATA).
 std::string SharedData();
+// The repository root (JOULE_SOURCE_DIR, set by CTest).
+std::string SourceDir();
 // A TCP port nobody listens on right now.
 int FreePort();
 // Polls `pred` every 50 ms until true or `timeout`; returns its last value.

@@ -146,19 +146,23 @@ TEST_F(NvmlE2E, LostGpuIsUnhealthyAndNotPlaced) {
 
 TEST_F(NvmlE2E, MissingSymbolOrLibraryStopsTheAgentWithAClearError) {
   c_.StartDaemon();
-  Process no_energy(
-      {Bin("joule-agent"), "--server", c_.server(), "--node-name", "x",
-       "--gpu-backend", "nvml", "--nvml-library", FAKE_NVML_NO_ENERGY_LIB},
-      c_.dir() + "/no-energy.log");
+  std::vector<std::string> no_energy_argv = {
+      Bin("joule-agent"), "--server",      c_.server(),
+      "--node-name",      "x",             "--gpu-backend",
+      "nvml",             "--nvml-library", FAKE_NVML_NO_ENERGY_LIB};
+  for (auto& f : c_.AgentCredentials("x")) no_energy_argv.push_back(f);
+  Process no_energy(no_energy_argv, c_.dir() + "/no-energy.log");
   EXPECT_NE(no_energy.Wait(), 0);
   EXPECT_TRUE(
       absl::StrContains(no_energy.Log(), "nvmlDeviceGetTotalEnergyConsumption"))
       << no_energy.Log();
   // auto never falls back to simulation.
-  Process missing({Bin("joule-agent"), "--server", c_.server(), "--node-name",
-                   "y", "--gpu-backend", "auto", "--nvml-library",
-                   "/nonexistent/libnvidia-ml.so.1"},
-                  c_.dir() + "/missing.log");
+  std::vector<std::string> missing_argv = {
+      Bin("joule-agent"), "--server", c_.server(), "--node-name", "y",
+      "--gpu-backend", "auto", "--nvml-library",
+      "/nonexistent/libnvidia-ml.so.1"};
+  for (auto& f : c_.AgentCredentials("y")) missing_argv.push_back(f);
+  Process missing(missing_argv, c_.dir() + "/missing.log");
   EXPECT_NE(missing.Wait(), 0);
   EXPECT_TRUE(absl::StrContains(missing.Log(), "cannot load")) << missing.Log();
   v1::ListNodesResponse nodes;
