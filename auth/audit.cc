@@ -25,9 +25,8 @@ AuditLog::AuditLog(storage::Store* store, const Clock* clock,
                    std::string boot_id)
     : store_(store),
       clock_(clock),
-      boot_id_(boot_id.empty()
-                   ? absl::BytesToHexString(SecureRandomBytes()(4))
-                   : std::move(boot_id)) {}
+      boot_id_(boot_id.empty() ? absl::BytesToHexString(SecureRandomBytes()(4))
+                               : std::move(boot_id)) {}
 
 void AuditLog::AddTo(v1::AuditRecord rec, storage::WriteBatch* batch) {
   const absl::Time now = clock_->Now();
@@ -57,9 +56,8 @@ absl::StatusOr<std::vector<v1::AuditRecord>> AuditLog::List(
     return absl::InvalidArgumentError("limit: at most 100000");
   }
   const size_t limit = req.limit() == 0 ? 1000 : req.limit();
-  const absl::Time from = since > absl::ZeroDuration()
-                              ? clock_->Now() - since
-                              : absl::InfinitePast();
+  const absl::Time from = since > absl::ZeroDuration() ? clock_->Now() - since
+                                                       : absl::InfinitePast();
   std::vector<v1::AuditRecord> out;
   absl::Status s = store_->Scan(storage::kAudit, "", [&](auto, auto value) {
     v1::AuditRecord r;

@@ -17,8 +17,7 @@ namespace joule::auth {
 // listing. Thread-safe (stateless but for an atomic counter).
 class AuditLog {
  public:
-  AuditLog(storage::Store* store, const Clock* clock,
-           std::string boot_id = "");
+  AuditLog(storage::Store* store, const Clock* clock, std::string boot_id = "");
 
   // Stamps `rec` with the time and puts it into `batch`.
   void AddTo(v1::AuditRecord rec, storage::WriteBatch* batch);
@@ -79,10 +78,10 @@ class AuditingStore final : public storage::Store {
       std::string_view table, std::string_view key) override {
     return base_->Get(table, key);
   }
-  absl::Status Scan(std::string_view table, std::string_view prefix,
-                    const std::function<bool(std::string_view key,
-                                             std::string_view value)>& fn)
-      override {
+  absl::Status Scan(
+      std::string_view table, std::string_view prefix,
+      const std::function<bool(std::string_view key, std::string_view value)>&
+          fn) override {
     return base_->Scan(table, prefix, fn);
   }
 

@@ -139,7 +139,8 @@ absl::StatusOr<v1::CreateTokenResponse> TokenBook::Create(
 
 absl::StatusOr<v1::CreateTokenResponse> TokenBook::CreateLocked(
     const v1::CreateTokenRequest& req, const std::string& created_by) {
-  RandomBytesFn random = options_.random ? options_.random : SecureRandomBytes();
+  RandomBytesFn random =
+      options_.random ? options_.random : SecureRandomBytes();
   std::string id;
   do {
     id = absl::StrCat("jt_", absl::BytesToHexString(random(kIdBytes)));

@@ -66,7 +66,8 @@ class TokenBook {
 
   const TokenBookOptions options_;
   mutable absl::Mutex mu_;
-  std::map<std::string, v1::TokenRecord, std::less<>> tokens_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, v1::TokenRecord, std::less<>> tokens_
+      ABSL_GUARDED_BY(mu_);
 };
 
 // "jt_<id>.<secret>" split into the id ("jt_<id>") and the secret; false

@@ -21,8 +21,9 @@ grpc::ServerUnaryReactor* AuthServiceImpl::CreateToken(
                    req->node().empty() ? "" : " node=", req->node());
   return gate_->Later(ctx, M("CreateToken"), target,
                       [this, req, resp](const Caller& c) -> absl::Status {
-                        ASSIGN_OR_RETURN(*resp, tokens_->Create(*req, c.principal,
-                                                                tenant_exists_));
+                        ASSIGN_OR_RETURN(
+                            *resp,
+                            tokens_->Create(*req, c.principal, tenant_exists_));
                         return absl::OkStatus();
                       });
 }

@@ -14,7 +14,9 @@ class AuthServiceImpl final : public v1::AuthService::CallbackService {
  public:
   AuthServiceImpl(auth::TokenBook* tokens, Gate* gate,
                   std::function<bool(absl::string_view)> tenant_exists)
-      : tokens_(tokens), gate_(gate), tenant_exists_(std::move(tenant_exists)) {}
+      : tokens_(tokens),
+        gate_(gate),
+        tenant_exists_(std::move(tenant_exists)) {}
   grpc::ServerUnaryReactor* CreateToken(grpc::CallbackServerContext* ctx,
                                         const v1::CreateTokenRequest* req,
                                         v1::CreateTokenResponse* resp) override;

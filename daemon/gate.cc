@@ -5,8 +5,8 @@
 #include <openssl/x509v3.h>
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "common/status_macros.h"
 #include "daemon/status_convert.h"
 
@@ -116,8 +116,7 @@ v1::AuditRecord Gate::RecordFor(const grpc::CallbackServerContext* ctx,
   if (caller != nullptr) {
     rec.set_principal(caller->principal);
     rec.set_principal_name(caller->name);
-    rec.set_role(caller->acting_for.empty() ? caller->role
-                                            : v1::ROLE_OPERATOR);
+    rec.set_role(caller->acting_for.empty() ? caller->role : v1::ROLE_OPERATOR);
     rec.set_acting_for(caller->acting_for);
   } else {
     // Denied before a principal was known: name what was presented.
@@ -152,8 +151,8 @@ grpc::ServerUnaryReactor* Gate::Later(grpc::CallbackServerContext* ctx,
   auto caller = Admit(ctx, method);
   // A caller that presented no credential at all is not audited (it has no
   // principal, and would let anyone fill the log); every other refusal is.
-  v1::AuditRecord rec = RecordFor(ctx, method, target,
-                                  caller.ok() ? &*caller : nullptr);
+  v1::AuditRecord rec =
+      RecordFor(ctx, method, target, caller.ok() ? &*caller : nullptr);
   pool_->Post([this, reactor, audited, caller = std::move(caller),
                rec = std::move(rec), work = std::move(work)]() mutable {
     if (!caller.ok()) {

@@ -17,10 +17,10 @@ namespace joule::daemon {
 // do with the method at hand.
 struct Caller {
   v1::Role role = v1::ROLE_UNSPECIFIED;  // effective role of the call
-  std::string principal;  // token id, or "node:NAME" for a certificate
-  std::string name;       // the token's name
-  std::string tenant;     // the tenant the call acts for (tenant role)
-  std::string node;       // agent role: its node
+  std::string principal;   // token id, or "node:NAME" for a certificate
+  std::string name;        // the token's name
+  std::string tenant;      // the tenant the call acts for (tenant role)
+  std::string node;        // agent role: its node
   std::string acting_for;  // an operator acting as a tenant (--as-tenant)
   auth::Access access = auth::Access::kDeny;
 
