@@ -98,6 +98,19 @@ stop_jouled() {
 }
 trap 'stop_jouled; rm -rf "$TMP"' EXIT
 
+# TLS with a development PKI (as in production), or plaintext for the
+# comparison runs: TRANSPORT=tls|insecure.
+TRANSPORT=tls
+bash scripts/dev-pki.sh "$TMP/pki" >/dev/null 2>&1
+transport_flags() {  # $1: server|client
+  if [[ $TRANSPORT == insecure ]]; then echo --insecure; return; fi
+  if [[ $1 == server ]]; then
+    echo --tls-cert "$TMP/pki/server.crt" --tls-key "$TMP/pki/server.key" --tls-ca "$TMP/pki/ca.crt"
+  else
+    echo --ca "$TMP/pki/ca.crt"
+  fi
+}
+
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -106,12 +119,16 @@ start_jouled() {
   PORT=$(free_port)
   local dir="$TMP/jouled-$PORT"
   mkdir -p "$dir"
-  echo "\$ $BIN/jouled --listen 127.0.0.1:$PORT --data-dir $dir/db --heartbeat-timeout 60s &"
+  TOKEN_FILE="$dir/db/operator.token"
+  echo "\$ $BIN/jouled --listen 127.0.0.1:$PORT --data-dir $dir/db --heartbeat-timeout 60s ($TRANSPORT) &"
+  # shellcheck disable=SC2046
   "$BIN/jouled" --listen "127.0.0.1:$PORT" --data-dir "$dir/db" \
-    --heartbeat-timeout 60s >"$dir/jouled.log" 2>&1 &
+    --heartbeat-timeout 60s $(transport_flags server) >"$dir/jouled.log" 2>&1 &
   JOULED_PID=$!
   for _ in $(seq 1 100); do
-    "$BIN/joulectl" --server "127.0.0.1:$PORT" tenant list >/dev/null 2>&1 && return 0
+    # shellcheck disable=SC2046
+    [[ -s "$TOKEN_FILE" ]] && "$BIN/joulectl" --server "127.0.0.1:$PORT" $(transport_flags client) \
+      --token-file "$TOKEN_FILE" tenant list >/dev/null 2>&1 && return 0
     sleep 0.1
   done
   echo "jouled did not come up:" >&2
@@ -123,8 +140,10 @@ loadgen() {
   start_jouled
   local args=("$@")
   [[ "$1" == fill ]] && args+=(--pid "$JOULED_PID")
-  echo "\$ joule-loadgen --server 127.0.0.1:$PORT ${args[*]}"
-  "$BIN/joule-loadgen" --server "127.0.0.1:$PORT" "${args[@]}" | tee -a "$DAEMON_OUT"
+  echo "\$ joule-loadgen --server 127.0.0.1:$PORT $(transport_flags client) --token-file TOKEN ${args[*]}"
+  # shellcheck disable=SC2046
+  "$BIN/joule-loadgen" --server "127.0.0.1:$PORT" $(transport_flags client) \
+    --token-file "$TOKEN_FILE" "${args[@]}" | sed "s/^/transport=$TRANSPORT /" | tee -a "$DAEMON_OUT"
   stop_jouled
 }
 
@@ -135,6 +154,13 @@ loadgen submit --clients 64 --jobs "${SUBMIT_JOBS:-20000}"
 echo "== agent reports ingested over gRPC streams (8 GPUs per node)"
 loadgen agents --nodes "${AGENT_NODES:-10000}" --seconds "${AGENT_SECONDS:-10}" \
   --threads 4 --channels 50
+
+echo "== TLS cost: the same submission and report runs in plaintext (jouled --insecure)"
+TRANSPORT=insecure
+loadgen submit --clients 32 --jobs "${SUBMIT_JOBS:-5000}"
+loadgen agents --nodes "${AGENT_NODES:-10000}" --seconds "${AGENT_SECONDS:-10}" \
+  --threads 4 --channels 50
+TRANSPORT=tls
 
 echo "== jouled resident memory with many nodes and jobs"
 loadgen fill --nodes "${FILL_NODES:-10000}" --jobs "${FILL_JOBS:-100000}"

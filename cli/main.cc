@@ -16,6 +16,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -745,9 +746,21 @@ void TokenCreate(Client& c, const Globals& g, const TokenFlags& f) {
   req.set_node(f.node);
   req.set_name(f.name);
   if (!f.expires.empty()) {
-    auto d = ParseNonNegativeDuration(f.expires, "--expires");
-    if (!d.ok()) FailStatus(d.status());
-    *req.mutable_expires_in() = ToProtoDuration(*d);
+    // Days too ("30d"), beside the usual durations.
+    int64_t days = 0;
+    absl::Duration ttl;
+    if (absl::EndsWith(f.expires, "d") &&
+        absl::SimpleAtoi(absl::string_view(f.expires).substr(
+                             0, f.expires.size() - 1),
+                         &days) &&
+        days > 0 && days <= 3650) {
+      ttl = absl::Hours(24 * days);
+    } else {
+      auto d = ParseNonNegativeDuration(f.expires, "--expires");
+      if (!d.ok()) FailStatus(d.status());
+      ttl = *d;
+    }
+    *req.mutable_expires_in() = ToProtoDuration(ttl);
   }
   v1::CreateTokenResponse resp;
   c.Call(&v1::AuthService::Stub::CreateToken, c.auth(), req, &resp);

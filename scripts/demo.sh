@@ -3,6 +3,9 @@
 # jouled on an embedded RocksDB (./demo-data), four simulated agents with 8
 # GPUs each, a tenant with a reserved contract, jobs under power caps, a cap
 # cut, inference usage from the Azure LLM trace, a statement and the backlog.
+# Everything runs over TLS (a development PKI from scripts/dev-pki.sh) with
+# bearer tokens: the operator sets up, tenants submit their own jobs, a
+# metering token imports usage, a finance token reads statements.
 # Stops everything it started when it ends (or on Ctrl-C).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,25 +21,45 @@ cleanup() {
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
-ctl() { echo "\$ joulectl $*"; "$BIN/joulectl" "$@"; }
+PKI="$DATA/pki"
+export JOULE_CA="$PKI/ca.crt"
+# ctl runs joulectl as the operator; as TOKEN_VAR runs it with another token.
+ctl() { echo "\$ joulectl $*"; "$BIN/joulectl" --token-file "$DATA/db/operator.token" "$@"; }
+as() {
+  local who=$1; shift
+  echo "\$ JOULE_TOKEN=<$who> joulectl $*"
+  JOULE_TOKEN="${TOKENS[$who]}" "$BIN/joulectl" "$@"
+}
+declare -A TOKENS
 step() { printf '\n=== %s\n' "$*"; }
 
-step "starting jouled on 127.0.0.1:$PORT (data in $DATA/db)"
+step "a development PKI: a cluster CA, jouled's certificate, one per node"
+bash scripts/dev-pki.sh "$PKI" gpu-01 gpu-02 gpu-03 gpu-04
+
+step "starting jouled on 127.0.0.1:$PORT over TLS (data in $DATA/db)"
 "$BIN/jouled" --listen "127.0.0.1:$PORT" --data-dir "$DATA/db" \
+  --tls-cert "$PKI/server.crt" --tls-key "$PKI/server.key" --tls-ca "$PKI/ca.crt" \
   --config examples/demo-cluster.conf --report-interval 500ms \
   --heartbeat-timeout 3s >"$DATA/jouled.log" 2>&1 &
 PIDS+=($!)
-for i in $(seq 1 100); do "$BIN/joulectl" tenant list >/dev/null 2>&1 && break; sleep 0.1; done
+for i in $(seq 1 100); do
+  [ -s "$DATA/db/operator.token" ] &&
+    "$BIN/joulectl" --token-file "$DATA/db/operator.token" tenant list >/dev/null 2>&1 && break
+  sleep 0.1
+done
+grep "operator token" "$DATA/jouled.log" | sed "s|$PWD/||"
+ctl whoami
 
 step "starting 4 simulated agents (8 x H100 each)"
 for n in 01 02 03 04; do
   "$BIN/joule-agent" --server "$JOULE_SERVER" --node-name "gpu-$n" --sim-gpus 8 --sim-gpu-model H100 \
+    --ca "$PKI/ca.crt" --tls-cert "$PKI/gpu-$n.crt" --tls-key "$PKI/gpu-$n.key" \
     --report-interval 500ms --log-dir "$DATA/logs-gpu-$n" \
     >"$DATA/agent-$n.log" 2>&1 &
   PIDS+=($!)
 done
 for i in $(seq 1 100); do
-  [ "$("$BIN/joulectl" node list | grep -c ' ready ')" = 4 ] && break; sleep 0.1
+  [ "$("$BIN/joulectl" --token-file "$DATA/db/operator.token" node list | grep -c ' ready ')" = 4 ] && break; sleep 0.1
 done
 sleep 1
 ctl node list
@@ -54,19 +77,32 @@ ctl price set inference --model llama-3-70b --input 0.60 \
 ctl contract create --tenant acme --gpu-model H100 --gpus 8 \
   --start "$START" --end "$END" --rate 1.89
 
+step "tokens: one per tenant, a metering feed, finance (each printed once)"
+for who in acme globex; do
+  TOKENS[$who]=$("$BIN/joulectl" --token-file "$DATA/db/operator.token" token create \
+    --role tenant --tenant "$who" --name "$who demo user" --expires 1d)
+done
+TOKENS[metering]=$("$BIN/joulectl" --token-file "$DATA/db/operator.token" token create \
+  --role metering --name "inference gateway" --expires 1d)
+TOKENS[finance]=$("$BIN/joulectl" --token-file "$DATA/db/operator.token" token create \
+  --role finance --name "finance team" --expires 1d)
+ctl token list
 step "jobs: reserved, on-demand and spot, under the rack caps"
-ctl job submit --tenant acme --class reserved --gpus 8 --gpu-model H100 \
+as acme job submit --class reserved --gpus 8 --gpu-model H100 \
   --name train-a -- /bin/sh -c 'echo "training on GPUs $CUDA_VISIBLE_DEVICES"; sleep 8'
-ctl job submit --tenant acme --class reserved --gpus 4 --gpu-model H100 \
+as acme job submit --class reserved --gpus 4 --gpu-model H100 \
   --name train-b -- /bin/sh -c 'sleep 6'
-ctl job submit --tenant globex --gpus 8 --name finetune --min-power 400W \
+as globex job submit --gpus 8 --name finetune --min-power 400W \
   -- /bin/sh -c 'sleep 8'
-ctl job submit --tenant globex --class spot --gpus 4 --power 300W \
+as globex job submit --class spot --gpus 4 --power 300W \
   --name batch-spot -- /bin/sh -c 'sleep 30'
-ctl job submit --tenant globex --class spot --gpus 8 --name batch-spot-big \
+as globex job submit --class spot --gpus 8 --name batch-spot-big \
   -- /bin/sh -c 'sleep 30'
 sleep 2
 ctl job list
+echo "(a tenant sees only its own jobs, and may not touch the caps)"
+as globex job list
+as globex power set-cap row-1 1kW || true
 ctl power tree
 
 step "demand response: row-1 cut to 19 kW (throttle first, then preempt spot)"
@@ -91,21 +127,24 @@ with open(src) as f, open(sys.argv[1], "w") as out:
         ts = (base + (t - t0)).strftime("%Y-%m-%dT%H:%M:%SZ")
         out.write(f"{ts},acme,llama-3-70b,1,{r['ContextTokens']},{r['GeneratedTokens']},azure-code-{i}\n")
 PY
-ctl usage import "$DATA/usage.csv"
+as metering usage import "$DATA/usage.csv"
 echo "(importing the same file again counts nothing twice)"
-ctl usage import "$DATA/usage.csv"
+as metering usage import "$DATA/usage.csv"
 
 step "waiting for the jobs to finish"
 for i in $(seq 1 60); do
-  left=$("$BIN/joulectl" job list | grep -cE ' (pending|starting|running) ' || true)
+  left=$("$BIN/joulectl" --token-file "$DATA/db/operator.token" job list | grep -cE ' (pending|starting|running) ' || true)
   [ "$left" -le 1 ] && break; sleep 1
 done
 ctl power set-cap row-1 60kW --reason "event over"
 ctl job list
-ctl job logs job-000001
+as acme job logs job-000001
 
-step "statement and backlog"
-ctl billing statement --tenant acme --period "$MONTH"
-ctl billing statement --tenant globex --period "$MONTH"
-ctl billing backlog
+step "statement and backlog (as finance)"
+as finance billing statement --tenant acme --period "$MONTH"
+as finance billing statement --tenant globex --period "$MONTH"
+as finance billing backlog
+
+step "audit log: every change, who made it, and what was refused"
+ctl audit --since 10m --limit 20
 step "done: stopping jouled and the agents"

@@ -9,6 +9,9 @@
 //   joule-loadgen --server H:P fill --nodes 10000 --jobs 100000 --pid PID
 //       registers nodes, submits jobs, then prints jouled's resident memory.
 //
+// Credentials: --ca FILE (TLS) or --insecure, and --token-file FILE with an
+// operator token; each simulated node gets its own node-bound agent token.
+//
 // Prints one line of key=value results per run.
 #include <algorithm>
 #include <atomic>
@@ -19,23 +22,60 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/proto_time.h"
 #include "grpcpp/grpcpp.h"
+#include "joule/v1/auth.grpc.pb.h"
 #include "joule/v1/joule.grpc.pb.h"
+#include "transport/channel.h"
 
 namespace {
 
 using namespace joule;
 
+// How to reach jouled: set once in main().
+struct Creds {
+  bool insecure = false;
+  std::string ca_pem;
+  std::string operator_token;
+};
+Creds g_creds;
+
 std::shared_ptr<grpc::Channel> NewChannel(const std::string& server, int id) {
   grpc::ChannelArguments args;
   args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);  // own TCP connection
   args.SetInt("joule.loadgen.channel", id);
-  return grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(),
-                                   args);
+  if (g_creds.insecure) {
+    return grpc::CreateCustomChannel(server, grpc::InsecureChannelCredentials(),
+                                     args);
+  }
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = g_creds.ca_pem;
+  return grpc::CreateCustomChannel(server, grpc::SslCredentials(ssl), args);
+}
+
+void Auth(grpc::ClientContext* ctx, const std::string& token) {
+  ctx->AddMetadata("authorization", "Bearer " + token);
+}
+
+// A node-bound agent token for `node` (empty on failure).
+std::string NodeToken(v1::AuthService::Stub* auth, const std::string& node) {
+  grpc::ClientContext ctx;
+  Auth(&ctx, g_creds.operator_token);
+  v1::CreateTokenRequest req;
+  req.set_role(v1::ROLE_AGENT);
+  req.set_node(node);
+  req.set_name("loadgen");
+  v1::CreateTokenResponse resp;
+  grpc::Status s = auth->CreateToken(&ctx, req, &resp);
+  if (!s.ok()) {
+    fprintf(stderr, "token for %s: %s\n", node.c_str(),
+            s.error_message().c_str());
+  }
+  return resp.secret();
 }
 
 v1::RegisterRequest NodeRequest(const std::string& name, int gpus) {
@@ -57,8 +97,9 @@ v1::RegisterRequest NodeRequest(const std::string& name, int gpus) {
 }
 
 bool Register(v1::AgentService::Stub* stub, const std::string& name, int gpus,
-              std::string* session) {
+              const std::string& token, std::string* session) {
   grpc::ClientContext ctx;
+  Auth(&ctx, token);
   v1::RegisterResponse resp;
   grpc::Status s = stub->Register(&ctx, NodeRequest(name, gpus), &resp);
   if (!s.ok()) {
@@ -73,6 +114,7 @@ bool Register(v1::AgentService::Stub* stub, const std::string& name, int gpus,
 void EnsureTenant(const std::string& server) {
   auto stub = v1::AdminService::NewStub(NewChannel(server, -1));
   grpc::ClientContext ctx;
+  Auth(&ctx, g_creds.operator_token);
   v1::CreateTenantRequest req;
   req.mutable_tenant()->set_name("loadgen");
   v1::Tenant t;
@@ -88,9 +130,14 @@ double Percentile(std::vector<double>& v, double p) {
 int Submit(const std::string& server, int clients, int jobs) {
   EnsureTenant(server);
   {
-    auto agent = v1::AgentService::NewStub(NewChannel(server, -2));
+    auto ch = NewChannel(server, -2);
+    auto agent = v1::AgentService::NewStub(ch);
+    auto auth = v1::AuthService::NewStub(ch);
     std::string session;
-    if (!Register(agent.get(), "loadgen-submit-node", 8, &session)) return 1;
+    if (!Register(agent.get(), "loadgen-submit-node", 8,
+                  NodeToken(auth.get(), "loadgen-submit-node"), &session)) {
+      return 1;
+    }
   }
   std::vector<std::vector<double>> lat(clients);
   std::atomic<int> next{0}, errors{0};
@@ -107,6 +154,7 @@ int Submit(const std::string& server, int clients, int jobs) {
         s->set_gpus_per_node(1);
         s->set_service_class(v1::SERVICE_CLASS_SPOT);
         grpc::ClientContext ctx;
+        Auth(&ctx, g_creds.operator_token);
         v1::SubmitJobResponse resp;
         const absl::Time t0 = absl::Now();
         grpc::Status st = stub->SubmitJob(&ctx, req, &resp);
@@ -143,8 +191,25 @@ int Agents(const std::string& server, int nodes, double seconds, int threads_n,
     stubs.push_back(v1::AgentService::NewStub(chans.back()));
   }
   std::vector<Stream> streams(nodes);
-  const absl::Time reg_start = absl::Now();
+  // Node-bound agent tokens first (not counted as registration time).
+  std::vector<std::string> tokens(nodes);
   std::atomic<int> next{0}, failed{0};
+  {
+    std::vector<std::thread> ts;
+    for (int t = 0; t < threads_n; ++t) {
+      ts.emplace_back([&, t] {
+        auto auth = v1::AuthService::NewStub(chans[t % channels]);
+        for (int i; (i = next.fetch_add(1)) < nodes;) {
+          tokens[i] = NodeToken(auth.get(), absl::StrCat("lg-", i));
+          if (tokens[i].empty()) failed++;
+        }
+      });
+    }
+    for (auto& t : ts) t.join();
+  }
+  if (failed > 0) return 1;
+  next = 0;
+  const absl::Time reg_start = absl::Now();
   {
     std::vector<std::thread> ts;
     for (int t = 0; t < threads_n; ++t) {
@@ -153,12 +218,13 @@ int Agents(const std::string& server, int nodes, double seconds, int threads_n,
           auto* stub = stubs[i % channels].get();
           const std::string name = absl::StrCat("lg-", i);
           std::string session;
-          if (!Register(stub, name, 8, &session)) {
+          if (!Register(stub, name, 8, tokens[i], &session)) {
             failed++;
             continue;
           }
           Stream& s = streams[i];
           s.ctx = std::make_unique<grpc::ClientContext>();
+          Auth(s.ctx.get(), tokens[i]);
           s.rw = stub->Connect(s.ctx.get());
           v1::AgentMessage hello;
           hello.mutable_hello()->set_node_name(name);
@@ -236,11 +302,17 @@ long RssKb(int pid) {
 
 int Fill(const std::string& server, int nodes, int jobs, int pid) {
   EnsureTenant(server);
-  auto agent = v1::AgentService::NewStub(NewChannel(server, -3));
+  auto ch = NewChannel(server, -3);
+  auto agent = v1::AgentService::NewStub(ch);
+  auto auth = v1::AuthService::NewStub(ch);
   const absl::Time t0 = absl::Now();
   for (int i = 0; i < nodes; ++i) {
     std::string session;
-    if (!Register(agent.get(), absl::StrCat("fill-", i), 8, &session)) return 1;
+    const std::string name = absl::StrCat("fill-", i);
+    if (!Register(agent.get(), name, 8, NodeToken(auth.get(), name),
+                  &session)) {
+      return 1;
+    }
   }
   const double reg = absl::ToDoubleSeconds(absl::Now() - t0);
   const long after_nodes = RssKb(pid);
@@ -261,6 +333,7 @@ int Fill(const std::string& server, int nodes, int jobs, int pid) {
         s->set_service_class(i % 3 == 0 ? v1::SERVICE_CLASS_SPOT
                                         : v1::SERVICE_CLASS_ON_DEMAND);
         grpc::ClientContext ctx;
+        Auth(&ctx, g_creds.operator_token);
         v1::SubmitJobResponse resp;
         if (!stub->SubmitJob(&ctx, req, &resp).ok()) errors++;
       }
@@ -283,6 +356,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   std::string server = "127.0.0.1:7070";
   app.add_option("--server", server);
+  std::string ca_file, token_file;
+  app.add_option("--ca", ca_file, "CA of jouled's certificate (TLS)");
+  app.add_flag("--insecure", g_creds.insecure, "plaintext (jouled --insecure)");
+  app.add_option("--token-file", token_file, "an operator token")->required();
   int clients = 32, jobs = 20000, nodes = 10000, threads_n = 4, channels = 50,
       pid = 0;
   double seconds = 20;
@@ -299,6 +376,26 @@ int main(int argc, char** argv) {
   fill->add_option("--jobs", jobs);
   fill->add_option("--pid", pid, "jouled's pid")->required();
   CLI11_PARSE(app, argc, argv);
+  if (g_creds.insecure == !ca_file.empty()) {
+    fprintf(stderr, "joule-loadgen: give --ca or --insecure\n");
+    return 2;
+  }
+  if (!ca_file.empty()) {
+    auto ca = joule::transport::ReadFlagFile(ca_file, "--ca");
+    if (!ca.ok()) {
+      fprintf(stderr, "joule-loadgen: %s\n",
+              std::string(ca.status().message()).c_str());
+      return 2;
+    }
+    g_creds.ca_pem = *ca;
+  }
+  auto token = joule::transport::ReadFlagFile(token_file, "--token-file");
+  if (!token.ok()) {
+    fprintf(stderr, "joule-loadgen: %s\n",
+            std::string(token.status().message()).c_str());
+    return 2;
+  }
+  g_creds.operator_token = std::string(absl::StripAsciiWhitespace(*token));
   if (submit->parsed()) return Submit(server, clients, jobs);
   if (agents->parsed())
     return Agents(server, nodes, seconds, threads_n, channels);
