@@ -257,6 +257,16 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DrainNode(
   });
 }
 
+grpc::ServerUnaryReactor* AdminServiceImpl::RemoveNode(
+    grpc::CallbackServerContext* ctx, const v1::RemoveNodeRequest* req,
+    v1::RemoveNodeResponse* resp) {
+  return ReplyLater(ctx, pool_, [this, ctx, req]() -> absl::Status {
+    absl::Status s = RequireOperator(ctx);
+    if (s.ok()) s = manager_->RemoveNode(req->name());
+    return (s);
+  });
+}
+
 grpc::ServerUnaryReactor* AdminServiceImpl::GetPowerTree(
     grpc::CallbackServerContext* ctx, const v1::GetPowerTreeRequest* req,
     v1::GetPowerTreeResponse* resp) {

@@ -176,7 +176,12 @@ Process* Cluster::StartAgent(const std::string& name,
                                    "--report-interval",
                                    options_.report_interval,
                                    "--log-dir",
-                                   dir_ + "/logs-" + name};
+                                   dir_ + "/logs-" + name,
+                                   "--state-dir",
+                                   dir_ + "/state-" + name,
+                                   // Tests run jobs that write into dir_;
+                                   // tests of job users pass --job-user.
+                                   "--allow-root-jobs"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   agents_[name] = std::make_unique<Process>(
       argv, absl::StrCat(dir_, "/agent-", name, ".log"));
