@@ -8,7 +8,6 @@
 // ("Input limits"); tests check that the two agree.
 
 #include <cstdint>
-#include <string_view>
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
@@ -37,8 +36,8 @@ absl::Duration MaxRuntime();  // 366 days
 
 // One row of the field table.
 struct FieldRule {
-  std::string_view field;
-  std::string_view rule;
+  absl::string_view field;
+  absl::string_view rule;
 };
 absl::Span<const FieldRule> FieldTable();
 
