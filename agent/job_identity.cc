@@ -64,9 +64,8 @@ absl::Status AddTenantUsers(const std::vector<std::string>& entries,
     kv.first = std::string(absl::StripAsciiWhitespace(kv.first));
     kv.second = std::string(absl::StripAsciiWhitespace(kv.second));
     if (kv.first.empty() || kv.second.empty()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(source, ":", line, ": want TENANT=USER, got \"", e,
-                       "\""));
+      return absl::InvalidArgumentError(absl::StrCat(
+          source, ":", line, ": want TENANT=USER, got \"", e, "\""));
     }
     (*out)[kv.first] = kv.second;
   }

@@ -16,9 +16,9 @@ namespace joule::agent {
 
 // The agent's rule for mapping tenants to Unix users.
 struct JobUserPolicy {
-  std::string default_user;                           // --job-user
-  std::map<std::string, std::string> tenant_users;    // --tenant-user T=U
-  bool allow_root = false;                            // --allow-root-jobs
+  std::string default_user;                         // --job-user
+  std::map<std::string, std::string> tenant_users;  // --tenant-user T=U
+  bool allow_root = false;                          // --allow-root-jobs
 };
 
 // The Unix identity a job runs as. uid/gid -1: no switch (the agent is not

@@ -11,8 +11,8 @@
 #include <sstream>
 
 #include "absl/strings/ascii.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 
@@ -36,9 +36,8 @@ absl::Status WriteRecord(const std::string& path, const Record& rec) {
   std::string text;
   for (const auto& [k, v] : rec) absl::StrAppend(&text, k, "=", v, "\n");
   const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  const int fd =
-      ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-             0600);
+  const int fd = ::open(
+      tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) {
     return absl::InternalError(
         absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));

@@ -95,9 +95,8 @@ std::string JobRunner::Prefix(const std::string& job_id,
 absl::StatusOr<std::string> JobRunner::LogPath(const std::string& job_id,
                                                uint32_t attempt) const {
   if (!ValidJobId(job_id)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("job_id: \"", job_id.substr(0, 64),
-                     "\" is not a job id (job-NNN)"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "job_id: \"", job_id.substr(0, 64), "\" is not a job id (job-NNN)"));
   }
   return AttemptPath(options_.log_dir, job_id, attempt, ".log");
 }
@@ -227,25 +226,24 @@ absl::Status JobRunner::Start(const JobLaunch& launch) {
     absl::MutexLock lock(&mu_);
     if (stopping_) return absl::UnavailableError("agent is shutting down");
     if (procs_.contains(key)) {
-      return absl::AlreadyExistsError(
-          absl::StrCat("job ", launch.job_id, " attempt ", launch.attempt,
-                       " already runs here"));
+      return absl::AlreadyExistsError(absl::StrCat("job ", launch.job_id,
+                                                   " attempt ", launch.attempt,
+                                                   " already runs here"));
     }
   }
   ::unlink((prefix + ".exit").c_str());  // a stale record of this attempt
   RETURN_IF_ERROR(WriteRecord(
-      prefix + ".job", {{"gpus", absl::StrJoin(launch.gpus, ",")},
-                        {"energy_at_start_mj",
-                         absl::StrCat(launch.energy_at_start_mj)},
-                        {"boot_id", BootId()}}));
+      prefix + ".job",
+      {{"gpus", absl::StrJoin(launch.gpus, ",")},
+       {"energy_at_start_mj", absl::StrCat(launch.energy_at_start_mj)},
+       {"boot_id", BootId()}}));
 
-  std::vector<std::string> args = {options_.supervisor_path, "--record",
-                                   prefix, "--log", *log};
+  std::vector<std::string> args = {options_.supervisor_path, "--record", prefix,
+                                   "--log", *log};
   if (launch.identity.uid >= 0) {
-    args.insert(args.end(),
-                {"--uid", absl::StrCat(launch.identity.uid), "--gid",
-                 absl::StrCat(launch.identity.gid), "--user",
-                 launch.identity.user});
+    args.insert(args.end(), {"--uid", absl::StrCat(launch.identity.uid),
+                             "--gid", absl::StrCat(launch.identity.gid),
+                             "--user", launch.identity.user});
   }
   if (launch.max_runtime > absl::ZeroDuration()) {
     args.insert(args.end(),
@@ -289,8 +287,8 @@ absl::Status JobRunner::Start(const JobLaunch& launch) {
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
   pid_t pid = 0;
-  const int rc = posix_spawn(&pid, argv[0], &actions, &attr, argv.data(),
-                             envp.data());
+  const int rc =
+      posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
   ::close(ready[1]);
@@ -305,8 +303,7 @@ absl::Status JobRunner::Start(const JobLaunch& launch) {
   std::string answer;
   struct pollfd pfd = {ready[0], POLLIN, 0};
   char buf[512];
-  while (answer.find('\n') == std::string::npos &&
-         ::poll(&pfd, 1, 10000) > 0) {
+  while (answer.find('\n') == std::string::npos && ::poll(&pfd, 1, 10000) > 0) {
     const ssize_t n = ::read(ready[0], buf, sizeof(buf));
     if (n <= 0) break;
     answer.append(buf, n);
@@ -340,13 +337,13 @@ absl::Status JobRunner::Stop(const std::string& job_id, uint32_t attempt,
   absl::MutexLock lock(&mu_);
   auto it = procs_.find(absl::StrCat(job_id, ".", attempt));
   if (it == procs_.end()) {
-    return absl::NotFoundError(absl::StrCat(
-        "job ", job_id.substr(0, 64), " attempt ", attempt,
-        " is not running here"));
+    return absl::NotFoundError(absl::StrCat("job ", job_id.substr(0, 64),
+                                            " attempt ", attempt,
+                                            " is not running here"));
   }
   union sigval v;
-  v.sival_int = static_cast<int>(std::clamp<int64_t>(
-      absl::ToInt64Milliseconds(grace), 0, INT_MAX));
+  v.sival_int = static_cast<int>(
+      std::clamp<int64_t>(absl::ToInt64Milliseconds(grace), 0, INT_MAX));
   ::sigqueue(it->second.pid, SIGTERM, v);
   return absl::OkStatus();
 }

@@ -46,7 +46,7 @@ struct JobExit {
 struct RunningProcess {
   std::string job_id;
   uint32_t attempt = 0;
-  pid_t pid = 0;  // the supervisor's
+  pid_t pid = 0;         // the supervisor's
   bool adopted = false;  // started by an earlier agent process
   std::vector<uint32_t> gpus;
 };

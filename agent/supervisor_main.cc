@@ -67,8 +67,8 @@ void KillAll(pid_t pgid, const std::string& cgroup) {
     pid_t p;
     while (procs >> p) ::kill(p, SIGKILL);
   }
-  std::ifstream children(absl::StrCat("/proc/self/task/", getpid(),
-                                      "/children"));
+  std::ifstream children(
+      absl::StrCat("/proc/self/task/", getpid(), "/children"));
   pid_t c;
   while (children >> c) ::kill(c, SIGKILL);
 }
@@ -292,9 +292,8 @@ all_gone:
   Record exit_rec = {
       {"start_ns", absl::StrCat(start_ns)},
       {"end_ns", absl::StrCat(end_ns)},
-      {"exit_code",
-       absl::StrCat(WIFEXITED(status) ? WEXITSTATUS(status)
-                                      : 128 + WTERMSIG(status))},
+      {"exit_code", absl::StrCat(WIFEXITED(status) ? WEXITSTATUS(status)
+                                                   : 128 + WTERMSIG(status))},
       {"signal", absl::StrCat(WIFSIGNALED(status) ? WTERMSIG(status) : 0)},
       {"stop_requested", stop_requested ? "1" : "0"},
       {"runtime_exceeded", runtime_exceeded ? "1" : "0"},

@@ -103,8 +103,8 @@ absl::Status OptionalName(absl::string_view field, absl::string_view value) {
 absl::Status Text(absl::string_view field, absl::string_view value,
                   size_t max) {
   if (value.size() > max) {
-    return Bad(field, absl::StrCat("is ", value.size(), " bytes; at most ",
-                                   max, " allowed"));
+    return Bad(field, absl::StrCat("is ", value.size(), " bytes; at most ", max,
+                                   " allowed"));
   }
   if (value.find('\0') != absl::string_view::npos) {
     return Bad(field, "must not contain NUL");
@@ -115,14 +115,12 @@ absl::Status Text(absl::string_view field, absl::string_view value,
 absl::Status IntRange(absl::string_view field, int64_t value, int64_t lo,
                       int64_t hi) {
   if (value < lo || value > hi) {
-    return Bad(field,
-               absl::StrCat(value, " is outside ", lo, "..", hi));
+    return Bad(field, absl::StrCat(value, " is outside ", lo, "..", hi));
   }
   return absl::OkStatus();
 }
 
-absl::Status Real(absl::string_view field, double value, double lo,
-                  double hi) {
+absl::Status Real(absl::string_view field, double value, double lo, double hi) {
   if (!std::isfinite(value)) return Bad(field, "must be a finite number");
   if (value < lo || value > hi) {
     return Bad(field, absl::StrCat(value, " is outside ", lo, "..", hi));
@@ -130,8 +128,8 @@ absl::Status Real(absl::string_view field, double value, double lo,
   return absl::OkStatus();
 }
 
-absl::Status Time(absl::string_view field,
-                  const google::protobuf::Timestamp& t, absl::Time now) {
+absl::Status Time(absl::string_view field, const google::protobuf::Timestamp& t,
+                  absl::Time now) {
   if (t.nanos() < 0 || t.nanos() > 999'999'999) {
     return Bad(field, "nanos must be within 0..999999999");
   }
@@ -145,8 +143,7 @@ absl::Status Time(absl::string_view field,
 }
 
 absl::Status Duration(absl::string_view field,
-                      const google::protobuf::Duration& d,
-                      absl::Duration max) {
+                      const google::protobuf::Duration& d, absl::Duration max) {
   if (d.seconds() < 0 || d.nanos() < 0 || d.nanos() > 999'999'999) {
     return Bad(field, "must not be negative");
   }
@@ -166,16 +163,14 @@ absl::Status JobSpec(const v1::JobSpec& spec) {
   }
   const size_t entries = spec.command_size() + spec.env_size();
   if (entries > kMaxArgvEnvEntries) {
-    return Bad("spec.command",
-               absl::StrCat("argv + env have ", entries,
-                            " entries; at most 4096 allowed"));
+    return Bad("spec.command", absl::StrCat("argv + env have ", entries,
+                                            " entries; at most 4096 allowed"));
   }
   size_t bytes = 0;
   for (int i = 0; i < spec.command_size(); ++i) {
     bytes += spec.command(i).size() + 1;
     if (spec.command(i).find('\0') != std::string::npos) {
-      return Bad(absl::StrCat("spec.command[", i, "]"),
-                 "must not contain NUL");
+      return Bad(absl::StrCat("spec.command[", i, "]"), "must not contain NUL");
     }
   }
   for (const auto& [k, v] : spec.env()) {
@@ -217,10 +212,10 @@ absl::Status JobSpec(const v1::JobSpec& spec) {
   }
   RETURN_IF_ERROR(
       IntRange("spec.power_limit_mw", spec.power_limit_mw(), 0, kMaxPowerMw));
-  RETURN_IF_ERROR(IntRange("spec.min_power_limit_mw",
-                           spec.min_power_limit_mw(), 0, kMaxPowerMw));
-  RETURN_IF_ERROR(Duration("spec.max_runtime", spec.max_runtime(),
-                           MaxRuntime()));
+  RETURN_IF_ERROR(IntRange("spec.min_power_limit_mw", spec.min_power_limit_mw(),
+                           0, kMaxPowerMw));
+  RETURN_IF_ERROR(
+      Duration("spec.max_runtime", spec.max_runtime(), MaxRuntime()));
   if (!std::isfinite(spec.sim_load()) || spec.sim_load() < 0 ||
       spec.sim_load() > 1) {
     return Bad("spec.sim_load", "must be within 0..1");
@@ -237,9 +232,8 @@ absl::Status Register(const v1::RegisterRequest& req) {
   for (char c : req.address()) {
     if (!absl::ascii_isalnum(c) && c != '.' && c != ':' && c != '-' &&
         c != '_' && c != '[' && c != ']') {
-      return Bad("address",
-                 absl::StrCat(Quote(req.address()),
-                              " is not a host name or IP address"));
+      return Bad("address", absl::StrCat(Quote(req.address()),
+                                         " is not a host name or IP address"));
     }
   }
   RETURN_IF_ERROR(Text("gpu_backend", req.gpu_backend(), kMaxNameBytes));
@@ -283,9 +277,8 @@ absl::Status GpuReport(absl::string_view field, const v1::GpuStatus& g,
   const int64_t max_limit = registered.max_power_limit_mw() > 0
                                 ? registered.max_power_limit_mw()
                                 : kMaxPowerMw;
-  RETURN_IF_ERROR(
-      IntRange(absl::StrCat(field, ".power_mw"), g.power_mw(), 0,
-               2 * max_limit));
+  RETURN_IF_ERROR(IntRange(absl::StrCat(field, ".power_mw"), g.power_mw(), 0,
+                           2 * max_limit));
   RETURN_IF_ERROR(IntRange(absl::StrCat(field, ".utilization_pct"),
                            g.utilization_pct(), 0, 100));
   RETURN_IF_ERROR(IntRange(absl::StrCat(field, ".temperature_c"),
@@ -301,8 +294,8 @@ absl::Status GpuReport(absl::string_view field, const v1::GpuStatus& g,
     return Bad(absl::StrCat(field, ".memory_used_bytes"),
                "must be at most memory_total_bytes");
   }
-  RETURN_IF_ERROR(Text(absl::StrCat(field, ".health_detail"),
-                       g.health_detail()));
+  RETURN_IF_ERROR(
+      Text(absl::StrCat(field, ".health_detail"), g.health_detail()));
   RETURN_IF_ERROR(Text(absl::StrCat(field, ".uuid"), g.uuid(), kMaxNameBytes));
   RETURN_IF_ERROR(
       Text(absl::StrCat(field, ".model"), g.model(), kMaxNameBytes));

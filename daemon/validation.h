@@ -51,11 +51,10 @@ absl::Status Text(absl::string_view field, absl::string_view value,
 absl::Status IntRange(absl::string_view field, int64_t value, int64_t lo,
                       int64_t hi);
 // Finite and within [lo, hi].
-absl::Status Real(absl::string_view field, double value, double lo,
-                  double hi);
+absl::Status Real(absl::string_view field, double value, double lo, double hi);
 // A set time within [2000-01-01, now + 1 year].
-absl::Status Time(absl::string_view field,
-                  const google::protobuf::Timestamp& t, absl::Time now);
+absl::Status Time(absl::string_view field, const google::protobuf::Timestamp& t,
+                  absl::Time now);
 // A duration within [0, max], nanos in range.
 absl::Status Duration(absl::string_view field,
                       const google::protobuf::Duration& d, absl::Duration max);

@@ -29,9 +29,12 @@ PIDS+=($!)
 for i in $(seq 1 100); do "$BIN/joulectl" tenant list >/dev/null 2>&1 && break; sleep 0.1; done
 
 step "starting 4 simulated agents (8 x H100 each)"
+# Jobs never run as root: as root the agents run them as nobody.
+JOB_USER=()
+[ "$(id -u)" = 0 ] && JOB_USER=(--job-user nobody)
 for n in 01 02 03 04; do
   "$BIN/joule-agent" --server "$JOULE_SERVER" --node-name "gpu-$n" --sim-gpus 8 --sim-gpu-model H100 \
-    --report-interval 500ms --log-dir "$DATA/logs-gpu-$n" \
+    --report-interval 500ms --state-dir "$DATA/state-gpu-$n" "${JOB_USER[@]}" \
     >"$DATA/agent-$n.log" 2>&1 &
   PIDS+=($!)
 done
@@ -56,7 +59,7 @@ ctl contract create --tenant acme --gpu-model H100 --gpus 8 \
 
 step "jobs: reserved, on-demand and spot, under the rack caps"
 ctl job submit --tenant acme --class reserved --gpus 8 --gpu-model H100 \
-  --name train-a -- /bin/sh -c 'echo "training on GPUs $CUDA_VISIBLE_DEVICES"; sleep 8'
+  --name train-a -- /bin/sh -c 'echo "training on GPUs $CUDA_VISIBLE_DEVICES as $(id -un)"; sleep 8'
 ctl job submit --tenant acme --class reserved --gpus 4 --gpu-model H100 \
   --name train-b -- /bin/sh -c 'sleep 6'
 ctl job submit --tenant globex --gpus 8 --name finetune --min-power 400W \

@@ -87,9 +87,9 @@ class JobRunnerTest : public ::testing::Test {
 };
 
 TEST_F(JobRunnerTest, RunsWithEnvAndLogsOutput) {
-  JobLaunch l = Launch("job-1", 1,
-                       {"/bin/sh", "-c",
-                        "echo visible=$CUDA_VISIBLE_DEVICES; exit 3"});
+  JobLaunch l =
+      Launch("job-1", 1,
+             {"/bin/sh", "-c", "echo visible=$CUDA_VISIBLE_DEVICES; exit 3"});
   l.env.push_back("CUDA_VISIBLE_DEVICES=2,5");
   ASSERT_TRUE(runner_->Start(l).ok());
   JobExit e = WaitExit(1);
@@ -110,9 +110,9 @@ TEST_F(JobRunnerTest, RunsWithEnvAndLogsOutput) {
 
 TEST_F(JobRunnerTest, StopSendsTermThenKill) {
   // Ignores SIGTERM, so only the SIGKILL after the grace ends it.
-  JobLaunch l = Launch("job-2", 1,
-                       {"/bin/sh", "-c",
-                        "trap '' TERM; while true; do sleep 0.05; done"});
+  JobLaunch l = Launch(
+      "job-2", 1,
+      {"/bin/sh", "-c", "trap '' TERM; while true; do sleep 0.05; done"});
   ASSERT_TRUE(runner_->Start(l).ok());
   absl::SleepFor(absl::Milliseconds(200));
   EXPECT_TRUE(runner_->IsRunning("job-2", 1));
@@ -149,8 +149,8 @@ TEST_F(JobRunnerTest, UnknownProgramFailsToStart) {
 TEST_F(JobRunnerTest, PathTraversalIdsAreRefused) {
   const std::string outside = dir_ + "/pwned";
   for (const std::string id :
-       {"../../../../x/pwned", "../pwned", "job-1/../../pwned", "job-", "",
-        ".", "..", "job-1x", "job-12345678901234567890", "/etc/passwd"}) {
+       {"../../../../x/pwned", "../pwned", "job-1/../../pwned", "job-", "", ".",
+        "..", "job-1x", "job-12345678901234567890", "/etc/passwd"}) {
     SCOPED_TRACE(id);
     absl::Status s = runner_->Start(Launch(id, 1, {"/bin/true"}));
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
@@ -227,8 +227,7 @@ TEST(JobIdentityTest, RootOnlyWhenAllowed) {
 TEST(JobIdentityTest, TenantUserEntries) {
   std::map<std::string, std::string> m;
   EXPECT_TRUE(
-      AddTenantUsers({"acme=alice", " # c", "globex = bob # x"}, "f", &m)
-          .ok());
+      AddTenantUsers({"acme=alice", " # c", "globex = bob # x"}, "f", &m).ok());
   EXPECT_EQ(m["acme"], "alice");
   EXPECT_EQ(m["globex"], "bob");
   absl::Status s = AddTenantUsers({"ok=u", "broken"}, "map.txt", &m);
@@ -242,18 +241,18 @@ TEST(JobEnvTest, JouleVariablesWin) {
   JobIdentity who;
   who.user = "alice";
   who.home = "/home/alice";
-  const std::vector<std::string> env = BuildJobEnv(
-      who,
-      {{"CUDA_VISIBLE_DEVICES", "0,1,2,3,4,5,6,7"},
-       {"JOULE_JOB_ID", "job-9"},
-       {"A=B", "x"},
-       {"", "x"},
-       {"PATH", "/opt/bin"},
-       {"FOO", "bar"}},
-      {{"CUDA_VISIBLE_DEVICES", "3"}, {"JOULE_JOB_ID", "job-1"}});
+  const std::vector<std::string> env =
+      BuildJobEnv(who,
+                  {{"CUDA_VISIBLE_DEVICES", "0,1,2,3,4,5,6,7"},
+                   {"JOULE_JOB_ID", "job-9"},
+                   {"A=B", "x"},
+                   {"", "x"},
+                   {"PATH", "/opt/bin"},
+                   {"FOO", "bar"}},
+                  {{"CUDA_VISIBLE_DEVICES", "3"}, {"JOULE_JOB_ID", "job-1"}});
   const std::vector<std::string> want = {
-      "PATH=/opt/bin", "HOME=/home/alice",       "USER=alice",
-      "LOGNAME=alice", "LANG=C.UTF-8",           "FOO=bar",
+      "PATH=/opt/bin",          "HOME=/home/alice",  "USER=alice",
+      "LOGNAME=alice",          "LANG=C.UTF-8",      "FOO=bar",
       "CUDA_VISIBLE_DEVICES=3", "JOULE_JOB_ID=job-1"};
   EXPECT_EQ(env, want);
 }
@@ -270,7 +269,7 @@ TEST_F(JobRunnerTest, RestartReadoptsAndReportsRealExits) {
   ASSERT_TRUE(runner_->Start(quick).ok());
   ASSERT_TRUE(runner_->Start(slow).ok());
   const absl::Time killed = absl::Now();
-  runner_.reset();  // "SIGKILL": the supervisors keep going
+  runner_.reset();                   // "SIGKILL": the supervisors keep going
   absl::SleepFor(absl::Seconds(1));  // job-7 ends while nobody watches
   runner_ = MakeRunner();
   std::vector<JobExit> ended = runner_->TakeEndedAtStartup();
@@ -294,9 +293,9 @@ TEST_F(JobRunnerTest, RestartReadoptsAndReportsRealExits) {
 TEST_F(JobRunnerTest, LostSupervisorKillsTheGroup) {
   const std::string pidfile = dir_ + "/pid";
   ASSERT_TRUE(runner_
-                  ->Start(Launch("job-10", 1,
-                                 {"/bin/sh", "-c",
-                                  "echo $$ > " + pidfile + "; sleep 30"}))
+                  ->Start(Launch(
+                      "job-10", 1,
+                      {"/bin/sh", "-c", "echo $$ > " + pidfile + "; sleep 30"}))
                   .ok());
   std::vector<RunningProcess> running = runner_->Running();
   ASSERT_EQ(running.size(), 1u);

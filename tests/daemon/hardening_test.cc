@@ -27,22 +27,23 @@ constexpr int64_t kW = 1000;  // mW
 
 // site (1 MW) > rack (100 kW): n1, n2; 8 x H100 (200..700 W, idle 70 W).
 std::string Config(const std::string& extra_scheduler = "") {
-  return absl::StrCat(R"pb(
-    gpu_model {
-      name: "H100"
-      tdp: "700W"
-      min_power_limit: "200W"
-      max_power_limit: "700W"
-      idle_power: "70W"
-    }
-    node_model { name: "hgx" base_power: "1kW" }
-    domain { name: "site" kind: "site" cap: "1MW" }
-    domain { name: "rack" parent: "site" kind: "rack" cap: "100kW" }
-    node { name: "n1" domain: "rack" }
-    node { name: "n2" domain: "rack" }
-    tenant { name: "acme" }
-    scheduler { default_node_model: "hgx" default_domain: "rack" )pb",
-                      extra_scheduler, "}\n");
+  return absl::StrCat(
+      R"pb(
+        gpu_model {
+          name: "H100"
+          tdp: "700W"
+          min_power_limit: "200W"
+          max_power_limit: "700W"
+          idle_power: "70W"
+        }
+        node_model { name: "hgx" base_power: "1kW" }
+        domain { name: "site" kind: "site" cap: "1MW" }
+        domain { name: "rack" parent: "site" kind: "rack" cap: "100kW" }
+        node { name: "n1" domain: "rack" }
+        node { name: "n2" domain: "rack" }
+        tenant { name: "acme" }
+        scheduler { default_node_model: "hgx" default_domain: "rack")pb",
+      extra_scheduler, "}\n");
 }
 
 class Link final : public AgentLink {
@@ -172,8 +173,7 @@ TEST_F(Harden, OutOfBoundsReportsAreRefused) {
   };
   const std::vector<Case> cases = {
       {"report.gpus[0].power_mw", [](auto* g) { g->set_power_mw(-1e10); }},
-      {"report.gpus[0].power_mw",
-       [](auto* g) { g->set_power_mw(INT64_MAX); }},
+      {"report.gpus[0].power_mw", [](auto* g) { g->set_power_mw(INT64_MAX); }},
       // 2 x 700 W max limit = 1400 W is the most a GPU may draw.
       {"report.gpus[0].power_mw",
        [](auto* g) { g->set_power_mw(1400 * kW + 1); }},
@@ -235,9 +235,8 @@ TEST_F(Harden, AgentTimesAreClampedToTheDaemons) {
   cm_->ScheduleOnce();
   const absl::Time sent = clock_.Now();
   clock_.Advance(absl::Seconds(2));
-  ASSERT_TRUE(cm_->HandleJobUpdate(
-                     "n1", Update(id, v1::JOB_PHASE_STARTED,
-                                  sent - absl::Hours(1)))
+  ASSERT_TRUE(cm_->HandleJobUpdate("n1", Update(id, v1::JOB_PHASE_STARTED,
+                                                sent - absl::Hours(1)))
                   .ok());
   clock_.Advance(absl::Seconds(10));
   v1::JobUpdate end =
@@ -360,9 +359,9 @@ TEST_F(Harden, RemoveNode) {
   v1::CancelJobRequest cancel;
   cancel.set_id(id);
   ASSERT_TRUE(cm_->CancelJob(cancel, "").ok());
-  ASSERT_TRUE(cm_->HandleJobUpdate(
-                     "n1", Update(id, v1::JOB_PHASE_EXITED, clock_.Now()))
-                  .ok());
+  ASSERT_TRUE(
+      cm_->HandleJobUpdate("n1", Update(id, v1::JOB_PHASE_EXITED, clock_.Now()))
+          .ok());
   ASSERT_EQ(Job(id).state(), v1::JOB_STATE_CANCELLED);
   s = cm_->RemoveNode("n1");
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);  // reporting
@@ -401,13 +400,13 @@ TEST_F(Harden, RegisterValuesAreBounded) {
       {"node_name", [](auto* r) { r->set_node_name(std::string(129, 'a')); }},
       {"address", [](auto* r) { r->set_address(std::string(10 << 20, 'a')); }},
       {"address", [](auto* r) { r->set_address("a b"); }},
-      {"gpus", [](auto* r) {
+      {"gpus",
+       [](auto* r) {
          for (int i = 8; i < 65; ++i) *r->add_gpus() = r->gpus(0);
        }},
       {"gpus[0].max_power_limit_mw",
        [](auto* r) { r->mutable_gpus(0)->set_max_power_limit_mw(INT64_MAX); }},
-      {"gpus[0].model",
-       [](auto* r) { r->mutable_gpus(0)->set_model("../x"); }},
+      {"gpus[0].model", [](auto* r) { r->mutable_gpus(0)->set_model("../x"); }},
       {"running_jobs[0].job_id",
        [](auto* r) { r->add_running_jobs()->set_job_id("../../x"); }},
   };

@@ -60,15 +60,17 @@ INSTANTIATE_TEST_SUITE_P(
     Fields, SpecTest,
     ::testing::Values(
         SpecCase{"good", [](auto*) {}, ""},
-        SpecCase{"tenant_dot", [](auto* s) { s->set_tenant("."); }, "spec.tenant"},
+        SpecCase{"tenant_dot", [](auto* s) { s->set_tenant("."); },
+                 "spec.tenant"},
         SpecCase{"tenant_dotdot", [](auto* s) { s->set_tenant(".."); },
                  "spec.tenant"},
         SpecCase{"tenant_slash", [](auto* s) { s->set_tenant("a/b"); },
                  "spec.tenant"},
         // 128 bytes is the most a name may have.
-        SpecCase{"name_128", [](auto* s) { s->set_name(std::string(128, 'n')); },
-                 ""},
-        SpecCase{"name_129", [](auto* s) { s->set_name(std::string(129, 'n')); },
+        SpecCase{"name_128",
+                 [](auto* s) { s->set_name(std::string(128, 'n')); }, ""},
+        SpecCase{"name_129",
+                 [](auto* s) { s->set_name(std::string(129, 'n')); },
                  "spec.name"},
         SpecCase{"name_10mb",
                  [](auto* s) { s->set_name(std::string(10 << 20, 'n')); },
@@ -106,19 +108,17 @@ INSTANTIATE_TEST_SUITE_P(
                  [](auto* s) { s->add_command(std::string(262119, 'a')); },
                  "spec.command"},
         SpecCase{"bytes_at",
-                 [](auto* s) { s->add_command(std::string(262118, 'a')); },
-                 ""},
-        SpecCase{"env_empty_key", [](auto* s) { (*s->mutable_env())[""] = "1"; },
-                 "spec.env"},
-        SpecCase{"env_eq_key", [](auto* s) { (*s->mutable_env())["A=B"] = "1"; },
-                 "spec.env"},
+                 [](auto* s) { s->add_command(std::string(262118, 'a')); }, ""},
+        SpecCase{"env_empty_key",
+                 [](auto* s) { (*s->mutable_env())[""] = "1"; }, "spec.env"},
+        SpecCase{"env_eq_key",
+                 [](auto* s) { (*s->mutable_env())["A=B"] = "1"; }, "spec.env"},
         SpecCase{"env_digit_key",
                  [](auto* s) { (*s->mutable_env())["1A"] = "1"; }, "spec.env"},
-        SpecCase{"env_nul_key",
-                 [](auto* s) {
-                   (*s->mutable_env())[std::string("A\0B", 3)] = "1";
-                 },
-                 "spec.env"},
+        SpecCase{
+            "env_nul_key",
+            [](auto* s) { (*s->mutable_env())[std::string("A\0B", 3)] = "1"; },
+            "spec.env"},
         SpecCase{"env_cuda",
                  [](auto* s) {
                    (*s->mutable_env())["CUDA_VISIBLE_DEVICES"] = "0,1";
@@ -135,11 +135,10 @@ INSTANTIATE_TEST_SUITE_P(
         SpecCase{"env_ld_preload_ok",
                  [](auto* s) { (*s->mutable_env())["LD_PRELOAD"] = "x.so"; },
                  ""},
-        SpecCase{"env_nul_value",
-                 [](auto* s) {
-                   (*s->mutable_env())["A"] = std::string("1\0", 2);
-                 },
-                 "spec.env[A]"},
+        SpecCase{
+            "env_nul_value",
+            [](auto* s) { (*s->mutable_env())["A"] = std::string("1\0", 2); },
+            "spec.env[A]"},
         SpecCase{"gpus_0", [](auto* s) { s->set_gpus_per_node(0); },
                  "spec.gpus_per_node"},
         SpecCase{"gpus_65", [](auto* s) { s->set_gpus_per_node(65); },
@@ -163,11 +162,10 @@ INSTANTIATE_TEST_SUITE_P(
                    s->mutable_max_runtime()->set_seconds(int64_t{1} << 62);
                  },
                  "spec.max_runtime"},
-        SpecCase{"runtime_366d",
-                 [](auto* s) {
-                   s->mutable_max_runtime()->set_seconds(31'622'400);
-                 },
-                 ""},
+        SpecCase{
+            "runtime_366d",
+            [](auto* s) { s->mutable_max_runtime()->set_seconds(31'622'400); },
+            ""},
         SpecCase{"runtime_neg",
                  [](auto* s) { s->mutable_max_runtime()->set_seconds(-1); },
                  "spec.max_runtime"},
@@ -181,9 +179,9 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST(Validation, NamesAndText) {
   EXPECT_TRUE(Name("f", "a.b-c_9").ok());
-  for (const std::string& bad : std::vector<std::string>{
-           "", ".", "..", "a b", "a/b", std::string(129, 'a'),
-           std::string("a\0", 2)}) {
+  for (const std::string& bad :
+       std::vector<std::string>{"", ".", "..", "a b", "a/b",
+                                std::string(129, 'a'), std::string("a\0", 2)}) {
     absl::Status s = Name("tenant.name", bad);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << bad;
     EXPECT_THAT(std::string(s.message()), HasSubstr("tenant.name:"));
@@ -202,8 +200,9 @@ TEST(Validation, TimesAndNumbers) {
   auto at = [](absl::Time t) { return ToProtoTime(t); };
   EXPECT_TRUE(Time("effective", at(now), now).ok());
   // A first price effective in 1653.
-  EXPECT_EQ(Time("effective", at(absl::FromCivil(absl::CivilSecond(1653, 1, 1),
-                                                  absl::UTCTimeZone())),
+  EXPECT_EQ(Time("effective",
+                 at(absl::FromCivil(absl::CivilSecond(1653, 1, 1),
+                                    absl::UTCTimeZone())),
                  now)
                 .code(),
             absl::StatusCode::kInvalidArgument);
@@ -238,8 +237,8 @@ TEST(Validation, TableIsDocumented) {
   ASSERT_THAT(doc, HasSubstr("## Input limits"));
   const std::string section = doc.substr(doc.find("## Input limits"));
   for (const FieldRule& r : FieldTable()) {
-    EXPECT_THAT(section, HasSubstr(absl::StrCat("| `", r.field, "` | ",
-                                                r.rule, " |")))
+    EXPECT_THAT(section,
+                HasSubstr(absl::StrCat("| `", r.field, "` | ", r.rule, " |")))
         << r.field;
   }
 }

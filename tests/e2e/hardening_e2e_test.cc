@@ -84,9 +84,9 @@ TEST_F(HardeningE2E, JobRunsAsJobUserWithBuiltEnvironment) {
   setenv("JOULE_E2E_AGENT_SECRET", "must-not-leak", 1);
   Start(1, {"--job-user", "nobody"});
   unsetenv("JOULE_E2E_AGENT_SECRET");
-  const std::string id = Submit({"--env", "FOO=bar", "--env", "LD_PRELOAD=",
-                                 "--gpus", "1", "--", "/bin/sh", "-c",
-                                 "id -u; id -g; env"});
+  const std::string id =
+      Submit({"--env", "FOO=bar", "--env", "LD_PRELOAD=", "--gpus", "1", "--",
+              "/bin/sh", "-c", "id -u; id -g; env"});
   ASSERT_TRUE(WaitFor([&] { return Done(id); }));
   ASSERT_EQ(Job(id).state(), v1::JOB_STATE_SUCCEEDED) << Job(id).reason();
   CtlResult logs = c_->Ctl({"job", "logs", id});
@@ -121,10 +121,10 @@ TEST_F(HardeningE2E, RootAgentNeverRunsJobsAsRoot) {
   c_ = std::make_unique<Cluster>(o);
   c_->StartDaemon();
   // The harness passes --allow-root-jobs; this agent is started bare.
-  Process agent({Bin("joule-agent"), "--server", c_->server(), "--node-name",
-                 "n1", "--report-interval", "200ms", "--state-dir",
-                 c_->dir() + "/bare-state"},
-                c_->dir() + "/bare-agent.log");
+  Process agent(
+      {Bin("joule-agent"), "--server", c_->server(), "--node-name", "n1",
+       "--report-interval", "200ms", "--state-dir", c_->dir() + "/bare-state"},
+      c_->dir() + "/bare-agent.log");
   ASSERT_TRUE(WaitFor([&] { return Ready() == 1; })) << agent.Log();
   ASSERT_EQ(c_->Ctl({"tenant", "create", "acme"}).exit_code, 0);
   const std::string id = Submit({"--gpus", "1", "--", "id", "-u"});
@@ -142,10 +142,11 @@ TEST_F(HardeningE2E, RootAgentNeverRunsJobsAsRoot) {
 TEST_F(HardeningE2E, AgentSigkillUnderGangReadoptsBeforeGpusAreReused) {
   Start(2);
   const std::string dir = c_->dir();
-  const std::string first = Submit(
-      {"--gpus", "8", "--nodes", "2", "--", "/bin/sh", "-c",
-       "echo $$ > " + dir + "/pid.$JOULE_NODE_NAME; sleep 4; "
-       "if [ $JOULE_NODE_NAME = n1 ]; then exit 7; fi"});
+  const std::string first =
+      Submit({"--gpus", "8", "--nodes", "2", "--", "/bin/sh", "-c",
+              "echo $$ > " + dir +
+                  "/pid.$JOULE_NODE_NAME; sleep 4; "
+                  "if [ $JOULE_NODE_NAME = n1 ]; then exit 7; fi"});
   ASSERT_TRUE(
       WaitFor([&] { return Job(first).state() == v1::JOB_STATE_RUNNING; }));
   ASSERT_TRUE(WaitFor([&] { return !ReadFile(dir + "/pid.n1").empty(); }));
@@ -177,9 +178,9 @@ TEST_F(HardeningE2E, AgentSigkillUnderGangReadoptsBeforeGpusAreReused) {
 // restarted agent reports its real exit code and end time.
 TEST_F(HardeningE2E, RankEndingWhileAgentIsDownKeepsItsExitCode) {
   Start(2);
-  const std::string first = Submit(
-      {"--gpus", "8", "--nodes", "2", "--", "/bin/sh", "-c",
-       "sleep 1.5; if [ $JOULE_NODE_NAME = n1 ]; then exit 9; fi"});
+  const std::string first =
+      Submit({"--gpus", "8", "--nodes", "2", "--", "/bin/sh", "-c",
+              "sleep 1.5; if [ $JOULE_NODE_NAME = n1 ]; then exit 9; fi"});
   ASSERT_TRUE(
       WaitFor([&] { return Job(first).state() == v1::JOB_STATE_RUNNING; }));
   c_->KillAgent("n1", SIGKILL);
