@@ -287,8 +287,8 @@ void Agent::StartJob(uint64_t command_id, const v1::StartJob& start) {
   std::vector<uint32_t> gpus(start.gpu_indices().begin(),
                              start.gpu_indices().end());
   const std::string visible = absl::StrJoin(gpus, ",");
-  std::vector<std::pair<std::string, std::string>> job_vars(
-      start.env().begin(), start.env().end());
+  std::vector<std::pair<std::string, std::string>> job_vars(start.env().begin(),
+                                                            start.env().end());
   std::sort(job_vars.begin(), job_vars.end());
   const std::vector<std::pair<std::string, std::string>> joule_vars = {
       {"CUDA_VISIBLE_DEVICES", visible},

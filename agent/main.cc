@@ -1,9 +1,9 @@
 // joule-agent: one per GPU node. See docs/cli.md.
-#include <sys/stat.h>
-#include <cerrno>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -114,9 +114,8 @@ int main(int argc, char** argv) {
   joule::agent::JobUserPolicy job_users;
   job_users.default_user = job_user;
   job_users.allow_root = allow_root_jobs;
-  absl::Status users =
-      joule::agent::AddTenantUsers(tenant_users, "--tenant-user",
-                                   &job_users.tenant_users);
+  absl::Status users = joule::agent::AddTenantUsers(
+      tenant_users, "--tenant-user", &job_users.tenant_users);
   if (users.ok() && !tenant_user_file.empty()) {
     std::ifstream in(tenant_user_file);
     if (!in) {

@@ -256,9 +256,9 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
     out.kind = d.kind();
     ASSIGN_OR_RETURN(out.cap_mw, Power(loc, "domain", i, "cap", d.cap(), true));
     if (out.cap_mw < 1000) {
-      return loc.Error("domain", i, "cap",
-                       absl::StrCat("\"", d.cap(),
-                                    "\" is below 1 W (a typo for MW?)"));
+      return loc.Error(
+          "domain", i, "cap",
+          absl::StrCat("\"", d.cap(), "\" is below 1 W (a typo for MW?)"));
     }
     if (const Domain* parent = cfg.FindDomain(out.parent)) {
       if (out.cap_mw > parent->cap_mw) {

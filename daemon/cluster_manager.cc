@@ -650,9 +650,9 @@ absl::StatusOr<v1::RegisterResponse> ClusterManager::RegisterAgent(
     // New nodes are bounded in number and in rate.
     const config::SchedulerSettings& sc = options_.config.scheduler;
     if (nodes_.size() >= sc.max_nodes) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "node_name: the cluster already has ", nodes_.size(),
-          " nodes (scheduler.max_nodes)"));
+      return absl::ResourceExhaustedError(
+          absl::StrCat("node_name: the cluster already has ", nodes_.size(),
+                       " nodes (scheduler.max_nodes)"));
     }
     while (!recent_registrations_.empty() &&
            now - recent_registrations_.front() >= absl::Seconds(1)) {
@@ -782,7 +782,8 @@ void ClusterManager::SettleLostJobsLocked(
       SendLocked(it->second,
                  StopMessage(id, j.job.attempt(), "another rank was lost"));
     }
-    v1::JobAttempt a = EndAttemptLocked(j, LostEndLocked(j, n, now), why, batch);
+    v1::JobAttempt a =
+        EndAttemptLocked(j, LostEndLocked(j, n, now), why, batch);
     if (IsSet(a.start_time()) && options_.attempts != nullptr) {
       billed->emplace_back(j.job, a);
     }
@@ -891,11 +892,10 @@ absl::Status ClusterManager::HandleReport(const std::string& node,
   // Values against physics and what the node registered. A report outside
   // the bounds is dropped whole (it moves no sum) with one event per kind
   // of refusal; the stream stays up, the next good report counts again.
-  absl::Status bounds = r.jobs_size() > static_cast<int>(
-                                            validation::kMaxRunningJobs)
-                            ? absl::InvalidArgumentError(
-                                  "report.jobs: at most 4096 entries")
-                            : absl::OkStatus();
+  absl::Status bounds =
+      r.jobs_size() > static_cast<int>(validation::kMaxRunningJobs)
+          ? absl::InvalidArgumentError("report.jobs: at most 4096 entries")
+          : absl::OkStatus();
   for (int i = 0; i < r.gpus_size() && bounds.ok(); ++i) {
     bounds = validation::GpuReport(absl::StrCat("report.gpus[", i, "]"),
                                    r.gpus(i), n.gpus[r.gpus(i).index()].info);
@@ -905,9 +905,9 @@ absl::Status ClusterManager::HandleReport(const std::string& node,
     if (n.last_refusal != why) {
       n.last_refusal = why;
       storage::WriteBatch batch;
-      AddEventLocked(&batch, "telemetry", node,
-                     absl::StrCat("report from node ", node,
-                                  " refused: ", why));
+      AddEventLocked(
+          &batch, "telemetry", node,
+          absl::StrCat("report from node ", node, " refused: ", why));
       WriteEventsLocked(batch);
     }
     return absl::OkStatus();
@@ -922,10 +922,10 @@ absl::Status ClusterManager::HandleReport(const std::string& node,
       // A counter reset (driver reload, agent restart): an event, never a
       // negative energy; counting starts again from the new value.
       storage::WriteBatch batch;
-      AddEventLocked(&batch, "gpu", absl::StrCat(node, "/", g.index()),
-                     absl::StrCat("energy counter reset: ",
-                                  gpu.status.energy_mj(), " mJ -> ",
-                                  g.energy_mj(), " mJ"));
+      AddEventLocked(
+          &batch, "gpu", absl::StrCat(node, "/", g.index()),
+          absl::StrCat("energy counter reset: ", gpu.status.energy_mj(),
+                       " mJ -> ", g.energy_mj(), " mJ"));
       WriteEventsLocked(batch);
     }
     gpu.status = g;
@@ -1014,7 +1014,7 @@ absl::Time ClusterManager::StartSentLocked(const JobRt& j) const {
 
 absl::Time ClusterManager::LostEndLocked(const JobRt& j, const NodeRt& n,
                                          absl::Time now) const {
-  absl::Time end = j.last_seen != absl::InfinitePast() ? j.last_seen
+  absl::Time end = j.last_seen != absl::InfinitePast()     ? j.last_seen
                    : n.last_report != absl::InfinitePast() ? n.last_report
                                                            : now;
   return std::min(end, now);
@@ -1125,8 +1125,8 @@ absl::Status ClusterManager::HandleJobUpdate(const std::string& node,
   // received this update, whatever the agent's clock says.
   const absl::Time now = options_.clock->Now();
   const absl::Time sent = std::min(StartSentLocked(*j), now);
-  const absl::Time when = std::clamp(
-      IsSet(u.time()) ? FromProtoTime(u.time()) : now, sent, now);
+  const absl::Time when =
+      std::clamp(IsSet(u.time()) ? FromProtoTime(u.time()) : now, sent, now);
   const std::string message = u.message().substr(0, validation::kMaxTextBytes);
   storage::WriteBatch batch;
   std::vector<std::pair<v1::Job, v1::JobAttempt>> billed;
@@ -1629,11 +1629,11 @@ absl::Status ClusterManager::RemoveNode(const std::string& name) {
   for (const Gpu& g : n.gpus) stale = stale || !g.stale_key.empty();
   if (!placed.empty() || stale) {
     std::sort(placed.begin(), placed.end());
-    return absl::FailedPreconditionError(absl::StrCat(
-        "name: node ", name, " still has jobs placed on it (",
-        placed.empty() ? "old attempts still running"
-                       : absl::StrJoin(placed, ", "),
-        "); drain it and wait, or cancel them"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("name: node ", name, " still has jobs placed on it (",
+                     placed.empty() ? "old attempts still running"
+                                    : absl::StrJoin(placed, ", "),
+                     "); drain it and wait, or cancel them"));
   }
   if (n.link != nullptr && n.ready) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -2119,9 +2119,9 @@ void ClusterManager::CheckLiveness() {
       SendLocked(it->second, StopMessage(id, j.job.attempt(),
                                          "not started within the timeout"));
     }
-    const std::string why = absl::StrCat(
-        "not started within ", absl::FormatDuration(timeout), " on ",
-        absl::StrJoin(where, ", "), "; requeued");
+    const std::string why =
+        absl::StrCat("not started within ", absl::FormatDuration(timeout),
+                     " on ", absl::StrJoin(where, ", "), "; requeued");
     EndAttemptLocked(j, now, why, &batch);
     if (j.job.stopping_to() == v1::JOB_STATE_CANCELLED) {
       TransitionLocked(j, v1::JOB_STATE_CANCELLED, j.job.reason(), now);

@@ -267,7 +267,8 @@ class ClusterManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Where a lost attempt ends: its last sighting, else the node's last
   // report, never after `now` nor before the attempt's start.
-  absl::Time LostEndLocked(const JobRt& j, const NodeRt& n, absl::Time now) const
+  absl::Time LostEndLocked(const JobRt& j, const NodeRt& n,
+                           absl::Time now) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LoopThread();
   void CommitBilled(const std::vector<std::pair<v1::Job, v1::JobAttempt>>& b);
