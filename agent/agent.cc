@@ -5,24 +5,28 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "agent/job_record.h"
 #include "common/proto_time.h"
 
 namespace joule::agent {
-namespace {
-
-std::string Key(const std::string& job_id, uint32_t attempt) {
-  return absl::StrCat(job_id, "/", attempt);
-}
-
-}  // namespace
 
 Agent::Agent(AgentOptions options, GpuBackend* backend, const Clock* clock)
     : options_(std::move(options)), backend_(backend), clock_(clock) {
   JobRunner::Options ro;
   ro.log_dir = options_.log_dir;
+  ro.state_dir = options_.state_dir;
+  ro.supervisor_path = options_.supervisor_path;
+  ro.cgroup_root = options_.cgroup_root;
   ro.clock = clock_;
   ro.on_exit = [this](const JobExit& e) { OnJobExit(e); };
   runner_ = std::make_unique<JobRunner>(std::move(ro));
+  // Attempts that ended while no agent ran: reported at registration (as
+  // exited) and by EXITED updates once connected.
+  for (const JobExit& e : runner_->TakeEndedAtStartup()) OnJobExit(e);
+  for (const RunningProcess& p : runner_->Running()) {
+    fprintf(stderr, "joule-agent: re-adopted %s attempt %u (supervisor %d)\n",
+            p.job_id.c_str(), p.attempt, static_cast<int>(p.pid));
+  }
 }
 
 Agent::~Agent() {
@@ -85,17 +89,13 @@ v1::NodeReport Agent::BuildReport() {
 }
 
 std::vector<v1::RunningJob> Agent::RunningJobs() {
-  absl::MutexLock lock(&mu_);
   std::vector<v1::RunningJob> out;
   for (const RunningProcess& p : runner_->Running()) {
     v1::RunningJob& j = out.emplace_back();
     j.set_job_id(p.job_id);
     j.set_attempt(p.attempt);
     j.set_pid(p.pid);
-    auto it = job_gpus_.find(Key(p.job_id, p.attempt));
-    if (it != job_gpus_.end()) {
-      for (uint32_t g : it->second.gpus) j.add_gpu_indices(g);
-    }
+    for (uint32_t g : p.gpus) j.add_gpu_indices(g);
   }
   return out;
 }
@@ -124,6 +124,17 @@ void Agent::Session(bool* connected) {
   reg.set_agent_version("0.1.0");
   for (const auto& g : backend_->Discover()) *reg.add_gpus() = g;
   for (auto& j : RunningJobs()) *reg.add_running_jobs() = std::move(j);
+  {
+    // Ends the daemon may not know yet: it keeps those attempts until the
+    // EXITED updates below arrive, instead of settling them as lost.
+    absl::MutexLock lock(&mu_);
+    for (const v1::JobUpdate& u : finished_) {
+      v1::RunningJob* j = reg.add_running_jobs();
+      j->set_job_id(u.job_id());
+      j->set_attempt(u.attempt());
+      j->set_exited(true);
+    }
+  }
   v1::RegisterResponse reg_resp;
   {
     grpc::ClientContext ctx;
@@ -265,6 +276,17 @@ void Agent::HandleCommand(const v1::DaemonMessage& msg) {
 }
 
 void Agent::StartJob(uint64_t command_id, const v1::StartJob& start) {
+  if (!ValidJobId(start.job_id())) {
+    // No path, record or process is made from an id that is not one.
+    v1::AgentMessage m;
+    m.mutable_command_result()->set_command_id(command_id);
+    m.mutable_command_result()->set_ok(false);
+    m.mutable_command_result()->set_error(
+        absl::StrCat("start_job.job_id: \"", start.job_id().substr(0, 64),
+                     "\" is not a job id (job-NNN); refused"));
+    Send(m);
+    return;
+  }
   if (runner_->IsRunning(start.job_id(), start.attempt())) return;  // dup
   JobLaunch launch;
   launch.job_id = start.job_id();
@@ -273,16 +295,27 @@ void Agent::StartJob(uint64_t command_id, const v1::StartJob& start) {
   std::vector<uint32_t> gpus(start.gpu_indices().begin(),
                              start.gpu_indices().end());
   const std::string visible = absl::StrJoin(gpus, ",");
-  for (const auto& [k, v] : start.env()) launch.env.emplace_back(k, v);
-  launch.env.emplace_back("CUDA_VISIBLE_DEVICES", visible);
-  launch.env.emplace_back("NVIDIA_VISIBLE_DEVICES", visible);
-  launch.env.emplace_back("JOULE_JOB_ID", start.job_id());
-  launch.env.emplace_back("JOULE_ATTEMPT", absl::StrCat(start.attempt()));
-  launch.env.emplace_back("JOULE_NODE_RANK", absl::StrCat(start.node_rank()));
-  launch.env.emplace_back("JOULE_NUM_NODES", absl::StrCat(start.num_nodes()));
-  launch.env.emplace_back("JOULE_MASTER_ADDR", start.master_addr());
-  launch.env.emplace_back("JOULE_NODE_NAME", options_.node_name);
+  std::vector<std::pair<std::string, std::string>> job_vars(start.env().begin(),
+                                                            start.env().end());
+  std::sort(job_vars.begin(), job_vars.end());
+  const std::vector<std::pair<std::string, std::string>> joule_vars = {
+      {"CUDA_VISIBLE_DEVICES", visible},
+      {"NVIDIA_VISIBLE_DEVICES", visible},
+      {"JOULE_JOB_ID", start.job_id()},
+      {"JOULE_ATTEMPT", absl::StrCat(start.attempt())},
+      {"JOULE_NODE_RANK", absl::StrCat(start.node_rank())},
+      {"JOULE_NUM_NODES", absl::StrCat(start.num_nodes())},
+      {"JOULE_MASTER_ADDR", start.master_addr()},
+      {"JOULE_NODE_NAME", options_.node_name},
+      {"JOULE_TENANT", start.tenant()},
+  };
+  auto who = ResolveJobIdentity(options_.job_users, start.tenant());
+  if (who.ok()) {
+    launch.identity = *who;
+    launch.env = BuildJobEnv(*who, job_vars, joule_vars);
+  }
   launch.max_runtime = FromProtoDuration(start.max_runtime());
+  launch.gpus = gpus;
 
   // The requested per-GPU limit applies before the job starts.
   if (start.power_limit_mw() > 0) {
@@ -292,10 +325,9 @@ void Agent::StartJob(uint64_t command_id, const v1::StartJob& start) {
   const double load = start.sim_load() > 0 ? start.sim_load() : 1.0;
   // mu_ is held until STARTED is sent, so that the exit of a short job
   // (reported by OnJobExit, which takes mu_) always comes after it.
-  const uint64_t energy_at_start = EnergyOf(gpus);
+  launch.energy_at_start_mj = EnergyOf(gpus);
   absl::MutexLock lock(&mu_);
-  job_gpus_[Key(start.job_id(), start.attempt())] = {gpus, energy_at_start};
-  absl::Status s = runner_->Start(launch);
+  absl::Status s = who.ok() ? runner_->Start(launch) : who.status();
   v1::AgentMessage m;
   v1::JobUpdate* u = m.mutable_job_update();
   u->set_job_id(start.job_id());
@@ -304,7 +336,6 @@ void Agent::StartJob(uint64_t command_id, const v1::StartJob& start) {
   if (!s.ok()) {
     u->set_phase(v1::JOB_PHASE_FAILED_TO_START);
     u->set_message(std::string(s.message()));
-    job_gpus_.erase(Key(start.job_id(), start.attempt()));
     finished_.push_back(*u);
     while (finished_.size() > options_.max_finished_kept) finished_.pop_front();
   } else {
@@ -315,17 +346,8 @@ void Agent::StartJob(uint64_t command_id, const v1::StartJob& start) {
 }
 
 void Agent::OnJobExit(const JobExit& exit) {
-  std::vector<uint32_t> gpus;
-  uint64_t energy_start = 0;
-  {
-    absl::MutexLock lock(&mu_);
-    auto it = job_gpus_.find(Key(exit.job_id, exit.attempt));
-    if (it != job_gpus_.end()) {
-      gpus = it->second.gpus;
-      energy_start = it->second.energy_at_start_mj;
-      job_gpus_.erase(it);
-    }
-  }
+  const std::vector<uint32_t>& gpus = exit.gpus;
+  const uint64_t energy_start = exit.energy_at_start_mj;
   const uint64_t energy_end = EnergyOf(gpus);
   for (uint32_t g : gpus) backend_->SetLoad(g, 0);
   v1::AgentMessage m;
@@ -339,7 +361,9 @@ void Agent::OnJobExit(const JobExit& exit) {
   u->set_max_runtime_exceeded(exit.max_runtime_exceeded);
   *u->mutable_start_time() = ToProtoTime(exit.start_time);
   u->set_energy_mj(energy_end >= energy_start ? energy_end - energy_start : 0);
-  if (exit.max_runtime_exceeded) {
+  if (exit.supervisor_lost) {
+    u->set_message("its supervisor vanished; what was left was killed");
+  } else if (exit.max_runtime_exceeded) {
     u->set_message("max runtime exceeded");
   } else if (exit.signal != 0) {
     u->set_message(absl::StrCat("killed by signal ", exit.signal));

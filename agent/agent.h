@@ -11,6 +11,7 @@
 #include "absl/random/random.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/gpu_backend.h"
+#include "agent/job_identity.h"
 #include "agent/job_runner.h"
 #include "common/clock.h"
 #include "transport/channel.h"
@@ -35,6 +36,11 @@ struct AgentOptions {
   absl::Duration backoff_max = absl::Seconds(5);
   std::string log_dir;
   size_t max_finished_kept = 1000;  // job endings re-sent after a reconnect
+  // Job supervision and isolation (see docs/security-hardening.md).
+  std::string state_dir;
+  std::string supervisor_path;
+  std::string cgroup_root;  // empty: no cgroups
+  JobUserPolicy job_users;
 };
 
 // The node agent: registers with jouled, streams a report every interval,
@@ -59,11 +65,6 @@ class Agent {
 
  private:
   using Stream = grpc::ClientReaderWriter<v1::AgentMessage, v1::DaemonMessage>;
-  struct JobGpus {
-    std::vector<uint32_t> gpus;
-    uint64_t energy_at_start_mj = 0;
-  };
-
   // One connection's lifetime; returns when it breaks or on shutdown.
   // `connected` is set once the daemon accepted the registration.
   void Session(bool* connected);
@@ -85,8 +86,6 @@ class Agent {
   absl::Mutex mu_;
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
   grpc::ClientContext* context_ ABSL_GUARDED_BY(mu_) = nullptr;
-  std::map<std::string, JobGpus> job_gpus_
-      ABSL_GUARDED_BY(mu_);  // "id/attempt"
   std::deque<v1::JobUpdate> finished_ ABSL_GUARDED_BY(mu_);
 
   absl::Mutex write_mu_;

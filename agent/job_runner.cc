@@ -1,142 +1,364 @@
 #include "agent/job_runner.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
 #include <fstream>
+#include <set>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-
-extern char** environ;
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "agent/job_record.h"
+#include "common/status_macros.h"
 
 namespace joule::agent {
+namespace {
+
+std::string BootId() {
+  std::ifstream in("/proc/sys/kernel/random/boot_id");
+  std::string id;
+  std::getline(in, id);
+  return id;
+}
+
+std::vector<uint32_t> ParseGpus(const std::string& s) {
+  std::vector<uint32_t> out;
+  for (absl::string_view part : absl::StrSplit(s, ',', absl::SkipEmpty())) {
+    uint32_t g;
+    if (absl::SimpleAtoi(part, &g)) out.push_back(g);
+  }
+  return out;
+}
+
+// "job-12.3.exit" -> ("job-12", 3) for a valid id and the given suffix.
+bool ParseRecordName(absl::string_view name, absl::string_view suffix,
+                     std::string* job_id, uint32_t* attempt) {
+  if (!absl::ConsumeSuffix(&name, suffix)) return false;
+  const size_t dot = name.rfind('.');
+  if (dot == absl::string_view::npos) return false;
+  if (!absl::SimpleAtoi(name.substr(dot + 1), attempt)) return false;
+  *job_id = std::string(name.substr(0, dot));
+  return ValidJobId(*job_id);
+}
+
+std::vector<std::string> ListDir(const std::string& dir) {
+  std::vector<std::string> out;
+  DIR* d = ::opendir(dir.c_str());
+  if (d == nullptr) return out;
+  while (struct dirent* e = ::readdir(d)) out.push_back(e->d_name);
+  ::closedir(d);
+  return out;
+}
+
+}  // namespace
 
 JobRunner::JobRunner(Options options) : options_(std::move(options)) {
-  ::mkdir(options_.log_dir.c_str(), 0755);
-  reaper_ = std::thread([this] { ReapLoop(); });
-  timer_ = std::thread([this] { TimerLoop(); });
+  MakePrivateDir(options_.state_dir).IgnoreError();
+  MakePrivateDir(options_.log_dir).IgnoreError();
+  Adopt();
+  monitor_ = std::thread([this] { MonitorLoop(); });
 }
 
 JobRunner::~JobRunner() {
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
-    for (auto& [pid, p] : procs_) ::kill(-pid, SIGKILL);
+    if (options_.leave_running_on_destroy) procs_.clear();
+    for (auto& [key, p] : procs_) {
+      union sigval v;
+      v.sival_int = 0;
+      ::sigqueue(p.pid, SIGTERM, v);
+    }
   }
-  timer_.join();
-  reaper_.join();
+  monitor_.join();
 }
 
-std::string JobRunner::LogPath(const std::string& job_id,
-                               uint32_t attempt) const {
-  return absl::StrCat(options_.log_dir, "/", job_id, ".", attempt, ".log");
+std::string JobRunner::Prefix(const std::string& job_id,
+                              uint32_t attempt) const {
+  return AttemptPath(options_.state_dir, job_id, attempt, "");
+}
+
+absl::StatusOr<std::string> JobRunner::LogPath(const std::string& job_id,
+                                               uint32_t attempt) const {
+  if (!ValidJobId(job_id)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "job_id: \"", job_id.substr(0, 64), "\" is not a job id (job-NNN)"));
+  }
+  return AttemptPath(options_.log_dir, job_id, attempt, ".log");
+}
+
+void JobRunner::Adopt() {
+  absl::MutexLock lock(&mu_);
+  const std::string boot = BootId();
+  std::set<std::string> seen;
+  for (const std::string& name : ListDir(options_.state_dir)) {
+    std::string id;
+    uint32_t attempt = 0;
+    if (!ParseRecordName(name, ".run", &id, &attempt) &&
+        !ParseRecordName(name, ".exit", &id, &attempt)) {
+      continue;
+    }
+    const std::string prefix = Prefix(id, attempt);
+    const std::string key = absl::StrCat(id, ".", attempt);
+    if (!seen.insert(key).second) continue;
+    auto job = ReadRecord(prefix + ".job");
+    auto run = ReadRecord(prefix + ".run");
+    Proc p;
+    p.job_id = id;
+    p.attempt = attempt;
+    p.adopted = true;
+    if (job.ok()) {
+      p.gpus = ParseGpus((*job)["gpus"]);
+      p.energy_at_start_mj = RecordInt(*job, "energy_at_start_mj");
+    }
+    if (run.ok()) {
+      p.pid = static_cast<pid_t>(RecordInt(*run, "supervisor_pid"));
+      p.pgid = static_cast<pid_t>(RecordInt(*run, "pgid"));
+      p.cgroup = (*run)["cgroup"];
+      p.start = absl::FromUnixNanos(RecordInt(*run, "start_ns"));
+    }
+    const bool ended = ReadRecord(prefix + ".exit").ok();
+    const bool same_boot = job.ok() && (*job)["boot_id"] == boot;
+    if (!ended && same_boot && IsSupervisor(p.pid)) {
+      procs_[key] = p;  // still running: watched from now on
+      continue;
+    }
+    if (!ended && !same_boot) p.pgid = 0;  // those pids mean nothing now
+    if (!ended && !run.ok()) {
+      // Nothing started: the agent died before its supervisor wrote a
+      // record. No process to report.
+      ::unlink((prefix + ".job").c_str());
+      continue;
+    }
+    ended_at_startup_.push_back(Collect(p, /*supervisor_gone=*/true));
+  }
+}
+
+JobExit JobRunner::Collect(const Proc& p, bool supervisor_gone) {
+  const std::string prefix = Prefix(p.job_id, p.attempt);
+  JobExit e;
+  e.job_id = p.job_id;
+  e.attempt = p.attempt;
+  e.gpus = p.gpus;
+  e.energy_at_start_mj = p.energy_at_start_mj;
+  auto rec = ReadRecord(prefix + ".exit");
+  if (rec.ok()) {
+    e.exit_code = static_cast<int>(RecordInt(*rec, "exit_code"));
+    e.signal = static_cast<int>(RecordInt(*rec, "signal"));
+    e.stop_requested = RecordInt(*rec, "stop_requested") != 0;
+    e.max_runtime_exceeded = RecordInt(*rec, "runtime_exceeded") != 0;
+    e.start_time = absl::FromUnixNanos(RecordInt(*rec, "start_ns"));
+    e.end_time = absl::FromUnixNanos(RecordInt(*rec, "end_ns"));
+  } else {
+    // The supervisor died without a record (killed, or the node rebooted):
+    // whatever may be left of the job goes now.
+    if (p.pgid > 0) ::kill(-p.pgid, SIGKILL);
+    if (!p.cgroup.empty()) {
+      std::ofstream kill_file(p.cgroup + "/cgroup.kill");
+      if (kill_file) kill_file << "1";
+      ::rmdir(p.cgroup.c_str());
+    }
+    e.supervisor_lost = true;
+    e.signal = SIGKILL;
+    e.exit_code = 128 + SIGKILL;
+    e.start_time = p.start;
+    e.end_time = options_.clock->Now();
+    WriteRecord(prefix + ".exit",
+                {{"exit_code", absl::StrCat(e.exit_code)},
+                 {"signal", absl::StrCat(e.signal)},
+                 {"start_ns", absl::StrCat(absl::ToUnixNanos(e.start_time))},
+                 {"end_ns", absl::StrCat(absl::ToUnixNanos(e.end_time))},
+                 {"supervisor_lost", "1"}})
+        .IgnoreError();
+  }
+  // The .exit record stays (pruned later), so that an agent that dies
+  // before reporting this end reports it after its restart.
+  ::unlink((prefix + ".run").c_str());
+  ::unlink((prefix + ".job").c_str());
+  return e;
+}
+
+void JobRunner::PruneEnded() {
+  std::vector<std::pair<int64_t, std::string>> ended;
+  for (const std::string& name : ListDir(options_.state_dir)) {
+    std::string id;
+    uint32_t attempt;
+    if (!ParseRecordName(name, ".exit", &id, &attempt)) continue;
+    const std::string path = options_.state_dir + "/" + name;
+    auto rec = ReadRecord(path);
+    ended.emplace_back(rec.ok() ? RecordInt(*rec, "end_ns") : 0, path);
+  }
+  if (ended.size() <= options_.ended_records_kept) return;
+  std::sort(ended.begin(), ended.end());
+  for (size_t i = 0; i + options_.ended_records_kept < ended.size(); ++i) {
+    ::unlink(ended[i].second.c_str());
+  }
+}
+
+std::vector<JobExit> JobRunner::TakeEndedAtStartup() {
+  absl::MutexLock lock(&mu_);
+  return std::move(ended_at_startup_);
 }
 
 absl::Status JobRunner::Start(const JobLaunch& launch) {
   if (launch.command.empty()) {
     return absl::InvalidArgumentError("command: must not be empty");
   }
-  const std::string log = LogPath(launch.job_id, launch.attempt);
-  // Everything the child needs is prepared before the spawn.
-  std::vector<std::string> env_storage;
-  for (char** e = environ; *e != nullptr; ++e) {
-    std::string_view kv(*e);
-    bool overridden = false;
-    for (const auto& [k, v] : launch.env) {
-      if (kv.size() > k.size() && kv.substr(0, k.size()) == k &&
-          kv[k.size()] == '=') {
-        overridden = true;
-        break;
-      }
+  auto log = LogPath(launch.job_id, launch.attempt);
+  if (!log.ok()) return log.status();
+  const std::string key = absl::StrCat(launch.job_id, ".", launch.attempt);
+  const std::string prefix = Prefix(launch.job_id, launch.attempt);
+  {
+    absl::MutexLock lock(&mu_);
+    if (stopping_) return absl::UnavailableError("agent is shutting down");
+    if (procs_.contains(key)) {
+      return absl::AlreadyExistsError(absl::StrCat("job ", launch.job_id,
+                                                   " attempt ", launch.attempt,
+                                                   " already runs here"));
     }
-    if (!overridden) env_storage.emplace_back(kv);
   }
-  for (const auto& [k, v] : launch.env)
-    env_storage.push_back(absl::StrCat(k, "=", v));
+  ::unlink((prefix + ".exit").c_str());  // a stale record of this attempt
+  RETURN_IF_ERROR(WriteRecord(
+      prefix + ".job",
+      {{"gpus", absl::StrJoin(launch.gpus, ",")},
+       {"energy_at_start_mj", absl::StrCat(launch.energy_at_start_mj)},
+       {"boot_id", BootId()}}));
+
+  std::vector<std::string> args = {options_.supervisor_path, "--record", prefix,
+                                   "--log", *log};
+  if (launch.identity.uid >= 0) {
+    args.insert(args.end(), {"--uid", absl::StrCat(launch.identity.uid),
+                             "--gid", absl::StrCat(launch.identity.gid),
+                             "--user", launch.identity.user});
+  }
+  if (launch.max_runtime > absl::ZeroDuration()) {
+    args.insert(args.end(),
+                {"--max-runtime-ms",
+                 absl::StrCat(std::max<int64_t>(
+                     1, absl::ToInt64Milliseconds(launch.max_runtime)))});
+  }
+  std::string cgroup;
+  if (!options_.cgroup_root.empty()) {
+    cgroup = absl::StrCat(options_.cgroup_root, "/", key);
+    args.insert(args.end(), {"--cgroup", cgroup});
+  }
+  args.push_back("--");
+  args.insert(args.end(), launch.command.begin(), launch.command.end());
+  std::vector<char*> argv;
+  for (auto& s : args) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  std::vector<std::string> env_storage = launch.env;
   std::vector<char*> envp;
   for (auto& s : env_storage) envp.push_back(s.data());
   envp.push_back(nullptr);
-  std::vector<std::string> argv_storage = launch.command;
-  std::vector<char*> argv;
-  for (auto& s : argv_storage) argv.push_back(s.data());
-  argv.push_back(nullptr);
 
+  int ready[2];
+  if (::pipe2(ready, O_CLOEXEC) != 0) {
+    return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
+  }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null",
                                    O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(),
-                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null",
+                                   O_WRONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, ready[1], 3);
   posix_spawnattr_t attr;
   posix_spawnattr_init(&attr);
-  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
-                                      POSIX_SPAWN_SETSIGMASK |
-                                      POSIX_SPAWN_SETSIGDEF);
-  posix_spawnattr_setpgroup(&attr, 0);
+  posix_spawnattr_setflags(&attr,
+                           POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   sigset_t none, all;
   sigemptyset(&none);
   sigfillset(&all);
   posix_spawnattr_setsigmask(&attr, &none);
   posix_spawnattr_setsigdefault(&attr, &all);
-
-  absl::MutexLock lock(&mu_);
-  if (stopping_) return absl::UnavailableError("agent is shutting down");
   pid_t pid = 0;
   const int rc =
-      posix_spawnp(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
+      posix_spawn(&pid, argv[0], &actions, &attr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attr);
+  ::close(ready[1]);
   if (rc != 0) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "cannot start ", launch.command[0], ": ", std::strerror(rc)));
+    ::close(ready[0]);
+    ::unlink((prefix + ".job").c_str());
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot start the job supervisor ",
+                     options_.supervisor_path, ": ", std::strerror(rc)));
+  }
+  // The supervisor answers once the job runs (or could not be started).
+  std::string answer;
+  struct pollfd pfd = {ready[0], POLLIN, 0};
+  char buf[512];
+  while (answer.find('\n') == std::string::npos && ::poll(&pfd, 1, 10000) > 0) {
+    const ssize_t n = ::read(ready[0], buf, sizeof(buf));
+    if (n <= 0) break;
+    answer.append(buf, n);
+  }
+  ::close(ready[0]);
+  if (!absl::StartsWith(answer, "ok ")) {
+    ::waitpid(pid, nullptr, 0);
+    ::unlink((prefix + ".job").c_str());
+    ::unlink((prefix + ".run").c_str());
+    std::string why = answer.substr(0, answer.find('\n'));
+    if (absl::StartsWith(why, "error: ")) why = why.substr(7);
+    if (why.empty()) why = "the job supervisor exited before the job ran";
+    return absl::FailedPreconditionError(why);
   }
   Proc p;
   p.job_id = launch.job_id;
   p.attempt = launch.attempt;
   p.pid = pid;
+  absl::SimpleAtoi(absl::StripSuffix(answer.substr(3), "\n"), &p.pgid);
+  p.cgroup = cgroup;
   p.start = options_.clock->Now();
-  if (launch.max_runtime > absl::ZeroDuration()) {
-    p.deadline = p.start + launch.max_runtime;
-  }
-  procs_[pid] = p;
+  p.gpus = launch.gpus;
+  p.energy_at_start_mj = launch.energy_at_start_mj;
+  absl::MutexLock lock(&mu_);
+  procs_[key] = p;
   return absl::OkStatus();
 }
 
 absl::Status JobRunner::Stop(const std::string& job_id, uint32_t attempt,
                              absl::Duration grace) {
   absl::MutexLock lock(&mu_);
-  for (auto& [pid, p] : procs_) {
-    if (p.job_id == job_id && p.attempt == attempt) {
-      p.stop_requested = true;
-      ::kill(-pid, SIGTERM);
-      p.kill_at = std::min(p.kill_at, options_.clock->Now() + grace);
-      return absl::OkStatus();
-    }
+  auto it = procs_.find(absl::StrCat(job_id, ".", attempt));
+  if (it == procs_.end()) {
+    return absl::NotFoundError(absl::StrCat("job ", job_id.substr(0, 64),
+                                            " attempt ", attempt,
+                                            " is not running here"));
   }
-  return absl::NotFoundError(absl::StrCat("job ", job_id, " attempt ", attempt,
-                                          " is not running here"));
+  union sigval v;
+  v.sival_int = static_cast<int>(
+      std::clamp<int64_t>(absl::ToInt64Milliseconds(grace), 0, INT_MAX));
+  ::sigqueue(it->second.pid, SIGTERM, v);
+  return absl::OkStatus();
 }
 
 bool JobRunner::IsRunning(const std::string& job_id, uint32_t attempt) const {
   absl::MutexLock lock(&mu_);
-  for (const auto& [pid, p] : procs_) {
-    if (p.job_id == job_id && p.attempt == attempt) return true;
-  }
-  return false;
+  return procs_.contains(absl::StrCat(job_id, ".", attempt));
 }
 
 std::vector<RunningProcess> JobRunner::Running() const {
   absl::MutexLock lock(&mu_);
   std::vector<RunningProcess> out;
-  for (const auto& [pid, p] : procs_) out.push_back({p.job_id, p.attempt, pid});
+  for (const auto& [key, p] : procs_) {
+    out.push_back({p.job_id, p.attempt, p.pid, p.adopted, p.gpus});
+  }
   return out;
 }
 
@@ -144,89 +366,74 @@ absl::StatusOr<std::string> JobRunner::ReadLog(const std::string& job_id,
                                                uint32_t attempt,
                                                size_t max_bytes,
                                                bool* truncated) const {
-  std::ifstream in(LogPath(job_id, attempt), std::ios::binary);
-  if (!in) {
+  auto path = LogPath(job_id, attempt);
+  if (!path.ok()) return path.status();
+  const int fd = ::open(path->c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || ::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fd >= 0) ::close(fd);
     return absl::NotFoundError(
         absl::StrCat("no log for job ", job_id, " attempt ", attempt, " here"));
   }
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  std::streamoff from = 0;
-  if (max_bytes > 0 && size > static_cast<std::streamoff>(max_bytes)) {
-    from = size - static_cast<std::streamoff>(max_bytes);
+  const off_t size = st.st_size;
+  off_t from = 0;
+  if (max_bytes > 0 && size > static_cast<off_t>(max_bytes)) {
+    from = size - static_cast<off_t>(max_bytes);
   }
   *truncated = from > 0;
-  in.seekg(from);
   std::string data(static_cast<size_t>(size - from), '\0');
-  in.read(data.data(), static_cast<std::streamsize>(data.size()));
+  size_t got = 0;
+  while (got < data.size()) {
+    const ssize_t n = ::pread(fd, data.data() + got, data.size() - got,
+                              from + static_cast<off_t>(got));
+    if (n <= 0) break;
+    got += n;
+  }
+  ::close(fd);
+  data.resize(got);
   return data;
 }
 
-void JobRunner::ReapLoop() {
+void JobRunner::MonitorLoop() {
+  const absl::Time give_up_after = absl::InfiniteFuture();
+  absl::Time stop_deadline = give_up_after;
   while (true) {
+    // Reap supervisors that were our children (their end is in .exit).
+    while (::waitpid(-1, nullptr, WNOHANG) > 0) {
+    }
+    std::vector<std::pair<Proc, bool>> done;
     {
       absl::MutexLock lock(&mu_);
-      auto ready = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return stopping_ || !procs_.empty();
-      };
-      mu_.Await(absl::Condition(&ready));
-      if (stopping_ && procs_.empty()) return;
-    }
-    int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, 0);
-    if (pid < 0) {
-      if (errno == ECHILD) {
-        absl::SleepFor(absl::Milliseconds(5));  // raced with Start
+      if (stopping_ && stop_deadline == give_up_after) {
+        stop_deadline = absl::Now() + absl::Seconds(15);
       }
-      continue;
-    }
-    JobExit exit;
-    {
-      absl::MutexLock lock(&mu_);
-      auto it = procs_.find(pid);
-      if (it == procs_.end()) continue;  // not a job of ours
-      const Proc& p = it->second;
-      exit.job_id = p.job_id;
-      exit.attempt = p.attempt;
-      exit.start_time = p.start;
-      exit.end_time = options_.clock->Now();
-      exit.max_runtime_exceeded = p.runtime_exceeded;
-      exit.stop_requested = p.stop_requested;
-      procs_.erase(it);
-    }
-    // Whatever the leader left behind in its group goes too.
-    ::kill(-pid, SIGKILL);
-    if (WIFEXITED(status)) {
-      exit.exit_code = WEXITSTATUS(status);
-    } else if (WIFSIGNALED(status)) {
-      exit.signal = WTERMSIG(status);
-      exit.exit_code = 128 + exit.signal;
-    }
-    if (options_.on_exit) options_.on_exit(exit);
-  }
-}
-
-void JobRunner::TimerLoop() {
-  while (true) {
-    {
-      absl::MutexLock lock(&mu_);
-      if (mu_.AwaitWithTimeout(absl::Condition(&stopping_),
-                               absl::Milliseconds(20))) {
+      if (stopping_ && (procs_.empty() || absl::Now() > stop_deadline)) {
         return;
       }
-      const absl::Time now = options_.clock->Now();
-      for (auto& [pid, p] : procs_) {
-        if (now >= p.deadline && !p.runtime_exceeded) {
-          p.runtime_exceeded = true;
-          ::kill(-pid, SIGTERM);
-          p.kill_at = std::min(p.kill_at, now + absl::Seconds(5));
-        }
-        if (now >= p.kill_at) {
-          ::kill(-pid, SIGKILL);
-          p.kill_at = absl::InfiniteFuture();
+      for (auto it = procs_.begin(); it != procs_.end();) {
+        const Proc& p = it->second;
+        const bool recorded =
+            ::access((Prefix(p.job_id, p.attempt) + ".exit").c_str(), F_OK) ==
+            0;
+        const bool gone = !recorded && !IsSupervisor(p.pid);
+        if (recorded || gone) {
+          done.emplace_back(p, gone);
+          it = procs_.erase(it);
+        } else {
+          ++it;
         }
       }
     }
+    bool any = false;
+    for (auto& [p, gone] : done) {
+      // The supervisor writes .exit before it exits: gone without one means
+      // it died; look once more in case the record landed meanwhile.
+      JobExit e = Collect(p, gone);
+      if (options_.on_exit) options_.on_exit(e);
+      any = true;
+    }
+    if (any) PruneEnded();
+    absl::SleepFor(absl::Milliseconds(20));
   }
 }
 

@@ -12,60 +12,88 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "agent/job_identity.h"
 #include "common/clock.h"
 
 namespace joule::agent {
 
 struct JobLaunch {
-  std::string job_id;
+  std::string job_id;  // must pass ValidJobId
   uint32_t attempt = 0;
   std::vector<std::string> command;
-  std::vector<std::pair<std::string, std::string>> env;  // added to ours
-  absl::Duration max_runtime = absl::ZeroDuration();     // 0 = none
+  std::vector<std::string> env;  // the whole environment, "K=V"
+  JobIdentity identity;          // who it runs as
+  absl::Duration max_runtime = absl::ZeroDuration();  // 0 = none
+  // Agent facts kept with the attempt (they survive an agent restart).
+  std::vector<uint32_t> gpus;
+  uint64_t energy_at_start_mj = 0;
 };
 
 struct JobExit {
   std::string job_id;
   uint32_t attempt = 0;
-  int exit_code = 0;  // valid when signal == 0
+  int exit_code = 0;  // 128 + signal when killed
   int signal = 0;
   bool max_runtime_exceeded = false;
   bool stop_requested = false;
+  bool supervisor_lost = false;  // no record: the group was killed blind
   absl::Time start_time;
   absl::Time end_time;
+  std::vector<uint32_t> gpus;
+  uint64_t energy_at_start_mj = 0;
 };
 
 struct RunningProcess {
   std::string job_id;
   uint32_t attempt = 0;
-  pid_t pid = 0;
+  pid_t pid = 0;         // the supervisor's
+  bool adopted = false;  // started by an earlier agent process
+  std::vector<uint32_t> gpus;
 };
 
-// Runs job commands as child processes, each in its own process group, with
-// stdout/stderr appended to `<log_dir>/<job>.<attempt>.log`. Stops them with
-// SIGTERM to the group and SIGKILL after a grace period; enforces max
-// runtime. Owns the children: a reaper thread waits for them and calls
-// `on_exit` (from that thread, without holding internal locks). Thread-safe.
+// Runs each job attempt under its own joule-job-supervisor process, which
+// owns the job's process group (and cgroup), drops to the job's user,
+// survives the agent and writes the job's end into `state_dir`. Stdout and
+// stderr go to `<log_dir>/<job>.<attempt>.log` (0640, O_NOFOLLOW).
+//
+// On construction it re-adopts the attempts an earlier agent process left
+// running and collects those that ended meanwhile (TakeEndedAtStartup). A
+// monitor thread notices ends and calls `on_exit` (without internal locks
+// held). Destruction stops every attempt (SIGTERM, then SIGKILL) and waits
+// for their supervisors; an agent killed outright leaves them running.
+// Paths are only built from ids that pass ValidJobId. Thread-safe.
 class JobRunner {
  public:
   struct Options {
     std::string log_dir;
+    std::string state_dir;
+    std::string supervisor_path;  // the joule-job-supervisor binary
+    std::string cgroup_root;      // empty: no cgroups
     const Clock* clock = nullptr;
     std::function<void(const JobExit&)> on_exit;
+    size_t ended_records_kept = 100;
+    // true: destruction leaves the attempts to their supervisors, as an
+    // agent killed outright does (tests use it to stand for a crash).
+    bool leave_running_on_destroy = false;
   };
   explicit JobRunner(Options options);
-  ~JobRunner();  // kills what still runs and joins the threads
+  ~JobRunner();
 
-  // Starts the process; fails (with the OS's words) if it cannot be spawned.
+  // Starts the attempt; returns once the job runs, or fails with the reason
+  // (bad id, no such program, job user refused, ...).
   absl::Status Start(const JobLaunch& launch);
-  // SIGTERM now, SIGKILL after `grace` if still alive. NOT_FOUND if the
-  // attempt does not run here.
+  // SIGTERM now, SIGKILL after `grace` (the supervisor keeps the timer).
+  // NOT_FOUND if the attempt does not run here.
   absl::Status Stop(const std::string& job_id, uint32_t attempt,
                     absl::Duration grace);
   bool IsRunning(const std::string& job_id, uint32_t attempt) const;
   std::vector<RunningProcess> Running() const;
-  std::string LogPath(const std::string& job_id, uint32_t attempt) const;
-  // The last `max_bytes` of the attempt's log.
+  // Attempts that ended while no agent watched them, once.
+  std::vector<JobExit> TakeEndedAtStartup();
+  // INVALID_ARGUMENT for an id that is not a job id.
+  absl::StatusOr<std::string> LogPath(const std::string& job_id,
+                                      uint32_t attempt) const;
+  // The last `max_bytes` of the attempt's log (a regular file in log_dir).
   absl::StatusOr<std::string> ReadLog(const std::string& job_id,
                                       uint32_t attempt, size_t max_bytes,
                                       bool* truncated) const;
@@ -74,22 +102,28 @@ class JobRunner {
   struct Proc {
     std::string job_id;
     uint32_t attempt = 0;
-    pid_t pid = 0;
+    pid_t pid = 0;  // supervisor
+    pid_t pgid = 0;
+    std::string cgroup;
+    bool adopted = false;
     absl::Time start;
-    absl::Time deadline = absl::InfiniteFuture();  // max runtime
-    absl::Time kill_at = absl::InfiniteFuture();   // SIGKILL after grace
-    bool stop_requested = false;
-    bool runtime_exceeded = false;
+    std::vector<uint32_t> gpus;
+    uint64_t energy_at_start_mj = 0;
   };
-  void ReapLoop();
-  void TimerLoop();
+  std::string Prefix(const std::string& job_id, uint32_t attempt) const;
+  void Adopt();
+  // The attempt's end from its .exit record, or a blind kill if its
+  // supervisor is gone without one. Removes the attempt's records.
+  JobExit Collect(const Proc& p, bool supervisor_gone);
+  void PruneEnded();
+  void MonitorLoop();
 
   const Options options_;
   mutable absl::Mutex mu_;
-  std::map<pid_t, Proc> procs_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, Proc> procs_ ABSL_GUARDED_BY(mu_);  // "job.attempt"
+  std::vector<JobExit> ended_at_startup_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
-  std::thread reaper_;
-  std::thread timer_;
+  std::thread monitor_;
 };
 
 }  // namespace joule::agent

@@ -1,13 +1,17 @@
 // joule-agent: one per GPU node. See docs/cli.md.
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 #include <thread>
 
 #include "CLI/CLI.hpp"
 #include "agent/agent.h"
+#include "agent/job_record.h"
 #include "agent/nvml_backend.h"
 #include "agent/sim_backend.h"
 #include "common/gpu_catalog.h"
@@ -19,6 +23,29 @@ std::string Hostname() {
   char buf[256] = {0};
   if (gethostname(buf, sizeof(buf) - 1) != 0) return "node";
   return buf;
+}
+
+// joule-job-supervisor next to this binary.
+std::string DefaultSupervisor() {
+  char buf[4096] = {0};
+  const ssize_t n = readlink("/proc/self/exe", buf, sizeof(buf) - 1);
+  std::string self = n > 0 ? std::string(buf, n) : "";
+  const size_t slash = self.rfind('/');
+  return slash == std::string::npos
+             ? "joule-job-supervisor"
+             : self.substr(0, slash + 1) + "joule-job-supervisor";
+}
+
+// A cgroup v2 parent for this agent's jobs where /sys/fs/cgroup is a
+// writable unified hierarchy; empty otherwise.
+std::string DefaultCgroupRoot(const std::string& node) {
+  if (access("/sys/fs/cgroup/cgroup.controllers", F_OK) != 0 ||
+      access("/sys/fs/cgroup", W_OK) != 0) {
+    return "";
+  }
+  const std::string dir = "/sys/fs/cgroup/joule-agent-" + node;
+  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return "";
+  return dir;
 }
 
 }  // namespace
@@ -37,6 +64,13 @@ int main(int argc, char** argv) {
   std::string address = "127.0.0.1";
   std::string nvml_library = "libnvidia-ml.so.1";
   joule::transport::ClientOptions transport;
+  std::string state_dir = "/var/lib/joule-agent";
+  std::string supervisor = DefaultSupervisor();
+  std::string cgroup_root = "auto";
+  std::string job_user;
+  std::vector<std::string> tenant_users;
+  std::string tenant_user_file;
+  bool allow_root_jobs = false;
   app.add_option("--server", server, "jouled address HOST:PORT");
   app.add_option("--node-name", node_name, "node name (default: hostname)");
   app.add_option("--gpu-backend", backend_name, "sim, nvml or auto")
@@ -47,8 +81,21 @@ int main(int argc, char** argv) {
   CLI::Option* interval_flag =
       app.add_option("--report-interval", report_interval,
                      "telemetry interval, e.g. 1s, 500ms");
-  app.add_option("--log-dir", log_dir,
-                 "job logs (default /tmp/joule-agent-NODE)");
+  app.add_option("--log-dir", log_dir, "job logs (default STATE_DIR/logs)");
+  app.add_option("--state-dir", state_dir,
+                 "agent state: job records, logs (created 0700)");
+  app.add_option("--job-user", job_user,
+                 "Unix user jobs run as (default: nobody when root)");
+  app.add_option("--tenant-user", tenant_users,
+                 "TENANT=USER: run this tenant's jobs as USER (repeatable)");
+  app.add_option("--tenant-user-file", tenant_user_file,
+                 "file of TENANT=USER lines");
+  app.add_flag("--allow-root-jobs", allow_root_jobs,
+               "allow jobs to run as root");
+  app.add_option("--supervisor", supervisor,
+                 "joule-job-supervisor binary (default: next to this one)");
+  app.add_option("--cgroup-root", cgroup_root,
+                 "cgroup v2 dir for job cgroups, 'auto' or 'none'");
   app.add_option("--address", address,
                  "address other nodes reach this one at (JOULE_MASTER_ADDR)");
   app.add_option("--nvml-library", nvml_library, "NVML library to dlopen");
@@ -88,7 +135,41 @@ int main(int argc, char** argv) {
     fprintf(stderr, "joule-agent: --node-name: must not be empty\n");
     return 2;
   }
-  if (log_dir.empty()) log_dir = "/tmp/joule-agent-" + node_name;
+  joule::agent::JobUserPolicy job_users;
+  job_users.default_user = job_user;
+  job_users.allow_root = allow_root_jobs;
+  absl::Status users = joule::agent::AddTenantUsers(
+      tenant_users, "--tenant-user", &job_users.tenant_users);
+  if (users.ok() && !tenant_user_file.empty()) {
+    std::ifstream in(tenant_user_file);
+    if (!in) {
+      users = absl::NotFoundError(tenant_user_file + ": cannot read");
+    } else {
+      std::vector<std::string> lines;
+      for (std::string l; std::getline(in, l);) lines.push_back(l);
+      users = joule::agent::AddTenantUsers(lines, tenant_user_file,
+                                           &job_users.tenant_users);
+    }
+  }
+  if (!users.ok()) {
+    fprintf(stderr, "joule-agent: %s\n", std::string(users.message()).c_str());
+    return 2;
+  }
+  if (log_dir.empty()) log_dir = state_dir + "/logs";
+  for (const std::string& dir : {state_dir, state_dir + "/jobs", log_dir}) {
+    absl::Status s = joule::agent::MakePrivateDir(dir);
+    if (!s.ok()) {
+      fprintf(stderr, "joule-agent: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+  }
+  if (access(supervisor.c_str(), X_OK) != 0) {
+    fprintf(stderr, "joule-agent: --supervisor: %s is not executable\n",
+            supervisor.c_str());
+    return 2;
+  }
+  if (cgroup_root == "auto") cgroup_root = DefaultCgroupRoot(node_name);
+  if (cgroup_root == "none") cgroup_root.clear();
 
   // Block the stop signals in every thread; one thread waits for them.
   sigset_t stop_signals;
@@ -133,6 +214,10 @@ int main(int argc, char** argv) {
   options.report_interval = *interval;
   options.report_interval_fixed = interval_flag->count() > 0;
   options.log_dir = log_dir;
+  options.state_dir = state_dir + "/jobs";
+  options.supervisor_path = supervisor;
+  options.cgroup_root = cgroup_root;
+  options.job_users = job_users;
   joule::agent::Agent agent(options, backend.get(), clock);
 
   std::thread signals([&] {

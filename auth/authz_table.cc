@@ -37,6 +37,7 @@ std::vector<MethodRule> BuildTable() {
       row("AdminService", "ListNodes", false, A, D, D, O, D),
       row("AdminService", "GetNode", false, A, D, D, O, D),
       row("AdminService", "DrainNode", true, A, D, D, D, D),
+      row("AdminService", "RemoveNode", true, A, D, D, D, D),
       row("AdminService", "GetPowerTree", false, A, D, D, D, D),
       row("AdminService", "SetPowerCap", true, A, D, D, D, D),
       row("AdminService", "ListEvents", false, A, D, D, O, D),

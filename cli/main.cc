@@ -217,6 +217,15 @@ void NodeDrain(Client& c, const Globals& g, const std::string& name,
   Print(absl::StrCat("node ", name, drain ? " drained" : " undrained", "\n"));
 }
 
+void NodeRemove(Client& c, const Globals& g, const std::string& name) {
+  v1::RemoveNodeRequest req;
+  req.set_name(name);
+  v1::RemoveNodeResponse resp;
+  c.Call(&v1::AdminService::Stub::RemoveNode, c.admin(), req, &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  Print(absl::StrCat("node ", name, " removed\n"));
+}
+
 // -------------------------------------------------------------- jobs ----
 
 struct SubmitFlags {
@@ -905,6 +914,10 @@ int main(int argc, char** argv) {
   auto* undrain = node->add_subcommand("undrain", "accept jobs on NAME again");
   undrain->add_option("NAME", node_name)->required();
   set(undrain, [&](Client& c) { NodeDrain(c, g, node_name, false); });
+  auto* node_remove =
+      node->add_subcommand("remove", "forget NAME (no jobs may be on it)");
+  node_remove->add_option("NAME", node_name)->required();
+  set(node_remove, [&](Client& c) { NodeRemove(c, g, node_name); });
 
   // job
   auto* job = app.add_subcommand("job", "jobs")->require_subcommand(1);

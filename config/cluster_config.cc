@@ -255,6 +255,20 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
     out.parent = d.parent();
     out.kind = d.kind();
     ASSIGN_OR_RETURN(out.cap_mw, Power(loc, "domain", i, "cap", d.cap(), true));
+    if (out.cap_mw < 1000) {
+      return loc.Error(
+          "domain", i, "cap",
+          absl::StrCat("\"", d.cap(), "\" is below 1 W (a typo for MW?)"));
+    }
+    if (const Domain* parent = cfg.FindDomain(out.parent)) {
+      if (out.cap_mw > parent->cap_mw) {
+        return loc.Error(
+            "domain", i, "cap",
+            absl::StrCat("\"", d.cap(), "\" of \"", out.name,
+                         "\" is above the cap of its parent \"", parent->name,
+                         "\" (", FormatPower(parent->cap_mw), ")"));
+      }
+    }
     cfg.domains.push_back(out);
   }
 
@@ -306,6 +320,17 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
   ASSIGN_OR_RETURN(cfg.scheduler.fair_share_half_life,
                    Duration(loc, "fair_share_half_life",
                             s.fair_share_half_life(), absl::Hours(24)));
+  ASSIGN_OR_RETURN(cfg.scheduler.starting_timeout,
+                   Duration(loc, "starting_timeout", s.starting_timeout(),
+                            absl::Seconds(60)));
+  if (cfg.scheduler.starting_timeout < absl::Seconds(1)) {
+    return loc.Error("scheduler", 0, "starting_timeout", "must be at least 1s");
+  }
+  if (s.max_nodes() > 0) cfg.scheduler.max_nodes = s.max_nodes();
+  if (s.max_registrations_per_second() > 0) {
+    cfg.scheduler.max_registrations_per_second =
+        s.max_registrations_per_second();
+  }
 
   auto is_leaf = [&](const std::string& name) {
     auto it = domain_index.find(name);

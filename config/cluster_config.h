@@ -46,6 +46,9 @@ struct SchedulerSettings {
   absl::Duration unreachable_requeue_after = absl::Seconds(60);
   absl::Duration stop_grace = absl::Seconds(5);
   absl::Duration fair_share_half_life = absl::Hours(24);
+  uint32_t max_nodes = 10000;
+  uint32_t max_registrations_per_second = 50;
+  absl::Duration starting_timeout = absl::Seconds(60);
 };
 
 // A checked cluster configuration: every name unique, exactly one root

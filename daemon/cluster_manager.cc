@@ -13,6 +13,7 @@
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "common/units.h"
+#include "daemon/validation.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "joule/v1/records.pb.h"
@@ -95,6 +96,7 @@ std::string StateName(v1::JobState s) {
 }
 
 absl::Status ValidName(absl::string_view field, absl::string_view name) {
+  RETURN_IF_ERROR(validation::Name(field, name));
   if (name.empty()) {
     return absl::InvalidArgumentError(
         absl::StrCat(field, ": must not be empty"));
@@ -543,7 +545,8 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
     ns.gpu_count = static_cast<uint32_t>(n.gpus.size());
     ns.free_gpus = 0;
     for (const Gpu& g : n.gpus) {
-      if (g.job_key.empty() && g.status.healthy() && g.info.index() < 64) {
+      if (g.job_key.empty() && g.stale_key.empty() && g.status.healthy() &&
+          g.info.index() < 64) {
         ns.free_gpus |= uint64_t{1} << g.info.index();
       }
     }
@@ -612,10 +615,7 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
 
 absl::StatusOr<v1::RegisterResponse> ClusterManager::RegisterAgent(
     const v1::RegisterRequest& req) {
-  RETURN_IF_ERROR(ValidName("node_name", req.node_name()));
-  if (req.gpus_size() > 64) {
-    return absl::InvalidArgumentError("gpus: at most 64 GPUs per node");
-  }
+  RETURN_IF_ERROR(validation::Register(req));
   for (int i = 0; i < req.gpus_size(); ++i) {
     const v1::GpuInfo& g = req.gpus(i);
     if (g.index() != static_cast<uint32_t>(i)) {
@@ -645,6 +645,26 @@ absl::StatusOr<v1::RegisterResponse> ClusterManager::RegisterAgent(
         "node_name: \"", req.node_name(),
         "\" is not a node of the cluster config, and the config sets no "
         "scheduler.default_domain for other nodes"));
+  }
+  if (!nodes_.contains(req.node_name())) {
+    // New nodes are bounded in number and in rate.
+    const config::SchedulerSettings& sc = options_.config.scheduler;
+    if (nodes_.size() >= sc.max_nodes) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat("node_name: the cluster already has ", nodes_.size(),
+                       " nodes (scheduler.max_nodes)"));
+    }
+    while (!recent_registrations_.empty() &&
+           now - recent_registrations_.front() >= absl::Seconds(1)) {
+      recent_registrations_.pop_front();
+    }
+    if (recent_registrations_.size() >= sc.max_registrations_per_second) {
+      return absl::UnavailableError(absl::StrCat(
+          "register: more than ", sc.max_registrations_per_second,
+          " new nodes in the last second "
+          "(scheduler.max_registrations_per_second); retry later"));
+    }
+    recent_registrations_.push_back(now);
   }
   auto [it, inserted] = nodes_.try_emplace(req.node_name());
   NodeRt& n = it->second;
@@ -702,16 +722,26 @@ absl::StatusOr<v1::RegisterResponse> ClusterManager::RegisterAgent(
 
   storage::WriteBatch batch;
   std::vector<std::pair<v1::Job, v1::JobAttempt>> billed;
-  absl::flat_hash_set<std::string> still_running;
+  absl::flat_hash_set<std::string> still_running, exited;
   for (const v1::RunningJob& r : req.running_jobs()) {
     still_running.insert(AttemptKey(r.job_id(), r.attempt()));
+    if (r.exited()) exited.insert(AttemptKey(r.job_id(), r.attempt()));
   }
   n.on_attach.clear();
   n.stale_stopped.clear();
   SettleLostJobsLocked(n, still_running,
                        absl::StrCat("lost: the agent on ", n.node.name(),
                                     " no longer runs it (agent restarted)"),
-                       /*always_requeue=*/false, &batch, &billed);
+                       /*always_requeue=*/false, &batch, &billed, &exited);
+  // Old attempts the agent still runs keep their GPUs from new ones until a
+  // report shows them gone.
+  for (const v1::RunningJob& r : req.running_jobs()) {
+    const std::string key = AttemptKey(r.job_id(), r.attempt());
+    if (r.exited() || !n.stale_stopped.contains(key)) continue;
+    for (uint32_t g : r.gpu_indices()) {
+      if (g < n.gpus.size()) n.gpus[g].stale_key = key;
+    }
+  }
   PutNodeLocked(&batch, n);
   AddEventLocked(&batch, "node", n.node.name(),
                  replaced ? "agent registered again, replacing its live "
@@ -734,7 +764,8 @@ absl::StatusOr<v1::RegisterResponse> ClusterManager::RegisterAgent(
 void ClusterManager::SettleLostJobsLocked(
     NodeRt& n, const absl::flat_hash_set<std::string>& still_running,
     const std::string& why, bool always_requeue, storage::WriteBatch* batch,
-    std::vector<std::pair<v1::Job, v1::JobAttempt>>* billed) {
+    std::vector<std::pair<v1::Job, v1::JobAttempt>>* billed,
+    const absl::flat_hash_set<std::string>* exited) {
   const absl::Time now = options_.clock->Now();
   std::vector<std::string> lost;
   for (const std::string& id : active_) {
@@ -759,7 +790,8 @@ void ClusterManager::SettleLostJobsLocked(
       SendLocked(it->second,
                  StopMessage(id, j.job.attempt(), "another rank was lost"));
     }
-    v1::JobAttempt a = EndAttemptLocked(j, now, why, batch);
+    v1::JobAttempt a =
+        EndAttemptLocked(j, LostEndLocked(j, n, now), why, batch);
     if (IsSet(a.start_time()) && options_.attempts != nullptr) {
       billed->emplace_back(j.job, a);
     }
@@ -780,6 +812,7 @@ void ClusterManager::SettleLostJobsLocked(
   }
   // Attempts the agent runs that we do not consider running there: stop.
   for (const std::string& key : still_running) {
+    if (exited != nullptr && exited->contains(key)) continue;  // no process
     const std::string id = key.substr(0, key.rfind('/'));
     auto it = jobs_.find(id);
     bool keep = false;
@@ -871,10 +904,45 @@ absl::Status ClusterManager::HandleReport(const std::string& node,
                        " (it registered ", n.gpus.size(), " GPUs)"));
     }
   }
+  // Values against physics and what the node registered. A report outside
+  // the bounds is dropped whole (it moves no sum) with one event per kind
+  // of refusal; the stream stays up, the next good report counts again.
+  absl::Status bounds =
+      r.jobs_size() > static_cast<int>(validation::kMaxRunningJobs)
+          ? absl::InvalidArgumentError("report.jobs: at most 4096 entries")
+          : absl::OkStatus();
+  for (int i = 0; i < r.gpus_size() && bounds.ok(); ++i) {
+    bounds = validation::GpuReport(absl::StrCat("report.gpus[", i, "]"),
+                                   r.gpus(i), n.gpus[r.gpus(i).index()].info);
+  }
+  if (!bounds.ok()) {
+    const std::string why(bounds.message());
+    if (n.last_refusal != why) {
+      n.last_refusal = why;
+      storage::WriteBatch batch;
+      AddEventLocked(
+          &batch, "telemetry", node,
+          absl::StrCat("report from node ", node, " refused: ", why));
+      WriteEventsLocked(batch);
+    }
+    return absl::OkStatus();
+  }
+  n.last_refusal.clear();
   const absl::Time now = options_.clock->Now();
+  for (Gpu& gpu : n.gpus) gpu.stale_key.clear();  // rebuilt from this report
   for (const v1::GpuStatus& g : r.gpus()) {
     Gpu& gpu = n.gpus[g.index()];
     const bool was_healthy = gpu.status.healthy();
+    if (g.energy_mj() < gpu.status.energy_mj()) {
+      // A counter reset (driver reload, agent restart): an event, never a
+      // negative energy; counting starts again from the new value.
+      storage::WriteBatch batch;
+      AddEventLocked(
+          &batch, "gpu", absl::StrCat(node, "/", g.index()),
+          absl::StrCat("energy counter reset: ", gpu.status.energy_mj(),
+                       " mJ -> ", g.energy_mj(), " mJ"));
+      WriteEventsLocked(batch);
+    }
     gpu.status = g;
     if (was_healthy && !g.healthy()) {
       storage::WriteBatch batch;
@@ -913,8 +981,13 @@ absl::Status ClusterManager::HandleReport(const std::string& node,
         SendLocked(n, StopMessage(rj.job_id(), rj.attempt(),
                                   "not a current job of this node"));
       }
+      // Its GPUs stay taken until its processes are confirmed gone.
+      for (uint32_t g : rj.gpu_indices()) {
+        if (g < n.gpus.size()) n.gpus[g].stale_key = key;
+      }
       continue;
     }
+    j->last_seen = now;
     // Measured draw per GPU of this job on this node.
     int64_t sum = 0;
     int count = 0;
@@ -943,6 +1016,23 @@ absl::Status ClusterManager::HandleReport(const std::string& node,
 ClusterManager::JobRt* ClusterManager::FindJobLocked(const std::string& id) {
   auto it = jobs_.find(id);
   return it == jobs_.end() ? nullptr : &it->second;
+}
+
+absl::Time ClusterManager::StartSentLocked(const JobRt& j) const {
+  for (int i = j.job.history_size() - 1; i >= 0; --i) {
+    const v1::JobTransition& t = j.job.history(i);
+    if (t.attempt() != j.job.attempt()) break;
+    if (t.state() == v1::JOB_STATE_STARTING) return FromProtoTime(t.time());
+  }
+  return absl::InfinitePast();
+}
+
+absl::Time ClusterManager::LostEndLocked(const JobRt& j, const NodeRt& n,
+                                         absl::Time now) const {
+  absl::Time end = j.last_seen != absl::InfinitePast()     ? j.last_seen
+                   : n.last_report != absl::InfinitePast() ? n.last_report
+                                                           : now;
+  return std::min(end, now);
 }
 
 void ClusterManager::TransitionLocked(JobRt& j, v1::JobState state,
@@ -1046,8 +1136,13 @@ absl::Status ClusterManager::HandleJobUpdate(const std::string& node,
     if (j->job.allocations(i).node() == node) rank = i;
   }
   if (rank < 0) return absl::OkStatus();
+  // Times are the daemon's: never before it sent StartJob, never after it
+  // received this update, whatever the agent's clock says.
+  const absl::Time now = options_.clock->Now();
+  const absl::Time sent = std::min(StartSentLocked(*j), now);
   const absl::Time when =
-      IsSet(u.time()) ? FromProtoTime(u.time()) : options_.clock->Now();
+      std::clamp(IsSet(u.time()) ? FromProtoTime(u.time()) : now, sent, now);
+  const std::string message = u.message().substr(0, validation::kMaxTextBytes);
   storage::WriteBatch batch;
   std::vector<std::pair<v1::Job, v1::JobAttempt>> billed;
   switch (u.phase()) {
@@ -1081,18 +1176,19 @@ absl::Status ClusterManager::HandleJobUpdate(const std::string& node,
         // The STARTED update never arrived: take the start from the exit.
         j->started[rank] = true;
         if (j->job.state() == v1::JOB_STATE_STARTING) {
+          const absl::Time start =
+              std::clamp(FromProtoTime(u.start_time()), sent, when);
           *j->job.mutable_attempts(j->job.attempts_size() - 1)
-               ->mutable_start_time() = u.start_time();
+               ->mutable_start_time() = ToProtoTime(start);
           TransitionLocked(*j, v1::JOB_STATE_RUNNING,
-                           absl::StrCat("running on ", node),
-                           FromProtoTime(u.start_time()));
+                           absl::StrCat("running on ", node), start);
         }
       }
       if (failed && j->job.stopping_to() == v1::JOB_STATE_UNSPECIFIED) {
         std::string why =
             u.max_runtime_exceeded()
                 ? "max runtime exceeded"
-                : absl::StrCat("rank ", rank, " on ", node, ": ", u.message());
+                : absl::StrCat("rank ", rank, " on ", node, ": ", message);
         RequestStopLocked(*j, v1::JOB_STATE_FAILED, why);
       }
       bool all_ended = true;
@@ -1167,7 +1263,7 @@ void ClusterManager::HandleLogChunk(const std::string& node,
 // ----------------------------------------------------------------- jobs ----
 
 absl::Status ClusterManager::ValidateSpecLocked(const v1::JobSpec& spec) const {
-  RETURN_IF_ERROR(ValidName("spec.tenant", spec.tenant()));
+  RETURN_IF_ERROR(validation::JobSpec(spec));
   if (!tenants_.contains(spec.tenant())) {
     return absl::NotFoundError(absl::StrCat(
         "spec.tenant: \"", spec.tenant(),
@@ -1372,6 +1468,7 @@ absl::StatusOr<std::vector<v1::Job>> ClusterManager::ListJobs(
 
 absl::StatusOr<v1::Job> ClusterManager::CancelJob(
     const v1::CancelJobRequest& req, const std::string& caller_tenant) {
+  RETURN_IF_ERROR(validation::Text("reason", req.reason()));
   absl::MutexLock lock(&mu_);
   JobRt* j = FindJobLocked(req.id());
   if (j == nullptr ||
@@ -1542,6 +1639,49 @@ absl::StatusOr<v1::Node> ClusterManager::DrainNode(const std::string& name,
   return NodeViewLocked(n, options_.clock->Now());
 }
 
+absl::Status ClusterManager::RemoveNode(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(name);
+  if (it == nodes_.end()) {
+    return absl::NotFoundError(absl::StrCat("name: no node \"", name, "\""));
+  }
+  NodeRt& n = it->second;
+  std::vector<std::string> placed;
+  for (const std::string& id : active_) {
+    const JobRt& j = jobs_.at(id);
+    for (const v1::Allocation& al : j.job.allocations()) {
+      if (al.node() == name) placed.push_back(id);
+    }
+  }
+  bool stale = false;
+  for (const Gpu& g : n.gpus) stale = stale || !g.stale_key.empty();
+  if (!placed.empty() || stale) {
+    std::sort(placed.begin(), placed.end());
+    return absl::FailedPreconditionError(
+        absl::StrCat("name: node ", name, " still has jobs placed on it (",
+                     placed.empty() ? "old attempts still running"
+                                    : absl::StrJoin(placed, ", "),
+                     "); drain it and wait, or cancel them"));
+  }
+  if (n.link != nullptr && n.ready) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "name: the agent of ", name,
+        " is connected and reporting; stop it first (it would register "
+        "again)"));
+  }
+  storage::WriteBatch batch;
+  batch.Delete(storage::kNodes, name);
+  AddEventLocked(&batch, "node", name, "removed by the operator");
+  RETURN_IF_ERROR(CommitLocked(batch));
+  for (int d = n.leaf; d >= 0; d = domains_[d].parent) {
+    if (domains_[d].nodes > 0) domains_[d].nodes--;
+    domains_[d].measured_mw -= n.measured_mw;
+  }
+  nodes_.erase(it);
+  NotifyLocked();
+  return absl::OkStatus();
+}
+
 v1::GetPowerTreeResponse ClusterManager::PowerTree() {
   absl::MutexLock lock(&mu_);
   const std::vector<int64_t> committed = DomainCommittedLocked();
@@ -1583,6 +1723,7 @@ v1::GetPowerTreeResponse ClusterManager::PowerTree() {
 
 absl::StatusOr<v1::PowerDomain> ClusterManager::SetPowerCap(
     const v1::SetPowerCapRequest& r) {
+  RETURN_IF_ERROR(validation::Text("reason", r.reason()));
   if (r.cap_mw() < 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         "cap_mw: ", r.cap_mw(), " is negative; a cap must be >= 0"));
@@ -1778,7 +1919,8 @@ void ClusterManager::ScheduleOnce() {
       }
       for (uint32_t g : share.gpus) {
         if (p.preempt.empty() && (g >= nit->second.gpus.size() ||
-                                  !nit->second.gpus[g].job_key.empty())) {
+                                  !nit->second.gpus[g].job_key.empty() ||
+                                  !nit->second.gpus[g].stale_key.empty())) {
           still_free = false;
         }
       }
@@ -1894,6 +2036,7 @@ void ClusterManager::ScheduleOnce() {
       *s->mutable_max_runtime() = job.spec().max_runtime();
       s->set_power_limit_mw(al.power_limit_mw());
       s->set_sim_load(job.spec().sim_load() > 0 ? job.spec().sim_load() : 1.0);
+      s->set_tenant(job.spec().tenant());
       SendLocked(nodes_.at(al.node()), m);
     }
   }
@@ -1992,6 +2135,39 @@ void ClusterManager::CheckLiveness() {
             /*always_requeue=*/true, &batch, &billed);
       }
     }
+  }
+  // A job no agent confirmed within the timeout is requeued; a rank that
+  // starts later anyway is stopped as stale by its node's next report.
+  const absl::Duration timeout = options_.config.scheduler.starting_timeout;
+  std::vector<std::string> late;
+  for (const std::string& id : active_) {
+    const JobRt& j = jobs_.at(id);
+    if (j.job.state() == v1::JOB_STATE_STARTING &&
+        now - StartSentLocked(j) > timeout) {
+      late.push_back(id);
+    }
+  }
+  for (const std::string& id : late) {
+    JobRt& j = jobs_.at(id);
+    std::vector<std::string> where;
+    for (const v1::Allocation& al : j.job.allocations()) {
+      where.push_back(al.node());
+      auto it = nodes_.find(al.node());
+      if (it == nodes_.end()) continue;
+      SendLocked(it->second, StopMessage(id, j.job.attempt(),
+                                         "not started within the timeout"));
+    }
+    const std::string why =
+        absl::StrCat("not started within ", absl::FormatDuration(timeout),
+                     " on ", absl::StrJoin(where, ", "), "; requeued");
+    EndAttemptLocked(j, now, why, &batch);
+    if (j.job.stopping_to() == v1::JOB_STATE_CANCELLED) {
+      TransitionLocked(j, v1::JOB_STATE_CANCELLED, j.job.reason(), now);
+    } else {
+      TransitionLocked(j, v1::JOB_STATE_PENDING, why, now);
+    }
+    PutJobLocked(&batch, j.job);
+    AddEventLocked(&batch, "job", id, why);
   }
   CommitLocked(batch).IgnoreError();
   CommitBilled(billed);

@@ -114,6 +114,9 @@ class ClusterManager {
   absl::StatusOr<v1::Node> GetNode(const std::string& name,
                                    const std::string& viewer_tenant = "");
   absl::StatusOr<v1::Node> DrainNode(const std::string& name, bool drain);
+  // Forgets a node (operator). FAILED_PRECONDITION while a job is placed on
+  // it or its agent is connected and reporting.
+  absl::Status RemoveNode(const std::string& name);
   v1::GetPowerTreeResponse PowerTree();
   absl::StatusOr<v1::PowerDomain> SetPowerCap(const v1::SetPowerCapRequest& r);
   // A tenant (viewer_tenant non-empty) sees only the events of its jobs.
@@ -128,7 +131,8 @@ class ClusterManager {
   void ScheduleOnce();
   // Keeps caps: throttles, preempts, restores.
   void ControlPowerOnce();
-  // Marks silent nodes unreachable; requeues jobs of long-unreachable nodes.
+  // Marks silent nodes unreachable; requeues jobs of long-unreachable nodes
+  // and jobs STARTING past scheduler.starting_timeout.
   void CheckLiveness();
 
  private:
@@ -137,6 +141,9 @@ class ClusterManager {
     v1::GpuStatus status;      // last report
     std::string job_key;       // "job/attempt" allocated to, empty if free
     int64_t commanded_mw = 0;  // limit we asked for (0 = not yet)
+    // "job/attempt" of an old attempt the agent still runs here: the GPU is
+    // not free until a report no longer shows it (its process is gone).
+    std::string stale_key;
   };
   struct NodeRt {
     v1::Node node;  // persisted fields: name, domain, address, gpu_backend,
@@ -154,6 +161,9 @@ class ClusterManager {
     std::vector<v1::DaemonMessage> on_attach;
     // "job/attempt" keys the agent runs but should not, already told to stop.
     absl::flat_hash_set<std::string> stale_stopped;
+    // The last telemetry refusal's text, so that a bad report repeated
+    // every interval gives one event, not one a second.
+    std::string last_refusal;
   };
   struct DomainRt {
     std::string name;
@@ -174,6 +184,9 @@ class ClusterManager {
     uint64_t energy_mj = 0;
     std::deque<int64_t> recent_per_gpu_mw;  // measured mode samples
     int64_t measured_per_gpu_mw = 0;
+    // The last report that showed this attempt running (any rank): a lost
+    // attempt ends there, not when the loss is noticed.
+    absl::Time last_seen = absl::InfinitePast();
   };
   struct TenantRt {
     v1::Tenant tenant;
@@ -226,11 +239,13 @@ class ClusterManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Ends the attempts of jobs on `n` that it does not run (any more):
   // `why` says what happened; `always_requeue` requeues them whatever the
-  // lost-job policy (used for unreachable nodes).
+  // lost-job policy (used for unreachable nodes). `exited`: attempts the
+  // agent says ended while it was away (their EXITED updates follow).
   void SettleLostJobsLocked(
       NodeRt& n, const absl::flat_hash_set<std::string>& still_running,
       const std::string& why, bool always_requeue, storage::WriteBatch* batch,
-      std::vector<std::pair<v1::Job, v1::JobAttempt>>* billed)
+      std::vector<std::pair<v1::Job, v1::JobAttempt>>* billed,
+      const absl::flat_hash_set<std::string>* exited = nullptr)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SendLocked(NodeRt& n, v1::DaemonMessage msg)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -254,6 +269,14 @@ class ClusterManager {
   void NotifyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { wake_ = true; }
   void UpdateNodeMeasuredLocked(NodeRt& n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   JobRt* FindJobLocked(const std::string& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When the current attempt's StartJob was sent (its STARTING transition).
+  absl::Time StartSentLocked(const JobRt& j) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Where a lost attempt ends: its last sighting, else the node's last
+  // report, never after `now` nor before the attempt's start.
+  absl::Time LostEndLocked(const JobRt& j, const NodeRt& n,
+                           absl::Time now) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void LoopThread();
   void CommitBilled(const std::vector<std::pair<v1::Job, v1::JobAttempt>>& b);
@@ -282,6 +305,9 @@ class ClusterManager {
   std::atomic<uint64_t> next_command_id_{1};
   absl::flat_hash_map<uint64_t, std::shared_ptr<PendingLog>> pending_logs_
       ABSL_GUARDED_BY(mu_);
+
+  // When recent registrations were accepted (rate limit).
+  std::deque<absl::Time> recent_registrations_ ABSL_GUARDED_BY(mu_);
 
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
   bool power_dirty_ ABSL_GUARDED_BY(mu_) = false;

@@ -279,6 +279,15 @@ grpc::ServerUnaryReactor* AdminServiceImpl::DrainNode(
                       });
 }
 
+grpc::ServerUnaryReactor* AdminServiceImpl::RemoveNode(
+    grpc::CallbackServerContext* ctx, const v1::RemoveNodeRequest* req,
+    v1::RemoveNodeResponse* resp) {
+  return gate_->Later(ctx, M("AdminService", "RemoveNode"), req->name(),
+                      [this, req](const Caller&) {
+                        return manager_->RemoveNode(req->name());
+                      });
+}
+
 grpc::ServerUnaryReactor* AdminServiceImpl::GetPowerTree(
     grpc::CallbackServerContext* ctx, const v1::GetPowerTreeRequest* req,
     v1::GetPowerTreeResponse* resp) {

@@ -67,6 +67,9 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* DrainNode(grpc::CallbackServerContext* ctx,
                                       const v1::DrainNodeRequest* req,
                                       v1::Node* resp) override;
+  grpc::ServerUnaryReactor* RemoveNode(grpc::CallbackServerContext* ctx,
+                                       const v1::RemoveNodeRequest* req,
+                                       v1::RemoveNodeResponse* resp) override;
   grpc::ServerUnaryReactor* GetPowerTree(
       grpc::CallbackServerContext* ctx, const v1::GetPowerTreeRequest* req,
       v1::GetPowerTreeResponse* resp) override;

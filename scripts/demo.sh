@@ -51,10 +51,13 @@ grep "operator token" "$DATA/jouled.log" | sed "s|$PWD/||"
 ctl whoami
 
 step "starting 4 simulated agents (8 x H100 each)"
+# Jobs never run as root: as root the agents run them as nobody.
+JOB_USER=()
+[ "$(id -u)" = 0 ] && JOB_USER=(--job-user nobody)
 for n in 01 02 03 04; do
   "$BIN/joule-agent" --server "$JOULE_SERVER" --node-name "gpu-$n" --sim-gpus 8 --sim-gpu-model H100 \
     --ca "$PKI/ca.crt" --tls-cert "$PKI/gpu-$n.crt" --tls-key "$PKI/gpu-$n.key" \
-    --report-interval 500ms --log-dir "$DATA/logs-gpu-$n" \
+    --report-interval 500ms --state-dir "$DATA/state-gpu-$n" "${JOB_USER[@]}" \
     >"$DATA/agent-$n.log" 2>&1 &
   PIDS+=($!)
 done
@@ -89,7 +92,7 @@ TOKENS[finance]=$("$BIN/joulectl" --token-file "$DATA/db/operator.token" token c
 ctl token list
 step "jobs: reserved, on-demand and spot, under the rack caps"
 as acme job submit --class reserved --gpus 8 --gpu-model H100 \
-  --name train-a -- /bin/sh -c 'echo "training on GPUs $CUDA_VISIBLE_DEVICES"; sleep 8'
+  --name train-a -- /bin/sh -c 'echo "training on GPUs $CUDA_VISIBLE_DEVICES as $(id -un)"; sleep 8'
 as acme job submit --class reserved --gpus 4 --gpu-model H100 \
   --name train-b -- /bin/sh -c 'sleep 6'
 as globex job submit --gpus 8 --name finetune --min-power 400W \

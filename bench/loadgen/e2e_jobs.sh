@@ -27,9 +27,13 @@ export JOULE_TOKEN_FILE="$DIR/db/operator.token"
 for i in $(seq 1 100); do
   [ -s "$JOULE_TOKEN_FILE" ] && "$BIN/joulectl" tenant list >/dev/null 2>&1 && break; sleep 0.1
 done
+# Jobs never run as root: as root the agents run them as nobody.
+JOB_USER=()
+[ "$(id -u)" = 0 ] && JOB_USER=(--job-user nobody)
 for n in 1 2 3 4; do
   "$BIN/joule-agent" --server "$JOULE_SERVER" --node-name "bench-$n" --log-dir "$DIR/logs-$n" \
     --ca "$DIR/pki/ca.crt" --tls-cert "$DIR/pki/bench-$n.crt" --tls-key "$DIR/pki/bench-$n.key" \
+    --state-dir "$DIR/state-$n" "${JOB_USER[@]}" \
     >"$DIR/agent-$n.log" 2>&1 &
   PIDS+=($!)
 done

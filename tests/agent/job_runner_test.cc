@@ -1,12 +1,31 @@
 #include "agent/job_runner.h"
 
-#include <filesystem>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <filesystem>
+#include <fstream>
+
+#include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "agent/job_record.h"
 #include "gtest/gtest.h"
 
 namespace joule::agent {
 namespace {
+
+std::string Supervisor() {
+  const char* dir = getenv("JOULE_BIN_DIR");
+  return absl::StrCat(dir != nullptr ? dir : JOULE_DEFAULT_BIN_DIR,
+                      "/joule-job-supervisor");
+}
+
+std::string Slurp(const std::string& path) {
+  std::ifstream in(path);
+  return std::string((std::istreambuf_iterator<char>(in)),
+                     std::istreambuf_iterator<char>());
+}
 
 class JobRunnerTest : public ::testing::Test {
  protected:
@@ -14,18 +33,34 @@ class JobRunnerTest : public ::testing::Test {
     std::string tmpl =
         std::filesystem::temp_directory_path() / "joule-runner-XXXXXX";
     dir_ = mkdtemp(tmpl.data());
-    JobRunner::Options o;
-    o.log_dir = dir_;
-    o.clock = &RealClock::Get();
-    o.on_exit = [this](const JobExit& e) {
-      absl::MutexLock lock(&mu_);
-      exits_.push_back(e);
-    };
-    runner_ = std::make_unique<JobRunner>(o);
+    runner_ = MakeRunner();
   }
   ~JobRunnerTest() override {
     runner_.reset();
     std::filesystem::remove_all(dir_);
+  }
+  std::unique_ptr<JobRunner> MakeRunner(bool leave_running = false) {
+    JobRunner::Options o;
+    o.log_dir = dir_ + "/logs";
+    o.state_dir = dir_ + "/state";
+    o.supervisor_path = Supervisor();
+    o.clock = &RealClock::Get();
+    o.leave_running_on_destroy = leave_running;
+    o.on_exit = [this](const JobExit& e) {
+      absl::MutexLock lock(&mu_);
+      exits_.push_back(e);
+    };
+    return std::make_unique<JobRunner>(o);
+  }
+  // The launch an agent makes: env built for the agent's own user.
+  JobLaunch Launch(std::string id, uint32_t attempt,
+                   std::vector<std::string> cmd) {
+    JobLaunch l;
+    l.job_id = std::move(id);
+    l.attempt = attempt;
+    l.command = std::move(cmd);
+    l.env = {"PATH=/usr/bin:/bin"};
+    return l;
   }
   JobExit WaitExit(size_t n) {
     absl::MutexLock lock(&mu_);
@@ -37,6 +72,14 @@ class JobRunnerTest : public ::testing::Test {
     return exits_.empty() ? JobExit{} : exits_[n - 1];
   }
 
+  static bool WaitForFile(const std::string& path) {
+    for (int i = 0; i < 500; ++i) {
+      if (!Slurp(path).empty()) return true;
+      absl::SleepFor(absl::Milliseconds(10));
+    }
+    return false;
+  }
+
   std::string dir_;
   absl::Mutex mu_;
   std::vector<JobExit> exits_ ABSL_GUARDED_BY(mu_);
@@ -44,47 +87,46 @@ class JobRunnerTest : public ::testing::Test {
 };
 
 TEST_F(JobRunnerTest, RunsWithEnvAndLogsOutput) {
-  JobLaunch l;
-  l.job_id = "j1";
-  l.attempt = 1;
-  l.command = {"/bin/sh", "-c", "echo visible=$CUDA_VISIBLE_DEVICES; exit 3"};
-  l.env = {{"CUDA_VISIBLE_DEVICES", "2,5"}};
+  JobLaunch l =
+      Launch("job-1", 1,
+             {"/bin/sh", "-c", "echo visible=$CUDA_VISIBLE_DEVICES; exit 3"});
+  l.env.push_back("CUDA_VISIBLE_DEVICES=2,5");
   ASSERT_TRUE(runner_->Start(l).ok());
   JobExit e = WaitExit(1);
-  EXPECT_EQ(e.job_id, "j1");
+  EXPECT_EQ(e.job_id, "job-1");
   EXPECT_EQ(e.exit_code, 3);
   EXPECT_EQ(e.signal, 0);
   bool truncated = true;
-  auto log = runner_->ReadLog("j1", 1, 1 << 20, &truncated);
+  auto log = runner_->ReadLog("job-1", 1, 1 << 20, &truncated);
   ASSERT_TRUE(log.ok());
   EXPECT_EQ(*log, "visible=2,5\n");
   EXPECT_FALSE(truncated);
+  struct stat st;
+  ASSERT_EQ(stat((dir_ + "/logs/job-1.1.log").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640);
+  ASSERT_EQ(stat((dir_ + "/state").c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0700);
 }
 
 TEST_F(JobRunnerTest, StopSendsTermThenKill) {
-  JobLaunch l;
-  l.job_id = "j2";
-  l.attempt = 1;
   // Ignores SIGTERM, so only the SIGKILL after the grace ends it.
-  l.command = {"/bin/sh", "-c",
-               "trap '' TERM; while true; do sleep 0.05; done"};
+  JobLaunch l = Launch(
+      "job-2", 1,
+      {"/bin/sh", "-c", "trap '' TERM; while true; do sleep 0.05; done"});
   ASSERT_TRUE(runner_->Start(l).ok());
   absl::SleepFor(absl::Milliseconds(200));
-  EXPECT_TRUE(runner_->IsRunning("j2", 1));
-  ASSERT_TRUE(runner_->Stop("j2", 1, absl::Milliseconds(300)).ok());
+  EXPECT_TRUE(runner_->IsRunning("job-2", 1));
+  ASSERT_TRUE(runner_->Stop("job-2", 1, absl::Milliseconds(300)).ok());
   JobExit e = WaitExit(1);
   EXPECT_EQ(e.signal, 9);
   EXPECT_TRUE(e.stop_requested);
-  EXPECT_FALSE(runner_->IsRunning("j2", 1));
-  EXPECT_EQ(runner_->Stop("j2", 1, absl::ZeroDuration()).code(),
+  EXPECT_FALSE(runner_->IsRunning("job-2", 1));
+  EXPECT_EQ(runner_->Stop("job-2", 1, absl::ZeroDuration()).code(),
             absl::StatusCode::kNotFound);
 }
 
 TEST_F(JobRunnerTest, MaxRuntimeIsEnforced) {
-  JobLaunch l;
-  l.job_id = "j3";
-  l.attempt = 2;
-  l.command = {"sleep", "30"};
+  JobLaunch l = Launch("job-3", 2, {"sleep", "30"});
   l.max_runtime = absl::Milliseconds(200);
   ASSERT_TRUE(runner_->Start(l).ok());
   JobExit e = WaitExit(1);
@@ -94,13 +136,179 @@ TEST_F(JobRunnerTest, MaxRuntimeIsEnforced) {
 }
 
 TEST_F(JobRunnerTest, UnknownProgramFailsToStart) {
-  JobLaunch l;
-  l.job_id = "j4";
-  l.attempt = 1;
-  l.command = {"/no/such/program"};
+  JobLaunch l = Launch("job-4", 1, {"/no/such/program"});
   absl::Status s = runner_->Start(l);
   EXPECT_FALSE(s.ok());
-  EXPECT_NE(s.message().find("/no/such/program"), std::string::npos);
+  EXPECT_NE(s.message().find("/no/such/program"), std::string::npos) << s;
+  EXPECT_FALSE(runner_->IsRunning("job-4", 1));
+}
+
+// The agent library driven directly, as a hostile daemon would: ids that
+// would build paths outside the log and state dirs are refused before any
+// file is touched.
+TEST_F(JobRunnerTest, PathTraversalIdsAreRefused) {
+  const std::string outside = dir_ + "/pwned";
+  for (const std::string id :
+       {"../../../../x/pwned", "../pwned", "job-1/../../pwned", "job-", "", ".",
+        "..", "job-1x", "job-12345678901234567890", "/etc/passwd"}) {
+    SCOPED_TRACE(id);
+    absl::Status s = runner_->Start(Launch(id, 1, {"/bin/true"}));
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+    bool truncated = false;
+    EXPECT_EQ(runner_->ReadLog(id, 1, 100, &truncated).status().code(),
+              absl::StatusCode::kInvalidArgument);
+    EXPECT_EQ(runner_->Stop(id, 1, absl::ZeroDuration()).code(),
+              absl::StatusCode::kNotFound);
+  }
+  EXPECT_FALSE(std::filesystem::exists(outside));
+  EXPECT_TRUE(std::filesystem::is_empty(dir_ + "/logs"));
+}
+
+// A log planted as a symlink is neither followed for writing nor reading.
+TEST_F(JobRunnerTest, SymlinkedLogIsNotFollowed) {
+  const std::string target = dir_ + "/target";
+  { std::ofstream(target) << "secret\n"; }
+  ASSERT_EQ(symlink(target.c_str(), (dir_ + "/logs/job-5.1.log").c_str()), 0);
+  absl::Status s = runner_->Start(Launch("job-5", 1, {"echo", "hi"}));
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("log"), std::string::npos) << s;
+  EXPECT_EQ(Slurp(target), "secret\n");
+  bool truncated = false;
+  EXPECT_EQ(runner_->ReadLog("job-5", 1, 100, &truncated).status().code(),
+            absl::StatusCode::kNotFound);
+}
+
+// The job runs as the identity it is given, with exactly the environment
+// built for it (nothing of the agent's own).
+TEST_F(JobRunnerTest, RunsAsJobUserWithBuiltEnv) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to switch users";
+  JobUserPolicy policy;  // root agent, no --job-user: nobody
+  auto who = ResolveJobIdentity(policy, "acme");
+  ASSERT_TRUE(who.ok()) << who.status();
+  EXPECT_EQ(who->user, "nobody");
+  setenv("AGENT_SECRET", "leak", 1);
+  JobLaunch l = Launch("job-6", 1, {"/bin/sh", "-c", "id -u; id -g; env"});
+  l.identity = *who;
+  l.env = BuildJobEnv(*who, {{"LD_PRELOAD_X", "1"}, {"FOO", "bar"}},
+                      {{"JOULE_JOB_ID", "job-6"}});
+  ASSERT_TRUE(runner_->Start(l).ok());
+  JobExit e = WaitExit(1);
+  EXPECT_EQ(e.exit_code, 0);
+  bool truncated = false;
+  auto log = runner_->ReadLog("job-6", 1, 1 << 20, &truncated);
+  ASSERT_TRUE(log.ok());
+  EXPECT_NE(log->find(absl::StrCat(who->uid, "\n", who->gid, "\n")),
+            std::string::npos)
+      << *log;
+  EXPECT_NE(log->find("FOO=bar"), std::string::npos);
+  EXPECT_NE(log->find("USER=nobody"), std::string::npos);
+  EXPECT_NE(log->find("JOULE_JOB_ID=job-6"), std::string::npos);
+  EXPECT_EQ(log->find("AGENT_SECRET"), std::string::npos) << *log;
+  unsetenv("AGENT_SECRET");
+}
+
+TEST(JobIdentityTest, RootOnlyWhenAllowed) {
+  JobUserPolicy policy;
+  policy.default_user = "root";
+  EXPECT_EQ(ResolveJobIdentity(policy, "acme").status().code(),
+            absl::StatusCode::kPermissionDenied);
+  policy.tenant_users["acme"] = "no-such-user-joule";
+  EXPECT_EQ(ResolveJobIdentity(policy, "acme").status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  if (geteuid() == 0) {
+    policy.tenant_users.clear();
+    policy.allow_root = true;
+    auto who = ResolveJobIdentity(policy, "acme");
+    ASSERT_TRUE(who.ok());
+    EXPECT_EQ(who->uid, 0);
+  }
+}
+
+TEST(JobIdentityTest, TenantUserEntries) {
+  std::map<std::string, std::string> m;
+  EXPECT_TRUE(
+      AddTenantUsers({"acme=alice", " # c", "globex = bob # x"}, "f", &m).ok());
+  EXPECT_EQ(m["acme"], "alice");
+  EXPECT_EQ(m["globex"], "bob");
+  absl::Status s = AddTenantUsers({"ok=u", "broken"}, "map.txt", &m);
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("map.txt:2"), std::string::npos) << s;
+}
+
+// Joule's own variables always win over the job's; reserved or malformed
+// names from the job are dropped.
+TEST(JobEnvTest, JouleVariablesWin) {
+  JobIdentity who;
+  who.user = "alice";
+  who.home = "/home/alice";
+  const std::vector<std::string> env =
+      BuildJobEnv(who,
+                  {{"CUDA_VISIBLE_DEVICES", "0,1,2,3,4,5,6,7"},
+                   {"JOULE_JOB_ID", "job-9"},
+                   {"A=B", "x"},
+                   {"", "x"},
+                   {"PATH", "/opt/bin"},
+                   {"FOO", "bar"}},
+                  {{"CUDA_VISIBLE_DEVICES", "3"}, {"JOULE_JOB_ID", "job-1"}});
+  const std::vector<std::string> want = {
+      "PATH=/opt/bin",          "HOME=/home/alice",  "USER=alice",
+      "LOGNAME=alice",          "LANG=C.UTF-8",      "FOO=bar",
+      "CUDA_VISIBLE_DEVICES=3", "JOULE_JOB_ID=job-1"};
+  EXPECT_EQ(env, want);
+}
+
+// An agent that dies (here: a runner destroyed as if killed) leaves its
+// jobs to their supervisors; the next one re-adopts those still running
+// and reports the real end of those that ended meanwhile.
+TEST_F(JobRunnerTest, RestartReadoptsAndReportsRealExits) {
+  runner_ = MakeRunner(/*leave_running=*/true);
+  JobLaunch quick = Launch("job-7", 1, {"/bin/sh", "-c", "sleep 0.3; exit 7"});
+  quick.gpus = {0, 1};
+  JobLaunch slow = Launch("job-8", 1, {"/bin/sh", "-c", "sleep 2; exit 5"});
+  slow.gpus = {2};
+  ASSERT_TRUE(runner_->Start(quick).ok());
+  ASSERT_TRUE(runner_->Start(slow).ok());
+  const absl::Time killed = absl::Now();
+  runner_.reset();                   // "SIGKILL": the supervisors keep going
+  absl::SleepFor(absl::Seconds(1));  // job-7 ends while nobody watches
+  runner_ = MakeRunner();
+  std::vector<JobExit> ended = runner_->TakeEndedAtStartup();
+  ASSERT_EQ(ended.size(), 1u);
+  EXPECT_EQ(ended[0].job_id, "job-7");
+  EXPECT_EQ(ended[0].exit_code, 7);
+  EXPECT_EQ(ended[0].gpus, (std::vector<uint32_t>{0, 1}));
+  EXPECT_GT(ended[0].end_time, killed);  // its own end, not the restart
+  std::vector<RunningProcess> running = runner_->Running();
+  ASSERT_EQ(running.size(), 1u);
+  EXPECT_EQ(running[0].job_id, "job-8");
+  EXPECT_TRUE(running[0].adopted);
+  EXPECT_EQ(running[0].gpus, (std::vector<uint32_t>{2}));
+  JobExit e = WaitExit(1);
+  EXPECT_EQ(e.job_id, "job-8");
+  EXPECT_EQ(e.exit_code, 5);
+}
+
+// A supervisor killed outright (no record): the job's group is killed and
+// the end reported, never left running unknown.
+TEST_F(JobRunnerTest, LostSupervisorKillsTheGroup) {
+  const std::string pidfile = dir_ + "/pid";
+  ASSERT_TRUE(runner_
+                  ->Start(Launch(
+                      "job-10", 1,
+                      {"/bin/sh", "-c", "echo $$ > " + pidfile + "; sleep 30"}))
+                  .ok());
+  std::vector<RunningProcess> running = runner_->Running();
+  ASSERT_EQ(running.size(), 1u);
+  ASSERT_TRUE(WaitForFile(pidfile));
+  const pid_t job = std::stoi(Slurp(pidfile));
+  kill(running[0].pid, SIGKILL);
+  JobExit e = WaitExit(1);
+  EXPECT_TRUE(e.supervisor_lost);
+  EXPECT_EQ(e.signal, SIGKILL);
+  for (int i = 0; i < 100 && kill(job, 0) == 0; ++i) {
+    absl::SleepFor(absl::Milliseconds(20));
+  }
+  EXPECT_NE(kill(job, 0), 0) << "the job outlived its supervisor";
 }
 
 }  // namespace

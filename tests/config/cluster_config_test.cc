@@ -78,7 +78,23 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"BadAdmission",
                 "domain { name: \"site\" cap: \"1MW\" }\n"
                 "scheduler {\n admission: \"greedy\"\n}\n",
-                "c.conf:3: scheduler.admission: \"greedy\" is not one of"}),
+                "c.conf:3: scheduler.admission: \"greedy\" is not one of"},
+        // 60 mW is a typo for 60 MW: below 1 W no cap makes sense.
+        BadCase{"CapBelowOneWatt",
+                "domain { name: \"site\" cap: \"1MW\" }\n"
+                "domain {\n  name: \"r\"\n  parent: \"site\"\n"
+                "  cap: \"60mW\"\n}\n",
+                "c.conf:5: domain[1].cap: \"60mW\" is below 1 W"},
+        BadCase{"ChildAboveParent",
+                "domain { name: \"site\" cap: \"1MW\" }\n"
+                "domain { name: \"row\" parent: \"site\" cap: \"50kW\" }\n"
+                "domain { name: \"r\" parent: \"row\" cap: \"60kW\" }\n",
+                "c.conf:3: domain[2].cap: \"60kW\" of \"r\" is above the "
+                "cap of its parent \"row\""},
+        BadCase{"StartingTimeoutTooShort",
+                "domain { name: \"site\" cap: \"1MW\" }\n"
+                "scheduler { starting_timeout: \"10ms\" }\n",
+                "c.conf:2: scheduler.starting_timeout: must be at least 1s"}),
     [](const auto& info) { return info.param.name; });
 
 TEST(ClusterConfigTest, DefaultIsValid) {

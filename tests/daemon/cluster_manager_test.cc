@@ -693,6 +693,7 @@ TEST(ClusterManagerLivenessTest, UnreachableThenReadyThenRequeued) {
 
   // Silent again: unreachable after 6 s, requeued only once unreachable for
   // more than 30 s.
+  const absl::Time last_seen = t.clock().Now();  // its last report
   tick(absl::Seconds(6));
   ASSERT_EQ(t.Node(silent).state(), v1::NODE_STATE_UNREACHABLE);
   tick(absl::Seconds(30));
@@ -705,7 +706,9 @@ TEST(ClusterManagerLivenessTest, UnreachableThenReadyThenRequeued) {
   EXPECT_THAT(requeued.reason(), HasSubstr("unreachable"));
   EXPECT_THAT(requeued.allocations(), IsEmpty());
   ASSERT_EQ(requeued.attempts_size(), 1);
-  EXPECT_EQ(FromProtoTime(requeued.attempts(0).end_time()), t.clock().Now());
+  // The attempt ends at the last report that showed it running, not when
+  // the daemon gave up on the node (37 s later).
+  EXPECT_EQ(FromProtoTime(requeued.attempts(0).end_time()), last_seen);
   EXPECT_FALSE(requeued.attempts(0).outcome().empty());
   EXPECT_THAT(RunningOn(t.Node(silent)), IsEmpty());
   // The other node's job was not touched.
@@ -721,8 +724,13 @@ TEST(ClusterManagerLivenessTest, UnreachableThenReadyThenRequeued) {
   // Told once, not on every report.
   t.Report(silent);
   EXPECT_THAT(t.Take(), IsEmpty());
+  // Until its process is confirmed gone, its GPUs go to no new attempt.
+  t.cm().ScheduleOnce();
+  EXPECT_THAT(StartedJobs(t.Take()), IsEmpty());
+  EXPECT_EQ(t.Job(job).state(), v1::JOB_STATE_PENDING);
   t.Exited(silent, job, 143);
   EXPECT_EQ(t.Job(job).state(), v1::JOB_STATE_PENDING);  // stale: ignored
+  t.Report(silent);  // no longer shows it: the GPUs are free again
 
   // The next round starts attempt 2.
   t.cm().ScheduleOnce();

@@ -212,7 +212,12 @@ Process* Cluster::StartAgent(const std::string& name,
                                    "--report-interval",
                                    options_.report_interval,
                                    "--log-dir",
-                                   dir_ + "/logs-" + name};
+                                   dir_ + "/logs-" + name,
+                                   "--state-dir",
+                                   dir_ + "/state-" + name,
+                                   // Tests run jobs that write into dir_;
+                                   // tests of job users pass --job-user.
+                                   "--allow-root-jobs"};
   const std::vector<std::string> creds = AgentCredentials(name);
   argv.insert(argv.end(), creds.begin(), creds.end());
   argv.insert(argv.end(), extra.begin(), extra.end());

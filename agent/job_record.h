@@ -1,0 +1,51 @@
+#pragma once
+
+// The files a job supervisor and the agent share in the agent's state dir,
+// one set per job attempt (`<state_dir>/<job>.<attempt>.*`):
+//   .job   written by the agent before the launch: the attempt's GPUs and
+//          the GPU energy counter at its start (facts only the agent has).
+//   .run   written by the supervisor before it forks the job, rewritten once
+//          the job's process group exists: supervisor pid, job pgid, start.
+//   .exit  written by the supervisor after the job's whole process group
+//          (and cgroup) is gone: exit code, signal, start and end time.
+// Every file is written to a temp name and renamed, so a reader sees a whole
+// record or none. The format is `key=value` lines; unknown keys are ignored.
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace joule::agent {
+
+// True if `id` is a job id the daemon hands out ("job-" and 1..19 digits).
+// Checked before any path is built from an id.
+bool ValidJobId(absl::string_view id);
+
+// `<dir>/<job>.<attempt><suffix>`; the id must be valid (checked by callers).
+std::string AttemptPath(const std::string& dir, const std::string& job_id,
+                        uint32_t attempt, absl::string_view suffix);
+
+using Record = std::map<std::string, std::string>;
+
+// Writes `rec` atomically (temp file + rename), mode 0600.
+absl::Status WriteRecord(const std::string& path, const Record& rec);
+// NOT_FOUND if the file does not exist.
+absl::StatusOr<Record> ReadRecord(const std::string& path);
+int64_t RecordInt(const Record& rec, const std::string& key, int64_t dflt = 0);
+
+// Creates `dir` (and missing parents) with mode 0700; refuses a symlink.
+absl::Status MakePrivateDir(const std::string& dir);
+
+// Whether `pid` is alive and is a joule-job-supervisor (a guard against pid
+// reuse after an agent restart).
+bool IsSupervisor(pid_t pid);
+
+}  // namespace joule::agent

@@ -1,0 +1,303 @@
+// joule-job-supervisor: one per job attempt, started by joule-agent (see
+// docs/security-hardening.md). It owns the job's process group (and cgroup,
+// where it can make one), survives the agent, and records the job's end in
+// the agent's state dir. Not meant to be run by hand.
+//
+//   joule-job-supervisor --record PREFIX --log PATH [--uid N --gid N
+//       --user NAME] [--max-runtime-ms N] [--cgroup DIR] -- PROGRAM ARGS...
+//
+// The job gets this process's environment (the agent builds it). fd 3, if
+// open, is a pipe to the agent: "ok PGID\n" once the job runs, or
+// "error: WHY\n" if it could not be started.
+// Signals: SIGTERM (sigqueue value = grace in ms, default 10 s) stops the
+// job: SIGTERM to its group, SIGKILL after the grace.
+#include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "agent/job_record.h"
+
+namespace {
+
+using joule::agent::Record;
+using joule::agent::WriteRecord;
+
+int64_t NowNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+int64_t MonoMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
+void Tell(int fd, const std::string& line) {
+  if (fd < 0) return;
+  const std::string l = line + "\n";
+  (void)!::write(fd, l.data(), l.size());
+}
+
+// SIGKILLs every process of the cgroup (cgroup.kill where the kernel has
+// it) and every direct child left (orphans reparent to us: subreaper).
+void KillAll(pid_t pgid, const std::string& cgroup) {
+  if (pgid > 0) ::kill(-pgid, SIGKILL);
+  if (!cgroup.empty()) {
+    std::ofstream kill_file(cgroup + "/cgroup.kill");
+    if (kill_file) kill_file << "1";
+    std::ifstream procs(cgroup + "/cgroup.procs");
+    pid_t p;
+    while (procs >> p) ::kill(p, SIGKILL);
+  }
+  std::ifstream children(
+      absl::StrCat("/proc/self/task/", getpid(), "/children"));
+  pid_t c;
+  while (children >> c) ::kill(c, SIGKILL);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string record, log, user, cgroup;
+  int64_t uid = -1, gid = -1, max_runtime_ms = 0;
+  int i = 1;
+  for (; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--") {
+      ++i;
+      break;
+    }
+    if (i + 1 >= argc) {
+      fprintf(stderr, "joule-job-supervisor: %s: missing value\n", a.c_str());
+      return 2;
+    }
+    const std::string v = argv[++i];
+    bool ok = true;
+    if (a == "--record") {
+      record = v;
+    } else if (a == "--log") {
+      log = v;
+    } else if (a == "--user") {
+      user = v;
+    } else if (a == "--cgroup") {
+      cgroup = v;
+    } else if (a == "--uid") {
+      ok = absl::SimpleAtoi(v, &uid);
+    } else if (a == "--gid") {
+      ok = absl::SimpleAtoi(v, &gid);
+    } else if (a == "--max-runtime-ms") {
+      ok = absl::SimpleAtoi(v, &max_runtime_ms);
+    } else {
+      ok = false;
+    }
+    if (!ok) {
+      fprintf(stderr, "joule-job-supervisor: bad argument %s %s\n", a.c_str(),
+              v.c_str());
+      return 2;
+    }
+  }
+  if (record.empty() || log.empty() || i >= argc) {
+    fprintf(stderr,
+            "joule-job-supervisor: want --record PREFIX --log PATH -- "
+            "PROGRAM...\n");
+    return 2;
+  }
+  const int ready_fd = ::fcntl(3, F_GETFD) >= 0 ? 3 : -1;
+  if (ready_fd >= 0) ::fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
+
+  // Out of the agent's session and process group: a signal to the agent's
+  // group (a terminal's ^C, a service manager) does not reach the job.
+  ::setsid();
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  ::signal(SIGHUP, SIG_IGN);
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGPIPE, SIG_IGN);
+  sigset_t waited;
+  sigemptyset(&waited);
+  sigaddset(&waited, SIGTERM);
+  sigaddset(&waited, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &waited, nullptr);
+
+  const int log_fd =
+      ::open(log.c_str(),
+             O_WRONLY | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0640);
+  if (log_fd < 0) {
+    Tell(ready_fd, absl::StrCat("error: cannot open log ", log, ": ",
+                                std::strerror(errno)));
+    return 1;
+  }
+  if (!cgroup.empty() && ::mkdir(cgroup.c_str(), 0755) != 0 &&
+      errno != EEXIST) {
+    cgroup.clear();  // no cgroup where we cannot make one
+  }
+  const int64_t start_ns = NowNs();
+  Record run = {{"supervisor_pid", absl::StrCat(getpid())},
+                {"start_ns", absl::StrCat(start_ns)},
+                {"cgroup", cgroup}};
+  // Before the fork: an agent that dies from here on finds this record.
+  if (!WriteRecord(record + ".run", run).ok()) {
+    Tell(ready_fd, "error: cannot write the job record");
+    return 1;
+  }
+
+  int err_pipe[2];
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    Tell(ready_fd, "error: pipe failed");
+    return 1;
+  }
+  std::vector<char*> job_argv(argv + i, argv + argc);
+  job_argv.push_back(nullptr);
+  const std::string home = getenv("HOME") != nullptr ? getenv("HOME") : "/";
+  const pid_t child = ::fork();
+  if (child == 0) {
+    // The job: own process group, cgroup, the job user, then exec.
+    ::close(err_pipe[0]);
+    ::setpgid(0, 0);
+    auto fail = [&](const char* what) {
+      const std::string m = absl::StrCat(what, ": ", std::strerror(errno));
+      (void)!::write(err_pipe[1], m.data(), m.size());
+      _exit(127);
+    };
+    if (!cgroup.empty()) {
+      const std::string procs = cgroup + "/cgroup.procs";
+      const int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
+      if (fd >= 0) {
+        (void)!::write(fd, "0", 1);
+        ::close(fd);
+      }
+    }
+    const int null_fd = ::open("/dev/null", O_RDONLY);
+    ::dup2(null_fd, STDIN_FILENO);
+    ::dup2(log_fd, STDOUT_FILENO);
+    ::dup2(log_fd, STDERR_FILENO);
+    if (gid >= 0) {
+      if (!user.empty() && ::initgroups(user.c_str(), gid) != 0) {
+        fail("initgroups");
+      }
+      if (user.empty() && ::setgroups(0, nullptr) != 0) fail("setgroups");
+      if (::setgid(static_cast<gid_t>(gid)) != 0) fail("setgid");
+    }
+    if (uid >= 0) {
+      if (::setuid(static_cast<uid_t>(uid)) != 0) fail("setuid");
+      // A process that dropped root must not be able to get it back.
+      if (uid != 0 && ::setuid(0) == 0) {
+        errno = EPERM;
+        fail("setuid: root could be regained");
+      }
+      if (::chdir(home.c_str()) != 0 && ::chdir("/") != 0) fail("chdir");
+    }
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int s : {SIGHUP, SIGINT, SIGPIPE}) ::signal(s, SIG_DFL);
+    ::execvp(job_argv[0], job_argv.data());
+    fail(absl::StrCat("cannot start ", job_argv[0]).c_str());
+  }
+  ::close(err_pipe[1]);
+  if (child < 0) {
+    Tell(ready_fd, absl::StrCat("error: fork: ", std::strerror(errno)));
+    ::unlink((record + ".run").c_str());
+    return 1;
+  }
+  ::setpgid(child, child);  // also here: no race with the child's own call
+  char buf[512];
+  const ssize_t n = ::read(err_pipe[0], buf, sizeof(buf));
+  ::close(err_pipe[0]);
+  if (n > 0) {
+    int st;
+    ::waitpid(child, &st, 0);
+    KillAll(child, cgroup);
+    if (!cgroup.empty()) ::rmdir(cgroup.c_str());
+    ::unlink((record + ".run").c_str());
+    Tell(ready_fd, absl::StrCat("error: ", std::string(buf, n)));
+    return 127;
+  }
+  const pid_t pgid = child;
+  run["pgid"] = absl::StrCat(pgid);
+  WriteRecord(record + ".run", run).IgnoreError();
+  Tell(ready_fd, absl::StrCat("ok ", pgid));
+  if (ready_fd >= 0) ::close(ready_fd);
+
+  const int64_t started_ms = MonoMs();
+  int64_t kill_at_ms = -1;
+  bool stop_requested = false, runtime_exceeded = false, leader_done = false;
+  int status = 0;
+  int64_t end_ns = 0;
+  while (true) {
+    struct timespec tick = {0, 50 * 1000 * 1000};
+    siginfo_t info;
+    const int sig = sigtimedwait(&waited, &info, &tick);
+    const int64_t now_ms = MonoMs();
+    if (sig == SIGTERM && !leader_done) {
+      stop_requested = true;
+      const int64_t grace_ms =
+          info.si_code == SI_QUEUE ? info.si_value.sival_int : 10000;
+      ::kill(-pgid, SIGTERM);
+      const int64_t at = now_ms + std::max<int64_t>(0, grace_ms);
+      kill_at_ms = kill_at_ms < 0 ? at : std::min(kill_at_ms, at);
+    }
+    if (max_runtime_ms > 0 && !runtime_exceeded && !leader_done &&
+        now_ms - started_ms >= max_runtime_ms) {
+      runtime_exceeded = true;
+      ::kill(-pgid, SIGTERM);
+      const int64_t at = now_ms + 5000;
+      kill_at_ms = kill_at_ms < 0 ? at : std::min(kill_at_ms, at);
+    }
+    if (kill_at_ms >= 0 && now_ms >= kill_at_ms && !leader_done) {
+      ::kill(-pgid, SIGKILL);
+    }
+    // Reap whatever ended: the leader, and orphans of the job.
+    while (true) {
+      int st = 0;
+      const pid_t p = ::waitpid(-1, &st, WNOHANG);
+      if (p <= 0) {
+        if (p < 0 && errno == ECHILD && leader_done) goto all_gone;
+        break;
+      }
+      if (p == pgid) {
+        status = st;
+        leader_done = true;
+        end_ns = NowNs();
+      }
+    }
+    // Whatever the leader left behind goes too.
+    if (leader_done) KillAll(pgid, cgroup);
+  }
+all_gone:
+  if (!cgroup.empty()) {
+    // The cgroup is empty once every process is reaped; rmdir confirms it.
+    for (int tries = 0; tries < 100 && ::rmdir(cgroup.c_str()) != 0; ++tries) {
+      KillAll(pgid, cgroup);
+      usleep(10000);
+    }
+  }
+  Record exit_rec = {
+      {"start_ns", absl::StrCat(start_ns)},
+      {"end_ns", absl::StrCat(end_ns)},
+      {"exit_code", absl::StrCat(WIFEXITED(status) ? WEXITSTATUS(status)
+                                                   : 128 + WTERMSIG(status))},
+      {"signal", absl::StrCat(WIFSIGNALED(status) ? WTERMSIG(status) : 0)},
+      {"stop_requested", stop_requested ? "1" : "0"},
+      {"runtime_exceeded", runtime_exceeded ? "1" : "0"},
+  };
+  if (!WriteRecord(record + ".exit", exit_rec).ok()) return 1;
+  return 0;
+}

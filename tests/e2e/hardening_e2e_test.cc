@@ -1,0 +1,248 @@
+// Issue 10, end to end: jobs run as an unprivileged user with a built
+// environment; an agent SIGKILLed under a running gang re-adopts its jobs
+// (their supervisors outlive it) and reports their real exit codes, and no
+// GPU is given to a new attempt while an old one may still run; bad input is
+// refused with the field's name; `node remove`.
+#include <pwd.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+#include "common/proto_time.h"
+#include "gtest/gtest.h"
+#include "joule/v1/joule.pb.h"
+#include "tests/e2e/harness.h"
+
+namespace joule::e2e {
+namespace {
+
+std::string Config() {
+  return "gpu_model { name: \"H100\" tdp: \"700W\" min_power_limit: \"200W\" "
+         "max_power_limit: \"700W\" idle_power: \"70W\" }\n"
+         "domain { name: \"site\" kind: \"site\" cap: \"1MW\" }\n"
+         "node { name: \"n1\" domain: \"site\" }\n"
+         "node { name: \"n2\" domain: \"site\" }\n"
+         "scheduler { stop_grace: \"1s\" }\n";
+}
+
+class HardeningE2E : public ::testing::Test {
+ protected:
+  void Start(int nodes, std::vector<std::string> agent_flags = {}) {
+    Cluster::Options o;
+    o.config_text = Config();
+    c_ = std::make_unique<Cluster>(o);
+    c_->StartDaemon();
+    flags_ = agent_flags;
+    for (int i = 1; i <= nodes; ++i) {
+      c_->StartAgent("n" + std::to_string(i), flags_);
+    }
+    ASSERT_TRUE(WaitFor([&] { return Ready() == nodes; }));
+    ASSERT_EQ(c_->Ctl({"tenant", "create", "acme"}).exit_code, 0);
+  }
+  int Ready() {
+    v1::ListNodesResponse r;
+    c_->CtlJson({"node", "list"}, &r);
+    int ready = 0;
+    for (const auto& n : r.nodes()) ready += n.state() == v1::NODE_STATE_READY;
+    return ready;
+  }
+  std::string Submit(std::vector<std::string> args) {
+    args.insert(args.begin(), {"job", "submit", "--tenant", "acme"});
+    CtlResult r = c_->Ctl(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return std::string(absl::StripAsciiWhitespace(r.out));
+  }
+  v1::Job Job(const std::string& id) {
+    v1::Job j;
+    c_->CtlJson({"job", "show", id}, &j);
+    return j;
+  }
+  bool Done(const std::string& id) {
+    const v1::JobState s = Job(id).state();
+    return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
+           s == v1::JOB_STATE_CANCELLED;
+  }
+  // The node the rank with `rank` of `id` runs on.
+  std::string NodeOfRank(const std::string& id, int rank) {
+    const v1::Job j = Job(id);
+    return rank < j.allocations_size() ? j.allocations(rank).node() : "";
+  }
+
+  std::unique_ptr<Cluster> c_;
+  std::vector<std::string> flags_;
+};
+
+// A job that prints `id -u` and its environment runs as the job user, sees
+// only the GPUs it was given and none of the agent's own environment.
+TEST_F(HardeningE2E, JobRunsAsJobUserWithBuiltEnvironment) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to switch users";
+  const struct passwd* nobody = getpwnam("nobody");
+  ASSERT_NE(nobody, nullptr);
+  setenv("JOULE_E2E_AGENT_SECRET", "must-not-leak", 1);
+  Start(1, {"--job-user", "nobody"});
+  unsetenv("JOULE_E2E_AGENT_SECRET");
+  const std::string id =
+      Submit({"--env", "FOO=bar", "--env", "LD_PRELOAD=", "--gpus", "1", "--",
+              "/bin/sh", "-c", "id -u; id -g; env"});
+  ASSERT_TRUE(WaitFor([&] { return Done(id); }));
+  ASSERT_EQ(Job(id).state(), v1::JOB_STATE_SUCCEEDED) << Job(id).reason();
+  CtlResult logs = c_->Ctl({"job", "logs", id});
+  ASSERT_EQ(logs.exit_code, 0) << logs.err;
+  EXPECT_TRUE(absl::StartsWith(
+      logs.out, absl::StrCat(nobody->pw_uid, "\n", nobody->pw_gid, "\n")))
+      << logs.out;
+  EXPECT_TRUE(absl::StrContains(logs.out, "FOO=bar\n"));
+  EXPECT_TRUE(absl::StrContains(logs.out, "USER=nobody\n"));
+  EXPECT_TRUE(absl::StrContains(logs.out, "CUDA_VISIBLE_DEVICES=0\n"));
+  EXPECT_TRUE(absl::StrContains(logs.out, "JOULE_JOB_ID=" + id + "\n"));
+  EXPECT_FALSE(absl::StrContains(logs.out, "JOULE_E2E_AGENT_SECRET"))
+      << logs.out;
+
+  // Reserved or malformed names never reach an agent.
+  for (const std::string env :
+       {"CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7", "JOULE_JOB_ID=job-1",
+        "NVIDIA_VISIBLE_DEVICES=all", "1BAD=x", "A-B=x"}) {
+    CtlResult r = c_->Ctl({"job", "submit", "--tenant", "acme", "--env", env,
+                           "--gpus", "1", "--", "true"});
+    EXPECT_EQ(r.exit_code, 1) << env << ": " << r.err;
+    EXPECT_TRUE(absl::StrContains(r.err, "spec.env:")) << r.err;
+  }
+}
+
+// Without --job-user and without --allow-root-jobs, a root agent runs jobs
+// as nobody, never as root.
+TEST_F(HardeningE2E, RootAgentNeverRunsJobsAsRoot) {
+  if (geteuid() != 0) GTEST_SKIP() << "the agent is not root here";
+  Cluster::Options o;
+  o.config_text = Config();
+  c_ = std::make_unique<Cluster>(o);
+  c_->StartDaemon();
+  // The harness passes --allow-root-jobs; this agent is started bare.
+  std::vector<std::string> argv = {
+      Bin("joule-agent"), "--server",      c_->server(),
+      "--node-name",      "n1",            "--report-interval",
+      "200ms",            "--state-dir",   c_->dir() + "/bare-state"};
+  for (auto& f : c_->AgentCredentials("n1")) argv.push_back(f);
+  Process agent(argv, c_->dir() + "/bare-agent.log");
+  ASSERT_TRUE(WaitFor([&] { return Ready() == 1; })) << agent.Log();
+  ASSERT_EQ(c_->Ctl({"tenant", "create", "acme"}).exit_code, 0);
+  const std::string id = Submit({"--gpus", "1", "--", "id", "-u"});
+  ASSERT_TRUE(WaitFor([&] { return Done(id); }));
+  CtlResult logs = c_->Ctl({"job", "logs", id});
+  EXPECT_EQ(logs.out, absl::StrCat(getpwnam("nobody")->pw_uid, "\n"));
+  agent.Signal(SIGTERM);
+  EXPECT_EQ(agent.Wait(), 0);
+}
+
+// SIGKILL of an agent under a running 2 x 8 gang. The rank on that node
+// keeps running under its supervisor; the restarted agent re-adopts it, its
+// real exit code (7) decides the job, the attempt is never requeued, and a
+// second 2 x 8 job gets the GPUs only after the first attempt ended.
+TEST_F(HardeningE2E, AgentSigkillUnderGangReadoptsBeforeGpusAreReused) {
+  Start(2);
+  const std::string dir = c_->dir();
+  const std::string first =
+      Submit({"--gpus", "8", "--nodes", "2", "--", "/bin/sh", "-c",
+              "echo $$ > " + dir +
+                  "/pid.$JOULE_NODE_NAME; sleep 4; "
+                  "if [ $JOULE_NODE_NAME = n1 ]; then exit 7; fi"});
+  ASSERT_TRUE(
+      WaitFor([&] { return Job(first).state() == v1::JOB_STATE_RUNNING; }));
+  ASSERT_TRUE(WaitFor([&] { return !ReadFile(dir + "/pid.n1").empty(); }));
+  const pid_t rank_pid = std::stoi(ReadFile(dir + "/pid.n1"));
+
+  c_->KillAgent("n1", SIGKILL);
+  EXPECT_EQ(kill(rank_pid, 0), 0) << "the rank died with its agent";
+  const std::string second =
+      Submit({"--gpus", "8", "--nodes", "2", "--", "true"});
+  absl::SleepFor(absl::Milliseconds(500));
+  c_->StartAgent("n1", flags_);
+  ASSERT_TRUE(WaitFor([&] { return Done(first); }, absl::Seconds(30)));
+  const v1::Job j = Job(first);
+  EXPECT_EQ(j.state(), v1::JOB_STATE_FAILED) << j.reason();
+  EXPECT_EQ(j.exit_code(), 7) << j.reason();
+  ASSERT_EQ(j.attempts_size(), 1) << "the gang was requeued";
+  EXPECT_TRUE(absl::StrContains(c_->agent("n1")->Log(), "re-adopted " + first))
+      << c_->agent("n1")->Log();
+
+  ASSERT_TRUE(WaitFor([&] { return Done(second); }, absl::Seconds(30)));
+  const v1::Job k = Job(second);
+  EXPECT_EQ(k.state(), v1::JOB_STATE_SUCCEEDED) << k.reason();
+  ASSERT_GE(k.attempts_size(), 1);
+  EXPECT_GE(FromProtoTime(k.attempts(0).start_time()),
+            FromProtoTime(j.attempts(0).end_time()));
+}
+
+// The rank on the killed agent's node ends while no agent runs there: the
+// restarted agent reports its real exit code and end time.
+TEST_F(HardeningE2E, RankEndingWhileAgentIsDownKeepsItsExitCode) {
+  Start(2);
+  const std::string first =
+      Submit({"--gpus", "8", "--nodes", "2", "--", "/bin/sh", "-c",
+              "sleep 1.5; if [ $JOULE_NODE_NAME = n1 ]; then exit 9; fi"});
+  ASSERT_TRUE(
+      WaitFor([&] { return Job(first).state() == v1::JOB_STATE_RUNNING; }));
+  c_->KillAgent("n1", SIGKILL);
+  const absl::Time killed = absl::Now();
+  absl::SleepFor(absl::Seconds(3));  // the rank ends meanwhile
+  const absl::Time restarted = absl::Now();
+  c_->StartAgent("n1", flags_);
+  ASSERT_TRUE(WaitFor([&] { return Done(first); }, absl::Seconds(30)));
+  const v1::Job j = Job(first);
+  EXPECT_EQ(j.state(), v1::JOB_STATE_FAILED) << j.reason();
+  EXPECT_EQ(j.exit_code(), 9) << j.reason();
+  ASSERT_EQ(j.attempts_size(), 1);
+  // Its own end, before the agent came back.
+  EXPECT_LT(FromProtoTime(j.attempts(0).end_time()), restarted);
+  EXPECT_GT(FromProtoTime(j.attempts(0).end_time()), killed);
+}
+
+// Oversized or malformed fields are refused with their name (exit 1: the
+// daemon refused), and `node remove` works only on an idle, silent node.
+TEST_F(HardeningE2E, BadFieldsAndNodeRemove) {
+  Start(1);
+  struct Case {
+    std::vector<std::string> args;
+    std::string field;
+  };
+  const std::vector<Case> cases = {
+      {{"job", "submit", "--tenant", "acme", "--gpus", "1", "--name",
+        std::string(129, 'n'), "--", "true"},
+       "spec.name:"},
+      {{"job", "submit", "--tenant", "acme", "--gpus", "1", "--name", "..",
+        "--", "true"},
+       "spec.name:"},
+      {{"tenant", "create", ".."}, "tenant.name:"},
+      // 3 x 100 KiB of arguments > 256 KiB (one argument may have at most
+      // 128 KiB on Linux).
+      {{"job", "submit", "--tenant", "acme", "--gpus", "1", "--", "true",
+        std::string(100 * 1024, 'a'), std::string(100 * 1024, 'b'),
+        std::string(100 * 1024, 'c')},
+       "spec.command:"},
+  };
+  for (const Case& c : cases) {
+    CtlResult r = c_->Ctl(c.args);
+    EXPECT_EQ(r.exit_code, 1) << c.field << ": " << r.err;
+    EXPECT_TRUE(absl::StrContains(r.err, c.field)) << r.err;
+  }
+  v1::ListJobsResponse jobs;
+  c_->CtlJson({"job", "list"}, &jobs);
+  EXPECT_EQ(jobs.jobs_size(), 0);
+
+  CtlResult r = c_->Ctl({"node", "remove", "n1"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(r.err, "connected")) << r.err;
+  c_->KillAgent("n1", SIGTERM);
+  ASSERT_TRUE(WaitFor([&] {
+    return c_->Ctl({"node", "remove", "n1"}).exit_code == 0;
+  }));
+  v1::ListNodesResponse nodes;
+  c_->CtlJson({"node", "list"}, &nodes);
+  EXPECT_EQ(nodes.nodes_size(), 0);
+}
+
+}  // namespace
+}  // namespace joule::e2e
