@@ -123,7 +123,8 @@ start_jouled() {
   echo "\$ $BIN/jouled --listen 127.0.0.1:$PORT --data-dir $dir/db --heartbeat-timeout 60s ($TRANSPORT) &"
   # shellcheck disable=SC2046
   "$BIN/jouled" --listen "127.0.0.1:$PORT" --data-dir "$dir/db" \
-    --heartbeat-timeout 60s $(transport_flags server) >"$dir/jouled.log" 2>&1 &
+    --heartbeat-timeout 60s --metrics-listen 127.0.0.1:0 $(transport_flags server) \
+    >"$dir/jouled.log" 2>&1 &
   JOULED_PID=$!
   for _ in $(seq 1 100); do
     # shellcheck disable=SC2046

@@ -342,6 +342,7 @@ void ClusterManager::AddEventLocked(storage::WriteBatch* batch,
   e.set_message(std::move(message));
   batch->Put(storage::kEvents, EventKey(e.seq()), e.SerializeAsString());
   PutCountersLocked(batch);
+  if (options_.on_event) options_.on_event(e.kind());
 }
 
 void ClusterManager::CommitBilled(
@@ -2223,6 +2224,7 @@ void ClusterManager::LoopThread() {
       const absl::Time round_start = absl::Now();
       ScheduleOnce();
       last_round_duration = absl::Now() - round_start;
+      if (options_.on_round) options_.on_round("schedule", last_round_duration);
       last_schedule = now;
     }
     // Power control on a report that shows a domain over cap, or every
@@ -2230,7 +2232,11 @@ void ClusterManager::LoopThread() {
     // (nothing left to throttle) does not keep the lock busy.
     if ((power && now - last_power >= absl::Milliseconds(100)) ||
         now - last_power > absl::Milliseconds(250)) {
+      const absl::Time power_start = absl::Now();
       ControlPowerOnce();
+      if (options_.on_round) {
+        options_.on_round("power", absl::Now() - power_start);
+      }
       last_power = now;
     }
     if (now - last_liveness > absl::Milliseconds(250)) {

@@ -58,6 +58,11 @@ struct ClusterManagerOptions {
   ContractedGpusFn contracted_gpus;  // optional
   scheduler::PolicyConfig policy;
   scheduler::PowerControlConfig power;
+  // Optional observers (metrics): an event of `kind` was recorded; a loop
+  // round ("schedule" or "power") took `took`. Called with mu_ held or from
+  // the loop thread; they must not block or call back.
+  std::function<void(const std::string& kind)> on_event;
+  std::function<void(const char* round, absl::Duration took)> on_round;
 };
 
 // The in-memory state of the cluster (layer 2 of the scheduler module):

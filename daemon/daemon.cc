@@ -22,6 +22,7 @@ struct Daemon::Parts {
   std::unique_ptr<Gate> gate;
   std::unique_ptr<BillingParts> billing;
   std::unique_ptr<AuthServiceImpl> auth;
+  std::unique_ptr<MetricsServer> metrics_server;
   std::unique_ptr<AgentServiceImpl> agent;
   std::unique_ptr<JobServiceImpl> jobs;
   std::unique_ptr<AdminServiceImpl> admin;
@@ -82,7 +83,15 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   auto store = storage::RocksDbStore::Open(so);
   if (!store.ok()) return store.status();
   d->store_ = std::move(*store);
-  d->audited_store_ = std::make_unique<auth::AuditingStore>(d->store_.get());
+  d->metrics_ = std::make_unique<metrics::Registry>();
+  d->metrics_->AddCollector([](metrics::Exposition* e) {
+    e->Family("joule_build_info", "gauge", "jouled's version (value 1).");
+    e->Sample("joule_build_info", {{"version", JOULE_VERSION}}, 1);
+  });
+  d->timed_store_ =
+      std::make_unique<TimedStore>(d->store_.get(), d->metrics_.get());
+  d->audited_store_ =
+      std::make_unique<auth::AuditingStore>(d->timed_store_.get());
   d->parts_ = std::make_unique<Parts>();
   d->audit_ = std::make_unique<auth::AuditLog>(d->store_.get(), options.clock);
   d->tokens_ = std::make_unique<auth::TokenBook>(auth::TokenBookOptions{
@@ -103,6 +112,20 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   ClusterManagerOptions mo;
   mo.config = options.config;
   mo.store = d->audited_store_.get();
+  metrics::Registry* reg = d->metrics_.get();
+  mo.on_event = [reg](const std::string& kind) {
+    reg->GetCounter("joule_events_total",
+                    "Events recorded, by kind (throttle, restore, preempt, "
+                    "cap, node, job, ...).",
+                    {{"kind", kind}})
+        ->Inc();
+  };
+  mo.on_round = [reg](const char* round, absl::Duration took) {
+    reg->GetHistogram("joule_loop_round_seconds",
+                      "Duration of scheduling and power-control rounds.",
+                      {{"round", round}})
+        ->Observe(absl::ToDoubleSeconds(took));
+  };
   mo.clock = options.clock;
   mo.heartbeat_timeout = options.heartbeat_timeout;
   mo.report_interval = options.report_interval;
@@ -110,8 +133,9 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   // billing's attempt sink and contracts. BillingParts breaks the cycle with
   // a late-bound directory.
   d->parts_->pool = std::make_unique<WorkerPool>(32);
-  d->parts_->gate = std::make_unique<Gate>(
-      d->tokens_.get(), d->audit_.get(), d->parts_->pool.get());
+  d->parts_->gate =
+      std::make_unique<Gate>(d->tokens_.get(), d->audit_.get(),
+                             d->parts_->pool.get(), d->metrics_.get());
   d->parts_->billing = std::make_unique<BillingParts>(
       d->audited_store_.get(), options.clock, d->parts_->gate.get());
   mo.attempts = d->parts_->billing->attempt_sink();
@@ -148,6 +172,14 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.listen));
   }
+  if (!options.metrics_listen.empty()) {
+    ClusterManager* m = d->manager_.get();
+    d->metrics_->AddCollector(
+        [m](metrics::Exposition* e) { CollectClusterMetrics(m, e); });
+    auto ms = MetricsServer::Start(options.metrics_listen, d->metrics_.get());
+    if (!ms.ok()) return ms.status();
+    d->parts_->metrics_server = std::move(*ms);
+  }
   d->manager_->Start();
   return d;
 }
@@ -160,6 +192,7 @@ void Daemon::Shutdown() {
     if (shut_down_) return;
     shut_down_ = true;
   }
+  if (parts_ && parts_->metrics_server) parts_->metrics_server->Stop();
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::seconds(2));
@@ -168,6 +201,10 @@ void Daemon::Shutdown() {
   if (parts_) parts_->pool.reset();
   if (manager_) manager_->Stop();
   if (store_) store_->Close().IgnoreError();
+}
+
+int Daemon::metrics_port() const {
+  return parts_ && parts_->metrics_server ? parts_->metrics_server->port() : 0;
 }
 
 void Daemon::Wait() {

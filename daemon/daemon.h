@@ -8,6 +8,8 @@
 #include "common/clock.h"
 #include "config/cluster_config.h"
 #include "daemon/cluster_manager.h"
+#include "daemon/metrics_server.h"
+#include "metrics/registry.h"
 #include "grpcpp/grpcpp.h"
 #include "auth/audit.h"
 #include "auth/tokens.h"
@@ -28,6 +30,9 @@ struct DaemonOptions {
   // listen address that is not loopback). Exactly one of the two is set.
   std::optional<TlsOptions> tls;
   bool insecure = false;
+  // Prometheus metrics over HTTP (loopback only); empty: off. Port 0 picks
+  // a free one (metrics_port()).
+  std::string metrics_listen = "127.0.0.1:9464";
   std::string data_dir = "./joule-data";
   config::ClusterConfig config = config::DefaultClusterConfig();
   absl::Duration heartbeat_timeout = absl::Seconds(5);
@@ -52,6 +57,7 @@ class Daemon {
   // Blocks until the server has shut down.
   void Wait();
   int port() const { return port_; }
+  int metrics_port() const;
   ClusterManager* manager() { return manager_.get(); }
 
  private:
@@ -59,6 +65,8 @@ class Daemon {
   Daemon() = default;
 
   std::unique_ptr<storage::RocksDbStore> store_;
+  std::unique_ptr<metrics::Registry> metrics_;
+  std::unique_ptr<TimedStore> timed_store_;
   // Every part writes through this (audit records join the call's batch).
   std::unique_ptr<auth::AuditingStore> audited_store_;
   std::unique_ptr<auth::TokenBook> tokens_;

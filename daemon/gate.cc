@@ -7,6 +7,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "common/status_macros.h"
 #include "daemon/status_convert.h"
 
@@ -133,18 +134,38 @@ v1::AuditRecord Gate::RecordFor(const grpc::CallbackServerContext* ctx,
   return rec;
 }
 
+void Gate::Observe(absl::string_view method, absl::Time start,
+                   const absl::Status& status) const {
+  if (registry_ == nullptr) return;
+  const std::string m(method.substr(1));
+  registry_
+      ->GetHistogram("joule_rpc_duration_seconds",
+                     "Time to answer a gRPC call, by method.", {{"method", m}})
+      ->Observe(absl::ToDoubleSeconds(absl::Now() - start));
+  registry_
+      ->GetCounter(
+          "joule_rpc_requests_total",
+          "gRPC calls answered, by method and status code.",
+          {{"method", m}, {"code", absl::StatusCodeToString(status.code())}})
+      ->Inc();
+}
+
 grpc::ServerUnaryReactor* Gate::Now(grpc::CallbackServerContext* ctx,
                                     absl::string_view method,
                                     const Work& work) {
+  const absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   auto caller = Admit(ctx, method);
-  reactor->Finish(ToGrpcStatus(caller.ok() ? work(*caller) : caller.status()));
+  const absl::Status s = caller.ok() ? work(*caller) : caller.status();
+  Observe(method, start, s);
+  reactor->Finish(ToGrpcStatus(s));
   return reactor;
 }
 
 grpc::ServerUnaryReactor* Gate::Later(grpc::CallbackServerContext* ctx,
                                       absl::string_view method,
                                       std::string target, Work work) {
+  const absl::Time start = absl::Now();
   grpc::ServerUnaryReactor* reactor = ctx->DefaultReactor();
   const auth::MethodRule* rule = auth::FindRule(method);
   const bool audited = rule != nullptr && rule->mutating;
@@ -153,13 +174,15 @@ grpc::ServerUnaryReactor* Gate::Later(grpc::CallbackServerContext* ctx,
   // principal, and would let anyone fill the log); every other refusal is.
   v1::AuditRecord rec =
       RecordFor(ctx, method, target, caller.ok() ? &*caller : nullptr);
-  pool_->Post([this, reactor, audited, caller = std::move(caller),
-               rec = std::move(rec), work = std::move(work)]() mutable {
+  pool_->Post([this, reactor, audited, start, method = std::string(method),
+               caller = std::move(caller), rec = std::move(rec),
+               work = std::move(work)]() mutable {
     if (!caller.ok()) {
       if (audited && rec.principal() != "anonymous") {
         rec.set_outcome(auth::OutcomeText(caller.status()));
         audit_->Write(rec).IgnoreError();
       }
+      Observe(method, start, caller.status());
       reactor->Finish(ToGrpcStatus(caller.status()));
       return;
     }
@@ -171,6 +194,7 @@ grpc::ServerUnaryReactor* Gate::Later(grpc::CallbackServerContext* ctx,
     } else {
       s = work(*caller);
     }
+    Observe(method, start, s);
     reactor->Finish(ToGrpcStatus(s));
   });
   return reactor;

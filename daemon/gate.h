@@ -10,6 +10,7 @@
 #include "auth/tokens.h"
 #include "daemon/worker_pool.h"
 #include "grpcpp/grpcpp.h"
+#include "metrics/registry.h"
 
 namespace joule::daemon {
 
@@ -40,8 +41,11 @@ struct Caller {
 // Thread-safe: holds only pointers to thread-safe parts.
 class Gate {
  public:
-  Gate(auth::TokenBook* tokens, auth::AuditLog* audit, WorkerPool* pool)
-      : tokens_(tokens), audit_(audit), pool_(pool) {}
+  // `registry` (optional) gets joule_rpc_duration_seconds{method} and
+  // joule_rpc_requests_total{method,code}.
+  Gate(auth::TokenBook* tokens, auth::AuditLog* audit, WorkerPool* pool,
+       metrics::Registry* registry = nullptr)
+      : tokens_(tokens), audit_(audit), pool_(pool), registry_(registry) {}
 
   // UNAUTHENTICATED without valid credentials; PERMISSION_DENIED (naming
   // the method and the role) when the table denies the call.
@@ -68,9 +72,14 @@ class Gate {
                             absl::string_view method, const std::string& target,
                             const Caller* caller) const;
 
+  // Counts and times one finished call.
+  void Observe(absl::string_view method, absl::Time start,
+               const absl::Status& status) const;
+
   auth::TokenBook* const tokens_;
   auth::AuditLog* const audit_;
   WorkerPool* const pool_;
+  metrics::Registry* const registry_;
 };
 
 // The node name of a verified agent certificate in `ctx` (its CN, which

@@ -34,6 +34,10 @@ int main(int argc, char** argv) {
                  "the CA that signs agent certificates (PEM)");
   app.add_flag("--insecure", insecure,
                "plaintext gRPC (loopback listen addresses only)");
+  std::string metrics_listen = "127.0.0.1:9464";
+  app.add_option("--metrics-listen", metrics_listen,
+                 "HOST:PORT for Prometheus metrics over HTTP (loopback only; "
+                 "empty: off)");
   CLI11_PARSE(app, argc, argv);
 
   joule::daemon::DaemonOptions options;
@@ -50,6 +54,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   options.insecure = insecure;
+  options.metrics_listen = metrics_listen;
   if (!tls_cert.empty() || !tls_key.empty() || !tls_ca.empty()) {
     if (insecure || tls_cert.empty() || tls_key.empty() || tls_ca.empty()) {
       fprintf(stderr,
@@ -100,6 +105,11 @@ int main(int argc, char** argv) {
   fprintf(stderr, "jouled: serving on %s (port %d, %s), data in %s\n",
           listen.c_str(), (*daemon)->port(),
           insecure ? "plaintext" : "TLS", data_dir.c_str());
+  if ((*daemon)->metrics_port() > 0) {
+    fprintf(stderr, "jouled: metrics on http://%s:%d/metrics\n",
+            metrics_listen.substr(0, metrics_listen.rfind(':')).c_str(),
+            (*daemon)->metrics_port());
+  }
   std::thread signals([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);

@@ -39,6 +39,7 @@ bash scripts/dev-pki.sh "$PKI" gpu-01 gpu-02 gpu-03 gpu-04
 step "starting jouled on 127.0.0.1:$PORT over TLS (data in $DATA/db)"
 "$BIN/jouled" --listen "127.0.0.1:$PORT" --data-dir "$DATA/db" \
   --tls-cert "$PKI/server.crt" --tls-key "$PKI/server.key" --tls-ca "$PKI/ca.crt" \
+  --metrics-listen "127.0.0.1:${JOULE_DEMO_METRICS_PORT:-9464}" \
   --config examples/demo-cluster.conf --report-interval 500ms \
   --heartbeat-timeout 3s >"$DATA/jouled.log" 2>&1 &
 PIDS+=($!)
@@ -47,7 +48,7 @@ for i in $(seq 1 100); do
     "$BIN/joulectl" --token-file "$DATA/db/operator.token" tenant list >/dev/null 2>&1 && break
   sleep 0.1
 done
-grep "operator token" "$DATA/jouled.log" | sed "s|$PWD/||"
+grep -E "operator token|metrics on" "$DATA/jouled.log" | sed "s|$PWD/||"
 ctl whoami
 
 step "starting 4 simulated agents (8 x H100 each)"

@@ -7,7 +7,7 @@ PACKAGES=(
   build-essential cmake pkg-config ninja-build
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev librocksdb-dev libgtest-dev libgmock-dev libbenchmark-dev
-  libcli11-dev python3 libssl-dev openssl
+  libcli11-dev python3 libssl-dev openssl libcpp-httplib-dev prometheus
 )
 
 missing=()

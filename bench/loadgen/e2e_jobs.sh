@@ -21,7 +21,7 @@ bash scripts/dev-pki.sh "$DIR/pki" bench-1 bench-2 bench-3 bench-4 >/dev/null 2>
 export JOULE_CA="$DIR/pki/ca.crt"
 "$BIN/jouled" --listen "$JOULE_SERVER" --data-dir "$DIR/db" \
   --tls-cert "$DIR/pki/server.crt" --tls-key "$DIR/pki/server.key" --tls-ca "$DIR/pki/ca.crt" \
-  >"$DIR/jouled.log" 2>&1 &
+  --metrics-listen 127.0.0.1:0 >"$DIR/jouled.log" 2>&1 &
 PIDS+=($!)
 export JOULE_TOKEN_FILE="$DIR/db/operator.token"
 for i in $(seq 1 100); do

@@ -129,6 +129,7 @@ Cluster::Cluster(Options options) : options_(std::move(options)) {
       std::filesystem::temp_directory_path() / "joule-e2e-XXXXXX";
   dir_ = mkdtemp(tmpl.data());
   port_ = FreePort();
+  metrics_port_ = FreePort();
   if (!options_.insecure) MakeNodeCert("");
 }
 
@@ -166,7 +167,9 @@ void Cluster::StartDaemon() {
                                    "--heartbeat-timeout",
                                    options_.heartbeat_timeout,
                                    "--report-interval",
-                                   options_.report_interval};
+                                   options_.report_interval,
+                                   "--metrics-listen",
+                                   absl::StrCat("127.0.0.1:", metrics_port_)};
   if (!options_.config_text.empty()) {
     WriteFile(dir_ + "/cluster.conf", options_.config_text);
     argv.push_back("--config");

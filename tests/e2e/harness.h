@@ -101,11 +101,14 @@ class Cluster {
   const std::string& dir() const { return dir_; }
   std::string server() const;
   int port() const { return port_; }
+  // jouled's Prometheus endpoint (HTTP, loopback).
+  int metrics_port() const { return metrics_port_; }
 
  private:
   Options options_;
   std::string dir_;
   int port_ = 0;
+  int metrics_port_ = 0;
   int daemon_starts_ = 0;
   std::unique_ptr<Process> daemon_;
   std::map<std::string, std::unique_ptr<Process>> agents_;
