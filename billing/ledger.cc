@@ -1,6 +1,7 @@
 #include "billing/ledger.h"
 
 #include <algorithm>
+#include <array>
 #include <tuple>
 #include <utility>
 
@@ -9,6 +10,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "billing/strings.h"
 #include "common/proto_time.h"
@@ -61,16 +63,25 @@ bool IsUnset(const google::protobuf::Timestamp& ts) {
   return ts.seconds() == 0 && ts.nanos() == 0;
 }
 
-std::string GpuKey(std::string_view model, v1::ServiceClass cls) {
-  return Cat(model, kSep, static_cast<int>(cls));
+// Rate keys: the card's tenant (empty: list price), then the item.
+std::string GpuKey(std::string_view tenant, std::string_view model,
+                   v1::ServiceClass cls) {
+  return Cat(tenant, kSep, model, kSep, static_cast<int>(cls));
+}
+std::string InfKey(std::string_view tenant, std::string_view model) {
+  return Cat(tenant, kSep, model);
 }
 std::string VersionKey(uint64_t v) {
   std::string s(20, '0');  // zero-padded: keys sort by version
   for (int i = 19; i >= 0 && v > 0; --i, v /= 10) s[i] = '0' + v % 10;
   return s;
 }
-std::string UsageKey(std::string_view tenant, std::string_view key) {
-  return Cat(tenant, kSep, key);
+// Idempotency scope: (tenant, source principal). Keys stored before the
+// source existed (`tenant \0 key`) are migrated by Load to source
+// "operator".
+std::string UsageKey(std::string_view tenant, std::string_view source,
+                     std::string_view key) {
+  return Cat(tenant, kSep, source, kSep, key);
 }
 std::string AggKey(std::string_view tenant, std::string_view booking,
                    std::string_view origin, std::string_view model,
@@ -103,15 +114,32 @@ absl::Status DataLoss(std::string_view table, std::string_view key) {
 // Parses price tiers of one direction.
 absl::StatusOr<std::vector<Tier>> ParseTiers(
     const google::protobuf::RepeatedPtrField<v1::PriceTier>& tiers,
-    std::string_view field) {
+    std::string_view field, bool new_price = false) {
   std::vector<Tier> out;
   for (int i = 0; i < tiers.size(); ++i) {
-    ASSIGN_OR_RETURN(
-        Money m, ParseDecimal(tiers[i].price(), Cat(field, "[", i, "].price")));
+    const std::string f = Cat(field, "[", i, "].price");
+    ASSIGN_OR_RETURN(Money m, new_price ? ParsePrice(tiers[i].price(), f)
+                                        : ParseDecimal(tiers[i].price(), f));
     out.push_back({tiers[i].from_tokens(), m.micros()});
   }
   RETURN_IF_ERROR(ValidateTiers(out, field));
   return out;
+}
+
+int64_t MaxTierRate(const std::vector<Tier>& tiers) {
+  int64_t m = 0;
+  for (const Tier& t : tiers) m = std::max(m, t.rate_micros);
+  return m;
+}
+
+// Upper bound of the inference amount of one (tenant, month, model) in
+// micro-dollars: in x max_in / 1M + out x max_out / 1M + requests x max_req.
+__int128 InferenceBound(uint64_t in, uint64_t out, uint64_t requests,
+                        int64_t max_in, int64_t max_out, int64_t max_req) {
+  return (static_cast<__int128>(in) * max_in +
+          static_cast<__int128>(out) * max_out) /
+             kTokensPerPriceUnit +
+         static_cast<__int128>(requests) * max_req;
 }
 
 bool SamePayload(const v1::UsageEvent& a, const v1::UsageEvent& b) {
@@ -133,8 +161,8 @@ bool SamePayload(const UsageRecord& a, const v1::UsageEvent& b) {
 absl::Status AlreadyUsed(size_t i, std::string_view key) {
   return absl::AlreadyExistsError(Cat(
       "events[", i, "].idempotency_key: \"", key,
-      "\" was already used by this tenant with a different payload; nothing "
-      "of the batch was recorded"));
+      "\" was already used by this tenant and source with a different "
+      "payload; nothing of the batch was recorded"));
 }
 
 // ------------------------------------------------------ statement lines ----
@@ -147,6 +175,7 @@ struct LineKey {
   std::string adjustment_for;
   std::string detail;
   int64_t unit_price_micros = 0;  // -1: no price in effect
+  std::string rate_card;          // list, tenant, contract
   friend auto operator<=>(const LineKey&, const LineKey&) = default;
 };
 
@@ -166,10 +195,11 @@ class Lines {
               std::string_view adjustment_for, std::string_view detail,
               int64_t unit_price_micros, std::string_view unit,
               int64_t quantity_den, int quantity_places, int64_t amount_den,
-              bool informational = false) {
+              bool informational = false, std::string_view rate_card = "") {
     LineKey key{PricingOrder(pricing_model), std::string(pricing_model),
                 std::string(item),           std::string(adjustment_for),
-                std::string(detail),         unit_price_micros};
+                std::string(detail),         unit_price_micros,
+                std::string(rate_card)};
     auto [it, inserted] = lines_.try_emplace(std::move(key));
     if (inserted) {
       it->second.unit = std::string(unit);
@@ -181,11 +211,22 @@ class Lines {
     return it->second;
   }
 
-  // Rounds every line once and fills lines, subtotals and total.
+  // Rounds every line once and fills lines, subtotals and total. An
+  // overflow names the tenant and the line.
   absl::Status Emit(v1::Statement* st) const {
     int64_t total = 0;
     for (const auto& [key, acc] : lines_) {
       if (acc.quantity == 0 && acc.amount.numerator() == 0) continue;
+      auto overflow = [&](const absl::Status& s) {
+        return absl::OutOfRangeError(
+            Cat("statement of tenant \"", st->tenant(), "\" for ",
+                st->period(), ", line ", key.pricing_model, " / ", key.item,
+                " / ", key.detail,
+                key.adjustment_for.empty()
+                    ? std::string()
+                    : Cat(" (adjustment for ", key.adjustment_for, ")"),
+                ": ", s.message()));
+      };
       v1::StatementLine* line = st->add_lines();
       line->set_pricing_model(key.pricing_model);
       line->set_item(key.item);
@@ -195,22 +236,25 @@ class Lines {
           FormatRatio(acc.quantity, acc.quantity_den, acc.quantity_places));
       line->set_unit(acc.unit);
       line->set_informational(acc.informational);
+      line->set_rate_card(key.rate_card);
       if (acc.informational) continue;
       if (key.unit_price_micros >= 0) {
         line->set_unit_price(FormatMicros(key.unit_price_micros));
       }
-      ASSIGN_OR_RETURN(int64_t cents, acc.amount.ToCents());
-      line->set_amount_cents(cents);
+      absl::StatusOr<int64_t> cents = acc.amount.ToCents();
+      if (!cents.ok()) return overflow(cents.status());
+      line->set_amount_cents(*cents);
       int64_t& sub = (*st->mutable_subtotal_cents())[key.pricing_model];
-      if (__builtin_add_overflow(sub, cents, &sub) ||
-          __builtin_add_overflow(total, cents, &total)) {
-        return absl::OutOfRangeError("statement total overflows int64 cents");
-      }
+      absl::StatusOr<int64_t> new_sub = CheckedAdd(sub, *cents);
+      absl::StatusOr<int64_t> new_total = CheckedAdd(total, *cents);
+      if (!new_sub.ok()) return overflow(new_sub.status());
+      if (!new_total.ok()) return overflow(new_total.status());
+      sub = *new_sub;
+      total = *new_total;
     }
     st->set_total_cents(total);
     return absl::OkStatus();
   }
-
  private:
   std::map<LineKey, LineAcc> lines_;
 };
@@ -248,39 +292,54 @@ Period Ledger::BookingPeriodLocked(Period origin) const {
 }
 
 const Ledger::InferenceRate* Ledger::InferenceRateAtLocked(
-    const std::string& model, absl::Time t) const {
-  auto it = inference_rates_.find(model);
-  if (it == inference_rates_.end()) return nullptr;
-  const std::vector<InferenceRate>& v = it->second;
-  for (auto r = v.rbegin(); r != v.rend(); ++r) {
-    if (r->from <= t) return &*r;
+    std::string_view tenant, const std::string& model, absl::Time t) const {
+  auto at = [&](std::string_view card) -> const InferenceRate* {
+    auto it = inference_rates_.find(InfKey(card, model));
+    if (it == inference_rates_.end()) return nullptr;
+    for (auto r = it->second.rbegin(); r != it->second.rend(); ++r) {
+      if (r->from <= t) return &*r;
+    }
+    return nullptr;
+  };
+  // The tenant's card wins once one of its versions is in effect.
+  if (!tenant.empty()) {
+    if (const InferenceRate* r = at(tenant)) return r;
   }
-  return nullptr;
+  return at("");
 }
 
-std::optional<int64_t> Ledger::GpuRateAtLocked(std::string_view model,
-                                               v1::ServiceClass cls,
-                                               int64_t t) const {
-  auto it = gpu_rates_.find(GpuKey(model, cls));
-  if (it == gpu_rates_.end()) return std::nullopt;
-  for (auto r = it->second.rbegin(); r != it->second.rend(); ++r) {
-    if (r->from <= t) return r->rate_micros;
+std::optional<Ledger::RateAt> Ledger::GpuRateAtLocked(std::string_view tenant,
+                                                      std::string_view model,
+                                                      v1::ServiceClass cls,
+                                                      int64_t t) const {
+  for (std::string_view card : {tenant, std::string_view()}) {
+    auto it = gpu_rates_.find(GpuKey(card, model, cls));
+    if (it != gpu_rates_.end()) {
+      for (auto r = it->second.rbegin(); r != it->second.rend(); ++r) {
+        if (r->from <= t) return RateAt{r->rate_micros, !card.empty()};
+      }
+    }
+    if (card.empty()) break;
   }
   return std::nullopt;
 }
 
-std::vector<int64_t> Ledger::GpuRateChangesLocked(std::string_view model,
+std::vector<int64_t> Ledger::GpuRateChangesLocked(std::string_view tenant,
+                                                  std::string_view model,
                                                   v1::ServiceClass cls) const {
   std::vector<int64_t> out;
-  auto it = gpu_rates_.find(GpuKey(model, cls));
-  if (it == gpu_rates_.end()) return out;
-  for (const GpuRate& r : it->second) out.push_back(r.from);
+  for (std::string_view card : {tenant, std::string_view()}) {
+    auto it = gpu_rates_.find(GpuKey(card, model, cls));
+    if (it != gpu_rates_.end()) {
+      for (const GpuRate& r : it->second) out.push_back(r.from);
+    }
+    if (card.empty()) break;
+  }
   return out;
 }
 
-std::optional<int64_t> Ledger::OverageRateAtLocked(std::string_view tenant,
-                                                   std::string_view model,
-                                                   int64_t t) const {
+std::optional<Ledger::RateAt> Ledger::OverageRateAtLocked(
+    std::string_view tenant, std::string_view model, int64_t t) const {
   // The active contract that started last (ties: the higher id) decides.
   const ContractState* best = nullptr;
   for (const auto& [id, c] : contracts_) {
@@ -291,9 +350,9 @@ std::optional<int64_t> Ledger::OverageRateAtLocked(std::string_view tenant,
     }
   }
   if (best != nullptr && best->overage_micros.has_value()) {
-    return best->overage_micros;
+    return RateAt{*best->overage_micros, false};
   }
-  return GpuRateAtLocked(model, v1::SERVICE_CLASS_ON_DEMAND, t);
+  return GpuRateAtLocked(tenant, model, v1::SERVICE_CLASS_ON_DEMAND, t);
 }
 
 // -------------------------------------------------------------- prices ----
@@ -305,7 +364,7 @@ absl::Status Ledger::ApplyPriceLocked(const v1::Price& p) {
   if (p.has_gpu_hour()) {
     ASSIGN_OR_RETURN(
         Money m, ParseDecimal(p.gpu_hour().price(), "price.gpu_hour.price"));
-    auto& v = gpu_rates_[GpuKey(p.gpu_hour().gpu_model(),
+    auto& v = gpu_rates_[GpuKey(p.tenant(), p.gpu_hour().gpu_model(),
                                 p.gpu_hour().service_class())];
     v.push_back({absl::ToUnixSeconds(from), p.version(), m.micros()});
     std::sort(v.begin(), v.end(), [](const GpuRate& a, const GpuRate& b) {
@@ -314,6 +373,7 @@ absl::Status Ledger::ApplyPriceLocked(const v1::Price& p) {
   } else if (p.has_inference()) {
     const v1::InferencePrice& ip = p.inference();
     InferenceRate r;
+    r.tenant = p.tenant();
     r.from = from;
     r.version = p.version();
     ASSIGN_OR_RETURN(r.input, ParseTiers(ip.input(), "price.inference.input"));
@@ -324,14 +384,70 @@ absl::Status Ledger::ApplyPriceLocked(const v1::Price& p) {
                                              "price.inference.per_request"));
       r.per_request_micros = m.micros();
     }
-    auto& v = inference_rates_[ip.model()];
+    const std::string key = InfKey(p.tenant(), ip.model());
+    MaxRates& mx = max_rates_[key];
+    mx.input = std::max(mx.input, MaxTierRate(r.input));
+    mx.output = std::max(mx.output, MaxTierRate(r.output));
+    mx.request = std::max(mx.request, r.per_request_micros.value_or(0));
+    inference_models_.insert(ip.model());
+    auto& v = inference_rates_[key];
     v.push_back(std::move(r));
     std::sort(
         v.begin(), v.end(), [](const InferenceRate& a, const InferenceRate& b) {
           return std::tie(a.from, a.version) < std::tie(b.from, b.version);
         });
     for (size_t i = 0; i < v.size(); ++i) {
-      inference_by_version_[v[i].version] = {ip.model(), i};
+      inference_by_version_[v[i].version] = {key, i};
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Ledger::CheckGpuModelLocked(std::string_view model,
+                                         std::string_view field) const {
+  if (gpu_catalogue_.empty() ||
+      std::find(gpu_catalogue_.begin(), gpu_catalogue_.end(), model) !=
+          gpu_catalogue_.end()) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      Cat(field, ": unknown GPU model \"", model, "\"; the cluster knows ",
+          absl::StrJoin(gpu_catalogue_, ", ")));
+}
+
+void Ledger::SetGpuCatalogue(std::vector<std::string> models) {
+  absl::MutexLock lock(&mu_);
+  gpu_catalogue_ = std::move(models);
+}
+
+absl::Status Ledger::CheckLineBoundsLocked(std::string_view card_tenant,
+                                           std::string_view model,
+                                           const MaxRates& candidate) const {
+  // Per (tenant, month) of this model: tokens in, out and requests.
+  std::map<std::pair<std::string, std::string>, std::array<uint64_t, 3>> use;
+  for (const auto& [key, n] : monthly_tokens_) {
+    std::vector<std::string> parts =
+        absl::StrSplit(absl::string_view(key), absl::string_view("\0", 1));
+    if (parts.size() != 4 || parts[1] != model) continue;
+    if (!card_tenant.empty() && parts[0] != card_tenant) continue;
+    const int dir = parts[3] == "in" ? 0 : parts[3] == "out" ? 1 : 2;
+    use[{parts[0], parts[2]}][dir] = n;
+  }
+  for (const auto& [tm, n] : use) {
+    MaxRates m = candidate;
+    for (std::string_view card : {std::string_view(), std::string_view(tm.first)}) {
+      auto it = max_rates_.find(InfKey(card, model));
+      if (it == max_rates_.end()) continue;
+      m.input = std::max(m.input, it->second.input);
+      m.output = std::max(m.output, it->second.output);
+      m.request = std::max(m.request, it->second.request);
+    }
+    if (InferenceBound(n[0], n[1], n[2], m.input, m.output, m.request) >
+        kMaxLineMicros) {
+      return absl::InvalidArgumentError(
+          Cat("price: at this price the usage of tenant \"", tm.first,
+              "\" for model \"", model, "\" in ", tm.second,
+              " would exceed the largest statement line ($10^12)"));
     }
   }
   return absl::OkStatus();
@@ -342,6 +458,12 @@ absl::StatusOr<v1::Price> Ledger::SetPrice(const v1::Price& price) {
   const absl::Time now = clock_->Now();
   v1::Price p = price;
   bool has_history = false;
+  if (!p.tenant().empty() && !tenants_->Exists(p.tenant())) {
+    return absl::InvalidArgumentError(
+        Cat("price.tenant: unknown tenant \"", p.tenant(), "\""));
+  }
+  MaxRates new_max;
+  std::string item;
   switch (p.kind_case()) {
     case v1::Price::kGpuHour: {
       const v1::GpuHourPrice& g = p.gpu_hour();
@@ -349,15 +471,17 @@ absl::StatusOr<v1::Price> Ledger::SetPrice(const v1::Price& price) {
         return absl::InvalidArgumentError(
             "price.gpu_hour.gpu_model: must not be empty");
       }
+      RETURN_IF_ERROR(
+          CheckGpuModelLocked(g.gpu_model(), "price.gpu_hour.gpu_model"));
       if (g.service_class() != v1::SERVICE_CLASS_ON_DEMAND &&
           g.service_class() != v1::SERVICE_CLASS_SPOT) {
         return absl::InvalidArgumentError(
             "price.gpu_hour.service_class: must be on-demand or spot "
             "(reserved rates come from contracts)");
       }
-      RETURN_IF_ERROR(ParseDecimal(g.price(), "price.gpu_hour.price").status());
-      has_history =
-          gpu_rates_.contains(GpuKey(g.gpu_model(), g.service_class()));
+      RETURN_IF_ERROR(ParsePrice(g.price(), "price.gpu_hour.price").status());
+      has_history = gpu_rates_.contains(
+          GpuKey(p.tenant(), g.gpu_model(), g.service_class()));
       break;
     }
     case v1::Price::kInference: {
@@ -366,15 +490,19 @@ absl::StatusOr<v1::Price> Ledger::SetPrice(const v1::Price& price) {
         return absl::InvalidArgumentError(
             "price.inference.model: must not be empty");
       }
-      RETURN_IF_ERROR(ParseTiers(ip.input(), "price.inference.input").status());
-      RETURN_IF_ERROR(
-          ParseTiers(ip.output(), "price.inference.output").status());
+      ASSIGN_OR_RETURN(std::vector<Tier> in,
+                       ParseTiers(ip.input(), "price.inference.input", true));
+      ASSIGN_OR_RETURN(std::vector<Tier> out,
+                       ParseTiers(ip.output(), "price.inference.output", true));
+      new_max.input = MaxTierRate(in);
+      new_max.output = MaxTierRate(out);
       if (!ip.per_request().empty()) {
-        RETURN_IF_ERROR(
-            ParseDecimal(ip.per_request(), "price.inference.per_request")
-                .status());
+        ASSIGN_OR_RETURN(Money m, ParsePrice(ip.per_request(),
+                                             "price.inference.per_request"));
+        new_max.request = m.micros();
       }
-      has_history = inference_rates_.contains(ip.model());
+      has_history = inference_rates_.contains(InfKey(p.tenant(), ip.model()));
+      RETURN_IF_ERROR(CheckLineBoundsLocked(p.tenant(), ip.model(), new_max));
       break;
     }
     default:
@@ -389,17 +517,75 @@ absl::StatusOr<v1::Price> Ledger::SetPrice(const v1::Price& price) {
       return absl::InvalidArgumentError(
           "price.effective_from: not a valid timestamp");
     }
-    if (has_history && FromProtoTime(p.effective_from()) < now) {
+    const absl::Time from = FromProtoTime(p.effective_from());
+    if (has_history && from < now) {
       return absl::InvalidArgumentError(
           "price.effective_from: must not be in the past; a price change is "
           "never retroactive (only the first price of an item may be "
           "backdated)");
     }
+    // A backdated first price re-rates only open periods (GPU lines are
+    // rated when a statement is computed); never a finalized one.
+    if (from < now && !finalized_.empty() &&
+        from < finalized_.rbegin()->End()) {
+      return absl::InvalidArgumentError(
+          Cat("price.effective_from: would take effect inside finalized "
+              "period ",
+              finalized_.rbegin()->ToString(),
+              "; a first price may be backdated only into open periods"));
+    }
+    // A first rate card of a served model may not be backdated before the
+    // tenant's accepted events of that model (they were rated already).
+    if (from < now && p.has_inference() && !p.tenant().empty()) {
+      for (Period m = Period::Of(from); m <= Period::Of(now); m = m.Next()) {
+        for (std::string_view dir : {"in", "out", "req"}) {
+          auto it = monthly_tokens_.find(MonthlyKey(
+              p.tenant(), p.inference().model(), m.ToString(), dir));
+          if (it != monthly_tokens_.end() && it->second > 0) {
+            return absl::InvalidArgumentError(Cat(
+                "price.effective_from: tenant \"", p.tenant(),
+                "\" already has usage of \"", p.inference().model(), "\" in ",
+                m.ToString(),
+                "; a rate card may not take effect before accepted events"));
+          }
+        }
+      }
+    }
   }
   p.set_version(last_price_version_ + 1);
-  RETURN_IF_ERROR(store_->Put(storage::kPrices, VersionKey(p.version()),
-                              p.SerializeAsString(), {.sync = true}));
+  storage::WriteBatch batch;
+  batch.Put(storage::kPrices, VersionKey(p.version()), p.SerializeAsString());
+  // Future-dated events this version now rates are re-rated in the same
+  // batch (tentatively applied, rolled back if the write fails).
+  const auto saved_prices = prices_;
+  const auto saved_rates = inference_rates_;
+  const auto saved_by_version = inference_by_version_;
+  const auto saved_max = max_rates_;
+  const uint64_t saved_last = last_price_version_;
   RETURN_IF_ERROR(ApplyPriceLocked(p));
+  absl::StatusOr<std::vector<std::pair<std::string, InferenceAggregate>>>
+      rerated = p.has_inference()
+                    ? RerateFutureEventsLocked(p, &batch)
+                    : std::vector<std::pair<std::string, InferenceAggregate>>();
+  absl::Status written =
+      rerated.ok() ? store_->Write(batch, {.sync = true}) : rerated.status();
+  if (!written.ok()) {
+    prices_ = saved_prices;
+    inference_rates_ = saved_rates;
+    inference_by_version_ = saved_by_version;
+    max_rates_ = saved_max;
+    last_price_version_ = saved_last;
+    if (p.has_gpu_hour()) {
+      auto& v = gpu_rates_[GpuKey(p.tenant(), p.gpu_hour().gpu_model(),
+                                  p.gpu_hour().service_class())];
+      v.erase(std::remove_if(
+                  v.begin(), v.end(),
+                  [&](const GpuRate& r) { return r.version == p.version(); }),
+              v.end());
+    }
+    return written;
+  }
+  for (auto& [key, agg] : *rerated) ApplyAggregateLocked(key, std::move(agg));
   return p;
 }
 
@@ -452,6 +638,10 @@ absl::Status Ledger::ApplyContractLocked(const v1::Contract& c) {
                      ParseDecimal(c.overage_rate(), "contract.overage_rate"));
     s.overage_micros = o.micros();
   }
+  // The value as the ledger rounds it, once, for every client to print.
+  ASSIGN_OR_RETURN(int64_t value_cents,
+                   RoundHalfEven(c.value_micros(), kMicrosPerCent));
+  s.proto.set_value_cents(value_cents);
   uint64_t seq = 0;
   if (c.id().size() > 2 && absl::SimpleAtoi(c.id().substr(2), &seq)) {
     last_contract_seq_ = std::max(last_contract_seq_, seq);
@@ -472,6 +662,7 @@ absl::StatusOr<v1::Contract> Ledger::CreateContract(const v1::Contract& c) {
   if (c.gpu_model().empty()) {
     return absl::InvalidArgumentError("contract.gpu_model: must not be empty");
   }
+  RETURN_IF_ERROR(CheckGpuModelLocked(c.gpu_model(), "contract.gpu_model"));
   if (c.gpus() == 0) {
     return absl::InvalidArgumentError("contract.gpus: must be > 0");
   }
@@ -483,10 +674,10 @@ absl::StatusOr<v1::Contract> Ledger::CreateContract(const v1::Contract& c) {
     return absl::InvalidArgumentError(
         "contract.end_date: must be after start_date");
   }
-  ASSIGN_OR_RETURN(Money rate, ParseDecimal(c.rate(), "contract.rate"));
+  ASSIGN_OR_RETURN(Money rate, ParsePrice(c.rate(), "contract.rate"));
   if (!c.overage_rate().empty()) {
     RETURN_IF_ERROR(
-        ParseDecimal(c.overage_rate(), "contract.overage_rate").status());
+        ParsePrice(c.overage_rate(), "contract.overage_rate").status());
   }
   for (Period p = Period::Of(start); p.Start() < end; p = p.Next()) {
     if (finalized_.contains(p)) {
@@ -511,7 +702,7 @@ absl::StatusOr<v1::Contract> Ledger::CreateContract(const v1::Contract& c) {
   RETURN_IF_ERROR(store_->Put(storage::kContracts, out.id(),
                               out.SerializeAsString(), {.sync = true}));
   RETURN_IF_ERROR(ApplyContractLocked(out));
-  return out;
+  return contracts_.at(out.id()).proto;
 }
 
 std::vector<v1::Contract> Ledger::ListContracts(std::string_view tenant) const {
@@ -549,11 +740,113 @@ void Ledger::ApplyAggregateLocked(const std::string& key,
   it->second = std::move(agg);
 }
 
+absl::StatusOr<std::vector<std::pair<std::string, InferenceAggregate>>>
+Ledger::RerateFutureEventsLocked(const v1::Price& p,
+                                 storage::WriteBatch* batch) {
+  const int64_t now = absl::ToUnixSeconds(clock_->Now());
+  const int64_t from = p.effective_from().seconds();
+  absl::node_hash_map<std::string, InferenceAggregate> touched;
+  auto agg_for = [&](const std::string& key) -> InferenceAggregate* {
+    auto [it, inserted] = touched.try_emplace(key);
+    if (inserted) {
+      auto existing = aggs_.find(key);
+      if (existing != aggs_.end()) it->second = existing->second;
+    }
+    return &it->second;
+  };
+  for (auto it = future_events_.begin(); it != future_events_.end();) {
+    if (it->second < now - 1) {
+      it = future_events_.erase(it);  // its time has passed: settled
+      continue;
+    }
+    const std::string& ukey = it->first;
+    const int64_t t = it->second;
+    ++it;
+    if (t < from) continue;
+    ASSIGN_OR_RETURN(std::optional<std::string> stored,
+                     store_->Get(storage::kUsage, ukey));
+    UsageRecord rec;
+    if (!stored.has_value()) continue;
+    if (!rec.ParseFromString(*stored)) return DataLoss(storage::kUsage, ukey);
+    if (rec.model() != p.inference().model() || rec.source().empty() ||
+        (!p.tenant().empty() && rec.tenant() != p.tenant())) {
+      continue;
+    }
+    const InferenceRate* to =
+        InferenceRateAtLocked(rec.tenant(), rec.model(), FromProtoTime(rec.time()));
+    if (to == nullptr || to->version == rec.price_version()) continue;
+    const auto& [old_key, old_index] =
+        inference_by_version_.at(rec.price_version());
+    const InferenceRate& was = inference_rates_.at(old_key)[old_index];
+    // Move the event from the old version's aggregate to the new one's,
+    // on the same place of the month's tiers.
+    struct Move {
+      const std::vector<Tier>* tiers;
+      uint64_t prior;
+      int64_t tokens;
+      google::protobuf::RepeatedField<int64_t>* (InferenceAggregate::*cells)();
+    };
+    auto shift = [&](InferenceAggregate* a, const InferenceRate& r,
+                     int64_t sign) -> absl::Status {
+      Move moves[2] = {
+          {&r.input, rec.input_prior(), rec.input_tokens(),
+           &InferenceAggregate::mutable_input_tier_tokens},
+          {&r.output, rec.output_prior(), rec.output_tokens(),
+           &InferenceAggregate::mutable_output_tier_tokens}};
+      for (Move& m : moves) {
+        auto* cells = (a->*m.cells)();
+        if (cells->size() < static_cast<int>(m.tiers->size())) {
+          cells->Resize(static_cast<int>(m.tiers->size()), 0);
+        }
+        if (m.tiers->empty() || m.tokens == 0) continue;
+        ASSIGN_OR_RETURN(
+            std::vector<TierSlice> slices,
+            ApplyTiers(*m.tiers, m.prior, static_cast<uint64_t>(m.tokens)));
+        for (const TierSlice& sl : slices) {
+          (*cells)[static_cast<int>(sl.tier)] +=
+              sign * static_cast<int64_t>(sl.tokens);
+        }
+      }
+      a->set_input_tokens(a->input_tokens() + sign * rec.input_tokens());
+      a->set_output_tokens(a->output_tokens() + sign * rec.output_tokens());
+      a->set_requests(a->requests() + sign * rec.requests());
+      a->set_events(a->events() + sign);
+      return absl::OkStatus();
+    };
+    InferenceAggregate* old_agg =
+        agg_for(AggKey(rec.tenant(), rec.booking_period(), rec.origin_period(),
+                       rec.model(), rec.price_version()));
+    RETURN_IF_ERROR(shift(old_agg, was, -1));
+    InferenceAggregate* new_agg =
+        agg_for(AggKey(rec.tenant(), rec.booking_period(), rec.origin_period(),
+                       rec.model(), to->version));
+    if (new_agg->tenant().empty()) {
+      new_agg->set_tenant(rec.tenant());
+      new_agg->set_booking_period(rec.booking_period());
+      new_agg->set_origin_period(rec.origin_period());
+      new_agg->set_model(rec.model());
+      new_agg->set_price_version(to->version);
+    }
+    RETURN_IF_ERROR(shift(new_agg, *to, +1));
+    rec.set_price_version(to->version);
+    batch->Put(storage::kUsage, ukey, rec.SerializeAsString());
+  }
+  std::vector<std::pair<std::string, InferenceAggregate>> out;
+  for (auto& [key, agg] : touched) {
+    batch->Put(storage::kUsageAgg, key, agg.SerializeAsString());
+    out.emplace_back(key, std::move(agg));
+  }
+  return out;
+}
+
 absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
-    absl::Span<const v1::UsageEvent> events) {
+    absl::Span<const v1::UsageEvent> events, std::string_view source) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   const absl::Time latest = now + kMaxFutureSkew;
+  if (source.empty()) {
+    return absl::InvalidArgumentError("source: must not be empty");
+  }
 
   // 1. Validate every event; any invalid event rejects the whole batch.
   std::vector<const InferenceRate*> rates(events.size());
@@ -574,13 +867,23 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
       return bad("tenant", Cat("unknown tenant \"", e.tenant(), "\""));
     }
     if (e.model().empty()) return bad("model", "must not be empty");
-    if (!inference_rates_.contains(e.model())) {
+    if (!inference_models_.contains(e.model())) {
       return bad("model", Cat("unknown model \"", e.model(),
                               "\" (no inference price was ever set for it)"));
     }
     if (e.requests() < 0) return bad("requests", "must be >= 0");
     if (e.input_tokens() < 0) return bad("input_tokens", "must be >= 0");
     if (e.output_tokens() < 0) return bad("output_tokens", "must be >= 0");
+    // Per-event bounds (docs/billing.md, "Bounds").
+    if (e.requests() > kMaxEventQuantity) {
+      return bad("requests", "must be <= 1000000000000 per event");
+    }
+    if (e.input_tokens() > kMaxEventQuantity) {
+      return bad("input_tokens", "must be <= 1000000000000 per event");
+    }
+    if (e.output_tokens() > kMaxEventQuantity) {
+      return bad("output_tokens", "must be <= 1000000000000 per event");
+    }
     if (!e.has_time() || IsUnset(e.time())) return bad("time", "required");
     if (e.time().nanos() < 0 || e.time().nanos() > 999'999'999 ||
         e.time().seconds() < 0) {
@@ -590,7 +893,7 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
     if (t > latest) {
       return bad("time", "more than 5 minutes in the future");
     }
-    rates[i] = InferenceRateAtLocked(e.model(), t);
+    rates[i] = InferenceRateAtLocked(e.tenant(), e.model(), t);
     if (rates[i] == nullptr) {
       return bad("time", Cat("no price for model \"", e.model(),
                              "\" was in effect at that time"));
@@ -618,6 +921,8 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
     InferenceAggregate* agg = nullptr;
     uint64_t* in = nullptr;
     uint64_t* out = nullptr;
+    uint64_t* req = nullptr;
+    MaxRates max;  // highest rates of the list price and the tenant's card
   };
   using SlotKey =
       std::tuple<absl::string_view, absl::string_view, int, uint64_t>;
@@ -632,6 +937,7 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
     return &it->second;
   };
 
+  std::vector<std::pair<std::string, int64_t>> future_keys;
   UsageRecord rec;
   for (size_t i = 0; i < events.size(); ++i) {
     const v1::UsageEvent& e = events[i];
@@ -646,7 +952,7 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
       resp.set_duplicates(resp.duplicates() + 1);
       continue;
     }
-    std::string ukey = UsageKey(e.tenant(), e.idempotency_key());
+    std::string ukey = UsageKey(e.tenant(), source, e.idempotency_key());
     uint64_t h = absl::Hash<std::string_view>{}(ukey);
     if (usage_key_hashes_.contains(h)) {
       ASSIGN_OR_RETURN(std::optional<std::string> stored,
@@ -698,7 +1004,18 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
       cur.agg = &a_it->second;
       cur.in = counter(MonthlyKey(e.tenant(), e.model(), origin_s, "in"));
       cur.out = counter(MonthlyKey(e.tenant(), e.model(), origin_s, "out"));
+      cur.req = counter(MonthlyKey(e.tenant(), e.model(), origin_s, "req"));
+      for (std::string_view card :
+           {std::string_view(), std::string_view(e.tenant())}) {
+        auto m = max_rates_.find(InfKey(card, e.model()));
+        if (m == max_rates_.end()) continue;
+        cur.max.input = std::max(cur.max.input, m->second.input);
+        cur.max.output = std::max(cur.max.output, m->second.output);
+        cur.max.request = std::max(cur.max.request, m->second.request);
+      }
     }
+    const uint64_t input_prior = *cur.in;
+    const uint64_t output_prior = *cur.out;
     InferenceAggregate& agg = *cur.agg;
     auto overflow = [i](std::string_view field) {
       return absl::InvalidArgumentError(Cat(
@@ -748,6 +1065,33 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
     }
     agg.set_requests(requests);
     agg.set_events(agg.events() + 1);
+    if (__builtin_add_overflow(*cur.req, static_cast<uint64_t>(e.requests()),
+                               cur.req)) {
+      return overflow("requests");
+    }
+    // No statement line may overflow at any price version of the item: the
+    // month's usage of this (tenant, model) at the highest rates stays
+    // within kMaxLineMicros.
+    if (InferenceBound(*cur.in, *cur.out, *cur.req, cur.max.input,
+                       cur.max.output, cur.max.request) > kMaxLineMicros) {
+      // Name the field of this event that adds the most.
+      const __int128 by_req = static_cast<__int128>(e.requests()) *
+                              cur.max.request * kTokensPerPriceUnit;
+      const __int128 by_in =
+          static_cast<__int128>(e.input_tokens()) * cur.max.input;
+      const __int128 by_out =
+          static_cast<__int128>(e.output_tokens()) * cur.max.output;
+      std::string_view field = by_req >= by_in && by_req >= by_out
+                                   ? "requests"
+                               : by_out >= by_in ? "output_tokens"
+                                                 : "input_tokens";
+      return absl::InvalidArgumentError(Cat(
+          "events[", i, "].", field, ": the ", agg.origin_period(),
+          " usage of tenant \"", e.tenant(), "\" for model \"", e.model(),
+          "\" would exceed the largest statement line ($10^12) at the "
+          "highest price version of the model; nothing of the batch was "
+          "recorded"));
+    }
 
     rec.Clear();
     rec.set_tenant(e.tenant());
@@ -759,6 +1103,10 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
     rec.set_origin_period(agg.origin_period());
     rec.set_booking_period(agg.booking_period());
     rec.set_price_version(rate->version);
+    rec.set_source(std::string(source));
+    rec.set_input_prior(input_prior);
+    rec.set_output_prior(output_prior);
+    if (t > now) future_keys.emplace_back(ukey, absl::ToUnixSeconds(t));
     usage_puts.emplace_back(std::move(ukey), rec.SerializeAsString());
     new_hashes.push_back(h);
     resp.set_accepted(resp.accepted() + 1);
@@ -777,6 +1125,7 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
   for (auto& [key, agg] : touched) ApplyAggregateLocked(key, std::move(agg));
   for (const auto& [key, n] : counts) monthly_tokens_[key] = n;
   usage_key_hashes_.insert(new_hashes.begin(), new_hashes.end());
+  for (auto& [key, t] : future_keys) future_events_[key] = t;
   return resp;
 }
 
@@ -820,22 +1169,33 @@ JobUsageRecord Ledger::BuildJobRecordLocked(const JobUsage& u) const {
   return r;
 }
 
-absl::Status Ledger::ApplyJobRecordLocked(const JobUsageRecord& r) {
+Ledger::Attempt Ledger::AttemptFromRecord(const JobUsageRecord& r) {
   Attempt a;
+  a.job_id = r.job_id();
+  a.attempt = r.attempt();
   a.tenant = r.tenant();
   a.gpu_model = r.gpu_model();
   a.service_class = r.service_class();
   a.gpus = r.gpus();
   for (const JobUsagePiece& p : r.pieces()) {
-    ASSIGN_OR_RETURN(Period origin, Period::Parse(p.origin_period()));
-    ASSIGN_OR_RETURN(Period booking, Period::Parse(p.booking_period()));
+    absl::StatusOr<Period> origin = Period::Parse(p.origin_period());
+    absl::StatusOr<Period> booking = Period::Parse(p.booking_period());
+    if (!origin.ok() || !booking.ok()) continue;  // checked by the caller
     a.pieces.push_back(
-        {origin, booking, {p.start_unix_s(), p.end_unix_s()}, p.energy_mj()});
+        {*origin, *booking, {p.start_unix_s(), p.end_unix_s()}, p.energy_mj()});
+  }
+  return a;
+}
+
+absl::Status Ledger::ApplyJobRecordLocked(const JobUsageRecord& r) {
+  for (const JobUsagePiece& p : r.pieces()) {
+    RETURN_IF_ERROR(Period::Parse(p.origin_period()).status());
+    RETURN_IF_ERROR(Period::Parse(p.booking_period()).status());
   }
   std::string key = JobKey(r.job_id(), r.attempt());
   auto [it, inserted] = attempts_.try_emplace(key);
   if (inserted) attempts_by_tenant_[r.tenant()].push_back(key);
-  it->second = std::move(a);
+  it->second = AttemptFromRecord(r);
   return absl::OkStatus();
 }
 
@@ -893,11 +1253,15 @@ absl::Status Ledger::RecordJobUsage(const JobUsage& u) {
 // ----------------------------------------------------------- statements ----
 
 absl::StatusOr<v1::Statement> Ledger::ComputeStatementLocked(
-    const std::string& tenant, Period period) const {
+    const std::string& tenant, Period period,
+    const std::vector<Attempt>& running) const {
   const std::string period_s = period.ToString();
   Lines lines;
   auto adjustment = [&](Period origin) {
     return origin == period ? std::string() : origin.ToString();
+  };
+  auto card_name = [](bool tenant_card) {
+    return tenant_card ? "tenant" : "list";
   };
 
   // Reserved take-or-pay: G x hours of the term inside the period x r.
@@ -909,56 +1273,102 @@ absl::StatusOr<v1::Statement> Ledger::ComputeStatementLocked(
     LineAcc& l = lines.At(kReserved, c.proto.gpu_model(), "",
                           Cat(id, ", ", c.proto.gpus(), " GPUs committed"),
                           c.terms.rate_micros, "GPU-hour", kSecondsPerHour, 6,
-                          kSecondsPerHour);
+                          kSecondsPerHour, false, "contract");
     __int128 gpu_seconds = static_cast<__int128>(c.proto.gpus()) * seconds;
     l.quantity += gpu_seconds;
     RETURN_IF_ERROR(l.amount.AddProduct(gpu_seconds, c.terms.rate_micros));
   }
 
   // Job attempts: on-demand / spot, energy, and the reserved groups.
+  std::vector<const Attempt*> all;
+  auto tenant_it = attempts_by_tenant_.find(tenant);
+  if (tenant_it != attempts_by_tenant_.end()) {
+    for (const std::string& key : tenant_it->second) {
+      all.push_back(&attempts_.at(key));
+    }
+  }
+  for (const Attempt& a : running) {
+    if (a.tenant == tenant) all.push_back(&a);
+  }
+  // Earliest start first (then job id, attempt): the order in which
+  // reserved attempts take the committed GPUs, and of `attempts`.
+  auto first_start = [](const Attempt* a) {
+    return a->pieces.empty() ? 0 : a->pieces.front().interval.start;
+  };
+  std::sort(all.begin(), all.end(), [&](const Attempt* x, const Attempt* y) {
+    return std::make_tuple(first_start(x), x->job_id, x->attempt) <
+           std::make_tuple(first_start(y), y->job_id, y->attempt);
+  });
   struct ReservedPiece {
     const Piece* piece;
-    uint32_t gpus;
+    const Attempt* attempt;
   };
   // (model, origin) -> reserved pieces booked at or before this period.
   std::map<std::pair<std::string, Period>, std::vector<ReservedPiece>> groups;
   std::set<std::pair<std::string, Period>> groups_here;
-  auto tenant_it = attempts_by_tenant_.find(tenant);
-  if (tenant_it != attempts_by_tenant_.end()) {
-    for (const std::string& key : tenant_it->second) {
-      const Attempt& a = attempts_.at(key);
-      for (const Piece& p : a.pieces) {
-        if (a.service_class == v1::SERVICE_CLASS_RESERVED &&
-            p.booking <= period) {
-          groups[{a.gpu_model, p.origin}].push_back({&p, a.gpus});
-          if (p.booking == period) groups_here.insert({a.gpu_model, p.origin});
-        }
-        if (p.booking != period) continue;
-        const std::string adj = adjustment(p.origin);
+  // How each attempt's GPU-seconds booked here were billed.
+  std::map<const Attempt*, v1::AttemptBilling> billing;
+  auto billing_of = [&](const Attempt& a) -> v1::AttemptBilling& {
+    v1::AttemptBilling& b = billing[&a];
+    if (b.job_id().empty()) {
+      b.set_job_id(a.job_id);
+      b.set_attempt(a.attempt);
+      b.set_gpu_model(a.gpu_model);
+      b.set_service_class(a.service_class);
+      b.set_gpus(a.gpus);
+      b.set_in_progress(a.in_progress);
+      b.set_period(period_s);
+    }
+    return b;
+  };
+  for (const Attempt* ap : all) {
+    const Attempt& a = *ap;
+    const std::string progress = a.in_progress ? ", in progress, to now" : "";
+    for (const Piece& p : a.pieces) {
+      if (a.service_class == v1::SERVICE_CLASS_RESERVED &&
+          p.booking <= period) {
+        groups[{a.gpu_model, p.origin}].push_back({&p, &a});
+        if (p.booking == period) groups_here.insert({a.gpu_model, p.origin});
+      }
+      if (p.booking != period) continue;
+      const std::string adj = adjustment(p.origin);
+      if (!a.in_progress) {
         LineAcc& energy =
             lines.At(kEnergy, a.gpu_model, adj, "energy drawn by jobs", -1,
                      "kWh", 3'600'000'000, 3, 1, /*informational=*/true);
         energy.quantity += p.energy_mj;
-        if (a.service_class != v1::SERVICE_CLASS_ON_DEMAND &&
-            a.service_class != v1::SERVICE_CLASS_SPOT) {
-          continue;
-        }
-        // Split at price changes; each part at the price then in effect.
-        std::vector<int64_t> changes =
-            GpuRateChangesLocked(a.gpu_model, a.service_class);
-        for (const Interval& part : SplitAt(p.interval, changes)) {
-          std::optional<int64_t> rate =
-              GpuRateAtLocked(a.gpu_model, a.service_class, part.start);
-          std::string_view cls = ClassName(a.service_class);
-          LineAcc& l =
-              lines.At(cls, a.gpu_model, adj,
-                       rate.has_value() ? std::string(cls)
-                                        : Cat(cls, ", no price in effect"),
-                       rate.value_or(-1), "GPU-hour", kSecondsPerHour, 6,
-                       kSecondsPerHour);
-          __int128 gpu_seconds = static_cast<__int128>(a.gpus) * part.seconds();
-          l.quantity += gpu_seconds;
-          RETURN_IF_ERROR(l.amount.AddProduct(gpu_seconds, rate.value_or(0)));
+      }
+      v1::AttemptBilling& b = billing_of(a);
+      b.set_gpu_seconds(b.gpu_seconds() +
+                        static_cast<int64_t>(a.gpus) * p.interval.seconds());
+      if (a.service_class != v1::SERVICE_CLASS_ON_DEMAND &&
+          a.service_class != v1::SERVICE_CLASS_SPOT) {
+        continue;
+      }
+      // Split at price changes; each part at the price then in effect.
+      std::vector<int64_t> changes =
+          GpuRateChangesLocked(tenant, a.gpu_model, a.service_class);
+      for (const Interval& part : SplitAt(p.interval, changes)) {
+        std::optional<RateAt> rate =
+            GpuRateAtLocked(tenant, a.gpu_model, a.service_class, part.start);
+        std::string_view cls = ClassName(a.service_class);
+        LineAcc& l = lines.At(
+            cls, a.gpu_model, adj,
+            Cat(cls, rate.has_value() ? "" : ", no price in effect", progress),
+            rate.has_value() ? rate->rate_micros : -1, "GPU-hour",
+            kSecondsPerHour, 6, kSecondsPerHour, false,
+            rate.has_value() ? card_name(rate->tenant_card) : "");
+        __int128 gpu_seconds = static_cast<__int128>(a.gpus) * part.seconds();
+        l.quantity += gpu_seconds;
+        RETURN_IF_ERROR(l.amount.AddProduct(
+            gpu_seconds, rate.has_value() ? rate->rate_micros : 0));
+        std::string how =
+            rate.has_value()
+                ? Cat(cls, " at ", FormatMicros(rate->rate_micros),
+                      "/GPU-h (", card_name(rate->tenant_card), ")")
+                : Cat(cls, ", no price in effect");
+        if (b.how().find(how) == std::string::npos) {
+          b.set_how(b.how().empty() ? how : Cat(b.how(), "; ", how));
         }
       }
     }
@@ -966,10 +1376,11 @@ absl::StatusOr<v1::Statement> Ledger::ComputeStatementLocked(
 
   // Reserved overage: sweep over the attempts; what this period adds to the
   // origin month's overage (booked here) = overage(pieces booked <= this
-  // period) - overage(pieces booked before it).
+  // period) - overage(pieces booked before it). Attempts still running add
+  // an "in progress, to now" line on top.
   for (const auto& group_key : groups_here) {
     const auto& [model, origin] = group_key;
-    const std::vector<ReservedPiece>& all = groups.at(group_key);
+    const std::vector<ReservedPiece>& group = groups.at(group_key);
     std::vector<GpuInterval> commits;
     for (const auto& [id, c] : contracts_) {
       if (c.proto.tenant() == tenant && c.proto.gpu_model() == model) {
@@ -977,38 +1388,76 @@ absl::StatusOr<v1::Statement> Ledger::ComputeStatementLocked(
       }
     }
     std::vector<int64_t> breaks =
-        GpuRateChangesLocked(model, v1::SERVICE_CLASS_ON_DEMAND);
-    // rate (-1 = none in effect) -> overage GPU-seconds.
-    auto overage = [&](bool include_here) {
+        GpuRateChangesLocked(tenant, model, v1::SERVICE_CLASS_ON_DEMAND);
+    using RateKey = std::pair<int64_t, bool>;  // rate (-1: none), card
+    auto overage = [&](bool include_here, bool include_running) {
       std::vector<GpuInterval> usage;
-      for (const ReservedPiece& rp : all) {
+      for (const ReservedPiece& rp : group) {
+        if (rp.attempt->in_progress && !include_running) continue;
         if (rp.piece->booking < period ||
             (include_here && rp.piece->booking == period)) {
-          usage.push_back({rp.piece->interval, rp.gpus});
+          usage.push_back({rp.piece->interval, rp.attempt->gpus});
         }
       }
-      std::map<int64_t, __int128> by_rate;
-      for (const SweepSegment& s : SweepReserved(usage, commits, breaks)) {
-        if (s.OverageGpus() == 0) continue;
-        int64_t rate =
-            OverageRateAtLocked(tenant, model, s.interval.start).value_or(-1);
-        by_rate[rate] +=
-            static_cast<__int128>(s.OverageGpus()) * s.interval.seconds();
+      std::map<RateKey, __int128> by_rate;
+      for (const SweepSegment& seg : SweepReserved(usage, commits, breaks)) {
+        if (seg.OverageGpus() == 0) continue;
+        std::optional<RateAt> r =
+            OverageRateAtLocked(tenant, model, seg.interval.start);
+        RateKey k = r.has_value() ? RateKey{r->rate_micros, r->tenant_card}
+                                  : RateKey{-1, false};
+        by_rate[k] +=
+            static_cast<__int128>(seg.OverageGpus()) * seg.interval.seconds();
       }
       return by_rate;
     };
-    std::map<int64_t, __int128> with = overage(true);
-    std::map<int64_t, __int128> before = overage(false);
-    for (const auto& [rate, gpu_seconds] : with) {
-      __int128 added = gpu_seconds - before[rate];
-      if (added == 0) continue;
-      LineAcc& l =
-          lines.At(kReservedOverage, model, adjustment(origin),
-                   rate >= 0 ? "beyond committed GPUs"
-                             : "beyond committed GPUs, no price in effect",
-                   rate, "GPU-hour", kSecondsPerHour, 6, kSecondsPerHour);
-      l.quantity += added;
-      RETURN_IF_ERROR(l.amount.AddProduct(added, std::max<int64_t>(rate, 0)));
+    std::map<RateKey, __int128> settled = overage(true, false);
+    std::map<RateKey, __int128> before = overage(false, false);
+    std::map<RateKey, __int128> with_running = overage(true, true);
+    auto add_lines = [&](const std::map<RateKey, __int128>& upper,
+                         std::map<RateKey, __int128>& lower,
+                         std::string_view suffix) -> absl::Status {
+      for (const auto& [rk, gpu_seconds] : upper) {
+        const auto& [rate, tenant_card] = rk;
+        __int128 added = gpu_seconds - lower[rk];
+        if (added == 0) continue;
+        LineAcc& l = lines.At(
+            kReservedOverage, model, adjustment(origin),
+            Cat(rate >= 0 ? "beyond committed GPUs"
+                          : "beyond committed GPUs, no price in effect",
+                suffix),
+            rate, "GPU-hour", kSecondsPerHour, 6, kSecondsPerHour, false,
+            rate >= 0 ? card_name(tenant_card) : "");
+        l.quantity += added;
+        RETURN_IF_ERROR(l.amount.AddProduct(added, std::max<int64_t>(rate, 0)));
+      }
+      return absl::OkStatus();
+    };
+    RETURN_IF_ERROR(add_lines(settled, before, ""));
+    RETURN_IF_ERROR(add_lines(with_running, settled, ", in progress, to now"));
+    // Per attempt: which GPU-seconds the commitment covered (earliest start
+    // first), over every piece of the origin month booked so far.
+    std::vector<GpuInterval> usage;
+    for (const ReservedPiece& rp : group) {
+      usage.push_back({rp.piece->interval, rp.attempt->gpus});
+    }
+    std::vector<AttributedUsage> attributed =
+        AttributeReserved(usage, commits);
+    for (size_t i = 0; i < group.size(); ++i) {
+      if (group[i].piece->booking != period) continue;
+      v1::AttemptBilling& b = billing_of(*group[i].attempt);
+      b.set_covered_gpu_seconds(b.covered_gpu_seconds() +
+                                attributed[i].covered_gpu_seconds);
+      b.set_overage_gpu_seconds(b.overage_gpu_seconds() +
+                                attributed[i].overage_gpu_seconds);
+    }
+  }
+  for (auto& [a, b] : billing) {
+    if (a->service_class == v1::SERVICE_CLASS_RESERVED) {
+      b.set_how(Cat(b.covered_gpu_seconds(),
+                    " GPU-s covered by the reserved commitment, ",
+                    b.overage_gpu_seconds(),
+                    " GPU-s reserved-overage beyond it"));
     }
   }
 
@@ -1017,9 +1466,10 @@ absl::StatusOr<v1::Statement> Ledger::ComputeStatementLocked(
   if (agg_it != aggs_by_statement_.end()) {
     for (const std::string& key : agg_it->second) {
       const InferenceAggregate& agg = aggs_.at(key);
-      const auto& [model, index] =
+      const auto& [rates_key, index] =
           inference_by_version_.at(agg.price_version());
-      const InferenceRate& rate = inference_rates_.at(model)[index];
+      const InferenceRate& rate = inference_rates_.at(rates_key)[index];
+      const std::string_view card = rate.tenant.empty() ? "list" : "tenant";
       std::string adj =
           agg.origin_period() == period_s ? std::string() : agg.origin_period();
       auto tier_lines =
@@ -1035,7 +1485,8 @@ absl::StatusOr<v1::Statement> Ledger::ComputeStatementLocked(
                                          tiers[i].from_tokens, " tokens)");
           LineAcc& l = lines.At(kInference, agg.model(), adj, detail,
                                 tiers[i].rate_micros, "1M tokens",
-                                kTokensPerPriceUnit, 6, kTokensPerPriceUnit);
+                                kTokensPerPriceUnit, 6, kTokensPerPriceUnit,
+                                false, card);
           l.quantity += tokens[i];
           RETURN_IF_ERROR(l.amount.AddProduct(tokens[i], tiers[i].rate_micros));
         }
@@ -1046,7 +1497,8 @@ absl::StatusOr<v1::Statement> Ledger::ComputeStatementLocked(
           tier_lines("output", rate.output, agg.output_tier_tokens()));
       if (rate.per_request_micros.has_value() && agg.requests() > 0) {
         LineAcc& l = lines.At(kInference, agg.model(), adj, "requests",
-                              *rate.per_request_micros, "request", 1, 0, 1);
+                              *rate.per_request_micros, "request", 1, 0, 1,
+                              false, card);
         l.quantity += agg.requests();
         RETURN_IF_ERROR(
             l.amount.AddProduct(agg.requests(), *rate.per_request_micros));
@@ -1058,8 +1510,28 @@ absl::StatusOr<v1::Statement> Ledger::ComputeStatementLocked(
   st.set_tenant(tenant);
   st.set_period(period_s);
   RETURN_IF_ERROR(lines.Emit(&st));
+  for (const Attempt* a : all) {
+    auto it = billing.find(a);
+    if (it != billing.end()) *st.add_attempts() = std::move(it->second);
+  }
+  RETURN_IF_ERROR(ApplyCreditsLocked(tenant, period, &st));
   *st.mutable_generated_time() = ToProtoTime(clock_->Now());
   return st;
+}
+
+void Ledger::SetRunningAttempts(RunningFn fn) { running_fn_ = std::move(fn); }
+
+std::vector<Ledger::Attempt> Ledger::ToAttemptsLocked(
+    const std::vector<JobUsage>& running) const {
+  std::vector<Attempt> out;
+  for (const JobUsage& u : running) {
+    if (!ValidateJobUsage(u).ok()) continue;
+    if (attempts_.contains(JobKey(u.job_id, u.attempt))) continue;  // ended
+    Attempt a = AttemptFromRecord(BuildJobRecordLocked(u));
+    a.in_progress = true;
+    out.push_back(std::move(a));
+  }
+  return out;
 }
 
 absl::StatusOr<v1::Statement> Ledger::GetStatement(
@@ -1071,6 +1543,9 @@ absl::StatusOr<v1::Statement> Ledger::GetStatement(
   if (!tenants_->Exists(tenant)) {
     return absl::NotFoundError(Cat("tenant: unknown tenant \"", tenant, "\""));
   }
+  // Before the lock: the daemon's callback takes its own lock.
+  std::vector<JobUsage> running;
+  if (running_fn_) running = running_fn_();
   absl::ReaderMutexLock lock(&mu_);
   if (finalized_.contains(p)) {
     ASSIGN_OR_RETURN(
@@ -1086,9 +1561,63 @@ absl::StatusOr<v1::Statement> Ledger::GetStatement(
     }
   }
   ASSIGN_OR_RETURN(v1::Statement st,
-                   ComputeStatementLocked(std::string(tenant), p));
+                   ComputeStatementLocked(std::string(tenant), p,
+                                          finalized_.contains(p)
+                                              ? std::vector<Attempt>()
+                                              : ToAttemptsLocked(running)));
   st.set_finalized(finalized_.contains(p));
   return st;
+}
+
+absl::StatusOr<v1::GetJobBillingResponse> Ledger::JobBilling(
+    std::string_view job_id, std::string_view caller_tenant) const {
+  if (job_id.empty()) {
+    return absl::InvalidArgumentError("job_id: must not be empty");
+  }
+  std::vector<JobUsage> running;
+  if (running_fn_) running = running_fn_();
+  absl::ReaderMutexLock lock(&mu_);
+  std::vector<Attempt> live = ToAttemptsLocked(running);
+  // The periods this job's attempts are booked into, per tenant.
+  std::set<std::pair<std::string, Period>> statements;
+  for (const auto& [key, a] : attempts_) {
+    if (a.job_id != job_id) continue;
+    for (const Piece& p : a.pieces) statements.insert({a.tenant, p.booking});
+  }
+  for (const Attempt& a : live) {
+    if (a.job_id != job_id) continue;
+    for (const Piece& p : a.pieces) statements.insert({a.tenant, p.booking});
+  }
+  v1::GetJobBillingResponse resp;
+  for (const auto& [tenant, period] : statements) {
+    if (!caller_tenant.empty() && tenant != caller_tenant) continue;
+    v1::Statement st;
+    std::optional<std::string> stored;
+    if (finalized_.contains(period)) {
+      ASSIGN_OR_RETURN(stored,
+                       store_->Get(storage::kStatements,
+                                   StoredStatementKey(period.ToString(), tenant)));
+    }
+    if (stored.has_value()) {
+      if (!st.ParseFromString(*stored)) {
+        return DataLoss(storage::kStatements,
+                        StoredStatementKey(period.ToString(), tenant));
+      }
+    } else {
+      ASSIGN_OR_RETURN(st, ComputeStatementLocked(
+                               tenant, period,
+                               finalized_.contains(period) ? std::vector<Attempt>()
+                                                           : live));
+    }
+    for (const v1::AttemptBilling& b : st.attempts()) {
+      if (b.job_id() == job_id) *resp.add_attempts() = b;
+    }
+  }
+  if (resp.attempts().empty() && !caller_tenant.empty()) {
+    return absl::NotFoundError(Cat("job_id: no billed attempt of job \"",
+                                   job_id, "\""));
+  }
+  return resp;
 }
 
 std::set<std::string> Ledger::TenantsWithActivityLocked(Period period) const {
@@ -1112,6 +1641,9 @@ std::set<std::string> Ledger::TenantsWithActivityLocked(Period period) const {
   const Interval window{period.StartUnixSeconds(), period.EndUnixSeconds()};
   for (const auto& [id, c] : contracts_) {
     if (OverlapSeconds(c.terms.term, window) > 0) out.insert(c.proto.tenant());
+  }
+  for (const auto& [number, cn] : credit_notes_) {
+    if (cn.booked_period() == period_s) out.insert(cn.tenant());
   }
   return out;
 }
@@ -1144,10 +1676,45 @@ absl::StatusOr<v1::FinalizePeriodResponse> Ledger::FinalizePeriod(
             absl::FormatTime(absl::RFC3339_full, p.End(), absl::UTCTimeZone()),
             ")"));
   }
+  // In order: every earlier period with activity must be finalized first.
+  std::optional<Period> earliest;
+  auto consider = [&](Period q) {
+    if (!earliest.has_value() || q < *earliest) earliest = q;
+  };
+  for (const auto& [key, agg] : aggs_) {
+    absl::StatusOr<Period> q = Period::Parse(agg.booking_period());
+    if (q.ok()) consider(*q);
+  }
+  for (const auto& [key, a] : attempts_) {
+    for (const Piece& piece : a.pieces) consider(piece.booking);
+  }
+  for (const auto& [id, c] : contracts_) {
+    consider(Period::OfUnixSeconds(c.terms.term.start));
+  }
+  for (Period q = earliest.value_or(p); q < p; q = q.Next()) {
+    if (finalized_.contains(q) || TenantsWithActivityLocked(q).empty()) {
+      continue;
+    }
+    return absl::FailedPreconditionError(
+        Cat("period: ", q.ToString(),
+            " has activity and is not finalized; finalize periods in order (",
+            q.ToString(), " before ", period_s, ")"));
+  }
   storage::WriteBatch batch;
   int n = 0;
   for (const std::string& tenant : TenantsWithActivityLocked(p)) {
     ASSIGN_OR_RETURN(v1::Statement st, ComputeStatementLocked(tenant, p));
+    for (const v1::StatementLine& l : st.lines()) {
+      if (!l.informational() &&
+          l.detail().find("no price in effect") != std::string::npos) {
+        return absl::FailedPreconditionError(Cat(
+            "period: ", period_s, " cannot be finalized: tenant \"", tenant,
+            "\" has an unpriced line ", l.pricing_model(), " / ", l.item(),
+            " / ", l.detail(),
+            " (set a price for it: a first price may be backdated into an "
+            "open period)"));
+      }
+    }
     st.set_finalized(true);
     st.set_number(absl::StrFormat("JS-%s-%06d", period_s, ++n));
     *st.mutable_generated_time() = ToProtoTime(now);
@@ -1163,6 +1730,10 @@ absl::StatusOr<v1::FinalizePeriodResponse> Ledger::FinalizePeriod(
             fp.SerializeAsString());
   RETURN_IF_ERROR(store_->Write(batch, {.sync = true}));
   finalized_.insert(p);
+  for (const v1::Statement& st : resp.statements()) {
+    statement_numbers_[st.number()] = {st.tenant(), p, st.total_cents(),
+                                       st.credits_applied_cents()};
+  }
   return resp;
 }
 
@@ -1176,13 +1747,15 @@ absl::StatusOr<v1::GetBacklogResponse> Ledger::Backlog(absl::Time as_of) const {
   const int64_t horizon_s = absl::ToUnixSeconds(AddMonths(as_of, 12));
   v1::BacklogRow total;
   auto add = [](int64_t* sum, int64_t v) -> absl::Status {
-    if (__builtin_add_overflow(*sum, v, sum)) {
+    absl::StatusOr<int64_t> r = CheckedAdd(*sum, v);
+    if (!r.ok()) {
       return absl::OutOfRangeError("backlog total overflows int64 cents");
     }
+    *sum = *r;
     return absl::OkStatus();
   };
   int64_t t_value = 0, t_rec = 0, t_backlog = 0, t_next = 0, t_after = 0;
-  uint64_t t_gpus = 0;
+  std::map<std::string, v1::BacklogRow> by_model;
   for (const auto& [id, c] : contracts_) {
     ASSIGN_OR_RETURN(BacklogFigures f,
                      ComputeBacklog(c.terms, as_of_s, horizon_s));
@@ -1199,14 +1772,30 @@ absl::StatusOr<v1::GetBacklogResponse> Ledger::Backlog(absl::Time as_of) const {
     row->set_backlog_cents(f.backlog_cents);
     row->set_next_12_months_cents(f.next_12_months_cents);
     row->set_after_12_months_cents(f.after_12_months_cents);
-    t_gpus += c.proto.gpus();
+    v1::BacklogRow& m = by_model[c.proto.gpu_model()];
+    m.set_gpu_model(c.proto.gpu_model());
+    m.set_gpus(m.gpus() + c.proto.gpus());
+    int64_t mv = m.value_cents(), mr = m.recognized_cents(),
+            mb = m.backlog_cents(), mn = m.next_12_months_cents(),
+            ma = m.after_12_months_cents();
+    RETURN_IF_ERROR(add(&mv, f.value_cents));
+    RETURN_IF_ERROR(add(&mr, f.recognized_cents));
+    RETURN_IF_ERROR(add(&mb, f.backlog_cents));
+    RETURN_IF_ERROR(add(&mn, f.next_12_months_cents));
+    RETURN_IF_ERROR(add(&ma, f.after_12_months_cents));
+    m.set_value_cents(mv);
+    m.set_recognized_cents(mr);
+    m.set_backlog_cents(mb);
+    m.set_next_12_months_cents(mn);
+    m.set_after_12_months_cents(ma);
     RETURN_IF_ERROR(add(&t_value, f.value_cents));
     RETURN_IF_ERROR(add(&t_rec, f.recognized_cents));
     RETURN_IF_ERROR(add(&t_backlog, f.backlog_cents));
     RETURN_IF_ERROR(add(&t_next, f.next_12_months_cents));
     RETURN_IF_ERROR(add(&t_after, f.after_12_months_cents));
   }
-  total.set_gpus(static_cast<uint32_t>(std::min<uint64_t>(t_gpus, UINT32_MAX)));
+  // GPUs of different models are not added: the total is in dollars only.
+  for (auto& [model, row] : by_model) *resp.add_model_totals() = row;
   total.set_value_cents(t_value);
   total.set_recognized_cents(t_rec);
   total.set_backlog_cents(t_backlog);
@@ -1234,6 +1823,12 @@ absl::Status Ledger::Load() {
   monthly_tokens_.clear();
   attempts_.clear();
   attempts_by_tenant_.clear();
+  inference_models_.clear();
+  max_rates_.clear();
+  future_events_.clear();
+  credit_notes_.clear();
+  grants_.clear();
+  statement_numbers_.clear();
 
   absl::Status failed = absl::OkStatus();
   auto scan =
@@ -1268,9 +1863,41 @@ absl::Status Ledger::Load() {
         finalized_.insert(p);
         return absl::OkStatus();
       }));
-  RETURN_IF_ERROR(scan(storage::kUsage, "", [&](auto key, auto) {
+  // Usage keys from before the source scope (`tenant \0 key`) are migrated
+  // to (tenant, "operator", key) in one batch.
+  storage::WriteBatch migrate;
+  RETURN_IF_ERROR(scan(storage::kUsage, "", [&](auto key, auto value) {
+    if (std::count(key.begin(), key.end(), '\0') == 1) {
+      UsageRecord r;
+      if (!r.ParseFromArray(value.data(), static_cast<int>(value.size())))
+        return DataLoss(storage::kUsage, key);
+      const size_t sep = key.find('\0');
+      r.set_source("operator");
+      const std::string new_key =
+          UsageKey(key.substr(0, sep), "operator", key.substr(sep + 1));
+      migrate.Delete(storage::kUsage, key);
+      migrate.Put(storage::kUsage, new_key, r.SerializeAsString());
+      usage_key_hashes_.insert(absl::Hash<std::string_view>{}(new_key));
+      return absl::OkStatus();
+    }
     usage_key_hashes_.insert(absl::Hash<std::string_view>{}(key));
     return absl::OkStatus();
+  }));
+  if (!migrate.empty()) {
+    RETURN_IF_ERROR(store_->Write(migrate, {.sync = true}));
+  }
+  RETURN_IF_ERROR(scan(storage::kStatements, "", [&](auto key, auto value) {
+    v1::Statement st;
+    if (!st.ParseFromArray(value.data(), static_cast<int>(value.size())))
+      return DataLoss(storage::kStatements, key);
+    ASSIGN_OR_RETURN(Period p, Period::Parse(st.period()));
+    statement_numbers_[st.number()] = {st.tenant(), p, st.total_cents(),
+                                       st.credits_applied_cents()};
+    return absl::OkStatus();
+  }));
+  RETURN_IF_ERROR(scan(storage::kMeta, "billing/credit", [&](auto key,
+                                                            auto value) {
+    return ApplyCreditRecordLocked(key, value);
   }));
   RETURN_IF_ERROR(scan(storage::kUsageAgg, "", [&](auto key, auto value) {
     InferenceAggregate a;
@@ -1282,6 +1909,8 @@ absl::Status Ledger::Load() {
     monthly_tokens_[MonthlyKey(a.tenant(), a.model(), a.origin_period(),
                                "out")] +=
         static_cast<uint64_t>(a.output_tokens());
+    monthly_tokens_[MonthlyKey(a.tenant(), a.model(), a.origin_period(),
+                               "req")] += static_cast<uint64_t>(a.requests());
     ApplyAggregateLocked(std::string(key), std::move(a));
     return absl::OkStatus();
   }));

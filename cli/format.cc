@@ -9,6 +9,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "billing/money.h"
 #include "common/proto_time.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -39,15 +40,8 @@ std::string Table::Render() const {
   return out;
 }
 
-std::string FormatCents(int64_t cents) {
-  const bool neg = cents < 0;
-  // Negate in unsigned arithmetic: INT64_MIN has no positive twin.
-  const uint64_t abs =
-      neg ? 0 - static_cast<uint64_t>(cents) : static_cast<uint64_t>(cents);
-  std::string frac = absl::StrCat(abs % 100);
-  if (frac.size() < 2) frac = "0" + frac;
-  return absl::StrCat(neg ? "-" : "", abs / 100, ".", frac);
-}
+// Money is formatted in one place: billing/money.cc.
+std::string FormatCents(int64_t cents) { return billing::FormatCents(cents); }
 
 absl::StatusOr<v1::ServiceClass> ParseServiceClass(absl::string_view s) {
   if (s == "reserved") return v1::SERVICE_CLASS_RESERVED;

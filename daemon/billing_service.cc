@@ -77,7 +77,9 @@ grpc::ServerUnaryReactor* BillingServiceImpl::RecordUsage(
     }
     const std::vector<v1::UsageEvent> events(req->events().begin(),
                                              req->events().end());
-    auto r = ledger_->RecordUsage(events);
+    // Keys are scoped per (tenant, source principal). The lead wires the
+    // authenticated principal here; until then: the tenant or "operator".
+    auto r = ledger_->RecordUsage(events, caller.empty() ? "operator" : caller);
     if (r.ok()) *resp = std::move(*r);
     return (r.status());
   });
@@ -124,13 +126,117 @@ grpc::ServerUnaryReactor* BillingServiceImpl::GetBacklog(
   return Reply(ctx, s);
 }
 
+grpc::ServerUnaryReactor* BillingServiceImpl::GetJobBilling(
+    grpc::CallbackServerContext* ctx, const v1::GetJobBillingRequest* req,
+    v1::GetJobBillingResponse* resp) {
+  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
+    auto r = ledger_->JobBilling(req->job_id(), CallerTenant(ctx));
+    if (r.ok()) *resp = std::move(*r);
+    return r.status();
+  });
+}
+
+grpc::ServerUnaryReactor* BillingServiceImpl::IssueCreditNote(
+    grpc::CallbackServerContext* ctx, const v1::IssueCreditNoteRequest* req,
+    v1::CreditNote* resp) {
+  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
+    absl::Status s = RequireOperator(ctx);
+    if (s.ok()) {
+      auto r = ledger_->IssueCreditNote(*req);
+      if (r.ok()) *resp = std::move(*r);
+      s = r.status();
+    }
+    return s;
+  });
+}
+
+grpc::ServerUnaryReactor* BillingServiceImpl::GrantCredits(
+    grpc::CallbackServerContext* ctx, const v1::GrantCreditsRequest* req,
+    v1::CreditGrant* resp) {
+  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
+    absl::Status s = RequireOperator(ctx);
+    if (s.ok()) {
+      auto r = ledger_->GrantCredits(*req);
+      if (r.ok()) *resp = std::move(*r);
+      s = r.status();
+    }
+    return s;
+  });
+}
+
+grpc::ServerUnaryReactor* BillingServiceImpl::ListCredits(
+    grpc::CallbackServerContext* ctx, const v1::ListCreditsRequest* req,
+    v1::ListCreditsResponse* resp) {
+  const std::string caller = CallerTenant(ctx);
+  if (!caller.empty() && req->tenant() != caller) {
+    return Reply(ctx, absl::PermissionDeniedError(
+                          "tenant: a tenant may list only its own credits"));
+  }
+  auto r = ledger_->ListCredits(req->tenant());
+  if (r.ok()) *resp = std::move(*r);
+  return Reply(ctx, r.status());
+}
+
+grpc::ServerUnaryReactor* BillingServiceImpl::ExportPeriod(
+    grpc::CallbackServerContext* ctx, const v1::ExportPeriodRequest* req,
+    v1::ExportPeriodResponse* resp) {
+  return ReplyLater(ctx, pool_, [this, ctx, req, resp]() -> absl::Status {
+    absl::Status s = RequireOperator(ctx);
+    if (s.ok()) {
+      auto r = ledger_->ExportPeriod(req->period());
+      if (r.ok()) *resp = std::move(*r);
+      s = r.status();
+    }
+    return s;
+  });
+}
+
 // -------------------------------------------------------------- wiring ----
 
 BillingParts::BillingParts(storage::Store* store, const Clock* clock,
                            WorkerPool* pool)
-    : ledger_(std::make_unique<billing::Ledger>(store, clock, &directory_)) {
+    : clock_(clock),
+      ledger_(std::make_unique<billing::Ledger>(store, clock, &directory_)) {
   sink_.ledger = ledger_.get();
   service_ = std::make_unique<BillingServiceImpl>(ledger_.get(), clock, pool);
+}
+
+void BillingParts::set_tenants(ClusterManager* manager) {
+  directory_.manager = manager;
+  const Clock* clock = clock_;
+  ledger_->SetRunningAttempts([manager, clock]() {
+    std::vector<billing::JobUsage> out;
+    v1::ListJobsRequest req;
+    req.set_state(v1::JOB_STATE_RUNNING);
+    absl::StatusOr<std::vector<v1::Job>> jobs = manager->ListJobs(req, "");
+    if (!jobs.ok()) return out;
+    const absl::Time now = clock->Now();
+    for (const v1::Job& job : *jobs) {
+      if (job.attempts().empty()) continue;
+      const v1::JobAttempt& a = job.attempts(job.attempts_size() - 1);
+      if (!a.has_start_time() || a.has_end_time()) continue;
+      billing::JobUsage u = ToUsage(job, a);
+      u.end = std::max(now, u.start);
+      u.energy_mj = 0;
+      out.push_back(std::move(u));
+    }
+    return out;
+  });
+}
+
+void BillingParts::Configure(const config::ClusterConfig& config,
+                             ClusterManagerOptions* mo) {
+  std::vector<std::string> models;
+  for (const auto& m : config.gpu_models) models.push_back(m.name);
+  ledger_->SetGpuCatalogue(std::move(models));
+  if (config.allow_unpriced) return;
+  billing::Ledger* ledger = ledger_.get();
+  mo->check_priced = [ledger](const v1::JobSpec& spec, absl::Time now) {
+    v1::ServiceClass cls = spec.service_class() == v1::SERVICE_CLASS_UNSPECIFIED
+                               ? v1::SERVICE_CLASS_ON_DEMAND
+                               : spec.service_class();
+    return ledger->CheckPriced(spec.tenant(), spec.gpu_model(), cls, now);
+  };
 }
 
 bool BillingParts::Directory::Exists(std::string_view tenant) const {

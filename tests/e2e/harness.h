@@ -50,6 +50,8 @@ class Cluster {
     std::string config_text;  // empty: jouled's default config
     std::string heartbeat_timeout = "2s";
     std::string report_interval = "200ms";
+    // Appended to config_text as `billing { allow_unpriced: true }`.
+    bool allow_unpriced = true;
   };
   explicit Cluster(Options options);
   Cluster() : Cluster(Options()) {}
