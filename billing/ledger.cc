@@ -159,10 +159,10 @@ bool SamePayload(const UsageRecord& a, const v1::UsageEvent& b) {
 }
 
 absl::Status AlreadyUsed(size_t i, std::string_view key) {
-  return absl::AlreadyExistsError(Cat(
-      "events[", i, "].idempotency_key: \"", key,
-      "\" was already used by this tenant and source with a different "
-      "payload; nothing of the batch was recorded"));
+  return absl::AlreadyExistsError(
+      Cat("events[", i, "].idempotency_key: \"", key,
+          "\" was already used by this tenant and source with a different "
+          "payload; nothing of the batch was recorded"));
 }
 
 // ------------------------------------------------------ statement lines ----
@@ -218,14 +218,13 @@ class Lines {
     for (const auto& [key, acc] : lines_) {
       if (acc.quantity == 0 && acc.amount.numerator() == 0) continue;
       auto overflow = [&](const absl::Status& s) {
-        return absl::OutOfRangeError(
-            Cat("statement of tenant \"", st->tenant(), "\" for ",
-                st->period(), ", line ", key.pricing_model, " / ", key.item,
-                " / ", key.detail,
-                key.adjustment_for.empty()
-                    ? std::string()
-                    : Cat(" (adjustment for ", key.adjustment_for, ")"),
-                ": ", s.message()));
+        return absl::OutOfRangeError(Cat(
+            "statement of tenant \"", st->tenant(), "\" for ", st->period(),
+            ", line ", key.pricing_model, " / ", key.item, " / ", key.detail,
+            key.adjustment_for.empty()
+                ? std::string()
+                : Cat(" (adjustment for ", key.adjustment_for, ")"),
+            ": ", s.message()));
       };
       v1::StatementLine* line = st->add_lines();
       line->set_pricing_model(key.pricing_model);
@@ -255,6 +254,7 @@ class Lines {
     st->set_total_cents(total);
     return absl::OkStatus();
   }
+
  private:
   std::map<LineKey, LineAcc> lines_;
 };
@@ -410,9 +410,9 @@ absl::Status Ledger::CheckGpuModelLocked(std::string_view model,
           gpu_catalogue_.end()) {
     return absl::OkStatus();
   }
-  return absl::InvalidArgumentError(
-      Cat(field, ": unknown GPU model \"", model, "\"; the cluster knows ",
-          absl::StrJoin(gpu_catalogue_, ", ")));
+  return absl::InvalidArgumentError(Cat(field, ": unknown GPU model \"", model,
+                                        "\"; the cluster knows ",
+                                        absl::StrJoin(gpu_catalogue_, ", ")));
 }
 
 void Ledger::SetGpuCatalogue(std::vector<std::string> models) {
@@ -435,7 +435,8 @@ absl::Status Ledger::CheckLineBoundsLocked(std::string_view card_tenant,
   }
   for (const auto& [tm, n] : use) {
     MaxRates m = candidate;
-    for (std::string_view card : {std::string_view(), std::string_view(tm.first)}) {
+    for (std::string_view card :
+         {std::string_view(), std::string_view(tm.first)}) {
       auto it = max_rates_.find(InfKey(card, model));
       if (it == max_rates_.end()) continue;
       m.input = std::max(m.input, it->second.input);
@@ -539,8 +540,8 @@ absl::StatusOr<v1::Price> Ledger::SetPrice(const v1::Price& price) {
     if (from < now && p.has_inference() && !p.tenant().empty()) {
       for (Period m = Period::Of(from); m <= Period::Of(now); m = m.Next()) {
         for (std::string_view dir : {"in", "out", "req"}) {
-          auto it = monthly_tokens_.find(MonthlyKey(
-              p.tenant(), p.inference().model(), m.ToString(), dir));
+          auto it = monthly_tokens_.find(
+              MonthlyKey(p.tenant(), p.inference().model(), m.ToString(), dir));
           if (it != monthly_tokens_.end() && it->second > 0) {
             return absl::InvalidArgumentError(Cat(
                 "price.effective_from: tenant \"", p.tenant(),
@@ -772,8 +773,8 @@ Ledger::RerateFutureEventsLocked(const v1::Price& p,
         (!p.tenant().empty() && rec.tenant() != p.tenant())) {
       continue;
     }
-    const InferenceRate* to =
-        InferenceRateAtLocked(rec.tenant(), rec.model(), FromProtoTime(rec.time()));
+    const InferenceRate* to = InferenceRateAtLocked(rec.tenant(), rec.model(),
+                                                    FromProtoTime(rec.time()));
     if (to == nullptr || to->version == rec.price_version()) continue;
     const auto& [old_key, old_index] =
         inference_by_version_.at(rec.price_version());
@@ -788,11 +789,10 @@ Ledger::RerateFutureEventsLocked(const v1::Price& p,
     };
     auto shift = [&](InferenceAggregate* a, const InferenceRate& r,
                      int64_t sign) -> absl::Status {
-      Move moves[2] = {
-          {&r.input, rec.input_prior(), rec.input_tokens(),
-           &InferenceAggregate::mutable_input_tier_tokens},
-          {&r.output, rec.output_prior(), rec.output_tokens(),
-           &InferenceAggregate::mutable_output_tier_tokens}};
+      Move moves[2] = {{&r.input, rec.input_prior(), rec.input_tokens(),
+                        &InferenceAggregate::mutable_input_tier_tokens},
+                       {&r.output, rec.output_prior(), rec.output_tokens(),
+                        &InferenceAggregate::mutable_output_tier_tokens}};
       for (Move& m : moves) {
         auto* cells = (a->*m.cells)();
         if (cells->size() < static_cast<int>(m.tiers->size())) {
@@ -1081,16 +1081,15 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
           static_cast<__int128>(e.input_tokens()) * cur.max.input;
       const __int128 by_out =
           static_cast<__int128>(e.output_tokens()) * cur.max.output;
-      std::string_view field = by_req >= by_in && by_req >= by_out
-                                   ? "requests"
+      std::string_view field = by_req >= by_in && by_req >= by_out ? "requests"
                                : by_out >= by_in ? "output_tokens"
                                                  : "input_tokens";
-      return absl::InvalidArgumentError(Cat(
-          "events[", i, "].", field, ": the ", agg.origin_period(),
-          " usage of tenant \"", e.tenant(), "\" for model \"", e.model(),
-          "\" would exceed the largest statement line ($10^12) at the "
-          "highest price version of the model; nothing of the batch was "
-          "recorded"));
+      return absl::InvalidArgumentError(
+          Cat("events[", i, "].", field, ": the ", agg.origin_period(),
+              " usage of tenant \"", e.tenant(), "\" for model \"", e.model(),
+              "\" would exceed the largest statement line ($10^12) at the "
+              "highest price version of the model; nothing of the batch was "
+              "recorded"));
     }
 
     rec.Clear();
@@ -1364,8 +1363,8 @@ absl::StatusOr<v1::Statement> Ledger::ComputeStatementLocked(
             gpu_seconds, rate.has_value() ? rate->rate_micros : 0));
         std::string how =
             rate.has_value()
-                ? Cat(cls, " at ", FormatMicros(rate->rate_micros),
-                      "/GPU-h (", card_name(rate->tenant_card), ")")
+                ? Cat(cls, " at ", FormatMicros(rate->rate_micros), "/GPU-h (",
+                      card_name(rate->tenant_card), ")")
                 : Cat(cls, ", no price in effect");
         if (b.how().find(how) == std::string::npos) {
           b.set_how(b.how().empty() ? how : Cat(b.how(), "; ", how));
@@ -1441,8 +1440,7 @@ absl::StatusOr<v1::Statement> Ledger::ComputeStatementLocked(
     for (const ReservedPiece& rp : group) {
       usage.push_back({rp.piece->interval, rp.attempt->gpus});
     }
-    std::vector<AttributedUsage> attributed =
-        AttributeReserved(usage, commits);
+    std::vector<AttributedUsage> attributed = AttributeReserved(usage, commits);
     for (size_t i = 0; i < group.size(); ++i) {
       if (group[i].piece->booking != period) continue;
       v1::AttemptBilling& b = billing_of(*group[i].attempt);
@@ -1483,10 +1481,10 @@ absl::StatusOr<v1::Statement> Ledger::ComputeStatementLocked(
                                    ? std::string(direction)
                                    : Cat(direction, ", tier ", i + 1, " (from ",
                                          tiers[i].from_tokens, " tokens)");
-          LineAcc& l = lines.At(kInference, agg.model(), adj, detail,
-                                tiers[i].rate_micros, "1M tokens",
-                                kTokensPerPriceUnit, 6, kTokensPerPriceUnit,
-                                false, card);
+          LineAcc& l =
+              lines.At(kInference, agg.model(), adj, detail,
+                       tiers[i].rate_micros, "1M tokens", kTokensPerPriceUnit,
+                       6, kTokensPerPriceUnit, false, card);
           l.quantity += tokens[i];
           RETURN_IF_ERROR(l.amount.AddProduct(tokens[i], tiers[i].rate_micros));
         }
@@ -1496,9 +1494,9 @@ absl::StatusOr<v1::Statement> Ledger::ComputeStatementLocked(
       RETURN_IF_ERROR(
           tier_lines("output", rate.output, agg.output_tier_tokens()));
       if (rate.per_request_micros.has_value() && agg.requests() > 0) {
-        LineAcc& l = lines.At(kInference, agg.model(), adj, "requests",
-                              *rate.per_request_micros, "request", 1, 0, 1,
-                              false, card);
+        LineAcc& l =
+            lines.At(kInference, agg.model(), adj, "requests",
+                     *rate.per_request_micros, "request", 1, 0, 1, false, card);
         l.quantity += agg.requests();
         RETURN_IF_ERROR(
             l.amount.AddProduct(agg.requests(), *rate.per_request_micros));
@@ -1594,9 +1592,9 @@ absl::StatusOr<v1::GetJobBillingResponse> Ledger::JobBilling(
     v1::Statement st;
     std::optional<std::string> stored;
     if (finalized_.contains(period)) {
-      ASSIGN_OR_RETURN(stored,
-                       store_->Get(storage::kStatements,
-                                   StoredStatementKey(period.ToString(), tenant)));
+      ASSIGN_OR_RETURN(
+          stored, store_->Get(storage::kStatements,
+                              StoredStatementKey(period.ToString(), tenant)));
     }
     if (stored.has_value()) {
       if (!st.ParseFromString(*stored)) {
@@ -1604,18 +1602,18 @@ absl::StatusOr<v1::GetJobBillingResponse> Ledger::JobBilling(
                         StoredStatementKey(period.ToString(), tenant));
       }
     } else {
-      ASSIGN_OR_RETURN(st, ComputeStatementLocked(
-                               tenant, period,
-                               finalized_.contains(period) ? std::vector<Attempt>()
-                                                           : live));
+      ASSIGN_OR_RETURN(
+          st, ComputeStatementLocked(
+                  tenant, period,
+                  finalized_.contains(period) ? std::vector<Attempt>() : live));
     }
     for (const v1::AttemptBilling& b : st.attempts()) {
       if (b.job_id() == job_id) *resp.add_attempts() = b;
     }
   }
   if (resp.attempts().empty() && !caller_tenant.empty()) {
-    return absl::NotFoundError(Cat("job_id: no billed attempt of job \"",
-                                   job_id, "\""));
+    return absl::NotFoundError(
+        Cat("job_id: no billed attempt of job \"", job_id, "\""));
   }
   return resp;
 }
@@ -1707,12 +1705,12 @@ absl::StatusOr<v1::FinalizePeriodResponse> Ledger::FinalizePeriod(
     for (const v1::StatementLine& l : st.lines()) {
       if (!l.informational() &&
           l.detail().find("no price in effect") != std::string::npos) {
-        return absl::FailedPreconditionError(Cat(
-            "period: ", period_s, " cannot be finalized: tenant \"", tenant,
-            "\" has an unpriced line ", l.pricing_model(), " / ", l.item(),
-            " / ", l.detail(),
-            " (set a price for it: a first price may be backdated into an "
-            "open period)"));
+        return absl::FailedPreconditionError(
+            Cat("period: ", period_s, " cannot be finalized: tenant \"", tenant,
+                "\" has an unpriced line ", l.pricing_model(), " / ", l.item(),
+                " / ", l.detail(),
+                " (set a price for it: a first price may be backdated into an "
+                "open period)"));
       }
     }
     st.set_finalized(true);
@@ -1895,10 +1893,10 @@ absl::Status Ledger::Load() {
                                        st.credits_applied_cents()};
     return absl::OkStatus();
   }));
-  RETURN_IF_ERROR(scan(storage::kMeta, "billing/credit", [&](auto key,
-                                                            auto value) {
-    return ApplyCreditRecordLocked(key, value);
-  }));
+  RETURN_IF_ERROR(
+      scan(storage::kMeta, "billing/credit", [&](auto key, auto value) {
+        return ApplyCreditRecordLocked(key, value);
+      }));
   RETURN_IF_ERROR(scan(storage::kUsageAgg, "", [&](auto key, auto value) {
     InferenceAggregate a;
     if (!a.ParseFromArray(value.data(), static_cast<int>(value.size())))

@@ -289,8 +289,8 @@ class Ledger {
   // Re-rates stored future-dated events of `model` dated at or after
   // `from` with the new version (item 7); adds the rewrites to `batch` and
   // returns the aggregates to apply after it committed.
-  absl::StatusOr<std::vector<std::pair<std::string,
-                                       v1::billing::InferenceAggregate>>>
+  absl::StatusOr<
+      std::vector<std::pair<std::string, v1::billing::InferenceAggregate>>>
   RerateFutureEventsLocked(const v1::Price& p, storage::WriteBatch* batch)
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   absl::Status ApplyCreditRecordLocked(std::string_view key,

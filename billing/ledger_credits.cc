@@ -158,11 +158,13 @@ absl::StatusOr<v1::CreditNote> Ledger::IssueCreditNote(
   }
   const int64_t left = std::max<int64_t>(ref->second.total_cents - credited, 0);
   if (cents > left) {
-    return absl::InvalidArgumentError(
-        Cat("amount: ", FormatCents(cents), " exceeds what can still be "
-            "credited on ", req.statement_number(), " (billed ",
-            FormatCents(ref->second.total_cents), ", credited ",
-            FormatCents(credited), ", left ", FormatCents(left), ")"));
+    return absl::InvalidArgumentError(Cat("amount: ", FormatCents(cents),
+                                          " exceeds what can still be "
+                                          "credited on ",
+                                          req.statement_number(), " (billed ",
+                                          FormatCents(ref->second.total_cents),
+                                          ", credited ", FormatCents(credited),
+                                          ", left ", FormatCents(left), ")"));
   }
   v1::CreditNote cn;
   cn.set_number(absl::StrFormat("CN-%06d", credit_notes_.size() + 1));
@@ -174,7 +176,8 @@ absl::StatusOr<v1::CreditNote> Ledger::IssueCreditNote(
   cn.set_booked_period(
       BookingPeriodLocked(ref->second.period.Next()).ToString());
   *cn.mutable_created_time() = ToProtoTime(clock_->Now());
-  RETURN_IF_ERROR(store_->Put(storage::kMeta, Cat(kCreditNotePrefix, cn.number()),
+  RETURN_IF_ERROR(store_->Put(storage::kMeta,
+                              Cat(kCreditNotePrefix, cn.number()),
                               cn.SerializeAsString(), {.sync = true}));
   credit_notes_[cn.number()] = cn;
   return cn;
@@ -193,8 +196,8 @@ absl::StatusOr<v1::CreditGrant> Ledger::GrantCredits(
     ASSIGN_OR_RETURN(absl::Time exp,
                      ParseDate(req.expires_date(), "expires_date"));
     if (exp <= now) {
-      return absl::InvalidArgumentError(
-          Cat("expires_date: \"", req.expires_date(), "\" is not in the future"));
+      return absl::InvalidArgumentError(Cat(
+          "expires_date: \"", req.expires_date(), "\" is not in the future"));
     }
   }
   v1::CreditGrant g;
@@ -307,16 +310,15 @@ absl::Status Ledger::CheckPriced(std::string_view tenant,
   const int64_t s = absl::ToUnixSeconds(t);
   std::vector<std::string> unpriced;
   for (const std::string& m : models) {
-    const bool priced =
-        cls == v1::SERVICE_CLASS_RESERVED
-            ? OverageRateAtLocked(tenant, m, s).has_value()
-            : GpuRateAtLocked(tenant, m, cls, s).has_value();
+    const bool priced = cls == v1::SERVICE_CLASS_RESERVED
+                            ? OverageRateAtLocked(tenant, m, s).has_value()
+                            : GpuRateAtLocked(tenant, m, cls, s).has_value();
     if (!priced) unpriced.push_back(m);
   }
   if (unpriced.empty()) return absl::OkStatus();
-  const std::string_view cls_name = cls == v1::SERVICE_CLASS_RESERVED ? "reserved"
-                                    : cls == v1::SERVICE_CLASS_SPOT
-                                        ? "spot"
+  const std::string_view cls_name =
+      cls == v1::SERVICE_CLASS_RESERVED ? "reserved"
+      : cls == v1::SERVICE_CLASS_SPOT   ? "spot"
                                         : "on-demand";
   return absl::FailedPreconditionError(Cat(
       "spec.service_class: no ", cls_name, " price in effect for GPU model ",

@@ -62,8 +62,7 @@ absl::StatusOr<Money> ParseDecimal(std::string_view text,
 
 // ParseDecimal, then at most kMaxPriceMicros ($1,000,000): for prices and
 // rates a client sets (not for stored ones being read back).
-absl::StatusOr<Money> ParsePrice(std::string_view text,
-                                 std::string_view field);
+absl::StatusOr<Money> ParsePrice(std::string_view text, std::string_view field);
 
 // Parses a USD amount that a person types for a credit or a grant: like
 // ParseDecimal but at most 2 decimals (cents) and > 0; returns cents.

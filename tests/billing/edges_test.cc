@@ -43,10 +43,10 @@ TEST_F(LedgerTest, Item1PerEventBoundRefusesHugeRequestCount) {
   clock_.Set(T("2026-11-15T00:00:00Z"));
   SetPrice(RequestPrice("api", "1.00", T("2026-01-01T00:00:00Z")));
   // 10^17 requests at $1.00 = $10^17: over the 10^12 per-event bound.
-  absl::StatusOr<v1::RecordUsageResponse> r = ledger_.RecordUsage(
-      {Ev("k", T("2026-11-10T00:00:00Z"), 100'000'000'000'000'000, 0, 0,
-          "acme", "api")},
-      "operator");
+  absl::StatusOr<v1::RecordUsageResponse> r =
+      ledger_.RecordUsage({Ev("k", T("2026-11-10T00:00:00Z"),
+                              100'000'000'000'000'000, 0, 0, "acme", "api")},
+                          "operator");
   ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(r.status().message(), HasSubstr("events[0].requests"));
   EXPECT_THAT(r.status().message(), HasSubstr("1000000000000"));
@@ -61,15 +61,14 @@ TEST_F(LedgerTest, Item1LineBoundRefusesTheEventThatWouldOverflow) {
   SetPrice(RequestPrice("api", "1000000", T("2026-01-01T00:00:00Z")));
   // 10^6 requests x $10^6 = $10^12 = the largest line: accepted.
   ASSERT_TRUE(ledger_
-                  .RecordUsage({Ev("a", T("2026-11-10T00:00:00Z"), 1'000'000,
-                                   0, 0, "acme", "api")},
+                  .RecordUsage({Ev("a", T("2026-11-10T00:00:00Z"), 1'000'000, 0,
+                                   0, "acme", "api")},
                                "operator")
                   .ok());
   // One more request: $10^12 + $10^6 > the bound: refused, naming the
   // event, the field, the tenant and the model.
   absl::StatusOr<v1::RecordUsageResponse> r = ledger_.RecordUsage(
-      {Ev("b", T("2026-11-10T00:00:00Z"), 1, 0, 0, "acme", "api")},
-      "operator");
+      {Ev("b", T("2026-11-10T00:00:00Z"), 1, 0, 0, "acme", "api")}, "operator");
   ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(r.status().message(), HasSubstr("events[0].requests"));
   EXPECT_THAT(r.status().message(), HasSubstr("\"acme\""));
@@ -77,7 +76,8 @@ TEST_F(LedgerTest, Item1LineBoundRefusesTheEventThatWouldOverflow) {
   // A later price version that would push the month over the bound is
   // refused too (any price version of the item): $2,000,000 is above the
   // largest price; $1,000,000 again is fine.
-  v1::Price higher = RequestPrice("api", "1000000.01", T("2026-12-01T00:00:00Z"));
+  v1::Price higher =
+      RequestPrice("api", "1000000.01", T("2026-12-01T00:00:00Z"));
   EXPECT_EQ(ledger_.SetPrice(higher).status().code(),
             absl::StatusCode::kInvalidArgument);
   // The period can always be finalized: 10^6 x $10^6 = $10^12 = 10^14 cents.
@@ -125,9 +125,8 @@ TEST_F(LedgerTest, Item1OverflowErrorNamesTenantAndLine) {
 TEST_F(LedgerTest, Item5ContractValueIsRoundedOnceByTheLedger) {
   // 1 GPU x 24 h x $0.000625 = 15,000 micro-dollars = 1.5 cents: half-even
   // -> 2 cents (the CLI used to truncate to 1).
-  absl::StatusOr<v1::Contract> c =
-      ledger_.CreateContract(H100Contract(1, "2026-01-01", "2026-01-02",
-                                          "0.000625"));
+  absl::StatusOr<v1::Contract> c = ledger_.CreateContract(
+      H100Contract(1, "2026-01-01", "2026-01-02", "0.000625"));
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->value_micros(), 15'000);
   EXPECT_EQ(c->value_cents(), 2);
@@ -158,10 +157,11 @@ TEST_F(LedgerTest, Item2ReservedBeyondContractIsOverageAndAttributed) {
   EXPECT_EQ(over->unit_price(), "180.00");
   EXPECT_EQ(FindLine(st, "on-demand", ""), nullptr);
   ASSERT_EQ(st.attempts_size(), 1);
-  EXPECT_EQ(st.attempts(0).covered_gpu_seconds(), 40);   // 2 x 20 s
-  EXPECT_EQ(st.attempts(0).overage_gpu_seconds(), 40);   // 2 x 20 s
+  EXPECT_EQ(st.attempts(0).covered_gpu_seconds(), 40);  // 2 x 20 s
+  EXPECT_EQ(st.attempts(0).overage_gpu_seconds(), 40);  // 2 x 20 s
   // job show's view: the same per attempt.
-  absl::StatusOr<v1::GetJobBillingResponse> jb = ledger_.JobBilling("job-1", "");
+  absl::StatusOr<v1::GetJobBillingResponse> jb =
+      ledger_.JobBilling("job-1", "");
   ASSERT_TRUE(jb.ok()) << jb.status();
   ASSERT_EQ(jb->attempts_size(), 1);
   EXPECT_EQ(jb->attempts(0).overage_gpu_seconds(), 40);
@@ -175,10 +175,10 @@ TEST_F(LedgerTest, Item2EarliestStartedAttemptIsCoveredFirst) {
   clock_.Set(T("2026-11-20T00:00:00Z"));
   SetPrice(GpuPrice("H100", v1::SERVICE_CLASS_ON_DEMAND, "36",
                     T("2026-01-01T00:00:00Z")));
-  ASSERT_TRUE(ledger_
-                  .CreateContract(H100Contract(2, "2026-11-01", "2026-12-01",
-                                               "1.00"))
-                  .ok());
+  ASSERT_TRUE(
+      ledger_
+          .CreateContract(H100Contract(2, "2026-11-01", "2026-12-01", "1.00"))
+          .ok());
   // a: 2 GPUs 00:00-01:00; b: 2 GPUs 00:30-01:30. 00:30-01:00 4 run, G=2:
   // a (earlier) covered all hour, b overage 2 x 1800 s = 3600 GPU-s at the
   // on-demand $36 = $36.00; b covered 2 x 1800 s after a ended.
@@ -203,8 +203,9 @@ TEST_F(LedgerTest, Item2EarliestStartedAttemptIsCoveredFirst) {
 }
 
 TEST(BilledClassTest, ReservedStaysReserved) {
-  EXPECT_EQ(BilledClass(v1::SERVICE_CLASS_RESERVED, v1::SERVICE_CLASS_ON_DEMAND),
-            v1::SERVICE_CLASS_RESERVED);
+  EXPECT_EQ(
+      BilledClass(v1::SERVICE_CLASS_RESERVED, v1::SERVICE_CLASS_ON_DEMAND),
+      v1::SERVICE_CLASS_RESERVED);
   EXPECT_EQ(BilledClass(v1::SERVICE_CLASS_SPOT, v1::SERVICE_CLASS_SPOT),
             v1::SERVICE_CLASS_SPOT);
 }
@@ -215,11 +216,11 @@ TEST_F(LedgerTest, Item3KeysAreScopedPerSource) {
   clock_.Set(T("2026-11-20T00:00:00Z"));
   SetPrice(LlamaPrice(T("2026-01-01T00:00:00Z")));
   // The tenant records meter-42 with zero tokens first...
-  ASSERT_TRUE(ledger_
-                  .RecordUsage({Ev("meter-42", T("2026-11-10T00:00:00Z"), 1,
-                                   0, 0)},
-                               "acme")
-                  .ok());
+  ASSERT_TRUE(
+      ledger_
+          .RecordUsage({Ev("meter-42", T("2026-11-10T00:00:00Z"), 1, 0, 0)},
+                       "acme")
+          .ok());
   // ...the operator's feed row meter-42 (5M in, 5M out) is still new.
   absl::StatusOr<v1::RecordUsageResponse> r = ledger_.RecordUsage(
       {Ev("meter-42", T("2026-11-10T00:00:00Z"), 1, 5'000'000, 5'000'000)},
@@ -264,8 +265,8 @@ TEST(LedgerMigrationTest, LegacyKeysLoadAsOperatorKeys) {
       {Ev("old-1", T("2026-11-10T00:00:00Z"), 1, 0, 0)}, "operator");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->duplicates(), 1u);
-  EXPECT_FALSE(store.Get(storage::kUsage, std::string("acme\0old-1", 10))
-                   ->has_value());
+  EXPECT_FALSE(
+      store.Get(storage::kUsage, std::string("acme\0old-1", 10))->has_value());
 }
 
 // ------------------------------------------------------------ item 4 ----
@@ -275,17 +276,17 @@ TEST_F(LedgerTest, Item4CheckPricedAtSubmit) {
   SetPrice(GpuPrice("H100", v1::SERVICE_CLASS_ON_DEMAND, "2.00",
                     T("2025-01-01T00:00:00Z")));
   const absl::Time now = clock_.Now();
-  EXPECT_TRUE(ledger_
-                  .CheckPriced("acme", "H100", v1::SERVICE_CLASS_ON_DEMAND, now)
-                  .ok());
+  EXPECT_TRUE(
+      ledger_.CheckPriced("acme", "H100", v1::SERVICE_CLASS_ON_DEMAND, now)
+          .ok());
   absl::Status spot =
       ledger_.CheckPriced("acme", "H100", v1::SERVICE_CLASS_SPOT, now);
   EXPECT_EQ(spot.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_THAT(spot.message(), HasSubstr("spot"));
   // Reserved is priced by the on-demand price (the default overage rate).
-  EXPECT_TRUE(ledger_
-                  .CheckPriced("acme", "H100", v1::SERVICE_CLASS_RESERVED, now)
-                  .ok());
+  EXPECT_TRUE(
+      ledger_.CheckPriced("acme", "H100", v1::SERVICE_CLASS_RESERVED, now)
+          .ok());
   // Any model: every catalogue model must be priced; A100 is not.
   absl::Status any =
       ledger_.CheckPriced("acme", "", v1::SERVICE_CLASS_ON_DEMAND, now);
@@ -327,11 +328,11 @@ TEST_F(LedgerTest, Item7FutureDatedEventIsReratedByALaterAcceptedChange) {
   clock_.Set(T("2026-01-10T00:00:00Z"));
   SetPrice(LlamaPrice(T("2025-01-01T00:00:00Z")));
   // 4 minutes ahead: 1,000,000 input tokens, rated at $0.50 on arrival.
-  ASSERT_TRUE(ledger_
-                  .RecordUsage({Ev("f", T("2026-01-10T00:04:00Z"), 0,
-                                   1'000'000, 0)},
-                               "operator")
-                  .ok());
+  ASSERT_TRUE(
+      ledger_
+          .RecordUsage({Ev("f", T("2026-01-10T00:04:00Z"), 0, 1'000'000, 0)},
+                       "operator")
+          .ok());
   EXPECT_EQ(Statement("2026-01").total_cents(), 50);  // 1 M x $0.50
   // A change effective at 00:02 (before the event) accepted afterwards.
   v1::Price change = LlamaPrice(T("2026-01-10T00:02:00Z"));
@@ -352,11 +353,12 @@ TEST_F(LedgerTest, Item8FinalizeInOrder) {
   SetPrice(GpuPrice("H100", v1::SERVICE_CLASS_ON_DEMAND, "2.00",
                     T("2025-01-01T00:00:00Z")));
   for (const char* day : {"2026-01-10", "2026-02-10"}) {
-    ASSERT_TRUE(ledger_
-                    .RecordJobUsage(Job(day, v1::SERVICE_CLASS_ON_DEMAND, 1,
-                                        T((std::string(day) + "T00:00:00Z").c_str()),
-                                        T((std::string(day) + "T01:00:00Z").c_str())))
-                    .ok());
+    ASSERT_TRUE(
+        ledger_
+            .RecordJobUsage(Job(day, v1::SERVICE_CLASS_ON_DEMAND, 1,
+                                T((std::string(day) + "T00:00:00Z").c_str()),
+                                T((std::string(day) + "T01:00:00Z").c_str())))
+            .ok());
   }
   absl::StatusOr<v1::FinalizePeriodResponse> f =
       ledger_.FinalizePeriod("2026-02");
@@ -381,10 +383,10 @@ TEST_F(LedgerTest, Item8GpuModelNamesAreCheckedAgainstTheCatalogue) {
 }
 
 TEST_F(LedgerTest, Item8BacklogTotalsPerModelAndInDollars) {
-  ASSERT_TRUE(ledger_
-                  .CreateContract(H100Contract(8, "2026-01-01", "2026-02-01",
-                                               "2.00"))
-                  .ok());
+  ASSERT_TRUE(
+      ledger_
+          .CreateContract(H100Contract(8, "2026-01-01", "2026-02-01", "2.00"))
+          .ok());
   v1::Contract a = H100Contract(4, "2026-01-01", "2026-02-01", "1.00");
   a.set_gpu_model("A100");
   ASSERT_TRUE(ledger_.CreateContract(a).ok());

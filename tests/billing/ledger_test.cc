@@ -565,12 +565,14 @@ class IngestTest : public LedgerTest {
 
 TEST_F(IngestTest, SameBatchTwiceCountsOnce) {
   std::vector<v1::UsageEvent> b = Batch(1000);
-  absl::StatusOr<v1::RecordUsageResponse> r1 = ledger_.RecordUsage(b, "operator");
+  absl::StatusOr<v1::RecordUsageResponse> r1 =
+      ledger_.RecordUsage(b, "operator");
   ASSERT_TRUE(r1.ok()) << r1.status();
   EXPECT_EQ(r1->accepted(), 1000u);
   EXPECT_EQ(r1->duplicates(), 0u);
   v1::Statement before = Statement("2025-12");
-  absl::StatusOr<v1::RecordUsageResponse> r2 = ledger_.RecordUsage(b, "operator");
+  absl::StatusOr<v1::RecordUsageResponse> r2 =
+      ledger_.RecordUsage(b, "operator");
   ASSERT_TRUE(r2.ok());
   EXPECT_EQ(r2->accepted(), 0u);
   EXPECT_EQ(r2->duplicates(), 1000u);
@@ -585,7 +587,8 @@ TEST_F(IngestTest, SameBatchTwiceCountsOnce) {
 TEST_F(IngestTest, DuplicateInsideOneBatch) {
   std::vector<v1::UsageEvent> b = Batch(2);
   b.push_back(b[0]);
-  absl::StatusOr<v1::RecordUsageResponse> r = ledger_.RecordUsage(b, "operator");
+  absl::StatusOr<v1::RecordUsageResponse> r =
+      ledger_.RecordUsage(b, "operator");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->accepted(), 2u);
   EXPECT_EQ(r->duplicates(), 1u);
@@ -598,7 +601,8 @@ TEST_F(IngestTest, DuplicateInsideOneBatch) {
 TEST_F(IngestTest, KeyIsScopedPerTenant) {
   v1::UsageEvent a = Ev("same", T("2025-12-31T12:00:00Z"), 1, 1, 1, "acme");
   v1::UsageEvent g = Ev("same", T("2025-12-31T12:00:00Z"), 1, 1, 1, "globex");
-  absl::StatusOr<v1::RecordUsageResponse> r = ledger_.RecordUsage({a, g}, "operator");
+  absl::StatusOr<v1::RecordUsageResponse> r =
+      ledger_.RecordUsage({a, g}, "operator");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->accepted(), 2u);
 }
@@ -611,7 +615,8 @@ TEST_F(IngestTest, ConflictingPayloadChangesNothing) {
   std::vector<v1::UsageEvent> b = {
       Ev("new", T("2025-12-31T12:00:00Z"), 1, 5, 5),
       Ev("k3", T("2025-12-31T12:00:00Z"), 1, 1000, 2001)};
-  absl::StatusOr<v1::RecordUsageResponse> r = ledger_.RecordUsage(b, "operator");
+  absl::StatusOr<v1::RecordUsageResponse> r =
+      ledger_.RecordUsage(b, "operator");
   ASSERT_EQ(r.status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_THAT(r.status().message(), HasSubstr("events[1].idempotency_key"));
   EXPECT_EQ(store_.writes, writes);
@@ -634,7 +639,8 @@ TEST_P(InvalidEventTest, RejectsWholeBatchNamingIndex) {
   std::vector<v1::UsageEvent> b = Batch(3);
   GetParam().mutate(&b[1]);
   int writes = store_.writes;
-  absl::StatusOr<v1::RecordUsageResponse> r = ledger_.RecordUsage(b, "operator");
+  absl::StatusOr<v1::RecordUsageResponse> r =
+      ledger_.RecordUsage(b, "operator");
   ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(r.status().message(), HasSubstr(GetParam().message));
   EXPECT_EQ(store_.writes, writes);
@@ -678,8 +684,8 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST_F(IngestTest, FiveMinutesAheadIsAccepted) {
   // Exactly now + 5 min is allowed (the rule is "> 5 minutes").
-  absl::StatusOr<v1::RecordUsageResponse> r =
-      ledger_.RecordUsage({Ev("f", T("2026-01-01T00:05:00Z"), 1, 1, 1)}, "operator");
+  absl::StatusOr<v1::RecordUsageResponse> r = ledger_.RecordUsage(
+      {Ev("f", T("2026-01-01T00:05:00Z"), 1, 1, 1)}, "operator");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->accepted(), 1u);
 }
@@ -690,7 +696,8 @@ TEST_F(IngestTest, ConcurrentIdenticalBatchesCountOnce) {
   std::vector<std::thread> threads;
   for (int i = 0; i < 4; ++i) {
     threads.emplace_back([&] {
-      absl::StatusOr<v1::RecordUsageResponse> r = ledger_.RecordUsage(b, "operator");
+      absl::StatusOr<v1::RecordUsageResponse> r =
+          ledger_.RecordUsage(b, "operator");
       ASSERT_TRUE(r.ok());
       accepted += r->accepted();
       dups += r->duplicates();
@@ -711,7 +718,8 @@ TEST_F(IngestTest, StatementReadsAggregatesNotEvents) {
   auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < 100; ++i) {
     ASSERT_TRUE(
-        ledger_.RecordUsage(Batch(2000, absl::StrCat("b", i, "-")), "operator").ok());
+        ledger_.RecordUsage(Batch(2000, absl::StrCat("b", i, "-")), "operator")
+            .ok());
   }
   double ingest_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
@@ -747,7 +755,8 @@ TEST_F(LedgerTest, LateUsageBecomesAdjustmentAndFinalizedNeverChanges) {
   // January: 2,000,000 input tokens = 2 M x $0.50 = $1.00; 1 request $0.0001
   ASSERT_TRUE(ledger_
                   .RecordUsage(
-                      {Ev("jan-1", T("2026-01-10T00:00:00Z"), 1, 2'000'000, 0)}, "operator")
+                      {Ev("jan-1", T("2026-01-10T00:00:00Z"), 1, 2'000'000, 0)},
+                      "operator")
                   .ok());
   clock_.Set(T("2026-02-01T00:05:00Z"));
   absl::StatusOr<v1::FinalizePeriodResponse> f =
@@ -764,7 +773,8 @@ TEST_F(LedgerTest, LateUsageBecomesAdjustmentAndFinalizedNeverChanges) {
   // A late inference event for January, and a late January job.
   ASSERT_TRUE(ledger_
                   .RecordUsage({Ev("jan-late", T("2026-01-31T23:00:00Z"), 0,
-                                   4'000'000, 0)}, "operator")
+                                   4'000'000, 0)},
+                               "operator")
                   .ok());
   // 2 GPUs x 1 h = 2 GPU-h x $2.00 = $4.00
   ASSERT_TRUE(ledger_
@@ -808,7 +818,8 @@ TEST_F(LedgerTest, LateEventContinuesTheMonthsTierCount) {
   // January: 999,000,000 output = 999 M x $0.80 = $799.20.
   ASSERT_TRUE(
       ledger_
-          .RecordUsage({Ev("a", T("2026-01-10T00:00:00Z"), 0, 0, 999'000'000)}, "operator")
+          .RecordUsage({Ev("a", T("2026-01-10T00:00:00Z"), 0, 0, 999'000'000)},
+                       "operator")
           .ok());
   clock_.Set(T("2026-02-02T00:00:00Z"));
   ASSERT_TRUE(ledger_.FinalizePeriod("2026-01").ok());
@@ -816,7 +827,9 @@ TEST_F(LedgerTest, LateEventContinuesTheMonthsTierCount) {
   // 1 M x $0.80 = $0.80 (tier 1) + 2 M x $0.60 = $1.20 (tier 2), both as
   // adjustments for 2026-01 in February.
   ASSERT_TRUE(
-      ledger_.RecordUsage({Ev("b", T("2026-01-31T00:00:00Z"), 0, 0, 3'000'000)}, "operator")
+      ledger_
+          .RecordUsage({Ev("b", T("2026-01-31T00:00:00Z"), 0, 0, 3'000'000)},
+                       "operator")
           .ok());
   v1::Statement feb = Statement("2026-02");
   const v1::StatementLine* t1 = FindLine(feb, "inference", "tier 1", "2026-01");
@@ -925,7 +938,8 @@ TEST(LedgerReloadTest, RocksDbReopenGivesSameStatements) {
     ASSERT_TRUE(ledger.FinalizePeriod("2026-01").ok());
     ASSERT_TRUE(ledger
                     .RecordUsage({Ev("late", T("2026-01-31T00:00:00Z"), 1,
-                                     1'000'000, 1'000'000)}, "operator")
+                                     1'000'000, 1'000'000)},
+                                 "operator")
                     .ok());
     jan = *ledger.GetStatement("acme", "2026-01");
     feb = *ledger.GetStatement("acme", "2026-02");
@@ -947,7 +961,8 @@ TEST(LedgerReloadTest, RocksDbReopenGivesSameStatements) {
     EXPECT_TRUE(MessageDifferencer::Equals(
         *ledger.Backlog(T("2026-02-15T00:00:00Z")), backlog));
     // Idempotency keys survived: the batch is all duplicates.
-    absl::StatusOr<v1::RecordUsageResponse> r = ledger.RecordUsage(batch, "operator");
+    absl::StatusOr<v1::RecordUsageResponse> r =
+        ledger.RecordUsage(batch, "operator");
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r->duplicates(), 2u);
     // Counters continue.
@@ -963,7 +978,8 @@ TEST(LedgerReloadTest, RocksDbReopenGivesSameStatements) {
     // 999 M + 3 M + 1 M (late) = 1003 M, so 1 M more late output is tier 2.
     ASSERT_TRUE(ledger
                     .RecordUsage({Ev("late2", T("2026-01-31T00:00:00Z"), 0, 0,
-                                     1'000'000)}, "operator")
+                                     1'000'000)},
+                                 "operator")
                     .ok());
     v1::Statement st = *ledger.GetStatement("acme", "2026-02");
     const v1::StatementLine* t2 =

@@ -61,7 +61,7 @@ class CountingStore : public storage::Store {
 };
 
 inline v1::Price GpuPrice(const std::string& model, v1::ServiceClass cls,
-                   const std::string& price, absl::Time from) {
+                          const std::string& price, absl::Time from) {
   v1::Price p;
   p.mutable_gpu_hour()->set_gpu_model(model);
   p.mutable_gpu_hour()->set_service_class(cls);
@@ -91,8 +91,9 @@ inline v1::Price LlamaPrice(absl::Time from) {
 }
 
 inline v1::UsageEvent Ev(const std::string& key, absl::Time t, int64_t requests,
-                  int64_t in, int64_t out, const std::string& tenant = "acme",
-                  const std::string& model = "llama-70b") {
+                         int64_t in, int64_t out,
+                         const std::string& tenant = "acme",
+                         const std::string& model = "llama-70b") {
   v1::UsageEvent e;
   *e.mutable_time() = Ts(t);
   e.set_tenant(tenant);
@@ -105,16 +106,16 @@ inline v1::UsageEvent Ev(const std::string& key, absl::Time t, int64_t requests,
 }
 
 inline JobUsage Job(const std::string& id, v1::ServiceClass cls, uint32_t gpus,
-             absl::Time start, absl::Time end, uint32_t attempt = 1,
-             const std::string& model = "H100", uint64_t energy_mj = 0) {
+                    absl::Time start, absl::Time end, uint32_t attempt = 1,
+                    const std::string& model = "H100", uint64_t energy_mj = 0) {
   return JobUsage{"acme", id, attempt, model, cls, gpus, start, end, energy_mj};
 }
 
 inline const v1::StatementLine* FindLine(const v1::Statement& st,
-                                  std::string_view pricing_model,
-                                  std::string_view detail_part,
-                                  std::string_view adjustment_for = "",
-                                  std::string_view unit_price = "") {
+                                         std::string_view pricing_model,
+                                         std::string_view detail_part,
+                                         std::string_view adjustment_for = "",
+                                         std::string_view unit_price = "") {
   for (const v1::StatementLine& l : st.lines()) {
     if (l.pricing_model() == pricing_model &&
         l.detail().find(detail_part) != std::string::npos &&
@@ -156,6 +157,5 @@ class LedgerTest : public ::testing::Test {
   FakeTenants tenants_;
   Ledger ledger_{&store_, &clock_, &tenants_};
 };
-
 
 }  // namespace joule::billing
