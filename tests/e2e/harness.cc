@@ -149,10 +149,11 @@ void Cluster::StartDaemon() {
                                    options_.report_interval};
   if (!options_.config_text.empty()) {
     // Tests that do not test billing run unpriced jobs.
-    WriteFile(dir_ + "/cluster.conf",
-              options_.config_text + (options_.allow_unpriced
-                                          ? "\nbilling { allow_unpriced: true }\n"
-                                          : ""));
+    WriteFile(
+        dir_ + "/cluster.conf",
+        options_.config_text + (options_.allow_unpriced
+                                    ? "\nbilling { allow_unpriced: true }\n"
+                                    : ""));
     argv.push_back("--config");
     argv.push_back(dir_ + "/cluster.conf");
   }
