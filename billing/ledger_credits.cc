@@ -153,10 +153,12 @@ absl::StatusOr<v1::CreditNote> Ledger::IssueCreditNote(
   int64_t credited = 0;
   for (const auto& [number, cn] : credit_notes_) {
     if (cn.statement_number() == req.statement_number()) {
-      credited += cn.amount_cents();
+      ASSIGN_OR_RETURN(credited, CheckedAdd(credited, cn.amount_cents()));
     }
   }
-  const int64_t left = std::max<int64_t>(ref->second.total_cents - credited, 0);
+  ASSIGN_OR_RETURN(int64_t left,
+                   CheckedAdd(ref->second.total_cents, -credited));
+  left = std::max<int64_t>(left, 0);
   if (cents > left) {
     return absl::InvalidArgumentError(Cat("amount: ", FormatCents(cents),
                                           " exceeds what can still be "
@@ -291,8 +293,10 @@ absl::StatusOr<v1::ExportPeriodResponse> Ledger::ExportPeriod(
     r->set_contract_id(id);
     r->set_tenant(c.proto.tenant());
     r->set_gpu_model(c.proto.gpu_model());
-    r->set_recognized_cents(at_end.recognized_cents -
-                            at_start.recognized_cents);
+    ASSIGN_OR_RETURN(
+        int64_t recognized,
+        CheckedAdd(at_end.recognized_cents, -at_start.recognized_cents));
+    r->set_recognized_cents(recognized);
   }
   return resp;
 }

@@ -1833,7 +1833,7 @@ void ClusterManager::ScheduleOnce() {
     if (p.effective_class != ToPolicyClass(job.spec().service_class())) {
       absl::StrAppend(&reason,
                       " (runs as on-demand: beyond the tenant's "
-                      "contracted reserved GPUs)");
+                      "contracted reserved GPUs; billed as reserved overage)");
     }
     TransitionLocked(*j, v1::JOB_STATE_STARTING, reason, now);
     PutJobLocked(&batch, job);
