@@ -219,28 +219,20 @@ std::string ExportCsv(const v1::ExportPeriodResponse& e) {
 }
 
 std::string StatementCsv(const v1::Statement& s) {
-  auto q = [](const std::string& v) {
-    if (v.find_first_of(",\"\n") == std::string::npos) return v;
-    std::string out = "\"";
-    for (char c : v) {
-      if (c == '"') out += '"';
-      out += c;
-    }
-    return out + "\"";
-  };
+  const auto q = [](const std::string& v) { return CsvField(v); };
   std::string out =
       "tenant,period,pricing_model,item,detail,adjustment_for,quantity,unit,"
-      "unit_price,amount,informational\n";
+      "unit_price,amount,informational,rate_card\n";
   for (const auto& l : s.lines()) {
-    absl::StrAppend(&out, q(s.tenant()), ",", s.period(), ",",
-                    q(l.pricing_model()), ",", q(l.item()), ",", q(l.detail()),
-                    ",", l.adjustment_for(), ",", l.quantity(), ",",
-                    q(l.unit()), ",", l.unit_price(), ",",
-                    FormatCents(l.amount_cents()), ",",
-                    l.informational() ? "true" : "false", "\n");
+    absl::StrAppend(
+        &out, q(s.tenant()), ",", s.period(), ",", q(l.pricing_model()), ",",
+        q(l.item()), ",", q(l.detail()), ",", l.adjustment_for(), ",",
+        l.quantity(), ",", q(l.unit()), ",", l.unit_price(), ",",
+        FormatCents(l.amount_cents()), ",",
+        l.informational() ? "true" : "false", ",", q(l.rate_card()), "\n");
   }
   absl::StrAppend(&out, q(s.tenant()), ",", s.period(), ",total,,,,,,,",
-                  FormatCents(s.total_cents()), ",false\n");
+                  FormatCents(s.total_cents()), ",false,\n");
   return out;
 }
 
