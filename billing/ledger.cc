@@ -579,6 +579,7 @@ Ledger::RerateFutureEventsLocked(const v1::Price& p,
   };
   for (auto it = future_events_.begin(); it != future_events_.end();) {
     if (it->second < now - 1) {
+      batch->Delete(storage::kMeta, Cat(kFuturePrefix, it->first));
       it = future_events_.erase(it);  // its time has passed: settled
       continue;
     }
@@ -941,11 +942,24 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
   for (const auto& [key, agg] : touched) {
     batch.Put(storage::kUsageAgg, key, agg.SerializeAsString());
   }
+  // Future-dated events are remembered (durably) until their time passed.
+  const int64_t now_s = absl::ToUnixSeconds(now);
+  std::vector<std::string> settled;
+  for (const auto& [key, t] : future_events_) {
+    if (t < now_s - 1) {
+      settled.push_back(key);
+      batch.Delete(storage::kMeta, Cat(kFuturePrefix, key));
+    }
+  }
+  for (const auto& [key, t] : future_keys) {
+    batch.Put(storage::kMeta, Cat(kFuturePrefix, key), absl::StrCat(t));
+  }
   // 3. One durable write: keys, events and the aggregates they move.
   RETURN_IF_ERROR(store_->Write(batch, {.sync = true}));
   for (auto& [key, agg] : touched) ApplyAggregateLocked(key, std::move(agg));
   for (const auto& [key, n] : counts) monthly_tokens_[key] = n;
   usage_key_hashes_.insert(new_hashes.begin(), new_hashes.end());
+  for (const std::string& key : settled) future_events_.erase(key);
   for (auto& [key, t] : future_keys) future_events_[key] = t;
   return resp;
 }
@@ -1161,6 +1175,16 @@ absl::Status Ledger::Load() {
                                        st.credits_applied_cents()};
     return absl::OkStatus();
   }));
+  RETURN_IF_ERROR(
+      scan(storage::kMeta, kFuturePrefix, [&](auto key, auto value) {
+        int64_t t = 0;
+        if (!absl::SimpleAtoi(absl::string_view(value.data(), value.size()),
+                              &t)) {
+          return DataLoss(storage::kMeta, key);
+        }
+        future_events_[std::string(key.substr(kFuturePrefix.size()))] = t;
+        return absl::OkStatus();
+      }));
   RETURN_IF_ERROR(
       scan(storage::kMeta, "billing/credit", [&](auto key, auto value) {
         return ApplyCreditRecordLocked(key, value);

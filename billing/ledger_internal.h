@@ -20,6 +20,9 @@ namespace joule::billing {
 
 inline constexpr std::string_view kSep("\0", 1);
 inline constexpr std::string_view kFinalizedPrefix = "billing/finalized/";
+// meta `billing/future/<usage key>` -> Unix seconds: a future-dated event
+// that a later price change may still re-rate.
+inline constexpr std::string_view kFuturePrefix = "billing/future/";
 inline constexpr absl::Duration kMaxFutureSkew = absl::Minutes(5);
 
 // Pricing models, in statement order.

@@ -346,6 +346,47 @@ TEST_F(LedgerTest, Item7FutureDatedEventIsReratedByALaterAcceptedChange) {
   ASSERT_NE(FindLine(st, "inference", "input", "", "1.00"), nullptr);
 }
 
+TEST(LedgerReloadFutureTest, FutureDatedEventIsReratedAfterARestart) {
+  storage::MemoryStore store;
+  FakeClock clock(T("2026-01-10T00:00:00Z"));
+  FakeTenants tenants;
+  {
+    Ledger ledger(&store, &clock, &tenants);
+    ASSERT_TRUE(ledger.Load().ok());
+    ASSERT_TRUE(ledger.SetPrice(LlamaPrice(T("2025-01-01T00:00:00Z"))).ok());
+    // 1,000,000 input tokens dated 00:04, rated at $0.50 on arrival.
+    ASSERT_TRUE(
+        ledger
+            .RecordUsage({Ev("f", T("2026-01-10T00:04:00Z"), 0, 1'000'000, 0)},
+                         "operator")
+            .ok());
+  }
+  // Restart, then a change effective 00:02 (before the event): $1.00.
+  Ledger ledger(&store, &clock, &tenants);
+  ASSERT_TRUE(ledger.Load().ok());
+  v1::Price change = LlamaPrice(T("2026-01-10T00:02:00Z"));
+  change.mutable_inference()->mutable_input(0)->set_price("1.00");
+  ASSERT_TRUE(ledger.SetPrice(change).ok());
+  // 1 M x $1.00 = $1.00.
+  EXPECT_EQ(ledger.GetStatement("acme", "2026-01")->total_cents(), 100);
+  // Once its time has passed it is forgotten (the meta record deleted by
+  // the next write).
+  clock.Set(T("2026-01-10T00:10:00Z"));
+  ASSERT_TRUE(ledger
+                  .RecordUsage({Ev("g", T("2026-01-10T00:09:00Z"), 0, 1, 0)},
+                               "operator")
+                  .ok());
+  int left = 0;
+  ASSERT_TRUE(store
+                  .Scan(storage::kMeta, "billing/future/",
+                        [&](std::string_view, std::string_view) {
+                          ++left;
+                          return true;
+                        })
+                  .ok());
+  EXPECT_EQ(left, 0);
+}
+
 // ------------------------------------------------------------ item 8 ----
 
 TEST_F(LedgerTest, Item8FinalizeInOrder) {
