@@ -66,7 +66,12 @@ inline v1::ServiceClass BilledClass(v1::ServiceClass requested,
 // reserved contracts, the idempotency keys of inference usage (as 64-bit
 // hashes; the store holds the keys), the inference usage aggregates per
 // (tenant, booking period, origin period, model, price version), the job
-// attempts' GPU usage split per month, and the set of finalized periods.
+// attempts' GPU usage split per month, and the set of finalized periods;
+// also the tenants' rate cards (prices with a tenant), the credit notes, the
+// prepaid-credit grants and the future-dated events a later price change may
+// re-rate. Code: ledger.cc (catalogue, contracts, usage, load),
+// ledger_statements.cc (statements, finalize, backlog), ledger_credits.cc
+// (credit notes, credits, export, CheckPriced).
 // Does not own store, clock or tenants (they must outlive it).
 //
 // Invariants: every change is persisted with one synchronous WriteBatch
