@@ -53,6 +53,11 @@ std::vector<MethodRule> BuildTable() {
       row("BillingService", "GetStatement", false, A, A, D, O, D),
       row("BillingService", "FinalizePeriod", true, A, A, D, D, D),
       row("BillingService", "GetBacklog", false, A, A, D, D, D),
+      row("BillingService", "GetJobBilling", false, A, A, D, O, D),
+      row("BillingService", "IssueCreditNote", true, A, A, D, D, D),
+      row("BillingService", "GrantCredits", true, A, A, D, D, D),
+      row("BillingService", "ListCredits", false, A, A, D, O, D),
+      row("BillingService", "ExportPeriod", false, A, A, D, D, D),
       // Identity and audit.
       row("AuthService", "CreateToken", true, A, D, D, D, D),
       row("AuthService", "ListTokens", false, A, D, D, D, D),

@@ -111,7 +111,7 @@ void BM_RecordUsageRocksDb(benchmark::State& state) {
       i = 0;
       state.ResumeTiming();
     }
-    auto r = f.ledger->RecordUsage(batches[i++]);
+    auto r = f.ledger->RecordUsage(batches[i++], "operator");
     if (!r.ok() || r->accepted() != static_cast<uint32_t>(batch)) {
       state.SkipWithError("RecordUsage failed");
       break;
@@ -137,7 +137,7 @@ void BM_StatementAfterEvents(benchmark::State& state) {
   static Fixture* f = [] {
     auto* fx = new Fixture;
     for (int64_t done = 0; done < events; done += 10'000) {
-      auto r = fx->ledger->RecordUsage(fx->Batch(10'000, 1));
+      auto r = fx->ledger->RecordUsage(fx->Batch(10'000, 1), "operator");
       if (!r.ok()) std::abort();
     }
     return fx;

@@ -1,6 +1,7 @@
 #include "billing/ledger.h"
 
 #include <algorithm>
+#include <array>
 #include <tuple>
 #include <utility>
 
@@ -9,12 +10,15 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "billing/ledger_internal.h"
 #include "billing/strings.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 
 namespace joule::billing {
+
 namespace {
 
 using v1::billing::FinalizedPeriod;
@@ -23,95 +27,35 @@ using v1::billing::JobUsagePiece;
 using v1::billing::JobUsageRecord;
 using v1::billing::UsageRecord;
 
-constexpr std::string_view kSep("\0", 1);
-constexpr std::string_view kFinalizedPrefix = "billing/finalized/";
-constexpr absl::Duration kMaxFutureSkew = absl::Minutes(5);
-
-// Pricing models, in statement order.
-constexpr std::string_view kReserved = "reserved";
-constexpr std::string_view kReservedOverage = "reserved-overage";
-constexpr std::string_view kOnDemand = "on-demand";
-constexpr std::string_view kSpot = "spot";
-constexpr std::string_view kInference = "inference";
-constexpr std::string_view kEnergy = "energy";
-
-int PricingOrder(std::string_view pm) {
-  constexpr std::string_view kOrder[] = {kReserved, kReservedOverage, kOnDemand,
-                                         kSpot,     kInference,       kEnergy};
-  for (int i = 0; i < 6; ++i) {
-    if (kOrder[i] == pm) return i;
-  }
-  return 6;
-}
-
-std::string_view ClassName(v1::ServiceClass c) {
-  switch (c) {
-    case v1::SERVICE_CLASS_RESERVED:
-      return kReserved;
-    case v1::SERVICE_CLASS_ON_DEMAND:
-      return kOnDemand;
-    case v1::SERVICE_CLASS_SPOT:
-      return kSpot;
-    default:
-      return "unspecified";
-  }
-}
-
-bool IsUnset(const google::protobuf::Timestamp& ts) {
-  return ts.seconds() == 0 && ts.nanos() == 0;
-}
-
-std::string GpuKey(std::string_view model, v1::ServiceClass cls) {
-  return Cat(model, kSep, static_cast<int>(cls));
-}
-std::string VersionKey(uint64_t v) {
-  std::string s(20, '0');  // zero-padded: keys sort by version
-  for (int i = 19; i >= 0 && v > 0; --i, v /= 10) s[i] = '0' + v % 10;
-  return s;
-}
-std::string UsageKey(std::string_view tenant, std::string_view key) {
-  return Cat(tenant, kSep, key);
-}
-std::string AggKey(std::string_view tenant, std::string_view booking,
-                   std::string_view origin, std::string_view model,
-                   uint64_t version) {
-  return Cat("i", kSep, tenant, kSep, booking, kSep, origin, kSep, model, kSep,
-             VersionKey(version));
-}
-std::string StatementIndexKey(std::string_view tenant,
-                              std::string_view period) {
-  return Cat(tenant, kSep, period);
-}
-std::string MonthlyKey(std::string_view tenant, std::string_view model,
-                       std::string_view origin, std::string_view direction) {
-  return Cat(tenant, kSep, model, kSep, origin, kSep, direction);
-}
-std::string JobKey(std::string_view job_id, uint32_t attempt) {
-  return Cat(job_id, kSep, absl::StrFormat("%010d", attempt));
-}
-std::string StoredStatementKey(std::string_view period,
-                               std::string_view tenant) {
-  return Cat(period, kSep, tenant);
-}
-
-absl::Status DataLoss(std::string_view table, std::string_view key) {
-  return absl::DataLossError(
-      Cat("billing: cannot parse record in table ", table, " key ",
-          absl::CHexEscape(absl::string_view(key.data(), key.size()))));
-}
-
 // Parses price tiers of one direction.
 absl::StatusOr<std::vector<Tier>> ParseTiers(
     const google::protobuf::RepeatedPtrField<v1::PriceTier>& tiers,
-    std::string_view field) {
+    std::string_view field, bool new_price = false) {
   std::vector<Tier> out;
   for (int i = 0; i < tiers.size(); ++i) {
-    ASSIGN_OR_RETURN(
-        Money m, ParseDecimal(tiers[i].price(), Cat(field, "[", i, "].price")));
+    const std::string f = Cat(field, "[", i, "].price");
+    ASSIGN_OR_RETURN(Money m, new_price ? ParsePrice(tiers[i].price(), f)
+                                        : ParseDecimal(tiers[i].price(), f));
     out.push_back({tiers[i].from_tokens(), m.micros()});
   }
   RETURN_IF_ERROR(ValidateTiers(out, field));
   return out;
+}
+
+int64_t MaxTierRate(const std::vector<Tier>& tiers) {
+  int64_t m = 0;
+  for (const Tier& t : tiers) m = std::max(m, t.rate_micros);
+  return m;
+}
+
+// Upper bound of the inference amount of one (tenant, month, model) in
+// micro-dollars: in x max_in / 1M + out x max_out / 1M + requests x max_req.
+__int128 InferenceBound(uint64_t in, uint64_t out, uint64_t requests,
+                        int64_t max_in, int64_t max_out, int64_t max_req) {
+  return (static_cast<__int128>(in) * max_in +
+          static_cast<__int128>(out) * max_out) /
+             kTokensPerPriceUnit +
+         static_cast<__int128>(requests) * max_req;
 }
 
 bool SamePayload(const v1::UsageEvent& a, const v1::UsageEvent& b) {
@@ -131,89 +75,11 @@ bool SamePayload(const UsageRecord& a, const v1::UsageEvent& b) {
 }
 
 absl::Status AlreadyUsed(size_t i, std::string_view key) {
-  return absl::AlreadyExistsError(Cat(
-      "events[", i, "].idempotency_key: \"", key,
-      "\" was already used by this tenant with a different payload; nothing "
-      "of the batch was recorded"));
+  return absl::AlreadyExistsError(
+      Cat("events[", i, "].idempotency_key: \"", key,
+          "\" was already used by this tenant and source with a different "
+          "payload; nothing of the batch was recorded"));
 }
-
-// ------------------------------------------------------ statement lines ----
-
-// What makes a statement line distinct. Ordered for presentation.
-struct LineKey {
-  int order = 0;
-  std::string pricing_model;
-  std::string item;
-  std::string adjustment_for;
-  std::string detail;
-  int64_t unit_price_micros = 0;  // -1: no price in effect
-  friend auto operator<=>(const LineKey&, const LineKey&) = default;
-};
-
-// One line's exact quantity and amount until the single rounding.
-struct LineAcc {
-  std::string unit;
-  __int128 quantity = 0;  // in 1/quantity_den units
-  int64_t quantity_den = 1;
-  int quantity_places = 0;
-  ExactAmount amount;
-  bool informational = false;
-};
-
-class Lines {
- public:
-  LineAcc& At(std::string_view pricing_model, std::string_view item,
-              std::string_view adjustment_for, std::string_view detail,
-              int64_t unit_price_micros, std::string_view unit,
-              int64_t quantity_den, int quantity_places, int64_t amount_den,
-              bool informational = false) {
-    LineKey key{PricingOrder(pricing_model), std::string(pricing_model),
-                std::string(item),           std::string(adjustment_for),
-                std::string(detail),         unit_price_micros};
-    auto [it, inserted] = lines_.try_emplace(std::move(key));
-    if (inserted) {
-      it->second.unit = std::string(unit);
-      it->second.quantity_den = quantity_den;
-      it->second.quantity_places = quantity_places;
-      it->second.amount = ExactAmount(amount_den);
-      it->second.informational = informational;
-    }
-    return it->second;
-  }
-
-  // Rounds every line once and fills lines, subtotals and total.
-  absl::Status Emit(v1::Statement* st) const {
-    int64_t total = 0;
-    for (const auto& [key, acc] : lines_) {
-      if (acc.quantity == 0 && acc.amount.numerator() == 0) continue;
-      v1::StatementLine* line = st->add_lines();
-      line->set_pricing_model(key.pricing_model);
-      line->set_item(key.item);
-      line->set_detail(key.detail);
-      line->set_adjustment_for(key.adjustment_for);
-      line->set_quantity(
-          FormatRatio(acc.quantity, acc.quantity_den, acc.quantity_places));
-      line->set_unit(acc.unit);
-      line->set_informational(acc.informational);
-      if (acc.informational) continue;
-      if (key.unit_price_micros >= 0) {
-        line->set_unit_price(FormatMicros(key.unit_price_micros));
-      }
-      ASSIGN_OR_RETURN(int64_t cents, acc.amount.ToCents());
-      line->set_amount_cents(cents);
-      int64_t& sub = (*st->mutable_subtotal_cents())[key.pricing_model];
-      if (__builtin_add_overflow(sub, cents, &sub) ||
-          __builtin_add_overflow(total, cents, &total)) {
-        return absl::OutOfRangeError("statement total overflows int64 cents");
-      }
-    }
-    st->set_total_cents(total);
-    return absl::OkStatus();
-  }
-
- private:
-  std::map<LineKey, LineAcc> lines_;
-};
 
 }  // namespace
 
@@ -248,39 +114,54 @@ Period Ledger::BookingPeriodLocked(Period origin) const {
 }
 
 const Ledger::InferenceRate* Ledger::InferenceRateAtLocked(
-    const std::string& model, absl::Time t) const {
-  auto it = inference_rates_.find(model);
-  if (it == inference_rates_.end()) return nullptr;
-  const std::vector<InferenceRate>& v = it->second;
-  for (auto r = v.rbegin(); r != v.rend(); ++r) {
-    if (r->from <= t) return &*r;
+    std::string_view tenant, const std::string& model, absl::Time t) const {
+  auto at = [&](std::string_view card) -> const InferenceRate* {
+    auto it = inference_rates_.find(InfKey(card, model));
+    if (it == inference_rates_.end()) return nullptr;
+    for (auto r = it->second.rbegin(); r != it->second.rend(); ++r) {
+      if (r->from <= t) return &*r;
+    }
+    return nullptr;
+  };
+  // The tenant's card wins once one of its versions is in effect.
+  if (!tenant.empty()) {
+    if (const InferenceRate* r = at(tenant)) return r;
   }
-  return nullptr;
+  return at("");
 }
 
-std::optional<int64_t> Ledger::GpuRateAtLocked(std::string_view model,
-                                               v1::ServiceClass cls,
-                                               int64_t t) const {
-  auto it = gpu_rates_.find(GpuKey(model, cls));
-  if (it == gpu_rates_.end()) return std::nullopt;
-  for (auto r = it->second.rbegin(); r != it->second.rend(); ++r) {
-    if (r->from <= t) return r->rate_micros;
+std::optional<Ledger::RateAt> Ledger::GpuRateAtLocked(std::string_view tenant,
+                                                      std::string_view model,
+                                                      v1::ServiceClass cls,
+                                                      int64_t t) const {
+  for (std::string_view card : {tenant, std::string_view()}) {
+    auto it = gpu_rates_.find(GpuKey(card, model, cls));
+    if (it != gpu_rates_.end()) {
+      for (auto r = it->second.rbegin(); r != it->second.rend(); ++r) {
+        if (r->from <= t) return RateAt{r->rate_micros, !card.empty()};
+      }
+    }
+    if (card.empty()) break;
   }
   return std::nullopt;
 }
 
-std::vector<int64_t> Ledger::GpuRateChangesLocked(std::string_view model,
+std::vector<int64_t> Ledger::GpuRateChangesLocked(std::string_view tenant,
+                                                  std::string_view model,
                                                   v1::ServiceClass cls) const {
   std::vector<int64_t> out;
-  auto it = gpu_rates_.find(GpuKey(model, cls));
-  if (it == gpu_rates_.end()) return out;
-  for (const GpuRate& r : it->second) out.push_back(r.from);
+  for (std::string_view card : {tenant, std::string_view()}) {
+    auto it = gpu_rates_.find(GpuKey(card, model, cls));
+    if (it != gpu_rates_.end()) {
+      for (const GpuRate& r : it->second) out.push_back(r.from);
+    }
+    if (card.empty()) break;
+  }
   return out;
 }
 
-std::optional<int64_t> Ledger::OverageRateAtLocked(std::string_view tenant,
-                                                   std::string_view model,
-                                                   int64_t t) const {
+std::optional<Ledger::RateAt> Ledger::OverageRateAtLocked(
+    std::string_view tenant, std::string_view model, int64_t t) const {
   // The active contract that started last (ties: the higher id) decides.
   const ContractState* best = nullptr;
   for (const auto& [id, c] : contracts_) {
@@ -291,9 +172,9 @@ std::optional<int64_t> Ledger::OverageRateAtLocked(std::string_view tenant,
     }
   }
   if (best != nullptr && best->overage_micros.has_value()) {
-    return best->overage_micros;
+    return RateAt{*best->overage_micros, false};
   }
-  return GpuRateAtLocked(model, v1::SERVICE_CLASS_ON_DEMAND, t);
+  return GpuRateAtLocked(tenant, model, v1::SERVICE_CLASS_ON_DEMAND, t);
 }
 
 // -------------------------------------------------------------- prices ----
@@ -305,7 +186,7 @@ absl::Status Ledger::ApplyPriceLocked(const v1::Price& p) {
   if (p.has_gpu_hour()) {
     ASSIGN_OR_RETURN(
         Money m, ParseDecimal(p.gpu_hour().price(), "price.gpu_hour.price"));
-    auto& v = gpu_rates_[GpuKey(p.gpu_hour().gpu_model(),
+    auto& v = gpu_rates_[GpuKey(p.tenant(), p.gpu_hour().gpu_model(),
                                 p.gpu_hour().service_class())];
     v.push_back({absl::ToUnixSeconds(from), p.version(), m.micros()});
     std::sort(v.begin(), v.end(), [](const GpuRate& a, const GpuRate& b) {
@@ -314,6 +195,7 @@ absl::Status Ledger::ApplyPriceLocked(const v1::Price& p) {
   } else if (p.has_inference()) {
     const v1::InferencePrice& ip = p.inference();
     InferenceRate r;
+    r.tenant = p.tenant();
     r.from = from;
     r.version = p.version();
     ASSIGN_OR_RETURN(r.input, ParseTiers(ip.input(), "price.inference.input"));
@@ -324,14 +206,71 @@ absl::Status Ledger::ApplyPriceLocked(const v1::Price& p) {
                                              "price.inference.per_request"));
       r.per_request_micros = m.micros();
     }
-    auto& v = inference_rates_[ip.model()];
+    const std::string key = InfKey(p.tenant(), ip.model());
+    MaxRates& mx = max_rates_[key];
+    mx.input = std::max(mx.input, MaxTierRate(r.input));
+    mx.output = std::max(mx.output, MaxTierRate(r.output));
+    mx.request = std::max(mx.request, r.per_request_micros.value_or(0));
+    inference_models_.insert(ip.model());
+    auto& v = inference_rates_[key];
     v.push_back(std::move(r));
     std::sort(
         v.begin(), v.end(), [](const InferenceRate& a, const InferenceRate& b) {
           return std::tie(a.from, a.version) < std::tie(b.from, b.version);
         });
     for (size_t i = 0; i < v.size(); ++i) {
-      inference_by_version_[v[i].version] = {ip.model(), i};
+      inference_by_version_[v[i].version] = {key, i};
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Ledger::CheckGpuModelLocked(std::string_view model,
+                                         std::string_view field) const {
+  if (gpu_catalogue_.empty() ||
+      std::find(gpu_catalogue_.begin(), gpu_catalogue_.end(), model) !=
+          gpu_catalogue_.end()) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(Cat(field, ": unknown GPU model \"", model,
+                                        "\"; the cluster knows ",
+                                        absl::StrJoin(gpu_catalogue_, ", ")));
+}
+
+void Ledger::SetGpuCatalogue(std::vector<std::string> models) {
+  absl::MutexLock lock(&mu_);
+  gpu_catalogue_ = std::move(models);
+}
+
+absl::Status Ledger::CheckLineBoundsLocked(std::string_view card_tenant,
+                                           std::string_view model,
+                                           const MaxRates& candidate) const {
+  // Per (tenant, month) of this model: tokens in, out and requests.
+  std::map<std::pair<std::string, std::string>, std::array<uint64_t, 3>> use;
+  for (const auto& [key, n] : monthly_tokens_) {
+    std::vector<std::string> parts =
+        absl::StrSplit(absl::string_view(key), absl::string_view("\0", 1));
+    if (parts.size() != 4 || parts[1] != model) continue;
+    if (!card_tenant.empty() && parts[0] != card_tenant) continue;
+    const int dir = parts[3] == "in" ? 0 : parts[3] == "out" ? 1 : 2;
+    use[{parts[0], parts[2]}][dir] = n;
+  }
+  for (const auto& [tm, n] : use) {
+    MaxRates m = candidate;
+    for (std::string_view card :
+         {std::string_view(), std::string_view(tm.first)}) {
+      auto it = max_rates_.find(InfKey(card, model));
+      if (it == max_rates_.end()) continue;
+      m.input = std::max(m.input, it->second.input);
+      m.output = std::max(m.output, it->second.output);
+      m.request = std::max(m.request, it->second.request);
+    }
+    if (InferenceBound(n[0], n[1], n[2], m.input, m.output, m.request) >
+        kMaxLineMicros) {
+      return absl::InvalidArgumentError(
+          Cat("price: at this price the usage of tenant \"", tm.first,
+              "\" for model \"", model, "\" in ", tm.second,
+              " would exceed the largest statement line ($10^12)"));
     }
   }
   return absl::OkStatus();
@@ -342,6 +281,12 @@ absl::StatusOr<v1::Price> Ledger::SetPrice(const v1::Price& price) {
   const absl::Time now = clock_->Now();
   v1::Price p = price;
   bool has_history = false;
+  if (!p.tenant().empty() && !tenants_->Exists(p.tenant())) {
+    return absl::InvalidArgumentError(
+        Cat("price.tenant: unknown tenant \"", p.tenant(), "\""));
+  }
+  MaxRates new_max;
+  std::string item;
   switch (p.kind_case()) {
     case v1::Price::kGpuHour: {
       const v1::GpuHourPrice& g = p.gpu_hour();
@@ -349,15 +294,17 @@ absl::StatusOr<v1::Price> Ledger::SetPrice(const v1::Price& price) {
         return absl::InvalidArgumentError(
             "price.gpu_hour.gpu_model: must not be empty");
       }
+      RETURN_IF_ERROR(
+          CheckGpuModelLocked(g.gpu_model(), "price.gpu_hour.gpu_model"));
       if (g.service_class() != v1::SERVICE_CLASS_ON_DEMAND &&
           g.service_class() != v1::SERVICE_CLASS_SPOT) {
         return absl::InvalidArgumentError(
             "price.gpu_hour.service_class: must be on-demand or spot "
             "(reserved rates come from contracts)");
       }
-      RETURN_IF_ERROR(ParseDecimal(g.price(), "price.gpu_hour.price").status());
-      has_history =
-          gpu_rates_.contains(GpuKey(g.gpu_model(), g.service_class()));
+      RETURN_IF_ERROR(ParsePrice(g.price(), "price.gpu_hour.price").status());
+      has_history = gpu_rates_.contains(
+          GpuKey(p.tenant(), g.gpu_model(), g.service_class()));
       break;
     }
     case v1::Price::kInference: {
@@ -366,15 +313,19 @@ absl::StatusOr<v1::Price> Ledger::SetPrice(const v1::Price& price) {
         return absl::InvalidArgumentError(
             "price.inference.model: must not be empty");
       }
-      RETURN_IF_ERROR(ParseTiers(ip.input(), "price.inference.input").status());
-      RETURN_IF_ERROR(
-          ParseTiers(ip.output(), "price.inference.output").status());
+      ASSIGN_OR_RETURN(std::vector<Tier> in,
+                       ParseTiers(ip.input(), "price.inference.input", true));
+      ASSIGN_OR_RETURN(std::vector<Tier> out,
+                       ParseTiers(ip.output(), "price.inference.output", true));
+      new_max.input = MaxTierRate(in);
+      new_max.output = MaxTierRate(out);
       if (!ip.per_request().empty()) {
-        RETURN_IF_ERROR(
-            ParseDecimal(ip.per_request(), "price.inference.per_request")
-                .status());
+        ASSIGN_OR_RETURN(Money m, ParsePrice(ip.per_request(),
+                                             "price.inference.per_request"));
+        new_max.request = m.micros();
       }
-      has_history = inference_rates_.contains(ip.model());
+      has_history = inference_rates_.contains(InfKey(p.tenant(), ip.model()));
+      RETURN_IF_ERROR(CheckLineBoundsLocked(p.tenant(), ip.model(), new_max));
       break;
     }
     default:
@@ -389,17 +340,75 @@ absl::StatusOr<v1::Price> Ledger::SetPrice(const v1::Price& price) {
       return absl::InvalidArgumentError(
           "price.effective_from: not a valid timestamp");
     }
-    if (has_history && FromProtoTime(p.effective_from()) < now) {
+    const absl::Time from = FromProtoTime(p.effective_from());
+    if (has_history && from < now) {
       return absl::InvalidArgumentError(
           "price.effective_from: must not be in the past; a price change is "
           "never retroactive (only the first price of an item may be "
           "backdated)");
     }
+    // A backdated first price re-rates only open periods (GPU lines are
+    // rated when a statement is computed); never a finalized one.
+    if (from < now && !finalized_.empty() &&
+        from < finalized_.rbegin()->End()) {
+      return absl::InvalidArgumentError(
+          Cat("price.effective_from: would take effect inside finalized "
+              "period ",
+              finalized_.rbegin()->ToString(),
+              "; a first price may be backdated only into open periods"));
+    }
+    // A first rate card of a served model may not be backdated before the
+    // tenant's accepted events of that model (they were rated already).
+    if (from < now && p.has_inference() && !p.tenant().empty()) {
+      for (Period m = Period::Of(from); m <= Period::Of(now); m = m.Next()) {
+        for (std::string_view dir : {"in", "out", "req"}) {
+          auto it = monthly_tokens_.find(
+              MonthlyKey(p.tenant(), p.inference().model(), m.ToString(), dir));
+          if (it != monthly_tokens_.end() && it->second > 0) {
+            return absl::InvalidArgumentError(Cat(
+                "price.effective_from: tenant \"", p.tenant(),
+                "\" already has usage of \"", p.inference().model(), "\" in ",
+                m.ToString(),
+                "; a rate card may not take effect before accepted events"));
+          }
+        }
+      }
+    }
   }
   p.set_version(last_price_version_ + 1);
-  RETURN_IF_ERROR(store_->Put(storage::kPrices, VersionKey(p.version()),
-                              p.SerializeAsString(), {.sync = true}));
+  storage::WriteBatch batch;
+  batch.Put(storage::kPrices, VersionKey(p.version()), p.SerializeAsString());
+  // Future-dated events this version now rates are re-rated in the same
+  // batch (tentatively applied, rolled back if the write fails).
+  const auto saved_prices = prices_;
+  const auto saved_rates = inference_rates_;
+  const auto saved_by_version = inference_by_version_;
+  const auto saved_max = max_rates_;
+  const uint64_t saved_last = last_price_version_;
   RETURN_IF_ERROR(ApplyPriceLocked(p));
+  absl::StatusOr<std::vector<std::pair<std::string, InferenceAggregate>>>
+      rerated = p.has_inference()
+                    ? RerateFutureEventsLocked(p, &batch)
+                    : std::vector<std::pair<std::string, InferenceAggregate>>();
+  absl::Status written =
+      rerated.ok() ? store_->Write(batch, {.sync = true}) : rerated.status();
+  if (!written.ok()) {
+    prices_ = saved_prices;
+    inference_rates_ = saved_rates;
+    inference_by_version_ = saved_by_version;
+    max_rates_ = saved_max;
+    last_price_version_ = saved_last;
+    if (p.has_gpu_hour()) {
+      auto& v = gpu_rates_[GpuKey(p.tenant(), p.gpu_hour().gpu_model(),
+                                  p.gpu_hour().service_class())];
+      v.erase(std::remove_if(
+                  v.begin(), v.end(),
+                  [&](const GpuRate& r) { return r.version == p.version(); }),
+              v.end());
+    }
+    return written;
+  }
+  for (auto& [key, agg] : *rerated) ApplyAggregateLocked(key, std::move(agg));
   return p;
 }
 
@@ -452,6 +461,10 @@ absl::Status Ledger::ApplyContractLocked(const v1::Contract& c) {
                      ParseDecimal(c.overage_rate(), "contract.overage_rate"));
     s.overage_micros = o.micros();
   }
+  // The value as the ledger rounds it, once, for every client to print.
+  ASSIGN_OR_RETURN(int64_t value_cents,
+                   RoundHalfEven(c.value_micros(), kMicrosPerCent));
+  s.proto.set_value_cents(value_cents);
   uint64_t seq = 0;
   if (c.id().size() > 2 && absl::SimpleAtoi(c.id().substr(2), &seq)) {
     last_contract_seq_ = std::max(last_contract_seq_, seq);
@@ -472,6 +485,7 @@ absl::StatusOr<v1::Contract> Ledger::CreateContract(const v1::Contract& c) {
   if (c.gpu_model().empty()) {
     return absl::InvalidArgumentError("contract.gpu_model: must not be empty");
   }
+  RETURN_IF_ERROR(CheckGpuModelLocked(c.gpu_model(), "contract.gpu_model"));
   if (c.gpus() == 0) {
     return absl::InvalidArgumentError("contract.gpus: must be > 0");
   }
@@ -483,10 +497,10 @@ absl::StatusOr<v1::Contract> Ledger::CreateContract(const v1::Contract& c) {
     return absl::InvalidArgumentError(
         "contract.end_date: must be after start_date");
   }
-  ASSIGN_OR_RETURN(Money rate, ParseDecimal(c.rate(), "contract.rate"));
+  ASSIGN_OR_RETURN(Money rate, ParsePrice(c.rate(), "contract.rate"));
   if (!c.overage_rate().empty()) {
     RETURN_IF_ERROR(
-        ParseDecimal(c.overage_rate(), "contract.overage_rate").status());
+        ParsePrice(c.overage_rate(), "contract.overage_rate").status());
   }
   for (Period p = Period::Of(start); p.Start() < end; p = p.Next()) {
     if (finalized_.contains(p)) {
@@ -511,7 +525,7 @@ absl::StatusOr<v1::Contract> Ledger::CreateContract(const v1::Contract& c) {
   RETURN_IF_ERROR(store_->Put(storage::kContracts, out.id(),
                               out.SerializeAsString(), {.sync = true}));
   RETURN_IF_ERROR(ApplyContractLocked(out));
-  return out;
+  return contracts_.at(out.id()).proto;
 }
 
 std::vector<v1::Contract> Ledger::ListContracts(std::string_view tenant) const {
@@ -549,11 +563,113 @@ void Ledger::ApplyAggregateLocked(const std::string& key,
   it->second = std::move(agg);
 }
 
+absl::StatusOr<std::vector<std::pair<std::string, InferenceAggregate>>>
+Ledger::RerateFutureEventsLocked(const v1::Price& p,
+                                 storage::WriteBatch* batch) {
+  const int64_t now = absl::ToUnixSeconds(clock_->Now());
+  const int64_t from = p.effective_from().seconds();
+  absl::node_hash_map<std::string, InferenceAggregate> touched;
+  auto agg_for = [&](const std::string& key) -> InferenceAggregate* {
+    auto [it, inserted] = touched.try_emplace(key);
+    if (inserted) {
+      auto existing = aggs_.find(key);
+      if (existing != aggs_.end()) it->second = existing->second;
+    }
+    return &it->second;
+  };
+  for (auto it = future_events_.begin(); it != future_events_.end();) {
+    if (it->second < now - 1) {
+      batch->Delete(storage::kMeta, Cat(kFuturePrefix, it->first));
+      it = future_events_.erase(it);  // its time has passed: settled
+      continue;
+    }
+    const std::string& ukey = it->first;
+    const int64_t t = it->second;
+    ++it;
+    if (t < from) continue;
+    ASSIGN_OR_RETURN(std::optional<std::string> stored,
+                     store_->Get(storage::kUsage, ukey));
+    UsageRecord rec;
+    if (!stored.has_value()) continue;
+    if (!rec.ParseFromString(*stored)) return DataLoss(storage::kUsage, ukey);
+    if (rec.model() != p.inference().model() || rec.source().empty() ||
+        (!p.tenant().empty() && rec.tenant() != p.tenant())) {
+      continue;
+    }
+    const InferenceRate* to = InferenceRateAtLocked(rec.tenant(), rec.model(),
+                                                    FromProtoTime(rec.time()));
+    if (to == nullptr || to->version == rec.price_version()) continue;
+    const auto& [old_key, old_index] =
+        inference_by_version_.at(rec.price_version());
+    const InferenceRate& was = inference_rates_.at(old_key)[old_index];
+    // Move the event from the old version's aggregate to the new one's,
+    // on the same place of the month's tiers.
+    struct Move {
+      const std::vector<Tier>* tiers;
+      uint64_t prior;
+      int64_t tokens;
+      google::protobuf::RepeatedField<int64_t>* (InferenceAggregate::*cells)();
+    };
+    auto shift = [&](InferenceAggregate* a, const InferenceRate& r,
+                     int64_t sign) -> absl::Status {
+      Move moves[2] = {{&r.input, rec.input_prior(), rec.input_tokens(),
+                        &InferenceAggregate::mutable_input_tier_tokens},
+                       {&r.output, rec.output_prior(), rec.output_tokens(),
+                        &InferenceAggregate::mutable_output_tier_tokens}};
+      for (Move& m : moves) {
+        auto* cells = (a->*m.cells)();
+        if (cells->size() < static_cast<int>(m.tiers->size())) {
+          cells->Resize(static_cast<int>(m.tiers->size()), 0);
+        }
+        if (m.tiers->empty() || m.tokens == 0) continue;
+        ASSIGN_OR_RETURN(
+            std::vector<TierSlice> slices,
+            ApplyTiers(*m.tiers, m.prior, static_cast<uint64_t>(m.tokens)));
+        for (const TierSlice& sl : slices) {
+          (*cells)[static_cast<int>(sl.tier)] +=
+              sign * static_cast<int64_t>(sl.tokens);
+        }
+      }
+      a->set_input_tokens(a->input_tokens() + sign * rec.input_tokens());
+      a->set_output_tokens(a->output_tokens() + sign * rec.output_tokens());
+      a->set_requests(a->requests() + sign * rec.requests());
+      a->set_events(a->events() + sign);
+      return absl::OkStatus();
+    };
+    InferenceAggregate* old_agg =
+        agg_for(AggKey(rec.tenant(), rec.booking_period(), rec.origin_period(),
+                       rec.model(), rec.price_version()));
+    RETURN_IF_ERROR(shift(old_agg, was, -1));
+    InferenceAggregate* new_agg =
+        agg_for(AggKey(rec.tenant(), rec.booking_period(), rec.origin_period(),
+                       rec.model(), to->version));
+    if (new_agg->tenant().empty()) {
+      new_agg->set_tenant(rec.tenant());
+      new_agg->set_booking_period(rec.booking_period());
+      new_agg->set_origin_period(rec.origin_period());
+      new_agg->set_model(rec.model());
+      new_agg->set_price_version(to->version);
+    }
+    RETURN_IF_ERROR(shift(new_agg, *to, +1));
+    rec.set_price_version(to->version);
+    batch->Put(storage::kUsage, ukey, rec.SerializeAsString());
+  }
+  std::vector<std::pair<std::string, InferenceAggregate>> out;
+  for (auto& [key, agg] : touched) {
+    batch->Put(storage::kUsageAgg, key, agg.SerializeAsString());
+    out.emplace_back(key, std::move(agg));
+  }
+  return out;
+}
+
 absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
-    absl::Span<const v1::UsageEvent> events) {
+    absl::Span<const v1::UsageEvent> events, std::string_view source) {
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   const absl::Time latest = now + kMaxFutureSkew;
+  if (source.empty()) {
+    return absl::InvalidArgumentError("source: must not be empty");
+  }
 
   // 1. Validate every event; any invalid event rejects the whole batch.
   std::vector<const InferenceRate*> rates(events.size());
@@ -574,13 +690,23 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
       return bad("tenant", Cat("unknown tenant \"", e.tenant(), "\""));
     }
     if (e.model().empty()) return bad("model", "must not be empty");
-    if (!inference_rates_.contains(e.model())) {
+    if (!inference_models_.contains(e.model())) {
       return bad("model", Cat("unknown model \"", e.model(),
                               "\" (no inference price was ever set for it)"));
     }
     if (e.requests() < 0) return bad("requests", "must be >= 0");
     if (e.input_tokens() < 0) return bad("input_tokens", "must be >= 0");
     if (e.output_tokens() < 0) return bad("output_tokens", "must be >= 0");
+    // Per-event bounds (docs/billing.md, "Bounds").
+    if (e.requests() > kMaxEventQuantity) {
+      return bad("requests", "must be <= 1000000000000 per event");
+    }
+    if (e.input_tokens() > kMaxEventQuantity) {
+      return bad("input_tokens", "must be <= 1000000000000 per event");
+    }
+    if (e.output_tokens() > kMaxEventQuantity) {
+      return bad("output_tokens", "must be <= 1000000000000 per event");
+    }
     if (!e.has_time() || IsUnset(e.time())) return bad("time", "required");
     if (e.time().nanos() < 0 || e.time().nanos() > 999'999'999 ||
         e.time().seconds() < 0) {
@@ -590,7 +716,7 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
     if (t > latest) {
       return bad("time", "more than 5 minutes in the future");
     }
-    rates[i] = InferenceRateAtLocked(e.model(), t);
+    rates[i] = InferenceRateAtLocked(e.tenant(), e.model(), t);
     if (rates[i] == nullptr) {
       return bad("time", Cat("no price for model \"", e.model(),
                              "\" was in effect at that time"));
@@ -618,6 +744,8 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
     InferenceAggregate* agg = nullptr;
     uint64_t* in = nullptr;
     uint64_t* out = nullptr;
+    uint64_t* req = nullptr;
+    MaxRates max;  // highest rates of the list price and the tenant's card
   };
   using SlotKey =
       std::tuple<absl::string_view, absl::string_view, int, uint64_t>;
@@ -632,6 +760,7 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
     return &it->second;
   };
 
+  std::vector<std::pair<std::string, int64_t>> future_keys;
   UsageRecord rec;
   for (size_t i = 0; i < events.size(); ++i) {
     const v1::UsageEvent& e = events[i];
@@ -646,7 +775,7 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
       resp.set_duplicates(resp.duplicates() + 1);
       continue;
     }
-    std::string ukey = UsageKey(e.tenant(), e.idempotency_key());
+    std::string ukey = UsageKey(e.tenant(), source, e.idempotency_key());
     uint64_t h = absl::Hash<std::string_view>{}(ukey);
     if (usage_key_hashes_.contains(h)) {
       ASSIGN_OR_RETURN(std::optional<std::string> stored,
@@ -698,7 +827,18 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
       cur.agg = &a_it->second;
       cur.in = counter(MonthlyKey(e.tenant(), e.model(), origin_s, "in"));
       cur.out = counter(MonthlyKey(e.tenant(), e.model(), origin_s, "out"));
+      cur.req = counter(MonthlyKey(e.tenant(), e.model(), origin_s, "req"));
+      for (std::string_view card :
+           {std::string_view(), std::string_view(e.tenant())}) {
+        auto m = max_rates_.find(InfKey(card, e.model()));
+        if (m == max_rates_.end()) continue;
+        cur.max.input = std::max(cur.max.input, m->second.input);
+        cur.max.output = std::max(cur.max.output, m->second.output);
+        cur.max.request = std::max(cur.max.request, m->second.request);
+      }
     }
+    const uint64_t input_prior = *cur.in;
+    const uint64_t output_prior = *cur.out;
     InferenceAggregate& agg = *cur.agg;
     auto overflow = [i](std::string_view field) {
       return absl::InvalidArgumentError(Cat(
@@ -748,6 +888,32 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
     }
     agg.set_requests(requests);
     agg.set_events(agg.events() + 1);
+    if (__builtin_add_overflow(*cur.req, static_cast<uint64_t>(e.requests()),
+                               cur.req)) {
+      return overflow("requests");
+    }
+    // No statement line may overflow at any price version of the item: the
+    // month's usage of this (tenant, model) at the highest rates stays
+    // within kMaxLineMicros.
+    if (InferenceBound(*cur.in, *cur.out, *cur.req, cur.max.input,
+                       cur.max.output, cur.max.request) > kMaxLineMicros) {
+      // Name the field of this event that adds the most.
+      const __int128 by_req = static_cast<__int128>(e.requests()) *
+                              cur.max.request * kTokensPerPriceUnit;
+      const __int128 by_in =
+          static_cast<__int128>(e.input_tokens()) * cur.max.input;
+      const __int128 by_out =
+          static_cast<__int128>(e.output_tokens()) * cur.max.output;
+      std::string_view field = by_req >= by_in && by_req >= by_out ? "requests"
+                               : by_out >= by_in ? "output_tokens"
+                                                 : "input_tokens";
+      return absl::InvalidArgumentError(
+          Cat("events[", i, "].", field, ": the ", agg.origin_period(),
+              " usage of tenant \"", e.tenant(), "\" for model \"", e.model(),
+              "\" would exceed the largest statement line ($10^12) at the "
+              "highest price version of the model; nothing of the batch was "
+              "recorded"));
+    }
 
     rec.Clear();
     rec.set_tenant(e.tenant());
@@ -759,6 +925,10 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
     rec.set_origin_period(agg.origin_period());
     rec.set_booking_period(agg.booking_period());
     rec.set_price_version(rate->version);
+    rec.set_source(std::string(source));
+    rec.set_input_prior(input_prior);
+    rec.set_output_prior(output_prior);
+    if (t > now) future_keys.emplace_back(ukey, absl::ToUnixSeconds(t));
     usage_puts.emplace_back(std::move(ukey), rec.SerializeAsString());
     new_hashes.push_back(h);
     resp.set_accepted(resp.accepted() + 1);
@@ -772,11 +942,25 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
   for (const auto& [key, agg] : touched) {
     batch.Put(storage::kUsageAgg, key, agg.SerializeAsString());
   }
+  // Future-dated events are remembered (durably) until their time passed.
+  const int64_t now_s = absl::ToUnixSeconds(now);
+  std::vector<std::string> settled;
+  for (const auto& [key, t] : future_events_) {
+    if (t < now_s - 1) {
+      settled.push_back(key);
+      batch.Delete(storage::kMeta, Cat(kFuturePrefix, key));
+    }
+  }
+  for (const auto& [key, t] : future_keys) {
+    batch.Put(storage::kMeta, Cat(kFuturePrefix, key), absl::StrCat(t));
+  }
   // 3. One durable write: keys, events and the aggregates they move.
   RETURN_IF_ERROR(store_->Write(batch, {.sync = true}));
   for (auto& [key, agg] : touched) ApplyAggregateLocked(key, std::move(agg));
   for (const auto& [key, n] : counts) monthly_tokens_[key] = n;
   usage_key_hashes_.insert(new_hashes.begin(), new_hashes.end());
+  for (const std::string& key : settled) future_events_.erase(key);
+  for (auto& [key, t] : future_keys) future_events_[key] = t;
   return resp;
 }
 
@@ -820,22 +1004,33 @@ JobUsageRecord Ledger::BuildJobRecordLocked(const JobUsage& u) const {
   return r;
 }
 
-absl::Status Ledger::ApplyJobRecordLocked(const JobUsageRecord& r) {
+Ledger::Attempt Ledger::AttemptFromRecord(const JobUsageRecord& r) {
   Attempt a;
+  a.job_id = r.job_id();
+  a.attempt = r.attempt();
   a.tenant = r.tenant();
   a.gpu_model = r.gpu_model();
   a.service_class = r.service_class();
   a.gpus = r.gpus();
   for (const JobUsagePiece& p : r.pieces()) {
-    ASSIGN_OR_RETURN(Period origin, Period::Parse(p.origin_period()));
-    ASSIGN_OR_RETURN(Period booking, Period::Parse(p.booking_period()));
+    absl::StatusOr<Period> origin = Period::Parse(p.origin_period());
+    absl::StatusOr<Period> booking = Period::Parse(p.booking_period());
+    if (!origin.ok() || !booking.ok()) continue;  // checked by the caller
     a.pieces.push_back(
-        {origin, booking, {p.start_unix_s(), p.end_unix_s()}, p.energy_mj()});
+        {*origin, *booking, {p.start_unix_s(), p.end_unix_s()}, p.energy_mj()});
+  }
+  return a;
+}
+
+absl::Status Ledger::ApplyJobRecordLocked(const JobUsageRecord& r) {
+  for (const JobUsagePiece& p : r.pieces()) {
+    RETURN_IF_ERROR(Period::Parse(p.origin_period()).status());
+    RETURN_IF_ERROR(Period::Parse(p.booking_period()).status());
   }
   std::string key = JobKey(r.job_id(), r.attempt());
   auto [it, inserted] = attempts_.try_emplace(key);
   if (inserted) attempts_by_tenant_[r.tenant()].push_back(key);
-  it->second = std::move(a);
+  it->second = AttemptFromRecord(r);
   return absl::OkStatus();
 }
 
@@ -890,332 +1085,6 @@ absl::Status Ledger::RecordJobUsage(const JobUsage& u) {
   return absl::OkStatus();
 }
 
-// ----------------------------------------------------------- statements ----
-
-absl::StatusOr<v1::Statement> Ledger::ComputeStatementLocked(
-    const std::string& tenant, Period period) const {
-  const std::string period_s = period.ToString();
-  Lines lines;
-  auto adjustment = [&](Period origin) {
-    return origin == period ? std::string() : origin.ToString();
-  };
-
-  // Reserved take-or-pay: G x hours of the term inside the period x r.
-  const Interval window{period.StartUnixSeconds(), period.EndUnixSeconds()};
-  for (const auto& [id, c] : contracts_) {
-    if (c.proto.tenant() != tenant) continue;
-    int64_t seconds = OverlapSeconds(c.terms.term, window);
-    if (seconds == 0) continue;
-    LineAcc& l = lines.At(kReserved, c.proto.gpu_model(), "",
-                          Cat(id, ", ", c.proto.gpus(), " GPUs committed"),
-                          c.terms.rate_micros, "GPU-hour", kSecondsPerHour, 6,
-                          kSecondsPerHour);
-    __int128 gpu_seconds = static_cast<__int128>(c.proto.gpus()) * seconds;
-    l.quantity += gpu_seconds;
-    RETURN_IF_ERROR(l.amount.AddProduct(gpu_seconds, c.terms.rate_micros));
-  }
-
-  // Job attempts: on-demand / spot, energy, and the reserved groups.
-  struct ReservedPiece {
-    const Piece* piece;
-    uint32_t gpus;
-  };
-  // (model, origin) -> reserved pieces booked at or before this period.
-  std::map<std::pair<std::string, Period>, std::vector<ReservedPiece>> groups;
-  std::set<std::pair<std::string, Period>> groups_here;
-  auto tenant_it = attempts_by_tenant_.find(tenant);
-  if (tenant_it != attempts_by_tenant_.end()) {
-    for (const std::string& key : tenant_it->second) {
-      const Attempt& a = attempts_.at(key);
-      for (const Piece& p : a.pieces) {
-        if (a.service_class == v1::SERVICE_CLASS_RESERVED &&
-            p.booking <= period) {
-          groups[{a.gpu_model, p.origin}].push_back({&p, a.gpus});
-          if (p.booking == period) groups_here.insert({a.gpu_model, p.origin});
-        }
-        if (p.booking != period) continue;
-        const std::string adj = adjustment(p.origin);
-        LineAcc& energy =
-            lines.At(kEnergy, a.gpu_model, adj, "energy drawn by jobs", -1,
-                     "kWh", 3'600'000'000, 3, 1, /*informational=*/true);
-        energy.quantity += p.energy_mj;
-        if (a.service_class != v1::SERVICE_CLASS_ON_DEMAND &&
-            a.service_class != v1::SERVICE_CLASS_SPOT) {
-          continue;
-        }
-        // Split at price changes; each part at the price then in effect.
-        std::vector<int64_t> changes =
-            GpuRateChangesLocked(a.gpu_model, a.service_class);
-        for (const Interval& part : SplitAt(p.interval, changes)) {
-          std::optional<int64_t> rate =
-              GpuRateAtLocked(a.gpu_model, a.service_class, part.start);
-          std::string_view cls = ClassName(a.service_class);
-          LineAcc& l =
-              lines.At(cls, a.gpu_model, adj,
-                       rate.has_value() ? std::string(cls)
-                                        : Cat(cls, ", no price in effect"),
-                       rate.value_or(-1), "GPU-hour", kSecondsPerHour, 6,
-                       kSecondsPerHour);
-          __int128 gpu_seconds = static_cast<__int128>(a.gpus) * part.seconds();
-          l.quantity += gpu_seconds;
-          RETURN_IF_ERROR(l.amount.AddProduct(gpu_seconds, rate.value_or(0)));
-        }
-      }
-    }
-  }
-
-  // Reserved overage: sweep over the attempts; what this period adds to the
-  // origin month's overage (booked here) = overage(pieces booked <= this
-  // period) - overage(pieces booked before it).
-  for (const auto& group_key : groups_here) {
-    const auto& [model, origin] = group_key;
-    const std::vector<ReservedPiece>& all = groups.at(group_key);
-    std::vector<GpuInterval> commits;
-    for (const auto& [id, c] : contracts_) {
-      if (c.proto.tenant() == tenant && c.proto.gpu_model() == model) {
-        commits.push_back({c.terms.term, c.proto.gpus()});
-      }
-    }
-    std::vector<int64_t> breaks =
-        GpuRateChangesLocked(model, v1::SERVICE_CLASS_ON_DEMAND);
-    // rate (-1 = none in effect) -> overage GPU-seconds.
-    auto overage = [&](bool include_here) {
-      std::vector<GpuInterval> usage;
-      for (const ReservedPiece& rp : all) {
-        if (rp.piece->booking < period ||
-            (include_here && rp.piece->booking == period)) {
-          usage.push_back({rp.piece->interval, rp.gpus});
-        }
-      }
-      std::map<int64_t, __int128> by_rate;
-      for (const SweepSegment& s : SweepReserved(usage, commits, breaks)) {
-        if (s.OverageGpus() == 0) continue;
-        int64_t rate =
-            OverageRateAtLocked(tenant, model, s.interval.start).value_or(-1);
-        by_rate[rate] +=
-            static_cast<__int128>(s.OverageGpus()) * s.interval.seconds();
-      }
-      return by_rate;
-    };
-    std::map<int64_t, __int128> with = overage(true);
-    std::map<int64_t, __int128> before = overage(false);
-    for (const auto& [rate, gpu_seconds] : with) {
-      __int128 added = gpu_seconds - before[rate];
-      if (added == 0) continue;
-      LineAcc& l =
-          lines.At(kReservedOverage, model, adjustment(origin),
-                   rate >= 0 ? "beyond committed GPUs"
-                             : "beyond committed GPUs, no price in effect",
-                   rate, "GPU-hour", kSecondsPerHour, 6, kSecondsPerHour);
-      l.quantity += added;
-      RETURN_IF_ERROR(l.amount.AddProduct(added, std::max<int64_t>(rate, 0)));
-    }
-  }
-
-  // Inference: from the aggregates booked into this period.
-  auto agg_it = aggs_by_statement_.find(StatementIndexKey(tenant, period_s));
-  if (agg_it != aggs_by_statement_.end()) {
-    for (const std::string& key : agg_it->second) {
-      const InferenceAggregate& agg = aggs_.at(key);
-      const auto& [model, index] =
-          inference_by_version_.at(agg.price_version());
-      const InferenceRate& rate = inference_rates_.at(model)[index];
-      std::string adj =
-          agg.origin_period() == period_s ? std::string() : agg.origin_period();
-      auto tier_lines =
-          [&](std::string_view direction, const std::vector<Tier>& tiers,
-              const google::protobuf::RepeatedField<int64_t>& tokens)
-          -> absl::Status {
-        for (int i = 0; i < tokens.size() && i < static_cast<int>(tiers.size());
-             ++i) {
-          if (tokens[i] == 0) continue;
-          std::string detail = tiers.size() == 1
-                                   ? std::string(direction)
-                                   : Cat(direction, ", tier ", i + 1, " (from ",
-                                         tiers[i].from_tokens, " tokens)");
-          LineAcc& l = lines.At(kInference, agg.model(), adj, detail,
-                                tiers[i].rate_micros, "1M tokens",
-                                kTokensPerPriceUnit, 6, kTokensPerPriceUnit);
-          l.quantity += tokens[i];
-          RETURN_IF_ERROR(l.amount.AddProduct(tokens[i], tiers[i].rate_micros));
-        }
-        return absl::OkStatus();
-      };
-      RETURN_IF_ERROR(tier_lines("input", rate.input, agg.input_tier_tokens()));
-      RETURN_IF_ERROR(
-          tier_lines("output", rate.output, agg.output_tier_tokens()));
-      if (rate.per_request_micros.has_value() && agg.requests() > 0) {
-        LineAcc& l = lines.At(kInference, agg.model(), adj, "requests",
-                              *rate.per_request_micros, "request", 1, 0, 1);
-        l.quantity += agg.requests();
-        RETURN_IF_ERROR(
-            l.amount.AddProduct(agg.requests(), *rate.per_request_micros));
-      }
-    }
-  }
-
-  v1::Statement st;
-  st.set_tenant(tenant);
-  st.set_period(period_s);
-  RETURN_IF_ERROR(lines.Emit(&st));
-  *st.mutable_generated_time() = ToProtoTime(clock_->Now());
-  return st;
-}
-
-absl::StatusOr<v1::Statement> Ledger::GetStatement(
-    std::string_view tenant, std::string_view period) const {
-  ASSIGN_OR_RETURN(Period p, Period::Parse(period, "period"));
-  if (tenant.empty()) {
-    return absl::InvalidArgumentError("tenant: must not be empty");
-  }
-  if (!tenants_->Exists(tenant)) {
-    return absl::NotFoundError(Cat("tenant: unknown tenant \"", tenant, "\""));
-  }
-  absl::ReaderMutexLock lock(&mu_);
-  if (finalized_.contains(p)) {
-    ASSIGN_OR_RETURN(
-        std::optional<std::string> stored,
-        store_->Get(storage::kStatements, StoredStatementKey(period, tenant)));
-    if (stored.has_value()) {
-      v1::Statement st;
-      if (!st.ParseFromString(*stored)) {
-        return DataLoss(storage::kStatements,
-                        StoredStatementKey(period, tenant));
-      }
-      return st;
-    }
-  }
-  ASSIGN_OR_RETURN(v1::Statement st,
-                   ComputeStatementLocked(std::string(tenant), p));
-  st.set_finalized(finalized_.contains(p));
-  return st;
-}
-
-std::set<std::string> Ledger::TenantsWithActivityLocked(Period period) const {
-  std::set<std::string> out;
-  const std::string period_s = period.ToString();
-  for (const auto& [key, aggs] : aggs_by_statement_) {
-    if (aggs.empty()) continue;
-    const InferenceAggregate& a = aggs_.at(aggs.front());
-    if (a.booking_period() == period_s) out.insert(a.tenant());
-  }
-  for (const auto& [tenant, keys] : attempts_by_tenant_) {
-    for (const std::string& key : keys) {
-      const Attempt& a = attempts_.at(key);
-      if (std::any_of(a.pieces.begin(), a.pieces.end(),
-                      [&](const Piece& p) { return p.booking == period; })) {
-        out.insert(tenant);
-        break;
-      }
-    }
-  }
-  const Interval window{period.StartUnixSeconds(), period.EndUnixSeconds()};
-  for (const auto& [id, c] : contracts_) {
-    if (OverlapSeconds(c.terms.term, window) > 0) out.insert(c.proto.tenant());
-  }
-  return out;
-}
-
-absl::StatusOr<v1::FinalizePeriodResponse> Ledger::FinalizePeriod(
-    std::string_view period) {
-  ASSIGN_OR_RETURN(Period p, Period::Parse(period, "period"));
-  const std::string period_s = p.ToString();
-  absl::MutexLock lock(&mu_);
-  v1::FinalizePeriodResponse resp;
-  if (finalized_.contains(p)) {
-    absl::Status parse = absl::OkStatus();
-    RETURN_IF_ERROR(
-        store_->Scan(storage::kStatements, Cat(period_s, kSep),
-                     [&](std::string_view key, std::string_view value) {
-                       if (!resp.add_statements()->ParseFromArray(
-                               value.data(), static_cast<int>(value.size()))) {
-                         parse = DataLoss(storage::kStatements, key);
-                         return false;
-                       }
-                       return true;
-                     }));
-    RETURN_IF_ERROR(parse);
-    return resp;
-  }
-  const absl::Time now = clock_->Now();
-  if (now < p.End()) {
-    return absl::FailedPreconditionError(
-        Cat("period: ", period_s, " has not ended yet (it ends ",
-            absl::FormatTime(absl::RFC3339_full, p.End(), absl::UTCTimeZone()),
-            ")"));
-  }
-  storage::WriteBatch batch;
-  int n = 0;
-  for (const std::string& tenant : TenantsWithActivityLocked(p)) {
-    ASSIGN_OR_RETURN(v1::Statement st, ComputeStatementLocked(tenant, p));
-    st.set_finalized(true);
-    st.set_number(absl::StrFormat("JS-%s-%06d", period_s, ++n));
-    *st.mutable_generated_time() = ToProtoTime(now);
-    batch.Put(storage::kStatements, StoredStatementKey(period_s, tenant),
-              st.SerializeAsString());
-    *resp.add_statements() = std::move(st);
-  }
-  FinalizedPeriod fp;
-  fp.set_period(period_s);
-  *fp.mutable_finalized_time() = ToProtoTime(now);
-  fp.set_statements(n);
-  batch.Put(storage::kMeta, Cat(kFinalizedPrefix, period_s),
-            fp.SerializeAsString());
-  RETURN_IF_ERROR(store_->Write(batch, {.sync = true}));
-  finalized_.insert(p);
-  return resp;
-}
-
-// -------------------------------------------------------------- backlog ----
-
-absl::StatusOr<v1::GetBacklogResponse> Ledger::Backlog(absl::Time as_of) const {
-  absl::ReaderMutexLock lock(&mu_);
-  v1::GetBacklogResponse resp;
-  *resp.mutable_as_of() = ToProtoTime(as_of);
-  const int64_t as_of_s = absl::ToUnixSeconds(as_of);
-  const int64_t horizon_s = absl::ToUnixSeconds(AddMonths(as_of, 12));
-  v1::BacklogRow total;
-  auto add = [](int64_t* sum, int64_t v) -> absl::Status {
-    if (__builtin_add_overflow(*sum, v, sum)) {
-      return absl::OutOfRangeError("backlog total overflows int64 cents");
-    }
-    return absl::OkStatus();
-  };
-  int64_t t_value = 0, t_rec = 0, t_backlog = 0, t_next = 0, t_after = 0;
-  uint64_t t_gpus = 0;
-  for (const auto& [id, c] : contracts_) {
-    ASSIGN_OR_RETURN(BacklogFigures f,
-                     ComputeBacklog(c.terms, as_of_s, horizon_s));
-    v1::BacklogRow* row = resp.add_rows();
-    row->set_contract_id(id);
-    row->set_tenant(c.proto.tenant());
-    row->set_gpu_model(c.proto.gpu_model());
-    row->set_gpus(c.proto.gpus());
-    row->set_start_date(c.proto.start_date());
-    row->set_end_date(c.proto.end_date());
-    row->set_rate(c.proto.rate());
-    row->set_value_cents(f.value_cents);
-    row->set_recognized_cents(f.recognized_cents);
-    row->set_backlog_cents(f.backlog_cents);
-    row->set_next_12_months_cents(f.next_12_months_cents);
-    row->set_after_12_months_cents(f.after_12_months_cents);
-    t_gpus += c.proto.gpus();
-    RETURN_IF_ERROR(add(&t_value, f.value_cents));
-    RETURN_IF_ERROR(add(&t_rec, f.recognized_cents));
-    RETURN_IF_ERROR(add(&t_backlog, f.backlog_cents));
-    RETURN_IF_ERROR(add(&t_next, f.next_12_months_cents));
-    RETURN_IF_ERROR(add(&t_after, f.after_12_months_cents));
-  }
-  total.set_gpus(static_cast<uint32_t>(std::min<uint64_t>(t_gpus, UINT32_MAX)));
-  total.set_value_cents(t_value);
-  total.set_recognized_cents(t_rec);
-  total.set_backlog_cents(t_backlog);
-  total.set_next_12_months_cents(t_next);
-  total.set_after_12_months_cents(t_after);
-  *resp.mutable_total() = std::move(total);
-  return resp;
-}
-
 // ----------------------------------------------------------------- load ----
 
 absl::Status Ledger::Load() {
@@ -1234,6 +1103,12 @@ absl::Status Ledger::Load() {
   monthly_tokens_.clear();
   attempts_.clear();
   attempts_by_tenant_.clear();
+  inference_models_.clear();
+  max_rates_.clear();
+  future_events_.clear();
+  credit_notes_.clear();
+  grants_.clear();
+  statement_numbers_.clear();
 
   absl::Status failed = absl::OkStatus();
   auto scan =
@@ -1268,10 +1143,52 @@ absl::Status Ledger::Load() {
         finalized_.insert(p);
         return absl::OkStatus();
       }));
-  RETURN_IF_ERROR(scan(storage::kUsage, "", [&](auto key, auto) {
+  // Usage keys from before the source scope (`tenant \0 key`) are migrated
+  // to (tenant, "operator", key) in one batch.
+  storage::WriteBatch migrate;
+  RETURN_IF_ERROR(scan(storage::kUsage, "", [&](auto key, auto value) {
+    if (std::count(key.begin(), key.end(), '\0') == 1) {
+      UsageRecord r;
+      if (!r.ParseFromArray(value.data(), static_cast<int>(value.size())))
+        return DataLoss(storage::kUsage, key);
+      const size_t sep = key.find('\0');
+      r.set_source("operator");
+      const std::string new_key =
+          UsageKey(key.substr(0, sep), "operator", key.substr(sep + 1));
+      migrate.Delete(storage::kUsage, key);
+      migrate.Put(storage::kUsage, new_key, r.SerializeAsString());
+      usage_key_hashes_.insert(absl::Hash<std::string_view>{}(new_key));
+      return absl::OkStatus();
+    }
     usage_key_hashes_.insert(absl::Hash<std::string_view>{}(key));
     return absl::OkStatus();
   }));
+  if (!migrate.empty()) {
+    RETURN_IF_ERROR(store_->Write(migrate, {.sync = true}));
+  }
+  RETURN_IF_ERROR(scan(storage::kStatements, "", [&](auto key, auto value) {
+    v1::Statement st;
+    if (!st.ParseFromArray(value.data(), static_cast<int>(value.size())))
+      return DataLoss(storage::kStatements, key);
+    ASSIGN_OR_RETURN(Period p, Period::Parse(st.period()));
+    statement_numbers_[st.number()] = {st.tenant(), p, st.total_cents(),
+                                       st.credits_applied_cents()};
+    return absl::OkStatus();
+  }));
+  RETURN_IF_ERROR(
+      scan(storage::kMeta, kFuturePrefix, [&](auto key, auto value) {
+        int64_t t = 0;
+        if (!absl::SimpleAtoi(absl::string_view(value.data(), value.size()),
+                              &t)) {
+          return DataLoss(storage::kMeta, key);
+        }
+        future_events_[std::string(key.substr(kFuturePrefix.size()))] = t;
+        return absl::OkStatus();
+      }));
+  RETURN_IF_ERROR(
+      scan(storage::kMeta, "billing/credit", [&](auto key, auto value) {
+        return ApplyCreditRecordLocked(key, value);
+      }));
   RETURN_IF_ERROR(scan(storage::kUsageAgg, "", [&](auto key, auto value) {
     InferenceAggregate a;
     if (!a.ParseFromArray(value.data(), static_cast<int>(value.size())))
@@ -1282,6 +1199,8 @@ absl::Status Ledger::Load() {
     monthly_tokens_[MonthlyKey(a.tenant(), a.model(), a.origin_period(),
                                "out")] +=
         static_cast<uint64_t>(a.output_tokens());
+    monthly_tokens_[MonthlyKey(a.tenant(), a.model(), a.origin_period(),
+                               "req")] += static_cast<uint64_t>(a.requests());
     ApplyAggregateLocked(std::string(key), std::move(a));
     return absl::OkStatus();
   }));

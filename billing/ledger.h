@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -47,6 +48,17 @@ struct JobUsage {
   uint64_t energy_mj = 0;
 };
 
+// The class an attempt is billed as: a reserved job stays reserved even when
+// the scheduler runs it at on-demand priority beyond the tenant's contract
+// (the ledger's sweep then bills the GPUs beyond the commitment as reserved
+// overage); other jobs are billed as the class they ran as. Shared by the
+// daemon and the simulator.
+inline v1::ServiceClass BilledClass(v1::ServiceClass requested,
+                                    v1::ServiceClass ran_as) {
+  return requested == v1::SERVICE_CLASS_RESERVED ? v1::SERVICE_CLASS_RESERVED
+                                                 : ran_as;
+}
+
 // The billing ledger: rates GPU and inference usage into monthly statements.
 //
 // Owns, in memory and backed by `store` (tables prices, contracts, usage,
@@ -54,7 +66,12 @@ struct JobUsage {
 // reserved contracts, the idempotency keys of inference usage (as 64-bit
 // hashes; the store holds the keys), the inference usage aggregates per
 // (tenant, booking period, origin period, model, price version), the job
-// attempts' GPU usage split per month, and the set of finalized periods.
+// attempts' GPU usage split per month, and the set of finalized periods;
+// also the tenants' rate cards (prices with a tenant), the credit notes, the
+// prepaid-credit grants and the future-dated events a later price change may
+// re-rate. Code: ledger.cc (catalogue, contracts, usage, load),
+// ledger_statements.cc (statements, finalize, backlog), ledger_credits.cc
+// (credit notes, credits, export, CheckPriced).
 // Does not own store, clock or tenants (they must outlive it).
 //
 // Invariants: every change is persisted with one synchronous WriteBatch
@@ -97,8 +114,31 @@ class Ledger {
   ContractedGpus(absl::Time t) const;
 
   // Records a batch of inference usage exactly once; see docs/billing.md.
+  // Idempotency keys are scoped per (tenant, source): `source` is the id of
+  // the principal that sends the batch (e.g. "operator", a metering feed).
   absl::StatusOr<v1::RecordUsageResponse> RecordUsage(
-      absl::Span<const v1::UsageEvent> events);
+      absl::Span<const v1::UsageEvent> events, std::string_view source);
+
+  // The GPU models the cluster knows (config catalogue). When set, prices
+  // and contracts naming another model are INVALID_ARGUMENT listing them.
+  void SetGpuCatalogue(std::vector<std::string> models);
+  // OK when usage of (gpu_model, class) by `tenant` at `t` has a price:
+  // on-demand / spot: a list or tenant price in effect; reserved: an
+  // active contract of the tenant for the model with an overage rate, or
+  // an on-demand price. Empty gpu_model: every catalogue model must be
+  // priced. FAILED_PRECONDITION naming the item otherwise.
+  absl::Status CheckPriced(std::string_view tenant, std::string_view gpu_model,
+                           v1::ServiceClass cls, absl::Time t) const;
+  // Attempts still running, accrued on open statements as "in progress, to
+  // now" (end = now). Set once by the daemon before serving. Called by
+  // GetStatement / JobBilling before they take the ledger's lock (so it may
+  // lock the caller's own state, which calls into the ledger).
+  using RunningFn = std::function<std::vector<JobUsage>()>;
+  void SetRunningAttempts(RunningFn fn);
+  // How each attempt of a job was billed (every period it touched).
+  // `caller_tenant` non-empty: NOT_FOUND unless the job is that tenant's.
+  absl::StatusOr<v1::GetJobBillingResponse> JobBilling(
+      std::string_view job_id, std::string_view caller_tenant) const;
 
   // Job usage, idempotent by (job_id, attempt). AddJobUsage appends the
   // records to the caller's batch (to commit atomically with the job's state
@@ -122,18 +162,49 @@ class Ledger {
   absl::StatusOr<v1::FinalizePeriodResponse> FinalizePeriod(
       std::string_view period);
   // Reserved-contract backlog (remaining performance obligation) as of a
-  // time: one row per contract (by id) and totals.
+  // time: one row per contract (by id), totals per GPU model, and a total
+  // in dollars.
   absl::StatusOr<v1::GetBacklogResponse> Backlog(absl::Time as_of) const;
 
+  // Credit notes, prepaid credits and the finance export
+  // (ledger_credits.cc; docs/billing.md).
+  // A numbered credit note against a finalized statement, booked as a
+  // negative line into the first open period after it; the notes of one
+  // statement together at most its total.
+  absl::StatusOr<v1::CreditNote> IssueCreditNote(
+      const v1::IssueCreditNoteRequest& req);
+  // Appends a prepaid-credit grant; statements not yet finalized draw it
+  // down (earliest expiry first) before the amount due.
+  absl::StatusOr<v1::CreditGrant> GrantCredits(
+      const v1::GrantCreditsRequest& req);
+  absl::StatusOr<v1::ListCreditsResponse> ListCredits(
+      std::string_view tenant) const;
+  // Every statement line of every tenant of a period, with the statement
+  // numbers (once finalized), and the revenue recognised per contract.
+  absl::StatusOr<v1::ExportPeriodResponse> ExportPeriod(
+      std::string_view period) const;
+
  private:
-  // A GPU-hour price version for one (GPU model, class).
+  // A GPU-hour price version for one (GPU model, class), list or card.
   struct GpuRate {
     int64_t from = 0;  // effective_from, Unix seconds
     uint64_t version = 0;
     int64_t rate_micros = 0;
   };
+  // The rate in effect at a time and whose card it is.
+  struct RateAt {
+    int64_t rate_micros = 0;
+    bool tenant_card = false;
+  };
+  // Highest rates any version of an inference price ever had (bounds).
+  struct MaxRates {
+    int64_t input = 0;   // per 1M tokens
+    int64_t output = 0;  // per 1M tokens
+    int64_t request = 0;
+  };
   // An inference price version.
   struct InferenceRate {
+    std::string tenant;  // empty: list price
     absl::Time from;
     uint64_t version = 0;
     std::vector<Tier> input;
@@ -152,6 +223,9 @@ class Ledger {
     uint64_t energy_mj = 0;
   };
   struct Attempt {
+    std::string job_id;
+    uint32_t attempt = 0;
+    bool in_progress = false;
     std::string tenant;
     std::string gpu_model;
     v1::ServiceClass service_class = v1::SERVICE_CLASS_UNSPECIFIED;
@@ -161,21 +235,46 @@ class Ledger {
   // Helpers; all require mu_ held (shared at least).
   Period BookingPeriodLocked(Period origin) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  const InferenceRate* InferenceRateAtLocked(const std::string& model,
+  // The tenant's rate card version in effect at t, else the list one.
+  const InferenceRate* InferenceRateAtLocked(std::string_view tenant,
+                                             const std::string& model,
                                              absl::Time t) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  std::optional<int64_t> GpuRateAtLocked(std::string_view model,
-                                         v1::ServiceClass cls, int64_t t) const
+  std::optional<RateAt> GpuRateAtLocked(std::string_view tenant,
+                                        std::string_view model,
+                                        v1::ServiceClass cls, int64_t t) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  std::vector<int64_t> GpuRateChangesLocked(std::string_view model,
+  std::vector<int64_t> GpuRateChangesLocked(std::string_view tenant,
+                                            std::string_view model,
                                             v1::ServiceClass cls) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
-  std::optional<int64_t> OverageRateAtLocked(std::string_view tenant,
-                                             std::string_view model,
-                                             int64_t t) const
+  std::optional<RateAt> OverageRateAtLocked(std::string_view tenant,
+                                            std::string_view model,
+                                            int64_t t) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // `running`: in-progress attempts (end = now) to accrue, open periods only.
   absl::StatusOr<v1::Statement> ComputeStatementLocked(
-      const std::string& tenant, Period period) const
+      const std::string& tenant, Period period,
+      const std::vector<Attempt>& running = {}) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // Credit notes and prepaid credits of a statement (ledger_credits.cc):
+  // adds the credit-note lines booked into `period` and draws prepaid
+  // credits against the total.
+  absl::Status ApplyCreditsLocked(const std::string& tenant, Period period,
+                                  v1::Statement* st) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Status CheckGpuModelLocked(std::string_view model,
+                                   std::string_view field) const
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  // The running attempts (end = now) as in-progress attempts.
+  std::vector<Attempt> ToAttemptsLocked(const std::vector<JobUsage>& running)
+      const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  static Attempt AttemptFromRecord(const v1::billing::JobUsageRecord& r);
+  // INVALID_ARGUMENT when usage of `model` valued at `max` could exceed
+  // kMaxLineMicros for some (tenant, month).
+  absl::Status CheckLineBoundsLocked(std::string_view card_tenant,
+                                     std::string_view model,
+                                     const MaxRates& max) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
   std::set<std::string> TenantsWithActivityLocked(Period period) const
       ABSL_SHARED_LOCKS_REQUIRED(mu_);
@@ -192,6 +291,16 @@ class Ledger {
   void ApplyAggregateLocked(const std::string& key,
                             v1::billing::InferenceAggregate agg)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Re-rates stored future-dated events of `model` dated at or after
+  // `from` with the new version (item 7); adds the rewrites to `batch` and
+  // returns the aggregates to apply after it committed.
+  absl::StatusOr<
+      std::vector<std::pair<std::string, v1::billing::InferenceAggregate>>>
+  RerateFutureEventsLocked(const v1::Price& p, storage::WriteBatch* batch)
+      ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  absl::Status ApplyCreditRecordLocked(std::string_view key,
+                                       std::string_view value)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   storage::Store* const store_;
   const Clock* const clock_;
@@ -203,11 +312,30 @@ class Ledger {
   std::map<uint64_t, v1::Price> prices_ ABSL_GUARDED_BY(mu_);
   uint64_t last_price_version_ ABSL_GUARDED_BY(mu_) = 0;
   absl::flat_hash_map<std::string, std::vector<GpuRate>> gpu_rates_
-      ABSL_GUARDED_BY(mu_);  // key: model \0 class
+      ABSL_GUARDED_BY(mu_);  // key: card tenant \0 model \0 class
   absl::flat_hash_map<std::string, std::vector<InferenceRate>> inference_rates_
-      ABSL_GUARDED_BY(mu_);  // key: served model
+      ABSL_GUARDED_BY(mu_);  // key: card tenant \0 served model
   absl::flat_hash_map<uint64_t, std::pair<std::string, size_t>>
-      inference_by_version_ ABSL_GUARDED_BY(mu_);  // -> model, index
+      inference_by_version_ ABSL_GUARDED_BY(mu_);  // -> rates key, index
+  absl::flat_hash_set<std::string> inference_models_ ABSL_GUARDED_BY(mu_);
+  // Per served model: highest rates of any version, list or card.
+  absl::flat_hash_map<std::string, MaxRates> max_rates_ ABSL_GUARDED_BY(mu_);
+  std::vector<std::string> gpu_catalogue_ ABSL_GUARDED_BY(mu_);
+  RunningFn running_fn_;  // set before serving, then read-only
+  // Future-dated events (time > now when accepted), by usage key, until
+  // their time has passed: the ones a later price change may re-rate.
+  std::map<std::string, int64_t> future_events_ ABSL_GUARDED_BY(mu_);
+  // Credit notes and grants (ledger_credits.cc), by number / id.
+  std::map<std::string, v1::CreditNote> credit_notes_ ABSL_GUARDED_BY(mu_);
+  std::map<std::string, v1::CreditGrant> grants_ ABSL_GUARDED_BY(mu_);
+  // Finalized statements by number: tenant, period, total, credits drawn.
+  struct StatementRef {
+    std::string tenant;
+    Period period = Period::OfUnixSeconds(0);
+    int64_t total_cents = 0;
+    int64_t credits_applied_cents = 0;
+  };
+  std::map<std::string, StatementRef> statement_numbers_ ABSL_GUARDED_BY(mu_);
   // Contracts by id.
   std::map<std::string, ContractState> contracts_ ABSL_GUARDED_BY(mu_);
   uint64_t last_contract_seq_ ABSL_GUARDED_BY(mu_) = 0;

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "billing/strings.h"
+#include "common/status_macros.h"
 
 namespace joule::billing {
 namespace {
@@ -100,6 +101,29 @@ absl::StatusOr<Money> ParseDecimal(std::string_view text,
   }
   if (__builtin_add_overflow(micros, f, &micros)) return bad("is too large");
   return Money::FromMicros(micros);
+}
+
+absl::StatusOr<Money> ParsePrice(std::string_view text,
+                                 std::string_view field) {
+  absl::StatusOr<Money> m = ParseDecimal(text, field);
+  if (m.ok() && m->micros() > kMaxPriceMicros) {
+    return absl::InvalidArgumentError(
+        Cat(field, ": \"", text, "\" is above the largest price, 1000000"));
+  }
+  return m;
+}
+
+absl::StatusOr<int64_t> ParseAmountCents(std::string_view text,
+                                         std::string_view field) {
+  ASSIGN_OR_RETURN(Money m, ParseDecimal(text, field));
+  if (m.micros() % kMicrosPerCent != 0) {
+    return absl::InvalidArgumentError(
+        Cat(field, ": \"", text, "\" has more than 2 decimal places (cents)"));
+  }
+  if (m.micros() == 0) {
+    return absl::InvalidArgumentError(Cat(field, ": must be > 0"));
+  }
+  return m.micros() / kMicrosPerCent;
 }
 
 std::string FormatMicros(int64_t micros) {

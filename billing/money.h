@@ -17,6 +17,18 @@ inline constexpr int64_t kMicrosPerCent = 10'000;
 // Prices and rates are decimal strings with at most this many decimals.
 inline constexpr int kMaxPriceDecimals = 6;
 
+// Bounds that keep every statement line, subtotal and total inside int64
+// cents, so that a period can always be finalized (docs/billing.md,
+// "Bounds"). A price or rate (per GPU-hour, per 1M tokens, per request) is
+// at most $1,000,000; one usage event carries at most 10^12 requests and
+// 10^12 tokens per direction; the inference usage of one (tenant, month,
+// served model), valued at the highest rate any version of its price ever
+// had, is at most $10^12 (10^18 micro-dollars). Int64 cents hold 92,233 such
+// lines.
+inline constexpr int64_t kMaxPriceMicros = 1'000'000 * 1'000'000LL;
+inline constexpr int64_t kMaxEventQuantity = 1'000'000'000'000LL;
+inline constexpr int64_t kMaxLineMicros = 1'000'000'000'000'000'000LL;
+
 // An amount of USD in micro-dollars (1e-6 USD). A value type: holds one int64
 // and nothing else; every arithmetic operation is checked and returns an
 // error instead of wrapping. Thread-compatible.
@@ -47,6 +59,15 @@ absl::StatusOr<int64_t> CheckedMul(int64_t a, int64_t b);
 // int64 micro-dollars) is INVALID_ARGUMENT naming `field` and the rule.
 absl::StatusOr<Money> ParseDecimal(std::string_view text,
                                    std::string_view field);
+
+// ParseDecimal, then at most kMaxPriceMicros ($1,000,000): for prices and
+// rates a client sets (not for stored ones being read back).
+absl::StatusOr<Money> ParsePrice(std::string_view text, std::string_view field);
+
+// Parses a USD amount that a person types for a credit or a grant: like
+// ParseDecimal but at most 2 decimals (cents) and > 0; returns cents.
+absl::StatusOr<int64_t> ParseAmountCents(std::string_view text,
+                                         std::string_view field);
 
 // Formats micro-dollars as a decimal string without trailing zeros beyond the
 // cents: 2490000 -> "2.49", 125 -> "0.000125", 3000000 -> "3.00".

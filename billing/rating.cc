@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <map>
+#include <set>
 
 #include "billing/strings.h"
 
@@ -108,6 +109,58 @@ std::vector<SweepSegment> SweepReserved(
     if (next == deltas.end()) break;
     if (running > 0) {
       out.push_back({{it->first, next->first}, running, committed});
+    }
+  }
+  return out;
+}
+
+std::vector<AttributedUsage> AttributeReserved(
+    absl::Span<const GpuInterval> usage,
+    absl::Span<const GpuInterval> commits) {
+  std::vector<AttributedUsage> out(usage.size());
+  // Events: +/- committed GPUs, attempts starting / ending (by index).
+  std::map<int64_t, int64_t> commit_delta;
+  std::map<int64_t, std::vector<std::pair<size_t, bool>>> moves;
+  for (const GpuInterval& c : commits) {
+    if (c.interval.end <= c.interval.start || c.gpus == 0) continue;
+    commit_delta[c.interval.start] += c.gpus;
+    commit_delta[c.interval.end] -= c.gpus;
+  }
+  std::set<int64_t> times;
+  for (const auto& [t, d] : commit_delta) times.insert(t);
+  for (size_t i = 0; i < usage.size(); ++i) {
+    const GpuInterval& u = usage[i];
+    if (u.interval.end <= u.interval.start || u.gpus == 0) continue;
+    moves[u.interval.start].push_back({i, true});
+    moves[u.interval.end].push_back({i, false});
+    times.insert(u.interval.start);
+    times.insert(u.interval.end);
+  }
+  std::set<size_t> active;  // by priority = index order
+  int64_t committed = 0;
+  for (auto it = times.begin(); it != times.end(); ++it) {
+    auto c = commit_delta.find(*it);
+    if (c != commit_delta.end()) committed += c->second;
+    auto m = moves.find(*it);
+    if (m != moves.end()) {
+      for (const auto& [i, starts] : m->second) {
+        if (starts) {
+          active.insert(i);
+        } else {
+          active.erase(i);
+        }
+      }
+    }
+    auto next = std::next(it);
+    if (next == times.end()) break;
+    const int64_t len = *next - *it;
+    int64_t left = committed;
+    for (size_t i : active) {
+      const int64_t g = usage[i].gpus;
+      const int64_t covered = std::min(g, std::max<int64_t>(left, 0));
+      left -= covered;
+      out[i].covered_gpu_seconds += covered * len;
+      out[i].overage_gpu_seconds += (g - covered) * len;
     }
   }
   return out;

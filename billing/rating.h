@@ -97,6 +97,18 @@ std::vector<SweepSegment> SweepReserved(absl::Span<const GpuInterval> usage,
                                         absl::Span<const GpuInterval> commits,
                                         absl::Span<const int64_t> extra_breaks);
 
+// Which attempt's GPU-seconds a commitment covers: at each instant the
+// running attempts take the committed GPUs in the order given (the caller
+// orders them by start time, then id: the earliest started is covered
+// first); the rest of their GPUs is overage. Per usage index: covered and
+// overage GPU-seconds. Sum of overage == sum of SweepReserved's overage.
+struct AttributedUsage {
+  int64_t covered_gpu_seconds = 0;
+  int64_t overage_gpu_seconds = 0;
+};
+std::vector<AttributedUsage> AttributeReserved(
+    absl::Span<const GpuInterval> usage, absl::Span<const GpuInterval> commits);
+
 // A reserved contract's terms, as numbers.
 struct ContractTerms {
   uint32_t gpus = 0;

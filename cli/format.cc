@@ -9,6 +9,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "billing/money.h"
+#include "cli/csv.h"
 #include "common/proto_time.h"
 #include "google/protobuf/util/json_util.h"
 
@@ -39,15 +41,8 @@ std::string Table::Render() const {
   return out;
 }
 
-std::string FormatCents(int64_t cents) {
-  const bool neg = cents < 0;
-  // Negate in unsigned arithmetic: INT64_MIN has no positive twin.
-  const uint64_t abs =
-      neg ? 0 - static_cast<uint64_t>(cents) : static_cast<uint64_t>(cents);
-  std::string frac = absl::StrCat(abs % 100);
-  if (frac.size() < 2) frac = "0" + frac;
-  return absl::StrCat(neg ? "-" : "", abs / 100, ".", frac);
-}
+// Money is formatted in one place: billing/money.cc.
+std::string FormatCents(int64_t cents) { return billing::FormatCents(cents); }
 
 absl::StatusOr<v1::ServiceClass> ParseServiceClass(absl::string_view s) {
   if (s == "reserved") return v1::SERVICE_CLASS_RESERVED;
@@ -158,11 +153,11 @@ std::string StatementTable(const v1::Statement& s) {
       "Statement ", s.number().empty() ? "(open, not final)" : s.number(),
       "  tenant ", s.tenant(), "  period ", s.period(), "  currency USD\n\n");
   Table t({"PRICING", "ITEM", "DETAIL", "ADJUSTS", "QUANTITY", "UNIT",
-           "UNIT PRICE", "AMOUNT"});
+           "UNIT PRICE", "CARD", "AMOUNT"});
   for (const auto& l : s.lines()) {
     t.Add({l.pricing_model(), l.item(), l.detail(),
            l.adjustment_for().empty() ? "" : l.adjustment_for(), l.quantity(),
-           l.unit(), l.unit_price(),
+           l.unit(), l.unit_price(), l.rate_card(),
            l.informational() ? "(info)" : FormatCents(l.amount_cents())});
   }
   out += t.Render();
@@ -174,32 +169,70 @@ std::string StatementTable(const v1::Statement& s) {
     absl::StrAppend(&out, "subtotal ", k, ": ", FormatCents(v), "\n");
   }
   absl::StrAppend(&out, "TOTAL USD ", FormatCents(s.total_cents()), "\n");
+  if (s.credits_applied_cents() != 0 || s.credit_balance_cents() != 0) {
+    absl::StrAppend(&out, "prepaid credits applied: -",
+                    FormatCents(s.credits_applied_cents()), "\n");
+  }
+  // Statements stored before prepaid credits existed have no amount due.
+  const int64_t due =
+      s.amount_due_cents() == 0 && s.credits_applied_cents() == 0
+          ? s.total_cents()
+          : s.amount_due_cents();
+  absl::StrAppend(&out, "AMOUNT DUE USD ", FormatCents(due),
+                  "   (prepaid credit balance ",
+                  FormatCents(s.credit_balance_cents()), ")\n");
+  if (!s.attempts().empty()) {
+    out += "\nJob attempts (how their GPU-seconds were billed):\n";
+    for (const auto& a : s.attempts()) out += AttemptBillingText(a);
+  }
+  return out;
+}
+
+std::string AttemptBillingText(const v1::AttemptBilling& a) {
+  return absl::StrCat("  ", a.job_id(), " attempt ", a.attempt(), " (",
+                      a.period(), "): ", a.gpus(), " ", a.gpu_model(),
+                      " GPUs, ", a.gpu_seconds(), " GPU-s as ",
+                      ServiceClassName(a.service_class()), ": ", a.how(),
+                      a.in_progress() ? " (in progress, to now)" : "", "\n");
+}
+
+std::string ExportCsv(const v1::ExportPeriodResponse& e) {
+  std::string out =
+      "record,period,tenant,statement_number,pricing_model,item,detail,"
+      "adjustment_for,quantity,unit,unit_price,rate_card,amount,contract_id\n";
+  for (const auto& x : e.lines()) {
+    const auto& l = x.line();
+    absl::StrAppend(
+        &out, "line,", x.period(), ",", CsvField(x.tenant()), ",",
+        x.statement_number(), ",", CsvField(l.pricing_model()), ",",
+        CsvField(l.item()), ",", CsvField(l.detail()), ",", l.adjustment_for(),
+        ",", l.quantity(), ",", CsvField(l.unit()), ",", l.unit_price(), ",",
+        CsvField(l.rate_card()), ",", FormatCents(l.amount_cents()), ",\n");
+  }
+  for (const auto& r : e.revenue()) {
+    absl::StrAppend(
+        &out, "revenue,", e.period(), ",", CsvField(r.tenant()), ",,reserved,",
+        CsvField(r.gpu_model()), ",ASC 606 ratable recognition,,,,,contract,",
+        FormatCents(r.recognized_cents()), ",", r.contract_id(), "\n");
+  }
   return out;
 }
 
 std::string StatementCsv(const v1::Statement& s) {
-  auto q = [](const std::string& v) {
-    if (v.find_first_of(",\"\n") == std::string::npos) return v;
-    std::string out = "\"";
-    for (char c : v) {
-      if (c == '"') out += '"';
-      out += c;
-    }
-    return out + "\"";
-  };
+  const auto q = [](const std::string& v) { return CsvField(v); };
   std::string out =
       "tenant,period,pricing_model,item,detail,adjustment_for,quantity,unit,"
-      "unit_price,amount,informational\n";
+      "unit_price,amount,informational,rate_card\n";
   for (const auto& l : s.lines()) {
-    absl::StrAppend(&out, q(s.tenant()), ",", s.period(), ",",
-                    q(l.pricing_model()), ",", q(l.item()), ",", q(l.detail()),
-                    ",", l.adjustment_for(), ",", l.quantity(), ",",
-                    q(l.unit()), ",", l.unit_price(), ",",
-                    FormatCents(l.amount_cents()), ",",
-                    l.informational() ? "true" : "false", "\n");
+    absl::StrAppend(
+        &out, q(s.tenant()), ",", s.period(), ",", q(l.pricing_model()), ",",
+        q(l.item()), ",", q(l.detail()), ",", l.adjustment_for(), ",",
+        l.quantity(), ",", q(l.unit()), ",", l.unit_price(), ",",
+        FormatCents(l.amount_cents()), ",",
+        l.informational() ? "true" : "false", ",", q(l.rate_card()), "\n");
   }
   absl::StrAppend(&out, q(s.tenant()), ",", s.period(), ",total,,,,,,,",
-                  FormatCents(s.total_cents()), ",false\n");
+                  FormatCents(s.total_cents()), ",false,\n");
   return out;
 }
 

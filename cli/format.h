@@ -53,5 +53,10 @@ std::string ToJson(const google::protobuf::Message& m);
 // Statement rendered as a table or CSV.
 std::string StatementTable(const v1::Statement& s);
 std::string StatementCsv(const v1::Statement& s);
+// One line per attempt: how its GPU-seconds were billed.
+std::string AttemptBillingText(const v1::AttemptBilling& a);
+// The finance export as RFC 4180 CSV: a `line` record per statement line
+// and a `revenue` record per contract (ASC 606 ratable).
+std::string ExportCsv(const v1::ExportPeriodResponse& e);
 
 }  // namespace joule::cli

@@ -22,6 +22,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "cli/csv.h"
 #include "cli/format.h"
 #include "common/proto_time.h"
 #include "common/units.h"
@@ -344,6 +345,17 @@ void JobShow(Client& c, const Globals& g, const std::string& id) {
                     "  ", a.outcome(), "  energy ", FormatKwh(a.energy_mj()),
                     " kWh\n");
   }
+  // How each attempt's GPU-seconds were billed (best effort).
+  v1::GetJobBillingRequest breq;
+  breq.set_job_id(j.id());
+  v1::GetJobBillingResponse bresp;
+  if (c.CallStatus(&v1::BillingService::Stub::GetJobBilling, c.billing(), breq,
+                   &bresp)
+          .ok() &&
+      !bresp.attempts().empty()) {
+    out += "billing:\n";
+    for (const auto& b : bresp.attempts()) out += AttemptBillingText(b);
+  }
   Print(out);
 }
 
@@ -472,6 +484,7 @@ void ParseTiers(const std::string& text, const std::string& flag,
 struct PriceFlags {
   std::string kind, gpu_model, cls = "on-demand", price, model, input, output,
                                per_request, effective;
+  std::string tenant;  // a tenant's rate card; empty: the list price
 };
 
 void PriceSet(Client& c, const Globals& g, const PriceFlags& f) {
@@ -499,11 +512,16 @@ void PriceSet(Client& c, const Globals& g, const PriceFlags& f) {
     *p->mutable_effective_from() =
         ToProtoTime(ParseTimeFlag(f.effective, "--from"));
   }
+  p->set_tenant(f.tenant);
   v1::Price out;
   c.Call(&v1::BillingService::Stub::SetPrice, c.billing(), req, &out);
   if (Json(g)) return Print(ToJson(out) + "\n");
   Print(absl::StrCat("price version ", out.version(), " effective ",
-                     TimeText(out.effective_from()), "\n"));
+                     TimeText(out.effective_from()),
+                     out.tenant().empty()
+                         ? ""
+                         : absl::StrCat(" (rate card of ", out.tenant(), ")"),
+                     "\n"));
 }
 
 void PriceList(Client& c, const Globals& g, bool history) {
@@ -521,7 +539,8 @@ void PriceList(Client& c, const Globals& g, bool history) {
     return absl::StrJoin(parts, " ");
   };
   for (const auto& p : resp.prices()) {
-    const std::string v = absl::StrCat(p.version());
+    const std::string v = absl::StrCat(
+        p.version(), p.tenant().empty() ? "" : " card:" + p.tenant());
     if (p.has_gpu_hour()) {
       t.Add({v, TimeText(p.effective_from()), "gpu-hour",
              p.gpu_hour().gpu_model(),
@@ -561,7 +580,7 @@ void ContractCreate(Client& c, const Globals& g, const ContractFlags& f) {
   c.Call(&v1::BillingService::Stub::CreateContract, c.billing(), req, &out);
   if (Json(g)) return Print(ToJson(out) + "\n");
   Print(absl::StrCat("contract ", out.id(), " value USD ",
-                     FormatCents(out.value_micros() / 10000), "\n"));
+                     FormatCents(out.value_cents()), "\n"));
 }
 
 void ContractList(Client& c, const Globals& g, const std::string& tenant) {
@@ -576,24 +595,30 @@ void ContractList(Client& c, const Globals& g, const std::string& tenant) {
     t.Add({k.id(), k.tenant(), k.gpu_model(), absl::StrCat(k.gpus()),
            k.start_date(), k.end_date(), k.rate(),
            k.overage_rate().empty() ? "on-demand" : k.overage_rate(),
-           FormatCents(k.value_micros() / 10000)});
+           FormatCents(k.value_cents())});
   }
   Print(t.Render());
 }
 
 struct UsageFlags {
   std::string tenant, model, time, key;
-  int64_t requests = 1, input = 0, output = 0;
+  std::string requests = "1", input, output;  // counts: digits only
 };
+
+int64_t CountFlag(const std::string& text, const std::string& flag) {
+  auto n = ParseCount(text, flag);
+  if (!n.ok()) FailStatus(n.status());
+  return *n;
+}
 
 void UsageRecord(Client& c, const Globals& g, const UsageFlags& f) {
   v1::RecordUsageRequest req;
   v1::UsageEvent* e = req.add_events();
   e->set_tenant(f.tenant.empty() ? g.as_tenant : f.tenant);
   e->set_model(f.model);
-  e->set_requests(f.requests);
-  e->set_input_tokens(f.input);
-  e->set_output_tokens(f.output);
+  e->set_requests(CountFlag(f.requests, "--requests"));
+  e->set_input_tokens(CountFlag(f.input, "--input-tokens"));
+  e->set_output_tokens(CountFlag(f.output, "--output-tokens"));
   e->set_idempotency_key(f.key);
   *e->mutable_time() = ToProtoTime(
       f.time.empty() ? absl::Now() : ParseTimeFlag(f.time, "--time"));
@@ -605,14 +630,19 @@ void UsageRecord(Client& c, const Globals& g, const UsageFlags& f) {
 
 void UsageImport(Client& c, const Globals& g, const std::string& path,
                  uint32_t batch_size) {
-  std::ifstream in(path);
+  std::ifstream in(path, std::ios::binary);
   if (!in) Fail(2, absl::StrCat("FILE: cannot read ", path));
-  std::string line;
-  if (!std::getline(in, line) ||
-      absl::StripAsciiWhitespace(line) != kUsageCsvHeader) {
-    Fail(2, absl::StrCat(path, ": line 1: header must be ", kUsageCsvHeader));
-  }
-  uint64_t added = 0, duplicates = 0, rejected = 0;
+  in.seekg(0, std::ios::end);
+  const int64_t file_size = static_cast<int64_t>(in.tellg());
+  in.seekg(0, std::ios::beg);
+  CsvReader csv(&in);
+  std::vector<std::string> fields;
+  absl::StatusOr<bool> got = csv.Next(&fields);
+  if (!got.ok()) Fail(2, absl::StrCat(path, ": ", got.status().message()));
+  if (!*got) Fail(2, absl::StrCat(path, ": line 1: empty file; want a header"));
+  absl::StatusOr<UsageColumns> cols = ParseUsageHeader(fields);
+  if (!cols.ok()) Fail(2, absl::StrCat(path, ": ", cols.status().message()));
+  uint64_t added = 0, duplicates = 0, rejected = 0, rows = 0;
   std::vector<std::string> errors;
   std::vector<std::pair<int, v1::UsageEvent>> batch;
   auto flush = [&] {
@@ -642,18 +672,43 @@ void UsageImport(Client& c, const Globals& g, const std::string& path,
       c.FailRpc(s);
     }
   };
-  int n = 1;
-  while (std::getline(in, line)) {
-    ++n;
-    if (absl::StripAsciiWhitespace(line).empty()) continue;
-    auto e = ParseUsageCsvLine(line, n);
+  // A progress line on stderr every 2 s once an import takes that long.
+  const absl::Time started = absl::Now();
+  absl::Time last_progress = started;
+  while (true) {
+    got = csv.Next(&fields);
+    if (!got.ok()) {
+      // A malformed record ends the file: nothing after it can be trusted.
+      ++rejected;
+      errors.push_back(std::string(got.status().message()));
+      break;
+    }
+    if (!*got) break;
+    if (fields.size() == 1 && absl::StripAsciiWhitespace(fields[0]).empty()) {
+      continue;  // blank line
+    }
+    ++rows;
+    auto e = ParseUsageRow(fields, *cols, csv.record_line());
     if (!e.ok()) {
       ++rejected;
       errors.push_back(std::string(e.status().message()));
       continue;
     }
-    batch.emplace_back(n, std::move(*e));
+    batch.emplace_back(csv.record_line(), std::move(*e));
     if (batch.size() >= batch_size) flush();
+    const absl::Time now = absl::Now();
+    if (now - last_progress >= absl::Seconds(2)) {
+      last_progress = now;
+      std::fprintf(stderr,
+                   "joulectl: %s: %llu rows read (%lld%%), new %llu, "
+                   "duplicate %llu, rejected %llu\n",
+                   path.c_str(), static_cast<unsigned long long>(rows),
+                   static_cast<long long>(
+                       file_size > 0 ? csv.bytes() * 100 / file_size : 100),
+                   static_cast<unsigned long long>(added),
+                   static_cast<unsigned long long>(duplicates),
+                   static_cast<unsigned long long>(rejected));
+    }
   }
   flush();
   if (Json(g)) {
@@ -717,7 +772,8 @@ void Backlog(Client& c, const Globals& g, const std::string& as_of) {
            FormatCents(r.after_12_months_cents())});
   };
   for (const auto& r : resp.rows()) row(r, r.contract_id());
-  row(resp.total(), "TOTAL");
+  for (const auto& r : resp.model_totals()) row(r, "TOTAL " + r.gpu_model());
+  row(resp.total(), "TOTAL USD");
   Print(t.Render());
 }
 
@@ -856,6 +912,74 @@ void Audit(Client& c, const Globals& g, const std::string& since,
   Print(t.Render());
 }
 
+void BillingCredit(Client& c, const Globals& g, const std::string& tenant,
+                   const std::string& number, const std::string& amount,
+                   const std::string& reason) {
+  v1::IssueCreditNoteRequest req;
+  req.set_tenant(tenant);
+  req.set_statement_number(number);
+  req.set_amount(amount);
+  req.set_reason(reason);
+  v1::CreditNote out;
+  c.Call(&v1::BillingService::Stub::IssueCreditNote, c.billing(), req, &out);
+  if (Json(g)) return Print(ToJson(out) + "\n");
+  Print(absl::StrCat("credit note ", out.number(), " USD ",
+                     FormatCents(out.amount_cents()), " against ",
+                     out.statement_number(), ", on the ", out.booked_period(),
+                     " statement\n"));
+}
+
+void BillingGrant(Client& c, const Globals& g, const std::string& tenant,
+                  const std::string& amount, const std::string& expires) {
+  v1::GrantCreditsRequest req;
+  req.set_tenant(tenant);
+  req.set_amount(amount);
+  req.set_expires_date(expires);
+  v1::CreditGrant out;
+  c.Call(&v1::BillingService::Stub::GrantCredits, c.billing(), req, &out);
+  if (Json(g)) return Print(ToJson(out) + "\n");
+  Print(absl::StrCat("grant ", out.id(), " USD ",
+                     FormatCents(out.amount_cents()), " to ", out.tenant(),
+                     out.expires_date().empty()
+                         ? ""
+                         : absl::StrCat(", expires ", out.expires_date()),
+                     "\n"));
+}
+
+void BillingCredits(Client& c, const Globals& g, const std::string& tenant) {
+  v1::ListCreditsRequest req;
+  req.set_tenant(tenant.empty() ? g.as_tenant : tenant);
+  v1::ListCreditsResponse resp;
+  c.Call(&v1::BillingService::Stub::ListCredits, c.billing(), req, &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  Table t({"KIND", "ID", "TENANT", "AMOUNT", "DETAIL"});
+  for (const auto& x : resp.grants()) {
+    t.Add({"grant", x.id(), x.tenant(), FormatCents(x.amount_cents()),
+           x.expires_date().empty() ? "never expires"
+                                    : "expires " + x.expires_date()});
+  }
+  for (const auto& x : resp.credit_notes()) {
+    t.Add({"credit note", x.number(), x.tenant(),
+           FormatCents(-x.amount_cents()),
+           absl::StrCat(x.statement_number(), " on ", x.booked_period(), ": ",
+                        x.reason())});
+  }
+  Print(t.Render());
+  if (!req.tenant().empty()) {
+    Print(absl::StrCat("prepaid credit balance USD ",
+                       FormatCents(resp.balance_cents()), "\n"));
+  }
+}
+
+void BillingExport(Client& c, const Globals& g, const std::string& period) {
+  v1::ExportPeriodRequest req;
+  req.set_period(period);
+  v1::ExportPeriodResponse resp;
+  c.Call(&v1::BillingService::Stub::ExportPeriod, c.billing(), req, &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  Print(ExportCsv(resp));
+}
+
 }  // namespace
 }  // namespace joule::cli
 
@@ -871,7 +995,8 @@ int main(int argc, char** argv) {
       env_server != nullptr && *env_server ? env_server : "127.0.0.1:7070";
   app.add_option("--server", g.server,
                  "jouled address (default $JOULE_SERVER or 127.0.0.1:7070)");
-  app.add_option("-o,--output", g.output, "table, json (or csv for statements)")
+  app.add_option("-o,--output", g.output,
+                 "table, json (or csv for statements and exports)")
       ->check(CLI::IsMember({"table", "json", "csv"}));
   app.add_option("--as-tenant", g.as_tenant,
                  "operators: act as this tenant (recorded in the audit log)");
@@ -1006,6 +1131,8 @@ int main(int argc, char** argv) {
   pset->add_option("--gpu-model", pf.gpu_model);
   pset->add_option("--class", pf.cls, "on-demand or spot");
   pset->add_option("--price", pf.price, "USD per GPU-hour, e.g. 2.49");
+  pset->add_option("--tenant", pf.tenant,
+                   "a tenant's rate card (wins over the list price)");
   pset->add_option("--model", pf.model, "served model");
   pset->add_option("--input", pf.input,
                    "USD per 1M input tokens, or tiers 0:0.80,1000000000:0.60");
@@ -1072,6 +1199,31 @@ int main(int argc, char** argv) {
   auto* backlog = billing->add_subcommand("backlog", "contract backlog (RPO)");
   backlog->add_option("--as-of", as_of, "RFC 3339 or YYYY-MM-DD");
   set(backlog, [&](Client& c) { Backlog(c, g, as_of); });
+  static std::string cr_tenant, cr_number, cr_amount, cr_reason, cr_expires;
+  auto* credit = billing->add_subcommand(
+      "credit", "issue a credit note against a finalized statement");
+  credit->add_option("--tenant", cr_tenant)->required();
+  credit->add_option("--statement", cr_number, "JS-YYYY-MM-NNNNNN")->required();
+  credit->add_option("--amount", cr_amount, "USD, e.g. 12.50")->required();
+  credit->add_option("--reason", cr_reason)->required();
+  set(credit, [&](Client& c) {
+    BillingCredit(c, g, cr_tenant, cr_number, cr_amount, cr_reason);
+  });
+  auto* grant = billing->add_subcommand("grant", "grant prepaid credits");
+  grant->add_option("--tenant", cr_tenant)->required();
+  grant->add_option("--amount", cr_amount, "USD, e.g. 500")->required();
+  grant->add_option("--expires", cr_expires, "YYYY-MM-DD (exclusive)");
+  set(grant,
+      [&](Client& c) { BillingGrant(c, g, cr_tenant, cr_amount, cr_expires); });
+  auto* credits = billing->add_subcommand(
+      "credits", "prepaid credit grants, credit notes, balance");
+  credits->add_option("--tenant", cr_tenant);
+  set(credits, [&](Client& c) { BillingCredits(c, g, cr_tenant); });
+  static std::string ex_period;
+  auto* exp = billing->add_subcommand(
+      "export", "finance export: every statement line, revenue per contract");
+  exp->add_option("--period", ex_period, "YYYY-MM")->required();
+  set(exp, [&](Client& c) { BillingExport(c, g, ex_period); });
 
   // token
   auto* token = app.add_subcommand("token", "bearer tokens (operators)")

@@ -272,6 +272,8 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
     cfg.domains.push_back(out);
   }
 
+  cfg.allow_unpriced = raw.billing().allow_unpriced();
+
   // Scheduler settings.
   const auto& s = raw.scheduler();
   if (s.admission().empty() || s.admission() == "allocated") {
@@ -408,6 +410,9 @@ absl::StatusOr<ClusterConfig> LoadClusterConfig(const std::string& path) {
 
 ClusterConfig DefaultClusterConfig() {
   ClusterConfig cfg;
+  // Without --config jouled is a development daemon: unpriced use is
+  // accepted (a config file refuses it unless it says otherwise).
+  cfg.allow_unpriced = true;
   for (const KnownGpu& g : kKnownGpus) {
     cfg.gpu_models.push_back({std::string(g.model), g.tdp_mw, g.min_limit_mw,
                               g.max_limit_mw, g.idle_mw});

@@ -61,6 +61,8 @@ struct ClusterConfig {
   absl::flat_hash_map<std::string, int64_t> node_models;  // base power
   SchedulerSettings scheduler;
   absl::flat_hash_map<std::string, uint32_t> tenant_weights;
+  // billing { allow_unpriced: true }: accept jobs with no price in effect.
+  bool allow_unpriced = false;
 
   const GpuModel* FindGpuModel(absl::string_view name) const;
   const Domain* FindDomain(absl::string_view name) const;

@@ -78,13 +78,16 @@ grpc::ServerUnaryReactor* BillingServiceImpl::RecordUsage(
           ? ""
           : absl::StrCat(req->events(0).tenant(), " (", req->events_size(),
                          " events)");
-  return gate_->Later(ctx, M("RecordUsage"), target,
-                      [this, req, resp](const Caller&) -> absl::Status {
-                        const std::vector<v1::UsageEvent> events(
-                            req->events().begin(), req->events().end());
-                        ASSIGN_OR_RETURN(*resp, ledger_->RecordUsage(events));
-                        return absl::OkStatus();
-                      });
+  return gate_->Later(
+      ctx, M("RecordUsage"), target,
+      [this, req, resp](const Caller& c) -> absl::Status {
+        const std::vector<v1::UsageEvent> events(req->events().begin(),
+                                                 req->events().end());
+        // Idempotency keys are scoped per (tenant, source principal): no
+        // other principal can take a feed's key.
+        ASSIGN_OR_RETURN(*resp, ledger_->RecordUsage(events, c.principal));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* BillingServiceImpl::GetStatement(
@@ -129,13 +132,112 @@ grpc::ServerUnaryReactor* BillingServiceImpl::GetBacklog(
                     });
 }
 
+grpc::ServerUnaryReactor* BillingServiceImpl::GetJobBilling(
+    grpc::CallbackServerContext* ctx, const v1::GetJobBillingRequest* req,
+    v1::GetJobBillingResponse* resp) {
+  return gate_->Later(ctx, M("GetJobBilling"), req->job_id(),
+                      [this, req, resp](const Caller& c) -> absl::Status {
+                        ASSIGN_OR_RETURN(*resp, ledger_->JobBilling(
+                                                    req->job_id(),
+                                                    c.TenantScope()));
+                        return absl::OkStatus();
+                      });
+}
+
+grpc::ServerUnaryReactor* BillingServiceImpl::IssueCreditNote(
+    grpc::CallbackServerContext* ctx, const v1::IssueCreditNoteRequest* req,
+    v1::CreditNote* resp) {
+  return gate_->Later(ctx, M("IssueCreditNote"),
+                      absl::StrCat(req->tenant(), " ", req->statement_number()),
+                      [this, req, resp](const Caller&) -> absl::Status {
+                        ASSIGN_OR_RETURN(*resp, ledger_->IssueCreditNote(*req));
+                        return absl::OkStatus();
+                      });
+}
+
+grpc::ServerUnaryReactor* BillingServiceImpl::GrantCredits(
+    grpc::CallbackServerContext* ctx, const v1::GrantCreditsRequest* req,
+    v1::CreditGrant* resp) {
+  return gate_->Later(ctx, M("GrantCredits"), req->tenant(),
+                      [this, req, resp](const Caller&) -> absl::Status {
+                        ASSIGN_OR_RETURN(*resp, ledger_->GrantCredits(*req));
+                        return absl::OkStatus();
+                      });
+}
+
+grpc::ServerUnaryReactor* BillingServiceImpl::ListCredits(
+    grpc::CallbackServerContext* ctx, const v1::ListCreditsRequest* req,
+    v1::ListCreditsResponse* resp) {
+  return gate_->Now(
+      ctx, M("ListCredits"), [this, req, resp](const Caller& c) {
+        const std::string only = c.TenantScope();
+        if (!only.empty() && !req->tenant().empty() && req->tenant() != only) {
+          return absl::PermissionDeniedError(
+              "tenant: a tenant may list only its own credits");
+        }
+        auto r = ledger_->ListCredits(only.empty() ? req->tenant() : only);
+        if (r.ok()) *resp = std::move(*r);
+        return r.status();
+      });
+}
+
+grpc::ServerUnaryReactor* BillingServiceImpl::ExportPeriod(
+    grpc::CallbackServerContext* ctx, const v1::ExportPeriodRequest* req,
+    v1::ExportPeriodResponse* resp) {
+  return gate_->Later(ctx, M("ExportPeriod"), req->period(),
+                      [this, req, resp](const Caller&) -> absl::Status {
+                        ASSIGN_OR_RETURN(*resp,
+                                         ledger_->ExportPeriod(req->period()));
+                        return absl::OkStatus();
+                      });
+}
+
 // -------------------------------------------------------------- wiring ----
 
 BillingParts::BillingParts(storage::Store* store, const Clock* clock,
                            Gate* gate)
-    : ledger_(std::make_unique<billing::Ledger>(store, clock, &directory_)) {
+    : clock_(clock),
+      ledger_(std::make_unique<billing::Ledger>(store, clock, &directory_)) {
   sink_.ledger = ledger_.get();
   service_ = std::make_unique<BillingServiceImpl>(ledger_.get(), clock, gate);
+}
+
+void BillingParts::set_tenants(ClusterManager* manager) {
+  directory_.manager = manager;
+  const Clock* clock = clock_;
+  ledger_->SetRunningAttempts([manager, clock]() {
+    std::vector<billing::JobUsage> out;
+    v1::ListJobsRequest req;
+    req.set_state(v1::JOB_STATE_RUNNING);
+    absl::StatusOr<std::vector<v1::Job>> jobs = manager->ListJobs(req, "");
+    if (!jobs.ok()) return out;
+    const absl::Time now = clock->Now();
+    for (const v1::Job& job : *jobs) {
+      if (job.attempts().empty()) continue;
+      const v1::JobAttempt& a = job.attempts(job.attempts_size() - 1);
+      if (!a.has_start_time() || a.has_end_time()) continue;
+      billing::JobUsage u = ToUsage(job, a);
+      u.end = std::max(now, u.start);
+      u.energy_mj = 0;
+      out.push_back(std::move(u));
+    }
+    return out;
+  });
+}
+
+void BillingParts::Configure(const config::ClusterConfig& config,
+                             ClusterManagerOptions* mo) {
+  std::vector<std::string> models;
+  for (const auto& m : config.gpu_models) models.push_back(m.name);
+  ledger_->SetGpuCatalogue(std::move(models));
+  if (config.allow_unpriced) return;
+  billing::Ledger* ledger = ledger_.get();
+  mo->check_priced = [ledger](const v1::JobSpec& spec, absl::Time now) {
+    v1::ServiceClass cls = spec.service_class() == v1::SERVICE_CLASS_UNSPECIFIED
+                               ? v1::SERVICE_CLASS_ON_DEMAND
+                               : spec.service_class();
+    return ledger->CheckPriced(spec.tenant(), spec.gpu_model(), cls, now);
+  };
 }
 
 bool BillingParts::Directory::Exists(std::string_view tenant) const {

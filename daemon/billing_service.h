@@ -42,6 +42,21 @@ class BillingServiceImpl final : public v1::BillingService::CallbackService {
   grpc::ServerUnaryReactor* GetBacklog(grpc::CallbackServerContext* ctx,
                                        const v1::GetBacklogRequest* req,
                                        v1::GetBacklogResponse* resp) override;
+  grpc::ServerUnaryReactor* GetJobBilling(
+      grpc::CallbackServerContext* ctx, const v1::GetJobBillingRequest* req,
+      v1::GetJobBillingResponse* resp) override;
+  grpc::ServerUnaryReactor* IssueCreditNote(
+      grpc::CallbackServerContext* ctx, const v1::IssueCreditNoteRequest* req,
+      v1::CreditNote* resp) override;
+  grpc::ServerUnaryReactor* GrantCredits(grpc::CallbackServerContext* ctx,
+                                         const v1::GrantCreditsRequest* req,
+                                         v1::CreditGrant* resp) override;
+  grpc::ServerUnaryReactor* ListCredits(grpc::CallbackServerContext* ctx,
+                                        const v1::ListCreditsRequest* req,
+                                        v1::ListCreditsResponse* resp) override;
+  grpc::ServerUnaryReactor* ExportPeriod(
+      grpc::CallbackServerContext* ctx, const v1::ExportPeriodRequest* req,
+      v1::ExportPeriodResponse* resp) override;
 
  private:
   billing::Ledger* const ledger_;
@@ -55,7 +70,13 @@ class BillingServiceImpl final : public v1::BillingService::CallbackService {
 class BillingParts {
  public:
   BillingParts(storage::Store* store, const Clock* clock, Gate* gate);
-  void set_tenants(ClusterManager* manager) { directory_.manager = manager; }
+  // Binds the tenant directory and the running attempts (accrued on open
+  // statements) to the manager.
+  void set_tenants(ClusterManager* manager);
+  // Catalogue of GPU models for prices and contracts, and (unless the
+  // config allows unpriced use) the priced-at-submit check in `mo`.
+  void Configure(const config::ClusterConfig& config,
+                 ClusterManagerOptions* mo);
   absl::Status Load() { return ledger_->Load(); }
   AttemptSink* attempt_sink() { return &sink_; }
   ContractedGpusFn contracted_gpus_fn();
@@ -77,6 +98,7 @@ class BillingParts {
                     storage::WriteBatch* batch) override;
     void Committed(const v1::Job& job, const v1::JobAttempt& attempt) override;
   };
+  const Clock* const clock_;
   Directory directory_;
   std::unique_ptr<billing::Ledger> ledger_;
   Sink sink_;

@@ -10,6 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/string_view.h"
+#include "billing/ledger.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "common/units.h"
@@ -1372,6 +1373,9 @@ absl::StatusOr<v1::Job> ClusterManager::SubmitJob(
   {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(ValidateSpecLocked(spec));
+    if (options_.check_priced) {
+      RETURN_IF_ERROR(options_.check_priced(spec, options_.clock->Now()));
+    }
     if (!idem_key.empty()) {
       // A retry racing its original waits for it, then sees its record.
       auto settled = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -1992,7 +1996,9 @@ void ClusterManager::ScheduleOnce() {
     v1::JobAttempt* a = job.add_attempts();
     a->set_attempt(job.attempt());
     *a->mutable_allocations() = job.allocations();
-    a->set_billed_class(job.effective_class());
+    // Reserved beyond the contract stays reserved (billed as overage).
+    a->set_billed_class(billing::BilledClass(job.spec().service_class(),
+                                             job.effective_class()));
     a->set_gpu_model(p.gpu_model);
     const size_t ranks = job.allocations_size();
     j->started.assign(ranks, false);
@@ -2008,7 +2014,7 @@ void ClusterManager::ScheduleOnce() {
     if (p.effective_class != ToPolicyClass(job.spec().service_class())) {
       absl::StrAppend(&reason,
                       " (runs as on-demand: beyond the tenant's "
-                      "contracted reserved GPUs)");
+                      "contracted reserved GPUs; billed as reserved overage)");
     }
     TransitionLocked(*j, v1::JOB_STATE_STARTING, reason, now);
     PutJobLocked(&batch, job);

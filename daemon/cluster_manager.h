@@ -56,6 +56,9 @@ struct ClusterManagerOptions {
   absl::Duration report_interval = absl::Seconds(1);
   AttemptSink* attempts = nullptr;   // optional
   ContractedGpusFn contracted_gpus;  // optional
+  // Optional: refuses a job spec whose (GPU model, class) has no price in
+  // effect (billing; unset when the config allows unpriced use).
+  std::function<absl::Status(const v1::JobSpec&, absl::Time)> check_priced;
   scheduler::PolicyConfig policy;
   scheduler::PowerControlConfig power;
   // Optional observers (metrics): an event of `kind` was recorded; a loop

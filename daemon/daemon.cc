@@ -140,6 +140,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
       d->audited_store_.get(), options.clock, d->parts_->gate.get());
   mo.attempts = d->parts_->billing->attempt_sink();
   mo.contracted_gpus = d->parts_->billing->contracted_gpus_fn();
+  d->parts_->billing->Configure(options.config, &mo);
   d->manager_ = std::make_unique<ClusterManager>(std::move(mo));
   d->parts_->billing->set_tenants(d->manager_.get());
   if (absl::Status s = d->manager_->Load(); !s.ok()) return s;

@@ -72,12 +72,14 @@ step "tenants, prices and a reserved contract"
 MONTH=$(date -u +%Y-%m)
 START=$(date -u +%Y-%m-01)
 END=$(date -u -d "$START +1 year" +%Y-%m-%d)
+LAST_START=$(date -u -d "$START -1 month" +%Y-%m-%d)
+LAST=$(date -u -d "$START -1 month" +%Y-%m)
 ctl tenant create acme
 ctl tenant create globex
 ctl price set gpu-hour --gpu-model H100 --class on-demand --price 2.49 --from "$START"
 ctl price set gpu-hour --gpu-model H100 --class spot --price 1.10 --from "$START"
 ctl price set inference --model llama-3-70b --input 0.60 \
-  --output 0:0.80,1000000000:0.60 --per-request 0.0001 --from "$START"
+  --output 0:0.80,1000000000:0.60 --per-request 0.0001 --from "$LAST_START"
 ctl contract create --tenant acme --gpu-model H100 --gpus 8 \
   --start "$START" --end "$END" --rate 1.89
 
@@ -144,10 +146,23 @@ ctl power set-cap row-1 60kW --reason "event over"
 ctl job list
 as acme job logs job-000001
 
-step "statement and backlog (as finance)"
+step "finance: last month finalized, a credit note, prepaid credits"
+as metering usage record --tenant globex --model llama-3-70b --input-tokens 50000000 \
+  --output-tokens 20000000 --time "${LAST}-15T12:00:00Z" --key demo-last-month
+as finance billing finalize --period "$LAST"
+as finance billing credit --tenant globex --statement "JS-${LAST}-000001" \
+  --amount 5.00 --reason "SLA: 2 h outage"
+as finance billing grant --tenant acme --amount 100.00
+as finance billing credits --tenant acme
+as finance billing export --period "$LAST"
+
+step "statements and backlog as finance (acme: reserved overage and prepaid credits; globex: the credit note)"
 as finance billing statement --tenant acme --period "$MONTH"
 as finance billing statement --tenant globex --period "$MONTH"
 as finance billing backlog
+echo "(a tenant reads its own statement, and no one else's)"
+as acme billing statement --period "$MONTH" -o csv | head -3
+as acme billing statement --tenant globex --period "$MONTH" || true
 
 step "audit log: every change, who made it, and what was refused"
 ctl audit --since 10m --limit 20

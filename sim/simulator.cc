@@ -575,7 +575,8 @@ void Sim::EndAttempt(int job, EndKind kind) {
   u.job_id = s.id;
   u.attempt = j.attempt;
   u.gpu_model = r.gpu_model;
-  u.service_class = ToProtoClass(r.cls);
+  u.service_class =
+      billing::BilledClass(ToProtoClass(s.cls), ToProtoClass(r.cls));
   u.gpus = j.gpus;
   u.start = At(j.start_ms);
   u.end = At(now_);
@@ -931,7 +932,7 @@ void Sim::RecordUsageUpTo(int64_t ms) {
   if (batch.empty()) return;
   clock_.Set(At(std::max(ms, now_)));
   res_.events += static_cast<int64_t>(batch.size());
-  auto r = ledger_.RecordUsage(batch);
+  auto r = ledger_.RecordUsage(batch, "operator");
   if (r.ok()) {
     usage_recorded_ += r->accepted();
   } else {

@@ -19,153 +19,13 @@
 #include "gtest/gtest.h"
 #include "storage/memory_store.h"
 #include "storage/rocksdb_store.h"
+#include "tests/billing/ledger_test_util.h"
 
 namespace joule::billing {
 namespace {
 
 using ::google::protobuf::util::MessageDifferencer;
 using ::testing::HasSubstr;
-
-absl::Time T(const char* rfc3339) {
-  absl::Time t;
-  std::string err;
-  EXPECT_TRUE(absl::ParseTime(absl::RFC3339_full, rfc3339, &t, &err)) << err;
-  return t;
-}
-
-google::protobuf::Timestamp Ts(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  ts.set_seconds(absl::ToUnixSeconds(t));
-  return ts;
-}
-
-class FakeTenants : public TenantDirectory {
- public:
-  bool Exists(std::string_view t) const override {
-    return t == "acme" || t == "globex";
-  }
-};
-
-// Counts store reads, to prove statements read aggregates only.
-class CountingStore : public storage::Store {
- public:
-  absl::Status Write(const storage::WriteBatch& b,
-                     const storage::WriteOptions& o) override {
-    ++writes;
-    return inner.Write(b, o);
-  }
-  absl::StatusOr<std::optional<std::string>> Get(std::string_view t,
-                                                 std::string_view k) override {
-    ++reads;
-    return inner.Get(t, k);
-  }
-  absl::Status Scan(std::string_view t, std::string_view p,
-                    const std::function<bool(std::string_view,
-                                             std::string_view)>& fn) override {
-    ++reads;
-    return inner.Scan(t, p, fn);
-  }
-  storage::MemoryStore inner;
-  std::atomic<int> reads{0};
-  std::atomic<int> writes{0};
-};
-
-v1::Price GpuPrice(const std::string& model, v1::ServiceClass cls,
-                   const std::string& price, absl::Time from) {
-  v1::Price p;
-  p.mutable_gpu_hour()->set_gpu_model(model);
-  p.mutable_gpu_hour()->set_service_class(cls);
-  p.mutable_gpu_hour()->set_price(price);
-  *p.mutable_effective_from() = Ts(from);
-  return p;
-}
-
-// llama-70b: input $0.50/1M; output first 1,000,000,000 tokens of the month
-// at $0.80/1M, the rest at $0.60/1M; $0.0001 per request.
-v1::Price LlamaPrice(absl::Time from) {
-  v1::Price p;
-  v1::InferencePrice* ip = p.mutable_inference();
-  ip->set_model("llama-70b");
-  auto* in = ip->add_input();
-  in->set_from_tokens(0);
-  in->set_price("0.50");
-  auto* o1 = ip->add_output();
-  o1->set_from_tokens(0);
-  o1->set_price("0.80");
-  auto* o2 = ip->add_output();
-  o2->set_from_tokens(1'000'000'000);
-  o2->set_price("0.60");
-  ip->set_per_request("0.0001");
-  *p.mutable_effective_from() = Ts(from);
-  return p;
-}
-
-v1::UsageEvent Ev(const std::string& key, absl::Time t, int64_t requests,
-                  int64_t in, int64_t out, const std::string& tenant = "acme",
-                  const std::string& model = "llama-70b") {
-  v1::UsageEvent e;
-  *e.mutable_time() = Ts(t);
-  e.set_tenant(tenant);
-  e.set_model(model);
-  e.set_requests(requests);
-  e.set_input_tokens(in);
-  e.set_output_tokens(out);
-  e.set_idempotency_key(key);
-  return e;
-}
-
-JobUsage Job(const std::string& id, v1::ServiceClass cls, uint32_t gpus,
-             absl::Time start, absl::Time end, uint32_t attempt = 1,
-             const std::string& model = "H100", uint64_t energy_mj = 0) {
-  return JobUsage{"acme", id, attempt, model, cls, gpus, start, end, energy_mj};
-}
-
-const v1::StatementLine* FindLine(const v1::Statement& st,
-                                  std::string_view pricing_model,
-                                  std::string_view detail_part,
-                                  std::string_view adjustment_for = "",
-                                  std::string_view unit_price = "") {
-  for (const v1::StatementLine& l : st.lines()) {
-    if (l.pricing_model() == pricing_model &&
-        l.detail().find(detail_part) != std::string::npos &&
-        l.adjustment_for() == adjustment_for &&
-        (unit_price.empty() || l.unit_price() == unit_price)) {
-      return &l;
-    }
-  }
-  return nullptr;
-}
-
-// Sum of the rounded non-informational lines.
-int64_t SumLines(const v1::Statement& st) {
-  int64_t s = 0;
-  for (const v1::StatementLine& l : st.lines()) {
-    if (!l.informational()) s += l.amount_cents();
-  }
-  return s;
-}
-
-class LedgerTest : public ::testing::Test {
- protected:
-  LedgerTest() : clock_(T("2026-01-01T00:00:00Z")) {}
-  void SetUp() override { ASSERT_TRUE(ledger_.Load().ok()); }
-
-  v1::Statement Statement(const std::string& period,
-                          const std::string& tenant = "acme") {
-    absl::StatusOr<v1::Statement> st = ledger_.GetStatement(tenant, period);
-    EXPECT_TRUE(st.ok()) << st.status();
-    return st.ok() ? *st : v1::Statement();
-  }
-  void SetPrice(const v1::Price& p) {
-    absl::StatusOr<v1::Price> r = ledger_.SetPrice(p);
-    ASSERT_TRUE(r.ok()) << r.status();
-  }
-
-  CountingStore store_;
-  FakeClock clock_;
-  FakeTenants tenants_;
-  Ledger ledger_{&store_, &clock_, &tenants_};
-};
 
 // =========================================================== GPU lines ===
 
@@ -353,7 +213,7 @@ TEST_P(InferenceTest, TiersAndRounding) {
     // One batch per event: tier position carries across batches.
     v1::UsageEvent ev = Ev(absl::StrCat("k", n++), T("2025-12-31T10:00:00Z"),
                            e.requests, e.in, e.out);
-    ASSERT_TRUE(ledger_.RecordUsage({ev}).ok());
+    ASSERT_TRUE(ledger_.RecordUsage({ev}, "operator").ok());
   }
   v1::Statement st = Statement("2025-12");
   for (const InfLine& want : GetParam().lines) {
@@ -625,8 +485,12 @@ TEST_F(LedgerTest, ContractValidation) {
       {MakeContract(8, "2026-01-01", "2026-04-01", "-2"), "contract.rate"},
       {MakeContract(8, "2026-01-01", "2026-04-01", "2", "x"),
        "contract.overage_rate"},
-      // 4e9 GPUs x 2160 h x $9,000,000: overflows int64 micro-dollars.
-      {MakeContract(4'000'000'000u, "2026-01-01", "2026-04-01", "9000000"),
+      // Above the largest rate, $1,000,000 per GPU-hour.
+      {MakeContract(8, "2026-01-01", "2026-04-01", "1000000.01"),
+       "contract.rate"},
+      // 4e9 GPUs x 2160 h x $1,000,000 = 8.6e27 micro-dollars: overflows
+      // int64 micro-dollars.
+      {MakeContract(4'000'000'000u, "2026-01-01", "2026-04-01", "1000000"),
        "overflows"},
   };
   for (const Bad& b : cases) {
@@ -701,12 +565,14 @@ class IngestTest : public LedgerTest {
 
 TEST_F(IngestTest, SameBatchTwiceCountsOnce) {
   std::vector<v1::UsageEvent> b = Batch(1000);
-  absl::StatusOr<v1::RecordUsageResponse> r1 = ledger_.RecordUsage(b);
+  absl::StatusOr<v1::RecordUsageResponse> r1 =
+      ledger_.RecordUsage(b, "operator");
   ASSERT_TRUE(r1.ok()) << r1.status();
   EXPECT_EQ(r1->accepted(), 1000u);
   EXPECT_EQ(r1->duplicates(), 0u);
   v1::Statement before = Statement("2025-12");
-  absl::StatusOr<v1::RecordUsageResponse> r2 = ledger_.RecordUsage(b);
+  absl::StatusOr<v1::RecordUsageResponse> r2 =
+      ledger_.RecordUsage(b, "operator");
   ASSERT_TRUE(r2.ok());
   EXPECT_EQ(r2->accepted(), 0u);
   EXPECT_EQ(r2->duplicates(), 1000u);
@@ -721,39 +587,42 @@ TEST_F(IngestTest, SameBatchTwiceCountsOnce) {
 TEST_F(IngestTest, DuplicateInsideOneBatch) {
   std::vector<v1::UsageEvent> b = Batch(2);
   b.push_back(b[0]);
-  absl::StatusOr<v1::RecordUsageResponse> r = ledger_.RecordUsage(b);
+  absl::StatusOr<v1::RecordUsageResponse> r =
+      ledger_.RecordUsage(b, "operator");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->accepted(), 2u);
   EXPECT_EQ(r->duplicates(), 1u);
   b.push_back(b[1]);
   b.back().set_output_tokens(1);
-  EXPECT_EQ(ledger_.RecordUsage(b).status().code(),
+  EXPECT_EQ(ledger_.RecordUsage(b, "operator").status().code(),
             absl::StatusCode::kAlreadyExists);
 }
 
 TEST_F(IngestTest, KeyIsScopedPerTenant) {
   v1::UsageEvent a = Ev("same", T("2025-12-31T12:00:00Z"), 1, 1, 1, "acme");
   v1::UsageEvent g = Ev("same", T("2025-12-31T12:00:00Z"), 1, 1, 1, "globex");
-  absl::StatusOr<v1::RecordUsageResponse> r = ledger_.RecordUsage({a, g});
+  absl::StatusOr<v1::RecordUsageResponse> r =
+      ledger_.RecordUsage({a, g}, "operator");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->accepted(), 2u);
 }
 
 TEST_F(IngestTest, ConflictingPayloadChangesNothing) {
-  ASSERT_TRUE(ledger_.RecordUsage(Batch(10)).ok());
+  ASSERT_TRUE(ledger_.RecordUsage(Batch(10), "operator").ok());
   v1::Statement before = Statement("2025-12");
   int writes = store_.writes;
   // A new key plus an old key with a different payload.
   std::vector<v1::UsageEvent> b = {
       Ev("new", T("2025-12-31T12:00:00Z"), 1, 5, 5),
       Ev("k3", T("2025-12-31T12:00:00Z"), 1, 1000, 2001)};
-  absl::StatusOr<v1::RecordUsageResponse> r = ledger_.RecordUsage(b);
+  absl::StatusOr<v1::RecordUsageResponse> r =
+      ledger_.RecordUsage(b, "operator");
   ASSERT_EQ(r.status().code(), absl::StatusCode::kAlreadyExists);
   EXPECT_THAT(r.status().message(), HasSubstr("events[1].idempotency_key"));
   EXPECT_EQ(store_.writes, writes);
   EXPECT_TRUE(MessageDifferencer::Equals(Statement("2025-12"), before));
   // "new" was not stored: sending it alone is accepted, not a duplicate.
-  r = ledger_.RecordUsage({b[0]});
+  r = ledger_.RecordUsage({b[0]}, "operator");
   ASSERT_TRUE(r.ok());
   EXPECT_EQ(r->accepted(), 1u);
 }
@@ -770,13 +639,14 @@ TEST_P(InvalidEventTest, RejectsWholeBatchNamingIndex) {
   std::vector<v1::UsageEvent> b = Batch(3);
   GetParam().mutate(&b[1]);
   int writes = store_.writes;
-  absl::StatusOr<v1::RecordUsageResponse> r = ledger_.RecordUsage(b);
+  absl::StatusOr<v1::RecordUsageResponse> r =
+      ledger_.RecordUsage(b, "operator");
   ASSERT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(r.status().message(), HasSubstr(GetParam().message));
   EXPECT_EQ(store_.writes, writes);
   // Nothing stored: the valid events 0 and 2 are new afterwards.
   absl::StatusOr<v1::RecordUsageResponse> ok =
-      ledger_.RecordUsage({b[0], b[2]});
+      ledger_.RecordUsage({b[0], b[2]}, "operator");
   ASSERT_TRUE(ok.ok());
   EXPECT_EQ(ok->accepted(), 2u);
 }
@@ -814,8 +684,8 @@ INSTANTIATE_TEST_SUITE_P(
 
 TEST_F(IngestTest, FiveMinutesAheadIsAccepted) {
   // Exactly now + 5 min is allowed (the rule is "> 5 minutes").
-  absl::StatusOr<v1::RecordUsageResponse> r =
-      ledger_.RecordUsage({Ev("f", T("2026-01-01T00:05:00Z"), 1, 1, 1)});
+  absl::StatusOr<v1::RecordUsageResponse> r = ledger_.RecordUsage(
+      {Ev("f", T("2026-01-01T00:05:00Z"), 1, 1, 1)}, "operator");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->accepted(), 1u);
 }
@@ -826,7 +696,8 @@ TEST_F(IngestTest, ConcurrentIdenticalBatchesCountOnce) {
   std::vector<std::thread> threads;
   for (int i = 0; i < 4; ++i) {
     threads.emplace_back([&] {
-      absl::StatusOr<v1::RecordUsageResponse> r = ledger_.RecordUsage(b);
+      absl::StatusOr<v1::RecordUsageResponse> r =
+          ledger_.RecordUsage(b, "operator");
       ASSERT_TRUE(r.ok());
       accepted += r->accepted();
       dups += r->duplicates();
@@ -847,7 +718,8 @@ TEST_F(IngestTest, StatementReadsAggregatesNotEvents) {
   auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < 100; ++i) {
     ASSERT_TRUE(
-        ledger_.RecordUsage(Batch(2000, absl::StrCat("b", i, "-"))).ok());
+        ledger_.RecordUsage(Batch(2000, absl::StrCat("b", i, "-")), "operator")
+            .ok());
   }
   double ingest_s =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
@@ -883,7 +755,8 @@ TEST_F(LedgerTest, LateUsageBecomesAdjustmentAndFinalizedNeverChanges) {
   // January: 2,000,000 input tokens = 2 M x $0.50 = $1.00; 1 request $0.0001
   ASSERT_TRUE(ledger_
                   .RecordUsage(
-                      {Ev("jan-1", T("2026-01-10T00:00:00Z"), 1, 2'000'000, 0)})
+                      {Ev("jan-1", T("2026-01-10T00:00:00Z"), 1, 2'000'000, 0)},
+                      "operator")
                   .ok());
   clock_.Set(T("2026-02-01T00:05:00Z"));
   absl::StatusOr<v1::FinalizePeriodResponse> f =
@@ -900,7 +773,8 @@ TEST_F(LedgerTest, LateUsageBecomesAdjustmentAndFinalizedNeverChanges) {
   // A late inference event for January, and a late January job.
   ASSERT_TRUE(ledger_
                   .RecordUsage({Ev("jan-late", T("2026-01-31T23:00:00Z"), 0,
-                                   4'000'000, 0)})
+                                   4'000'000, 0)},
+                               "operator")
                   .ok());
   // 2 GPUs x 1 h = 2 GPU-h x $2.00 = $4.00
   ASSERT_TRUE(ledger_
@@ -944,7 +818,8 @@ TEST_F(LedgerTest, LateEventContinuesTheMonthsTierCount) {
   // January: 999,000,000 output = 999 M x $0.80 = $799.20.
   ASSERT_TRUE(
       ledger_
-          .RecordUsage({Ev("a", T("2026-01-10T00:00:00Z"), 0, 0, 999'000'000)})
+          .RecordUsage({Ev("a", T("2026-01-10T00:00:00Z"), 0, 0, 999'000'000)},
+                       "operator")
           .ok());
   clock_.Set(T("2026-02-02T00:00:00Z"));
   ASSERT_TRUE(ledger_.FinalizePeriod("2026-01").ok());
@@ -952,7 +827,9 @@ TEST_F(LedgerTest, LateEventContinuesTheMonthsTierCount) {
   // 1 M x $0.80 = $0.80 (tier 1) + 2 M x $0.60 = $1.20 (tier 2), both as
   // adjustments for 2026-01 in February.
   ASSERT_TRUE(
-      ledger_.RecordUsage({Ev("b", T("2026-01-31T00:00:00Z"), 0, 0, 3'000'000)})
+      ledger_
+          .RecordUsage({Ev("b", T("2026-01-31T00:00:00Z"), 0, 0, 3'000'000)},
+                       "operator")
           .ok());
   v1::Statement feb = Statement("2026-02");
   const v1::StatementLine* t1 = FindLine(feb, "inference", "tier 1", "2026-01");
@@ -1045,7 +922,7 @@ TEST(LedgerReloadTest, RocksDbReopenGivesSameStatements) {
                         MakeContract(8, "2026-01-16", "2026-04-16", "2", "3"))
                     .ok());
     clock.Set(T("2026-01-20T00:00:00Z"));
-    ASSERT_TRUE(ledger.RecordUsage(batch).ok());
+    ASSERT_TRUE(ledger.RecordUsage(batch, "operator").ok());
     ASSERT_TRUE(ledger
                     .RecordJobUsage(Job("j1", v1::SERVICE_CLASS_RESERVED, 10,
                                         T("2026-01-17T00:00:00Z"),
@@ -1061,7 +938,8 @@ TEST(LedgerReloadTest, RocksDbReopenGivesSameStatements) {
     ASSERT_TRUE(ledger.FinalizePeriod("2026-01").ok());
     ASSERT_TRUE(ledger
                     .RecordUsage({Ev("late", T("2026-01-31T00:00:00Z"), 1,
-                                     1'000'000, 1'000'000)})
+                                     1'000'000, 1'000'000)},
+                                 "operator")
                     .ok());
     jan = *ledger.GetStatement("acme", "2026-01");
     feb = *ledger.GetStatement("acme", "2026-02");
@@ -1083,7 +961,8 @@ TEST(LedgerReloadTest, RocksDbReopenGivesSameStatements) {
     EXPECT_TRUE(MessageDifferencer::Equals(
         *ledger.Backlog(T("2026-02-15T00:00:00Z")), backlog));
     // Idempotency keys survived: the batch is all duplicates.
-    absl::StatusOr<v1::RecordUsageResponse> r = ledger.RecordUsage(batch);
+    absl::StatusOr<v1::RecordUsageResponse> r =
+        ledger.RecordUsage(batch, "operator");
     ASSERT_TRUE(r.ok());
     EXPECT_EQ(r->duplicates(), 2u);
     // Counters continue.
@@ -1099,7 +978,8 @@ TEST(LedgerReloadTest, RocksDbReopenGivesSameStatements) {
     // 999 M + 3 M + 1 M (late) = 1003 M, so 1 M more late output is tier 2.
     ASSERT_TRUE(ledger
                     .RecordUsage({Ev("late2", T("2026-01-31T00:00:00Z"), 0, 0,
-                                     1'000'000)})
+                                     1'000'000)},
+                                 "operator")
                     .ok());
     v1::Statement st = *ledger.GetStatement("acme", "2026-02");
     const v1::StatementLine* t2 =

@@ -281,11 +281,19 @@ TEST_F(BillingE2E, IdempotentAcrossConcurrentClientsAndCrashes) {
   EXPECT_TRUE(absl::StrContains(conflict.err, "azure-0-0")) << conflict.err;
   EXPECT_EQ(Statement(*c_).total_cents(), once.total_cents());
   // A bad event rejects its batch with the index and reason.
-  CtlResult bad =
-      c_->Ctl({"usage", "record", "--tenant", "acme", "--model", "llama",
-               "--input-tokens", "-5", "--output-tokens", "1", "--key", "neg"});
+  CtlResult bad = c_->Ctl({"usage", "record", "--tenant", "acme", "--model",
+                           "unknown-model", "--input-tokens", "5",
+                           "--output-tokens", "1", "--key", "neg"});
   EXPECT_EQ(bad.exit_code, 1);
-  EXPECT_TRUE(absl::StrContains(bad.err, "events[0].input_tokens")) << bad.err;
+  EXPECT_TRUE(absl::StrContains(bad.err, "events[0].model")) << bad.err;
+  // Signed counts never reach the daemon (issue 12: "+7" was accepted).
+  for (const char* count : {"-5", "+7"}) {
+    CtlResult sign =
+        c_->Ctl({"usage", "record", "--tenant", "acme", "--model", "llama",
+                 "--input-tokens", count, "--output-tokens", "1", "--key", "s"});
+    EXPECT_EQ(sign.exit_code, 2) << count;
+    EXPECT_TRUE(absl::StrContains(sign.err, "--input-tokens")) << sign.err;
+  }
 }
 
 TEST_F(BillingE2E, CrashDuringImportThenRerunEqualsCleanRun) {

@@ -171,7 +171,12 @@ void Cluster::StartDaemon() {
                                    "--metrics-listen",
                                    absl::StrCat("127.0.0.1:", metrics_port_)};
   if (!options_.config_text.empty()) {
-    WriteFile(dir_ + "/cluster.conf", options_.config_text);
+    // Tests that do not test billing run unpriced jobs.
+    WriteFile(
+        dir_ + "/cluster.conf",
+        options_.config_text + (options_.allow_unpriced
+                                    ? "\nbilling { allow_unpriced: true }\n"
+                                    : ""));
     argv.push_back("--config");
     argv.push_back(dir_ + "/cluster.conf");
   }

@@ -53,6 +53,8 @@ class Cluster {
     // Plaintext on loopback (jouled --insecure; agents use node-bound agent
     // tokens). Default: TLS with the dev PKI, agents with certificates.
     bool insecure = false;
+    // Appended to config_text as `billing { allow_unpriced: true }`.
+    bool allow_unpriced = true;
   };
   explicit Cluster(Options options);
   Cluster() : Cluster(Options()) {}
