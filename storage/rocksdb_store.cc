@@ -120,8 +120,8 @@ absl::Status RocksDbStore::Write(const WriteBatch& batch,
   if (min_free_bytes_ > 0 && ::statvfs(path_.c_str(), &fs) == 0) {
     const uint64_t free_bytes =
         static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
-    if (free_bytes < std::max<uint64_t>(min_free_bytes_,
-                                        2 * wb.GetDataSize())) {
+    if (free_bytes <
+        std::max<uint64_t>(min_free_bytes_, 2 * wb.GetDataSize())) {
       return absl::UnavailableError("storage: no space left on device");
     }
   }
@@ -130,8 +130,8 @@ absl::Status RocksDbStore::Write(const WriteBatch& batch,
   absl::MutexLock lock(&fail_mu_);
   if (s.IsIOError() || s.IsNoSpace() || s.IsIOFenced() ||
       s.subcode() == rocksdb::Status::kNoSpace) {
-    const bool no_space = s.IsNoSpace() ||
-                          s.ToString().find("No space") != std::string::npos;
+    const bool no_space =
+        s.IsNoSpace() || s.ToString().find("No space") != std::string::npos;
     failed_ = absl::UnavailableError(
         no_space ? "storage: no space left on device"
                  : absl::StrCat("storage: write failed: ", s.ToString()));
