@@ -3,8 +3,10 @@
 #include <deque>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
+#include "daemon/paging.h"
 #include "daemon/status_convert.h"
 
 namespace joule::daemon {
@@ -201,6 +203,10 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(
     v1::ListJobsResponse* resp) {
   auto r = manager_->ListJobs(*req, CallerTenant(ctx));
   if (r.ok()) {
+    auto next = Paginate(&*r, req->page_size(), req->page_token(),
+                         [](const v1::Job& j) { return j.id(); });
+    if (!next.ok()) return Reply(ctx, next.status());
+    resp->set_next_page_token(*next);
     for (auto& j : *r) *resp->add_jobs() = std::move(j);
   }
   return Reply(ctx, r.status());
@@ -231,7 +237,12 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetJobLogs(
 grpc::ServerUnaryReactor* AdminServiceImpl::ListNodes(
     grpc::CallbackServerContext* ctx, const v1::ListNodesRequest* req,
     v1::ListNodesResponse* resp) {
-  for (auto& n : manager_->ListNodes()) *resp->add_nodes() = std::move(n);
+  std::vector<v1::Node> nodes = manager_->ListNodes();
+  auto next = Paginate(&nodes, req->page_size(), req->page_token(),
+                       [](const v1::Node& n) { return n.name(); });
+  if (!next.ok()) return Reply(ctx, next.status());
+  resp->set_next_page_token(*next);
+  for (auto& n : nodes) *resp->add_nodes() = std::move(n);
   return Reply(ctx, absl::OkStatus());
 }
 
@@ -293,6 +304,12 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListEvents(
     v1::ListEventsResponse* resp) {
   auto r = manager_->ListEvents(*req);
   if (r.ok()) {
+    auto next = Paginate(&*r, req->page_size(), req->page_token(),
+                         [](const v1::Event& e) {
+                           return absl::StrFormat("%016x", e.seq());
+                         });
+    if (!next.ok()) return Reply(ctx, next.status());
+    resp->set_next_page_token(*next);
     for (auto& e : *r) *resp->add_events() = std::move(e);
   }
   return Reply(ctx, r.status());

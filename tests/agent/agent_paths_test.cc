@@ -10,8 +10,8 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/agent.h"
 #include "agent/sim_backend.h"
-#include "gtest/gtest.h"
 #include "grpcpp/grpcpp.h"
+#include "gtest/gtest.h"
 #include "joule/v1/joule.grpc.pb.h"
 
 namespace joule::agent {
