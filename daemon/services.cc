@@ -304,10 +304,9 @@ grpc::ServerUnaryReactor* AdminServiceImpl::ListEvents(
     v1::ListEventsResponse* resp) {
   auto r = manager_->ListEvents(*req);
   if (r.ok()) {
-    auto next = Paginate(&*r, req->page_size(), req->page_token(),
-                         [](const v1::Event& e) {
-                           return absl::StrFormat("%016x", e.seq());
-                         });
+    auto next = Paginate(
+        &*r, req->page_size(), req->page_token(),
+        [](const v1::Event& e) { return absl::StrFormat("%016x", e.seq()); });
     if (!next.ok()) return Reply(ctx, next.status());
     resp->set_next_page_token(*next);
     for (auto& e : *r) *resp->add_events() = std::move(e);
