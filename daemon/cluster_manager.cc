@@ -1168,8 +1168,8 @@ absl::Status ClusterManager::HandleJobUpdate(const std::string& node,
           if (nit != nodes_.end() && g < nit->second.gpus.size()) {
             const int64_t max_limit =
                 nit->second.gpus[g].info.max_power_limit_mw();
-            max_mw += 2.0 * (max_limit > 0 ? max_limit
-                                           : validation::kMaxPowerMw);
+            max_mw +=
+                2.0 * (max_limit > 0 ? max_limit : validation::kMaxPowerMw);
           }
         }
         const double cap = max_mw * seconds;
