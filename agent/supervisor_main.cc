@@ -144,9 +144,10 @@ int main(int argc, char** argv) {
                                 std::strerror(errno)));
     return 1;
   }
-  if (!cgroup.empty() && ::mkdir(cgroup.c_str(), 0755) != 0 &&
-      errno != EEXIST) {
-    cgroup.clear();  // no cgroup where we cannot make one
+  if (!cgroup.empty() && ::mkdir(cgroup.c_str(), 0755) != 0) {
+    // No cgroup where we cannot make a new one; never join one that exists
+    // (it may hold another agent's job of the same name).
+    cgroup.clear();
   }
   const int64_t start_ns = NowNs();
   Record run = {{"supervisor_pid", absl::StrCat(getpid())},
