@@ -291,6 +291,18 @@ TEST_F(JobRunnerTest, RestartReadoptsAndReportsRealExits) {
   EXPECT_EQ(e.exit_code, 5);
 }
 
+// A graceful stop (SIGTERM to the agent) kills its jobs and waits for them;
+// the next agent neither re-adopts nor reports them (the daemon settles
+// them as lost, following its lost_job_policy).
+TEST_F(JobRunnerTest, GracefulStopKillsAndForgets) {
+  ASSERT_TRUE(runner_->Start(Launch("job-12", 1, {"sleep", "30"})).ok());
+  runner_.reset();
+  EXPECT_NE(WaitExit(1).signal, 0);  // SIGTERM, SIGKILL right after
+  runner_ = MakeRunner();
+  EXPECT_TRUE(runner_->TakeEndedAtStartup().empty());
+  EXPECT_TRUE(runner_->Running().empty());
+}
+
 // A supervisor killed outright (no record): the job's group is killed and
 // the end reported, never left running unknown.
 TEST_F(JobRunnerTest, LostSupervisorKillsTheGroup) {
@@ -320,8 +332,7 @@ TEST_F(JobRunnerTest, LostSupervisorKillsTheGroup) {
 TEST_F(JobRunnerTest, EscapedProcessesDieWithTheJobAndItsCgroup) {
   std::string v2;
   for (const char* root : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
-    if (access(absl::StrCat(root, "/cgroup.controllers").c_str(), F_OK) ==
-            0 &&
+    if (access(absl::StrCat(root, "/cgroup.controllers").c_str(), F_OK) == 0 &&
         access(root, W_OK) == 0) {
       v2 = root;
       break;
