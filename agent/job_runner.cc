@@ -150,6 +150,7 @@ void JobRunner::Adopt() {
       continue;
     }
     ended_at_startup_.push_back(Collect(p, /*supervisor_gone=*/true));
+    ended_at_startup_.back().while_away = true;
   }
 }
 
