@@ -26,6 +26,7 @@ Agent::Agent(AgentOptions options, GpuBackend* backend, const Clock* clock)
   for (const RunningProcess& p : runner_->Running()) {
     fprintf(stderr, "joule-agent: re-adopted %s attempt %u (supervisor %d)\n",
             p.job_id.c_str(), p.attempt, static_cast<int>(p.pid));
+    for (uint32_t g : p.gpus) backend_->SetLoad(g, 1.0);
   }
 }
 
@@ -347,9 +348,13 @@ void Agent::StartJob(uint64_t command_id, const v1::StartJob& start) {
 
 void Agent::OnJobExit(const JobExit& exit) {
   const std::vector<uint32_t>& gpus = exit.gpus;
+  // An attempt that ended while no agent ran: its GPUs' counters have moved
+  // on since (maybe for another job), so its energy is unknown: 0.
   const uint64_t energy_start = exit.energy_at_start_mj;
-  const uint64_t energy_end = EnergyOf(gpus);
-  for (uint32_t g : gpus) backend_->SetLoad(g, 0);
+  const uint64_t energy_end = exit.while_away ? 0 : EnergyOf(gpus);
+  if (!exit.while_away) {
+    for (uint32_t g : gpus) backend_->SetLoad(g, 0);
+  }
   v1::AgentMessage m;
   v1::JobUpdate* u = m.mutable_job_update();
   u->set_job_id(exit.job_id);

@@ -74,6 +74,7 @@ JobRunner::JobRunner(Options options) : options_(std::move(options)) {
 }
 
 JobRunner::~JobRunner() {
+  std::vector<std::string> killed;
   {
     absl::MutexLock lock(&mu_);
     stopping_ = true;
@@ -82,9 +83,13 @@ JobRunner::~JobRunner() {
       union sigval v;
       v.sival_int = 0;
       ::sigqueue(p.pid, SIGTERM, v);
+      killed.push_back(Prefix(p.job_id, p.attempt));
     }
   }
   monitor_.join();
+  // Attempts this shutdown killed are not reported by the next agent as
+  // exits of their own: the daemon settles them as lost (lost_job_policy).
+  for (const std::string& prefix : killed) ::unlink((prefix + ".exit").c_str());
 }
 
 std::string JobRunner::Prefix(const std::string& job_id,
@@ -145,6 +150,7 @@ void JobRunner::Adopt() {
       continue;
     }
     ended_at_startup_.push_back(Collect(p, /*supervisor_gone=*/true));
+    ended_at_startup_.back().while_away = true;
   }
 }
 

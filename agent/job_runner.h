@@ -37,6 +37,7 @@ struct JobExit {
   bool max_runtime_exceeded = false;
   bool stop_requested = false;
   bool supervisor_lost = false;  // no record: the group was killed blind
+  bool while_away = false;  // ended while no agent watched (at startup)
   absl::Time start_time;
   absl::Time end_time;
   std::vector<uint32_t> gpus;

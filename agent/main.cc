@@ -155,21 +155,6 @@ int main(int argc, char** argv) {
     fprintf(stderr, "joule-agent: %s\n", std::string(users.message()).c_str());
     return 2;
   }
-  if (log_dir.empty()) log_dir = state_dir + "/logs";
-  for (const std::string& dir : {state_dir, state_dir + "/jobs", log_dir}) {
-    absl::Status s = joule::agent::MakePrivateDir(dir);
-    if (!s.ok()) {
-      fprintf(stderr, "joule-agent: %s\n", std::string(s.message()).c_str());
-      return 2;
-    }
-  }
-  if (access(supervisor.c_str(), X_OK) != 0) {
-    fprintf(stderr, "joule-agent: --supervisor: %s is not executable\n",
-            supervisor.c_str());
-    return 2;
-  }
-  if (cgroup_root == "auto") cgroup_root = DefaultCgroupRoot(node_name);
-  if (cgroup_root == "none") cgroup_root.clear();
 
   // Block the stop signals in every thread; one thread waits for them.
   sigset_t stop_signals;
@@ -206,6 +191,30 @@ int main(int argc, char** argv) {
     backend = std::move(*nvml);
   }
 
+  // After the backend: its errors (exit 1) come first.
+  if (log_dir.empty()) log_dir = state_dir + "/logs";
+  for (const std::string& dir : {state_dir, state_dir + "/jobs", log_dir}) {
+    absl::Status s = joule::agent::MakePrivateDir(dir);
+    if (!s.ok()) {
+      fprintf(stderr, "joule-agent: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+  }
+  if (access(supervisor.c_str(), X_OK) != 0) {
+    fprintf(stderr, "joule-agent: --supervisor: %s is not executable\n",
+            supervisor.c_str());
+    return 2;
+  }
+  if (cgroup_root == "auto") cgroup_root = DefaultCgroupRoot(node_name);
+  if (cgroup_root == "none") cgroup_root.clear();
+  {
+    auto who = joule::agent::ResolveJobIdentity(job_users, "");
+    fprintf(stderr, "joule-agent: jobs run as %s%s\n",
+            who.ok() ? who->user.c_str()
+                     : std::string(who.status().message()).c_str(),
+            job_users.tenant_users.empty() ? ""
+                                           : " unless the tenant map says");
+  }
   joule::agent::AgentOptions options;
   options.server = server;
   options.transport = transport;

@@ -1,5 +1,5 @@
 // joule-job-supervisor: one per job attempt, started by joule-agent (see
-// docs/security-hardening.md). It owns the job's process group (and cgroup,
+// docs/security.md, "Node isolation"). It owns the job's process group (and cgroup,
 // where it can make one), survives the agent, and records the job's end in
 // the agent's state dir. Not meant to be run by hand.
 //
@@ -144,9 +144,10 @@ int main(int argc, char** argv) {
                                 std::strerror(errno)));
     return 1;
   }
-  if (!cgroup.empty() && ::mkdir(cgroup.c_str(), 0755) != 0 &&
-      errno != EEXIST) {
-    cgroup.clear();  // no cgroup where we cannot make one
+  if (!cgroup.empty() && ::mkdir(cgroup.c_str(), 0755) != 0) {
+    // No cgroup where we cannot make a new one; never join one that exists
+    // (it may hold another agent's job of the same name).
+    cgroup.clear();
   }
   const int64_t start_ns = NowNs();
   Record run = {{"supervisor_pid", absl::StrCat(getpid())},

@@ -155,8 +155,13 @@ absl::Time ParseTimeFlag(const std::string& text, const std::string& flag) {
 
 void NodeList(Client& c, const Globals& g) {
   v1::ListNodesResponse resp;
-  c.Call(&v1::AdminService::Stub::ListNodes, c.admin(), v1::ListNodesRequest(),
-         &resp);
+  v1::ListNodesRequest req;
+  do {  // follows the pages
+    v1::ListNodesResponse page;
+    c.Call(&v1::AdminService::Stub::ListNodes, c.admin(), req, &page);
+    resp.mutable_nodes()->MergeFrom(page.nodes());
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
   if (Json(g)) return Print(ToJson(resp) + "\n");
   Table t({"NAME", "STATE", "DOMAIN", "GPUS", "POWER", "LIMIT", "JOBS",
            "LAST REPORT"});
@@ -290,7 +295,12 @@ void JobList(Client& c, const Globals& g, const std::string& tenant,
     req.set_state(*st);
   }
   v1::ListJobsResponse resp;
-  c.Call(&v1::JobService::Stub::ListJobs, c.jobs(), req, &resp);
+  do {  // follows the pages
+    v1::ListJobsResponse page;
+    c.Call(&v1::JobService::Stub::ListJobs, c.jobs(), req, &page);
+    resp.mutable_jobs()->MergeFrom(page.jobs());
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
   if (Json(g)) return Print(ToJson(resp) + "\n");
   Table t(
       {"ID", "TENANT", "NAME", "STATE", "CLASS", "GPUS", "NODES", "REASON"});
@@ -423,7 +433,12 @@ void Events(Client& c, const Globals& g, const std::string& since,
   req.set_kind(kind);
   req.set_limit(limit);
   v1::ListEventsResponse resp;
-  c.Call(&v1::AdminService::Stub::ListEvents, c.admin(), req, &resp);
+  do {  // follows the pages
+    v1::ListEventsResponse page;
+    c.Call(&v1::AdminService::Stub::ListEvents, c.admin(), req, &page);
+    resp.mutable_events()->MergeFrom(page.events());
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
   if (Json(g)) return Print(ToJson(resp) + "\n");
   Table t({"TIME", "KIND", "SUBJECT", "MESSAGE"});
   for (const auto& e : resp.events()) {

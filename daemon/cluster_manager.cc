@@ -1170,7 +1170,37 @@ absl::Status ClusterManager::HandleJobUpdate(const std::string& node,
       if (j->first_failure_code == 0 && u.exit_code() != 0) {
         j->first_failure_code = u.exit_code();
       }
-      j->energy_mj += u.energy_mj();
+      // Physics bounds what a rank can have drawn: its GPUs at twice their
+      // max limit for the whole attempt (mW x s = mJ).
+      uint64_t energy = u.energy_mj();
+      {
+        const v1::JobAttempt& a = j->job.attempts(j->job.attempts_size() - 1);
+        const absl::Time start =
+            IsSet(a.start_time()) ? FromProtoTime(a.start_time()) : sent;
+        const double seconds =
+            std::max(0.0, absl::ToDoubleSeconds(when - start)) + 1;
+        auto nit = nodes_.find(node);
+        double max_mw = 0;
+        for (uint32_t g : j->job.allocations(rank).gpu_indices()) {
+          if (nit != nodes_.end() && g < nit->second.gpus.size()) {
+            const int64_t max_limit =
+                nit->second.gpus[g].info.max_power_limit_mw();
+            max_mw +=
+                2.0 * (max_limit > 0 ? max_limit : validation::kMaxPowerMw);
+          }
+        }
+        const double cap = max_mw * seconds;
+        if (static_cast<double>(energy) > cap) {
+          AddEventLocked(&batch, "telemetry", node,
+                         absl::StrCat("job_update.energy_mj of ", j->job.id(),
+                                      " from node ", node, ": ", energy,
+                                      " mJ is more than its GPUs can draw; "
+                                      "counted as ",
+                                      static_cast<uint64_t>(cap)));
+          energy = static_cast<uint64_t>(cap);
+        }
+      }
+      j->energy_mj += energy;
       const bool failed = u.phase() != v1::JOB_PHASE_EXITED ||
                           u.exit_code() != 0 || u.max_runtime_exceeded();
       if (u.phase() == v1::JOB_PHASE_EXITED && !j->started[rank] &&

@@ -3,8 +3,10 @@
 #include <deque>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
+#include "daemon/paging.h"
 #include "daemon/status_convert.h"
 #include "absl/strings/string_view.h"
 
@@ -212,13 +214,17 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetJob(
 grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(
     grpc::CallbackServerContext* ctx, const v1::ListJobsRequest* req,
     v1::ListJobsResponse* resp) {
-  return gate_->Now(ctx, M("JobService", "ListJobs"),
-                    [this, req, resp](const Caller& c) -> absl::Status {
-                      ASSIGN_OR_RETURN(
-                          auto jobs, manager_->ListJobs(*req, c.TenantScope()));
-                      for (auto& j : jobs) *resp->add_jobs() = std::move(j);
-                      return absl::OkStatus();
-                    });
+  return gate_->Now(
+      ctx, M("JobService", "ListJobs"),
+      [this, req, resp](const Caller& c) -> absl::Status {
+        ASSIGN_OR_RETURN(auto jobs, manager_->ListJobs(*req, c.TenantScope()));
+        ASSIGN_OR_RETURN(const std::string next,
+                         Paginate(&jobs, req->page_size(), req->page_token(),
+                                  [](const v1::Job& j) { return j.id(); }));
+        resp->set_next_page_token(next);
+        for (auto& j : jobs) *resp->add_jobs() = std::move(j);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(
@@ -248,13 +254,17 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetJobLogs(
 grpc::ServerUnaryReactor* AdminServiceImpl::ListNodes(
     grpc::CallbackServerContext* ctx, const v1::ListNodesRequest* req,
     v1::ListNodesResponse* resp) {
-  return gate_->Now(ctx, M("AdminService", "ListNodes"),
-                    [this, resp](const Caller& c) -> absl::Status {
-                      for (auto& n : manager_->ListNodes(c.TenantScope())) {
-                        *resp->add_nodes() = std::move(n);
-                      }
-                      return absl::OkStatus();
-                    });
+  return gate_->Now(
+      ctx, M("AdminService", "ListNodes"),
+      [this, req, resp](const Caller& c) -> absl::Status {
+        std::vector<v1::Node> nodes = manager_->ListNodes(c.TenantScope());
+        ASSIGN_OR_RETURN(const std::string next,
+                         Paginate(&nodes, req->page_size(), req->page_token(),
+                                  [](const v1::Node& n) { return n.name(); }));
+        resp->set_next_page_token(next);
+        for (auto& n : nodes) *resp->add_nodes() = std::move(n);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::GetNode(
@@ -311,13 +321,21 @@ grpc::ServerUnaryReactor* AdminServiceImpl::SetPowerCap(
 grpc::ServerUnaryReactor* AdminServiceImpl::ListEvents(
     grpc::CallbackServerContext* ctx, const v1::ListEventsRequest* req,
     v1::ListEventsResponse* resp) {
-  return gate_->Now(ctx, M("AdminService", "ListEvents"),
-                    [this, req, resp](const Caller& c) -> absl::Status {
-                      ASSIGN_OR_RETURN(auto events, manager_->ListEvents(
-                                                        *req, c.TenantScope()));
-                      for (auto& e : events) *resp->add_events() = std::move(e);
-                      return absl::OkStatus();
-                    });
+  return gate_->Now(
+      ctx, M("AdminService", "ListEvents"),
+      [this, req, resp](const Caller& c) -> absl::Status {
+        ASSIGN_OR_RETURN(auto events,
+                         manager_->ListEvents(*req, c.TenantScope()));
+        ASSIGN_OR_RETURN(
+            const std::string next,
+            Paginate(&events, req->page_size(), req->page_token(),
+                     [](const v1::Event& e) {
+                       return absl::StrFormat("%016x", e.seq());
+                     }));
+        resp->set_next_page_token(next);
+        for (auto& e : events) *resp->add_events() = std::move(e);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* AdminServiceImpl::CreateTenant(

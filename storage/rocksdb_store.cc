@@ -1,8 +1,11 @@
 #include "storage/rocksdb_store.h"
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
 #include "rocksdb/options.h"
 #include "rocksdb/slice.h"
 #include "rocksdb/table.h"
@@ -63,6 +66,8 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
         "cannot open RocksDB at ", options.path, ": ", s.ToString()));
   }
   store->db_.reset(db);
+  store->path_ = options.path;
+  store->min_free_bytes_ = options.min_free_bytes;
   for (size_t i = 0; i < names.size(); ++i) {
     store->by_name_[names[i]] = store->handles_[i];
   }
@@ -106,7 +111,43 @@ absl::Status RocksDbStore::Write(const WriteBatch& batch,
   }
   rocksdb::WriteOptions wo;
   wo.sync = options.sync;
-  return FromRocks(db_->Write(wo, &wb), "write");
+  {
+    // Not held over the write: concurrent writers share one WAL sync.
+    absl::MutexLock lock(&fail_mu_);
+    RETURN_IF_ERROR(WritableLocked());
+  }
+  struct statvfs fs;
+  if (min_free_bytes_ > 0 && ::statvfs(path_.c_str(), &fs) == 0) {
+    const uint64_t free_bytes =
+        static_cast<uint64_t>(fs.f_bavail) * fs.f_frsize;
+    if (free_bytes <
+        std::max<uint64_t>(min_free_bytes_, 2 * wb.GetDataSize())) {
+      return absl::UnavailableError("storage: no space left on device");
+    }
+  }
+  const rocksdb::Status s = db_->Write(wo, &wb);
+  if (s.ok()) return absl::OkStatus();
+  absl::MutexLock lock(&fail_mu_);
+  if (s.IsIOError() || s.IsNoSpace() || s.IsIOFenced() ||
+      s.subcode() == rocksdb::Status::kNoSpace) {
+    const bool no_space =
+        s.IsNoSpace() || s.ToString().find("No space") != std::string::npos;
+    failed_ = absl::UnavailableError(
+        no_space ? "storage: no space left on device"
+                 : absl::StrCat("storage: write failed: ", s.ToString()));
+    next_resume_ = absl::Now() + absl::Milliseconds(200);
+    return failed_;
+  }
+  return FromRocks(s, "write");
+}
+
+absl::Status RocksDbStore::WritableLocked() {
+  if (failed_.ok()) return absl::OkStatus();
+  if (absl::Now() < next_resume_) return failed_;
+  next_resume_ = absl::Now() + absl::Milliseconds(200);
+  if (!db_->Resume().ok()) return failed_;
+  failed_ = absl::OkStatus();
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::optional<std::string>> RocksDbStore::Get(

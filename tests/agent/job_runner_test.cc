@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iostream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
@@ -39,8 +40,10 @@ class JobRunnerTest : public ::testing::Test {
     runner_.reset();
     std::filesystem::remove_all(dir_);
   }
-  std::unique_ptr<JobRunner> MakeRunner(bool leave_running = false) {
+  std::unique_ptr<JobRunner> MakeRunner(bool leave_running = false,
+                                        std::string cgroup_root = "") {
     JobRunner::Options o;
+    o.cgroup_root = cgroup_root;
     o.log_dir = dir_ + "/logs";
     o.state_dir = dir_ + "/state";
     o.supervisor_path = Supervisor();
@@ -288,6 +291,18 @@ TEST_F(JobRunnerTest, RestartReadoptsAndReportsRealExits) {
   EXPECT_EQ(e.exit_code, 5);
 }
 
+// A graceful stop (SIGTERM to the agent) kills its jobs and waits for them;
+// the next agent neither re-adopts nor reports them (the daemon settles
+// them as lost, following its lost_job_policy).
+TEST_F(JobRunnerTest, GracefulStopKillsAndForgets) {
+  ASSERT_TRUE(runner_->Start(Launch("job-12", 1, {"sleep", "30"})).ok());
+  runner_.reset();
+  EXPECT_NE(WaitExit(1).signal, 0);  // SIGTERM, SIGKILL right after
+  runner_ = MakeRunner();
+  EXPECT_TRUE(runner_->TakeEndedAtStartup().empty());
+  EXPECT_TRUE(runner_->Running().empty());
+}
+
 // A supervisor killed outright (no record): the job's group is killed and
 // the end reported, never left running unknown.
 TEST_F(JobRunnerTest, LostSupervisorKillsTheGroup) {
@@ -309,6 +324,49 @@ TEST_F(JobRunnerTest, LostSupervisorKillsTheGroup) {
     absl::SleepFor(absl::Milliseconds(20));
   }
   EXPECT_NE(kill(job, 0), 0) << "the job outlived its supervisor";
+}
+
+// A process that leaves the job's process group (setsid) and outlives the
+// leader is killed all the same, and, where a writable cgroup v2 hierarchy
+// exists, the job runs in its own cgroup, removed once everything is gone.
+TEST_F(JobRunnerTest, EscapedProcessesDieWithTheJobAndItsCgroup) {
+  std::string v2;
+  for (const char* root : {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}) {
+    if (access(absl::StrCat(root, "/cgroup.controllers").c_str(), F_OK) == 0 &&
+        access(root, W_OK) == 0) {
+      v2 = root;
+      break;
+    }
+  }
+  std::string cgroup_root;
+  if (!v2.empty()) {
+    cgroup_root = absl::StrCat(v2, "/joule-test-", getpid());
+    if (mkdir(cgroup_root.c_str(), 0755) != 0) cgroup_root.clear();
+  }
+  runner_ = MakeRunner(false, cgroup_root);
+  const std::string pidfile = dir_ + "/escaped";
+  ASSERT_TRUE(runner_
+                  ->Start(Launch("job-11", 1,
+                                 {"/bin/sh", "-c",
+                                  "setsid sh -c 'echo $$ > " + pidfile +
+                                      "; exec sleep 30' & sleep 0.5"}))
+                  .ok());
+  ASSERT_TRUE(WaitForFile(pidfile));
+  const pid_t escaped = std::stoi(Slurp(pidfile));
+  const std::string cg = cgroup_root + "/job-11.1";
+  if (!cgroup_root.empty()) {
+    EXPECT_NE(Slurp(cg + "/cgroup.procs").find(std::to_string(escaped)),
+              std::string::npos);
+  }
+  JobExit e = WaitExit(1);
+  EXPECT_EQ(e.exit_code, 0);
+  EXPECT_NE(kill(escaped, 0), 0) << "an escaped process outlived its job";
+  if (!cgroup_root.empty()) {
+    EXPECT_FALSE(std::filesystem::exists(cg));
+    rmdir(cgroup_root.c_str());
+  } else {
+    std::cerr << "no writable cgroup v2 hierarchy: cgroup part not tested\n";
+  }
 }
 
 }  // namespace

@@ -247,6 +247,27 @@ TEST_F(Harden, AgentTimesAreClampedToTheDaemons) {
   EXPECT_EQ(FromProtoTime(a.end_time()), clock_.Now());
 }
 
+// A rank's reported energy is bounded by its GPUs at twice their max limit
+// for the attempt's duration (+1 s): 8 x 1,400 W x (10 s + 1 s) =
+// 123,200,000 mJ at most.
+TEST_F(Harden, ImpossibleJobEnergyIsClamped) {
+  Attach("n1", Reg("n1"));
+  ASSERT_TRUE(cm_->HandleReport("n1", Report("n1", 70 * kW)).ok());
+  const std::string id = Submit();
+  cm_->ScheduleOnce();
+  ASSERT_TRUE(cm_->HandleJobUpdate(
+                     "n1", Update(id, v1::JOB_PHASE_STARTED, clock_.Now()))
+                  .ok());
+  clock_.Advance(absl::Seconds(10));
+  v1::JobUpdate u = Update(id, v1::JOB_PHASE_EXITED, clock_.Now());
+  u.set_energy_mj(uint64_t{1} << 62);
+  ASSERT_TRUE(cm_->HandleJobUpdate("n1", u).ok());
+  EXPECT_EQ(Job(id).attempts(0).energy_mj(), 8u * 1'400'000 * 11);
+  std::vector<v1::Event> ev = Events("telemetry");
+  ASSERT_FALSE(ev.empty());
+  EXPECT_THAT(ev.back().message(), HasSubstr("job_update.energy_mj"));
+}
+
 // Billing issue #12 item 6: an agent SIGKILLed 5 s after the start and
 // restarted 30 s later without the job: the attempt ends at the last report
 // that showed it (5 s), not at the re-registration (35 s).

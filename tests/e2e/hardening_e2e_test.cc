@@ -8,11 +8,14 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/proto_time.h"
 #include "gtest/gtest.h"
+#include "joule/v1/joule.grpc.pb.h"
 #include "joule/v1/joule.pb.h"
 #include "tests/e2e/harness.h"
 
@@ -242,6 +245,31 @@ TEST_F(HardeningE2E, BadFieldsAndNodeRemove) {
   v1::ListNodesResponse nodes;
   c_->CtlJson({"node", "list"}, &nodes);
   EXPECT_EQ(nodes.nodes_size(), 0);
+}
+
+// 24 jobs of 200 KiB of arguments each (4.8 MB, more than a client's 4 MB
+// message limit): ListJobs pages (a raw call gets a first page and a
+// token), and `joulectl job list` follows the pages.
+TEST_F(HardeningE2E, ListJobsPagesBeyondTheMessageLimit) {
+  Start(1);
+  const std::string arg(100 * 1024, 'a');
+  for (int i = 0; i < 24; ++i) {
+    Submit({"--gpus", "1", "--", "true", arg, arg});
+  }
+  auto stub = v1::JobService::NewStub(c_->Channel());
+  grpc::ClientContext ctx;
+  c_->Authorize(&ctx);
+  v1::ListJobsRequest req;
+  v1::ListJobsResponse first;
+  grpc::Status s = stub->ListJobs(&ctx, req, &first);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_FALSE(first.next_page_token().empty());
+  EXPECT_LT(first.jobs_size(), 24);
+  EXPECT_GT(first.jobs_size(), 0);
+  CtlResult r = c_->Ctl({"job", "list"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // A header and one row per job.
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 25) << r.out;
 }
 
 }  // namespace
