@@ -7,6 +7,7 @@
 #include "absl/container/node_hash_map.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
@@ -549,8 +550,42 @@ void Ledger::ApplyAggregateLocked(const std::string& key,
   it->second = std::move(agg);
 }
 
+absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsageInParts(
+    absl::Span<const v1::UsageEvent> events, size_t part) {
+  v1::RecordUsageResponse total;
+  for (size_t from = 0; from < events.size(); from += part) {
+    auto r = RecordUsage(events.subspan(from, part));
+    if (!r.ok()) {
+      // "events[3].tenant: ..." of the part -> index in the whole batch.
+      absl::string_view m = r.status().message();
+      size_t i = 0, end = 0;
+      if (absl::StartsWith(m, "events[") &&
+          (end = m.find(']')) != absl::string_view::npos &&
+          absl::SimpleAtoi(m.substr(7, end - 7), &i)) {
+        return absl::Status(
+            r.status().code(),
+            Cat("events[", from + i, m.substr(end),
+                from > 0 ? Cat(" (events[0..", from - 1,
+                               "] were recorded; re-sending them counts "
+                               "them as duplicates)")
+                         : std::string()));
+      }
+      return r.status();
+    }
+    total.set_accepted(total.accepted() + r->accepted());
+    total.set_duplicates(total.duplicates() + r->duplicates());
+  }
+  return total;
+}
+
 absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
     absl::Span<const v1::UsageEvent> events) {
+  // Each event adds at most 2 ops (its record, one aggregate).
+  if (const int64_t max_ops = store_->max_batch_ops();
+      max_ops > 0 && events.size() > static_cast<size_t>(max_ops / 2)) {
+    return RecordUsageInParts(events,
+                              std::max<size_t>(1, static_cast<size_t>(max_ops / 2)));
+  }
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   const absl::Time latest = now + kMaxFutureSkew;

@@ -126,6 +126,13 @@ class Ledger {
   absl::StatusOr<v1::GetBacklogResponse> Backlog(absl::Time as_of) const;
 
  private:
+  // RecordUsage on a store that limits ops per write (etcd): the events in
+  // consecutive parts of at most `part` events, each one atomic write of its
+  // events' idempotency records and the aggregates as they stand after them
+  // (docs/ha.md#sizing). Errors name the event's index in the whole batch.
+  absl::StatusOr<v1::RecordUsageResponse> RecordUsageInParts(
+      absl::Span<const v1::UsageEvent> events, size_t part);
+
   // A GPU-hour price version for one (GPU model, class).
   struct GpuRate {
     int64_t from = 0;  // effective_from, Unix seconds

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -56,7 +57,11 @@ class EtcdStore final : public Store {
   absl::Status Scan(std::string_view table, std::string_view prefix,
                     const std::function<bool(std::string_view,
                                              std::string_view)>& fn) override;
-  int64_t max_batch_ops() const override { return options_.max_txn_ops; }
+  // max_txn_ops, and no more ops than fit max_request_bytes at 512 bytes
+  // each (a usage record with its key is ~200).
+  int64_t max_batch_ops() const override {
+    return std::min(options_.max_txn_ops, options_.max_request_bytes / 512);
+  }
 
   // From now on every Write requires `leader_key` to have `create_revision`.
   // Clears the deposed latch.
