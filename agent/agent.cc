@@ -17,7 +17,11 @@ std::string Key(const std::string& job_id, uint32_t attempt) {
 }  // namespace
 
 Agent::Agent(AgentOptions options, GpuBackend* backend, const Clock* clock)
-    : options_(std::move(options)), backend_(backend), clock_(clock) {
+    : options_(std::move(options)),
+      backend_(backend),
+      clock_(clock),
+      follower_(ParseEndpoints(options_.server, "--server")
+                    .value_or(std::vector<std::string>{options_.server})) {
   JobRunner::Options ro;
   ro.log_dir = options_.log_dir;
   ro.clock = clock_;
@@ -107,8 +111,9 @@ bool Agent::Send(const v1::AgentMessage& msg) {
 }
 
 void Agent::Session(bool* connected) {
+  const std::string server = follower_.Current();
   auto channel =
-      grpc::CreateChannel(options_.server, grpc::InsecureChannelCredentials());
+      grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
   auto stub = v1::AgentService::NewStub(channel);
 
   v1::RegisterRequest reg;
@@ -125,6 +130,7 @@ void Agent::Session(bool* connected) {
                      std::chrono::seconds(5));
     grpc::Status s = stub->Register(&ctx, reg, &reg_resp);
     if (!s.ok()) {
+      follower_.OnFailure(s.error_code(), s.error_message());
       if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
           s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
         fprintf(stderr, "joule-agent: registration refused: %s\n",
@@ -156,8 +162,8 @@ void Agent::Session(bool* connected) {
   hello.mutable_hello()->set_session_id(reg_resp.session_id());
   if (Send(hello)) {
     *connected = true;
-    fprintf(stderr, "joule-agent: connected to %s as %s\n",
-            options_.server.c_str(), options_.node_name.c_str());
+    fprintf(stderr, "joule-agent: connected to %s as %s\n", server.c_str(),
+            options_.node_name.c_str());
     // Job endings the daemon may have missed while we were apart.
     std::deque<v1::JobUpdate> resend;
     {
@@ -199,7 +205,9 @@ void Agent::Session(bool* connected) {
   context_ = nullptr;
   if (*connected && !shutdown_) {
     fprintf(stderr, "joule-agent: lost connection to %s; reconnecting\n",
-            options_.server.c_str());
+            server.c_str());
+    // Try the next endpoint: if this one still leads, a standby sends us back.
+    follower_.OnFailure(grpc::StatusCode::UNAVAILABLE, "");
   }
 }
 

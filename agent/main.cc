@@ -36,7 +36,8 @@ int main(int argc, char** argv) {
   std::string log_dir;
   std::string address = "127.0.0.1";
   std::string nvml_library = "libnvidia-ml.so.1";
-  app.add_option("--server", server, "jouled address HOST:PORT");
+  app.add_option("--server", server,
+                 "jouled address HOST:PORT, or several: a,b,c (HA)");
   app.add_option("--node-name", node_name, "node name (default: hostname)");
   app.add_option("--gpu-backend", backend_name, "sim, nvml or auto")
       ->check(CLI::IsMember({"sim", "nvml", "auto"}));
@@ -58,6 +59,12 @@ int main(int argc, char** argv) {
   if (!interval.ok() || *interval < absl::Milliseconds(10)) {
     fprintf(stderr,
             "joule-agent: --report-interval: want a duration >= 10ms\n");
+    return 2;
+  }
+  if (auto servers = joule::ParseEndpoints(server, "--server");
+      !servers.ok()) {
+    fprintf(stderr, "joule-agent: %s\n",
+            std::string(servers.status().message()).c_str());
     return 2;
   }
   if (node_name.empty()) {

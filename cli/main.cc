@@ -21,6 +21,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "cli/format.h"
+#include "common/endpoints.h"
 #include "common/proto_time.h"
 #include "common/units.h"
 #include "grpcpp/grpcpp.h"
@@ -50,9 +51,14 @@ void FailStatus(const absl::Status& s) { Fail(2, std::string(s.message())); }
 
 class Client {
  public:
-  explicit Client(const Globals& g) : g_(g) {
-    channel_ =
-        grpc::CreateChannel(g.server, grpc::InsecureChannelCredentials());
+  explicit Client(const Globals& g)
+      : g_(g), follower_(ServerList(g.server)) {
+    Connect(follower_.Current());
+  }
+  // (Re)creates the channel and stubs for `server`, one of --server's
+  // endpoints or the leader a standby named (common/endpoints.h).
+  void Connect(const std::string& server) {
+    channel_ = grpc::CreateChannel(server, grpc::InsecureChannelCredentials());
     jobs_ = v1::JobService::NewStub(channel_);
     admin_ = v1::AdminService::NewStub(channel_);
     billing_ = v1::BillingService::NewStub(channel_);
@@ -75,7 +81,28 @@ class Client {
     ctx.set_deadline(std::chrono::system_clock::now() +
                      absl::ToChronoMilliseconds(*timeout));
     if (!g_.as_tenant.empty()) ctx.AddMetadata("x-joule-tenant", g_.as_tenant);
-    return (stub->*method)(&ctx, req, resp);
+    grpc::Status s = (stub->*method)(&ctx, req, resp);
+    // Several endpoints: a standby or a dead jouled sends us on to the next
+    // one (or the leader it names), each tried about once.
+    if (s.ok() || follower_.size() < 2 || ++tries_ > 2 * follower_.size() ||
+        !follower_.OnFailure(s.error_code(), s.error_message())) {
+      return s;
+    }
+    Connect(follower_.Current());
+    return CallStatus(method, Same(stub), req, resp);
+  }
+  template <typename Stub>
+  Stub* Same(Stub*) {
+    if constexpr (std::is_same_v<Stub, v1::JobService::Stub>) return jobs();
+    if constexpr (std::is_same_v<Stub, v1::AdminService::Stub>) return admin();
+    if constexpr (std::is_same_v<Stub, v1::BillingService::Stub>) {
+      return billing();
+    }
+  }
+  static std::vector<std::string> ServerList(const std::string& server) {
+    auto list = ParseEndpoints(server, "--server");
+    if (!list.ok()) FailStatus(list.status());
+    return *list;
   }
   [[noreturn]] void FailRpc(const grpc::Status& s) {
     if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
@@ -98,6 +125,8 @@ class Client {
 
  private:
   const Globals& g_;
+  EndpointFollower follower_;
+  size_t tries_ = 0;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::JobService::Stub> jobs_;
   std::unique_ptr<v1::AdminService::Stub> admin_;

@@ -19,16 +19,21 @@ struct Daemon::Parts {
 
 absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   auto d = std::unique_ptr<Daemon>(new Daemon());
-  storage::RocksDbStore::Options so;
-  so.path = options.data_dir;
-  auto store = storage::RocksDbStore::Open(so);
-  if (!store.ok()) return store.status();
-  d->store_ = std::move(*store);
+  if (options.store != nullptr) {
+    d->store_ptr_ = options.store;
+  } else {
+    storage::RocksDbStore::Options so;
+    so.path = options.data_dir;
+    auto store = storage::RocksDbStore::Open(so);
+    if (!store.ok()) return store.status();
+    d->store_ = std::move(*store);
+    d->store_ptr_ = d->store_.get();
+  }
   d->parts_ = std::make_unique<Parts>();
 
   ClusterManagerOptions mo;
   mo.config = options.config;
-  mo.store = d->store_.get();
+  mo.store = d->store_ptr_;
   mo.clock = options.clock;
   mo.heartbeat_timeout = options.heartbeat_timeout;
   mo.report_interval = options.report_interval;
@@ -37,7 +42,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   // a late-bound directory.
   d->parts_->pool = std::make_unique<WorkerPool>(32);
   d->parts_->billing = std::make_unique<BillingParts>(
-      d->store_.get(), options.clock, d->parts_->pool.get());
+      d->store_ptr_, options.clock, d->parts_->pool.get());
   mo.attempts = d->parts_->billing->attempt_sink();
   mo.contracted_gpus = d->parts_->billing->contracted_gpus_fn();
   d->manager_ = std::make_unique<ClusterManager>(std::move(mo));

@@ -19,6 +19,9 @@ struct DaemonOptions {
   absl::Duration heartbeat_timeout = absl::Seconds(5);
   absl::Duration report_interval = absl::Seconds(1);
   const Clock* clock = &RealClock::Get();
+  // A store owned by the caller (the etcd store of an HA jouled, see
+  // daemon/ha_daemon.h); null: open RocksDB at data_dir.
+  storage::Store* store = nullptr;
 };
 
 // jouled assembled: the RocksDB store, the cluster manager and its loops,
@@ -43,6 +46,7 @@ class Daemon {
   Daemon() = default;
 
   std::unique_ptr<storage::RocksDbStore> store_;
+  storage::Store* store_ptr_ = nullptr;  // store_, or options.store
   std::unique_ptr<ClusterManager> manager_;
   std::unique_ptr<Parts> parts_;  // billing and services
   std::unique_ptr<grpc::Server> server_;

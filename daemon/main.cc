@@ -5,8 +5,10 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "common/endpoints.h"
 #include "common/units.h"
 #include "daemon/daemon.h"
+#include "daemon/ha_daemon.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"jouled: the Joule GPU cluster scheduler and billing daemon"};
@@ -23,6 +25,25 @@ int main(int argc, char** argv) {
                  "a node silent this long is unreachable");
   app.add_option("--report-interval", report_interval,
                  "report interval asked of agents");
+  // High availability on etcd (docs/ha.md).
+  std::string store = "rocksdb", etcd_endpoints, lease_ttl = "3s";
+  joule::daemon::HaOptions ha;
+  app.add_option("--store", store, "rocksdb (one machine) or etcd (HA)")
+      ->check(CLI::IsMember({"rocksdb", "etcd"}));
+  app.add_option("--etcd-endpoints", etcd_endpoints,
+                 "etcd client URLs, comma-separated");
+  app.add_option("--etcd-prefix", ha.prefix, "key prefix in etcd");
+  app.add_option("--etcd-ca", ha.etcd.ca_file, "CA (PEM) of etcd's TLS");
+  app.add_option("--etcd-cert", ha.etcd.cert_file, "client certificate (PEM)");
+  app.add_option("--etcd-key", ha.etcd.key_file, "client key (PEM)");
+  app.add_option("--etcd-max-txn-ops", ha.max_txn_ops,
+                 "etcd's --max-txn-ops")->check(CLI::Range(16, 1 << 20));
+  app.add_option("--etcd-max-request-bytes", ha.max_request_bytes,
+                 "etcd's --max-request-bytes")
+      ->check(CLI::Range(65536, 1 << 30));
+  app.add_option("--advertise", ha.advertise,
+                 "HOST:PORT clients and agents reach this jouled at");
+  app.add_option("--leader-lease-ttl", lease_ttl, "leader lease TTL");
   CLI11_PARSE(app, argc, argv);
 
   joule::daemon::DaemonOptions options;
@@ -56,6 +77,19 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  if (store == "etcd") {
+    auto eps = joule::ParseEndpoints(etcd_endpoints, "--etcd-endpoints");
+    auto ttl = joule::ParseNonNegativeDuration(lease_ttl, "--leader-lease-ttl");
+    if (!eps.ok() || !ttl.ok()) {
+      fprintf(stderr, "jouled: %s\n",
+              std::string((eps.ok() ? ttl.status() : eps.status()).message())
+                  .c_str());
+      return 2;
+    }
+    ha.etcd.endpoints = *eps;
+    ha.lease_ttl = *ttl;
+    return joule::daemon::RunHaDaemon(options, ha, stop_signals);
+  }
   auto daemon = joule::daemon::Daemon::Start(options);
   if (!daemon.ok()) {
     fprintf(stderr, "jouled: %s\n",

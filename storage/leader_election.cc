@@ -49,6 +49,10 @@ absl::StatusOr<int64_t> LeaderElection::Campaign() {
     get.set_key(options_.key);
     auto cur = client_->Range(get);
     if (cur.ok() && cur->kvs_size() == 0) {
+      {
+        absl::MutexLock lock(&mu_);
+        leader_.clear();
+      }
       // A fresh lease unless ours is still young (a lost race).
       if (lease == 0 || absl::Now() - lease_granted > options_.ttl / 3) {
         if (lease != 0) client_->LeaseRevoke(lease).IgnoreError();
