@@ -78,8 +78,6 @@ absl::StatusOr<std::unique_ptr<HaDaemon>> HaDaemon::Start(DaemonOptions options,
   eo.on_lost = [self](const absl::Status& why) { self->OnLost(why); };
   d->election_ =
       std::make_unique<storage::LeaderElection>(d->client_.get(), eo);
-  d->standby_service_ =
-      std::make_unique<StandbyService>(ha.advertise, d->election_.get());
   // Bind now so that a wrong --listen fails the start.
   if (absl::Status s = d->StartStandby(); !s.ok()) return s;
   fprintf(stderr, "jouled: standby on %s (advertised %s), etcd %s\n",
@@ -101,6 +99,9 @@ bool HaDaemon::leading() const {
 }
 
 absl::Status HaDaemon::StartStandby() {
+  // A generic service registers with one server only: one per standby.
+  standby_service_ =
+      std::make_unique<StandbyService>(ha_.advertise, election_.get());
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options_.listen, grpc::InsecureServerCredentials(),

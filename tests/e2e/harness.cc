@@ -137,6 +137,10 @@ std::string Cluster::server() const {
   return absl::StrCat("127.0.0.1:", port_);
 }
 
+std::string Cluster::ServersFlag() const {
+  return options_.servers.empty() ? server() : options_.servers;
+}
+
 void Cluster::StartDaemon() {
   std::vector<std::string> argv = {Bin("jouled"),
                                    "--listen",
@@ -170,7 +174,7 @@ Process* Cluster::StartAgent(const std::string& name,
                              std::vector<std::string> extra) {
   std::vector<std::string> argv = {Bin("joule-agent"),
                                    "--server",
-                                   server(),
+                                   ServersFlag(),
                                    "--node-name",
                                    name,
                                    "--report-interval",
@@ -198,7 +202,7 @@ CtlResult Cluster::Ctl(std::vector<std::string> args) const {
   static int n = 0;
   const std::string out = absl::StrCat(dir_, "/ctl.", ++n, ".out");
   const std::string err = absl::StrCat(dir_, "/ctl.", n, ".err");
-  std::vector<std::string> argv = {Bin("joulectl"), "--server", server()};
+  std::vector<std::string> argv = {Bin("joulectl"), "--server", ServersFlag()};
   argv.insert(argv.end(), args.begin(), args.end());
   std::vector<char*> cargs;
   for (auto& a : argv) cargs.push_back(a.data());

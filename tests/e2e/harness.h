@@ -50,6 +50,9 @@ class Cluster {
     std::string config_text;  // empty: jouled's default config
     std::string heartbeat_timeout = "2s";
     std::string report_interval = "200ms";
+    // --server of joulectl and the agents; empty: this cluster's jouled.
+    // HA tests give several ("a,b") and start their jouleds themselves.
+    std::string servers;
   };
   explicit Cluster(Options options);
   Cluster() : Cluster(Options()) {}
@@ -77,6 +80,8 @@ class Cluster {
 
   const std::string& dir() const { return dir_; }
   std::string server() const;
+  // What joulectl and agents get as --server (Options::servers or server()).
+  std::string ServersFlag() const;
   int port() const { return port_; }
 
  private:
