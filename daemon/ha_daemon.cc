@@ -5,6 +5,7 @@
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "grpcpp/generic/async_generic_service.h"
 
 namespace joule::daemon {
@@ -157,6 +158,7 @@ void HaDaemon::Run() {
       leading_ = true;
       lost_ = false;
     }
+    const absl::Time won = absl::Now();
     StopStandby();
     DaemonOptions o = options_;
     o.store = store_.get();
@@ -173,9 +175,10 @@ void HaDaemon::Run() {
     daemon_ = std::move(*daemon);
     fprintf(stderr,
             "jouled: leader (fence revision %lld), serving on %s, state in "
-            "etcd under %s\n",
+            "etcd under %s loaded in %s\n",
             static_cast<long long>(*rev), ha_.advertise.c_str(),
-            ha_.prefix.c_str());
+            ha_.prefix.c_str(),
+            absl::FormatDuration(absl::Now() - won).c_str());
     {
       absl::MutexLock lock(&mu_);
       auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

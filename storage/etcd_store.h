@@ -46,7 +46,7 @@ class EtcdStore final : public Store {
     // etcd's --max-txn-ops and --max-request-bytes (etcd's defaults).
     int64_t max_txn_ops = 128;
     int64_t max_request_bytes = 1536 * 1024;
-    int64_t scan_page = 256;
+    int64_t scan_page = 2048;
   };
   EtcdStore(EtcdClient* client, Options options);
 
