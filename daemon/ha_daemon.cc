@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "daemon/retention.h"
 #include "grpcpp/generic/async_generic_service.h"
 
 namespace joule::daemon {
@@ -90,8 +91,8 @@ absl::StatusOr<std::unique_ptr<HaDaemon>> HaDaemon::Start(DaemonOptions options,
 
 HaDaemon::~HaDaemon() {
   Shutdown();
-  Wait();
-  if (runner_.joinable()) runner_.join();
+  if (runner_.joinable()) runner_.join();  // Run() returns after Shutdown()
+  StopStandby();  // when Start() failed before the runner started
 }
 
 bool HaDaemon::leading() const {
@@ -179,12 +180,26 @@ void HaDaemon::Run() {
             static_cast<long long>(*rev), ha_.advertise.c_str(),
             ha_.prefix.c_str(),
             absl::FormatDuration(absl::Now() - won).c_str());
-    {
-      absl::MutexLock lock(&mu_);
-      auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return shutdown_ || lost_;
-      };
-      mu_.Await(absl::Condition(&done));
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        auto done = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return shutdown_ || lost_;
+        };
+        if (mu_.AwaitWithTimeout(absl::Condition(&done), absl::Minutes(10))) {
+          break;
+        }
+      }
+      if (ha_.event_retention > absl::ZeroDuration()) {
+        auto n = CompactEvents(store_.get(),
+                               options_.clock->Now() - ha_.event_retention,
+                               store_->max_batch_ops());
+        if (n.ok() && *n > 0) {
+          fprintf(stderr, "jouled: deleted %lld events older than %s\n",
+                  static_cast<long long>(*n),
+                  absl::FormatDuration(ha_.event_retention).c_str());
+        }
+      }
     }
     // Stop serving before giving the lease up: no call is answered from
     // memory once another jouled may lead.
@@ -206,7 +221,7 @@ void HaDaemon::Shutdown() {
     if (shutdown_) return;
     shutdown_ = true;
   }
-  election_->Cancel();
+  if (election_ != nullptr) election_->Cancel();
 }
 
 void HaDaemon::Wait() {

@@ -44,6 +44,9 @@ int main(int argc, char** argv) {
   app.add_option("--advertise", ha.advertise,
                  "HOST:PORT clients and agents reach this jouled at");
   app.add_option("--leader-lease-ttl", lease_ttl, "leader lease TTL");
+  std::string event_retention = "0s";
+  app.add_option("--event-retention", event_retention,
+                 "etcd: delete events older than this (0s: keep)");
   CLI11_PARSE(app, argc, argv);
 
   joule::daemon::DaemonOptions options;
@@ -80,12 +83,15 @@ int main(int argc, char** argv) {
   if (store == "etcd") {
     auto eps = joule::ParseEndpoints(etcd_endpoints, "--etcd-endpoints");
     auto ttl = joule::ParseNonNegativeDuration(lease_ttl, "--leader-lease-ttl");
-    if (!eps.ok() || !ttl.ok()) {
-      fprintf(stderr, "jouled: %s\n",
-              std::string((eps.ok() ? ttl.status() : eps.status()).message())
-                  .c_str());
-      return 2;
+    auto keep =
+        joule::ParseNonNegativeDuration(event_retention, "--event-retention");
+    for (const absl::Status& s : {eps.status(), ttl.status(), keep.status()}) {
+      if (!s.ok()) {
+        fprintf(stderr, "jouled: %s\n", std::string(s.message()).c_str());
+        return 2;
+      }
     }
+    ha.event_retention = *keep;
     ha.etcd.endpoints = *eps;
     ha.lease_ttl = *ttl;
     return joule::daemon::RunHaDaemon(options, ha, stop_signals);

@@ -297,5 +297,36 @@ TEST_F(HaE2E, EtcdMembersDownOneGoesOnTwoRefusesRestoredGoesOn) {
   EXPECT_EQ(Tenants(), (std::set<std::string>{"acme", "one-down", "restored"}));
 }
 
+TEST(HaFlagsTest, BadEtcdFlagsExitTwoNamingTheFlag) {
+  const std::string dir = ::testing::TempDir();
+  struct Case {
+    std::vector<std::string> flags;
+    std::string names;
+  };
+  const Case cases[] = {
+      {{"--store", "etcd", "--etcd-endpoints", "http://127.0.0.1:1"},
+       "--advertise"},
+      {{"--store", "etcd", "--advertise", "127.0.0.1:1"}, "--etcd-endpoints"},
+      {{"--store", "etcd", "--etcd-endpoints", "a:1,,b:2", "--advertise",
+        "127.0.0.1:1"},
+       "--etcd-endpoints"},
+      {{"--store", "etcd", "--etcd-endpoints", "a:1", "--advertise", "x:1",
+        "--etcd-prefix", "joule/"},
+       "--etcd-prefix"},
+      {{"--store", "etcd", "--etcd-endpoints", "a:1", "--advertise", "x:1",
+        "--leader-lease-ttl", "1s"},
+       "--leader-lease-ttl"},
+  };
+  for (const Case& c : cases) {
+    std::vector<std::string> argv = {Bin("jouled"), "--listen",
+                                     absl::StrCat("127.0.0.1:", FreePort())};
+    argv.insert(argv.end(), c.flags.begin(), c.flags.end());
+    Process p(argv, dir + "/flags.log");
+    EXPECT_EQ(p.Wait(), 2) << c.names << ": " << p.Log();
+    EXPECT_TRUE(absl::StrContains(p.Log(), c.names)) << p.Log();
+    std::remove((dir + "/flags.log").c_str());
+  }
+}
+
 }  // namespace
 }  // namespace joule::e2e
