@@ -75,7 +75,24 @@ EtcdCluster::~EtcdCluster() {
 }
 
 std::string EtcdCluster::ClientUrl(int i) const {
-  return absl::StrCat("http://127.0.0.1:", members_[i].client_port);
+  return absl::StrCat(options_.tls_dir.empty() ? "http" : "https",
+                      "://127.0.0.1:", members_[i].client_port);
+}
+
+bool MakeTestCerts(const std::string& dir) {
+  const std::string cmd = absl::StrCat(
+      "cd '", dir, "' && (",
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=joule-ca "
+      "-keyout ca.key -out ca.pem && ",
+      "printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth,"
+      "clientAuth\\n' > ext.cnf && ",
+      "for n in server client; do "
+      "openssl req -newkey rsa:2048 -nodes -subj /CN=$n -keyout $n.key "
+      "-out $n.csr && "
+      "openssl x509 -req -in $n.csr -CA ca.pem -CAkey ca.key -CAcreateserial "
+      "-days 2 -extfile ext.cnf -out $n.pem || exit 1; done",
+      ") >certs.log 2>&1");
+  return std::system(cmd.c_str()) == 0;
 }
 
 std::vector<std::string> EtcdCluster::EndpointList() const {
@@ -129,6 +146,15 @@ void EtcdCluster::Spawn(int i, bool initial) {
                                    "zap",
                                    "--log-level",
                                    "warn"};
+  if (!options_.tls_dir.empty()) {
+    const std::string& d = options_.tls_dir;
+    for (std::string a :
+         {"--cert-file=" + d + "/server.pem", "--key-file=" + d + "/server.key",
+          "--trusted-ca-file=" + d + "/ca.pem",
+          std::string("--client-cert-auth")}) {
+      argv.push_back(a);
+    }
+  }
   std::vector<char*> args;
   for (auto& a : argv) args.push_back(a.data());
   args.push_back(nullptr);
@@ -171,6 +197,11 @@ absl::Status EtcdCluster::WaitReady(int i, absl::Duration timeout) {
   storage::EtcdClientOptions o;
   o.endpoints = {ClientUrl(i)};
   o.timeout = absl::Seconds(1);
+  if (!options_.tls_dir.empty()) {
+    o.ca_file = options_.tls_dir + "/ca.pem";
+    o.cert_file = options_.tls_dir + "/client.pem";
+    o.key_file = options_.tls_dir + "/client.key";
+  }
   auto client = storage::EtcdClient::Create(o);
   if (!client.ok()) return client.status();
   const absl::Time deadline = absl::Now() + timeout;

@@ -18,6 +18,10 @@ namespace joule::testing {
 // there is none.
 std::string EtcdBinary();
 
+// Writes ca.pem, server.pem/key (for 127.0.0.1) and client.pem/key into
+// `dir` with openssl; false if openssl is missing or fails.
+bool MakeTestCerts(const std::string& dir);
+
 // An etcd cluster of `members` processes, each with its own client and peer
 // port on 127.0.0.1 and a data dir under dir(). Killed (SIGKILL) and removed
 // on destruction. Not thread-safe.
@@ -28,6 +32,9 @@ class EtcdCluster {
     // Passed to every member (etcd's defaults are 128 and 1.5 MiB).
     int max_txn_ops = 10240;
     int max_request_bytes = 10 * 1024 * 1024;
+    // When set: clients must use TLS (https) with a certificate signed by
+    // `tls_dir`/ca.pem; the member serves `tls_dir`/server.pem + server.key.
+    std::string tls_dir;
   };
   explicit EtcdCluster(Options options);
   ~EtcdCluster();

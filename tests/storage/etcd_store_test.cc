@@ -6,6 +6,7 @@
 #include <signal.h>
 
 #include <atomic>
+#include <filesystem>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -217,6 +218,44 @@ TEST_F(EtcdTest, ThreeMembersOneDownGoesOnTwoDownRefusesRestoreGoesOn) {
   EXPECT_FALSE(after.Get(kJobs, "no-quorum-1")->has_value());
   EXPECT_FALSE(after.Get(kUsage, "no-quorum-2")->has_value());
   EXPECT_EQ(**after.Get(kJobs, "one-down"), "2");
+}
+
+TEST(EtcdTlsTest, ClientCertificateAuthOverHttps) {
+  if (joule::testing::EtcdBinary().empty()) {
+    GTEST_SKIP() << "etcd is not installed (Debian: apt-get install "
+                    "etcd-server, or set JOULE_ETCD_BIN): skipped";
+  }
+  const std::string dir = ::testing::TempDir() + "/joule-etcd-tls";
+  std::filesystem::create_directories(dir);
+  if (!joule::testing::MakeTestCerts(dir)) {
+    GTEST_SKIP() << "openssl could not make test certificates: skipped";
+  }
+  EtcdCluster::Options o;
+  o.tls_dir = dir;
+  EtcdCluster etcd(o);
+  absl::Status started = etcd.Start();
+  ASSERT_TRUE(started.ok()) << started;
+
+  EtcdClientOptions co;
+  co.endpoints = etcd.EndpointList();  // https://
+  co.ca_file = dir + "/ca.pem";
+  co.cert_file = dir + "/client.pem";
+  co.key_file = dir + "/client.key";
+  auto client = EtcdClient::Create(co);
+  ASSERT_TRUE(client.ok()) << client.status();
+  EtcdStore store(client->get(), {});
+  ASSERT_TRUE(store.Put(kJobs, "j1", "over tls").ok());
+  EXPECT_EQ(**store.Get(kJobs, "j1"), "over tls");
+
+  // Without a client certificate the member refuses the handshake.
+  co.cert_file.clear();
+  co.key_file.clear();
+  co.timeout = absl::Seconds(1);
+  auto anon = EtcdClient::Create(co);
+  ASSERT_TRUE(anon.ok());
+  EtcdStore anon_store(anon->get(), {});
+  EXPECT_FALSE(anon_store.Get(kJobs, "j1").ok());
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
