@@ -625,6 +625,12 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
     if (t > latest) {
       return bad("time", "more than 5 minutes in the future");
     }
+    if (usage_dedup_window_ != absl::InfiniteDuration() &&
+        t < now - usage_dedup_window_) {
+      return bad("time", Cat("older than the usage dedup window (",
+                             absl::FormatDuration(usage_dedup_window_),
+                             "): its idempotency record may be deleted"));
+    }
     rates[i] = InferenceRateAtLocked(e.model(), t);
     if (rates[i] == nullptr) {
       return bad("time", Cat("no price for model \"", e.model(),
@@ -813,6 +819,44 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
   for (const auto& [key, n] : counts) monthly_tokens_[key] = n;
   usage_key_hashes_.insert(new_hashes.begin(), new_hashes.end());
   return resp;
+}
+
+void Ledger::set_usage_dedup_window(absl::Duration window) {
+  absl::MutexLock lock(&mu_);
+  usage_dedup_window_ = window;
+}
+
+absl::StatusOr<int64_t> Ledger::CompactUsageRecords() {
+  absl::Time cutoff;
+  {
+    absl::MutexLock lock(&mu_);
+    if (usage_dedup_window_ == absl::InfiniteDuration()) return 0;
+    cutoff = clock_->Now() - usage_dedup_window_;
+  }
+  // Events older than the cutoff are refused, so no writer touches these
+  // records while they are collected and deleted.
+  std::vector<std::string> old;
+  UsageRecord rec;
+  RETURN_IF_ERROR(store_->Scan(storage::kUsage, "", [&](auto key, auto value) {
+    if (rec.ParseFromString(std::string(value)) &&
+        FromProtoTime(rec.time()) < cutoff) {
+      old.emplace_back(key);
+    }
+    return true;
+  }));
+  const int64_t limit = store_->max_batch_ops();
+  const size_t per = limit > 0 ? static_cast<size_t>(limit) : 1000;
+  int64_t deleted = 0;
+  for (size_t i = 0; i < old.size(); i += per) {
+    storage::WriteBatch batch;
+    for (size_t j = i; j < old.size() && j < i + per; ++j) {
+      batch.Delete(storage::kUsage, old[j]);
+    }
+    RETURN_IF_ERROR(store_->Write(batch, {.sync = true}));
+    deleted += static_cast<int64_t>(batch.size());
+  }
+  // The in-memory key hashes stay: a stale hash only costs a store lookup.
+  return deleted;
 }
 
 // ------------------------------------------------------------ job usage ----

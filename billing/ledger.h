@@ -100,6 +100,17 @@ class Ledger {
   absl::StatusOr<v1::RecordUsageResponse> RecordUsage(
       absl::Span<const v1::UsageEvent> events);
 
+  // How long usage idempotency records are kept (docs/ha.md#sizing).
+  // Infinite (the default): forever, and events of any age are taken. Finite:
+  // RecordUsage refuses events older than now - window (their record may be
+  // gone, so a re-sent one would count twice), and CompactUsageRecords()
+  // deletes the records of events older than that. Statements read only the
+  // aggregates, so deleting records changes no amount.
+  void set_usage_dedup_window(absl::Duration window);
+  // Deletes the usage records older than the window, in writes of at most
+  // the store's max_batch_ops (1,000 if unlimited); returns how many.
+  absl::StatusOr<int64_t> CompactUsageRecords();
+
   // Job usage, idempotent by (job_id, attempt). AddJobUsage appends the
   // records to the caller's batch (to commit atomically with the job's state
   // change; an invalid or already recorded usage appends nothing);
@@ -126,6 +137,9 @@ class Ledger {
   absl::StatusOr<v1::GetBacklogResponse> Backlog(absl::Time as_of) const;
 
  private:
+  absl::Duration usage_dedup_window_ ABSL_GUARDED_BY(mu_) =
+      absl::InfiniteDuration();
+
   // RecordUsage on a store that limits ops per write (etcd): the events in
   // consecutive parts of at most `part` events, each one atomic write of its
   // events' idempotency records and the aggregates as they stand after them

@@ -47,6 +47,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   mo.contracted_gpus = d->parts_->billing->contracted_gpus_fn();
   d->manager_ = std::make_unique<ClusterManager>(std::move(mo));
   d->parts_->billing->set_tenants(d->manager_.get());
+  d->parts_->billing->ledger()->set_usage_dedup_window(
+      options.usage_dedup_window);
   if (absl::Status s = d->manager_->Load(); !s.ok()) return s;
   if (absl::Status s = d->parts_->billing->Load(); !s.ok()) return s;
 
@@ -80,6 +82,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
 }
 
 Daemon::~Daemon() { Shutdown(); }
+
+billing::Ledger* Daemon::ledger() { return parts_->billing->ledger(); }
 
 void Daemon::Shutdown() {
   {

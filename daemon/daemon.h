@@ -10,6 +10,10 @@
 #include "grpcpp/grpcpp.h"
 #include "storage/rocksdb_store.h"
 
+namespace joule::billing {
+class Ledger;
+}  // namespace joule::billing
+
 namespace joule::daemon {
 
 struct DaemonOptions {
@@ -22,6 +26,8 @@ struct DaemonOptions {
   // A store owned by the caller (the etcd store of an HA jouled, see
   // daemon/ha_daemon.h); null: open RocksDB at data_dir.
   storage::Store* store = nullptr;
+  // Ledger::set_usage_dedup_window (infinite: keep usage records forever).
+  absl::Duration usage_dedup_window = absl::InfiniteDuration();
 };
 
 // jouled assembled: the RocksDB store, the cluster manager and its loops,
@@ -40,6 +46,7 @@ class Daemon {
   void Wait();
   int port() const { return port_; }
   ClusterManager* manager() { return manager_.get(); }
+  billing::Ledger* ledger();
 
  private:
   struct Parts;

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "billing/ledger.h"
 #include "daemon/retention.h"
 #include "grpcpp/generic/async_generic_service.h"
 
@@ -180,6 +181,7 @@ void HaDaemon::Run() {
             static_cast<long long>(*rev), ha_.advertise.c_str(),
             ha_.prefix.c_str(),
             absl::FormatDuration(absl::Now() - won).c_str());
+    absl::Time next_usage_compaction = absl::Now();
     while (true) {
       {
         absl::MutexLock lock(&mu_);
@@ -188,6 +190,16 @@ void HaDaemon::Run() {
         };
         if (mu_.AwaitWithTimeout(absl::Condition(&done), absl::Minutes(10))) {
           break;
+        }
+      }
+      // Usage records: a scan of the whole table, so hourly.
+      if (absl::Now() >= next_usage_compaction) {
+        next_usage_compaction = absl::Now() + absl::Hours(1);
+        auto n = daemon_->ledger()->CompactUsageRecords();
+        if (n.ok() && *n > 0) {
+          fprintf(stderr,
+                  "jouled: deleted %lld usage records past the dedup window\n",
+                  static_cast<long long>(*n));
         }
       }
       if (ha_.event_retention > absl::ZeroDuration()) {

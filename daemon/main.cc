@@ -44,7 +44,9 @@ int main(int argc, char** argv) {
   app.add_option("--advertise", ha.advertise,
                  "HOST:PORT clients and agents reach this jouled at");
   app.add_option("--leader-lease-ttl", lease_ttl, "leader lease TTL");
-  std::string event_retention = "0s";
+  std::string event_retention = "0s", dedup_window = "840h";
+  app.add_option("--usage-dedup-window", dedup_window,
+                 "etcd: keep usage idempotency records this long");
   app.add_option("--event-retention", event_retention,
                  "etcd: delete events older than this (0s: keep)");
   CLI11_PARSE(app, argc, argv);
@@ -85,13 +87,21 @@ int main(int argc, char** argv) {
     auto ttl = joule::ParseNonNegativeDuration(lease_ttl, "--leader-lease-ttl");
     auto keep =
         joule::ParseNonNegativeDuration(event_retention, "--event-retention");
-    for (const absl::Status& s : {eps.status(), ttl.status(), keep.status()}) {
+    auto window =
+        joule::ParseNonNegativeDuration(dedup_window, "--usage-dedup-window");
+    if (window.ok() && *window < absl::Hours(1)) {
+      window = absl::InvalidArgumentError(
+          "--usage-dedup-window: must be at least 1h (e.g. 840h = 35 days)");
+    }
+    for (const absl::Status& s :
+         {eps.status(), ttl.status(), keep.status(), window.status()}) {
       if (!s.ok()) {
         fprintf(stderr, "jouled: %s\n", std::string(s.message()).c_str());
         return 2;
       }
     }
     ha.event_retention = *keep;
+    options.usage_dedup_window = *window;
     ha.etcd.endpoints = *eps;
     ha.lease_ttl = *ttl;
     return joule::daemon::RunHaDaemon(options, ha, stop_signals);

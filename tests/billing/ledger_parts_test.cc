@@ -145,5 +145,42 @@ TEST(LedgerPartsTest, ErrorsNameTheIndexInTheWholeBatch) {
       << r.status();
 }
 
+TEST(UsageDedupWindowTest, OldEventsRefusedAndOldRecordsCompacted) {
+  LimitedStore store(8);
+  FakeClock clock(T("2026-01-01T00:00:00Z"));
+  Tenants tenants;
+  Ledger ledger(&store, &clock, &tenants);
+  ASSERT_TRUE(ledger.Load().ok());
+  ASSERT_TRUE(ledger.SetPrice(Price()).ok());
+  // 10 events on 2025-12-31T12:00 ($1 each).
+  ASSERT_TRUE(ledger.RecordUsage(Batch(10)).ok());
+  // Infinite window (the default): nothing to compact.
+  EXPECT_EQ(*ledger.CompactUsageRecords(), 0);
+
+  ledger.set_usage_dedup_window(absl::Hours(24) * 35);
+  // 36 days later the events are past the window: refused, and their
+  // records are deleted in writes of <= 8 (8 + 2).
+  clock.Set(T("2026-02-05T12:00:01Z"));
+  auto again = ledger.RecordUsage(Batch(10));
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(again.status().message().find("events[0].time: older than the "
+                                          "usage dedup window"),
+            std::string::npos)
+      << again.status();
+  const int before = store.writes;
+  auto n = ledger.CompactUsageRecords();
+  ASSERT_TRUE(n.ok()) << n.status();
+  EXPECT_EQ(*n, 10);
+  EXPECT_EQ(store.writes - before, 2);
+  // Amounts come from the aggregates: the statement is unchanged.
+  auto st = ledger.GetStatement("acme", "2025-12");
+  ASSERT_TRUE(st.ok()) << st.status();
+  EXPECT_EQ(st->total_cents(), 1000);
+  // A reloaded ledger (new leader) agrees.
+  Ledger reloaded(&store, &clock, &tenants);
+  ASSERT_TRUE(reloaded.Load().ok());
+  EXPECT_EQ(reloaded.GetStatement("acme", "2025-12")->total_cents(), 1000);
+}
+
 }  // namespace
 }  // namespace joule::billing
