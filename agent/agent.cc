@@ -11,7 +11,11 @@
 namespace joule::agent {
 
 Agent::Agent(AgentOptions options, GpuBackend* backend, const Clock* clock)
-    : options_(std::move(options)), backend_(backend), clock_(clock) {
+    : options_(std::move(options)),
+      backend_(backend),
+      clock_(clock),
+      follower_(ParseEndpoints(options_.server, "--server")
+                    .value_or(std::vector<std::string>{options_.server})) {
   JobRunner::Options ro;
   ro.log_dir = options_.log_dir;
   ro.state_dir = options_.state_dir;
@@ -109,7 +113,8 @@ bool Agent::Send(const v1::AgentMessage& msg) {
 
 void Agent::Session(bool* connected) {
   transport::ClientOptions to = options_.transport;
-  to.server = options_.server;
+  const std::string server = follower_.Current();
+  to.server = server;
   auto client = transport::Client::Open(to);
   if (!client.ok()) {
     fprintf(stderr, "joule-agent: %s\n",
@@ -144,6 +149,7 @@ void Agent::Session(bool* connected) {
     client->Authorize(&ctx);
     grpc::Status s = stub->Register(&ctx, reg, &reg_resp);
     if (!s.ok()) {
+      follower_.OnFailure(s.error_code(), s.error_message());
       if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
           s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
         fprintf(stderr, "joule-agent: registration refused: %s\n",
@@ -176,8 +182,8 @@ void Agent::Session(bool* connected) {
   hello.mutable_hello()->set_session_id(reg_resp.session_id());
   if (Send(hello)) {
     *connected = true;
-    fprintf(stderr, "joule-agent: connected to %s as %s\n",
-            options_.server.c_str(), options_.node_name.c_str());
+    fprintf(stderr, "joule-agent: connected to %s as %s\n", server.c_str(),
+            options_.node_name.c_str());
     // Job endings the daemon may have missed while we were apart.
     std::deque<v1::JobUpdate> resend;
     {
@@ -219,7 +225,9 @@ void Agent::Session(bool* connected) {
   context_ = nullptr;
   if (*connected && !shutdown_) {
     fprintf(stderr, "joule-agent: lost connection to %s; reconnecting\n",
-            options_.server.c_str());
+            server.c_str());
+    // Try the next endpoint: if this one still leads, a standby sends us back.
+    follower_.OnFailure(grpc::StatusCode::UNAVAILABLE, "");
   }
 }
 

@@ -15,12 +15,14 @@
 #include "agent/job_runner.h"
 #include "common/clock.h"
 #include "transport/channel.h"
+#include "common/endpoints.h"
 #include "grpcpp/grpcpp.h"
 #include "joule/v1/joule.grpc.pb.h"
 
 namespace joule::agent {
 
 struct AgentOptions {
+  // One jouled, or several ("a,b,c": the HA leader and its standbys).
   std::string server = "127.0.0.1:7070";
   // TLS and credentials: the node certificate (CN = node name) signed by
   // the cluster CA, the CA that verifies jouled, or --insecure with a
@@ -81,6 +83,8 @@ class Agent {
   const AgentOptions options_;
   GpuBackend* const backend_;
   const Clock* const clock_;
+  // Which of --server's endpoints to connect to (the leader, docs/ha.md).
+  EndpointFollower follower_;
   std::unique_ptr<JobRunner> runner_;
 
   absl::Mutex mu_;

@@ -71,7 +71,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> tenant_users;
   std::string tenant_user_file;
   bool allow_root_jobs = false;
-  app.add_option("--server", server, "jouled address HOST:PORT");
+  app.add_option("--server", server,
+                 "jouled address HOST:PORT, or several: a,b,c (HA)");
   app.add_option("--node-name", node_name, "node name (default: hostname)");
   app.add_option("--gpu-backend", backend_name, "sim, nvml or auto")
       ->check(CLI::IsMember({"sim", "nvml", "auto"}));
@@ -129,6 +130,12 @@ int main(int argc, char** argv) {
   if (!interval.ok() || *interval < absl::Milliseconds(10)) {
     fprintf(stderr,
             "joule-agent: --report-interval: want a duration >= 10ms\n");
+    return 2;
+  }
+  if (auto servers = joule::ParseEndpoints(server, "--server");
+      !servers.ok()) {
+    fprintf(stderr, "joule-agent: %s\n",
+            std::string(servers.status().message()).c_str());
     return 2;
   }
   if (node_name.empty()) {

@@ -230,7 +230,14 @@ absl::StatusOr<v1::Token> TokenBook::Revoke(absl::string_view id_view) {
 
 absl::StatusOr<std::optional<std::string>> TokenBook::Bootstrap() {
   absl::MutexLock lock(&mu_);
-  if (!tokens_.empty()) return std::optional<std::string>();
+  const absl::Time now = options_.clock->Now();
+  for (const auto& [id, rec] : tokens_) {
+    const v1::Token& t = rec.token();
+    if (t.role() == v1::ROLE_OPERATOR && !t.revoked() &&
+        (!IsSet(t.expires_time()) || FromProtoTime(t.expires_time()) > now)) {
+      return std::optional<std::string>();
+    }
+  }
   v1::CreateTokenRequest req;
   req.set_role(v1::ROLE_OPERATOR);
   req.set_name("bootstrap");

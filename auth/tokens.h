@@ -55,8 +55,9 @@ class TokenBook {
   // Revokes at once: the next call with it is UNAUTHENTICATED.
   absl::StatusOr<v1::Token> Revoke(absl::string_view id);
 
-  // On a store without any token: creates an operator token named
-  // "bootstrap" and returns its secret; otherwise nullopt.
+  // When no valid (unrevoked, unexpired) operator token exists, e.g. on an
+  // empty store: creates an operator token named "bootstrap" and returns
+  // its secret; otherwise nullopt.
   absl::StatusOr<std::optional<std::string>> Bootstrap();
 
  private:

@@ -8,6 +8,7 @@
 #include "absl/container/node_hash_map.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -662,8 +663,44 @@ Ledger::RerateFutureEventsLocked(const v1::Price& p,
   return out;
 }
 
+absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsageInParts(
+    absl::Span<const v1::UsageEvent> events, std::string_view source,
+    size_t part) {
+  v1::RecordUsageResponse total;
+  for (size_t from = 0; from < events.size(); from += part) {
+    auto r = RecordUsage(events.subspan(from, part), source);
+    if (!r.ok()) {
+      // "events[3].tenant: ..." of the part -> index in the whole batch.
+      absl::string_view m = r.status().message();
+      size_t i = 0, end = 0;
+      if (absl::StartsWith(m, "events[") &&
+          (end = m.find(']')) != absl::string_view::npos &&
+          absl::SimpleAtoi(m.substr(7, end - 7), &i)) {
+        return absl::Status(
+            r.status().code(),
+            Cat("events[", from + i, m.substr(end),
+                from > 0 ? Cat(" (events[0..", from - 1,
+                               "] were recorded; re-sending them counts "
+                               "them as duplicates)")
+                         : std::string()));
+      }
+      return r.status();
+    }
+    total.set_accepted(total.accepted() + r->accepted());
+    total.set_duplicates(total.duplicates() + r->duplicates());
+  }
+  return total;
+}
+
 absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
     absl::Span<const v1::UsageEvent> events, std::string_view source) {
+  // Each event adds at most 3 ops (its record, one aggregate, and a
+  // future-dated marker).
+  if (const int64_t max_ops = store_->max_batch_ops();
+      max_ops > 0 && events.size() > static_cast<size_t>(max_ops / 3)) {
+    return RecordUsageInParts(
+        events, source, std::max<size_t>(1, static_cast<size_t>(max_ops / 3)));
+  }
   absl::MutexLock lock(&mu_);
   const absl::Time now = clock_->Now();
   const absl::Time latest = now + kMaxFutureSkew;
@@ -715,6 +752,12 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
     absl::Time t = FromProtoTime(e.time());
     if (t > latest) {
       return bad("time", "more than 5 minutes in the future");
+    }
+    if (usage_dedup_window_ != absl::InfiniteDuration() &&
+        t < now - usage_dedup_window_) {
+      return bad("time", Cat("older than the usage dedup window (",
+                             absl::FormatDuration(usage_dedup_window_),
+                             "): its idempotency record may be deleted"));
     }
     rates[i] = InferenceRateAtLocked(e.tenant(), e.model(), t);
     if (rates[i] == nullptr) {
@@ -962,6 +1005,44 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
   for (const std::string& key : settled) future_events_.erase(key);
   for (auto& [key, t] : future_keys) future_events_[key] = t;
   return resp;
+}
+
+void Ledger::set_usage_dedup_window(absl::Duration window) {
+  absl::MutexLock lock(&mu_);
+  usage_dedup_window_ = window;
+}
+
+absl::StatusOr<int64_t> Ledger::CompactUsageRecords() {
+  absl::Time cutoff;
+  {
+    absl::MutexLock lock(&mu_);
+    if (usage_dedup_window_ == absl::InfiniteDuration()) return 0;
+    cutoff = clock_->Now() - usage_dedup_window_;
+  }
+  // Events older than the cutoff are refused, so no writer touches these
+  // records while they are collected and deleted.
+  std::vector<std::string> old;
+  UsageRecord rec;
+  RETURN_IF_ERROR(store_->Scan(storage::kUsage, "", [&](auto key, auto value) {
+    if (rec.ParseFromString(std::string(value)) &&
+        FromProtoTime(rec.time()) < cutoff) {
+      old.emplace_back(key);
+    }
+    return true;
+  }));
+  const int64_t limit = store_->max_batch_ops();
+  const size_t per = limit > 0 ? static_cast<size_t>(limit) : 1000;
+  int64_t deleted = 0;
+  for (size_t i = 0; i < old.size(); i += per) {
+    storage::WriteBatch batch;
+    for (size_t j = i; j < old.size() && j < i + per; ++j) {
+      batch.Delete(storage::kUsage, old[j]);
+    }
+    RETURN_IF_ERROR(store_->Write(batch, {.sync = true}));
+    deleted += static_cast<int64_t>(batch.size());
+  }
+  // The in-memory key hashes stay: a stale hash only costs a store lookup.
+  return deleted;
 }
 
 // ------------------------------------------------------------ job usage ----

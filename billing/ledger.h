@@ -140,6 +140,17 @@ class Ledger {
   absl::StatusOr<v1::GetJobBillingResponse> JobBilling(
       std::string_view job_id, std::string_view caller_tenant) const;
 
+  // How long usage idempotency records are kept (docs/ha.md#sizing).
+  // Infinite (the default): forever, and events of any age are taken. Finite:
+  // RecordUsage refuses events older than now - window (their record may be
+  // gone, so a re-sent one would count twice), and CompactUsageRecords()
+  // deletes the records of events older than that. Statements read only the
+  // aggregates, so deleting records changes no amount.
+  void set_usage_dedup_window(absl::Duration window);
+  // Deletes the usage records older than the window, in writes of at most
+  // the store's max_batch_ops (1,000 if unlimited); returns how many.
+  absl::StatusOr<int64_t> CompactUsageRecords();
+
   // Job usage, idempotent by (job_id, attempt). AddJobUsage appends the
   // records to the caller's batch (to commit atomically with the job's state
   // change; an invalid or already recorded usage appends nothing);
@@ -185,6 +196,17 @@ class Ledger {
       std::string_view period) const;
 
  private:
+  absl::Duration usage_dedup_window_ ABSL_GUARDED_BY(mu_) =
+      absl::InfiniteDuration();
+
+  // RecordUsage on a store that limits ops per write (etcd): the events in
+  // consecutive parts of at most `part` events, each one atomic write of its
+  // events' idempotency records and the aggregates as they stand after them
+  // (docs/ha.md#sizing). Errors name the event's index in the whole batch.
+  absl::StatusOr<v1::RecordUsageResponse> RecordUsageInParts(
+      absl::Span<const v1::UsageEvent> events, std::string_view source,
+      size_t part);
+
   // A GPU-hour price version for one (GPU model, class), list or card.
   struct GpuRate {
     int64_t from = 0;  // effective_from, Unix seconds

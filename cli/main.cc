@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "cli/csv.h"
 #include "cli/format.h"
+#include "common/endpoints.h"
 #include "common/proto_time.h"
 #include "common/units.h"
 #include "grpcpp/grpcpp.h"
@@ -56,10 +57,16 @@ void FailStatus(const absl::Status& s) { Fail(2, std::string(s.message())); }
 
 class Client {
  public:
-  explicit Client(const Globals& g) : g_(g) {
-    transport::ClientOptions to = g.transport;
-    to.server = g.server;
-    to.as_tenant = g.as_tenant;
+  explicit Client(const Globals& g)
+      : g_(g), follower_(ServerList(g.server)) {
+    Connect(follower_.Current());
+  }
+  // (Re)creates the channel and stubs for `server`, one of --server's
+  // endpoints or the leader a standby named (common/endpoints.h).
+  void Connect(const std::string& server) {
+    transport::ClientOptions to = g_.transport;
+    to.server = server;
+    to.as_tenant = g_.as_tenant;
     auto client = transport::Client::Open(to);
     if (!client.ok()) FailStatus(client.status());
     transport_ = std::move(*client);
@@ -87,7 +94,29 @@ class Client {
     ctx.set_deadline(std::chrono::system_clock::now() +
                      absl::ToChronoMilliseconds(*timeout));
     transport_.Authorize(&ctx);
-    return (stub->*method)(&ctx, req, resp);
+    grpc::Status s = (stub->*method)(&ctx, req, resp);
+    // Several endpoints: a standby or a dead jouled sends us on to the next
+    // one (or the leader it names), each tried about once.
+    if (s.ok() || follower_.size() < 2 || ++tries_ > 2 * follower_.size() ||
+        !follower_.OnFailure(s.error_code(), s.error_message())) {
+      return s;
+    }
+    Connect(follower_.Current());
+    return CallStatus(method, Same(stub), req, resp);
+  }
+  template <typename Stub>
+  Stub* Same(Stub*) {
+    if constexpr (std::is_same_v<Stub, v1::AuthService::Stub>) return auth();
+    if constexpr (std::is_same_v<Stub, v1::JobService::Stub>) return jobs();
+    if constexpr (std::is_same_v<Stub, v1::AdminService::Stub>) return admin();
+    if constexpr (std::is_same_v<Stub, v1::BillingService::Stub>) {
+      return billing();
+    }
+  }
+  static std::vector<std::string> ServerList(const std::string& server) {
+    auto list = ParseEndpoints(server, "--server");
+    if (!list.ok()) FailStatus(list.status());
+    return *list;
   }
   [[noreturn]] void FailRpc(const grpc::Status& s) {
     if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
@@ -112,6 +141,8 @@ class Client {
  private:
   const Globals& g_;
   transport::Client transport_;
+  EndpointFollower follower_;
+  size_t tries_ = 0;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::AuthService::Stub> auth_;
   std::unique_ptr<v1::JobService::Stub> jobs_;

@@ -1,9 +1,11 @@
 #include "daemon/daemon.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -39,9 +41,10 @@ bool IsLoopback(const std::string& listen) {
 
 absl::Status WriteSecretFile(const std::string& path,
                              const std::string& text) {
-  const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW,
-                      0600);
-  if (fd < 0) {
+  const int fd =
+      open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, 0600);
+  if (fd < 0 || fchmod(fd, 0600) != 0) {
+    if (fd >= 0) close(fd);
     return absl::UnavailableError(
         absl::StrCat("cannot create ", path, ": ", strerror(errno)));
   }
@@ -54,7 +57,9 @@ absl::Status WriteSecretFile(const std::string& path,
   return absl::OkStatus();
 }
 
-std::shared_ptr<grpc::ServerCredentials> Credentials(
+}  // namespace
+
+std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
     const DaemonOptions& options) {
   if (!options.tls.has_value()) return grpc::InsecureServerCredentials();
   grpc::SslServerCredentialsOptions ssl(
@@ -64,9 +69,8 @@ std::shared_ptr<grpc::ServerCredentials> Credentials(
   return grpc::SslServerCredentials(ssl);
 }
 
-}  // namespace
 
-absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
+absl::Status CheckTransport(const DaemonOptions& options) {
   if (options.tls.has_value() == options.insecure) {
     return absl::InvalidArgumentError(
         "TLS: give --tls-cert, --tls-key and --tls-ca, or --insecure (plaintext, "
@@ -77,19 +81,29 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
         "--insecure: refused on ", options.listen,
         ", which is not a loopback address (127.0.0.0/8, [::1], localhost)"));
   }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
+  if (absl::Status s = CheckTransport(options); !s.ok()) return s;
   auto d = std::unique_ptr<Daemon>(new Daemon());
-  storage::RocksDbStore::Options so;
-  so.path = options.data_dir;
-  auto store = storage::RocksDbStore::Open(so);
-  if (!store.ok()) return store.status();
-  d->store_ = std::move(*store);
+  if (options.store != nullptr) {
+    d->store_ptr_ = options.store;
+  } else {
+    storage::RocksDbStore::Options so;
+    so.path = options.data_dir;
+    auto store = storage::RocksDbStore::Open(so);
+    if (!store.ok()) return store.status();
+    d->store_ = std::move(*store);
+    d->store_ptr_ = d->store_.get();
+  }
   d->metrics_ = std::make_unique<metrics::Registry>();
   d->metrics_->AddCollector([](metrics::Exposition* e) {
     e->Family("joule_build_info", "gauge", "jouled's version (value 1).");
     e->Sample("joule_build_info", {{"version", JOULE_VERSION}}, 1);
   });
   d->timed_store_ =
-      std::make_unique<TimedStore>(d->store_.get(), d->metrics_.get());
+      std::make_unique<TimedStore>(d->store_ptr_, d->metrics_.get());
   d->audited_store_ =
       std::make_unique<auth::AuditingStore>(d->timed_store_.get());
   d->parts_ = std::make_unique<Parts>();
@@ -97,11 +111,21 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   d->tokens_ = std::make_unique<auth::TokenBook>(auth::TokenBookOptions{
       .store = d->audited_store_.get(), .clock = options.clock});
   if (absl::Status s = d->tokens_->Load(); !s.ok()) return s;
+  std::error_code ec;
+  std::filesystem::create_directories(options.data_dir, ec);
   auto bootstrap = d->tokens_->Bootstrap();
   if (!bootstrap.ok()) return bootstrap.status();
   if (bootstrap->has_value()) {
     const std::string path = options.data_dir + "/operator.token";
-    if (absl::Status s = WriteSecretFile(path, **bootstrap); !s.ok()) return s;
+    if (absl::Status s = WriteSecretFile(path, **bootstrap); !s.ok()) {
+      // Nobody can hold this token: revoke it, so that the next start
+      // bootstraps again.
+      std::string id, secret;
+      if (auth::SplitBearer(**bootstrap, &id, &secret)) {
+        d->tokens_->Revoke(id).IgnoreError();
+      }
+      return s;
+    }
     fprintf(stderr,
             "jouled: empty store: wrote an operator token to %s (mode 0600); "
             "use it with joulectl --token-file, create named tokens, then "
@@ -143,6 +167,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   d->parts_->billing->Configure(options.config, &mo);
   d->manager_ = std::make_unique<ClusterManager>(std::move(mo));
   d->parts_->billing->set_tenants(d->manager_.get());
+  d->parts_->billing->ledger()->set_usage_dedup_window(
+      options.usage_dedup_window);
   if (absl::Status s = d->manager_->Load(); !s.ok()) return s;
   if (absl::Status s = d->parts_->billing->Load(); !s.ok()) return s;
 
@@ -158,7 +184,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen, Credentials(options), &d->port_);
+  builder.AddListeningPort(options.listen, ServerCredentials(options),
+                           &d->port_);
   builder.RegisterService(d->parts_->agent.get());
   builder.RegisterService(d->parts_->jobs.get());
   builder.RegisterService(d->parts_->admin.get());
@@ -186,6 +213,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
 }
 
 Daemon::~Daemon() { Shutdown(); }
+
+billing::Ledger* Daemon::ledger() { return parts_->billing->ledger(); }
 
 void Daemon::Shutdown() {
   {

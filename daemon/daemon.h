@@ -15,6 +15,10 @@
 #include "auth/tokens.h"
 #include "storage/rocksdb_store.h"
 
+namespace joule::billing {
+class Ledger;
+}  // namespace joule::billing
+
 namespace joule::daemon {
 
 // jouled's TLS material, as PEM text (main() reads the files).
@@ -38,7 +42,20 @@ struct DaemonOptions {
   absl::Duration heartbeat_timeout = absl::Seconds(5);
   absl::Duration report_interval = absl::Seconds(1);
   const Clock* clock = &RealClock::Get();
+  // A store owned by the caller (the etcd store of an HA jouled, see
+  // daemon/ha_daemon.h); null: open RocksDB at data_dir.
+  storage::Store* store = nullptr;
+  // Ledger::set_usage_dedup_window (infinite: keep usage records forever).
+  absl::Duration usage_dedup_window = absl::InfiniteDuration();
 };
+
+// INVALID_ARGUMENT unless exactly one of TLS and `insecure` is set, and
+// `insecure` only on a loopback listen address.
+absl::Status CheckTransport(const DaemonOptions& options);
+// The gRPC server credentials for `options`: TLS (requesting and verifying
+// client certificates against the CA) or, with `insecure`, plaintext.
+std::shared_ptr<grpc::ServerCredentials> ServerCredentials(
+    const DaemonOptions& options);
 
 // jouled assembled: the RocksDB store, tokens and the audit log, the
 // cluster manager and its loops, billing, the Gate and the gRPC server
@@ -59,12 +76,14 @@ class Daemon {
   int port() const { return port_; }
   int metrics_port() const;
   ClusterManager* manager() { return manager_.get(); }
+  billing::Ledger* ledger();
 
  private:
   struct Parts;
   Daemon() = default;
 
   std::unique_ptr<storage::RocksDbStore> store_;
+  storage::Store* store_ptr_ = nullptr;  // store_, or options.store
   std::unique_ptr<metrics::Registry> metrics_;
   std::unique_ptr<TimedStore> timed_store_;
   // Every part writes through this (audit records join the call's batch).

@@ -7,8 +7,10 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "common/endpoints.h"
 #include "common/units.h"
 #include "daemon/daemon.h"
+#include "daemon/ha_daemon.h"
 
 int main(int argc, char** argv) {
   CLI::App app{"jouled: the Joule GPU cluster scheduler and billing daemon"};
@@ -38,6 +40,30 @@ int main(int argc, char** argv) {
   app.add_option("--metrics-listen", metrics_listen,
                  "HOST:PORT for Prometheus metrics over HTTP (loopback only; "
                  "empty: off)");
+  // High availability on etcd (docs/ha.md).
+  std::string store = "rocksdb", etcd_endpoints, lease_ttl = "3s";
+  joule::daemon::HaOptions ha;
+  app.add_option("--store", store, "rocksdb (one machine) or etcd (HA)")
+      ->check(CLI::IsMember({"rocksdb", "etcd"}));
+  app.add_option("--etcd-endpoints", etcd_endpoints,
+                 "etcd client URLs, comma-separated");
+  app.add_option("--etcd-prefix", ha.prefix, "key prefix in etcd");
+  app.add_option("--etcd-ca", ha.etcd.ca_file, "CA (PEM) of etcd's TLS");
+  app.add_option("--etcd-cert", ha.etcd.cert_file, "client certificate (PEM)");
+  app.add_option("--etcd-key", ha.etcd.key_file, "client key (PEM)");
+  app.add_option("--etcd-max-txn-ops", ha.max_txn_ops,
+                 "etcd's --max-txn-ops")->check(CLI::Range(16, 1 << 20));
+  app.add_option("--etcd-max-request-bytes", ha.max_request_bytes,
+                 "etcd's --max-request-bytes")
+      ->check(CLI::Range(65536, 1 << 30));
+  app.add_option("--advertise", ha.advertise,
+                 "HOST:PORT clients and agents reach this jouled at");
+  app.add_option("--leader-lease-ttl", lease_ttl, "leader lease TTL");
+  std::string event_retention = "0s", dedup_window = "840h";
+  app.add_option("--usage-dedup-window", dedup_window,
+                 "etcd: keep usage idempotency records this long");
+  app.add_option("--event-retention", event_retention,
+                 "etcd: delete events older than this (0s: keep)");
   CLI11_PARSE(app, argc, argv);
 
   joule::daemon::DaemonOptions options;
@@ -95,6 +121,30 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  if (store == "etcd") {
+    auto eps = joule::ParseEndpoints(etcd_endpoints, "--etcd-endpoints");
+    auto ttl = joule::ParseNonNegativeDuration(lease_ttl, "--leader-lease-ttl");
+    auto keep =
+        joule::ParseNonNegativeDuration(event_retention, "--event-retention");
+    auto window =
+        joule::ParseNonNegativeDuration(dedup_window, "--usage-dedup-window");
+    if (window.ok() && *window < absl::Hours(1)) {
+      window = absl::InvalidArgumentError(
+          "--usage-dedup-window: must be at least 1h (e.g. 840h = 35 days)");
+    }
+    for (const absl::Status& s :
+         {eps.status(), ttl.status(), keep.status(), window.status()}) {
+      if (!s.ok()) {
+        fprintf(stderr, "jouled: %s\n", std::string(s.message()).c_str());
+        return 2;
+      }
+    }
+    ha.event_retention = *keep;
+    options.usage_dedup_window = *window;
+    ha.etcd.endpoints = *eps;
+    ha.lease_ttl = *ttl;
+    return joule::daemon::RunHaDaemon(options, ha, stop_signals);
+  }
   auto daemon = joule::daemon::Daemon::Start(options);
   if (!daemon.ok()) {
     fprintf(stderr, "jouled: %s\n",

@@ -8,6 +8,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev librocksdb-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev python3 libssl-dev openssl libcpp-httplib-dev prometheus
+  etcd-server etcd-client
 )
 
 missing=()

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
@@ -81,6 +82,9 @@ class Store {
       std::string_view table, std::string_view prefix,
       const std::function<bool(std::string_view key, std::string_view value)>&
           fn) = 0;
+  // The most ops one Write accepts; 0 = no limit. Callers that may build
+  // bigger batches (usage imports) split them into self-contained parts.
+  virtual int64_t max_batch_ops() const { return 0; }
 
   absl::Status Put(std::string_view table, std::string_view key,
                    std::string_view value, const WriteOptions& options = {}) {

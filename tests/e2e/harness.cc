@@ -158,6 +158,10 @@ std::string Cluster::server() const {
   return absl::StrCat("127.0.0.1:", port_);
 }
 
+std::string Cluster::ServersFlag() const {
+  return options_.servers.empty() ? server() : options_.servers;
+}
+
 void Cluster::StartDaemon() {
   std::vector<std::string> argv = {Bin("jouled"),
                                    "--listen",
@@ -214,7 +218,7 @@ Process* Cluster::StartAgent(const std::string& name,
                              std::vector<std::string> extra) {
   std::vector<std::string> argv = {Bin("joule-agent"),
                                    "--server",
-                                   server(),
+                                   ServersFlag(),
                                    "--node-name",
                                    name,
                                    "--report-interval",
@@ -281,8 +285,12 @@ std::string Cluster::CreateToken(const std::string& role,
   return std::string(absl::StripAsciiWhitespace(r.out));
 }
 
+void Cluster::set_operator_token(const std::string& token) {
+  operator_token_ = std::string(absl::StripAsciiWhitespace(token));
+}
+
 std::vector<std::string> Cluster::CtlCommand() const {
-  std::vector<std::string> argv = {Bin("joulectl"), "--server", server()};
+  std::vector<std::string> argv = {Bin("joulectl"), "--server", ServersFlag()};
   if (options_.insecure) {
     argv.push_back("--insecure");
   } else {

@@ -55,6 +55,9 @@ class Cluster {
     bool insecure = false;
     // Appended to config_text as `billing { allow_unpriced: true }`.
     bool allow_unpriced = true;
+    // --server of joulectl and the agents; empty: this cluster's jouled.
+    // HA tests give several ("a,b") and start their jouleds themselves.
+    std::string servers;
   };
   explicit Cluster(Options options);
   Cluster() : Cluster(Options()) {}
@@ -99,9 +102,14 @@ class Cluster {
   // Makes NODE.crt/.key (CN = node) in pki() if missing.
   void MakeNodeCert(const std::string& node) const;
   const std::string& operator_token() const { return operator_token_; }
+  // For tests that start their own jouled (HA): the bootstrap token it
+  // wrote.
+  void set_operator_token(const std::string& token);
 
   const std::string& dir() const { return dir_; }
   std::string server() const;
+  // What joulectl and agents get as --server (Options::servers or server()).
+  std::string ServersFlag() const;
   int port() const { return port_; }
   // jouled's Prometheus endpoint (HTTP, loopback).
   int metrics_port() const { return metrics_port_; }

@@ -1,0 +1,178 @@
+#include "storage/etcd_store.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/str_cat.h"
+
+namespace joule::storage {
+
+std::string PrefixEnd(std::string_view prefix) {
+  std::string end(prefix);
+  while (!end.empty()) {
+    unsigned char& c = reinterpret_cast<unsigned char&>(end.back());
+    if (c < 0xff) {
+      ++c;
+      return end;
+    }
+    end.pop_back();
+  }
+  return std::string(1, '\0');
+}
+
+EtcdStore::EtcdStore(EtcdClient* client, Options options)
+    : client_(client), options_(std::move(options)) {}
+
+std::string EtcdStore::EtcdKey(std::string_view table,
+                               std::string_view key) const {
+  std::string out = options_.prefix;
+  out.append("/").append(table).append("/").append(key);
+  return out;
+}
+
+void EtcdStore::SetFence(std::string leader_key, int64_t create_revision) {
+  absl::MutexLock lock(&mu_);
+  fence_key_ = std::move(leader_key);
+  fence_revision_ = create_revision;
+  deposed_ = false;
+  deposed_why_ = absl::OkStatus();
+}
+
+void EtcdStore::ClearFence() {
+  absl::MutexLock lock(&mu_);
+  fence_key_.clear();
+  fence_revision_ = 0;
+  deposed_ = false;
+  deposed_why_ = absl::OkStatus();
+}
+
+bool EtcdStore::deposed() const {
+  absl::MutexLock lock(&mu_);
+  return deposed_;
+}
+
+void EtcdStore::set_on_deposed(std::function<void(const absl::Status&)> fn) {
+  absl::MutexLock lock(&mu_);
+  on_deposed_ = std::move(fn);
+}
+
+void EtcdStore::Depose(const absl::Status& why) {
+  std::function<void(const absl::Status&)> fn;
+  {
+    absl::MutexLock lock(&mu_);
+    if (deposed_) return;
+    deposed_ = true;
+    deposed_why_ = why;
+    fn = on_deposed_;
+  }
+  if (fn) fn(why);
+}
+
+absl::Status EtcdStore::Write(const WriteBatch& batch,
+                              const WriteOptions& options) {
+  // etcd commits every Txn to a quorum's WAL with fsync: `sync` is always
+  // honoured.
+  etcdserverpb::TxnRequest req;
+  bool fenced = false;
+  {
+    absl::MutexLock lock(&mu_);
+    if (deposed_) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "this jouled is no longer the leader: ", deposed_why_.message()));
+    }
+    if (!fence_key_.empty()) {
+      fenced = true;
+      etcdserverpb::Compare* c = req.add_compare();
+      c->set_result(etcdserverpb::Compare::EQUAL);
+      c->set_target(etcdserverpb::Compare::CREATE);
+      c->set_key(fence_key_);
+      c->set_create_revision(fence_revision_);
+    }
+  }
+  if (batch.empty()) return absl::OkStatus();
+  // The last op on each key wins; keep ops in the order of their last
+  // occurrence.
+  absl::flat_hash_map<std::string, size_t> last;
+  std::vector<std::string> keys(batch.size());
+  for (size_t i = 0; i < batch.size(); ++i) {
+    const WriteBatch::Op& op = batch.ops()[i];
+    keys[i] = EtcdKey(op.table, op.key);
+    last[keys[i]] = i;
+  }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    if (last[keys[i]] != i) continue;
+    const WriteBatch::Op& op = batch.ops()[i];
+    etcdserverpb::RequestOp* r = req.add_success();
+    if (op.value.has_value()) {
+      r->mutable_request_put()->set_key(std::move(keys[i]));
+      r->mutable_request_put()->set_value(*op.value);
+    } else {
+      r->mutable_request_delete_range()->set_key(std::move(keys[i]));
+    }
+  }
+  const int64_t ops = req.success_size();
+  // etcd measures the raft entry (the Txn plus a small header).
+  const int64_t bytes = static_cast<int64_t>(req.ByteSizeLong()) + 1024;
+  if (ops > options_.max_txn_ops || bytes > options_.max_request_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("store batch of ", ops, " keys and ~", bytes,
+                     " bytes is over etcd's limits (max_txn_ops ",
+                     options_.max_txn_ops, ", max_request_bytes ",
+                     options_.max_request_bytes, "); nothing was written"));
+  }
+  auto resp = client_->Txn(req);
+  if (!resp.ok()) {
+    // The batch may or may not be in etcd; a leader's memory may no longer
+    // match it, so it must step down and reload. Without a fence (tools,
+    // tests) there is no memory to protect.
+    if (IsOutcomeUnknown(resp.status()) && fenced) Depose(resp.status());
+    return resp.status();
+  }
+  if (!resp->succeeded()) {
+    absl::Status s = absl::FailedPreconditionError(
+        "this jouled is no longer the leader: the leader key changed "
+        "(deposed); nothing was written");
+    Depose(s);
+    return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::optional<std::string>> EtcdStore::Get(
+    std::string_view table, std::string_view key) {
+  etcdserverpb::RangeRequest req;
+  req.set_key(EtcdKey(table, key));
+  auto resp = client_->Range(req);
+  if (!resp.ok()) return resp.status();
+  if (resp->kvs_size() == 0) return std::optional<std::string>();
+  return std::optional<std::string>(resp->kvs(0).value());
+}
+
+absl::Status EtcdStore::Scan(
+    std::string_view table, std::string_view prefix,
+    const std::function<bool(std::string_view, std::string_view)>& fn) {
+  const std::string table_prefix = EtcdKey(table, "");
+  const std::string full = table_prefix + std::string(prefix);
+  etcdserverpb::RangeRequest req;
+  req.set_key(full);
+  req.set_range_end(PrefixEnd(full));
+  req.set_limit(options_.scan_page);
+  int64_t revision = 0;
+  while (true) {
+    req.set_revision(revision);
+    auto resp = client_->Range(req);
+    if (!resp.ok()) return resp.status();
+    if (revision == 0) revision = resp->header().revision();
+    for (const mvccpb::KeyValue& kv : resp->kvs()) {
+      std::string_view k = kv.key();
+      k.remove_prefix(table_prefix.size());
+      if (!fn(k, kv.value())) return absl::OkStatus();
+    }
+    if (!resp->more() || resp->kvs_size() == 0) return absl::OkStatus();
+    // Continue right after the last key returned.
+    req.set_key(resp->kvs(resp->kvs_size() - 1).key() + std::string(1, '\0'));
+  }
+}
+
+}  // namespace joule::storage

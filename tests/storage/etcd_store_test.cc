@@ -1,0 +1,262 @@
+// EtcdStore and LeaderElection against real etcd processes: fencing, limits,
+// failover between members, election. The Store conformance cases are in
+// store_test.cc.
+#include "storage/etcd_store.h"
+
+#include <signal.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "gtest/gtest.h"
+#include "storage/leader_election.h"
+#include "tests/storage/etcd_fixture.h"
+
+namespace joule::storage {
+namespace {
+
+using joule::testing::EtcdCluster;
+
+class EtcdTest : public ::testing::Test {
+ protected:
+  void StartCluster(int members) {
+    if (joule::testing::EtcdBinary().empty()) {
+      GTEST_SKIP() << "etcd is not installed (Debian: apt-get install "
+                      "etcd-server, or set JOULE_ETCD_BIN): skipped";
+    }
+    EtcdCluster::Options o;
+    o.members = members;
+    o.max_txn_ops = 128;  // etcd's defaults
+    o.max_request_bytes = 1536 * 1024;
+    etcd_ = std::make_unique<EtcdCluster>(o);
+    absl::Status started = etcd_->Start();
+    ASSERT_TRUE(started.ok()) << started;
+    client_ = NewClient();
+  }
+  std::unique_ptr<EtcdClient> NewClient() {
+    EtcdClientOptions o;
+    o.endpoints = etcd_->EndpointList();
+    o.timeout = absl::Seconds(2);
+    auto c = EtcdClient::Create(o);
+    EXPECT_TRUE(c.ok()) << c.status();
+    return std::move(*c);
+  }
+  std::unique_ptr<EtcdCluster> etcd_;
+  std::unique_ptr<EtcdClient> client_;
+};
+
+TEST_F(EtcdTest, ClientRejectsBadOptions) {
+  EXPECT_EQ(EtcdClient::Create({}).status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EtcdClientOptions o;
+  o.endpoints = {"https://127.0.0.1:1"};
+  o.ca_file = "/nonexistent/ca.pem";
+  auto c = EtcdClient::Create(o);
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(c.status().message().find("--etcd-ca"), std::string::npos);
+}
+
+TEST(PrefixEndTest, Table) {
+  EXPECT_EQ(PrefixEnd("/joule/jobs/"), "/joule/jobs0");  // '/' + 1 = '0'
+  EXPECT_EQ(PrefixEnd(std::string("a\xff", 2)), "b");
+  EXPECT_EQ(PrefixEnd(std::string("\xff\xff", 2)), std::string(1, '\0'));
+}
+
+TEST_F(EtcdTest, OverLimitBatchIsRefusedWholeBeforeSending) {
+  StartCluster(1);
+  EtcdStore store(client_.get(), {});  // etcd's default limits
+  WriteBatch b;
+  for (int i = 0; i < 129; ++i) b.Put(kJobs, absl::StrCat("j", i), "v");
+  absl::Status s = store.Write(b, {});
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_NE(s.message().find("max_txn_ops 128"), std::string::npos) << s;
+  EXPECT_FALSE(store.Get(kJobs, "j0")->has_value());
+  // 2 MiB value: over 1.5 MiB.
+  s = store.Put(kStatements, "big", std::string(2 << 20, 'x'));
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_FALSE(store.deposed());
+  // etcd itself refuses what passes our check with wrong limits: same code.
+  EtcdStore lax(client_.get(),
+                {.max_txn_ops = 100000, .max_request_bytes = 100 << 20});
+  s = lax.Write(b, {});
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_FALSE(store.Get(kJobs, "j0")->has_value());
+}
+
+TEST_F(EtcdTest, FencedWritesFailOnceTheLeaderKeyChanges) {
+  StartCluster(1);
+  LeaderElection a(client_.get(), {.key = "/joule/leader", .value = "a:1"});
+  auto rev = a.Campaign();
+  ASSERT_TRUE(rev.ok()) << rev.status();
+  EtcdStore store(client_.get(), {});
+  std::atomic<int> deposed_calls{0};
+  store.set_on_deposed([&](const absl::Status&) { ++deposed_calls; });
+  store.SetFence("/joule/leader", *rev);
+  ASSERT_TRUE(store.Put(kJobs, "j1", "by a").ok());
+
+  // a loses its key (resigns); b takes over.
+  a.Resign();
+  LeaderElection b(client_.get(), {.key = "/joule/leader", .value = "b:2"});
+  ASSERT_TRUE(b.Campaign().ok());
+  absl::Status s = store.Put(kJobs, "j1", "stale write by a");
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_TRUE(store.deposed());
+  EXPECT_EQ(deposed_calls, 1);
+  EXPECT_EQ(**store.Get(kJobs, "j1"), "by a");
+  // Latched: refused without asking etcd.
+  EXPECT_EQ(store.Put(kJobs, "j2", "x").code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(store.Get(kJobs, "j2")->has_value());
+}
+
+TEST_F(EtcdTest, ElectionOneLeaderStandbyTakesOverOnResignAndExpiry) {
+  StartCluster(1);
+  absl::Notification a_lost;
+  LeaderElection a(client_.get(),
+                   {.key = "/e/leader",
+                    .value = "a:1",
+                    .ttl = absl::Seconds(2),
+                    .on_lost = [&](const absl::Status&) { a_lost.Notify(); }});
+  ASSERT_TRUE(a.Campaign().ok());
+  EXPECT_TRUE(a.leading());
+
+  LeaderElection b(
+      client_.get(),
+      {.key = "/e/leader", .value = "b:2", .ttl = absl::Seconds(2)});
+  std::atomic<bool> b_won{false};
+  std::thread tb([&] { b_won = b.Campaign().ok(); });
+  // b waits and learns who leads.
+  absl::SleepFor(absl::Milliseconds(500));
+  EXPECT_FALSE(b_won);
+  EXPECT_EQ(b.leader(), "a:1");
+  a.Resign();  // the key goes with the lease
+  tb.join();
+  EXPECT_TRUE(b_won);
+  EXPECT_EQ(b.leader(), "b:2");
+  EXPECT_FALSE(a_lost.HasBeenNotified());  // resigning is not losing
+
+  // c waits; b's lease expires when its keep-alives stop (like a kill).
+  LeaderElection c(
+      client_.get(),
+      {.key = "/e/leader", .value = "c:3", .ttl = absl::Seconds(2)});
+  std::atomic<bool> c_won{false};
+  std::thread tc([&] { c_won = c.Campaign().ok(); });
+  etcd_->Kill(0, SIGSTOP);  // nobody can reach etcd for a while
+  absl::SleepFor(absl::Milliseconds(2500));
+  etcd_->Kill(0, SIGCONT);
+  tc.join();
+  EXPECT_TRUE(c_won);
+  EXPECT_FALSE(b.leading());  // b noticed it could not renew within the TTL
+}
+
+TEST_F(EtcdTest, CampaignCancels) {
+  StartCluster(1);
+  LeaderElection a(client_.get(), {.key = "/c/leader", .value = "a"});
+  ASSERT_TRUE(a.Campaign().ok());
+  LeaderElection b(client_.get(), {.key = "/c/leader", .value = "b"});
+  std::thread t([&] {
+    absl::SleepFor(absl::Milliseconds(300));
+    b.Cancel();
+  });
+  EXPECT_EQ(b.Campaign().status().code(), absl::StatusCode::kCancelled);
+  t.join();
+}
+
+TEST_F(EtcdTest, ThreeMembersOneDownGoesOnTwoDownRefusesRestoreGoesOn) {
+  StartCluster(3);
+  EtcdStore store(client_.get(), {});
+  ASSERT_TRUE(store.Put(kJobs, "before", "1").ok());
+  // Kill the member the client talks to: the next calls use the others.
+  const std::string first = client_->current_endpoint();
+  int victim = 0;
+  for (int i = 0; i < 3; ++i) {
+    if (etcd_->ClientUrl(i).ends_with(first)) victim = i;
+  }
+  etcd_->Kill(victim, SIGKILL);
+  absl::Status s;
+  for (int i = 0; i < 20; ++i) {  // an in-flight call may fail once
+    s = store.Put(kJobs, "one-down", "2");
+    if (s.ok()) break;
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_EQ(**store.Get(kJobs, "before"), "1");
+
+  // Two down: no quorum; writes fail UNAVAILABLE and leave nothing.
+  const int second = (victim + 1) % 3;
+  etcd_->Kill(second, SIGKILL);
+  // Once the last member has noticed it has no raft leader, it refuses at
+  // once ("no leader", thanks to the hasleader metadata): certainly not
+  // applied, so not "outcome unknown".
+  absl::SleepFor(absl::Seconds(2));
+  EtcdStore fresh(client_.get(), {});  // not latched by earlier failures
+  WriteBatch b;
+  b.Put(kJobs, "no-quorum-1", "x");
+  b.Put(kUsage, "no-quorum-2", "y");
+  for (int i = 0; i < 10; ++i) {
+    s = fresh.Write(b, {});
+    if (!IsOutcomeUnknown(s)) break;
+    fresh.ClearFence();
+  }
+  EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
+  EXPECT_FALSE(IsOutcomeUnknown(s)) << s;
+
+  // Restore: it goes on, and the refused batch is not there.
+  ASSERT_TRUE(etcd_->Restart(victim).ok());
+  ASSERT_TRUE(etcd_->Restart(second).ok());
+  EtcdStore after(client_.get(), {});
+  for (int i = 0; i < 100; ++i) {
+    s = after.Put(kJobs, "restored", "3");
+    if (s.ok()) break;
+    absl::SleepFor(absl::Milliseconds(200));
+  }
+  ASSERT_TRUE(s.ok()) << s;
+  EXPECT_FALSE(after.Get(kJobs, "no-quorum-1")->has_value());
+  EXPECT_FALSE(after.Get(kUsage, "no-quorum-2")->has_value());
+  EXPECT_EQ(**after.Get(kJobs, "one-down"), "2");
+}
+
+TEST(EtcdTlsTest, ClientCertificateAuthOverHttps) {
+  if (joule::testing::EtcdBinary().empty()) {
+    GTEST_SKIP() << "etcd is not installed (Debian: apt-get install "
+                    "etcd-server, or set JOULE_ETCD_BIN): skipped";
+  }
+  const std::string dir = ::testing::TempDir() + "/joule-etcd-tls";
+  std::filesystem::create_directories(dir);
+  if (!joule::testing::MakeTestCerts(dir)) {
+    GTEST_SKIP() << "openssl could not make test certificates: skipped";
+  }
+  EtcdCluster::Options o;
+  o.tls_dir = dir;
+  EtcdCluster etcd(o);
+  absl::Status started = etcd.Start();
+  ASSERT_TRUE(started.ok()) << started;
+
+  EtcdClientOptions co;
+  co.endpoints = etcd.EndpointList();  // https://
+  co.ca_file = dir + "/ca.pem";
+  co.cert_file = dir + "/client.pem";
+  co.key_file = dir + "/client.key";
+  auto client = EtcdClient::Create(co);
+  ASSERT_TRUE(client.ok()) << client.status();
+  EtcdStore store(client->get(), {});
+  ASSERT_TRUE(store.Put(kJobs, "j1", "over tls").ok());
+  EXPECT_EQ(**store.Get(kJobs, "j1"), "over tls");
+
+  // Without a client certificate the member refuses the handshake.
+  co.cert_file.clear();
+  co.key_file.clear();
+  co.timeout = absl::Seconds(1);
+  auto anon = EtcdClient::Create(co);
+  ASSERT_TRUE(anon.ok());
+  EtcdStore anon_store(anon->get(), {});
+  EXPECT_FALSE(anon_store.Get(kJobs, "j1").ok());
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace joule::storage
