@@ -132,6 +132,22 @@ std::string ReportJson(const RunInfo& info,
   j.Field("throttleable", o.throttleable ? "true" : "false");
   j.Int("measured_percentile", o.measured_percentile);
   j.Int("measured_margin_pct", o.measured_margin_pct);
+  j.Open("measured_plus");
+  j.Int("percentile", o.plus_percentile);
+  j.Int("margin_pct", o.plus_margin_pct);
+  j.Field("class_floors", o.class_floors.enabled ? "true" : "false");
+  j.Int("floor_reserved_permille", o.class_floors.reserved_permille);
+  j.Int("floor_on_demand_permille", o.class_floors.on_demand_permille);
+  j.Int("floor_spot_permille", o.class_floors.spot_permille);
+  j.Int("margin_min_permille", o.margin.min_permille);
+  j.Int("margin_max_permille", o.margin.max_permille);
+  j.Int("margin_initial_permille", o.margin.initial_permille);
+  j.Int("margin_near_permille", o.margin.near_permille);
+  j.Int("margin_up_permille", o.margin.up_permille);
+  j.Int("margin_down_permille", o.margin.down_permille);
+  j.Int("margin_quiet_intervals", o.margin.quiet_intervals);
+  j.Num("min_raise_interval_s", o.min_raise_interval_ms / 1000.0);
+  j.Close();
   j.Close();
   j.OpenArray("policies");
   for (const SimResult& r : results) {
@@ -180,8 +196,25 @@ std::string ReportJson(const RunInfo& info,
       j.Num("max_measured_w", l.max_measured_w);
       j.Num("max_measured_over_cap", l.max_measured_over_cap);
       j.Num("seconds_over_cap", l.seconds_over_cap);
+      j.Num("seconds_over_cap_beyond_two_ticks",
+            l.seconds_over_cap_beyond_two_ticks);
       j.Num("watt_seconds_over_cap", l.watt_seconds_over_cap);
       j.Int("domains_ever_over_cap", l.domains_ever_over);
+      j.Int("tick_breaches", l.tick_breaches);
+      j.Open("used_share_of_cap");
+      j.Num("mean", l.used_share_mean);
+      j.Num("p50", l.used_share_p50);
+      j.Num("p95", l.used_share_p95);
+      j.Close();
+      j.Open("stranded_w");
+      j.Num("below_admission_margin", l.stranded_margin_w);
+      j.Num("fragmentation", l.stranded_fragmentation_w);
+      j.Num("not_throttleable_waiting", l.stranded_not_throttleable_w);
+      j.Num("gpus_full", l.stranded_gpus_full_w);
+      j.Num("no_demand", l.stranded_no_demand_w);
+      j.Num("usable_next_round", l.stranded_usable_w);
+      j.Close();
+      j.Num("idle_floor_w", l.idle_floor_w);
       j.Close();
     }
     j.CloseArray();
@@ -267,6 +300,24 @@ std::string ReportText(const RunInfo& info,
           l.level, l.domains, Power(l.mean_measured_w), Power(l.mean_cap_w),
           Power(l.max_measured_w), l.max_measured_over_cap, l.seconds_over_cap,
           l.watt_seconds_over_cap, l.domains_ever_over);
+    }
+    absl::StrAppend(
+        &out,
+        "  level   used/cap mean p50 p95  | stranded per domain: margin  "
+        "fragm.  not-thr.  GPUs full  no demand  usable | idle floor  "
+        "breaches  s over >2 ticks\n");
+    for (const LevelStats& l : r.levels) {
+      if (l.mean_cap_w >= kUnlimitedMw / 2000.0) continue;
+      absl::StrAppendFormat(
+          &out,
+          "  %-7s %5.3f %5.3f %5.3f         | %21s %7s %9s %10s %10s %7s | "
+          "%10s %9d  %.0f\n",
+          l.level, l.used_share_mean, l.used_share_p50, l.used_share_p95,
+          Power(l.stranded_margin_w), Power(l.stranded_fragmentation_w),
+          Power(l.stranded_not_throttleable_w), Power(l.stranded_gpus_full_w),
+          Power(l.stranded_no_demand_w), Power(l.stranded_usable_w),
+          Power(l.idle_floor_w), l.tick_breaches,
+          l.seconds_over_cap_beyond_two_ticks);
     }
     absl::StrAppend(&out, "revenue:");
     for (const auto& [model, cents] : r.revenue_cents) {
