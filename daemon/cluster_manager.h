@@ -168,6 +168,8 @@ class ClusterManager {
     uint64_t energy_mj = 0;
     std::deque<int64_t> recent_per_gpu_mw;  // measured mode samples
     int64_t measured_per_gpu_mw = 0;
+    // Last start or limit change (the power loop's raise hysteresis).
+    absl::Time limit_changed_at = absl::InfinitePast();
   };
   struct TenantRt {
     v1::Tenant tenant;

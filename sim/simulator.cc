@@ -25,6 +25,7 @@
 #include "billing/period.h"
 #include "common/clock.h"
 #include "common/proto_time.h"
+#include "scheduler/measured_plus.h"
 #include "scheduler/policy.h"
 #include "scheduler/power_control.h"
 #include "scheduler/power_rules.h"
@@ -834,8 +835,8 @@ void Sim::RunPowerLoop() {
   scheduler::PowerControlConfig cfg;
   cfg.restore_margin_permille = opts_.restore_margin_permille;
   if (Plus()) {
-    cfg.partial_raise = true;
-    cfg.min_raise_interval = absl::Milliseconds(opts_.min_raise_interval_ms);
+    cfg = scheduler::MeasuredPlusPower(
+        cfg, absl::Milliseconds(opts_.min_raise_interval_ms));
   }
   ++res_.control_calls;
   const std::vector<scheduler::PowerAction> actions =
@@ -1029,10 +1030,8 @@ void Sim::RunScheduler() {
   cfg.allow_preemption = opts_.allow_preemption;
   cfg.max_jobs_considered = 0;
   if (Plus()) {
-    cfg.throttle_to_fit = true;
-    cfg.reserve_best_node = true;
-    cfg.committed_at_least_measured = true;
-    cfg.class_floors = opts_.class_floors;
+    cfg = scheduler::MeasuredPlusPolicy(cfg, opts_.class_floors);
+    cfg.class_floors.enabled = opts_.class_floors.enabled;
   }
   ++res_.schedule_calls;
   const scheduler::Decisions d = scheduler::Schedule(snap_, pending, cfg);
