@@ -528,6 +528,14 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
     ds.cap_mw = d.cap_mw;
     ds.committed_mw = committed[i];
     ds.measured_mw = d.measured_mw;
+    if (options_.config.scheduler.admission ==
+        config::AdmissionMode::kMeasuredPlus) {
+      ds.admission_reserve_mw = scheduler::MarginReserveMw(
+          i < margins_.size() ? margins_[i]
+                              : scheduler::InitialMargin(
+                                    scheduler::AdaptiveMarginConfig{}),
+          d.cap_mw);
+    }
     snap.domains.push_back(std::move(ds));
   }
   absl::flat_hash_map<std::string, int> node_idx;
@@ -1899,6 +1907,19 @@ void ClusterManager::ControlPowerOnce() {
   {
     absl::MutexLock lock(&mu_);
     power_dirty_ = false;
+    const absl::Time now = options_.clock->Now();
+    if (options_.config.scheduler.admission ==
+            config::AdmissionMode::kMeasuredPlus &&
+        now - margins_updated_ >= options_.report_interval) {
+      // One step of the adaptive reserve per interval, on measured power.
+      const scheduler::AdaptiveMarginConfig mc;
+      margins_updated_ = now;
+      margins_.resize(domains_.size(), scheduler::InitialMargin(mc));
+      for (size_t i = 0; i < domains_.size(); ++i) {
+        margins_[i] = scheduler::AdaptMargin(
+            margins_[i], domains_[i].measured_mw, domains_[i].cap_mw, mc);
+      }
+    }
     snap = SnapshotLocked();
   }
   // measured-plus: partial raises, at most one change per job per three
