@@ -531,9 +531,9 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
     if (options_.config.scheduler.admission ==
         config::AdmissionMode::kMeasuredPlus) {
       ds.admission_reserve_mw = scheduler::MarginReserveMw(
-          i < margins_.size() ? margins_[i]
-                              : scheduler::InitialMargin(
-                                    scheduler::AdaptiveMarginConfig{}),
+          i < margins_.size()
+              ? margins_[i]
+              : scheduler::InitialMargin(scheduler::AdaptiveMarginConfig{}),
           d.cap_mw);
     }
     snap.domains.push_back(std::move(ds));
@@ -1802,10 +1802,10 @@ void ClusterManager::ScheduleOnce() {
     int64_t start_mw = limit_mw;
     if (p.power_limit_mw < p.requested_limit_mw) {
       auto off = idle_offsets.find(p.job_id);
-      start_mw = std::clamp(
-          p.power_limit_mw + (off != idle_offsets.end() ? off->second
-                                                        : idle_here),
-          min_mw, limit_mw);
+      start_mw =
+          std::clamp(p.power_limit_mw +
+                         (off != idle_offsets.end() ? off->second : idle_here),
+                     min_mw, limit_mw);
     }
     j->limit_changed_at = now;
     job.set_attempt(job.attempt() + 1);
