@@ -215,6 +215,7 @@ class Sim {
   void AdaptMargins();
   // Stranded power by cause, after the scheduler ran (see SimResult).
   void SampleStranded();
+  void ComputeStrandedInputs();
   void RecordUsageUpTo(int64_t ms);
   void AddTenantUsage(uint32_t tenant, double gpu_s);
   double TenantRecent(uint32_t tenant) const;
@@ -259,8 +260,12 @@ class Sim {
   std::vector<double> share_sum_;
   std::vector<int64_t> share_n_;
   int64_t strand_samples_ = 0;
+  // SampleStranded's per-domain free GPUs and idle draw and per-shape
+  // pending needs, recomputed only when jobs start, end or arrive.
   std::vector<uint32_t> scratch_free_;
   std::vector<int64_t> scratch_idle_;
+  std::array<int64_t, 65> at_limit_{}, at_floor_{};
+  uint64_t state_version_ = 1, sampled_version_ = 0;
   std::vector<int64_t> leaf_dm_, leaf_dc_;
   std::vector<JobRt> jobs_;
   std::vector<TenantRt> tenant_rt_;
@@ -510,6 +515,7 @@ void Sim::Arrive(int job) {
   pending_.insert(PendKey{static_cast<uint8_t>(s.cls), -s.priority,
                           static_cast<uint32_t>(job)});
   dirty_ = true;
+  ++state_version_;
 }
 
 void Sim::StartJob(int job, const scheduler::Placement& p) {
@@ -517,6 +523,7 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
   const SimJobSpec& s = work_.jobs[job];
   pending_.erase(PendKey{static_cast<uint8_t>(s.cls), -s.priority,
                          static_cast<uint32_t>(job)});
+  ++state_version_;
   j.state = JobRt::kRunning;
   ++j.attempt;
   ++res_.attempts;
@@ -607,6 +614,7 @@ void Sim::EndAttempt(int job, EndKind kind) {
   const scheduler::RunningJob& r = snap_.running[idx];
   RunExtra& x = run_[idx];
   const agent::SimGpuOptions& mo = model_opts_[j.model];
+  ++state_version_;
   x.energy_mwms += static_cast<uint64_t>(x.draw_mw) * x.gpus *
                    static_cast<uint64_t>(now_ - x.energy_last_ms);
   x.energy_last_ms = now_;
@@ -879,7 +887,7 @@ void Sim::AdaptMargins() {
   }
 }
 
-void Sim::SampleStranded() {
+void Sim::ComputeStrandedInputs() {
   const size_t nd = snap_.domains.size();
   scratch_free_.assign(nd, 0);
   scratch_idle_.assign(nd, 0);
@@ -899,9 +907,8 @@ void Sim::SampleStranded() {
   // at its limit and at its floor (ClassFloorMw with the class floors on,
   // whatever the policy). A job of any model is taken as the first model's.
   constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
-  std::array<int64_t, 65> at_limit, at_floor;
-  at_limit.fill(kNone);
-  at_floor.fill(kNone);
+  at_limit_.fill(kNone);
+  at_floor_.fill(kNone);
   scheduler::ClassFloors floors = opts_.class_floors;
   floors.enabled = true;
   size_t seen = 0;
@@ -925,14 +932,22 @@ void Sim::SampleStranded() {
       floor = std::min(limit, spec.min_limit_mw);
     }
     const uint32_t g = sj.gpus_per_node;
-    at_limit[g] = std::min(at_limit[g], limit * g);
-    at_floor[g] = std::min(at_floor[g], floor * g);
+    at_limit_[g] = std::min(at_limit_[g], limit * g);
+    at_floor_[g] = std::min(at_floor_[g], floor * g);
   }
-  for (size_t g = 1; g < at_limit.size(); ++g) {
-    at_limit[g] = std::min(at_limit[g], at_limit[g - 1]);
-    at_floor[g] = std::min(at_floor[g], at_floor[g - 1]);
+  for (size_t g = 1; g < at_limit_.size(); ++g) {
+    at_limit_[g] = std::min(at_limit_[g], at_limit_[g - 1]);
+    at_floor_[g] = std::min(at_floor_[g], at_floor_[g - 1]);
   }
-  for (size_t d = 0; d < nd; ++d) {
+}
+
+void Sim::SampleStranded() {
+  constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
+  if (sampled_version_ != state_version_) {
+    sampled_version_ = state_version_;
+    ComputeStrandedInputs();
+  }
+  for (size_t d = 0; d < snap_.domains.size(); ++d) {
     const scheduler::DomainSnapshot& dom = snap_.domains[d];
     if (dom.cap_mw <= 0 || dom.cap_mw >= kUnlimitedMw / 2) continue;
     DomainPowerSample ps;
@@ -942,8 +957,8 @@ void Sim::SampleStranded() {
     ps.measured_mw = dom.measured_mw;
     ps.pending = !pending_.empty();
     const uint32_t g = std::min<uint32_t>(64, scratch_free_[d]);
-    ps.need_at_limit_mw = at_limit[g] == kNone ? -1 : at_limit[g];
-    ps.need_at_floor_mw = at_floor[g] == kNone ? -1 : at_floor[g];
+    ps.need_at_limit_mw = at_limit_[g] == kNone ? -1 : at_limit_[g];
+    ps.need_at_floor_mw = at_floor_[g] == kNone ? -1 : at_floor_[g];
     const StrandedSplit sp = SplitStranded(ps);
     std::array<double, 7>& acc = strand_sum_[d];
     acc[0] += sp.margin_mw;
@@ -1048,6 +1063,7 @@ void Sim::RunScheduler() {
     pending_.erase(PendKey{static_cast<uint8_t>(s.cls), -s.priority,
                            static_cast<uint32_t>(job)});
     jobs_[job].state = JobRt::kDone;
+    ++state_version_;
     ++res_.jobs_infeasible;
     if (res_.infeasible_examples.size() < 3) {
       res_.infeasible_examples.push_back(absl::StrCat(s.id, ": ", w.reason));
