@@ -280,10 +280,13 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
     cfg.scheduler.admission = AdmissionMode::kAllocated;
   } else if (s.admission() == "measured") {
     cfg.scheduler.admission = AdmissionMode::kMeasured;
+  } else if (s.admission() == "measured-plus") {
+    cfg.scheduler.admission = AdmissionMode::kMeasuredPlus;
   } else {
-    return loc.Error("scheduler", 0, "admission",
-                     absl::StrCat("\"", s.admission(),
-                                  "\" is not one of: allocated, measured"));
+    return loc.Error(
+        "scheduler", 0, "admission",
+        absl::StrCat("\"", s.admission(),
+                     "\" is not one of: allocated, measured, measured-plus"));
   }
   if (s.measured_percentile() != 0) {
     if (s.measured_percentile() > 100) {

@@ -33,7 +33,11 @@ struct NodeSlot {
   int64_t base_power_mw = 0;
 };
 
-enum class AdmissionMode { kAllocated, kMeasured };
+// kMeasuredPlus: measured commitments plus throttle-to-fit admission, class
+// floors (spot: GPU minimum, on-demand: 80% of the limit over idle,
+// reserved: its limit), node-bound reservations and power redistribution
+// with hysteresis (docs/scheduling.md, "measured-plus").
+enum class AdmissionMode { kAllocated, kMeasured, kMeasuredPlus };
 enum class LostJobPolicy { kFail, kRequeue };
 
 struct SchedulerSettings {

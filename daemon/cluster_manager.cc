@@ -18,6 +18,8 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
 #include "joule/v1/records.pb.h"
+#include "scheduler/measured_plus.h"
+#include "scheduler/power_rules.h"
 
 namespace joule::daemon {
 namespace {
@@ -402,20 +404,15 @@ int64_t ClusterManager::JobCommittedPerGpuLocked(const JobRt& j) const {
   int64_t limit = j.job.power_limit_mw();
   if (j.job.allocations_size() > 0)
     limit = j.job.allocations(0).power_limit_mw();
-  if (options_.config.scheduler.admission == config::AdmissionMode::kMeasured &&
+  const config::AdmissionMode mode = options_.config.scheduler.admission;
+  if ((mode == config::AdmissionMode::kMeasured ||
+       mode == config::AdmissionMode::kMeasuredPlus) &&
       j.recent_per_gpu_mw.size() >= kMeasuredMinSamples) {
-    std::vector<int64_t> samples(j.recent_per_gpu_mw.begin(),
-                                 j.recent_per_gpu_mw.end());
-    std::sort(samples.begin(), samples.end());
-    const size_t idx = std::min(
-        samples.size() - 1,
-        (samples.size() * options_.config.scheduler.measured_percentile + 99) /
-                100 -
-            1);
-    const int64_t p = samples[idx];
-    const int64_t with_margin =
-        p + p * options_.config.scheduler.measured_margin_pct / 100;
-    return std::min(limit, with_margin);
+    std::vector<std::pair<int64_t, int64_t>> samples;
+    for (int64_t mw : j.recent_per_gpu_mw) samples.push_back({mw, 1});
+    return scheduler::MeasuredCommitPerGpuMw(
+        samples, 1, options_.config.scheduler.measured_percentile,
+        options_.config.scheduler.measured_margin_pct, limit);
   }
   return limit;
 }
@@ -535,6 +532,14 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
     ds.cap_mw = d.cap_mw;
     ds.committed_mw = committed[i];
     ds.measured_mw = d.measured_mw;
+    if (options_.config.scheduler.admission ==
+        config::AdmissionMode::kMeasuredPlus) {
+      ds.admission_reserve_mw = scheduler::MarginReserveMw(
+          i < margins_.size()
+              ? margins_[i]
+              : scheduler::InitialMargin(scheduler::AdaptiveMarginConfig{}),
+          d.cap_mw);
+    }
     snap.domains.push_back(std::move(ds));
   }
   absl::flat_hash_map<std::string, int> node_idx;
@@ -602,6 +607,7 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
     r.committed_mw = JobCommittedPerGpuLocked(j) * gpus;
     r.measured_per_gpu_mw = j.measured_per_gpu_mw;
     r.idle_per_gpu_mw = IdleMwLocked(job.gpu_model());
+    r.limit_changed_at = j.limit_changed_at;
     // A job already being stopped is neither throttled nor preempted again.
     if (job.stopping_to() != v1::JOB_STATE_UNSPECIFIED) {
       r.min_mw = r.limit_mw;
@@ -1928,8 +1934,11 @@ void ClusterManager::ScheduleOnce() {
   }
   std::sort(pending.begin(), pending.end(),
             [](const auto& a, const auto& b) { return a.seq < b.seq; });
-  const scheduler::Decisions d =
-      scheduler::Schedule(snap, pending, options_.policy);
+  const bool plus = options_.config.scheduler.admission ==
+                    config::AdmissionMode::kMeasuredPlus;
+  const scheduler::Decisions d = scheduler::Schedule(
+      snap, pending,
+      plus ? scheduler::MeasuredPlusPolicy(options_.policy) : options_.policy);
 
   absl::MutexLock lock(&mu_);
   const absl::Time now = options_.clock->Now();
@@ -1984,7 +1993,7 @@ void ClusterManager::ScheduleOnce() {
     // asked for a power gets exactly that, clamped into the placed model's
     // range (its model may not be the one whose idle offset it got).
     const int64_t idle_here = IdleMwLocked(p.gpu_model);
-    int64_t limit_mw = p.power_limit_mw + idle_here;
+    int64_t limit_mw = p.requested_limit_mw + idle_here;
     int64_t min_mw = p.min_power_mw + idle_here;
     if (idle_offsets.contains(p.job_id)) {
       int64_t lo = 0, hi = std::numeric_limits<int64_t>::max();
@@ -2003,6 +2012,17 @@ void ClusterManager::ScheduleOnce() {
                    : limit_mw;
     }
     min_mw = std::min(min_mw, limit_mw);
+    // Throttled to fit: starts below its limit, never below its min; the
+    // power loop raises it back (ControlPowerOnce).
+    int64_t start_mw = limit_mw;
+    if (p.power_limit_mw < p.requested_limit_mw) {
+      auto off = idle_offsets.find(p.job_id);
+      start_mw =
+          std::clamp(p.power_limit_mw +
+                         (off != idle_offsets.end() ? off->second : idle_here),
+                     min_mw, limit_mw);
+    }
+    j->limit_changed_at = now;
     job.set_attempt(job.attempt() + 1);
     job.set_effective_class(FromPolicyClass(p.effective_class));
     job.set_gpu_model(p.gpu_model);
@@ -2014,12 +2034,12 @@ void ClusterManager::ScheduleOnce() {
       const std::string& node_name = snap.nodes[share.node].name;
       v1::Allocation* al = job.add_allocations();
       al->set_node(node_name);
-      al->set_power_limit_mw(limit_mw);
+      al->set_power_limit_mw(start_mw);
       NodeRt& n = nodes_.at(node_name);
       for (uint32_t g : share.gpus) {
         al->add_gpu_indices(g);
         n.gpus[g].job_key = key;
-        n.gpus[g].commanded_mw = limit_mw;
+        n.gpus[g].commanded_mw = start_mw;
       }
       UpdateNodeMeasuredLocked(n);
     }
@@ -2081,6 +2101,7 @@ void ClusterManager::ScheduleOnce() {
 
 void ClusterManager::SetJobLimitLocked(JobRt& j, int64_t limit_mw,
                                        const std::string& reason) {
+  j.limit_changed_at = options_.clock->Now();
   for (v1::Allocation& al : *j.job.mutable_allocations()) {
     al.set_power_limit_mw(limit_mw);
     auto it = nodes_.find(al.node());
@@ -2104,10 +2125,29 @@ void ClusterManager::ControlPowerOnce() {
   {
     absl::MutexLock lock(&mu_);
     power_dirty_ = false;
+    const absl::Time now = options_.clock->Now();
+    if (options_.config.scheduler.admission ==
+            config::AdmissionMode::kMeasuredPlus &&
+        now - margins_updated_ >= options_.report_interval) {
+      // One step of the adaptive reserve per interval, on measured power.
+      const scheduler::AdaptiveMarginConfig mc;
+      margins_updated_ = now;
+      margins_.resize(domains_.size(), scheduler::InitialMargin(mc));
+      for (size_t i = 0; i < domains_.size(); ++i) {
+        margins_[i] = scheduler::AdaptMargin(
+            margins_[i], domains_[i].measured_mw, domains_[i].cap_mw, mc);
+      }
+    }
     snap = SnapshotLocked();
   }
-  const std::vector<scheduler::PowerAction> actions =
-      scheduler::ControlPower(snap, options_.power);
+  // measured-plus: partial raises, at most one change per job per three
+  // report intervals.
+  const std::vector<scheduler::PowerAction> actions = scheduler::ControlPower(
+      snap, options_.config.scheduler.admission ==
+                    config::AdmissionMode::kMeasuredPlus
+                ? scheduler::MeasuredPlusPower(options_.power,
+                                               3 * options_.report_interval)
+                : options_.power);
   if (actions.empty()) return;
   absl::MutexLock lock(&mu_);
   storage::WriteBatch batch;

@@ -21,6 +21,7 @@
 #include "joule/v1/joule.pb.h"
 #include "scheduler/policy.h"
 #include "scheduler/power_control.h"
+#include "scheduler/power_rules.h"
 #include "storage/store.h"
 
 namespace joule::daemon {
@@ -195,6 +196,8 @@ class ClusterManager {
     // The last report that showed this attempt running (any rank): a lost
     // attempt ends there, not when the loss is noticed.
     absl::Time last_seen = absl::InfinitePast();
+    // Last start or limit change (the power loop's raise hysteresis).
+    absl::Time limit_changed_at = absl::InfinitePast();
   };
   struct TenantRt {
     v1::Tenant tenant;
@@ -293,6 +296,10 @@ class ClusterManager {
   mutable absl::Mutex mu_;
 
   std::vector<DomainRt> domains_ ABSL_GUARDED_BY(mu_);
+  // measured-plus: the adaptive admission reserve per domain (index as
+  // domains_), adapted once per report interval in ControlPowerOnce.
+  std::vector<scheduler::MarginState> margins_ ABSL_GUARDED_BY(mu_);
+  absl::Time margins_updated_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::flat_hash_map<std::string, int> domain_index_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, NodeRt> nodes_ ABSL_GUARDED_BY(mu_);
   std::map<std::string, JobRt> jobs_ ABSL_GUARDED_BY(mu_);

@@ -65,7 +65,8 @@ class ClusterState::Picker {
   absl::flat_hash_map<int, int64_t> extra_;
 };
 
-ClusterState::ClusterState(const ClusterSnapshot& snapshot, bool enforce_power)
+ClusterState::ClusterState(const ClusterSnapshot& snapshot, bool enforce_power,
+                           bool committed_at_least_measured)
     : snapshot_(snapshot), enforce_power_(enforce_power) {
   for (const GpuModelSpec& spec : snapshot.gpu_models) {
     if (model_index_.contains(spec.name)) continue;
@@ -84,8 +85,11 @@ ClusterState::ClusterState(const ClusterSnapshot& snapshot, bool enforce_power)
     const DomainSnapshot& dom = snapshot.domains[d];
     parent_[d] = (dom.parent >= 0 && dom.parent < d) ? dom.parent : -1;
     depth_[d] = parent_[d] < 0 ? 0 : depth_[parent_[d]] + 1;
-    cap_[d] = dom.cap_mw;
-    committed_[d] = dom.committed_mw;
+    // Admission works against the cap less the domain's reserve.
+    cap_[d] = dom.cap_mw - std::max<int64_t>(0, dom.admission_reserve_mw);
+    committed_[d] = committed_at_least_measured
+                        ? std::max(dom.committed_mw, dom.measured_mw)
+                        : dom.committed_mw;
   }
 
   const int num_nodes = static_cast<int>(snapshot.nodes.size());

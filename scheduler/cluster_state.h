@@ -56,7 +56,10 @@ struct Blocker {
 class ClusterState {
  public:
   // Healthy GPUs of a node = free ones plus those held by running jobs.
-  ClusterState(const ClusterSnapshot& snapshot, bool enforce_power);
+  // committed_at_least_measured: a domain's committed power starts at
+  // max(committed_mw, measured_mw).
+  ClusterState(const ClusterSnapshot& snapshot, bool enforce_power,
+               bool committed_at_least_measured = false);
   ClusterState(const ClusterState&) = delete;
   ClusterState& operator=(const ClusterState&) = delete;
 
@@ -67,6 +70,7 @@ class ClusterState {
   int ModelIndex(const std::string& name) const;
 
   int parent(int d) const { return parent_[d]; }
+  // The admission cap: DomainSnapshot::cap_mw - admission_reserve_mw.
   int64_t cap(int d) const { return cap_[d]; }
   int64_t committed(int d) const { return committed_[d]; }
   int64_t headroom(int d) const { return cap_[d] - committed_[d]; }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <functional>
 #include <limits>
 #include <optional>
 #include <tuple>
@@ -52,18 +53,27 @@ struct Active {
   bool gone = false;  // preempted by this call
 };
 
-// Where a job would go: the option used and its nodes.
+// Where a job would go: the option used, its nodes, and the shape and
+// per-GPU limit it starts at (the option's, or lower when throttled to fit).
 struct Found {
   const Option* option = nullptr;
   std::vector<int> nodes;
+  Shape shape;
+  int64_t limit_mw = 0;
 };
+
+Found AtLimit(const Option& o, std::vector<int> nodes) {
+  return Found{&o, std::move(nodes), o.shape, o.limit_mw};
+}
 
 // The EASY reservation held by the first blocked job.
 struct Reservation {
   std::string job_id;
   bool has_shadow = false;
+  // No shadow time, but bound to one node (PolicyConfig::reserve_best_node).
+  bool bound = false;
   absl::Time shadow;
-  absl::flat_hash_set<int> nodes;  // S, with a shadow time
+  absl::flat_hash_set<int> nodes;  // S, with a shadow time or bound
   uint64_t model_bits = 0;         // its models, without a shadow time
   // Domain -> power a (b)-backfilled job may still add there.
   absl::flat_hash_map<int, int64_t> ledger;
@@ -86,7 +96,8 @@ class Scheduler {
   Scheduler(const ClusterSnapshot& snapshot, const PolicyConfig& config)
       : snap_(snapshot),
         config_(config),
-        state_(snapshot, config.enforce_power) {}
+        state_(snapshot, config.enforce_power,
+               config.committed_at_least_measured) {}
 
   Decisions Run(absl::Span<const PendingJob> pending);
 
@@ -97,6 +108,9 @@ class Scheduler {
 
   void Process(const Job& job);
   std::optional<Found> FindAny(const Job& job, bool use_memo);
+  // Throttle-to-fit (rule 4): the first lower limit step that fits, raised
+  // to the largest limit that fits on the chosen nodes.
+  std::optional<Found> FindThrottled(const Job& job, bool use_memo);
   // Whether the reservation lets `found` start now; fills the ledger debits.
   bool Admit(const Job& job, const Found& found,
              std::vector<std::pair<int, int64_t>>* debits) const;
@@ -108,6 +122,8 @@ class Scheduler {
   bool PreemptForOneNode(const Job& job, const std::string& key,
                          absl::Span<const size_t> victims);
   void Reserve(const Job& job, Wait& wait);
+  // Reserve without a shadow time, bound to the node closest to fitting.
+  void ReserveBestNode(const Job& job, Reservation& res, Wait& wait) const;
   // Why `job` cannot start now; memoized per shape until resources free up.
   Wait Describe(const Job& job);
   Wait DescribeNow(const Job& job) const;
@@ -182,9 +198,10 @@ Job Scheduler::Resolve(const PendingJob& p) const {
     Option opt;
     opt.limit_mw =
         std::clamp(p.power_mw > 0 ? p.power_mw : spec.tdp_mw, lo, hi);
-    opt.min_mw = p.min_power_mw > 0
-                     ? std::clamp(p.min_power_mw, lo, opt.limit_mw)
-                     : opt.limit_mw;
+    opt.min_mw =
+        p.min_power_mw > 0
+            ? std::clamp(p.min_power_mw, lo, opt.limit_mw)
+            : ClassFloorMw(p.cls, opt.limit_mw, lo, config_.class_floors);
     opt.shape = Shape{m, p.gpus_per_node, p.nodes,
                       opt.limit_mw * static_cast<int64_t>(p.gpus_per_node)};
     job.options.push_back(opt);
@@ -316,9 +333,48 @@ std::optional<Found> Scheduler::FindAny(const Job& job, bool use_memo) {
   for (const Option& opt : job.options) {
     if (use_memo && no_fit_.contains(KeyOf(opt.shape))) continue;
     if (auto nodes = state_.Find(opt.shape)) {
-      return Found{&opt, *std::move(nodes)};
+      return AtLimit(opt, *std::move(nodes));
     }
     if (use_memo) no_fit_.insert(KeyOf(opt.shape));
+  }
+  if (config_.throttle_to_fit && state_.enforce_power()) {
+    return FindThrottled(job, use_memo);
+  }
+  return std::nullopt;
+}
+
+std::optional<Found> Scheduler::FindThrottled(const Job& job, bool use_memo) {
+  const int64_t steps = std::max<uint32_t>(1, config_.throttle_steps);
+  for (int64_t k = 1; k <= steps; ++k) {
+    for (const Option& opt : job.options) {
+      if (opt.min_mw >= opt.limit_mw) continue;
+      const int64_t step_mw =
+          opt.limit_mw - k * (opt.limit_mw - opt.min_mw) / steps;
+      Shape shape = opt.shape;
+      shape.need_mw = step_mw * static_cast<int64_t>(shape.gpus);
+      if (use_memo && no_fit_.contains(KeyOf(shape))) continue;
+      std::optional<std::vector<int>> nodes = state_.Find(shape);
+      if (!nodes) {
+        if (use_memo) no_fit_.insert(KeyOf(shape));
+        continue;
+      }
+      // Raise to the largest limit every domain on the paths still takes.
+      absl::flat_hash_map<int, int64_t> gpus_under;
+      for (int n : *nodes) {
+        for (int d = state_.node_leaf(n); d >= 0; d = state_.parent(d)) {
+          gpus_under[d] += shape.gpus;
+        }
+      }
+      std::vector<std::pair<int64_t, int64_t>> room;
+      room.reserve(gpus_under.size());
+      for (const auto& [d, g] : gpus_under) {
+        room.push_back({state_.headroom(d), g});
+      }
+      const int64_t limit =
+          LargestFittingLimit(room, step_mw, opt.limit_mw).value_or(step_mw);
+      shape.need_mw = limit * static_cast<int64_t>(shape.gpus);
+      return Found{&opt, *std::move(nodes), shape, limit};
+    }
   }
   return std::nullopt;
 }
@@ -335,9 +391,10 @@ bool Scheduler::Admit(const Job& job, const Found& found,
   }
   // (b): no reserved node, and power within what is left for backfill.
   for (int n : found.nodes) {
-    if (res_->has_shadow ? res_->nodes.contains(n)
-                         : (res_->model_bits &
-                            (uint64_t{1} << (state_.node_model(n) & 63)))) {
+    if (res_->has_shadow || res_->bound
+            ? res_->nodes.contains(n)
+            : (res_->model_bits &
+               (uint64_t{1} << (state_.node_model(n) & 63)))) {
       return false;
     }
   }
@@ -345,7 +402,7 @@ bool Scheduler::Admit(const Job& job, const Found& found,
   absl::flat_hash_map<int, int64_t> take;
   for (int n : found.nodes) {
     for (int d = state_.node_leaf(n); d >= 0; d = state_.parent(d)) {
-      if (res_->ledger.contains(d)) take[d] += found.option->shape.need_mw;
+      if (res_->ledger.contains(d)) take[d] += found.shape.need_mw;
     }
   }
   for (const auto& [d, mw] : take) {
@@ -370,14 +427,15 @@ void Scheduler::Commit(const Job& job, const Found& found,
   }
   Placement p;
   p.job_id = job.src->id;
-  p.power_limit_mw = opt.limit_mw;
+  p.power_limit_mw = found.limit_mw;
+  p.requested_limit_mw = opt.limit_mw;
   p.min_power_mw = opt.min_mw;
   p.gpu_model = snap_.gpu_models[opt.shape.model].name;
   p.effective_class = job.eff;
   p.preempt = std::move(preempt);
   for (int n : found.nodes) {
-    const uint64_t gpus = state_.PickGpus(n, opt.shape.gpus);
-    a.allocs.push_back(NodeAlloc{n, gpus, opt.shape.need_mw});
+    const uint64_t gpus = state_.PickGpus(n, found.shape.gpus);
+    a.allocs.push_back(NodeAlloc{n, gpus, found.shape.need_mw});
     JobShare share;
     share.node = n;
     for (uint64_t m = gpus; m != 0; m &= m - 1) {
@@ -407,7 +465,7 @@ void Scheduler::Process(const Job& job) {
   std::vector<std::pair<int, int64_t>> debits;
   bool denied = false;
   // Without a shadow time, jobs of the reserved job's models never backfill.
-  bool all_reserved_models = res_ && !res_->has_shadow;
+  bool all_reserved_models = res_ && !res_->has_shadow && !res_->bound;
   if (all_reserved_models) {
     for (const Option& o : job.options) {
       if (!(res_->model_bits & (uint64_t{1} << (o.shape.model & 63)))) {
@@ -423,7 +481,7 @@ void Scheduler::Process(const Job& job) {
       return;
     }
     denied = true;
-    if (res_->has_shadow) {
+    if (res_->has_shadow || res_->bound) {
       for (int n : res_->nodes) state_.Hide(n);
       std::optional<Found> other = FindAny(job, /*use_memo=*/false);
       for (int n : res_->nodes) state_.Unhide(n);
@@ -524,7 +582,7 @@ bool Scheduler::TryPreempt(const Job& job) {
     Active& v = active_[victims[i]];
     if (v.gone) continue;
     state_.Allocate(v.allocs);
-    if (!state_.Fits(found->option->shape, found->nodes)) {
+    if (!state_.Fits(found->shape, found->nodes)) {
       state_.Release(v.allocs);
       kept.push_back(victims[i]);
     }
@@ -702,7 +760,7 @@ bool Scheduler::PreemptForOneNode(const Job& job, const std::string& key,
   }
   std::reverse(kept.begin(), kept.end());  // preemption order
   for (size_t i : kept) state_.Release(active_[i].allocs);
-  const Found found{best.option, {target}};
+  const Found found = AtLimit(*best.option, {target});
   std::vector<std::pair<int, int64_t>> debits;
   if (!state_.Fits(s, found.nodes) || !Admit(job, found, &debits)) {
     for (size_t i : kept) state_.Allocate(active_[i].allocs);
@@ -760,12 +818,15 @@ void Scheduler::Reserve(const Job& job, Wait& wait) {
       res.nodes.insert(n);
       for (int d = state_.node_leaf(n); d >= 0; d = state_.parent(d)) {
         auto [it, inserted] = res.ledger.try_emplace(d, state_.headroom(d));
-        it->second -= s->option->shape.need_mw;
+        it->second -= s->shape.need_mw;
       }
     }
     MoveTo(seq, 0, &released);
     absl::StrAppend(&wait.reason, "; next to start, expected in ",
                     FormatWait(res.shadow - snap_.now));
+  } else if (config_.reserve_best_node && state_.enforce_power()) {
+    MoveTo(seq, 0, &released);
+    ReserveBestNode(job, res, wait);
   } else {
     MoveTo(seq, 0, &released);
     int64_t total = 0;
@@ -783,6 +844,68 @@ void Scheduler::Reserve(const Job& job, Wait& wait) {
     absl::StrAppend(&wait.reason, "; next to start when running jobs end");
   }
   res_ = std::move(res);
+}
+
+void Scheduler::ReserveBestNode(const Job& job, Reservation& res,
+                                Wait& wait) const {
+  // The nodes closest to taking the job now: most of its GPUs free, then
+  // most power left on the tightest domain of the node's path after the
+  // job's need (at its min power with throttle-to-fit), then lowest index;
+  // a gang takes the best `nodes` of them, and the option whose chosen
+  // nodes have the most free GPUs (then the most room) wins.
+  using Key = std::tuple<int64_t, int64_t, int>;  // free, room, -index
+  const size_t want = job.src->nodes;
+  std::vector<int> best;
+  int64_t best_need = 0;
+  std::pair<int64_t, int64_t> best_total;
+  for (const Option& o : job.options) {
+    const int64_t need =
+        (config_.throttle_to_fit ? o.min_mw : o.limit_mw) * o.shape.gpus;
+    std::vector<Key> keys;
+    for (int n = 0; n < static_cast<int>(snap_.nodes.size()); ++n) {
+      if (!state_.eligible(n) || state_.node_model(n) != o.shape.model ||
+          state_.gpu_count(n) < o.shape.gpus) {
+        continue;
+      }
+      const int64_t free =
+          std::min<int64_t>(std::popcount(state_.free_gpus(n)), o.shape.gpus);
+      int64_t room = std::numeric_limits<int64_t>::max();
+      for (int d = state_.node_leaf(n); d >= 0; d = state_.parent(d)) {
+        room = std::min(room, state_.headroom(d) - need);
+      }
+      keys.push_back({free, room, -n});
+    }
+    if (keys.size() < want) continue;
+    std::partial_sort(keys.begin(), keys.begin() + want, keys.end(),
+                      std::greater<Key>());
+    std::pair<int64_t, int64_t> total{0, std::numeric_limits<int64_t>::max()};
+    for (size_t i = 0; i < want; ++i) {
+      total.first += std::get<0>(keys[i]);
+      total.second = std::min(total.second, std::get<1>(keys[i]));
+    }
+    if (best.empty() || total > best_total) {
+      best.clear();
+      for (size_t i = 0; i < want; ++i) best.push_back(-std::get<2>(keys[i]));
+      best_total = total;
+      best_need = need;
+    }
+  }
+  if (best.empty()) return;
+  res.bound = true;
+  for (int n : best) {
+    res.nodes.insert(n);
+    for (int d = state_.node_leaf(n); d >= 0; d = state_.parent(d)) {
+      auto [it, inserted] = res.ledger.try_emplace(d, state_.headroom(d));
+      it->second -= best_need;
+    }
+  }
+  std::sort(best.begin(), best.end());
+  absl::StrAppend(&wait.reason, "; next to start on node",
+                  best.size() > 1 ? "s " : " ", snap_.nodes[best[0]].name,
+                  best.size() > 1
+                      ? absl::StrCat(" and ", best.size() - 1, " more")
+                      : std::string(),
+                  " when running jobs there end");
 }
 
 Wait Scheduler::Describe(const Job& job) {

@@ -9,7 +9,9 @@
 //    tried in snapshot order and the first that fits is used). Per-GPU limit
 //    = power_mw, or the model's TDP when 0, clamped into the model's
 //    [min_limit_mw, max_limit_mw]; min power = min_power_mw (0 = the limit)
-//    clamped into [min_limit_mw, limit]. A job needs, on each of its nodes,
+//    clamped into [min_limit_mw, limit]; with class_floors enabled, a job
+//    without min_power_mw gets ClassFloorMw of its requested class instead
+//    (power_rules.h). A job needs, on each of its nodes,
 //    gpus_per_node × limit of power headroom. It is kInfeasible when it asks
 //    for no GPUs, for an unknown model, for more GPUs per node than any node
 //    of the model has, or for more gang nodes than the cluster has.
@@ -35,6 +37,19 @@
 //    least power headroom left on its leaf, then lowest node index. GPUs are
 //    the lowest free indices. Each placement updates the working copy, so
 //    later jobs in the same call see it.
+//
+//    Throttle-to-fit (throttle_to_fit): a job that does not fit at its
+//    limit, and whose min power is below it, is tried at throttle_steps
+//    evenly spaced lower limits down to its min power (limit − k × (limit −
+//    min) / steps, k = 1..steps), the first that fits wins, and its limit is
+//    then raised to the largest one that still fits every domain on the
+//    chosen nodes' paths (LargestFittingLimit, never above the requested
+//    limit, never below the min). The placement carries that start limit as
+//    power_limit_mw and the requested one as requested_limit_mw; the power
+//    loop raises it back as headroom returns (power_control.h, rule 4).
+//    Admission caps are DomainSnapshot::cap_mw − admission_reserve_mw; with
+//    committed_at_least_measured a domain's committed power is taken as
+//    max(committed_mw, measured_mw).
 //
 // 5. Preemption (allow_preemption). An effective-reserved job that does not
 //    fit may preempt running kSpot jobs, then kOnDemand jobs, lowest priority
@@ -68,6 +83,17 @@
 //          power there (its whole power, with no shadow time) − what earlier
 //          (b)-backfilled jobs took. If J's best fit touches S, J is retried
 //          with S's nodes excluded.
+//    With reserve_best_node, a reserved job without a shadow time is bound
+//    instead to the nodes closest to taking it (per node: most of its GPUs
+//    free, then most power left on the tightest domain of the node's path
+//    after the job's per-node need, at its min power with throttle-to-fit,
+//    then lowest index; a gang takes the best `nodes` of them, of the
+//    option whose chosen nodes have the most free GPUs): J may not use
+//    those nodes, and on each domain of their paths J's power must fit in
+//    cap − committed now − the job's need there − what earlier backfilled
+//    jobs took. Other nodes and domains stay open, so one job waiting for
+//    power or for whole nodes no longer stops every other job of its model;
+//    the bound nodes only gain free GPUs until it starts.
 //    Otherwise J waits kRetryLater "would delay job X". With backfill false,
 //    every job after the reservation holder waits behind it.
 
@@ -83,6 +109,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "scheduler/power_rules.h"
 #include "scheduler/types.h"
 
 namespace joule::scheduler {
@@ -94,6 +121,17 @@ struct PolicyConfig {
   bool allow_preemption = true;
   // Jobs examined per call, in order; the rest wait. 0 = all.
   uint32_t max_jobs_considered = 10000;
+  // Rule 4: start a throttleable job below its limit when that fits.
+  bool throttle_to_fit = false;
+  uint32_t throttle_steps = 4;  // 0 is treated as 1
+  // Rule 4: a domain's committed power counts as at least its measured
+  // power (measured admission commits percentiles, which the draw can
+  // exceed for a while).
+  bool committed_at_least_measured = false;
+  // Rule 6: bind a reservation without shadow time to one node.
+  bool reserve_best_node = false;
+  // Rule 1: default min power per class for jobs that give none.
+  ClassFloors class_floors;
 };
 
 enum class WaitKind {
@@ -105,7 +143,9 @@ enum class WaitKind {
 struct Placement {
   std::string job_id;
   std::vector<JobShare> shares;  // node rank order (ascending node index)
-  int64_t power_limit_mw = 0;    // resolved per-GPU limit
+  int64_t power_limit_mw = 0;    // per-GPU limit to start at
+  // The resolved limit it asked for; > power_limit_mw when throttled to fit.
+  int64_t requested_limit_mw = 0;
   int64_t min_power_mw = 0;
   std::string gpu_model;  // resolved
   // A reserved job beyond its tenant's contract runs as kOnDemand.

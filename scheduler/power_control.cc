@@ -184,23 +184,33 @@ void Controller::Restore() {
   });
   for (int i : cands) {
     JobState& j = jobs_[i];
-    const int64_t per_gpu = j.src->requested_mw - j.src->limit_mw;
-    bool ok = true;
+    if (j.src->limit_changed_at != absl::InfinitePast() &&
+        snap_.now - j.src->limit_changed_at < config_.min_raise_interval) {
+      continue;  // hysteresis
+    }
+    const int64_t want = j.src->requested_mw - j.src->limit_mw;
+    int64_t per_gpu = want;
     for (const auto& [d, g] : j.under) {
       const int64_t cap = snap_.domains[d].cap_mw;
       const int64_t margin = cap * config_.restore_margin_permille / 1000;
-      if (measured_[d] + g * per_gpu > cap - margin) {
-        ok = false;
-        break;
-      }
+      const int64_t room = cap - margin - measured_[d];
+      if (g <= 0) continue;
+      if (room < g * per_gpu) per_gpu = room < 0 ? 0 : room / g;
+      if (!config_.partial_raise && per_gpu < want) break;
     }
-    if (!ok) continue;
+    if (per_gpu <= 0) continue;
+    if (per_gpu < want &&
+        (!config_.partial_raise ||
+         per_gpu < j.src->requested_mw * config_.min_raise_permille / 1000)) {
+      continue;
+    }
+    const int64_t new_limit = j.src->limit_mw + per_gpu;
     Save(j, -per_gpu);
-    Act(j, PowerAction::kRestore, j.src->requested_mw,
-        absl::StrFormat("restore to %s per GPU: +%s keeps every domain at "
+    Act(j, PowerAction::kRestore, new_limit,
+        absl::StrFormat("%s to %s per GPU: +%s keeps every domain at "
                         "least %.1f%% under cap",
-                        FormatPower(j.src->requested_mw),
-                        FormatPower(per_gpu * j.gpus),
+                        per_gpu < want ? "raise" : "restore",
+                        FormatPower(new_limit), FormatPower(per_gpu * j.gpus),
                         config_.restore_margin_permille / 10.0));
   }
 }

@@ -33,6 +33,15 @@
 //    for every domain on its paths, measured + its increase under the domain
 //    (GPUs × (requested - limit)) ≤ cap - cap × restore_margin_permille /
 //    1000; the increase is then counted, so two restores never overcommit.
+//    With partial_raise (power redistribution), a job that cannot go all the
+//    way back is raised as far as every domain allows: by the largest
+//    per-GPU increase inc <= requested − limit with measured + GPUs × inc <=
+//    cap − margin on each domain, provided inc reaches requested or is at
+//    least requested × min_raise_permille / 1000 (no tiny steps).
+//    Hysteresis: a job whose limit changed less than min_raise_interval
+//    before snapshot.now (RunningJob::limit_changed_at) is not raised; with
+//    one action per job per call, a limit changes at most once per interval.
+//    Throttles for a domain over cap are never delayed.
 
 #include <cstdint>
 #include <string>
@@ -46,6 +55,11 @@ struct PowerControlConfig {
   // Restore only if the domain stays at least this far under cap after the
   // raise (50 = 5%).
   int64_t restore_margin_permille = 50;
+  // Rule 4: raise part of the way (power redistribution).
+  bool partial_raise = false;
+  int64_t min_raise_permille = 50;
+  // Rule 4: hysteresis, see above. Zero = raise at the next call.
+  absl::Duration min_raise_interval = absl::ZeroDuration();
 };
 
 struct PowerAction {

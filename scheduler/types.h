@@ -46,6 +46,10 @@ struct DomainSnapshot {
   int64_t committed_mw = 0;
   // Sum of measured node power below.
   int64_t measured_mw = 0;
+  // Admission keeps this much of the cap free: a job fits when committed +
+  // its power <= cap - admission_reserve_mw. The reactive loop still acts
+  // on the cap itself. Set from the adaptive margin (adaptive_margin.h).
+  int64_t admission_reserve_mw = 0;
 };
 
 // One GPU node. At most 64 GPUs (free_gpus is a bitmask).
@@ -84,6 +88,10 @@ struct RunningJob {
   // What each of its GPUs still draws once it is gone (idle); a preemption
   // saves the measured draw minus this.
   int64_t idle_per_gpu_mw = 0;
+  // When limit_mw last changed (start, throttle or raise); the power loop's
+  // hysteresis raises a job only once PowerControlConfig::
+  // min_raise_interval has passed since.
+  absl::Time limit_changed_at = absl::InfinitePast();
 };
 
 struct TenantInfo {

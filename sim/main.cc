@@ -2,6 +2,7 @@
 // real Joule placement policy, power loop and billing ledger, in simulated
 // time. See docs/evaluation.md.
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -12,6 +13,7 @@
 
 #include "CLI/CLI.hpp"
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
@@ -36,6 +38,78 @@ absl::Status WriteFile(const std::string& path, const std::string& data) {
   out << data;
   out.close();
   if (!out) return absl::InternalError(absl::StrCat(path, ": cannot write"));
+  return absl::OkStatus();
+}
+
+// "reserved=1,on-demand=0.8,spot=0" (shares of the limit; 0 = the GPU
+// minimum) or "off"; empty keeps the defaults.
+absl::Status ParseClassFloors(const std::string& spec,
+                              scheduler::ClassFloors* out) {
+  if (spec.empty()) return absl::OkStatus();
+  if (spec == "off") {
+    out->enabled = false;
+    return absl::OkStatus();
+  }
+  for (absl::string_view kv : absl::StrSplit(spec, ',', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> p =
+        absl::StrSplit(kv, absl::MaxSplits('=', 1));
+    double v = -1;
+    if (!absl::SimpleAtod(p.second, &v) || v < 0 || v > 1) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--class-floors: \"", kv, "\": the share must be in [0, 1]"));
+    }
+    const int64_t permille = static_cast<int64_t>(v * 1000 + 0.5);
+    if (p.first == "reserved") {
+      out->reserved_permille = permille;
+    } else if (p.first == "on-demand") {
+      out->on_demand_permille = permille;
+    } else if (p.first == "spot") {
+      out->spot_permille = permille;
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--class-floors: \"", p.first,
+                       "\" is not reserved, on-demand or spot"));
+    }
+  }
+  out->enabled = true;
+  return absl::OkStatus();
+}
+
+// "min=10,max=100,initial=30,near=10,up=20,down=5,quiet=6" (permille of the
+// cap; quiet in report intervals); empty keeps the defaults.
+absl::Status ParseAdaptiveMargin(const std::string& spec,
+                                 scheduler::AdaptiveMarginConfig* out) {
+  for (absl::string_view kv : absl::StrSplit(spec, ',', absl::SkipEmpty())) {
+    std::pair<std::string, std::string> p =
+        absl::StrSplit(kv, absl::MaxSplits('=', 1));
+    int64_t v = -1;
+    if (!absl::SimpleAtoi(p.second, &v) || v < 0 || v > 1000) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--adaptive-margin: \"", kv, "\": must be an integer in [0, 1000]"));
+    }
+    if (p.first == "min") {
+      out->min_permille = v;
+    } else if (p.first == "max") {
+      out->max_permille = v;
+    } else if (p.first == "initial") {
+      out->initial_permille = v;
+    } else if (p.first == "near") {
+      out->near_permille = v;
+    } else if (p.first == "up") {
+      out->up_permille = v;
+    } else if (p.first == "down") {
+      out->down_permille = v;
+    } else if (p.first == "quiet") {
+      out->quiet_intervals = static_cast<int32_t>(std::max<int64_t>(1, v));
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--adaptive-margin: \"", p.first,
+                       "\" is not min, max, initial, near, up, down or quiet"));
+    }
+  }
+  if (out->max_permille < out->min_permille) {
+    return absl::InvalidArgumentError("--adaptive-margin: max must be >= min");
+  }
   return absl::OkStatus();
 }
 
@@ -136,8 +210,10 @@ int Main(int argc, char** argv) {
   std::string tick = "10s", max_sim_time, start = "2026-01-01T00:00:00Z";
   bool no_backfill = false, no_preemption = false, no_progress = false,
        quiet = false;
-  app.add_option("--policy", policy, "oblivious | allocated | measured")
-      ->check(CLI::IsMember({"oblivious", "allocated", "measured"}))
+  app.add_option("--policy", policy,
+                 "oblivious | allocated | measured | measured-plus")
+      ->check(CLI::IsMember(
+          {"oblivious", "allocated", "measured", "measured-plus"}))
       ->capture_default_str();
   app.add_option("--policies", policies,
                  "all, or a comma list: run each on the same workload");
@@ -169,6 +245,26 @@ int Main(int argc, char** argv) {
   app.add_option("--measured-percentile", opts.measured_percentile)
       ->capture_default_str();
   app.add_option("--measured-margin-pct", opts.measured_margin_pct)
+      ->capture_default_str();
+  app.add_option("--plus-percentile", opts.plus_percentile,
+                 "measured-plus: per-job commitment percentile")
+      ->capture_default_str();
+  app.add_option("--plus-margin-pct", opts.plus_margin_pct,
+                 "measured-plus: per-job commitment margin")
+      ->capture_default_str();
+  std::string class_floors, adaptive_margin, min_raise_interval = "30s";
+  app.add_option("--class-floors", class_floors,
+                 "measured-plus: default floor per class as a share of the "
+                 "limit over idle, 0 = the GPU minimum, e.g. "
+                 "reserved=1,on-demand=0.8,spot=0 (the default); \"off\" "
+                 "= jobs without min_power_w are not throttleable");
+  app.add_option("--adaptive-margin", adaptive_margin,
+                 "measured-plus: admission reserve per domain in permille "
+                 "of its cap, min=10,max=100,initial=30,near=10,up=20,"
+                 "down=5,quiet=6 (the default)");
+  app.add_option("--min-raise-interval", min_raise_interval,
+                 "measured-plus: a job's limit is raised only this long "
+                 "after its last change")
       ->capture_default_str();
   app.add_flag("--throttleable", opts.throttleable,
                "jobs without min_power_w accept their GPU's minimum limit");
@@ -350,6 +446,21 @@ int Main(int argc, char** argv) {
     return Fail(absl::InvalidArgumentError(
         absl::StrCat("--start: \"", start, "\" is not RFC 3339")));
   }
+  if (absl::Status s = ParseClassFloors(class_floors, &opts.class_floors);
+      !s.ok()) {
+    return Fail(s);
+  }
+  if (absl::Status s = ParseAdaptiveMargin(adaptive_margin, &opts.margin);
+      !s.ok()) {
+    return Fail(s);
+  }
+  if (!absl::ParseDuration(min_raise_interval, &d) ||
+      d < absl::ZeroDuration()) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--min-raise-interval: \"", min_raise_interval,
+                     "\" is not a duration >= 0")));
+  }
+  opts.min_raise_interval_ms = absl::ToInt64Milliseconds(d);
   opts.backfill = !no_backfill;
   opts.allow_preemption = !no_preemption;
   opts.progress = !no_progress;
@@ -359,18 +470,20 @@ int Main(int argc, char** argv) {
   for (absl::string_view p : absl::StrSplit(list, ',', absl::SkipEmpty())) {
     if (p == "all") {
       kinds = {PolicyKind::kOblivious, PolicyKind::kAllocated,
-               PolicyKind::kMeasured};
+               PolicyKind::kMeasured, PolicyKind::kMeasuredPlus};
     } else if (p == "oblivious") {
       kinds.push_back(PolicyKind::kOblivious);
     } else if (p == "allocated") {
       kinds.push_back(PolicyKind::kAllocated);
     } else if (p == "measured") {
       kinds.push_back(PolicyKind::kMeasured);
+    } else if (p == "measured-plus") {
+      kinds.push_back(PolicyKind::kMeasuredPlus);
     } else {
       return Fail(absl::InvalidArgumentError(
           absl::StrCat("--policies: \"", p,
-                       "\" is not all, oblivious, allocated or "
-                       "measured")));
+                       "\" is not all, oblivious, allocated, measured or "
+                       "measured-plus")));
     }
   }
   info.seed = opts.seed;

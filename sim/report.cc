@@ -132,6 +132,22 @@ std::string ReportJson(const RunInfo& info,
   j.Field("throttleable", o.throttleable ? "true" : "false");
   j.Int("measured_percentile", o.measured_percentile);
   j.Int("measured_margin_pct", o.measured_margin_pct);
+  j.Open("measured_plus");
+  j.Int("percentile", o.plus_percentile);
+  j.Int("margin_pct", o.plus_margin_pct);
+  j.Field("class_floors", o.class_floors.enabled ? "true" : "false");
+  j.Int("floor_reserved_permille", o.class_floors.reserved_permille);
+  j.Int("floor_on_demand_permille", o.class_floors.on_demand_permille);
+  j.Int("floor_spot_permille", o.class_floors.spot_permille);
+  j.Int("margin_min_permille", o.margin.min_permille);
+  j.Int("margin_max_permille", o.margin.max_permille);
+  j.Int("margin_initial_permille", o.margin.initial_permille);
+  j.Int("margin_near_permille", o.margin.near_permille);
+  j.Int("margin_up_permille", o.margin.up_permille);
+  j.Int("margin_down_permille", o.margin.down_permille);
+  j.Int("margin_quiet_intervals", o.margin.quiet_intervals);
+  j.Num("min_raise_interval_s", o.min_raise_interval_ms / 1000.0);
+  j.Close();
   j.Close();
   j.OpenArray("policies");
   for (const SimResult& r : results) {
@@ -180,8 +196,25 @@ std::string ReportJson(const RunInfo& info,
       j.Num("max_measured_w", l.max_measured_w);
       j.Num("max_measured_over_cap", l.max_measured_over_cap);
       j.Num("seconds_over_cap", l.seconds_over_cap);
+      j.Num("seconds_over_cap_beyond_two_ticks",
+            l.seconds_over_cap_beyond_two_ticks);
       j.Num("watt_seconds_over_cap", l.watt_seconds_over_cap);
       j.Int("domains_ever_over_cap", l.domains_ever_over);
+      j.Int("tick_breaches", l.tick_breaches);
+      j.Open("used_share_of_cap");
+      j.Num("mean", l.used_share_mean);
+      j.Num("p50", l.used_share_p50);
+      j.Num("p95", l.used_share_p95);
+      j.Close();
+      j.Open("stranded_w");
+      j.Num("below_admission_margin", l.stranded_margin_w);
+      j.Num("fragmentation", l.stranded_fragmentation_w);
+      j.Num("not_throttleable_waiting", l.stranded_not_throttleable_w);
+      j.Num("gpus_full", l.stranded_gpus_full_w);
+      j.Num("no_demand", l.stranded_no_demand_w);
+      j.Num("usable_next_round", l.stranded_usable_w);
+      j.Close();
+      j.Num("idle_floor_w", l.idle_floor_w);
       j.Close();
     }
     j.CloseArray();
@@ -268,6 +301,24 @@ std::string ReportText(const RunInfo& info,
           Power(l.max_measured_w), l.max_measured_over_cap, l.seconds_over_cap,
           l.watt_seconds_over_cap, l.domains_ever_over);
     }
+    absl::StrAppend(
+        &out,
+        "  level   used/cap mean p50 p95  | stranded per domain: margin  "
+        "fragm.  not-thr.  GPUs full  no demand  usable | idle floor  "
+        "breaches  s over >2 ticks\n");
+    for (const LevelStats& l : r.levels) {
+      if (l.mean_cap_w >= kUnlimitedMw / 2000.0) continue;
+      absl::StrAppendFormat(
+          &out,
+          "  %-7s %5.3f %5.3f %5.3f         | %21s %7s %9s %10s %10s %7s | "
+          "%10s %9d  %.0f\n",
+          l.level, l.used_share_mean, l.used_share_p50, l.used_share_p95,
+          Power(l.stranded_margin_w), Power(l.stranded_fragmentation_w),
+          Power(l.stranded_not_throttleable_w), Power(l.stranded_gpus_full_w),
+          Power(l.stranded_no_demand_w), Power(l.stranded_usable_w),
+          Power(l.idle_floor_w), l.tick_breaches,
+          l.seconds_over_cap_beyond_two_ticks);
+    }
     absl::StrAppend(&out, "revenue:");
     for (const auto& [model, cents] : r.revenue_cents) {
       absl::StrAppend(&out, " ", model, " $", Dollars(cents), ";");
@@ -296,7 +347,8 @@ std::string ReportSvg(const RunInfo& info,
                       const std::vector<SimResult>& results) {
   static constexpr const char* kColors[] = {"#d62728", "#1f77b4", "#2ca02c",
                                             "#9467bd", "#ff7f0e"};
-  const double W = 900, H = 640, left = 80, right = 20, top = 40;
+  const double W = 900, H = 660 + 40 + 24.0 * results.size() + 40, left = 80,
+               right = 20, top = 40;
   const double ph = 260;  // panel height
   std::string s = absl::StrFormat(
       "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" "
@@ -445,6 +497,78 @@ std::string ReportSvg(const RunInfo& info,
                         "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" "
                         "stroke=\"#999\"/>\n",
                         left, top2 + ph2, W - right, top2 + ph2);
+  // Panel 3: where the watts go at the deepest capped level, as shares of
+  // its mean cap (stacked bars, one per policy).
+  const LevelStats* deepest = nullptr;
+  for (const SimResult& r : results) {
+    for (const LevelStats& l : r.levels) {
+      if (l.mean_cap_w > 0 && l.mean_cap_w < kUnlimitedMw / 2000.0) {
+        deepest = &l;
+      }
+    }
+    break;
+  }
+  if (deepest != nullptr) {
+    const std::string level = deepest->level;
+    const double top3 = top2 + ph2 + 50;
+    absl::StrAppendFormat(
+        &s,
+        "<text x=\"%.0f\" y=\"%.0f\">where the watts go per %s, share of "
+        "its cap (time mean)</text>\n",
+        left, top3 - 8, level);
+    struct Part {
+      const char* name;
+      const char* color;
+    };
+    static constexpr Part kParts[] = {
+        {"used by jobs", "#4c78a8"},     {"idle floor", "#9ecae9"},
+        {"margin", "#f58518"},           {"fragmentation", "#e45756"},
+        {"not throttleable", "#b279a2"}, {"GPUs full", "#bab0ac"},
+        {"no demand", "#eeeeee"},        {"usable / held", "#54a24b"}};
+    for (size_t k = 0; k < results.size(); ++k) {
+      const LevelStats* l = nullptr;
+      for (const LevelStats& x : results[k].levels) {
+        if (x.level == level) l = &x;
+      }
+      if (l == nullptr || l->mean_cap_w <= 0) continue;
+      const double cap = l->mean_cap_w;
+      const double v[] = {l->mean_measured_w - l->idle_floor_w,
+                          l->idle_floor_w,
+                          l->stranded_margin_w,
+                          l->stranded_fragmentation_w,
+                          l->stranded_not_throttleable_w,
+                          l->stranded_gpus_full_w,
+                          l->stranded_no_demand_w,
+                          l->stranded_usable_w};
+      const double y = top3 + 24.0 * k;
+      double x = left + 110;
+      const double bar = pw - 110;
+      absl::StrAppendFormat(
+          &s, "<text x=\"%.0f\" y=\"%.0f\" fill=\"%s\">%s</text>\n", left,
+          y + 14, kColors[k % 5], results[k].policy);
+      for (size_t i = 0; i < std::size(kParts); ++i) {
+        const double w = std::max(0.0, bar * v[i] / cap);
+        absl::StrAppendFormat(&s,
+                              "<rect x=\"%.1f\" y=\"%.0f\" width=\"%.1f\" "
+                              "height=\"18\" fill=\"%s\"><title>%s %.1f%%"
+                              "</title></rect>\n",
+                              x, y, w, kParts[i].color, kParts[i].name,
+                              100 * v[i] / cap);
+        x += w;
+      }
+    }
+    const double ly = top3 + 24.0 * results.size() + 14;
+    for (size_t i = 0; i < std::size(kParts); ++i) {
+      const double lx = left + (pw / 4) * (i % 4);
+      const double yy = ly + 16 * (i / 4);
+      absl::StrAppendFormat(
+          &s,
+          "<rect x=\"%.0f\" y=\"%.0f\" width=\"10\" height=\"10\" "
+          "fill=\"%s\" stroke=\"#999\"/><text x=\"%.0f\" y=\"%.0f\" "
+          "font-size=\"10\">%s</text>\n",
+          lx, yy - 9, kParts[i].color, lx + 14, yy, kParts[i].name);
+    }
+  }
   s += "</svg>\n";
   return s;
 }

@@ -3,6 +3,8 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <array>
+#include <bit>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -23,8 +25,11 @@
 #include "billing/period.h"
 #include "common/clock.h"
 #include "common/proto_time.h"
+#include "scheduler/measured_plus.h"
 #include "scheduler/policy.h"
 #include "scheduler/power_control.h"
+#include "scheduler/power_rules.h"
+#include "sim/stranded.h"
 #include "storage/memory_store.h"
 
 namespace joule::sim {
@@ -37,6 +42,8 @@ const char* PolicyName(PolicyKind p) {
       return "allocated";
     case PolicyKind::kMeasured:
       return "measured";
+    case PolicyKind::kMeasuredPlus:
+      return "measured-plus";
   }
   return "?";
 }
@@ -135,6 +142,8 @@ struct DomStats {
   __int128 cap_int = 0;
   __int128 over = 0;  // (measured - cap) mW × ms
   int64_t over_ms = 0;
+  int64_t episode_ms = 0;  // length of the current over-cap episode
+  int64_t beyond_ms = 0;   // over-cap time past two ticks into an episode
   int64_t max_mw = 0;
   double max_ratio = 0;
 };
@@ -197,6 +206,16 @@ class Sim {
   void SyncRunning();
   void RunPowerLoop();
   void RunScheduler();
+  bool Measured() const {
+    return opts_.policy == PolicyKind::kMeasured ||
+           opts_.policy == PolicyKind::kMeasuredPlus;
+  }
+  bool Plus() const { return opts_.policy == PolicyKind::kMeasuredPlus; }
+  // Adaptive margin (measured-plus) and breach counting, after telemetry.
+  void AdaptMargins();
+  // Stranded power by cause, after the scheduler ran (see SimResult).
+  void SampleStranded();
+  void ComputeStrandedInputs();
   void RecordUsageUpTo(int64_t ms);
   void AddTenantUsage(uint32_t tenant, double gpu_s);
   double TenantRecent(uint32_t tenant) const;
@@ -227,6 +246,26 @@ class Sim {
   std::vector<RunExtra> run_;
   std::vector<uint32_t> node_alloc_gpus_;
   std::vector<DomStats> dstats_;
+  std::vector<scheduler::MarginState> margin_;
+  // Stranded-power accounting: level of each domain (order of first
+  // appearance), sums per domain of the causes in SimResult's LevelStats
+  // order (margin, fragmentation, not throttleable, GPUs full, no demand,
+  // usable, idle floor), measured / cap histograms per level (bins of
+  // 1/kShareBins of the cap up to 2× cap), samples taken.
+  static constexpr int kShareBins = 500;
+  std::vector<int> level_of_;
+  std::vector<std::array<double, 7>> strand_sum_;
+  std::vector<int64_t> breaches_;
+  std::vector<std::vector<int64_t>> share_hist_;
+  std::vector<double> share_sum_;
+  std::vector<int64_t> share_n_;
+  int64_t strand_samples_ = 0;
+  // SampleStranded's per-domain free GPUs and idle draw and per-shape
+  // pending needs, recomputed only when jobs start, end or arrive.
+  std::vector<uint32_t> scratch_free_;
+  std::vector<int64_t> scratch_idle_;
+  std::array<int64_t, 65> at_limit_{}, at_floor_{};
+  uint64_t state_version_ = 1, sampled_version_ = 0;
   std::vector<int64_t> leaf_dm_, leaf_dc_;
   std::vector<JobRt> jobs_;
   std::vector<TenantRt> tenant_rt_;
@@ -297,6 +336,27 @@ absl::Status Sim::Init() {
     snap_.domains[d].cap_mw = sd.cap_mw;
   }
   dstats_.assign(nd, DomStats{});
+  margin_.assign(nd, scheduler::InitialMargin(opts_.margin));
+  if (Plus()) {
+    for (size_t d = 0; d < nd; ++d) {
+      snap_.domains[d].admission_reserve_mw =
+          scheduler::MarginReserveMw(margin_[d], snap_.domains[d].cap_mw);
+    }
+  }
+  {
+    absl::flat_hash_map<std::string, int> levels;
+    for (size_t d = 0; d < nd; ++d) {
+      auto [it, inserted] =
+          levels.try_emplace(cluster_.domains[d].level, levels.size());
+      level_of_.push_back(it->second);
+    }
+    share_hist_.assign(levels.size(),
+                       std::vector<int64_t>(2 * kShareBins + 1, 0));
+    share_sum_.assign(levels.size(), 0);
+    share_n_.assign(levels.size(), 0);
+  }
+  strand_sum_.assign(nd, {});
+  breaches_.assign(nd, 0);
   leaf_dm_.assign(nd, 0);
   leaf_dc_.assign(nd, 0);
   snap_.nodes.resize(cluster_.nodes.size());
@@ -371,6 +431,13 @@ void Sim::IntegrateDomain(int d, int64_t now) {
   if (dom.measured_mw > dom.cap_mw) {
     s.over_ms += dt;
     s.over += static_cast<__int128>(dom.measured_mw - dom.cap_mw) * dt;
+    // Time past two report intervals into this episode.
+    const int64_t allowed = 2 * opts_.tick_ms;
+    s.beyond_ms += std::max<int64_t>(
+        0, s.episode_ms + dt - std::max(allowed, s.episode_ms));
+    s.episode_ms += dt;
+  } else {
+    s.episode_ms = 0;
   }
   s.max_mw = std::max(s.max_mw, dom.measured_mw);
   if (dom.cap_mw > 0) {
@@ -396,32 +463,16 @@ void Sim::AddNodePower(int node, int64_t dmeasured, int64_t dcommitted) {
 }
 
 int64_t Sim::MeasuredCommitted(const RunExtra& x, int64_t limit) const {
-  if (opts_.policy != PolicyKind::kMeasured ||
-      x.sample_ms < opts_.measured_min_ms || x.samples.empty()) {
+  if (!Measured() || x.sample_ms < opts_.measured_min_ms || x.samples.empty()) {
     return limit;
   }
-  // As ClusterManager::JobCommittedPerGpuLocked, with each sample standing
-  // for `weight` one-second reports.
-  std::pair<int64_t, int64_t> buf[16];
+  // The daemon's rule (scheduler::MeasuredCommitPerGpuMw) over the last 16
+  // samples, each standing for `weight` one-second reports.
   const size_t n = std::min<size_t>(x.samples.size(), 16);
-  std::copy(x.samples.end() - n, x.samples.end(), buf);
-  std::sort(buf, buf + n);
-  int64_t total = 0;
-  for (size_t i = 0; i < n; ++i) total += buf[i].second;
-  const int64_t count = std::max<int64_t>(1, total / 1000);
-  const int64_t idx = std::min<int64_t>(
-      count - 1, (count * opts_.measured_percentile + 99) / 100 - 1);
-  int64_t cum = 0;
-  int64_t p = buf[n - 1].first;
-  for (size_t i = 0; i < n; ++i) {
-    cum += buf[i].second;
-    if (cum > idx * 1000) {
-      p = buf[i].first;
-      break;
-    }
-  }
-  const int64_t with_margin = p + p * opts_.measured_margin_pct / 100;
-  return std::min(limit, with_margin);
+  return scheduler::MeasuredCommitPerGpuMw(
+      absl::MakeConstSpan(x.samples).subspan(x.samples.size() - n), 1000,
+      Plus() ? opts_.plus_percentile : opts_.measured_percentile,
+      Plus() ? opts_.plus_margin_pct : opts_.measured_margin_pct, limit);
 }
 
 // As ClusterManager::ScheduleOnce: what is taken off a pending job's
@@ -464,6 +515,7 @@ void Sim::Arrive(int job) {
   pending_.insert(PendKey{static_cast<uint8_t>(s.cls), -s.priority,
                           static_cast<uint32_t>(job)});
   dirty_ = true;
+  ++state_version_;
 }
 
 void Sim::StartJob(int job, const scheduler::Placement& p) {
@@ -471,6 +523,7 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
   const SimJobSpec& s = work_.jobs[job];
   pending_.erase(PendKey{static_cast<uint8_t>(s.cls), -s.priority,
                          static_cast<uint32_t>(job)});
+  ++state_version_;
   j.state = JobRt::kRunning;
   ++j.attempt;
   ++res_.attempts;
@@ -487,6 +540,8 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
   int64_t offset = IdleOffset(job, &explicit_power);
   if (!explicit_power) offset = acc_idle_[model];
   const int64_t limit_mw = p.power_limit_mw + offset;
+  const int64_t requested_mw =
+      std::max(limit_mw, p.requested_limit_mw + offset);
   const int64_t min_mw = std::min(limit_mw, p.min_power_mw + offset);
   j.want_mw = agent::SimGpuPowerMw(mo, j.load, mo.tdp_mw);
   const int64_t draw = std::min(j.want_mw, limit_mw);
@@ -494,7 +549,9 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
                           opts_.throttle_knee);
   j.work_left_ms = static_cast<double>(s.duration_ms);
   j.progress_ms = now_;
-  j.throttled = false;
+  // Throttled to fit: below its requested limit from the start.
+  j.throttled = limit_mw < requested_mw;
+  if (j.throttled) ++throttled_jobs_;
   j.gpus = 0;
   for (const scheduler::JobShare& sh : p.shares) {
     j.gpus += static_cast<uint32_t>(sh.gpus.size());
@@ -512,8 +569,9 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
   r.shares = p.shares;
   r.gpu_model = p.gpu_model;
   r.limit_mw = limit_mw;
-  r.requested_mw = limit_mw;
+  r.requested_mw = requested_mw;
   r.min_mw = min_mw;
+  r.limit_changed_at = At(now_);
   r.committed_mw = limit_mw * j.gpus;
   r.measured_per_gpu_mw = draw;
   r.idle_per_gpu_mw = mo.idle_mw;
@@ -556,6 +614,7 @@ void Sim::EndAttempt(int job, EndKind kind) {
   const scheduler::RunningJob& r = snap_.running[idx];
   RunExtra& x = run_[idx];
   const agent::SimGpuOptions& mo = model_opts_[j.model];
+  ++state_version_;
   x.energy_mwms += static_cast<uint64_t>(x.draw_mw) * x.gpus *
                    static_cast<uint64_t>(now_ - x.energy_last_ms);
   x.energy_last_ms = now_;
@@ -655,6 +714,7 @@ void Sim::SetLimit(int job, int64_t limit_mw) {
   x.draw_mw = std::min(x.noisy_want_mw, limit_mw);
   x.limit_mw = limit_mw;
   r.limit_mw = limit_mw;
+  r.limit_changed_at = At(now_);
   r.measured_per_gpu_mw = x.draw_mw;
   x.committed_per_gpu = MeasuredCommitted(x, limit_mw);
   r.committed_mw = x.committed_per_gpu * x.gpus;
@@ -694,7 +754,7 @@ void Sim::Telemetry() {
   // its limit; measured mode keeps the samples. Only domain sums change
   // here (the policies do not read NodeSnapshot::measured_mw, which is kept
   // at the last start / stop / limit change).
-  const bool measured = opts_.policy == PolicyKind::kMeasured;
+  const bool measured = Measured();
   const double amp = opts_.power_noise * std::sqrt(3.0);
   bool committed_down = false;
   for (size_t i = 0; i < run_.size(); ++i) {
@@ -783,6 +843,10 @@ void Sim::RunPowerLoop() {
   SyncRunning();
   scheduler::PowerControlConfig cfg;
   cfg.restore_margin_permille = opts_.restore_margin_permille;
+  if (Plus()) {
+    cfg = scheduler::MeasuredPlusPower(
+        cfg, absl::Milliseconds(opts_.min_raise_interval_ms));
+  }
   ++res_.control_calls;
   const std::vector<scheduler::PowerAction> actions =
       scheduler::ControlPower(snap_, cfg);
@@ -808,6 +872,112 @@ void Sim::RunPowerLoop() {
         break;
     }
   }
+}
+
+void Sim::AdaptMargins() {
+  for (size_t d = 0; d < snap_.domains.size(); ++d) {
+    scheduler::DomainSnapshot& dom = snap_.domains[d];
+    if (dom.measured_mw > dom.cap_mw) ++breaches_[d];
+    if (!Plus()) continue;
+    const int64_t old = dom.admission_reserve_mw;
+    margin_[d] = scheduler::AdaptMargin(margin_[d], dom.measured_mw, dom.cap_mw,
+                                        opts_.margin);
+    dom.admission_reserve_mw =
+        scheduler::MarginReserveMw(margin_[d], dom.cap_mw);
+    if (dom.admission_reserve_mw < old) dirty_ = true;
+  }
+}
+
+void Sim::ComputeStrandedInputs() {
+  const size_t nd = snap_.domains.size();
+  scratch_free_.assign(nd, 0);
+  scratch_idle_.assign(nd, 0);
+  for (size_t n = 0; n < snap_.nodes.size(); ++n) {
+    const SimNode& sn = cluster_.nodes[n];
+    if (sn.model < 0) continue;
+    const uint32_t free =
+        static_cast<uint32_t>(std::popcount(snap_.nodes[n].free_gpus));
+    const int64_t idle = free * cluster_.models[sn.model].idle_mw;
+    for (int d = sn.leaf; d >= 0; d = snap_.domains[d].parent) {
+      scratch_free_[d] = std::max(scratch_free_[d], free);
+      scratch_idle_[d] += idle;
+    }
+  }
+  // Per GPUs-per-node g: the smallest per-node need (increments over idle,
+  // as the policy sees them) of a pending job with at most g GPUs per node,
+  // at its limit and at its floor (ClassFloorMw with the class floors on,
+  // whatever the policy). A job of any model is taken as the first model's.
+  constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
+  at_limit_.fill(kNone);
+  at_floor_.fill(kNone);
+  scheduler::ClassFloors floors = opts_.class_floors;
+  floors.enabled = true;
+  size_t seen = 0;
+  for (const PendKey& k : pending_) {
+    if (seen++ >= opts_.queue_window) break;
+    const SimJobSpec& sj = work_.jobs[k.job];
+    const int m = sj.gpu_model.empty() ? (cluster_.models.empty() ? -1 : 0)
+                                       : cluster_.ModelIndex(sj.gpu_model);
+    if (m < 0 || sj.gpus_per_node == 0 || sj.gpus_per_node > 64) continue;
+    const scheduler::GpuModelSpec& spec = snap_.gpu_models[m];
+    const int64_t idle = acc_idle_[m];
+    const int64_t hi = std::max(spec.min_limit_mw, spec.max_limit_mw);
+    const int64_t limit =
+        std::clamp(sj.power_mw > 0 ? sj.power_mw - idle : spec.tdp_mw,
+                   spec.min_limit_mw, hi);
+    int64_t floor =
+        scheduler::ClassFloorMw(sj.cls, limit, spec.min_limit_mw, floors);
+    if (sj.min_power_mw > 0) {
+      floor = std::clamp(sj.min_power_mw - idle, spec.min_limit_mw, limit);
+    } else if (opts_.throttleable) {
+      floor = std::min(limit, spec.min_limit_mw);
+    }
+    const uint32_t g = sj.gpus_per_node;
+    at_limit_[g] = std::min(at_limit_[g], limit * g);
+    at_floor_[g] = std::min(at_floor_[g], floor * g);
+  }
+  for (size_t g = 1; g < at_limit_.size(); ++g) {
+    at_limit_[g] = std::min(at_limit_[g], at_limit_[g - 1]);
+    at_floor_[g] = std::min(at_floor_[g], at_floor_[g - 1]);
+  }
+}
+
+void Sim::SampleStranded() {
+  constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
+  if (sampled_version_ != state_version_) {
+    sampled_version_ = state_version_;
+    ComputeStrandedInputs();
+  }
+  for (size_t d = 0; d < snap_.domains.size(); ++d) {
+    const scheduler::DomainSnapshot& dom = snap_.domains[d];
+    if (dom.cap_mw <= 0 || dom.cap_mw >= kUnlimitedMw / 2) continue;
+    DomainPowerSample ps;
+    ps.cap_mw = dom.cap_mw;
+    ps.reserve_mw = dom.admission_reserve_mw;
+    ps.committed_mw = dom.committed_mw;
+    ps.measured_mw = dom.measured_mw;
+    ps.pending = !pending_.empty();
+    const uint32_t g = std::min<uint32_t>(64, scratch_free_[d]);
+    ps.need_at_limit_mw = at_limit_[g] == kNone ? -1 : at_limit_[g];
+    ps.need_at_floor_mw = at_floor_[g] == kNone ? -1 : at_floor_[g];
+    const StrandedSplit sp = SplitStranded(ps);
+    std::array<double, 7>& acc = strand_sum_[d];
+    acc[0] += sp.margin_mw;
+    acc[1] += sp.fragmentation_mw;
+    acc[2] += sp.not_throttleable_mw;
+    acc[3] += sp.gpus_full_mw;
+    acc[4] += sp.no_demand_mw;
+    acc[5] += sp.usable_mw;
+    acc[6] += scratch_idle_[d];
+    const int l = level_of_[d];
+    const double share = static_cast<double>(dom.measured_mw) / dom.cap_mw;
+    share_sum_[l] += share;
+    ++share_n_[l];
+    const int bin =
+        std::clamp(static_cast<int>(share * kShareBins), 0, 2 * kShareBins);
+    ++share_hist_[l][bin];
+  }
+  ++strand_samples_;
 }
 
 void Sim::RunScheduler() {
@@ -875,6 +1045,10 @@ void Sim::RunScheduler() {
   cfg.backfill = opts_.backfill;
   cfg.allow_preemption = opts_.allow_preemption;
   cfg.max_jobs_considered = 0;
+  if (Plus()) {
+    cfg = scheduler::MeasuredPlusPolicy(cfg, opts_.class_floors);
+    cfg.class_floors.enabled = opts_.class_floors.enabled;
+  }
   ++res_.schedule_calls;
   const scheduler::Decisions d = scheduler::Schedule(snap_, pending, cfg);
   for (const scheduler::Wait& w : d.waits) {
@@ -890,6 +1064,7 @@ void Sim::RunScheduler() {
     pending_.erase(PendKey{static_cast<uint8_t>(s.cls), -s.priority,
                            static_cast<uint32_t>(job)});
     jobs_[job].state = JobRt::kDone;
+    ++state_version_;
     ++res_.jobs_infeasible;
     if (res_.infeasible_examples.size() < 3) {
       res_.infeasible_examples.push_back(absl::StrCat(s.id, ": ", w.reason));
@@ -964,8 +1139,10 @@ void Sim::Tick() {
   }
   tl_last_energy_ = root.energy;
   tl_last_ms_ = now_;
+  AdaptMargins();
   if (opts_.policy != PolicyKind::kOblivious) RunPowerLoop();
   RunScheduler();
+  SampleStranded();
 }
 
 void Sim::Progress(bool force) {
@@ -1111,12 +1288,48 @@ void Sim::Finish(SimResult* out) {
     l.max_measured_w = std::max(l.max_measured_w, s.max_mw / 1000.0);
     l.max_measured_over_cap = std::max(l.max_measured_over_cap, s.max_ratio);
     l.seconds_over_cap += s.over_ms / 1000.0;
+    l.seconds_over_cap_beyond_two_ticks += s.beyond_ms / 1000.0;
     l.watt_seconds_over_cap += static_cast<double>(s.over) / 1e6;
     if (s.over_ms > 0) ++l.domains_ever_over;
+    l.tick_breaches += breaches_[d];
+    if (strand_samples_ > 0) {
+      const std::array<double, 7>& a = strand_sum_[d];
+      const double k = 1000.0 * strand_samples_;  // mW-samples -> mean W
+      l.stranded_margin_w += a[0] / k;
+      l.stranded_fragmentation_w += a[1] / k;
+      l.stranded_not_throttleable_w += a[2] / k;
+      l.stranded_gpus_full_w += a[3] / k;
+      l.stranded_no_demand_w += a[4] / k;
+      l.stranded_usable_w += a[5] / k;
+      l.idle_floor_w += a[6] / k;
+    }
   }
-  for (LevelStats& l : r.levels) {
+  for (size_t i = 0; i < r.levels.size(); ++i) {
+    LevelStats& l = r.levels[i];
     l.mean_measured_w /= l.domains;
     l.mean_cap_w /= l.domains;
+    for (double* v :
+         {&l.stranded_margin_w, &l.stranded_fragmentation_w,
+          &l.stranded_not_throttleable_w, &l.stranded_gpus_full_w,
+          &l.stranded_no_demand_w, &l.stranded_usable_w, &l.idle_floor_w}) {
+      *v /= l.domains;
+    }
+    if (i < share_n_.size() && share_n_[i] > 0) {
+      l.used_share_mean = share_sum_[i] / share_n_[i];
+      const std::vector<int64_t>& h = share_hist_[i];
+      auto pct = [&](double p) {
+        const int64_t want = static_cast<int64_t>(
+            std::ceil(p / 100.0 * static_cast<double>(share_n_[i])));
+        int64_t cum = 0;
+        for (size_t b = 0; b < h.size(); ++b) {
+          cum += h[b];
+          if (cum >= want) return (b + 0.5) / kShareBins;
+        }
+        return 2.0;
+      };
+      l.used_share_p50 = pct(50);
+      l.used_share_p95 = pct(95);
+    }
   }
   // Billing: every tenant's statements over the simulated months.
   clock_.Set(At(end));

@@ -19,13 +19,17 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "scheduler/power_rules.h"
 #include "sim/cluster.h"
 #include "sim/pricing.h"
 #include "sim/workload.h"
 
 namespace joule::sim {
 
-enum class PolicyKind { kOblivious, kAllocated, kMeasured };
+// kMeasuredPlus: measured admission plus throttle-to-fit, class-default
+// floors, power redistribution with hysteresis and a closed-loop admission
+// margin per domain (docs/scheduling.md, "measured-plus").
+enum class PolicyKind { kOblivious, kAllocated, kMeasured, kMeasuredPlus };
 const char* PolicyName(PolicyKind p);
 
 // Work done per second at a power limit: 1 at or above the power the job
@@ -58,6 +62,13 @@ struct SimOptions {
   int64_t measured_window_ms = 60'000;
   int64_t measured_min_ms = 5'000;
   int64_t restore_margin_permille = 50;
+  // measured-plus only: the per-job commitment (percentile, margin), the
+  // class floors, the adaptive per-domain reserve, the raise hysteresis.
+  uint32_t plus_percentile = 50;
+  uint32_t plus_margin_pct = 0;
+  scheduler::ClassFloors class_floors = {true, 1000, 800, 0};
+  scheduler::AdaptiveMarginConfig margin;
+  int64_t min_raise_interval_ms = 30'000;
   absl::Duration fair_share_half_life = absl::Hours(24);
   int64_t max_sim_ms = 0;  // 0 = run until every job is done
   int timeline_points = 400;
@@ -75,8 +86,26 @@ struct LevelStats {
   double max_measured_w = 0;         // highest of any domain
   double max_measured_over_cap = 0;  // highest measured / cap of any domain
   double seconds_over_cap = 0;       // summed over the level's domains
+  // Of that, the time past two report intervals (ticks) into an over-cap
+  // episode of a domain (the issue's "0 s beyond two report intervals").
+  double seconds_over_cap_beyond_two_ticks = 0;
   double watt_seconds_over_cap = 0;
   int64_t domains_ever_over = 0;
+  // Domain-ticks at which telemetry found a domain over its cap before the
+  // power loop acted (in the daemon: over for at most one report interval).
+  int64_t tick_breaches = 0;
+  // Measured / cap per domain, sampled at every tick (domain-ticks).
+  double used_share_mean = 0, used_share_p50 = 0, used_share_p95 = 0;
+  // Mean W per domain, sampled at every tick after the scheduler ran:
+  // cap − measured split by cause (see docs/evaluation.md, "Where the watts
+  // go"), and the idle draw of free GPUs (part of measured).
+  double stranded_margin_w = 0;            // committed + reserve − measured
+  double stranded_fragmentation_w = 0;     // headroom no pending job fits
+  double stranded_not_throttleable_w = 0;  // a job fits only below its min
+  double stranded_gpus_full_w = 0;  // no node below has the GPUs a job needs
+  double stranded_no_demand_w = 0;  // nothing pending
+  double stranded_usable_w = 0;     // a pending job fits: taken next round
+  double idle_floor_w = 0;
 };
 
 struct TimelinePoint {

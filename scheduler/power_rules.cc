@@ -1,0 +1,99 @@
+#include "scheduler/power_rules.h"
+
+#include <algorithm>
+#include <limits>
+
+#include "absl/container/inlined_vector.h"
+
+namespace joule::scheduler {
+
+int64_t ClassFloorMw(ServiceClass cls, int64_t limit_mw, int64_t model_min_mw,
+                     const ClassFloors& floors) {
+  if (!floors.enabled || limit_mw <= model_min_mw) return limit_mw;
+  int64_t permille = floors.on_demand_permille;
+  if (cls == ServiceClass::kReserved) permille = floors.reserved_permille;
+  if (cls == ServiceClass::kSpot) permille = floors.spot_permille;
+  permille = std::clamp<int64_t>(permille, 0, 1000);
+  const int64_t share = limit_mw * permille / 1000;
+  return std::clamp(share, model_min_mw, limit_mw);
+}
+
+std::optional<int64_t> LargestFittingLimit(
+    absl::Span<const std::pair<int64_t, int64_t>> headroom_and_gpus,
+    int64_t min_mw, int64_t max_mw) {
+  if (max_mw < min_mw) return std::nullopt;
+  int64_t best = max_mw;
+  for (const auto& [headroom, gpus] : headroom_and_gpus) {
+    if (gpus <= 0) continue;
+    if (headroom < 0) return std::nullopt;
+    // Floor division: the largest L with L × gpus <= headroom.
+    best = std::min(best, headroom / gpus);
+  }
+  if (best < min_mw) return std::nullopt;
+  return best;
+}
+
+int64_t MeasuredCommitPerGpuMw(
+    absl::Span<const std::pair<int64_t, int64_t>> samples, int64_t unit_weight,
+    uint32_t percentile, uint32_t margin_pct, int64_t limit_mw) {
+  if (samples.empty()) return limit_mw;
+  unit_weight = std::max<int64_t>(1, unit_weight);
+  absl::InlinedVector<std::pair<int64_t, int64_t>, 16> buf(samples.begin(),
+                                                           samples.end());
+  std::sort(buf.begin(), buf.end());
+  int64_t total = 0;
+  for (const auto& s : buf) total += s.second;
+  const int64_t count = std::max<int64_t>(1, total / unit_weight);
+  const int64_t idx = std::min<int64_t>(
+      count - 1, (count * static_cast<int64_t>(percentile) + 99) / 100 - 1);
+  int64_t cum = 0;
+  int64_t p = buf.back().first;
+  for (const auto& s : buf) {
+    cum += s.second;
+    if (cum > idx * unit_weight) {
+      p = s.first;
+      break;
+    }
+  }
+  const int64_t with_margin = p + p * static_cast<int64_t>(margin_pct) / 100;
+  return std::min(limit_mw, with_margin);
+}
+
+MarginState InitialMargin(const AdaptiveMarginConfig& config) {
+  MarginState s;
+  s.reserve_permille =
+      std::clamp(config.initial_permille, config.min_permille,
+                 std::max(config.min_permille, config.max_permille));
+  return s;
+}
+
+MarginState AdaptMargin(const MarginState& prev, int64_t peak_mw,
+                        int64_t cap_mw, const AdaptiveMarginConfig& config) {
+  const int64_t lo = config.min_permille;
+  const int64_t hi = std::max(config.min_permille, config.max_permille);
+  MarginState next = prev;
+  // Near-breach: within near_permille of the cap, or over it. Compared as
+  // peak × 1000 > cap × (1000 - near) without overflow for caps up to ~9 GW.
+  const bool near =
+      cap_mw > 0 &&
+      peak_mw > cap_mw / 1000 * (1000 - config.near_permille) +
+                    cap_mw % 1000 * (1000 - config.near_permille) / 1000;
+  if (near) {
+    next.reserve_permille += config.up_permille;
+    next.quiet = 0;
+  } else if (++next.quiet >= std::max<int32_t>(1, config.quiet_intervals)) {
+    next.reserve_permille -= config.down_permille;
+    next.quiet = 0;
+  }
+  next.reserve_permille = std::clamp(next.reserve_permille, lo, hi);
+  return next;
+}
+
+int64_t MarginReserveMw(const MarginState& state, int64_t cap_mw) {
+  if (cap_mw <= 0) return 0;
+  // cap / 1000 × permille + remainder, exact for caps up to ~9 GW.
+  return cap_mw / 1000 * state.reserve_permille +
+         cap_mw % 1000 * state.reserve_permille / 1000;
+}
+
+}  // namespace joule::scheduler

@@ -1,0 +1,96 @@
+#pragma once
+
+// Small pure rules of power-aware admission shared by the policy
+// (policy.h), the reactive loop (power_control.h), the daemon's
+// ClusterManager and joule-sim. No clock, no I/O, no globals; thread-safe.
+//
+// Units: int64 milliwatts; permille = thousandths.
+
+#include <cstdint>
+#include <optional>
+#include <utility>
+
+#include "absl/types/span.h"
+#include "scheduler/types.h"
+
+namespace joule::scheduler {
+
+// Default floors (lowest per-GPU limit) per class, for jobs that give no min
+// power. Disabled: such a job is not throttleable (min = its limit). Enabled:
+// floor = max(model minimum, limit × permille / 1000), and 0 permille means
+// the model's minimum. The policy works with limits as increments over idle
+// (see ClusterManager::SnapshotLocked), so the share applies to the
+// increment: on an H100 (idle 70 W) at 700 W, 800 permille gives
+// 70 + 0.8 × 630 = 574 W.
+struct ClassFloors {
+  bool enabled = false;
+  int64_t reserved_permille = 1000;
+  int64_t on_demand_permille = 800;
+  int64_t spot_permille = 0;
+};
+
+// The floor a job of class `cls` gets at `limit_mw` on a model whose lowest
+// accepted limit is `model_min_mw`. Always within [model_min_mw, limit_mw]
+// (limit_mw when floors are disabled or limit_mw <= model_min_mw).
+int64_t ClassFloorMw(ServiceClass cls, int64_t limit_mw, int64_t model_min_mw,
+                     const ClassFloors& floors);
+
+// Throttle-to-fit: the largest per-GPU limit L in [min_mw, max_mw] such that
+// for every (headroom_mw, gpus) entry, L × gpus <= headroom_mw; nullopt when
+// even min_mw does not fit one of them. Entries with gpus <= 0 are ignored.
+std::optional<int64_t> LargestFittingLimit(
+    absl::Span<const std::pair<int64_t, int64_t>> headroom_and_gpus,
+    int64_t min_mw, int64_t max_mw);
+
+// Measured admission's commitment per GPU: min(limit_mw, p + p ×
+// margin_pct / 100), where p is the percentile-th percentile of the samples
+// and each sample (mW, weight) stands for weight / unit_weight reports
+// (rounded down; at least one report in all): with n reports sorted
+// ascending, p is report number min(n, ceil(n × percentile / 100)), counted
+// from 1. limit_mw when there are no samples. The daemon passes one sample
+// per report (weight 1, unit 1); joule-sim passes a 10 s tick sample as ten
+// 1 s reports (weight 10000 ms, unit 1000 ms).
+int64_t MeasuredCommitPerGpuMw(
+    absl::Span<const std::pair<int64_t, int64_t>> samples, int64_t unit_weight,
+    uint32_t percentile, uint32_t margin_pct, int64_t limit_mw);
+
+// The closed-loop admission margin of one domain. Admission keeps
+// reserve_permille of the cap free (DomainSnapshot::admission_reserve_mw).
+// After each report interval the reserve adapts to how close the domain
+// came to its cap:
+//   * peak > cap × (1000 - near_permille) / 1000 (a near-breach, or a
+//     breach the power loop had to fix): reserve += up_permille;
+//   * otherwise, after quiet_intervals such quiet intervals in a row:
+//     reserve -= down_permille (and the quiet count starts again);
+// always clamped into [min_permille, max_permille]. The bounds are what
+// keeps the cap guarantee: the reserve never drops below min_permille, and
+// whatever noise gets past it is caught by the reactive loop within one
+// interval (it acts on the cap itself, not the admission cap).
+struct AdaptiveMarginConfig {
+  int64_t min_permille = 10;
+  int64_t max_permille = 100;
+  int64_t initial_permille = 30;
+  int64_t near_permille = 10;
+  int64_t up_permille = 20;
+  int64_t down_permille = 5;
+  int32_t quiet_intervals = 6;
+};
+
+struct MarginState {
+  int64_t reserve_permille = 0;
+  int32_t quiet = 0;  // quiet intervals in a row
+};
+
+// The state at the start, before any interval: initial_permille clamped.
+MarginState InitialMargin(const AdaptiveMarginConfig& config);
+
+// One interval of the rule above. `peak_mw` is the highest measured power of
+// the domain in the interval (before the power loop acted on it).
+MarginState AdaptMargin(const MarginState& prev, int64_t peak_mw,
+                        int64_t cap_mw, const AdaptiveMarginConfig& config);
+
+// The reserve in mW for a cap: cap × reserve_permille / 1000 (0 for caps
+// <= 0).
+int64_t MarginReserveMw(const MarginState& state, int64_t cap_mw);
+
+}  // namespace joule::scheduler

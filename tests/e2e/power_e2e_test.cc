@@ -1,0 +1,107 @@
+// Issue 16: under measured-plus admission, a throttleable job that does not
+// fit a tight rack cap at its limit starts at a lower limit, and is raised
+// back when its neighbour ends (real jouled, agents and joulectl).
+#include <string>
+#include <vector>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/strip.h"
+#include "gtest/gtest.h"
+#include "joule/v1/joule.pb.h"
+#include "tests/e2e/harness.h"
+
+namespace joule::e2e {
+namespace {
+
+// One rack rk1 (cap 11 kW) holding two nodes: base 2 × 1 kW + 16 idle GPUs
+// × 70 W = 3.12 kW committed. Job A (8 H100 at 700 W) adds 8 × (700 − 70) =
+// 5.04 kW: 8.16 kW. Job B (spot, no min power) would add another 5.04 kW:
+// 13.2 kW > 11 kW, so measured admits it only later; measured-plus gives a
+// spot job the GPU minimum (200 W) as its floor and starts it at the
+// largest limit that fits: at most (11 − 8.16) kW / 8 = 355 W over idle,
+// i.e. <= 425 W, and >= 200 W.
+std::string Config() {
+  std::string c =
+      "gpu_model { name: \"H100\" tdp: \"700W\" min_power_limit: \"200W\" "
+      "max_power_limit: \"700W\" idle_power: \"70W\" }\n"
+      "node_model { name: \"hgx\" base_power: \"1kW\" }\n"
+      "domain { name: \"site\" kind: \"site\" cap: \"1MW\" }\n"
+      "domain { name: \"rk1\" parent: \"site\" kind: \"rack\" cap: "
+      "\"11kW\" }\n";
+  for (int i = 1; i <= 2; ++i) {
+    c += "node { name: \"n" + std::to_string(i) +
+         "\" domain: \"rk1\" node_model: \"hgx\" }\n";
+  }
+  c += "scheduler { admission: \"measured-plus\" stop_grace: \"1s\" }\n";
+  return c;
+}
+
+class PowerE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Cluster::Options o;
+    o.config_text = Config();
+    cluster_ = std::make_unique<Cluster>(o);
+    cluster_->StartDaemon();
+    cluster_->StartAgent("n1");
+    cluster_->StartAgent("n2");
+    ASSERT_TRUE(WaitFor([&] {
+      v1::ListNodesResponse r;
+      cluster_->CtlJson({"node", "list"}, &r);
+      int ready = 0;
+      for (const auto& n : r.nodes())
+        ready += n.state() == v1::NODE_STATE_READY;
+      return ready == 2;
+    }));
+    ASSERT_EQ(cluster_->Ctl({"tenant", "create", "acme"}).exit_code, 0);
+  }
+  std::string Submit(std::vector<std::string> args) {
+    args.insert(args.begin(), {"job", "submit"});
+    CtlResult r = cluster_->Ctl(args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return std::string(absl::StripAsciiWhitespace(r.out));
+  }
+  v1::Job Job(const std::string& id) {
+    v1::Job j;
+    cluster_->CtlJson({"job", "show", id}, &j);
+    return j;
+  }
+  std::unique_ptr<Cluster> cluster_;
+};
+
+TEST_F(PowerE2E, ThrottledToFitThenRaisedWhenTheNeighbourEnds) {
+  const std::string a =
+      Submit({"--tenant", "acme", "--gpus", "8", "--", "sleep", "600"});
+  ASSERT_TRUE(WaitFor([&] { return Job(a).state() == v1::JOB_STATE_RUNNING; }));
+  const std::string b = Submit({"--tenant", "acme", "--gpus", "8", "--class",
+                                "spot", "--", "sleep", "600"});
+  ASSERT_TRUE(WaitFor([&] { return Job(b).state() == v1::JOB_STATE_RUNNING; }));
+  v1::Job jb = Job(b);
+  // Requested 700 W, floor (the class default for spot) 200 W, started lower.
+  EXPECT_EQ(jb.power_limit_mw(), 700'000);
+  EXPECT_EQ(jb.min_power_limit_mw(), 200'000);
+  ASSERT_EQ(jb.allocations_size(), 1);
+  const int64_t start = jb.allocations(0).power_limit_mw();
+  EXPECT_LE(start, 425'000);
+  EXPECT_GE(start, 200'000);
+  // `job show` prints the floor and the current limit.
+  CtlResult show = cluster_->Ctl({"job", "show", b});
+  EXPECT_TRUE(absl::StrContains(show.out, "min 200 W")) << show.out;
+  // A's limit is untouched.
+  EXPECT_EQ(Job(a).allocations(0).power_limit_mw(), 700'000);
+
+  // The neighbour ends: B goes back to its requested limit.
+  ASSERT_EQ(cluster_->Ctl({"job", "cancel", a}).exit_code, 0);
+  ASSERT_TRUE(WaitFor(
+      [&] { return Job(b).allocations(0).power_limit_mw() == 700'000; }));
+  v1::ListEventsResponse ev;
+  cluster_->CtlJson({"events", "--kind", "restore"}, &ev);
+  bool found = false;
+  for (const auto& e : ev.events()) found = found || e.subject() == b;
+  EXPECT_TRUE(found);
+  ASSERT_EQ(cluster_->Ctl({"job", "cancel", b}).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace joule::e2e
