@@ -78,6 +78,11 @@ class AuditingStore final : public storage::Store {
       std::string_view table, std::string_view key) override {
     return base_->Get(table, key);
   }
+  // One op of every batch is kept for the audit record.
+  int64_t max_batch_ops() const override {
+    const int64_t n = base_->max_batch_ops();
+    return n > 1 ? n - 1 : n;
+  }
   absl::Status Scan(
       std::string_view table, std::string_view prefix,
       const std::function<bool(std::string_view key, std::string_view value)>&

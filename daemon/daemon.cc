@@ -107,7 +107,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   d->audited_store_ =
       std::make_unique<auth::AuditingStore>(d->timed_store_.get());
   d->parts_ = std::make_unique<Parts>();
-  d->audit_ = std::make_unique<auth::AuditLog>(d->store_.get(), options.clock);
+  d->audit_ =
+      std::make_unique<auth::AuditLog>(d->timed_store_.get(), options.clock);
   d->tokens_ = std::make_unique<auth::TokenBook>(auth::TokenBookOptions{
       .store = d->audited_store_.get(), .clock = options.clock});
   if (absl::Status s = d->tokens_->Load(); !s.ok()) return s;

@@ -52,6 +52,7 @@ class TimedStore final : public storage::Store {
       std::string_view table, std::string_view key) override {
     return base_->Get(table, key);
   }
+  int64_t max_batch_ops() const override { return base_->max_batch_ops(); }
   absl::Status Scan(
       std::string_view table, std::string_view prefix,
       const std::function<bool(std::string_view key, std::string_view value)>&
