@@ -75,14 +75,23 @@ start_rocksdb() {  # sets SERVER, JPID
   local port; port=$(free_port)
   SERVER="127.0.0.1:$port"
   "$BIN/jouled" --listen "$SERVER" --data-dir "$TMP/rocks-$port" \
+    --insecure --metrics-listen "" \
     --heartbeat-timeout 60s >"$TMP/jouled-$port.log" 2>&1 &
+  export JOULE_TOKEN_FILE="$TMP/rocks-$port/operator.token"
   JPID=$!; PIDS+=($JPID); wait_up "$SERVER"
 }
+declare -A TOKENS
+# Plaintext on loopback (a storage comparison; TLS costs are in bench/run.sh).
+export JOULE_INSECURE=1
 start_etcd_jouled() {  # port prefix -> sets JPID
   "$BIN/jouled" --store etcd --etcd-endpoints "$ENDPOINTS" --etcd-prefix "$2" \
     --etcd-max-txn-ops 10240 --etcd-max-request-bytes 10485760 \
     --listen "127.0.0.1:$1" --advertise "127.0.0.1:$1" \
+    --data-dir "$TMP/etcd-jouled-$2" --insecure --metrics-listen "" \
     --heartbeat-timeout 60s >>"$TMP/jouled-$1.log" 2>&1 &
+  # The first leader of a prefix writes its bootstrap token there.
+  [ -z "${TOKENS[$2]:-}" ] && TOKENS[$2]="$TMP/etcd-jouled-$2/operator.token"
+  export JOULE_TOKEN_FILE="${TOKENS[$2]}"
   JPID=$!; PIDS+=($JPID)
 }
 usage_csv() {
@@ -98,7 +107,7 @@ EOF
 }
 measure() {  # mode server
   local mode=$1 server=$2
-  local sub; sub=$("$BIN/joule-loadgen" --server "$server" submit --clients 32 --jobs "$SUBMIT_JOBS")
+  local sub; sub=$("$BIN/joule-loadgen" --server "$server" --insecure --token-file "$JOULE_TOKEN_FILE" submit --clients 32 --jobs "$SUBMIT_JOBS")
   report "store=$mode $sub"
   "$BIN/joulectl" --server "$server" tenant create acme >/dev/null
   "$BIN/joulectl" --server "$server" price set inference --model llama \

@@ -44,11 +44,17 @@ ENDPOINTS=$(IFS=,; echo "${CLIENTS[*]}")
 sleep 2
 echo "etcd: $ENDPOINTS"
 
+# TLS with a development PKI; the first leader writes the operator token.
+bash scripts/dev-pki.sh "$DATA/pki" gpu-01 gpu-02 2>/dev/null
+export JOULE_CA="$DATA/pki/ca.crt"
 declare -A JPID
 start_jouled() {  # port
   "$BIN/jouled" --store etcd --etcd-endpoints "$ENDPOINTS" \
     --etcd-max-txn-ops 10240 --etcd-max-request-bytes 10485760 \
     --listen "127.0.0.1:$1" --advertise "127.0.0.1:$1" \
+    --data-dir "$DATA/jouled-$1" --metrics-listen 127.0.0.1:0 \
+    --tls-cert "$DATA/pki/server.crt" --tls-key "$DATA/pki/server.key" \
+    --tls-ca "$DATA/pki/ca.crt" \
     --config examples/demo-cluster.conf --report-interval 500ms \
     --heartbeat-timeout 3s >>"$DATA/jouled-$1.log" 2>&1 &
   JPID[$1]=$!
@@ -58,7 +64,10 @@ A=$(free_port); B=$(free_port)
 export JOULE_SERVER="127.0.0.1:$A,127.0.0.1:$B"
 step "starting jouled on :$A, then a standby on :$B"
 start_jouled "$A"
-for _ in $(seq 1 100); do "$BIN/joulectl" tenant list >/dev/null 2>&1 && break; sleep 0.1; done
+export JOULE_TOKEN_FILE="$DATA/jouled-$A/operator.token"
+for _ in $(seq 1 100); do
+  [ -s "$JOULE_TOKEN_FILE" ] && "$BIN/joulectl" tenant list >/dev/null 2>&1 && break; sleep 0.1
+done
 start_jouled "$B"
 sleep 0.5
 echo "leader: $(leader)"
@@ -66,8 +75,12 @@ echo "\$ joulectl --server 127.0.0.1:$B tenant list    # the standby answers:"
 "$BIN/joulectl" --server "127.0.0.1:$B" tenant list || true
 
 step "2 simulated agents (8 x H100 each) with --server $JOULE_SERVER"
+JOB_USER=()
+[ "$(id -u)" = 0 ] && JOB_USER=(--job-user nobody)
 for n in 01 02; do
   "$BIN/joule-agent" --server "$JOULE_SERVER" --node-name "gpu-$n" --sim-gpus 8 \
+    --ca "$DATA/pki/ca.crt" --tls-cert "$DATA/pki/gpu-$n.crt" --tls-key "$DATA/pki/gpu-$n.key" \
+    --state-dir "$DATA/state-gpu-$n" "${JOB_USER[@]}" \
     --report-interval 500ms --log-dir "$DATA/logs-gpu-$n" >"$DATA/agent-$n.log" 2>&1 &
   PIDS+=($!)
 done
@@ -76,6 +89,7 @@ for _ in $(seq 1 100); do
 done
 ctl node list
 ctl tenant create acme
+ctl price set gpu-hour --gpu-model H100 --class on-demand --price 2.49 --from "$(date -u +%Y-%m-01)"
 J1=$(ctl job submit --tenant acme --gpus 8 --gpu-model H100 --name train -- sleep 120 | tail -1)
 J2=$(ctl job submit --tenant acme --gpus 4 --gpu-model H100 --name eval -- sleep 120 | tail -1)
 for _ in $(seq 1 100); do
