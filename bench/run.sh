@@ -102,6 +102,13 @@ trap 'stop_jouled; rm -rf "$TMP"' EXIT
 # comparison runs: TRANSPORT=tls|insecure.
 TRANSPORT=tls
 bash scripts/dev-pki.sh "$TMP/pki" >/dev/null 2>&1
+# Load, not a defence test: lift the node cap and registration rate, and
+# let loadgen's unpriced jobs in.
+cat >"$TMP/bench.conf" <<'CONF'
+domain { name: "site" kind: "site" cap: "1000MW" }
+scheduler { default_domain: "site" max_nodes: 100000 max_registrations_per_second: 1000000 }
+billing { allow_unpriced: true }
+CONF
 transport_flags() {  # $1: server|client
   if [[ $TRANSPORT == insecure ]]; then echo --insecure; return; fi
   if [[ $1 == server ]]; then
@@ -123,7 +130,8 @@ start_jouled() {
   echo "\$ $BIN/jouled --listen 127.0.0.1:$PORT --data-dir $dir/db --heartbeat-timeout 60s ($TRANSPORT) &"
   # shellcheck disable=SC2046
   "$BIN/jouled" --listen "127.0.0.1:$PORT" --data-dir "$dir/db" \
-    --heartbeat-timeout 60s --metrics-listen 127.0.0.1:0 $(transport_flags server) \
+    --heartbeat-timeout 60s --metrics-listen 127.0.0.1:0 --config "$TMP/bench.conf" \
+    $(transport_flags server) \
     >"$dir/jouled.log" 2>&1 &
   JOULED_PID=$!
   for _ in $(seq 1 100); do
