@@ -109,11 +109,11 @@ absl::Status AuditingStore::Write(const storage::WriteBatch& batch,
                                   const storage::WriteOptions& options) {
   AuditScope* scope = AuditScope::Current();
   if (scope == nullptr || !options.sync || batch.empty()) {
-    return base_->Write(batch, options);
+    return base()->Write(batch, options);
   }
   storage::WriteBatch with_record = batch;
-  if (!scope->TakeInto(&with_record)) return base_->Write(batch, options);
-  absl::Status s = base_->Write(with_record, options);
+  if (!scope->TakeInto(&with_record)) return base()->Write(batch, options);
+  absl::Status s = base()->Write(with_record, options);
   if (!s.ok()) scope->Untake();
   return s;
 }

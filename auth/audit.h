@@ -69,29 +69,16 @@ class AuditScope {
 // A Store that adds the open AuditScope's record to the first synced write
 // of the call (see AuditScope) and otherwise forwards to `base`.
 // Thread-safe as `base` is.
-class AuditingStore final : public storage::Store {
+class AuditingStore final : public storage::ForwardingStore {
  public:
-  explicit AuditingStore(storage::Store* base) : base_(base) {}
+  explicit AuditingStore(storage::Store* base) : ForwardingStore(base) {}
   absl::Status Write(const storage::WriteBatch& batch,
                      const storage::WriteOptions& options) override;
-  absl::StatusOr<std::optional<std::string>> Get(
-      std::string_view table, std::string_view key) override {
-    return base_->Get(table, key);
-  }
   // One op of every batch is kept for the audit record.
   int64_t max_batch_ops() const override {
-    const int64_t n = base_->max_batch_ops();
+    const int64_t n = ForwardingStore::max_batch_ops();
     return n > 1 ? n - 1 : n;
   }
-  absl::Status Scan(
-      std::string_view table, std::string_view prefix,
-      const std::function<bool(std::string_view key, std::string_view value)>&
-          fn) override {
-    return base_->Scan(table, prefix, fn);
-  }
-
- private:
-  storage::Store* const base_;
 };
 
 // "ok" or "PERMISSION_DENIED: message".

@@ -7,7 +7,6 @@
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -825,21 +824,10 @@ void Backlog(Client& c, const Globals& g, const std::string& as_of) {
 
 // -------------------------------------------------------- identity ----
 
+// "operator", "finance", ...: the proto enum name without ROLE_, lower case.
 std::string RoleText(v1::Role r) {
-  switch (r) {
-    case v1::ROLE_OPERATOR:
-      return "operator";
-    case v1::ROLE_FINANCE:
-      return "finance";
-    case v1::ROLE_METERING:
-      return "metering";
-    case v1::ROLE_TENANT:
-      return "tenant";
-    case v1::ROLE_AGENT:
-      return "agent";
-    default:
-      return "-";
-  }
+  if (r == v1::ROLE_UNSPECIFIED || !v1::Role_IsValid(r)) return "-";
+  return absl::AsciiStrToLower(v1::Role_Name(r).substr(5));
 }
 
 struct TokenFlags {
@@ -848,11 +836,9 @@ struct TokenFlags {
 
 void TokenCreate(Client& c, const Globals& g, const TokenFlags& f) {
   v1::CreateTokenRequest req;
-  const std::map<std::string, v1::Role> roles = {
-      {"operator", v1::ROLE_OPERATOR}, {"finance", v1::ROLE_FINANCE},
-      {"metering", v1::ROLE_METERING}, {"tenant", v1::ROLE_TENANT},
-      {"agent", v1::ROLE_AGENT}};
-  req.set_role(roles.at(f.role));
+  v1::Role role = v1::ROLE_UNSPECIFIED;
+  v1::Role_Parse("ROLE_" + absl::AsciiStrToUpper(f.role), &role);  // checked
+  req.set_role(role);
   req.set_tenant(f.tenant);
   req.set_node(f.node);
   req.set_name(f.name);

@@ -161,7 +161,7 @@ void MetricsServer::Stop() {
 }
 
 TimedStore::TimedStore(storage::Store* base, metrics::Registry* registry)
-    : base_(base),
+    : ForwardingStore(base),
       synced_(registry->GetHistogram("joule_store_write_seconds",
                                      "Store write latency.",
                                      {{"sync", "true"}})),
@@ -174,7 +174,7 @@ TimedStore::TimedStore(storage::Store* base, metrics::Registry* registry)
 absl::Status TimedStore::Write(const storage::WriteBatch& batch,
                                const storage::WriteOptions& options) {
   const absl::Time start = absl::Now();
-  absl::Status s = base_->Write(batch, options);
+  absl::Status s = base()->Write(batch, options);
   (options.sync ? synced_ : unsynced_)
       ->Observe(absl::ToDoubleSeconds(absl::Now() - start));
   if (!s.ok()) failed_->Inc();

@@ -43,25 +43,13 @@ class MetricsServer {
 
 // A Store that times every write into joule_store_write_seconds{sync}.
 // Thread-safe as `base` is.
-class TimedStore final : public storage::Store {
+class TimedStore final : public storage::ForwardingStore {
  public:
   TimedStore(storage::Store* base, metrics::Registry* registry);
   absl::Status Write(const storage::WriteBatch& batch,
                      const storage::WriteOptions& options) override;
-  absl::StatusOr<std::optional<std::string>> Get(
-      std::string_view table, std::string_view key) override {
-    return base_->Get(table, key);
-  }
-  int64_t max_batch_ops() const override { return base_->max_batch_ops(); }
-  absl::Status Scan(
-      std::string_view table, std::string_view prefix,
-      const std::function<bool(std::string_view key, std::string_view value)>&
-          fn) override {
-    return base_->Scan(table, prefix, fn);
-  }
 
  private:
-  storage::Store* const base_;
   metrics::Histogram* const synced_;
   metrics::Histogram* const unsynced_;
   metrics::Counter* const failed_;

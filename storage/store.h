@@ -26,8 +26,8 @@ inline constexpr std::string_view kUsage = "usage";            // by tenant/key
 inline constexpr std::string_view kUsageAgg = "usage_agg";     // aggregates
 inline constexpr std::string_view kJobUsage = "job_usage";     // GPU attempts
 inline constexpr std::string_view kStatements = "statements";  // finalized
-inline constexpr std::string_view kTokens = "tokens";  // bearer tokens
-inline constexpr std::string_view kAudit = "audit";    // audit records
+inline constexpr std::string_view kTokens = "tokens";          // bearer tokens
+inline constexpr std::string_view kAudit = "audit";            // audit records
 
 // Every table jouled uses; Store implementations create the missing ones.
 std::vector<std::string> AllTables();
@@ -98,6 +98,34 @@ class Store {
     b.Delete(table, key);
     return Write(b, options);
   }
+};
+
+// A Store that forwards every call to `base`: the base of decorators that
+// change one call (AuditingStore, TimedStore). Thread-safe as `base` is.
+class ForwardingStore : public Store {
+ public:
+  explicit ForwardingStore(Store* base) : base_(base) {}
+  absl::Status Write(const WriteBatch& batch,
+                     const WriteOptions& options) override {
+    return base_->Write(batch, options);
+  }
+  absl::StatusOr<std::optional<std::string>> Get(
+      std::string_view table, std::string_view key) override {
+    return base_->Get(table, key);
+  }
+  absl::Status Scan(
+      std::string_view table, std::string_view prefix,
+      const std::function<bool(std::string_view key, std::string_view value)>&
+          fn) override {
+    return base_->Scan(table, prefix, fn);
+  }
+  int64_t max_batch_ops() const override { return base_->max_batch_ops(); }
+
+ protected:
+  Store* base() const { return base_; }
+
+ private:
+  Store* const base_;
 };
 
 }  // namespace joule::storage
