@@ -11,9 +11,11 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "common/units.h"
 #include "scheduler/cluster_state.h"
+#include "scheduler/quota.h"
 
 namespace joule::scheduler {
 namespace {
@@ -97,7 +99,8 @@ class Scheduler {
       : snap_(snapshot),
         config_(config),
         state_(snapshot, config.enforce_power,
-               config.committed_at_least_measured) {}
+               config.committed_at_least_measured),
+        quota_(snapshot) {}
 
   Decisions Run(absl::Span<const PendingJob> pending);
 
@@ -147,6 +150,7 @@ class Scheduler {
   const ClusterSnapshot& snap_;
   const PolicyConfig& config_;
   ClusterState state_;
+  QuotaLedger quota_;
   std::vector<Active> active_;
   absl::flat_hash_set<ShapeKey> no_fit_;  // shapes known not to fit now
   absl::flat_hash_map<std::string, Wait> describe_memo_;
@@ -444,6 +448,8 @@ void Scheduler::Commit(const Job& job, const Found& found,
     p.shares.push_back(std::move(share));
   }
   state_.Allocate(a.allocs);
+  quota_.Add(job.src->tenant, job.eff,
+             static_cast<int64_t>(found.shape.gpus) * found.shape.nodes);
   describe_memo_.clear();  // reason text quotes committed power
   active_.push_back(std::move(a));
   out_.placements.push_back(std::move(p));
@@ -452,6 +458,14 @@ void Scheduler::Commit(const Job& job, const Found& found,
 void Scheduler::Process(const Job& job) {
   if (!job.infeasible.empty()) {
     AddWait(job, WaitKind::kInfeasible, job.infeasible);
+    return;
+  }
+  // Rule 3a: over its tenant's quota it waits, reserving nothing.
+  if (std::string over = quota_.Check(
+          job.src->tenant, job.eff,
+          static_cast<int64_t>(job.src->gpus_per_node) * job.src->nodes);
+      !over.empty()) {
+    AddWait(job, WaitKind::kRetryLater, std::move(over));
     return;
   }
   if (res_ && !config_.backfill) {
@@ -900,11 +914,10 @@ void Scheduler::ReserveBestNode(const Job& job, Reservation& res,
     }
   }
   std::sort(best.begin(), best.end());
+  std::vector<std::string> names;
+  for (int n : best) names.push_back(snap_.nodes[n].name);
   absl::StrAppend(&wait.reason, "; next to start on node",
-                  best.size() > 1 ? "s " : " ", snap_.nodes[best[0]].name,
-                  best.size() > 1
-                      ? absl::StrCat(" and ", best.size() - 1, " more")
-                      : std::string(),
+                  best.size() > 1 ? "s " : " ", absl::StrJoin(names, ", "),
                   " when running jobs there end");
 }
 

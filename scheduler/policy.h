@@ -28,6 +28,12 @@
 //    kRetryLater "not considered this round". Every pending job gets exactly
 //    one Placement or one Wait.
 //
+// 3a. Quota (quota.h). A job whose GPUs would take its tenant's running GPUs
+//    of its effective class above TenantInfo::quota.max_running_gpus waits
+//    kRetryLater "over quota: tenant T runs R <class> GPUs + G needed >
+//    max_running_gpus M"; it takes no reservation (rule 6) and does not hold
+//    back later jobs. Placements in the same call count.
+//
 // 4. Fit. A node set fits when every node is schedulable, of the model, has
 //    gpus_per_node free GPUs, and for EVERY domain on the path from each node
 //    to the root, committed + the job's power under that domain ≤ cap

@@ -94,6 +94,16 @@ struct RunningJob {
   absl::Time limit_changed_at = absl::InfinitePast();
 };
 
+// Kueue-style limits of one tenant (scheduler/quota.h applies them).
+inline constexpr int64_t kNoLimit = -1;
+struct TenantQuota {
+  // Most GPUs the tenant's running jobs of each effective class may hold,
+  // indexed by ServiceClass; kNoLimit = no limit.
+  int64_t max_running_gpus[3] = {kNoLimit, kNoLimit, kNoLimit};
+  // Most jobs it may have pending (checked at submit); kNoLimit = none.
+  int64_t max_pending_jobs = kNoLimit;
+};
+
 struct TenantInfo {
   uint32_t weight = 1;  // 0 is treated as 1
   // Decayed recent usage. Fair-share key = recent / weight (double: used for
@@ -101,6 +111,7 @@ struct TenantInfo {
   double recent_gpu_hours = 0;
   // GPU model -> GPUs covered by active reserved contracts.
   absl::flat_hash_map<std::string, uint32_t> contracted_gpus;
+  TenantQuota quota;
 };
 
 struct ClusterSnapshot {
