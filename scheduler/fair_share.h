@@ -22,8 +22,8 @@
 // AddSpan(−gpus, E, at): the result equals having advanced at E.
 //
 // Worked example (h = 1 h): a tenant holds 24 GPUs from 10:00; at 11:00
-// u = 24 · 3600/ln 2 · (1 − ½) = 62,323 GPU-seconds (17.3 GPU-hours), at
-// 12:00 u = 62,323 · ½ + 62,323 = 93,485; another tenant that held none has
+// u = 24 · 3600/ln 2 · (1 − ½) = 62,324 GPU-seconds (17.3 GPU-hours), at
+// 12:00 u = 62,324 · ½ + 62,324 = 93,487; another tenant that held none has
 // 0, so its jobs sort first.
 
 #include <cstdint>

@@ -242,6 +242,10 @@ int Main(int argc, char** argv) {
   app.add_option("--max-runtime-factor", opts.max_runtime_factor,
                  "> 0: jobs declare (and are killed at) factor × duration")
       ->capture_default_str();
+  bool no_time_limits = false;
+  app.add_flag("--no-time-limits", no_time_limits,
+               "jobs without --max-runtime-factor get no limit (default: "
+               "their class's default_max_runtime, as jouled)");
   app.add_option("--measured-percentile", opts.measured_percentile)
       ->capture_default_str();
   app.add_option("--measured-margin-pct", opts.measured_margin_pct)
@@ -462,6 +466,7 @@ int Main(int argc, char** argv) {
   }
   opts.min_raise_interval_ms = absl::ToInt64Milliseconds(d);
   opts.backfill = !no_backfill;
+  opts.time_limits = !no_time_limits;
   opts.allow_preemption = !no_preemption;
   opts.progress = !no_progress;
   if (opts.queue_window == 0) opts.queue_window = 1;

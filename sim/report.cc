@@ -129,6 +129,7 @@ std::string ReportJson(const RunInfo& info,
   j.Num("throttle_alpha", o.throttle_alpha);
   j.Num("throttle_knee", o.throttle_knee);
   j.Num("max_runtime_factor", o.max_runtime_factor);
+  j.Field("time_limits", o.time_limits ? "true" : "false");
   j.Field("throttleable", o.throttleable ? "true" : "false");
   j.Int("measured_percentile", o.measured_percentile);
   j.Int("measured_margin_pct", o.measured_margin_pct);

@@ -25,6 +25,7 @@
 #include "billing/period.h"
 #include "common/clock.h"
 #include "common/proto_time.h"
+#include "scheduler/fair_share.h"
 #include "scheduler/measured_plus.h"
 #include "scheduler/policy.h"
 #include "scheduler/power_control.h"
@@ -167,9 +168,11 @@ struct PendKey {
   }
 };
 
+// Fair share as jouled counts it (scheduler/fair_share.h): decayed
+// GPU-seconds, advanced whenever the tenant's held GPUs change.
 struct TenantRt {
-  double decayed_gpu_s = 0;
-  int64_t decay_ms = -1;
+  scheduler::DecayedUsage usage;
+  int64_t gpus = 0;  // held by its running attempts
 };
 
 class Sim {
@@ -217,7 +220,10 @@ class Sim {
   void SampleStranded();
   void ComputeStrandedInputs();
   void RecordUsageUpTo(int64_t ms);
-  void AddTenantUsage(uint32_t tenant, double gpu_s);
+  // The tenant's held GPUs change by `delta` now.
+  void AddTenantGpus(uint32_t tenant, int64_t delta);
+  // The job's time limit (scheduler/time_limits.h), 0 = none.
+  int64_t MaxRuntimeMs(int job) const;
   double TenantRecent(uint32_t tenant) const;
   void Progress(bool force);
   void Finish(SimResult* r);
@@ -496,10 +502,7 @@ void Sim::PushFinish(int job) {
   int64_t finish =
       j.progress_ms + static_cast<int64_t>(std::ceil(j.work_left_ms / j.speed));
   bool kill = false;
-  if (opts_.max_runtime_factor > 0) {
-    const int64_t max_rt = static_cast<int64_t>(
-        std::ceil(static_cast<double>(work_.jobs[job].duration_ms) *
-                  opts_.max_runtime_factor));
+  if (const int64_t max_rt = MaxRuntimeMs(job); max_rt > 0) {
     if (finish > j.start_ms + max_rt) {
       finish = j.start_ms + max_rt;
       kill = true;
@@ -562,10 +565,7 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
   r.cls = p.effective_class;
   r.priority = s.priority;
   r.start_time = At(now_);
-  if (opts_.max_runtime_factor > 0) {
-    r.max_runtime = absl::Milliseconds(static_cast<int64_t>(std::ceil(
-        static_cast<double>(s.duration_ms) * opts_.max_runtime_factor)));
-  }
+  r.max_runtime = absl::Milliseconds(MaxRuntimeMs(job));
   r.shares = p.shares;
   r.gpu_model = p.gpu_model;
   r.limit_mw = limit_mw;
@@ -604,6 +604,7 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
                  g * (limit_mw - acc_idle_[model]));
   }
   running_gpus_ += j.gpus;
+  AddTenantGpus(s.tenant, j.gpus);
   PushFinish(job);
 }
 
@@ -649,7 +650,7 @@ void Sim::EndAttempt(int job, EndKind kind) {
   }
   const int64_t held_ms = now_ - j.start_ms;
   gpu_ms_allocated_ += held_ms * j.gpus;
-  AddTenantUsage(s.tenant, static_cast<double>(held_ms) * j.gpus / 1000.0);
+  AddTenantGpus(s.tenant, -static_cast<int64_t>(j.gpus));
   running_gpus_ -= j.gpus;
   if (j.throttled) --throttled_jobs_;
   j.throttled = false;
@@ -732,21 +733,28 @@ void Sim::SetLimit(int job, int64_t limit_mw) {
   dirty_ = true;
 }
 
-void Sim::AddTenantUsage(uint32_t tenant, double gpu_s) {
+void Sim::AddTenantGpus(uint32_t tenant, int64_t delta) {
   TenantRt& t = tenant_rt_[tenant];
-  const double hl = absl::ToDoubleSeconds(opts_.fair_share_half_life);
-  if (t.decay_ms >= 0 && now_ > t.decay_ms) {
-    t.decayed_gpu_s *= std::exp2(-(now_ - t.decay_ms) / 1000.0 / hl);
-  }
-  t.decay_ms = now_;
-  t.decayed_gpu_s += gpu_s;
+  t.usage = scheduler::AdvanceUsage(t.usage, At(now_), t.gpus,
+                                    opts_.fair_share_half_life);
+  t.gpus += delta;
 }
 
 double Sim::TenantRecent(uint32_t tenant) const {
   const TenantRt& t = tenant_rt_[tenant];
-  if (t.decay_ms < 0) return 0;
-  const double hl = absl::ToDoubleSeconds(opts_.fair_share_half_life);
-  return t.decayed_gpu_s * std::exp2(-(now_ - t.decay_ms) / 1000.0 / hl);
+  return scheduler::UsageAt(t.usage, At(now_), t.gpus,
+                            opts_.fair_share_half_life);
+}
+
+int64_t Sim::MaxRuntimeMs(int job) const {
+  const SimJobSpec& s = work_.jobs[job];
+  if (opts_.max_runtime_factor > 0) {
+    return static_cast<int64_t>(std::ceil(static_cast<double>(s.duration_ms) *
+                                          opts_.max_runtime_factor));
+  }
+  if (!opts_.time_limits) return 0;
+  return absl::ToInt64Milliseconds(scheduler::EffectiveMaxRuntime(
+      s.cls, absl::ZeroDuration(), opts_.limits));
 }
 
 void Sim::Telemetry() {
@@ -1034,10 +1042,7 @@ void Sim::RunScheduler() {
     if (p.min_power_mw > 0) {
       p.min_power_mw = std::max<int64_t>(1, p.min_power_mw - offset);
     }
-    if (opts_.max_runtime_factor > 0) {
-      p.max_runtime = absl::Milliseconds(static_cast<int64_t>(std::ceil(
-          static_cast<double>(s.duration_ms) * opts_.max_runtime_factor)));
-    }
+    p.max_runtime = absl::Milliseconds(MaxRuntimeMs(static_cast<int>(k.job)));
     pending.push_back(std::move(p));
   }
   scheduler::PolicyConfig cfg;

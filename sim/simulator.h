@@ -20,6 +20,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "scheduler/power_rules.h"
+#include "scheduler/time_limits.h"
 #include "sim/cluster.h"
 #include "sim/pricing.h"
 #include "sim/workload.h"
@@ -52,6 +53,10 @@ struct SimOptions {
   double throttle_knee = 0.5;
   double max_runtime_factor = 0;  // > 0: jobs declare and are killed at
                                   // ceil(factor × duration)
+  // Otherwise, as jouled: every job gets its class's default_max_runtime
+  // (scheduler/time_limits.h) and is killed there; false = no limits.
+  bool time_limits = true;
+  scheduler::TimeLimits limits;
   // Jobs that give no min power accept throttling down to their GPU's
   // minimum limit (else, as the policy defaults, min = their limit).
   bool throttleable = false;

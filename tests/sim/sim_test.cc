@@ -229,6 +229,29 @@ TEST(SimScenario, InferenceUsageIsBilled) {
   EXPECT_TRUE(r->billing_errors.empty());
 }
 
+// Time limits as jouled applies them (scheduler/time_limits.h): a spot job
+// that gives no limit gets the spot default 12h and is killed there; a 13h
+// on-demand job (default 24h) completes. With --no-time-limits both
+// complete.
+TEST(SimScenario, ClassDefaultTimeLimitsAsJouled) {
+  const SimCluster c = OneRack(2, 1, 10'000 * kW);
+  const Workload w =
+      Csv("job_id,tenant,submit_time_s,duration_s,gpus_per_node,class\n"
+          "S,t,0,46800,1,spot\nO,t,0,46800,1,on-demand\n");
+  SimInputs in{&c, &w};
+  SimOptions o = Exact(PolicyKind::kAllocated);
+  o.tick_ms = 600'000;
+  auto r = Simulate(in, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->jobs_completed, 1);
+  EXPECT_EQ(r->jobs_killed_max_runtime, 1);
+  o.time_limits = false;
+  r = Simulate(in, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->jobs_completed, 2);
+  EXPECT_EQ(r->jobs_killed_max_runtime, 0);
+}
+
 TEST(SimDeterminism, SameSeedSameReport) {
   auto c = SyntheticCluster(
       "nodes=64,gpus-per-node=8,gpu-model=H100,nodes-per-rack=8,"
