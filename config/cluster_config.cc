@@ -10,6 +10,7 @@
 #include "common/gpu_catalog.h"
 #include "common/status_macros.h"
 #include "common/units.h"
+#include "config/limits_config.h"
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "joule/v1/config.pb.h"
@@ -331,6 +332,9 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
   if (cfg.scheduler.starting_timeout < absl::Seconds(1)) {
     return loc.Error("scheduler", 0, "starting_timeout", "must be at least 1s");
   }
+  if (auto e = ApplyTimeLimits(s, &cfg.scheduler.time_limits)) {
+    return loc.Error("scheduler", 0, e->field, e->rule);
+  }
   if (s.max_nodes() > 0) cfg.scheduler.max_nodes = s.max_nodes();
   if (s.max_registrations_per_second() > 0) {
     cfg.scheduler.max_registrations_per_second =
@@ -397,6 +401,11 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
     if (t.name().empty()) return loc.Error("tenant", i, "name", "is required");
     cfg.tenant_weights[t.name()] =
         t.fair_share_weight() == 0 ? 1 : t.fair_share_weight();
+    if (t.has_quota()) {
+      if (auto e = ParseQuota(t.quota(), &cfg.tenant_quotas[t.name()])) {
+        return loc.Error("tenant", i, e->field, e->rule);
+      }
+    }
   }
   return cfg;
 }

@@ -9,6 +9,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "scheduler/quota.h"
+#include "scheduler/time_limits.h"
 
 namespace joule::config {
 
@@ -53,6 +55,8 @@ struct SchedulerSettings {
   uint32_t max_nodes = 10000;
   uint32_t max_registrations_per_second = 50;
   absl::Duration starting_timeout = absl::Seconds(60);
+  // Per-class default and maximum max_runtime (scheduler.time_limit).
+  scheduler::TimeLimits time_limits;
 };
 
 // A checked cluster configuration: every name unique, exactly one root
@@ -65,6 +69,9 @@ struct ClusterConfig {
   absl::flat_hash_map<std::string, int64_t> node_models;  // base power
   SchedulerSettings scheduler;
   absl::flat_hash_map<std::string, uint32_t> tenant_weights;
+  // tenant { quota {...} }: the quota a tenant starts with (a run-time
+  // `tenant set-quota` replaces it).
+  absl::flat_hash_map<std::string, scheduler::TenantQuota> tenant_quotas;
   // billing { allow_unpriced: true }: accept jobs with no price in effect.
   bool allow_unpriced = false;
 
