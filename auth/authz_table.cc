@@ -32,6 +32,8 @@ std::vector<MethodRule> BuildTable() {
       row("JobService", "ListJobs", false, A, D, D, O, D),
       row("JobService", "CancelJob", true, A, D, D, O, D),
       row("JobService", "GetJobLogs", false, A, D, D, O, D),
+      row("JobService", "HoldJob", true, A, D, D, O, D),
+      row("JobService", "ReleaseJob", true, A, D, D, O, D),
       // Cluster: shared views are filtered for tenants (no other tenant's
       // job ids or names); changes are the operator's.
       row("AdminService", "ListNodes", false, A, D, D, O, D),
@@ -43,6 +45,7 @@ std::vector<MethodRule> BuildTable() {
       row("AdminService", "ListEvents", false, A, D, D, O, D),
       row("AdminService", "CreateTenant", true, A, D, D, D, D),
       row("AdminService", "ListTenants", false, A, A, D, O, D),
+      row("AdminService", "SetTenantQuota", true, A, D, D, D, D),
       // Billing: finance reads everything and finalizes; metering records
       // usage; tenants read their own statements and the price catalogue.
       row("BillingService", "SetPrice", true, A, D, D, D, D),

@@ -17,12 +17,14 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "cli/csv.h"
 #include "cli/format.h"
+#include "cli/sched_text.h"
 #include "common/endpoints.h"
 #include "common/proto_time.h"
 #include "common/units.h"
@@ -266,7 +268,7 @@ void NodeRemove(Client& c, const Globals& g, const std::string& name) {
 
 struct SubmitFlags {
   std::string tenant, name, gpu_model, cls = "on-demand", power, min_power,
-                                       max_runtime, request_id;
+                                       max_runtime, request_id, after;
   uint32_t gpus = 0, nodes = 1;
   int32_t priority = 0;
   double sim_load = 0;
@@ -308,6 +310,9 @@ void JobSubmit(Client& c, const Globals& g, const SubmitFlags& f) {
   if (f.sim_load < 0 || f.sim_load > 1)
     Fail(2, "--sim-load: must be within 0..1");
   s->set_sim_load(f.sim_load);
+  auto after = ParseAfter(f.after);
+  if (!after.ok()) FailStatus(after.status());
+  for (const std::string& id : *after) s->add_after(id);
   req.set_request_id(f.request_id);
   v1::SubmitJobResponse resp;
   c.Call(&v1::JobService::Stub::SubmitJob, c.jobs(), req, &resp);
@@ -365,6 +370,10 @@ void JobShow(Client& c, const Globals& g, const std::string& id) {
       ", min ",
       j.min_power_limit_mw() > 0 ? FormatPower(j.min_power_limit_mw())
                                  : "= power",
+      "\nlimit:    ", TimeLimitText(j),
+      j.held() ? "  (held: job release ID)" : "",
+      s.after().empty() ? "" : "\nafter:    ", absl::StrJoin(s.after(), ", "),
+      ContractText(j).empty() ? "" : "\ncontract: ", ContractText(j),
       "\ncommand:  ", absl::StrJoin(s.command(), " "),
       "\nsubmitted: ", TimeText(j.submit_time()), "  attempt ", j.attempt(),
       "  exit code ", j.exit_code(), "\n");
@@ -406,6 +415,23 @@ void JobCancel(Client& c, const Globals& g, const std::string& id) {
   c.Call(&v1::JobService::Stub::CancelJob, c.jobs(), req, &j);
   if (Json(g)) return Print(ToJson(j) + "\n");
   Print(absl::StrCat(id, " ", JobStateName(j.state()), ": ", j.reason(), "\n"));
+}
+
+// `job hold` / `job release`.
+void JobHold(Client& c, const Globals& g, const std::string& id, bool hold) {
+  v1::Job j;
+  if (hold) {
+    v1::HoldJobRequest req;
+    req.set_id(id);
+    c.Call(&v1::JobService::Stub::HoldJob, c.jobs(), req, &j);
+  } else {
+    v1::ReleaseJobRequest req;
+    req.set_id(id);
+    c.Call(&v1::JobService::Stub::ReleaseJob, c.jobs(), req, &j);
+  }
+  if (Json(g)) return Print(ToJson(j) + "\n");
+  Print(absl::StrCat(id, " ", hold ? "held" : "released", ": ", j.reason(),
+                     "\n"));
 }
 
 void JobLogs(Client& c, const Globals& g, const std::string& id,
@@ -495,12 +521,29 @@ void TenantList(Client& c, const Globals& g) {
   c.Call(&v1::AdminService::Stub::ListTenants, c.admin(),
          v1::ListTenantsRequest(), &resp);
   if (Json(g)) return Print(ToJson(resp) + "\n");
-  Table t({"TENANT", "WEIGHT", "CREATED"});
+  Table t({"TENANT", "WEIGHT", "CREATED", "USAGE", "QUOTA"});
   for (const auto& x : resp.tenants()) {
     t.Add({x.name(), absl::StrCat(x.fair_share_weight()),
-           TimeText(x.created_time())});
+           TimeText(x.created_time()),
+           absl::StrFormat("%.1f GPU-h", x.fair_share_gpu_seconds() / 3600),
+           QuotaText(x.quota())});
   }
   Print(t.Render());
+}
+
+void TenantSetQuota(Client& c, const Globals& g, const std::string& name,
+                    const std::vector<std::string>& max_gpus,
+                    int64_t max_pending) {
+  v1::SetTenantQuotaRequest req;
+  req.set_tenant(name);
+  auto q = ParseQuotaFlags(max_gpus, max_pending);
+  if (!q.ok()) FailStatus(q.status());
+  *req.mutable_quota() = *q;
+  v1::Tenant t;
+  c.Call(&v1::AdminService::Stub::SetTenantQuota, c.admin(), req, &t);
+  if (Json(g)) return Print(ToJson(t) + "\n");
+  Print(absl::StrCat("tenant ", t.name(), " quota: ", QuotaText(t.quota()),
+                     "\n"));
 }
 
 // ----------------------------------------------------------- billing ----
@@ -1090,7 +1133,10 @@ int main(int argc, char** argv) {
   submit->add_option("--power", sf.power, "per-GPU power limit, e.g. 500W");
   submit->add_option("--min-power", sf.min_power,
                      "lowest per-GPU limit tolerated (throttling floor)");
-  submit->add_option("--max-runtime", sf.max_runtime, "e.g. 2h");
+  submit->add_option("--max-runtime", sf.max_runtime,
+                     "e.g. 2h (default: the class's default_max_runtime)");
+  submit->add_option("--after", sf.after,
+                     "JOB[,JOB]: start once these succeeded");
   submit->add_option("--name", sf.name, "job name");
   submit->add_option("--env", sf.env, "KEY=VALUE (repeatable)");
   submit->add_option("--sim-load", sf.sim_load,
@@ -1111,6 +1157,12 @@ int main(int argc, char** argv) {
   auto* jcancel = job->add_subcommand("cancel", "cancel a job");
   jcancel->add_option("ID", job_id)->required();
   set(jcancel, [&](Client& c) { JobCancel(c, g, job_id); });
+  auto* jhold = job->add_subcommand("hold", "keep a pending job from starting");
+  jhold->add_option("ID", job_id)->required();
+  set(jhold, [&](Client& c) { JobHold(c, g, job_id, true); });
+  auto* jrelease = job->add_subcommand("release", "let a held job start");
+  jrelease->add_option("ID", job_id)->required();
+  set(jrelease, [&](Client& c) { JobHold(c, g, job_id, false); });
   static uint32_t log_attempt = 0;
   auto* jlogs = job->add_subcommand("logs", "a job's stdout and stderr");
   jlogs->add_option("ID", job_id)->required();
@@ -1151,6 +1203,17 @@ int main(int argc, char** argv) {
       [&](Client& c) { TenantCreate(c, g, tenant_name, tenant_weight); });
   set(tenant->add_subcommand("list", "list tenants"),
       [&](Client& c) { TenantList(c, g); });
+  static std::vector<std::string> quota_gpus;
+  static int64_t quota_pending = -1;
+  auto* tquota = tenant->add_subcommand(
+      "set-quota", "replace a tenant's quota (flags not given: no limit)");
+  tquota->add_option("NAME", tenant_name)->required();
+  tquota->add_option("--max-gpus", quota_gpus,
+                     "CLASS=GPUS: most GPUs running in CLASS (repeatable)");
+  tquota->add_option("--max-pending", quota_pending, "most pending jobs");
+  set(tquota, [&](Client& c) {
+    TenantSetQuota(c, g, tenant_name, quota_gpus, quota_pending);
+  });
 
   // price
   auto* price =
