@@ -72,11 +72,9 @@ absl::Status ClusterManager::LoadLocked() {
       [&](const v1::Job& job, const v1::JobAttempt& a) {
         uint32_t gpus = 0;
         for (const auto& al : a.allocations()) gpus += al.gpu_indices_size();
-        AddTenantUsageLocked(
-            job.spec().tenant(),
-            gpus * absl::ToDoubleSeconds(FromProtoTime(a.end_time()) -
-                                         FromProtoTime(a.start_time())),
-            FromProtoTime(a.end_time()));
+        tenants_.AddLoadedAttempt(job.spec().tenant(), gpus,
+                                  FromProtoTime(a.start_time()),
+                                  FromProtoTime(a.end_time()));
       },
       [&](const v1::Job& job) {
         // An active job holds its GPUs again.
@@ -91,6 +89,7 @@ absl::Status ClusterManager::LoadLocked() {
           }
         }
       }));
+  tenants_.FinishLoad();
   RETURN_IF_ERROR(events_.Load(next_event_seq));
   for (auto& [name, n] : nodes_) UpdateNodeMeasuredLocked(n);
   wake_ = true;
@@ -203,7 +202,7 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
   absl::flat_hash_map<std::string, absl::flat_hash_map<std::string, uint32_t>>
       contracted;
   if (options_.contracted_gpus) contracted = options_.contracted_gpus(now);
-  tenants_.Snapshot(now, contracted, &snap.tenants);
+  tenants_.Snapshot(now, contracted, &snap.tenants, HeldGpusLocked());
   for (const std::string& id : jobs_.active()) {
     const JobRt& j = jobs_.at(id);
     const v1::Job& job = j.job;
@@ -219,7 +218,7 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
     r.start_time = cur != nullptr && IsSet(cur->start_time())
                        ? FromProtoTime(cur->start_time())
                        : now;
-    r.max_runtime = FromProtoDuration(job.spec().max_runtime());
+    r.max_runtime = TimeLimitLocked(job);
     uint32_t gpus = 0;
     for (const v1::Allocation& al : job.allocations()) {
       auto it = node_idx.find(al.node());

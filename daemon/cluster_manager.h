@@ -129,6 +129,10 @@ class ClusterManager {
                                     const std::string& caller_tenant);
   absl::StatusOr<v1::GetJobLogsResponse> GetJobLogs(
       const v1::GetJobLogsRequest& req, const std::string& caller_tenant);
+  // `job hold` (hold = true) / `job release`: FAILED_PRECONDITION unless
+  // the job is pending (hold) or held (release).
+  absl::StatusOr<v1::Job> HoldJob(const std::string& id, bool hold,
+                                  const std::string& caller_tenant);
 
   // ---- admin (viewer_tenant non-empty: a tenant's view, which shows no
   // other tenant's job ids)
@@ -146,6 +150,8 @@ class ClusterManager {
       const v1::ListEventsRequest& r, const std::string& viewer_tenant = "");
   absl::StatusOr<v1::Tenant> CreateTenant(const v1::Tenant& t);
   std::vector<v1::Tenant> ListTenants();
+  // Replaces a tenant's quota (operator).
+  absl::StatusOr<v1::Tenant> SetTenantQuota(const v1::SetTenantQuotaRequest& r);
   bool TenantExists(absl::string_view name);
 
   // ---- control loops (also driven directly by tests)
@@ -233,10 +239,27 @@ class ClusterManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void SetJobLimitLocked(JobRt& j, int64_t limit_mw, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  void AddTenantUsageLocked(const std::string& tenant, double gpu_seconds,
-                            absl::Time at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    tenants_.AddUsage(tenant, gpu_seconds, at);
+  void AddTenantUsageLocked(const std::string& tenant, int64_t gpus,
+                            absl::Time start, absl::Time end,
+                            storage::WriteBatch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    tenants_.AddEnded(tenant, gpus, start, end, batch);
   }
+  // ---- scheduling limits (cluster_manager_sched.cc, issue 11)
+  // GPUs held by running attempts per tenant (fair share).
+  HeldGpus HeldGpusLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // At submit: the time limit (`*time_limit`), the dependencies and the
+  // tenant's pending-jobs quota.
+  absl::Status CheckSubmitLimitsLocked(const v1::JobSpec& spec,
+                                       absl::Duration* time_limit) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Before a round: pending jobs that are held or wait on a dependency get
+  // their reason and are returned (not offered to the policy); those whose
+  // dependency failed are failed (committed here).
+  absl::flat_hash_set<std::string> SettleBlockedLocked()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  absl::Duration TimeLimitLocked(const v1::Job& job) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   v1::Node NodeViewLocked(const NodeRt& n, absl::Time now,
                           const std::string& viewer_tenant = "") const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -162,7 +162,7 @@ absl::StatusOr<v1::Tenant> ClusterManager::CreateTenant(const v1::Tenant& t) {
 
 std::vector<v1::Tenant> ClusterManager::ListTenants() {
   absl::MutexLock lock(&mu_);
-  return tenants_.List();
+  return tenants_.ListWithUsage(options_.clock->Now(), HeldGpusLocked());
 }
 
 bool ClusterManager::TenantExists(absl::string_view name) {

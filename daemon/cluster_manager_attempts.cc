@@ -11,6 +11,7 @@
 #include "common/units.h"
 #include "daemon/cluster_manager.h"
 #include "daemon/controller_util.h"
+#include "daemon/sched_limits.h"
 #include "daemon/validation.h"
 
 namespace joule::daemon {
@@ -27,10 +28,8 @@ v1::JobAttempt ClusterManager::EndAttemptLocked(JobRt& j, absl::Time end,
     *a->mutable_end_time() = ToProtoTime(end);
     uint32_t gpus = 0;
     for (const auto& al : a->allocations()) gpus += al.gpu_indices_size();
-    AddTenantUsageLocked(
-        j.job.spec().tenant(),
-        gpus * absl::ToDoubleSeconds(end - FromProtoTime(a->start_time())),
-        end);
+    AddTenantUsageLocked(j.job.spec().tenant(), gpus,
+                         FromProtoTime(a->start_time()), end, batch);
   }
   a->set_outcome(std::move(outcome));
   a->set_energy_mj(j.energy_mj);
@@ -106,8 +105,8 @@ absl::Status ClusterManager::HandleJobUpdate(const std::string& node,
       if (j->job.state() == v1::JOB_STATE_STARTING) {
         v1::JobAttempt* a = j->job.mutable_attempts(j->job.attempts_size() - 1);
         *a->mutable_start_time() = ToProtoTime(when);
-        TransitionLocked(*j, v1::JOB_STATE_RUNNING,
-                         absl::StrCat("running on ", node), when);
+        TransitionLocked(*j, v1::JOB_STATE_RUNNING, RunningReason(j->job),
+                         when);
         PutJobLocked(&batch, j->job);
       }
       break;
@@ -164,8 +163,8 @@ absl::Status ClusterManager::HandleJobUpdate(const std::string& node,
               std::clamp(FromProtoTime(u.start_time()), sent, when);
           *j->job.mutable_attempts(j->job.attempts_size() - 1)
                ->mutable_start_time() = ToProtoTime(start);
-          TransitionLocked(*j, v1::JOB_STATE_RUNNING,
-                           absl::StrCat("running on ", node), start);
+          TransitionLocked(*j, v1::JOB_STATE_RUNNING, RunningReason(j->job),
+                           start);
         }
       }
       if (failed && j->job.stopping_to() == v1::JOB_STATE_UNSPECIFIED) {

@@ -148,6 +148,11 @@ absl::StatusOr<v1::Job> ClusterManager::SubmitJob(
       }
       jobs_.submitting().insert(idem_key);
     }
+    absl::Duration time_limit;
+    if (absl::Status s = CheckSubmitLimitsLocked(spec, &time_limit); !s.ok()) {
+      if (!idem_key.empty()) jobs_.submitting().erase(idem_key);
+      return s;
+    }
     const absl::Time now = options_.clock->Now();
     v1::Job& job = j.job;
     job.set_seq(jobs_.NextSeq());
@@ -158,6 +163,7 @@ absl::StatusOr<v1::Job> ClusterManager::SubmitJob(
     job.set_effective_class(spec.service_class());
     job.set_power_limit_mw(spec.power_limit_mw());
     job.set_min_power_limit_mw(spec.min_power_limit_mw());
+    *job.mutable_time_limit() = ToProtoDuration(time_limit);
     TransitionLocked(j, v1::JOB_STATE_PENDING, "submitted", now);
     jobs_.Deactivate(job.id());  // not visible until it is durable
     PutJobLocked(&batch, job);

@@ -34,9 +34,11 @@ void ClusterManager::ScheduleOnce() {
   {
     absl::MutexLock lock(&mu_);
     wake_ = false;
+    const absl::flat_hash_set<std::string> blocked = SettleBlockedLocked();
     for (const std::string& id : jobs_.active()) {
       const JobRt& j = jobs_.at(id);
       if (j.job.state() != v1::JOB_STATE_PENDING) continue;
+      if (blocked.contains(id)) continue;  // held or waiting on a dependency
       const v1::JobSpec& s = j.job.spec();
       scheduler::PendingJob p;
       p.id = id;
@@ -67,7 +69,7 @@ void ClusterManager::ScheduleOnce() {
         p.min_power_mw = std::max<int64_t>(1, s.min_power_limit_mw() - offset);
         idle_offsets[id] = offset;
       }
-      p.max_runtime = FromProtoDuration(s.max_runtime());
+      p.max_runtime = TimeLimitLocked(j.job);
       pending.push_back(std::move(p));
     }
     if (pending.empty()) return;
@@ -231,7 +233,7 @@ void ClusterManager::ScheduleOnce() {
       s->set_node_rank(rank);
       s->set_num_nodes(job.allocations_size());
       s->set_master_addr(master.empty() ? "127.0.0.1" : master);
-      *s->mutable_max_runtime() = job.spec().max_runtime();
+      *s->mutable_max_runtime() = ToProtoDuration(TimeLimitLocked(job));
       s->set_power_limit_mw(al.power_limit_mw());
       s->set_sim_load(job.spec().sim_load() > 0 ? job.spec().sim_load() : 1.0);
       s->set_tenant(job.spec().tenant());

@@ -249,6 +249,30 @@ grpc::ServerUnaryReactor* JobServiceImpl::GetJobLogs(
                       });
 }
 
+grpc::ServerUnaryReactor* JobServiceImpl::HoldJob(
+    grpc::CallbackServerContext* ctx, const v1::HoldJobRequest* req,
+    v1::Job* resp) {
+  return gate_->Later(
+      ctx, M("JobService", "HoldJob"), req->id(),
+      [this, req, resp](const Caller& c) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp,
+                         manager_->HoldJob(req->id(), true, c.TenantScope()));
+        return absl::OkStatus();
+      });
+}
+
+grpc::ServerUnaryReactor* JobServiceImpl::ReleaseJob(
+    grpc::CallbackServerContext* ctx, const v1::ReleaseJobRequest* req,
+    v1::Job* resp) {
+  return gate_->Later(
+      ctx, M("JobService", "ReleaseJob"), req->id(),
+      [this, req, resp](const Caller& c) -> absl::Status {
+        ASSIGN_OR_RETURN(*resp,
+                         manager_->HoldJob(req->id(), false, c.TenantScope()));
+        return absl::OkStatus();
+      });
+}
+
 // ---------------------------------------------------------------- admin ----
 
 grpc::ServerUnaryReactor* AdminServiceImpl::ListNodes(
@@ -346,6 +370,16 @@ grpc::ServerUnaryReactor* AdminServiceImpl::CreateTenant(
                       [this, req, resp](const Caller&) -> absl::Status {
                         ASSIGN_OR_RETURN(*resp,
                                          manager_->CreateTenant(req->tenant()));
+                        return absl::OkStatus();
+                      });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::SetTenantQuota(
+    grpc::CallbackServerContext* ctx, const v1::SetTenantQuotaRequest* req,
+    v1::Tenant* resp) {
+  return gate_->Later(ctx, M("AdminService", "SetTenantQuota"), req->tenant(),
+                      [this, req, resp](const Caller&) -> absl::Status {
+                        ASSIGN_OR_RETURN(*resp, manager_->SetTenantQuota(*req));
                         return absl::OkStatus();
                       });
 }

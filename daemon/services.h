@@ -48,6 +48,12 @@ class JobServiceImpl final : public v1::JobService::CallbackService {
   grpc::ServerUnaryReactor* GetJobLogs(grpc::CallbackServerContext* ctx,
                                        const v1::GetJobLogsRequest* req,
                                        v1::GetJobLogsResponse* resp) override;
+  grpc::ServerUnaryReactor* HoldJob(grpc::CallbackServerContext* ctx,
+                                    const v1::HoldJobRequest* req,
+                                    v1::Job* resp) override;
+  grpc::ServerUnaryReactor* ReleaseJob(grpc::CallbackServerContext* ctx,
+                                       const v1::ReleaseJobRequest* req,
+                                       v1::Job* resp) override;
 
  private:
   ClusterManager* const manager_;
@@ -70,6 +76,9 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* RemoveNode(grpc::CallbackServerContext* ctx,
                                        const v1::RemoveNodeRequest* req,
                                        v1::RemoveNodeResponse* resp) override;
+  grpc::ServerUnaryReactor* SetTenantQuota(grpc::CallbackServerContext* ctx,
+                                           const v1::SetTenantQuotaRequest* req,
+                                           v1::Tenant* resp) override;
   grpc::ServerUnaryReactor* GetPowerTree(
       grpc::CallbackServerContext* ctx, const v1::GetPowerTreeRequest* req,
       v1::GetPowerTreeResponse* resp) override;

@@ -102,5 +102,68 @@ TEST_F(SchedLimitsE2E, JobEndingWhileDaemonAndAgentAreDownSucceeds) {
   CheckSettledAsEnded(/*agent_too=*/true);
 }
 
+// Limits, quotas, dependencies and holds through joulectl.
+TEST_F(SchedLimitsE2E, LimitsQuotasDependenciesAndHoldsThroughTheCli) {
+  auto submit = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = {"job",  "submit", "--tenant",
+                                     "acme", "--gpus", "1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return cluster_->Ctl(args);
+  };
+  CtlResult first = submit({"--", "sleep", "60"});
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  const std::string a(absl::StripAsciiWhitespace(first.out));
+  ASSERT_TRUE(WaitFor([&] { return Job(a).state() == v1::JOB_STATE_RUNNING; }));
+  CtlResult show = cluster_->Ctl({"job", "show", a});
+  EXPECT_TRUE(absl::StrContains(show.out, "limit:    24h (on-demand default)"))
+      << show.out;
+
+  // Above the class's limit: refused (exit 1), naming the field.
+  CtlResult too_long = submit({"--max-runtime", "200h", "--", "true"});
+  EXPECT_EQ(too_long.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(
+      too_long.err, "spec.max_runtime: 200h is above the on-demand limit 168h"))
+      << too_long.err;
+
+  // A quota of 1 on-demand GPU: the next job waits naming it.
+  CtlResult q = cluster_->Ctl(
+      {"tenant", "set-quota", "acme", "--max-gpus", "on-demand=1"});
+  ASSERT_EQ(q.exit_code, 0) << q.err;
+  EXPECT_EQ(q.out, "tenant acme quota: on-demand 1\n");
+  CtlResult second = submit({"--", "true"});
+  ASSERT_EQ(second.exit_code, 0) << second.err;
+  const std::string b(absl::StripAsciiWhitespace(second.out));
+  EXPECT_TRUE(WaitFor([&] {
+    return absl::StrContains(Job(b).reason(), "over quota: tenant acme");
+  })) << Job(b).DebugString();
+  CtlResult bad =
+      cluster_->Ctl({"tenant", "set-quota", "acme", "--max-gpus", "gold=1"});
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  const std::string tenant_token = cluster_->CreateToken("tenant", "acme");
+  CtlResult denied =
+      cluster_->Ctl({"--token", tenant_token, "tenant", "set-quota", "acme"});
+  EXPECT_EQ(denied.exit_code, 1) << denied.err;
+
+  // Hold (as the tenant), release, and a dependency on the running job.
+  CtlResult hold = cluster_->Ctl({"--token", tenant_token, "job", "hold", b});
+  ASSERT_EQ(hold.exit_code, 0) << hold.err;
+  EXPECT_TRUE(Job(b).held());
+  CtlResult after = submit({"--after", a, "--", "true"});
+  ASSERT_EQ(after.exit_code, 0) << after.err;
+  const std::string c(absl::StripAsciiWhitespace(after.out));
+  EXPECT_TRUE(WaitFor([&] {
+    return absl::StrContains(Job(c).reason(), "waiting for " + a);
+  })) << Job(c).DebugString();
+  CtlResult shown = cluster_->Ctl({"job", "show", c});
+  EXPECT_TRUE(absl::StrContains(shown.out, "after:    " + a)) << shown.out;
+  ASSERT_EQ(cluster_->Ctl({"job", "release", b}).exit_code, 0);
+  EXPECT_FALSE(Job(b).held());
+  // Cancelling the dependency fails the dependent job.
+  ASSERT_EQ(cluster_->Ctl({"job", "cancel", a}).exit_code, 0);
+  EXPECT_TRUE(WaitFor([&] { return Job(c).state() == v1::JOB_STATE_FAILED; }))
+      << Job(c).DebugString();
+  EXPECT_EQ(Job(c).reason(), "dependency " + a + " was cancelled");
+}
+
 }  // namespace
 }  // namespace joule::e2e
