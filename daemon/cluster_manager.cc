@@ -346,6 +346,7 @@ void ClusterManager::AddEventLocked(storage::WriteBatch* batch,
   batch->Put(storage::kEvents, EventKey(e.seq()), e.SerializeAsString());
   PutCountersLocked(batch);
   if (options_.on_event) options_.on_event(e.kind());
+  if (options_.on_event_recorded) options_.on_event_recorded(e);
 }
 
 void ClusterManager::CommitBilled(
@@ -1047,6 +1048,7 @@ void ClusterManager::TransitionLocked(JobRt& j, v1::JobState state,
                                       std::string reason, absl::Time when) {
   if (state != v1::JOB_STATE_PREEMPTED) j.job.set_state(state);
   j.job.set_reason(reason);
+  if (options_.on_transition) options_.on_transition(j.job, state);
   v1::JobTransition* t = j.job.add_history();
   t->set_state(state);
   *t->mutable_time() = ToProtoTime(when);

@@ -67,6 +67,10 @@ struct ClusterManagerOptions {
   // the loop thread; they must not block or call back.
   std::function<void(const std::string& kind)> on_event;
   std::function<void(const char* round, absl::Duration took)> on_round;
+  // Optional observers (operator log, daemon/ops_events.h), same rules: the
+  // event as recorded; a job moved to `state` (placement: STARTING).
+  std::function<void(const v1::Event& e)> on_event_recorded;
+  std::function<void(const v1::Job& job, v1::JobState state)> on_transition;
 };
 
 // The in-memory state of the cluster (layer 2 of the scheduler module):

@@ -12,6 +12,7 @@
 #include "daemon/auth_service.h"
 #include "daemon/billing_service.h"
 #include "daemon/gate.h"
+#include "daemon/ops_events.h"
 #include "daemon/services.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -28,6 +29,7 @@ struct Daemon::Parts {
   std::unique_ptr<AgentServiceImpl> agent;
   std::unique_ptr<JobServiceImpl> jobs;
   std::unique_ptr<AdminServiceImpl> admin;
+  std::unique_ptr<OpsEvents> ops;  // operator log of the manager's events
 };
 
 namespace {
@@ -151,6 +153,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
                       {{"round", round}})
         ->Observe(absl::ToDoubleSeconds(took));
   };
+  d->parts_->ops = std::make_unique<OpsEvents>(reg);
+  OpsEvents* ops = d->parts_->ops.get();
+  mo.on_event_recorded = [ops](const v1::Event& e) { ops->OnEvent(e); };
+  mo.on_transition = [ops](const v1::Job& j, v1::JobState s) {
+    ops->OnTransition(j, s);
+  };
   mo.clock = options.clock;
   mo.heartbeat_timeout = options.heartbeat_timeout;
   mo.report_interval = options.report_interval;
@@ -209,6 +217,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
     if (!ms.ok()) return ms.status();
     d->parts_->metrics_server = std::move(*ms);
   }
+  d->parts_->ops->Start(d->manager_.get());
   d->manager_->Start();
   return d;
 }
@@ -231,6 +240,7 @@ void Daemon::Shutdown() {
   // Calls still queued finish before the manager stops.
   if (parts_) parts_->pool.reset();
   if (manager_) manager_->Stop();
+  if (parts_ && parts_->ops) parts_->ops->Stop();
   if (store_) store_->Close().IgnoreError();
 }
 

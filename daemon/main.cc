@@ -8,6 +8,7 @@
 
 #include "CLI/CLI.hpp"
 #include "common/endpoints.h"
+#include "common/log.h"
 #include "common/units.h"
 #include "daemon/daemon.h"
 #include "daemon/ha_daemon.h"
@@ -64,7 +65,23 @@ int main(int argc, char** argv) {
                  "etcd: keep usage idempotency records this long");
   app.add_option("--event-retention", event_retention,
                  "etcd: delete events older than this (0s: keep)");
+  std::string log_format = "text", log_level = "info";
+  app.add_option("--log-format", log_format,
+                 "operator log lines on stderr: text or json");
+  app.add_option("--log-level", log_level, "debug, info, warn or error");
   CLI11_PARSE(app, argc, argv);
+  {
+    joule::log::Format format;
+    joule::log::Level level;
+    for (const absl::Status& s : {joule::log::ParseFormat(log_format, &format),
+                                  joule::log::ParseLevel(log_level, &level)}) {
+      if (!s.ok()) {
+        fprintf(stderr, "jouled: %s\n", std::string(s.message()).c_str());
+        return 2;
+      }
+    }
+    joule::log::Configure(format, level);
+  }
 
   joule::daemon::DaemonOptions options;
   options.listen = listen;
