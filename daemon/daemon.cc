@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "daemon/auth_service.h"
 #include "daemon/billing_service.h"
+#include "daemon/dashboard.h"
 #include "daemon/gate.h"
 #include "daemon/ops_events.h"
 #include "daemon/services.h"
@@ -30,6 +31,7 @@ struct Daemon::Parts {
   std::unique_ptr<JobServiceImpl> jobs;
   std::unique_ptr<AdminServiceImpl> admin;
   std::unique_ptr<OpsEvents> ops;  // operator log of the manager's events
+  std::unique_ptr<Dashboard> dashboard;  // on the metrics address
 };
 
 namespace {
@@ -213,11 +215,16 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
     ClusterManager* m = d->manager_.get();
     d->metrics_->AddCollector(
         [m](metrics::Exposition* e) { CollectClusterMetrics(m, e); });
-    auto ms = MetricsServer::Start(options.metrics_listen, d->metrics_.get());
+    d->parts_->dashboard = std::make_unique<Dashboard>(m, options.clock);
+    Dashboard* dash = d->parts_->dashboard.get();
+    auto ms = MetricsServer::Start(
+        options.metrics_listen, d->metrics_.get(),
+        [dash](httplib::Server* s) { dash->AddRoutes(s); });
     if (!ms.ok()) return ms.status();
     d->parts_->metrics_server = std::move(*ms);
   }
   d->parts_->ops->Start(d->manager_.get());
+  if (d->parts_->dashboard) d->parts_->dashboard->Start();
   d->manager_->Start();
   return d;
 }
@@ -233,6 +240,7 @@ void Daemon::Shutdown() {
     shut_down_ = true;
   }
   if (parts_ && parts_->metrics_server) parts_->metrics_server->Stop();
+  if (parts_ && parts_->dashboard) parts_->dashboard->Stop();
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::seconds(2));

@@ -176,6 +176,9 @@ int main(int argc, char** argv) {
     fprintf(stderr, "jouled: metrics on http://%s:%d/metrics\n",
             metrics_listen.substr(0, metrics_listen.rfind(':')).c_str(),
             (*daemon)->metrics_port());
+    fprintf(stderr, "jouled: dashboard on http://%s:%d/\n",
+            metrics_listen.substr(0, metrics_listen.rfind(':')).c_str(),
+            (*daemon)->metrics_port());
   }
   std::thread signals([&] {
     int sig = 0;

@@ -1,0 +1,157 @@
+// Operations: jouled's operator log (JSON lines naming job, node and
+// domain), the counters of throttles and preemptions by class and cause and
+// of submissions, and joule-agent's own metrics endpoint.
+#include <cstdlib>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "gtest/gtest.h"
+#include "httplib.h"
+#include "joule/v1/joule.pb.h"
+#include "tests/e2e/harness.h"
+
+namespace joule::e2e {
+namespace {
+
+std::string Scrape(int port) {
+  httplib::Client http("127.0.0.1", port);
+  auto res = http.Get("/metrics");
+  if (!res || res->status != 200) return "";
+  return res->body;
+}
+
+// The sum of the samples whose line starts with `prefix`.
+double Sum(const std::string& text, const std::string& prefix) {
+  double sum = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (!absl::StartsWith(line, prefix)) continue;
+    double v = 0;
+    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &v)) sum += v;
+  }
+  return sum;
+}
+
+bool Promtool(const Cluster& c, const std::string& text) {
+  WriteFile(c.dir() + "/scrape.txt", text);
+  Process p(
+      {"/bin/sh", "-c", "promtool check metrics < " + c.dir() + "/scrape.txt"},
+      c.dir() + "/promtool.log");
+  return p.Wait() == 0;
+}
+
+// One rack rk1 (11 kW) with n1: base 1 kW + 8 idle GPUs x 70 W = 1.56 kW;
+// an 8-GPU job at 700 W commits 1 + 8 x 0.7 = 6.6 kW. A cut to 3 kW is far
+// below that: the power loop throttles (to 200 W: 1 + 8 x 0.2 = 2.6 kW)
+// or preempts.
+std::string Config() {
+  return "gpu_model { name: \"H100\" tdp: \"700W\" min_power_limit: \"200W\" "
+         "max_power_limit: \"700W\" idle_power: \"70W\" }\n"
+         "node_model { name: \"hgx\" base_power: \"1kW\" }\n"
+         "domain { name: \"site\" kind: \"site\" cap: \"1MW\" }\n"
+         "domain { name: \"rk1\" parent: \"site\" kind: \"rack\" cap: "
+         "\"11kW\" }\n"
+         "node { name: \"n1\" domain: \"rk1\" node_model: \"hgx\" }\n";
+}
+
+TEST(OpsE2E, JsonLogNamesJobNodeDomainAndCountersByClassAndCause) {
+  Cluster::Options o;
+  o.config_text = Config();
+  o.daemon_flags = {"--log-format", "json", "--log-level", "info"};
+  Cluster c(o);
+  c.StartDaemon();
+  c.StartAgent("n1");
+  ASSERT_TRUE(WaitFor([&] {
+    v1::ListNodesResponse n;
+    c.CtlJson({"node", "list"}, &n);
+    return n.nodes_size() == 1 && n.nodes(0).state() == v1::NODE_STATE_READY;
+  }));
+  ASSERT_EQ(c.Ctl({"tenant", "create", "acme"}).exit_code, 0);
+  CtlResult sub = c.Ctl({"job", "submit", "--tenant", "acme", "--gpus", "8",
+                         "--", "sleep", "60"});
+  ASSERT_EQ(sub.exit_code, 0) << sub.err;
+  const std::string job(absl::StripAsciiWhitespace(sub.out));
+  // A submission for an unknown tenant is refused and counted as rejected.
+  EXPECT_EQ(c.Ctl({"job", "submit", "--tenant", "nobody", "--gpus", "1", "--",
+                   "true"})
+                .exit_code,
+            1);
+  ASSERT_TRUE(WaitFor([&] {
+    return absl::StrContains(
+        c.daemon()->Log(),
+        absl::StrCat("\"event\":\"placement\",\"job\":\"", job,
+                     "\",\"node\":\"n1\",\"domain\":"
+                     "\"rk1\""));
+  })) << c.daemon()->Log();
+  ASSERT_EQ(c.Ctl({"power", "set-cap", "rk1", "3kW", "--reason", "test cut"})
+                .exit_code,
+            0);
+  // The cap change, then a throttle or preemption of the job, each one JSON
+  // line with its job, node and domain.
+  ASSERT_TRUE(WaitFor([&] {
+    const std::string log = c.daemon()->Log();
+    return absl::StrContains(log, "\"event\":\"cap\",\"domain\":\"rk1\"") &&
+           (absl::StrContains(
+                log, absl::StrCat("\"level\":\"warn\",\"event\":\"throttle\","
+                                  "\"job\":\"",
+                                  job,
+                                  "\",\"node\":\"n1\",\"domain\":\"rk1\","
+                                  "\"class\":\"on-demand\"")) ||
+            absl::StrContains(
+                log, absl::StrCat("\"level\":\"warn\",\"event\":\"preempt\","
+                                  "\"job\":\"",
+                                  job, "\",\"node\":\"n1\"")));
+  })) << c.daemon()->Log();
+
+  std::string text;
+  ASSERT_TRUE(WaitFor([&] {
+    text = Scrape(c.metrics_port());
+    return Sum(text,
+               "joule_throttles_total{class=\"on-demand\",cause=\"cap\"}") +
+               Sum(text, "joule_preemptions_total{class=\"on-demand\"") >=
+           1;
+  })) << text;
+  EXPECT_EQ(Sum(text, "joule_job_submissions_total{result=\"accepted\"}"), 1);
+  EXPECT_EQ(Sum(text, "joule_job_submissions_total{result=\"rejected\"}"), 1);
+  if (std::system("command -v promtool >/dev/null 2>&1") == 0) {
+    EXPECT_TRUE(Promtool(c, text)) << ReadFile(c.dir() + "/promtool.log");
+  }
+}
+
+TEST(OpsE2E, AgentServesItsNodesMetrics) {
+  Cluster c;
+  c.StartDaemon();
+  Process* agent = c.StartAgent("n1", {"--metrics-listen", "127.0.0.1:0"});
+  int port = 0;
+  ASSERT_TRUE(WaitFor([&] {
+    const std::string log = agent->Log();
+    const std::string key = "joule-agent: metrics on http://127.0.0.1:";
+    const size_t at = log.find(key);
+    if (at == std::string::npos) return false;
+    const size_t end = log.find('/', at + key.size());
+    return absl::SimpleAtoi(log.substr(at + key.size(), end - at - key.size()),
+                            &port);
+  })) << agent->Log();
+  const std::string text = Scrape(port);
+  int gpus = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (absl::StartsWith(line, "joule_gpu_power_watts{node=\"n1\"")) ++gpus;
+  }
+  EXPECT_EQ(gpus, 8) << text;
+  EXPECT_EQ(Sum(text, "joule_agent_backend_up{node=\"n1\",backend=\"sim\"}"),
+            1);
+  EXPECT_GT(Sum(text, "joule_gpu_energy_joules_total{node=\"n1\""), 0);
+  if (std::system("command -v promtool >/dev/null 2>&1") == 0) {
+    EXPECT_TRUE(Promtool(c, text)) << ReadFile(c.dir() + "/promtool.log");
+  }
+
+  // A non-loopback address is refused (exit 2), naming the flag.
+  Process bad({Bin("joule-agent"), "--server", c.server(), "--insecure",
+               "--token-file", "/dev/null", "--metrics-listen", "0.0.0.0:1"},
+              c.dir() + "/bad-agent.log");
+  EXPECT_NE(bad.Wait(), 0);
+}
+
+}  // namespace
+}  // namespace joule::e2e
