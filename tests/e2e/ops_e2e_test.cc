@@ -112,6 +112,24 @@ TEST(OpsE2E, JsonLogNamesJobNodeDomainAndCountersByClassAndCause) {
                Sum(text, "joule_preemptions_total{class=\"on-demand\"") >=
            1;
   })) << text;
+  // Every metric of docs/operations.md's table is in the scrape, except
+  // joule-agent's own and the counters that appear on their first event.
+  const std::string docs =
+      ReadFile(std::string(JOULE_SOURCE_DIR) + "/docs/operations.md");
+  int documented = 0;
+  for (absl::string_view line : absl::StrSplit(docs, '\n')) {
+    if (!absl::StartsWith(line, "| `joule_")) continue;
+    const std::string name(line.substr(3, line.find('`', 3) - 3));
+    if (absl::StrContains(line, "joule-agent only") ||
+        name == "joule_restores_total" || name == "joule_preemptions_total" ||
+        name == "joule_throttles_total" || name == "joule_usage_events_total" ||
+        name == "joule_store_write_failures_total") {
+      continue;
+    }
+    ++documented;
+    EXPECT_TRUE(absl::StrContains(text, "# TYPE " + name + " ")) << name;
+  }
+  EXPECT_GE(documented, 15);
   EXPECT_EQ(Sum(text, "joule_job_submissions_total{result=\"accepted\"}"), 1);
   EXPECT_EQ(Sum(text, "joule_job_submissions_total{result=\"rejected\"}"), 1);
   if (std::system("command -v promtool >/dev/null 2>&1") == 0) {
@@ -142,6 +160,13 @@ TEST(OpsE2E, AgentServesItsNodesMetrics) {
   EXPECT_EQ(Sum(text, "joule_agent_backend_up{node=\"n1\",backend=\"sim\"}"),
             1);
   EXPECT_GT(Sum(text, "joule_gpu_energy_joules_total{node=\"n1\""), 0);
+  for (const char* name :
+       {"joule_agent_build_info", "joule_gpu_healthy",
+        "joule_gpu_power_limit_watts", "joule_gpu_utilization_ratio",
+        "joule_gpu_temperature_celsius", "joule_node_power_watts"}) {
+    EXPECT_TRUE(absl::StrContains(text, absl::StrCat("# TYPE ", name, " ")))
+        << name;
+  }
   if (std::system("command -v promtool >/dev/null 2>&1") == 0) {
     EXPECT_TRUE(Promtool(c, text)) << ReadFile(c.dir() + "/promtool.log");
   }
