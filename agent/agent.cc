@@ -8,6 +8,7 @@
 #include "agent/job_record.h"
 #include "common/log.h"
 #include "common/proto_time.h"
+#include "common/systemd_notify.h"
 
 namespace joule::agent {
 
@@ -62,6 +63,7 @@ void Agent::Run() {
       if (shutdown_) return;
     }
     bool connected = false;
+    systemd::NotifyWatchdog();  // (re)connecting is alive too
     Session(&connected);
     if (connected) backoff = options_.backoff_initial;
     absl::MutexLock lock(&mu_);
@@ -83,6 +85,7 @@ uint64_t Agent::EnergyOf(const std::vector<uint32_t>& gpus) {
 }
 
 v1::NodeReport Agent::BuildReport() {
+  systemd::NotifyWatchdog();  // reports flow: the agent is alive
   v1::NodeReport report;
   report.set_node_name(options_.node_name);
   *report.mutable_time() = ToProtoTime(clock_->Now());

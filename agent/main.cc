@@ -17,6 +17,7 @@
 #include "agent/sim_backend.h"
 #include "common/gpu_catalog.h"
 #include "common/log.h"
+#include "common/systemd_notify.h"
 #include "common/units.h"
 #include "metrics/http_server.h"
 
@@ -285,9 +286,11 @@ int main(int argc, char** argv) {
     }
   }
 
+  joule::systemd::NotifyReady("node " + node_name + ", jouled at " + server);
   std::thread signals([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
+    joule::systemd::NotifyStopping();
     agent.Shutdown();
   });
   // Run() returns only after Shutdown(), i.e. after the signal arrived.

@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/systemd_notify.h"
 #include "daemon/auth_service.h"
 #include "daemon/billing_service.h"
 #include "daemon/dashboard.h"
@@ -150,6 +151,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
         ->Inc();
   };
   mo.on_round = [reg](const char* round, absl::Duration took) {
+    systemd::NotifyWatchdog();  // the loop turns: jouled is alive
     reg->GetHistogram("joule_loop_round_seconds",
                       "Duration of scheduling and power-control rounds.",
                       {{"round", round}})

@@ -9,6 +9,7 @@
 #include "CLI/CLI.hpp"
 #include "common/endpoints.h"
 #include "common/log.h"
+#include "common/systemd_notify.h"
 #include "common/units.h"
 #include "daemon/daemon.h"
 #include "daemon/ha_daemon.h"
@@ -180,10 +181,12 @@ int main(int argc, char** argv) {
             metrics_listen.substr(0, metrics_listen.rfind(':')).c_str(),
             (*daemon)->metrics_port());
   }
+  joule::systemd::NotifyReady("serving on " + listen);
   std::thread signals([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
     fprintf(stderr, "jouled: signal %d, shutting down\n", sig);
+    joule::systemd::NotifyStopping();
     (*daemon)->Shutdown();
   });
   // The server stops only through Shutdown(), which the signal thread runs:
