@@ -349,6 +349,15 @@ void ClusterManager::AddEventLocked(storage::WriteBatch* batch,
   if (options_.on_event_recorded) options_.on_event_recorded(e);
 }
 
+absl::Status ClusterManager::RecordEvent(std::string kind, std::string subject,
+                                         std::string message) {
+  absl::MutexLock lock(&mu_);
+  storage::WriteBatch batch;
+  AddEventLocked(&batch, std::move(kind), std::move(subject),
+                 std::move(message));
+  return CommitLocked(batch);
+}
+
 void ClusterManager::CommitBilled(
     const std::vector<std::pair<v1::Job, v1::JobAttempt>>& billed) {
   if (options_.attempts == nullptr) return;

@@ -135,6 +135,9 @@ class ClusterManager {
   // A tenant (viewer_tenant non-empty) sees only the events of its jobs.
   absl::StatusOr<std::vector<v1::Event>> ListEvents(
       const v1::ListEventsRequest& r, const std::string& viewer_tenant = "");
+  // Records an event of the daemon itself (e.g. "config", a reload), synced.
+  absl::Status RecordEvent(std::string kind, std::string subject,
+                           std::string message);
   absl::StatusOr<v1::Tenant> CreateTenant(const v1::Tenant& t);
   std::vector<v1::Tenant> ListTenants();
   bool TenantExists(absl::string_view name);

@@ -12,6 +12,7 @@
 #include "common/systemd_notify.h"
 #include "daemon/auth_service.h"
 #include "daemon/billing_service.h"
+#include "daemon/config_reload.h"
 #include "daemon/dashboard.h"
 #include "daemon/gate.h"
 #include "daemon/ops_events.h"
@@ -33,6 +34,7 @@ struct Daemon::Parts {
   std::unique_ptr<AdminServiceImpl> admin;
   std::unique_ptr<OpsEvents> ops;  // operator log of the manager's events
   std::unique_ptr<Dashboard> dashboard;  // on the metrics address
+  std::unique_ptr<ConfigReloader> reloader;
 };
 
 namespace {
@@ -189,6 +191,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   d->parts_->agent = std::make_unique<AgentServiceImpl>(d->manager_.get(), gate);
   d->parts_->jobs = std::make_unique<JobServiceImpl>(d->manager_.get(), gate);
   d->parts_->admin = std::make_unique<AdminServiceImpl>(d->manager_.get(), gate);
+  d->parts_->reloader = std::make_unique<ConfigReloader>(
+      options.config_path, options.config, d->manager_.get());
+  ConfigReloader* reloader = d->parts_->reloader.get();
+  d->parts_->admin->set_reload([reloader] { return reloader->Reload(); });
   ClusterManager* manager = d->manager_.get();
   d->parts_->auth = std::make_unique<AuthServiceImpl>(
       d->tokens_.get(), gate,
@@ -234,6 +240,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
 Daemon::~Daemon() { Shutdown(); }
 
 billing::Ledger* Daemon::ledger() { return parts_->billing->ledger(); }
+
+absl::StatusOr<v1::ReloadConfigResponse> Daemon::ReloadConfig() {
+  return parts_->reloader->Reload();
+}
 
 void Daemon::Shutdown() {
   {

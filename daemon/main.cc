@@ -131,13 +131,18 @@ int main(int argc, char** argv) {
       return 2;
     }
     options.config = *cfg;
+    options.config_path = config_path;
   }
 
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // SIGHUP reloads the config (blocked here, waited for below; an HA
+  // jouled leaves it pending).
+  sigset_t blocked = stop_signals;
+  sigaddset(&blocked, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
 
   if (store == "etcd") {
     auto eps = joule::ParseEndpoints(etcd_endpoints, "--etcd-endpoints");
@@ -184,7 +189,14 @@ int main(int argc, char** argv) {
   joule::systemd::NotifyReady("serving on " + listen);
   std::thread signals([&] {
     int sig = 0;
-    sigwait(&stop_signals, &sig);
+    for (;;) {
+      sigwait(&blocked, &sig);
+      if (sig != SIGHUP) break;
+      // Logged and recorded as an event by the reloader, either way.
+      auto r = (*daemon)->ReloadConfig();
+      fprintf(stderr, "jouled: SIGHUP: config reload %s\n",
+              r.ok() ? "applied" : std::string(r.status().message()).c_str());
+    }
     fprintf(stderr, "jouled: signal %d, shutting down\n", sig);
     joule::systemd::NotifyStopping();
     (*daemon)->Shutdown();

@@ -1,6 +1,8 @@
 // Operations: jouled's operator log (JSON lines naming job, node and
 // domain), the counters of throttles and preemptions by class and cause and
 // of submissions, and joule-agent's own metrics endpoint.
+#include <signal.h>
+
 #include <cstdlib>
 
 #include "absl/strings/match.h"
@@ -176,6 +178,64 @@ TEST(OpsE2E, AgentServesItsNodesMetrics) {
                "--token-file", "/dev/null", "--metrics-listen", "0.0.0.0:1"},
               c.dir() + "/bad-agent.log");
   EXPECT_NE(bad.Wait(), 0);
+}
+
+int64_t CapMw(const Cluster& c, const std::string& domain) {
+  v1::GetPowerTreeResponse tree;
+  c.CtlJson({"power", "tree"}, &tree);
+  for (const v1::PowerDomain& d : tree.domains()) {
+    if (d.name() == domain) return d.cap_mw();
+  }
+  return -1;
+}
+
+TEST(OpsE2E, ConfigReloadAppliesCapsRefusesBadFilesAndRunsOnSighup) {
+  Cluster::Options o;
+  o.config_text = Config();
+  Cluster c(o);
+  c.StartDaemon();
+  const std::string conf = c.dir() + "/cluster.conf";  // jouled's --config
+  auto write = [&](const std::string& text) {
+    WriteFile(conf, text + "\nbilling { allow_unpriced: true }\n");
+  };
+  ASSERT_EQ(CapMw(c, "rk1"), 11'000'000);
+
+  // rk1 11 kW -> 12 kW by joulectl.
+  std::string text = Config();
+  text.replace(text.find("\"11kW\""), 6, "\"12kW\"");
+  write(text);
+  CtlResult r = c.Ctl({"config", "reload"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(absl::StrContains(r.out, "rk1 cap")) << r.out;
+  EXPECT_EQ(CapMw(c, "rk1"), 12'000'000);
+  v1::ListEventsResponse events;
+  c.CtlJson({"events", "--kind", "config"}, &events);
+  ASSERT_EQ(events.events_size(), 1);
+  EXPECT_TRUE(absl::StrContains(events.events(0).message(), "reloaded: rk1"));
+
+  // A bad file: refused, nothing changed, the refusal recorded.
+  WriteFile(conf, "domain { name: \"site\" cap: \"lots\" }\n");
+  r = c.Ctl({"config", "reload"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(r.err, "cluster.conf")) << r.err;
+  EXPECT_EQ(CapMw(c, "rk1"), 12'000'000);
+  // A change that needs a restart (a new node): refused, caps untouched.
+  text.replace(text.find("\"12kW\""), 6, "\"14kW\"");
+  write(text + "node { name: \"n9\" domain: \"rk1\" node_model: \"hgx\" }\n");
+  r = c.Ctl({"config", "reload"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(r.err, "restart")) << r.err;
+  EXPECT_EQ(CapMw(c, "rk1"), 12'000'000);
+
+  // SIGHUP: rk1 -> 13 kW; the reload's log line.
+  text.replace(text.find("\"14kW\""), 6, "\"13kW\"");
+  write(text);
+  c.daemon()->Signal(SIGHUP);
+  EXPECT_TRUE(WaitFor([&] { return CapMw(c, "rk1") == 13'000'000; }));
+  EXPECT_TRUE(absl::StrContains(
+      c.daemon()->Log(), "config-reload path=" + conf + " result=applied"))
+      << c.daemon()->Log();
+  EXPECT_TRUE(c.daemon()->Running());
 }
 
 }  // namespace
