@@ -2,8 +2,12 @@
 // domain), the counters of throttles and preemptions by class and cause and
 // of submissions, and joule-agent's own metrics endpoint.
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -236,6 +240,40 @@ TEST(OpsE2E, ConfigReloadAppliesCapsRefusesBadFilesAndRunsOnSighup) {
       c.daemon()->Log(), "config-reload path=" + conf + " result=applied"))
       << c.daemon()->Log();
   EXPECT_TRUE(c.daemon()->Running());
+}
+
+// What jouled tells systemd: READY=1 once serving, WATCHDOG=1 from its
+// loop, STOPPING=1 on SIGTERM, as datagrams on $NOTIFY_SOCKET.
+TEST(OpsE2E, JouledNotifiesSystemdReadyWatchdogStopping) {
+  Cluster c;
+  const std::string path = c.dir() + "/notify.sock";
+  const int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  ASSERT_LT(path.size(), sizeof(addr.sun_path));
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  timeval tv{.tv_sec = 1, .tv_usec = 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setenv("NOTIFY_SOCKET", path.c_str(), 1);
+  c.StartDaemon();
+  unsetenv("NOTIFY_SOCKET");
+  std::string got;
+  auto read_until = [&](const std::string& want) {
+    return WaitFor([&] {
+      char buf[512];
+      const ssize_t n = recv(fd, buf, sizeof(buf), 0);
+      if (n > 0) got.append(buf, n).append("\n");
+      return absl::StrContains(got, want);
+    });
+  };
+  EXPECT_TRUE(read_until("READY=1")) << got;
+  EXPECT_TRUE(read_until("WATCHDOG=1")) << got;
+  c.daemon()->Signal(SIGTERM);
+  EXPECT_TRUE(read_until("STOPPING=1")) << got;
+  EXPECT_EQ(c.daemon()->Wait(), 0);
+  close(fd);
 }
 
 }  // namespace
