@@ -6,7 +6,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "agent/job_record.h"
+#include "common/log.h"
 #include "common/proto_time.h"
+#include "common/systemd_notify.h"
 
 namespace joule::agent {
 
@@ -61,6 +63,7 @@ void Agent::Run() {
       if (shutdown_) return;
     }
     bool connected = false;
+    systemd::NotifyWatchdog();  // (re)connecting is alive too
     Session(&connected);
     if (connected) backoff = options_.backoff_initial;
     absl::MutexLock lock(&mu_);
@@ -82,6 +85,7 @@ uint64_t Agent::EnergyOf(const std::vector<uint32_t>& gpus) {
 }
 
 v1::NodeReport Agent::BuildReport() {
+  systemd::NotifyWatchdog();  // reports flow: the agent is alive
   v1::NodeReport report;
   report.set_node_name(options_.node_name);
   *report.mutable_time() = ToProtoTime(clock_->Now());
@@ -152,8 +156,10 @@ void Agent::Session(bool* connected) {
       follower_.OnFailure(s.error_code(), s.error_message());
       if (s.error_code() != grpc::StatusCode::UNAVAILABLE &&
           s.error_code() != grpc::StatusCode::DEADLINE_EXCEEDED) {
-        fprintf(stderr, "joule-agent: registration refused: %s\n",
-                s.error_message().c_str());
+        log::Log(log::Level::kWarn, "registration-refused",
+                 {{"node", options_.node_name},
+                  {"server", server},
+                  {"msg", "registration refused: " + s.error_message()}});
       }
       return;
     }
@@ -182,8 +188,11 @@ void Agent::Session(bool* connected) {
   hello.mutable_hello()->set_session_id(reg_resp.session_id());
   if (Send(hello)) {
     *connected = true;
-    fprintf(stderr, "joule-agent: connected to %s as %s\n", server.c_str(),
-            options_.node_name.c_str());
+    log::Log(log::Level::kInfo, "connected",
+             {{"node", options_.node_name},
+              {"server", server},
+              {"msg", absl::StrCat("connected to ", server, " as ",
+                                   options_.node_name)}});
     // Job endings the daemon may have missed while we were apart.
     std::deque<v1::JobUpdate> resend;
     {
@@ -224,8 +233,11 @@ void Agent::Session(bool* connected) {
   absl::MutexLock lock(&mu_);
   context_ = nullptr;
   if (*connected && !shutdown_) {
-    fprintf(stderr, "joule-agent: lost connection to %s; reconnecting\n",
-            server.c_str());
+    log::Log(log::Level::kWarn, "disconnected",
+             {{"node", options_.node_name},
+              {"server", server},
+              {"msg",
+               absl::StrCat("lost connection to ", server, "; reconnecting")}});
     // Try the next endpoint: if this one still leads, a standby sends us back.
     follower_.OnFailure(grpc::StatusCode::UNAVAILABLE, "");
   }
@@ -252,6 +264,14 @@ void Agent::HandleCommand(const v1::DaemonMessage& msg) {
       auto enforced =
           backend_->SetPowerLimit(set.gpu_index(), set.power_limit_mw());
       result->set_ok(enforced.ok());
+      log::Log(
+          enforced.ok() ? log::Level::kInfo : log::Level::kWarn, "power-limit",
+          {{"node", options_.node_name},
+           {"gpu", absl::StrCat(set.gpu_index())},
+           {"limit_mw",
+            absl::StrCat(enforced.ok() ? *enforced : set.power_limit_mw())},
+           {"msg", enforced.ok() ? std::string("enforced")
+                                 : std::string(enforced.status().message())}});
       if (enforced.ok()) {
         result->set_enforced_power_limit_mw(*enforced);
       } else {
@@ -351,6 +371,13 @@ void Agent::StartJob(uint64_t command_id, const v1::StartJob& start) {
     for (uint32_t g : gpus) backend_->SetLoad(g, load);
     u->set_phase(v1::JOB_PHASE_STARTED);
   }
+  log::Log(
+      s.ok() ? log::Level::kInfo : log::Level::kWarn, "job-start",
+      {{"job", start.job_id()},
+       {"node", options_.node_name},
+       {"attempt", absl::StrCat(start.attempt())},
+       {"gpus", absl::StrJoin(gpus, ",")},
+       {"msg", s.ok() ? std::string("started") : std::string(s.message())}});
   Send(m);
 }
 
@@ -383,6 +410,11 @@ void Agent::OnJobExit(const JobExit& exit) {
   } else {
     u->set_message(absl::StrCat("exited with code ", exit.exit_code));
   }
+  log::Log(log::Level::kInfo, "job-exit",
+           {{"job", exit.job_id},
+            {"node", options_.node_name},
+            {"attempt", absl::StrCat(exit.attempt)},
+            {"msg", u->message()}});
   {
     absl::MutexLock lock(&mu_);
     finished_.push_back(*u);

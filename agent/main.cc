@@ -11,11 +11,15 @@
 
 #include "CLI/CLI.hpp"
 #include "agent/agent.h"
+#include "agent/agent_metrics.h"
 #include "agent/job_record.h"
 #include "agent/nvml_backend.h"
 #include "agent/sim_backend.h"
 #include "common/gpu_catalog.h"
+#include "common/log.h"
+#include "common/systemd_notify.h"
 #include "common/units.h"
+#include "metrics/http_server.h"
 
 namespace {
 
@@ -109,7 +113,28 @@ int main(int argc, char** argv) {
                "plaintext gRPC (with --token-file: a node-bound agent token)");
   app.add_option("--token-file", transport.token_file,
                  "file holding an agent token bound to this node");
+  std::string log_format = "text", log_level = "info";
+  app.add_option("--log-format", log_format,
+                 "operator log lines on stderr: text or json");
+  app.add_option("--log-level", log_level, "debug, info, warn or error");
+  std::string metrics_listen = "127.0.0.1:9465";
+  CLI::Option* metrics_flag = app.add_option(
+      "--metrics-listen", metrics_listen,
+      "HOST:PORT for this node's Prometheus metrics over HTTP (loopback "
+      "only; empty: off)");
   CLI11_PARSE(app, argc, argv);
+  {
+    joule::log::Format format;
+    joule::log::Level level;
+    for (const absl::Status& s : {joule::log::ParseFormat(log_format, &format),
+                                  joule::log::ParseLevel(log_level, &level)}) {
+      if (!s.ok()) {
+        fprintf(stderr, "joule-agent: %s\n", std::string(s.message()).c_str());
+        return 2;
+      }
+    }
+    joule::log::Configure(format, level);
+  }
   if (!transport.insecure &&
       (transport.ca_file.empty() ||
        (transport.cert_file.empty() && transport.token_file.empty()))) {
@@ -236,14 +261,42 @@ int main(int argc, char** argv) {
   options.job_users = job_users;
   joule::agent::Agent agent(options, backend.get(), clock);
 
+  // The node's metrics. The default address is taken by the first agent of
+  // a machine; later ones (tests, demos) go without unless given one.
+  joule::metrics::Registry registry;
+  std::unique_ptr<joule::metrics::MetricsServer> metrics_server;
+  if (!metrics_listen.empty()) {
+    joule::agent::GpuBackend* b = backend.get();
+    registry.AddCollector([b, node_name](joule::metrics::Exposition* e) {
+      joule::agent::CollectAgentMetrics(b, node_name, JOULE_VERSION, e);
+    });
+    auto ms = joule::metrics::MetricsServer::Start(metrics_listen, &registry);
+    if (ms.ok()) {
+      metrics_server = std::move(*ms);
+      fprintf(stderr, "joule-agent: metrics on http://%s:%d/metrics\n",
+              metrics_listen.substr(0, metrics_listen.rfind(':')).c_str(),
+              metrics_server->port());
+    } else if (metrics_flag->count() > 0) {
+      fprintf(stderr, "joule-agent: %s\n",
+              std::string(ms.status().message()).c_str());
+      return ms.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
+    } else {
+      fprintf(stderr, "joule-agent: no metrics: %s\n",
+              std::string(ms.status().message()).c_str());
+    }
+  }
+
+  joule::systemd::NotifyReady("node " + node_name + ", jouled at " + server);
   std::thread signals([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
+    joule::systemd::NotifyStopping();
     agent.Shutdown();
   });
   // Run() returns only after Shutdown(), i.e. after the signal arrived.
   agent.Run();
   signals.join();
+  if (metrics_server) metrics_server->Stop();
   fprintf(stderr, "joule-agent: stopped\n");
   return 0;
 }

@@ -46,6 +46,7 @@ std::vector<MethodRule> BuildTable() {
       row("AdminService", "CreateTenant", true, A, D, D, D, D),
       row("AdminService", "ListTenants", false, A, A, D, O, D),
       row("AdminService", "SetTenantQuota", true, A, D, D, D, D),
+      row("AdminService", "ReloadConfig", true, A, D, D, D, D),
       // Billing: finance reads everything and finalizes; metering records
       // usage; tenants read their own statements and the price catalogue.
       row("BillingService", "SetPrice", true, A, D, D, D, D),

@@ -478,6 +478,18 @@ void PowerSetCap(Client& c, const Globals& g, const std::string& domain,
                      ", committed ", FormatPower(d.committed_mw()), ")\n"));
 }
 
+void ConfigReload(Client& c, const Globals& g) {
+  v1::ReloadConfigResponse resp;
+  c.Call(&v1::AdminService::Stub::ReloadConfig, c.admin(),
+         v1::ReloadConfigRequest(), &resp);
+  if (Json(g)) return Print(ToJson(resp) + "\n");
+  if (resp.changes().empty()) {
+    return Print(absl::StrCat("reloaded ", resp.path(), ": no change\n"));
+  }
+  Print(absl::StrCat("reloaded ", resp.path(), ": ",
+                     absl::StrJoin(resp.changes(), ", "), "\n"));
+}
+
 void Events(Client& c, const Globals& g, const std::string& since,
             const std::string& kind, uint32_t limit) {
   v1::ListEventsRequest req;
@@ -1181,6 +1193,13 @@ int main(int argc, char** argv) {
   setcap->add_option("--reason", cap_reason);
   set(setcap,
       [&](Client& c) { PowerSetCap(c, g, cap_domain, cap_watts, cap_reason); });
+
+  // config
+  auto* config = app.add_subcommand("config", "jouled's config file")
+                     ->require_subcommand(1);
+  set(config->add_subcommand(
+          "reload", "re-read jouled's --config, apply its cap changes"),
+      [&](Client& c) { ConfigReload(c, g); });
 
   // events
   static std::string ev_since, ev_kind;

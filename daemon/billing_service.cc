@@ -4,6 +4,7 @@
 #include "absl/strings/string_view.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
+#include "daemon/ops_events.h"
 #include "daemon/services.h"
 
 namespace joule::daemon {
@@ -85,7 +86,10 @@ grpc::ServerUnaryReactor* BillingServiceImpl::RecordUsage(
                                                  req->events().end());
         // Idempotency keys are scoped per (tenant, source principal): no
         // other principal can take a feed's key.
-        ASSIGN_OR_RETURN(*resp, ledger_->RecordUsage(events, c.principal));
+        auto r = ledger_->RecordUsage(events, c.principal);
+        CountUsage(gate_->registry(), r.status(),
+                   r.ok() ? *r : v1::RecordUsageResponse(), events.size());
+        ASSIGN_OR_RETURN(*resp, std::move(r));
         return absl::OkStatus();
       });
 }

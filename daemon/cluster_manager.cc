@@ -33,7 +33,10 @@ ClusterManager::ClusterManager(ClusterManagerOptions options)
       nodes_(&mu_, &options_.config),
       jobs_(&mu_, &options_.config),
       tenants_(&mu_, &options_.config),
-      events_(&mu_, options_.store, options_.clock, options_.on_event) {}
+      events_(&mu_, options_.store, options_.clock, [this](const v1::Event& e) {
+        if (options_.on_event) options_.on_event(e.kind());
+        if (options_.on_event_recorded) options_.on_event_recorded(e);
+      }) {}
 
 ClusterManager::~ClusterManager() { Stop(); }
 

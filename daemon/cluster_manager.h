@@ -72,6 +72,10 @@ struct ClusterManagerOptions {
   // the loop thread; they must not block or call back.
   std::function<void(const std::string& kind)> on_event;
   std::function<void(const char* round, absl::Duration took)> on_round;
+  // Optional observers (operator log, daemon/ops_events.h), same rules: the
+  // event as recorded; a job moved to `state` (placement: STARTING).
+  std::function<void(const v1::Event& e)> on_event_recorded;
+  std::function<void(const v1::Job& job, v1::JobState state)> on_transition;
 };
 
 // The controller of the cluster's in-memory state (layer 2 of the scheduler
@@ -148,6 +152,9 @@ class ClusterManager {
   // A tenant (viewer_tenant non-empty) sees only the events of its jobs.
   absl::StatusOr<std::vector<v1::Event>> ListEvents(
       const v1::ListEventsRequest& r, const std::string& viewer_tenant = "");
+  // Records an event of the daemon itself (e.g. "config", a reload), synced.
+  absl::Status RecordEvent(std::string kind, std::string subject,
+                           std::string message);
   absl::StatusOr<v1::Tenant> CreateTenant(const v1::Tenant& t);
   std::vector<v1::Tenant> ListTenants();
   // Replaces a tenant's quota (operator).
@@ -212,6 +219,7 @@ class ClusterManager {
   void TransitionLocked(JobRt& j, v1::JobState state, std::string reason,
                         absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     jobs_.Transition(j, state, std::move(reason), when);
+    if (options_.on_transition) options_.on_transition(j.job, state);
   }
   // Ends the current attempt: frees GPUs, records the attempt (and billing
   // records into `batch`). Returns the closed attempt.

@@ -150,6 +150,15 @@ absl::StatusOr<std::vector<v1::Event>> ClusterManager::ListEvents(
   return events_.List(r, viewer_tenant.empty() ? nullptr : &own_jobs);
 }
 
+absl::Status ClusterManager::RecordEvent(std::string kind, std::string subject,
+                                         std::string message) {
+  absl::MutexLock lock(&mu_);
+  storage::WriteBatch batch;
+  AddEventLocked(&batch, std::move(kind), std::move(subject),
+                 std::move(message));
+  return CommitLocked(batch);
+}
+
 absl::StatusOr<v1::Tenant> ClusterManager::CreateTenant(const v1::Tenant& t) {
   RETURN_IF_ERROR(ValidName("tenant.name", t.name()));
   if (t.fair_share_weight() > 1000) {

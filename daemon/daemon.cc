@@ -9,9 +9,13 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/systemd_notify.h"
 #include "daemon/auth_service.h"
 #include "daemon/billing_service.h"
+#include "daemon/config_reload.h"
+#include "daemon/dashboard.h"
 #include "daemon/gate.h"
+#include "daemon/ops_events.h"
 #include "daemon/services.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -28,6 +32,9 @@ struct Daemon::Parts {
   std::unique_ptr<AgentServiceImpl> agent;
   std::unique_ptr<JobServiceImpl> jobs;
   std::unique_ptr<AdminServiceImpl> admin;
+  std::unique_ptr<OpsEvents> ops;  // operator log of the manager's events
+  std::unique_ptr<Dashboard> dashboard;  // on the metrics address
+  std::unique_ptr<ConfigReloader> reloader;
 };
 
 namespace {
@@ -146,10 +153,17 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
         ->Inc();
   };
   mo.on_round = [reg](const char* round, absl::Duration took) {
+    systemd::NotifyWatchdog();  // the loop turns: jouled is alive
     reg->GetHistogram("joule_loop_round_seconds",
                       "Duration of scheduling and power-control rounds.",
                       {{"round", round}})
         ->Observe(absl::ToDoubleSeconds(took));
+  };
+  d->parts_->ops = std::make_unique<OpsEvents>(reg);
+  OpsEvents* ops = d->parts_->ops.get();
+  mo.on_event_recorded = [ops](const v1::Event& e) { ops->OnEvent(e); };
+  mo.on_transition = [ops](const v1::Job& j, v1::JobState s) {
+    ops->OnTransition(j, s);
   };
   mo.clock = options.clock;
   mo.heartbeat_timeout = options.heartbeat_timeout;
@@ -177,6 +191,10 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   d->parts_->agent = std::make_unique<AgentServiceImpl>(d->manager_.get(), gate);
   d->parts_->jobs = std::make_unique<JobServiceImpl>(d->manager_.get(), gate);
   d->parts_->admin = std::make_unique<AdminServiceImpl>(d->manager_.get(), gate);
+  d->parts_->reloader = std::make_unique<ConfigReloader>(
+      options.config_path, options.config, d->manager_.get());
+  ConfigReloader* reloader = d->parts_->reloader.get();
+  d->parts_->admin->set_reload([reloader] { return reloader->Reload(); });
   ClusterManager* manager = d->manager_.get();
   d->parts_->auth = std::make_unique<AuthServiceImpl>(
       d->tokens_.get(), gate,
@@ -205,10 +223,16 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
     ClusterManager* m = d->manager_.get();
     d->metrics_->AddCollector(
         [m](metrics::Exposition* e) { CollectClusterMetrics(m, e); });
-    auto ms = MetricsServer::Start(options.metrics_listen, d->metrics_.get());
+    d->parts_->dashboard = std::make_unique<Dashboard>(m, options.clock);
+    Dashboard* dash = d->parts_->dashboard.get();
+    auto ms = MetricsServer::Start(
+        options.metrics_listen, d->metrics_.get(),
+        [dash](httplib::Server* s) { dash->AddRoutes(s); });
     if (!ms.ok()) return ms.status();
     d->parts_->metrics_server = std::move(*ms);
   }
+  d->parts_->ops->Start(d->manager_.get());
+  if (d->parts_->dashboard) d->parts_->dashboard->Start();
   d->manager_->Start();
   return d;
 }
@@ -217,6 +241,10 @@ Daemon::~Daemon() { Shutdown(); }
 
 billing::Ledger* Daemon::ledger() { return parts_->billing->ledger(); }
 
+absl::StatusOr<v1::ReloadConfigResponse> Daemon::ReloadConfig() {
+  return parts_->reloader->Reload();
+}
+
 void Daemon::Shutdown() {
   {
     absl::MutexLock lock(&mu_);
@@ -224,6 +252,7 @@ void Daemon::Shutdown() {
     shut_down_ = true;
   }
   if (parts_ && parts_->metrics_server) parts_->metrics_server->Stop();
+  if (parts_ && parts_->dashboard) parts_->dashboard->Stop();
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::seconds(2));
@@ -231,6 +260,7 @@ void Daemon::Shutdown() {
   // Calls still queued finish before the manager stops.
   if (parts_) parts_->pool.reset();
   if (manager_) manager_->Stop();
+  if (parts_ && parts_->ops) parts_->ops->Stop();
   if (store_) store_->Close().IgnoreError();
 }
 

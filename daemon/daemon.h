@@ -39,6 +39,8 @@ struct DaemonOptions {
   std::string metrics_listen = "127.0.0.1:9464";
   std::string data_dir = "./joule-data";
   config::ClusterConfig config = config::DefaultClusterConfig();
+  // The file `config` came from (empty: built in); ReloadConfig re-reads it.
+  std::string config_path;
   absl::Duration heartbeat_timeout = absl::Seconds(5);
   absl::Duration report_interval = absl::Seconds(1);
   const Clock* clock = &RealClock::Get();
@@ -76,6 +78,9 @@ class Daemon {
   int port() const { return port_; }
   int metrics_port() const;
   ClusterManager* manager() { return manager_.get(); }
+  // Re-reads options.config_path and applies its cap changes (SIGHUP,
+  // joulectl config reload; daemon/config_reload.h).
+  absl::StatusOr<v1::ReloadConfigResponse> ReloadConfig();
   billing::Ledger* ledger();
 
  private:

@@ -22,7 +22,7 @@ void EventLog::Add(storage::WriteBatch* batch, std::string kind,
   e.set_subject(std::move(subject));
   e.set_message(std::move(message));
   batch->Put(storage::kEvents, EventKey(e.seq()), e.SerializeAsString());
-  if (on_event_) on_event_(e.kind());
+  if (on_event_) on_event_(e);
 }
 
 void EventLog::WriteUnsynced(const storage::WriteBatch& batch) {

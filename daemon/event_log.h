@@ -29,7 +29,7 @@ namespace joule::daemon {
 class EventLog {
  public:
   EventLog(absl::Mutex* mu, storage::Store* store, const Clock* clock,
-           std::function<void(const std::string& kind)> on_event)
+           std::function<void(const v1::Event& e)> on_event)
       : mu_(mu), store_(store), clock_(clock), on_event_(std::move(on_event)) {}
 
   // Adds one event to `batch` (written when the caller commits it).
@@ -54,7 +54,7 @@ class EventLog {
   absl::Mutex* const mu_;
   storage::Store* const store_;
   const Clock* const clock_;
-  const std::function<void(const std::string& kind)> on_event_;
+  const std::function<void(const v1::Event& e)> on_event_;
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
 };
 

@@ -9,6 +9,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "common/status_macros.h"
+#include "daemon/ops_events.h"
 #include "daemon/status_convert.h"
 
 namespace joule::daemon {
@@ -148,6 +149,7 @@ void Gate::Observe(absl::string_view method, absl::Time start,
           "gRPC calls answered, by method and status code.",
           {{"method", m}, {"code", absl::StatusCodeToString(status.code())}})
       ->Inc();
+  ObserveOps(m, status, registry_);  // daemon/ops_events.h
 }
 
 grpc::ServerUnaryReactor* Gate::Now(grpc::CallbackServerContext* ctx,

@@ -47,6 +47,9 @@ class Gate {
        metrics::Registry* registry = nullptr)
       : tokens_(tokens), audit_(audit), pool_(pool), registry_(registry) {}
 
+  // The registry given at construction (may be null).
+  metrics::Registry* registry() const { return registry_; }
+
   // UNAUTHENTICATED without valid credentials; PERMISSION_DENIED (naming
   // the method and the role) when the table denies the call.
   absl::StatusOr<Caller> Admit(const grpc::CallbackServerContext* ctx,

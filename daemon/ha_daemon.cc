@@ -2,11 +2,13 @@
 
 #include <signal.h>
 
+#include <atomic>
 #include <cstdio>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "billing/ledger.h"
+#include "common/systemd_notify.h"
 #include "daemon/retention.h"
 #include "grpcpp/generic/async_generic_service.h"
 
@@ -248,14 +250,28 @@ int RunHaDaemon(DaemonOptions options, HaOptions ha,
     fprintf(stderr, "jouled: %s\n", std::string(d.status().message()).c_str());
     return d.status().code() == absl::StatusCode::kInvalidArgument ? 2 : 1;
   }
+  // Ready as a member (leader or standby). A standby has no loop of its
+  // own: while this process waits, a thread pings the watchdog (the
+  // leader's loop rounds ping it too, see Daemon::Start).
+  systemd::NotifyReady("HA member on " + options.listen);
+  std::atomic<bool> done{false};
+  std::thread watchdog([&] {
+    while (!done.load()) {
+      systemd::NotifyWatchdog();
+      absl::SleepFor(absl::Milliseconds(500));
+    }
+  });
   std::thread signals([&] {
     int sig = 0;
     sigwait(&stop_signals, &sig);
     fprintf(stderr, "jouled: signal %d, shutting down\n", sig);
+    systemd::NotifyStopping();
     (*d)->Shutdown();
   });
   (*d)->Wait();
   signals.join();
+  done = true;
+  watchdog.join();
   d->reset();
   fprintf(stderr, "jouled: stopped\n");
   return 0;

@@ -8,6 +8,8 @@
 
 #include "CLI/CLI.hpp"
 #include "common/endpoints.h"
+#include "common/log.h"
+#include "common/systemd_notify.h"
 #include "common/units.h"
 #include "daemon/daemon.h"
 #include "daemon/ha_daemon.h"
@@ -64,7 +66,23 @@ int main(int argc, char** argv) {
                  "etcd: keep usage idempotency records this long");
   app.add_option("--event-retention", event_retention,
                  "etcd: delete events older than this (0s: keep)");
+  std::string log_format = "text", log_level = "info";
+  app.add_option("--log-format", log_format,
+                 "operator log lines on stderr: text or json");
+  app.add_option("--log-level", log_level, "debug, info, warn or error");
   CLI11_PARSE(app, argc, argv);
+  {
+    joule::log::Format format;
+    joule::log::Level level;
+    for (const absl::Status& s : {joule::log::ParseFormat(log_format, &format),
+                                  joule::log::ParseLevel(log_level, &level)}) {
+      if (!s.ok()) {
+        fprintf(stderr, "jouled: %s\n", std::string(s.message()).c_str());
+        return 2;
+      }
+    }
+    joule::log::Configure(format, level);
+  }
 
   joule::daemon::DaemonOptions options;
   options.listen = listen;
@@ -113,13 +131,18 @@ int main(int argc, char** argv) {
       return 2;
     }
     options.config = *cfg;
+    options.config_path = config_path;
   }
 
   sigset_t stop_signals;
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  // SIGHUP reloads the config (blocked here, waited for below; an HA
+  // jouled leaves it pending).
+  sigset_t blocked = stop_signals;
+  sigaddset(&blocked, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
 
   if (store == "etcd") {
     auto eps = joule::ParseEndpoints(etcd_endpoints, "--etcd-endpoints");
@@ -159,11 +182,23 @@ int main(int argc, char** argv) {
     fprintf(stderr, "jouled: metrics on http://%s:%d/metrics\n",
             metrics_listen.substr(0, metrics_listen.rfind(':')).c_str(),
             (*daemon)->metrics_port());
+    fprintf(stderr, "jouled: dashboard on http://%s:%d/\n",
+            metrics_listen.substr(0, metrics_listen.rfind(':')).c_str(),
+            (*daemon)->metrics_port());
   }
+  joule::systemd::NotifyReady("serving on " + listen);
   std::thread signals([&] {
     int sig = 0;
-    sigwait(&stop_signals, &sig);
+    for (;;) {
+      sigwait(&blocked, &sig);
+      if (sig != SIGHUP) break;
+      // Logged and recorded as an event by the reloader, either way.
+      auto r = (*daemon)->ReloadConfig();
+      fprintf(stderr, "jouled: SIGHUP: config reload %s\n",
+              r.ok() ? "applied" : std::string(r.status().message()).c_str());
+    }
     fprintf(stderr, "jouled: signal %d, shutting down\n", sig);
+    joule::systemd::NotifyStopping();
     (*daemon)->Shutdown();
   });
   // The server stops only through Shutdown(), which the signal thread runs:

@@ -6,12 +6,9 @@
 
 #include "absl/status/statusor.h"
 #include "daemon/cluster_manager.h"
+#include "metrics/http_server.h"
 #include "metrics/registry.h"
 #include "storage/store.h"
-
-namespace httplib {
-class Server;
-}
 
 namespace joule::daemon {
 
@@ -19,27 +16,8 @@ namespace joule::daemon {
 // public views (power tree, nodes and GPUs, jobs): adds them to `e`.
 void CollectClusterMetrics(ClusterManager* manager, metrics::Exposition* e);
 
-// Serves GET /metrics (Prometheus text format) over HTTP on a loopback
-// address. Owns the HTTP server and its thread; the registry and manager
-// are borrowed and must outlive it. Thread-safe: Stop() from any thread,
-// once (the destructor calls it).
-class MetricsServer {
- public:
-  // INVALID_ARGUMENT for a listen address that is not loopback (the
-  // endpoint has no TLS or token check yet); UNAVAILABLE when it cannot
-  // bind.
-  static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
-      const std::string& listen, metrics::Registry* registry);
-  ~MetricsServer();
-  void Stop();
-  int port() const { return port_; }
-
- private:
-  MetricsServer() = default;
-  std::unique_ptr<httplib::Server> server_;
-  std::thread thread_;
-  int port_ = 0;
-};
+// The loopback HTTP server of /metrics (and the dashboard's routes).
+using MetricsServer = metrics::MetricsServer;
 
 // A Store that times every write into joule_store_write_seconds{sync}.
 // Thread-safe as `base` is.

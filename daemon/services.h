@@ -94,10 +94,20 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* ListTenants(grpc::CallbackServerContext* ctx,
                                         const v1::ListTenantsRequest* req,
                                         v1::ListTenantsResponse* resp) override;
+  // Defined in daemon/config_reload.cc; runs `reload` (set before serving;
+  // unset: FAILED_PRECONDITION).
+  grpc::ServerUnaryReactor* ReloadConfig(
+      grpc::CallbackServerContext* ctx, const v1::ReloadConfigRequest* req,
+      v1::ReloadConfigResponse* resp) override;
+  void set_reload(
+      std::function<absl::StatusOr<v1::ReloadConfigResponse>()> reload) {
+    reload_ = std::move(reload);
+  }
 
  private:
   ClusterManager* const manager_;
   Gate* const gate_;
+  std::function<absl::StatusOr<v1::ReloadConfigResponse>()> reload_;
 };
 
 }  // namespace joule::daemon

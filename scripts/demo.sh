@@ -6,6 +6,9 @@
 # Everything runs over TLS (a development PKI from scripts/dev-pki.sh) with
 # bearer tokens: the operator sets up, tenants submit their own jobs, a
 # metering token imports usage, a finance token reads statements.
+# The dashboard (http://127.0.0.1:9464/) and the Prometheus metrics
+# (/metrics there; the agents' on ports 9465-9468) are live while it runs;
+# JOULE_DEMO_HOLD=SECONDS keeps everything running that long at the end.
 # Stops everything it started when it ends (or on Ctrl-C).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -48,7 +51,9 @@ for i in $(seq 1 100); do
     "$BIN/joulectl" --token-file "$DATA/db/operator.token" tenant list >/dev/null 2>&1 && break
   sleep 0.1
 done
-grep -E "operator token|metrics on" "$DATA/jouled.log" | sed "s|$PWD/||"
+grep -E "operator token|metrics on|dashboard on" "$DATA/jouled.log" | sed "s|$PWD/||"
+METRICS="127.0.0.1:${JOULE_DEMO_METRICS_PORT:-9464}"
+echo "live dashboard: http://$METRICS/  (Prometheus metrics: http://$METRICS/metrics)"
 ctl whoami
 
 step "starting 4 simulated agents (8 x H100 each)"
@@ -59,6 +64,7 @@ for n in 01 02 03 04; do
   "$BIN/joule-agent" --server "$JOULE_SERVER" --node-name "gpu-$n" --sim-gpus 8 --sim-gpu-model H100 \
     --ca "$PKI/ca.crt" --tls-cert "$PKI/gpu-$n.crt" --tls-key "$PKI/gpu-$n.key" \
     --report-interval 500ms --state-dir "$DATA/state-gpu-$n" "${JOB_USER[@]}" \
+    --metrics-listen "127.0.0.1:$((${JOULE_DEMO_METRICS_PORT:-9464} + 10#$n))" \
     >"$DATA/agent-$n.log" 2>&1 &
   PIDS+=($!)
 done
@@ -166,4 +172,8 @@ as acme billing statement --tenant globex --period "$MONTH" || true
 
 step "audit log: every change, who made it, and what was refused"
 ctl audit --since 10m --limit 20
+if [ "${JOULE_DEMO_HOLD:-0}" -gt 0 ]; then
+  step "holding for ${JOULE_DEMO_HOLD}s: dashboard at http://$METRICS/, metrics at http://$METRICS/metrics"
+  sleep "$JOULE_DEMO_HOLD"
+fi
 step "done: stopping jouled and the agents"

@@ -9,6 +9,7 @@ PACKAGES=(
   libabsl-dev librocksdb-dev libgtest-dev libgmock-dev libbenchmark-dev
   libcli11-dev python3 libssl-dev openssl libcpp-httplib-dev prometheus
   etcd-server etcd-client
+  libjs-chart.js chromium libsystemd-dev dpkg-dev systemd
 )
 
 missing=()

@@ -192,6 +192,8 @@ void Cluster::StartDaemon() {
       argv.push_back(f[0] == '-' ? f : pki() + "/" + f);
     }
   }
+  argv.insert(argv.end(), options_.daemon_flags.begin(),
+              options_.daemon_flags.end());
   daemon_ = std::make_unique<Process>(
       argv, absl::StrCat(dir_, "/jouled.", ++daemon_starts_, ".log"));
   // Ready when it answers (the bootstrap token is written before it

@@ -58,6 +58,8 @@ class Cluster {
     // --server of joulectl and the agents; empty: this cluster's jouled.
     // HA tests give several ("a,b") and start their jouleds themselves.
     std::string servers;
+    // Appended to jouled's command line (e.g. --log-format json).
+    std::vector<std::string> daemon_flags;
   };
   explicit Cluster(Options options);
   Cluster() : Cluster(Options()) {}
