@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "common/cli_parse.h"
 #include "agent/agent.h"
 #include "agent/job_record.h"
 #include "agent/nvml_backend.h"
@@ -109,7 +110,8 @@ int main(int argc, char** argv) {
                "plaintext gRPC (with --token-file: a node-bound agent token)");
   app.add_option("--token-file", transport.token_file,
                  "file holding an agent token bound to this node");
-  CLI11_PARSE(app, argc, argv);
+  joule::AddVersionFlag(app, "joule-agent");
+  JOULE_CLI_PARSE(app, "joule-agent", argc, argv);
   if (!transport.insecure &&
       (transport.ca_file.empty() ||
        (transport.cert_file.empty() && transport.token_file.empty()))) {

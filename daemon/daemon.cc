@@ -28,6 +28,7 @@ struct Daemon::Parts {
   std::unique_ptr<AgentServiceImpl> agent;
   std::unique_ptr<JobServiceImpl> jobs;
   std::unique_ptr<AdminServiceImpl> admin;
+  std::shared_ptr<EventFeed> feed;  // WatchEvents subscribers
 };
 
 namespace {
@@ -55,6 +56,18 @@ absl::Status WriteSecretFile(const std::string& path,
   close(fd);
   if (!ok) return absl::UnavailableError(absl::StrCat("cannot write ", path));
   return absl::OkStatus();
+}
+
+// grpc.health.v1 statuses: "" (the whole server) and each service name.
+void SetServingStatus(grpc::Server* server, bool serving) {
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  if (health == nullptr) return;
+  for (const char* name :
+       {"", "joule.v1.AgentService", "joule.v1.JobService",
+        "joule.v1.AdminService", "joule.v1.BillingService",
+        "joule.v1.AuthService"}) {
+    health->SetServingStatus(name, serving);
+  }
 }
 
 }  // namespace
@@ -151,6 +164,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
                       {{"round", round}})
         ->Observe(absl::ToDoubleSeconds(took));
   };
+  d->parts_->feed = std::make_shared<EventFeed>();
+  EventFeed* feed = d->parts_->feed.get();
+  mo.on_event_record = [feed](const v1::Event& e, const std::string& t) {
+    feed->PublishEvent(e, t);
+  };
+  mo.on_job_state = [feed](const v1::Job& j) { feed->PublishJobState(j); };
   mo.clock = options.clock;
   mo.heartbeat_timeout = options.heartbeat_timeout;
   mo.report_interval = options.report_interval;
@@ -177,6 +196,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   d->parts_->agent = std::make_unique<AgentServiceImpl>(d->manager_.get(), gate);
   d->parts_->jobs = std::make_unique<JobServiceImpl>(d->manager_.get(), gate);
   d->parts_->admin = std::make_unique<AdminServiceImpl>(d->manager_.get(), gate);
+  d->parts_->admin->set_feed(d->parts_->feed);
   ClusterManager* manager = d->manager_.get();
   d->parts_->auth = std::make_unique<AuthServiceImpl>(
       d->tokens_.get(), gate,
@@ -201,6 +221,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.listen));
   }
+  SetServingStatus(d->server_.get(), true);
   if (!options.metrics_listen.empty()) {
     ClusterManager* m = d->manager_.get();
     d->metrics_->AddCollector(
@@ -224,6 +245,8 @@ void Daemon::Shutdown() {
     shut_down_ = true;
   }
   if (parts_ && parts_->metrics_server) parts_->metrics_server->Stop();
+  if (server_) SetServingStatus(server_.get(), false);
+  if (parts_ && parts_->feed) parts_->feed->CloseAll();
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::seconds(2));

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "common/cli_parse.h"
 #include "common/endpoints.h"
 #include "common/units.h"
 #include "daemon/daemon.h"
@@ -64,7 +65,8 @@ int main(int argc, char** argv) {
                  "etcd: keep usage idempotency records this long");
   app.add_option("--event-retention", event_retention,
                  "etcd: delete events older than this (0s: keep)");
-  CLI11_PARSE(app, argc, argv);
+  joule::AddVersionFlag(app, "jouled");
+  JOULE_CLI_PARSE(app, "jouled", argc, argv);
 
   joule::daemon::DaemonOptions options;
   options.listen = listen;

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "daemon/cluster_manager.h"
+#include "daemon/event_feed.h"
 #include "daemon/gate.h"
 #include "joule/v1/joule.grpc.pb.h"
 
@@ -85,10 +86,17 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
   grpc::ServerUnaryReactor* ListTenants(grpc::CallbackServerContext* ctx,
                                         const v1::ListTenantsRequest* req,
                                         v1::ListTenantsResponse* resp) override;
+  // In daemon/watch_service.cc: a stream fed by `feed` (set before serving;
+  // without one, UNIMPLEMENTED).
+  grpc::ServerWriteReactor<v1::WatchEventsResponse>* WatchEvents(
+      grpc::CallbackServerContext* ctx,
+      const v1::WatchEventsRequest* req) override;
+  void set_feed(std::shared_ptr<EventFeed> feed) { feed_ = std::move(feed); }
 
  private:
   ClusterManager* const manager_;
   Gate* const gate_;
+  std::shared_ptr<EventFeed> feed_;
 };
 
 }  // namespace joule::daemon

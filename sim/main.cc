@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "common/cli_parse.h"
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -283,7 +284,8 @@ int Main(int argc, char** argv) {
   app.add_option("--svg", svg_path, "write a comparison chart (SVG) here");
   app.add_flag("--no-progress", no_progress, "no progress lines on stderr");
   app.add_flag("--quiet", quiet, "no summary on stdout");
-  CLI11_PARSE(app, argc, argv);
+  joule::AddVersionFlag(app, "joule-sim");
+  JOULE_CLI_PARSE(app, "joule-sim", argc, argv);
 
   // ---- cluster
   RunInfo info;

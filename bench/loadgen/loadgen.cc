@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "common/cli_parse.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -375,7 +376,8 @@ int main(int argc, char** argv) {
   fill->add_option("--nodes", nodes);
   fill->add_option("--jobs", jobs);
   fill->add_option("--pid", pid, "jouled's pid")->required();
-  CLI11_PARSE(app, argc, argv);
+  joule::AddVersionFlag(app, "joule-loadgen");
+  JOULE_CLI_PARSE(app, "joule-loadgen", argc, argv);
   if (g_creds.insecure == !ca_file.empty()) {
     fprintf(stderr, "joule-loadgen: give --ca or --insecure\n");
     return 2;
