@@ -10,11 +10,11 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
-#include "common/cli_parse.h"
 #include "agent/agent.h"
 #include "agent/job_record.h"
 #include "agent/nvml_backend.h"
 #include "agent/sim_backend.h"
+#include "common/cli_parse.h"
 #include "common/gpu_catalog.h"
 #include "common/units.h"
 

@@ -42,6 +42,7 @@ std::vector<MethodRule> BuildTable() {
       row("AdminService", "SetPowerCap", true, A, D, D, D, D),
       row("AdminService", "ListEvents", false, A, D, D, O, D),
       row("AdminService", "WatchEvents", false, A, D, D, O, D),
+      row("AdminService", "PreviewPowerCap", false, A, D, D, D, D),
       row("AdminService", "CreateTenant", true, A, D, D, D, D),
       row("AdminService", "ListTenants", false, A, A, D, O, D),
       // Billing: finance reads everything and finalizes; metering records

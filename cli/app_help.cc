@@ -111,9 +111,9 @@ std::string BashCompletion(const CLI::App& app) {
     for (const CLI::App* verb : noun->get_subcommands({})) {
       if (verb->get_group().empty()) continue;
       absl::StrAppend(&verbs, " ", verb->get_name());
-      absl::StrAppend(&cases, "    \"", noun->get_name(), " ",
-                      verb->get_name(), "\") flags=\"",
-                      absl::StrJoin(Flags(*verb), " "), "\" ;;\n");
+      absl::StrAppend(&cases, "    \"", noun->get_name(), " ", verb->get_name(),
+                      "\") flags=\"", absl::StrJoin(Flags(*verb), " "),
+                      "\" ;;\n");
     }
     absl::StrAppend(&cases, "    \"", noun->get_name(), "\") verbs=\"",
                     absl::StripLeadingAsciiWhitespace(verbs), "\"; flags=\"",
@@ -141,7 +141,8 @@ std::string BashCompletion(const CLI::App& app) {
       "  case \"${cmd[*]:0:2}\" in\n",
       cases,
       "  esac\n"
-      "  local g=\"", globals,
+      "  local g=\"",
+      globals,
       "\"\n"
       "  if [[ \"$cur\" == -* ]]; then\n"
       "    COMPREPLY=($(compgen -W \"$flags $g\" -- \"$cur\"))\n"

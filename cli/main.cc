@@ -484,7 +484,8 @@ void PowerTree(Client& c, const Globals& g) {
     t.Add({std::string(2 * d.depth(), ' ') + d.name(), d.kind(),
            absl::StrCat(d.nodes()), FormatPower(d.cap_mw()),
            FormatPower(d.committed_mw()), FormatPower(d.measured_mw()),
-           FormatPower(d.headroom_mw()), d.parent().empty() ? "-" : d.parent()});
+           FormatPower(d.headroom_mw()),
+           d.parent().empty() ? "-" : d.parent()});
   }
   if (!Csv()) {
     Print(absl::StrCat("admission mode: ", resp.admission_mode(), "\n"));
@@ -492,12 +493,65 @@ void PowerTree(Client& c, const Globals& g) {
   Print(t.Render());
 }
 
+// What a cap would throttle and preempt (PreviewPowerCap) as a table.
+std::string CapPlan(const v1::PowerCapPreview& p) {
+  if (p.actions().empty()) return "no throttles or preemptions\n";
+  Table t({"ACTION", "JOB", "TENANT", "NEW LIMIT/GPU", "REASON"});
+  for (const auto& a : p.actions()) {
+    t.Add({a.kind(), a.job_id(), a.tenant().empty() ? "-" : a.tenant(),
+           a.kind() == "throttle" ? FormatPower(a.new_limit_mw()) : "-",
+           a.reason()});
+  }
+  return t.Render();
+}
+
 void PowerSetCap(Client& c, const Globals& g, const std::string& domain,
-                 const std::string& watts, const std::string& reason) {
+                 const std::string& watts, const std::string& reason,
+                 bool dry_run = false, bool yes = false) {
   v1::SetPowerCapRequest req;
   req.set_domain(domain);
   req.set_cap_mw(ParsePowerFlag(watts, "WATTS"));
   req.set_reason(reason);
+  // A cut far below the measured draw (under half of it) or one that
+  // preempts asks for --yes; --dry-run prints the plan and changes nothing.
+  if (dry_run || !yes) {
+    v1::PowerCapPreview p;
+    grpc::Status s = c.CallStatus(&v1::AdminService::Stub::PreviewPowerCap,
+                                  c.admin(), req, &p);
+    if (!s.ok() &&
+        (dry_run || (s.error_code() != grpc::StatusCode::PERMISSION_DENIED &&
+                     s.error_code() != grpc::StatusCode::UNIMPLEMENTED))) {
+      c.FailRpc(s);
+    }
+    if (s.ok()) {
+      int preempts = 0;
+      for (const auto& a : p.actions()) preempts += a.kind() == "preempt";
+      const int64_t measured = p.domain().measured_mw();
+      const bool far_below = req.cap_mw() < measured / 2;
+      if (dry_run) {
+        if (Structured(g, p, kNoTable)) return;
+        Print(absl::StrCat("domain ", domain, ": cap ",
+                           FormatPower(req.cap_mw()), " (measured ",
+                           FormatPower(measured), ", committed ",
+                           FormatPower(p.domain().committed_mw()),
+                           "); nothing changed (--dry-run)\n", CapPlan(p)));
+        return;
+      }
+      if (preempts > 0 || far_below) {
+        std::fprintf(stderr, "%s", CapPlan(p).c_str());
+        Fail(2,
+             absl::StrCat(
+                 "cap ", FormatPower(req.cap_mw()), " on ", domain,
+                 far_below ? absl::StrCat(" is far below its measured draw ",
+                                          FormatPower(measured))
+                           : "",
+                 preempts > 0 ? absl::StrCat(far_below ? " and" : "",
+                                             " preempts ", preempts, " job(s)")
+                              : "",
+                 "; nothing changed: add --yes to set it"));
+      }
+    }
+  }
   v1::PowerDomain d;
   c.Call(&v1::AdminService::Stub::SetPowerCap, c.admin(), req, &d);
   if (Structured(g, d, kNoTable)) return;
@@ -1039,7 +1093,8 @@ void BillingGrant(Client& c, const Globals& g, const std::string& tenant,
   c.Call(&v1::BillingService::Stub::GrantCredits, c.billing(), req, &out);
   if (Structured(g, out, kNoTable)) return;
   Print(absl::StrCat("grant ", out.id(), " USD ",
-                     FormatCentsGrouped(out.amount_cents()), " to ", out.tenant(),
+                     FormatCentsGrouped(out.amount_cents()), " to ",
+                     out.tenant(),
                      out.expires_date().empty()
                          ? ""
                          : absl::StrCat(", expires ", out.expires_date()),
@@ -1206,9 +1261,10 @@ int main(int argc, char** argv) {
   jlogs->add_option("--attempt", log_attempt, "attempt (default: latest)");
   set(jlogs, [&](Client& c) { JobLogs(c, g, job_id, log_attempt); });
   static std::string wait_timeout;
-  auto* jwait = job->add_subcommand(
-      "wait", "wait until a job ends; exit 0 succeeded, 4 failed, "
-              "5 cancelled, 6 timed out");
+  auto* jwait =
+      job->add_subcommand("wait",
+                          "wait until a job ends; exit 0 succeeded, 4 failed, "
+                          "5 cancelled, 6 timed out");
   jwait->add_option("ID", job_id)->required();
   jwait->add_option("--timeout", wait_timeout,
                     "give up after this long (default: no limit)");
@@ -1237,8 +1293,14 @@ int main(int argc, char** argv) {
   setcap->add_option("DOMAIN", cap_domain)->required();
   setcap->add_option("WATTS", cap_watts, "e.g. 40kW, 1.5MW, 700W")->required();
   setcap->add_option("--reason", cap_reason);
-  set(setcap,
-      [&](Client& c) { PowerSetCap(c, g, cap_domain, cap_watts, cap_reason); });
+  static bool cap_dry_run = false, cap_yes = false;
+  setcap->add_flag("--dry-run", cap_dry_run,
+                   "print what it would throttle and preempt; change nothing");
+  setcap->add_flag("--yes", cap_yes,
+                   "set a cap far below the draw, or one that preempts");
+  set(setcap, [&](Client& c) {
+    PowerSetCap(c, g, cap_domain, cap_watts, cap_reason, cap_dry_run, cap_yes);
+  });
 
   // events
   static std::string ev_since, ev_kind;
@@ -1454,8 +1516,8 @@ int main(int argc, char** argv) {
         const std::string near = NearestCommand(app, words);
         const size_t n = std::count(near.begin(), near.end(), ' ') + 1;
         const std::string typed = absl::StrJoin(
-            std::vector<std::string>(
-                words.begin(), words.begin() + std::min(words.size(), n)),
+            std::vector<std::string>(words.begin(),
+                                     words.begin() + std::min(words.size(), n)),
             " ");
         if (near.empty() || near == typed) return e.what();
         return absl::StrCat("unknown command \"", typed, "\"; did you mean `",
@@ -1471,11 +1533,12 @@ int main(int argc, char** argv) {
       }
       if (next == nullptr) {
         const std::string near = NearestCommand(app, help_words);
-        std::fprintf(stderr, "joulectl: no command \"%s\"%s\n",
-                     absl::StrJoin(help_words, " ").c_str(),
-                     near.empty() ? ""
-                                  : absl::StrCat("; did you mean `", near, "`?")
-                                        .c_str());
+        std::fprintf(
+            stderr, "joulectl: no command \"%s\"%s\n",
+            absl::StrJoin(help_words, " ").c_str(),
+            near.empty()
+                ? ""
+                : absl::StrCat("; did you mean `", near, "`?").c_str());
         return 2;
       }
       target = next;
@@ -1509,7 +1572,8 @@ int main(int argc, char** argv) {
   }
   if (auto t = joule::ParseNonNegativeDuration(g.timeout, "--timeout");
       !t.ok()) {
-    std::fprintf(stderr, "joulectl: %s\n", std::string(t.status().message()).c_str());
+    std::fprintf(stderr, "joulectl: %s\n",
+                 std::string(t.status().message()).c_str());
     return 2;
   }
   SetOutputFormat(*ParseOutputFormat(g.output));

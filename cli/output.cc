@@ -2,8 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdio>
 #include <cctype>
+#include <cstdio>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -85,10 +85,14 @@ class JsonParser {
     for (int i = 0; i < 4; ++i) {
       const char h = s_[p_++];
       *c <<= 4;
-      if (h >= '0' && h <= '9') *c |= h - '0';
-      else if (h >= 'a' && h <= 'f') *c |= h - 'a' + 10;
-      else if (h >= 'A' && h <= 'F') *c |= h - 'A' + 10;
-      else return false;
+      if (h >= '0' && h <= '9')
+        *c |= h - '0';
+      else if (h >= 'a' && h <= 'f')
+        *c |= h - 'a' + 10;
+      else if (h >= 'A' && h <= 'F')
+        *c |= h - 'A' + 10;
+      else
+        return false;
     }
     return true;
   }
@@ -104,12 +108,26 @@ class JsonParser {
       if (p_ >= s_.size()) return false;
       const char e = s_[p_++];
       switch (e) {
-        case '"': case '\\': case '/': out->push_back(e); break;
-        case 'b': out->push_back('\b'); break;
-        case 'f': out->push_back('\f'); break;
-        case 'n': out->push_back('\n'); break;
-        case 'r': out->push_back('\r'); break;
-        case 't': out->push_back('\t'); break;
+        case '"':
+        case '\\':
+        case '/':
+          out->push_back(e);
+          break;
+        case 'b':
+          out->push_back('\b');
+          break;
+        case 'f':
+          out->push_back('\f');
+          break;
+        case 'n':
+          out->push_back('\n');
+          break;
+        case 'r':
+          out->push_back('\r');
+          break;
+        case 't':
+          out->push_back('\t');
+          break;
         case 'u': {
           uint32_t c1 = 0;
           if (!Hex4(&c1)) return false;
@@ -168,9 +186,8 @@ class JsonParser {
     if (Word("null")) return true;
     const size_t start = p_;
     while (p_ < s_.size() &&
-           (std::isdigit(static_cast<unsigned char>(s_[p_])) ||
-            s_[p_] == '-' || s_[p_] == '+' || s_[p_] == '.' ||
-            s_[p_] == 'e' || s_[p_] == 'E')) {
+           (std::isdigit(static_cast<unsigned char>(s_[p_])) || s_[p_] == '-' ||
+            s_[p_] == '+' || s_[p_] == '.' || s_[p_] == 'e' || s_[p_] == 'E')) {
       ++p_;
     }
     if (p_ == start) return false;
@@ -208,11 +225,21 @@ std::string QuoteYaml(const std::string& s) {
   std::string out = "\"";
   for (unsigned char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
       default:
         if (c < 0x20 || c == 0x7F) {
           absl::StrAppend(&out, "\\x", absl::Hex(c, absl::kZeroPad2));
@@ -226,9 +253,12 @@ std::string QuoteYaml(const std::string& s) {
 
 std::string Scalar(const Json& v) {
   switch (v.kind) {
-    case Json::kNull: return "null";
-    case Json::kString: return QuoteYaml(v.text);
-    default: return v.text;
+    case Json::kNull:
+      return "null";
+    case Json::kString:
+      return QuoteYaml(v.text);
+    default:
+      return v.text;
   }
 }
 

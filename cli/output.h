@@ -5,9 +5,9 @@
 // and by PrintStructured. Not thread-safe to change; read from any thread.
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "google/protobuf/message.h"
 
 namespace joule::cli {

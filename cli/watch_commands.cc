@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <optional>
 #include <thread>
 
 #include "absl/strings/ascii.h"
@@ -88,8 +89,8 @@ std::string EventRecord(const v1::Event& e, bool first) {
                           CsvField(e.subject()), ",", CsvField(e.message()),
                           "\n");
     default:
-      return absl::StrCat(TimeText(e.time()), "  ", e.kind(), "  ",
-                          e.subject(), "  ", e.message(), "\n");
+      return absl::StrCat(TimeText(e.time()), "  ", e.kind(), "  ", e.subject(),
+                          "  ", e.message(), "\n");
   }
 }
 
@@ -98,8 +99,8 @@ std::string EventRecord(const v1::Event& e, bool first) {
 int JobWait(const WatchConnection& c, const std::string& id,
             absl::Duration timeout) {
   const bool limited = timeout > absl::ZeroDuration();
-  const absl::Time deadline = limited ? absl::Now() + timeout
-                                      : absl::InfiniteFuture();
+  const absl::Time deadline =
+      limited ? absl::Now() + timeout : absl::InfiniteFuture();
   auto stub = v1::AdminService::NewStub(c.channel);
   auto jobs = v1::JobService::NewStub(c.channel);
   auto get = [&](v1::Job* j) {
@@ -130,40 +131,37 @@ int JobWait(const WatchConnection& c, const std::string& id,
     auto stream = stub->WatchEvents(&ctx, req);
     v1::WatchEventsResponse m;
     bool subscribed = false;
-    while (stream->Read(&m)) {
-      if (m.subscribed()) {
-        subscribed = true;
-        // Anything after this is streamed: the job may have ended before.
-        v1::Job j;
-        grpc::Status s = get(&j);
-        if (!s.ok()) {
-          ctx.TryCancel();
-          return CallFailed(c, s);
-        }
-        if (Terminal(j.state())) {
-          ctx.TryCancel();
-          return report(j);
-        }
-        continue;
+    // Set once the answer is known: the job's end, or a failed GetJob.
+    std::optional<int> code;
+    while (!code && stream->Read(&m)) {
+      const bool ended = m.has_job() && Terminal(m.job().state());
+      if (m.subscribed()) subscribed = true;
+      // After `subscribed`, everything is streamed: the job may have ended
+      // before, so read it once; and once more after its end.
+      if (!m.subscribed() && !ended) continue;
+      v1::Job j;
+      grpc::Status s = get(&j);
+      if (!s.ok()) {
+        code = CallFailed(c, s);
+      } else if (Terminal(j.state())) {
+        code = report(j);
       }
-      if (m.has_job() && Terminal(m.job().state())) {
-        ctx.TryCancel();
-        v1::Job j;
-        grpc::Status s = get(&j);
-        if (!s.ok()) return CallFailed(c, s);
-        return report(j);
-      }
+    }
+    if (code) {
+      ctx.TryCancel();
+      (void)stream->Finish();
+      return *code;
     }
     grpc::Status s = stream->Finish();
     if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED && limited &&
         absl::Now() >= deadline) {
       v1::Job j;
       const bool known = get(&j).ok();
-      std::fprintf(stderr, "joulectl: job %s: not ended after %s%s\n",
-                   id.c_str(), absl::FormatDuration(timeout).c_str(),
-                   known ? absl::StrCat(" (", JobStateName(j.state()), ")")
-                               .c_str()
-                         : "");
+      std::fprintf(
+          stderr, "joulectl: job %s: not ended after %s%s\n", id.c_str(),
+          absl::FormatDuration(timeout).c_str(),
+          known ? absl::StrCat(" (", JobStateName(j.state()), ")").c_str()
+                : "");
       return kWaitTimedOut;
     }
     // The stream was ended under us (jouled restarting, a failover, this

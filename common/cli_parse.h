@@ -49,9 +49,9 @@ inline int ParseCommandLine(
 }  // namespace joule
 
 // Drop-in for CLI11_PARSE: returns from main() with ParseCommandLine's code.
-#define JOULE_CLI_PARSE(app, name, argc, argv)                          \
-  do {                                                                  \
-    const int joule_parse_rc_ =                                         \
-        ::joule::ParseCommandLine((app), (name), (argc), (argv));       \
-    if (joule_parse_rc_ >= 0) return joule_parse_rc_;                   \
+#define JOULE_CLI_PARSE(app, name, argc, argv)                    \
+  do {                                                            \
+    const int joule_parse_rc_ =                                   \
+        ::joule::ParseCommandLine((app), (name), (argc), (argv)); \
+    if (joule_parse_rc_ >= 0) return joule_parse_rc_;             \
   } while (0)

@@ -55,12 +55,12 @@ std::string ServiceClassName(v1::ServiceClass c) {
 }
 
 absl::StatusOr<v1::JobState> ParseJobStateName(absl::string_view s,
-                                              absl::string_view flag) {
+                                               absl::string_view flag) {
   return Parse<v1::JobState>(v1::JobState_descriptor(), s, "JOB_STATE_", flag);
 }
 
 absl::StatusOr<v1::ServiceClass> ParseServiceClassName(absl::string_view s,
-                                                      absl::string_view flag) {
+                                                       absl::string_view flag) {
   return Parse<v1::ServiceClass>(v1::ServiceClass_descriptor(), s,
                                  "SERVICE_CLASS_", flag);
 }

@@ -7,9 +7,9 @@
 // without editing a switch. Pure functions; thread-safe.
 
 #include <string>
-#include "absl/strings/string_view.h"
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "joule/v1/joule.pb.h"
 
 namespace joule {
@@ -23,8 +23,8 @@ std::string ServiceClassName(v1::ServiceClass c);
 // The inverse of the names above (and "ondemand" for on-demand); the
 // unspecified value is refused. Errors name `flag` and list the names.
 absl::StatusOr<v1::JobState> ParseJobStateName(absl::string_view s,
-                                              absl::string_view flag);
+                                               absl::string_view flag);
 absl::StatusOr<v1::ServiceClass> ParseServiceClassName(absl::string_view s,
-                                                      absl::string_view flag);
+                                                       absl::string_view flag);
 
 }  // namespace joule

@@ -62,10 +62,9 @@ absl::Status WriteSecretFile(const std::string& path,
 void SetServingStatus(grpc::Server* server, bool serving) {
   grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
   if (health == nullptr) return;
-  for (const char* name :
-       {"", "joule.v1.AgentService", "joule.v1.JobService",
-        "joule.v1.AdminService", "joule.v1.BillingService",
-        "joule.v1.AuthService"}) {
+  for (const char* name : {"", "joule.v1.AgentService", "joule.v1.JobService",
+                           "joule.v1.AdminService", "joule.v1.BillingService",
+                           "joule.v1.AuthService"}) {
     health->SetServingStatus(name, serving);
   }
 }

@@ -92,6 +92,10 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
       grpc::CallbackServerContext* ctx,
       const v1::WatchEventsRequest* req) override;
   void set_feed(std::shared_ptr<EventFeed> feed) { feed_ = std::move(feed); }
+  // In daemon/watch_service.cc too.
+  grpc::ServerUnaryReactor* PreviewPowerCap(grpc::CallbackServerContext* ctx,
+                                            const v1::SetPowerCapRequest* req,
+                                            v1::PowerCapPreview* resp) override;
 
  private:
   ClusterManager* const manager_;

@@ -1,5 +1,6 @@
 // AdminService.WatchEvents: one server-streaming reactor per subscriber,
-// fed by the EventFeed (daemon/event_feed.h).
+// fed by the EventFeed (daemon/event_feed.h); and the PreviewPowerCap
+// adapter.
 #include <memory>
 
 #include "absl/status/status.h"
@@ -153,6 +154,18 @@ AdminServiceImpl::WatchEvents(grpc::CallbackServerContext* ctx,
   f.job_id = req->job_id();
   f.no_events = req->no_events();
   return new WatchStream(feed_, std::move(f));
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::PreviewPowerCap(
+    grpc::CallbackServerContext* ctx, const v1::SetPowerCapRequest* req,
+    v1::PowerCapPreview* resp) {
+  return gate_->Now(ctx, "/joule.v1.AdminService/PreviewPowerCap",
+                    [this, req, resp](const Caller&) -> absl::Status {
+                      auto p = manager_->PreviewPowerCap(*req);
+                      if (!p.ok()) return p.status();
+                      *resp = std::move(*p);
+                      return absl::OkStatus();
+                    });
 }
 
 }  // namespace joule::daemon

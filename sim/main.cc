@@ -12,12 +12,12 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
-#include "common/cli_parse.h"
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "common/cli_parse.h"
 #include "common/units.h"
 #include "config/cluster_config.h"
 #include "sim/cluster.h"

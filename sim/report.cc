@@ -534,12 +534,11 @@ std::string ReportSvg(const RunInfo& info,
         cut = i;
       }
     }
-    const std::string line1 =
-        name.size() > 12 && cut != std::string::npos ? name.substr(0, cut)
-                                                      : name;
-    const std::string line2 = line1.size() < name.size()
-                                  ? name.substr(cut + 1)
-                                  : std::string();
+    const std::string line1 = name.size() > 12 && cut != std::string::npos
+                                  ? name.substr(0, cut)
+                                  : name;
+    const std::string line2 =
+        line1.size() < name.size() ? name.substr(cut + 1) : std::string();
     absl::StrAppendFormat(&s,
                           "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\" "
                           "font-size=\"10\">%s<tspan x=\"%.1f\" "

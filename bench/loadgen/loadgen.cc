@@ -22,11 +22,11 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
-#include "common/cli_parse.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/cli_parse.h"
 #include "common/proto_time.h"
 #include "grpcpp/grpcpp.h"
 #include "joule/v1/auth.grpc.pb.h"

@@ -67,7 +67,8 @@ TEST_F(OutputTest, YamlOfAMessageIsItsJsonMapping) {
   const std::string y = ToYaml(e);
   EXPECT_TRUE(absl::StrContains(y, "seq: \"7\"\n")) << y;  // uint64
   EXPECT_TRUE(absl::StrContains(y, "kind: cap\n")) << y;
-  EXPECT_TRUE(absl::StrContains(y, "message: \"cap 17.0 kW: demand response\"\n"))
+  EXPECT_TRUE(
+      absl::StrContains(y, "message: \"cap 17.0 kW: demand response\"\n"))
       << y;
 }
 
@@ -110,10 +111,10 @@ TEST_F(OutputTest, GroupsThousands) {
     const char* in;
     const char* want;
   } cases[] = {
-      {"0.00", "0.00"},         {"999.99", "999.99"},
-      {"1000", "1,000"},        {"15390000.00", "15,390,000.00"},
-      {"-1234.5", "-1,234.5"},  {"n/a", "n/a"},
-      {"12a4", "12a4"},         {"", ""},
+      {"0.00", "0.00"},        {"999.99", "999.99"},
+      {"1000", "1,000"},       {"15390000.00", "15,390,000.00"},
+      {"-1234.5", "-1,234.5"}, {"n/a", "n/a"},
+      {"12a4", "12a4"},        {"", ""},
   };
   for (const Case& c : cases) EXPECT_EQ(GroupThousands(c.in), c.want) << c.in;
   EXPECT_EQ(FormatCentsGrouped(1'539'000'012), "15,390,000.12");
@@ -177,7 +178,8 @@ TEST(AppHelpTest, BashCompletionKnowsTheTree) {
   CLI::App app;
   Tree(app);
   const std::string s = BashCompletion(app);
-  EXPECT_TRUE(absl::StrContains(s, "\"node list\") flags=\"--help -h --watch\""))
+  EXPECT_TRUE(
+      absl::StrContains(s, "\"node list\") flags=\"--help -h --watch\""))
       << s;
   EXPECT_TRUE(absl::StrContains(s, "\"job\") verbs=\"list submit\"")) << s;
   EXPECT_TRUE(absl::StrContains(s, "compgen -W \"node job events\"")) << s;

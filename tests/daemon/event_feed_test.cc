@@ -22,7 +22,7 @@ TEST(EventFeedTest, EventFilter) {
     const char* job_tenant;
     bool want;
   } cases[] = {
-      {{}, "cap", "row-1", "", true},                       // operator: all
+      {{}, "cap", "row-1", "", true},  // operator: all
       {{.kind = "cap"}, "throttle", "job-1", "acme", false},
       {{.tenant_scope = "acme"}, "job", "job-1", "acme", true},
       {{.tenant_scope = "acme"}, "job", "job-2", "globex", false},
@@ -46,8 +46,7 @@ TEST(EventFeedTest, JobFilter) {
   EXPECT_TRUE(EventFeed::PassesJob({.jobs = true}, c));
   EXPECT_TRUE(EventFeed::PassesJob({.job_id = "job-1"}, c));
   EXPECT_FALSE(EventFeed::PassesJob({.jobs = true, .job_id = "job-2"}, c));
-  EXPECT_TRUE(
-      EventFeed::PassesJob({.tenant_scope = "acme", .jobs = true}, c));
+  EXPECT_TRUE(EventFeed::PassesJob({.tenant_scope = "acme", .jobs = true}, c));
   EXPECT_FALSE(
       EventFeed::PassesJob({.tenant_scope = "globex", .jobs = true}, c));
 }

@@ -34,7 +34,7 @@ TEST(CliHabitsE2E, BadFlagsExit2AndVersionOnEveryBinary) {
     int want;
     const char* says;
   } cases[] = {
-      {{Bin("jouled"), "--bogus"}, 2, "--bogus"},  // was CLI11's 109
+      {{Bin("jouled"), "--bogus"}, 2, "--bogus"},           // was CLI11's 109
       {{Bin("joule-agent"), "--sim-gpus", "65"}, 2, "65"},  // was 105
       {{Bin("joule-sim"), "--bogus"}, 2, "--bogus"},
       {{Bin("joulectl"), "--bogus"}, 2, "--bogus"},
@@ -68,8 +68,7 @@ TEST(CliHabitsE2E, UsageHelpAndNearestCommand) {
   EXPECT_EQ(typo.exit_code, 2);
   EXPECT_TRUE(absl::StrContains(typo.out, "did you mean `node list`?"))
       << typo.out;
-  EXPECT_EQ(std::count(typo.out.begin(), typo.out.end(), '\n'), 1)
-      << typo.out;
+  EXPECT_EQ(std::count(typo.out.begin(), typo.out.end(), '\n'), 1) << typo.out;
   CtlResult comp = Run(c, {Bin("joulectl"), "completion", "bash"});
   EXPECT_EQ(comp.exit_code, 0);
   EXPECT_TRUE(absl::StrContains(comp.out, "complete -F _joulectl joulectl"));
@@ -79,8 +78,8 @@ TEST(CliHabitsE2E, UsageHelpAndNearestCommand) {
                               "--gpus", "1", "sleep", "1"});
   EXPECT_EQ(no_dash.exit_code, 2) << no_dash.out;
   EXPECT_TRUE(absl::StrContains(no_dash.out, "after --")) << no_dash.out;
-  CtlResult empty = Run(c, {Bin("joulectl"), "--insecure", "job", "submit",
-                            "--gpus", "1", "--"});
+  CtlResult empty = Run(
+      c, {Bin("joulectl"), "--insecure", "job", "submit", "--gpus", "1", "--"});
   EXPECT_EQ(empty.exit_code, 2) << empty.out;
   CtlResult stray =
       Run(c, {Bin("joulectl"), "--insecure", "node", "list", "--", "x"});
@@ -114,17 +113,17 @@ class CliE2E : public ::testing::Test {
 // before it (--env used to swallow the `--` and then `-c`).
 TEST_F(CliE2E, DoubleDashEndsOptionsWhicheverOptionIsLast) {
   const std::vector<std::vector<std::string>> lasts = {
-      {"--env", "K=V"},         {"--env", "A=1", "--env", "K=V"},
-      {"--name", "n"},          {"--class", "spot"},
-      {"--priority", "1"},      {"--tenant", "acme"},
-      {"--gpus", "1"},          {"--nodes", "1"},
-      {"--sim-load", "0.5"},    {"--request-id", "r-last"},
-      {"--max-runtime", "1h"},  {"--power", "500W"},
-      {"--min-power", "300W"},  {"--gpu-model", "H100"},
+      {"--env", "K=V"},        {"--env", "A=1", "--env", "K=V"},
+      {"--name", "n"},         {"--class", "spot"},
+      {"--priority", "1"},     {"--tenant", "acme"},
+      {"--gpus", "1"},         {"--nodes", "1"},
+      {"--sim-load", "0.5"},   {"--request-id", "r-last"},
+      {"--max-runtime", "1h"}, {"--power", "500W"},
+      {"--min-power", "300W"}, {"--gpu-model", "H100"},
   };
   for (const auto& last : lasts) {
-    std::vector<std::string> args = {"--tenant", "acme", "--gpus", "1",
-                                     "--env", "K=V"};
+    std::vector<std::string> args = {"--tenant", "acme",  "--gpus",
+                                     "1",        "--env", "K=V"};
     args.insert(args.end(), last.begin(), last.end());
     for (const char* a : {"--", "sh", "-c", "echo hi $K"}) args.push_back(a);
     const std::string id = Submit(args);
@@ -153,7 +152,8 @@ TEST_F(CliE2E, JobWaitExitCodeIsTheOutcome) {
   EXPECT_EQ(c_.Ctl({"job", "wait", bad}).exit_code, 4);
   CtlResult w_slow = c_.Ctl({"job", "wait", slow, "--timeout", "1s"});
   EXPECT_EQ(w_slow.exit_code, 6) << w_slow.err;
-  EXPECT_TRUE(absl::StrContains(w_slow.err, "not ended after 1s")) << w_slow.err;
+  EXPECT_TRUE(absl::StrContains(w_slow.err, "not ended after 1s"))
+      << w_slow.err;
   ASSERT_EQ(c_.Ctl({"job", "cancel", slow}).exit_code, 0);
   CtlResult w_cancel = c_.Ctl({"-o", "json", "job", "wait", slow});
   EXPECT_EQ(w_cancel.exit_code, 5) << w_cancel.err;
@@ -215,8 +215,10 @@ TEST_F(CliE2E, WatchEventsStreamsJobChangesTenantsSeeTheirOwn) {
   grpc::ClientContext tctx, octx;
   Cluster::Authorize(&tctx, acme);
   c_.Authorize(&octx);
-  tctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  octx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+  tctx.set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::seconds(60));
+  octx.set_deadline(std::chrono::system_clock::now() +
+                    std::chrono::seconds(60));
   v1::WatchEventsRequest req;
   req.set_jobs(true);
   auto tstream = stub->WatchEvents(&tctx, req);
@@ -245,8 +247,8 @@ TEST_F(CliE2E, WatchEventsStreamsJobChangesTenantsSeeTheirOwn) {
   bool op_saw_globex = false, op_saw_running = false;
   for (const auto& m : op_seen) {
     op_saw_globex |= m.job().tenant() == "globex";
-    op_saw_running |= m.job().job_id() == a &&
-                      m.job().state() == v1::JOB_STATE_RUNNING;
+    op_saw_running |=
+        m.job().job_id() == a && m.job().state() == v1::JOB_STATE_RUNNING;
   }
   EXPECT_TRUE(op_saw_globex);
   EXPECT_TRUE(op_saw_running);
@@ -266,27 +268,68 @@ TEST_F(CliE2E, WatchEventsStreamsJobChangesTenantsSeeTheirOwn) {
   auto astream = stub->WatchEvents(&actx, req);
   v1::WatchEventsResponse m;
   EXPECT_FALSE(astream->Read(&m));
-  EXPECT_EQ(astream->Finish().error_code(), grpc::StatusCode::PERMISSION_DENIED);
+  EXPECT_EQ(astream->Finish().error_code(),
+            grpc::StatusCode::PERMISSION_DENIED);
 }
 
 TEST_F(CliE2E, EventsWatchPrintsNewEventsAsTheyHappen) {
   std::vector<std::string> argv = c_.CtlCommand();
-  for (const char* a : {"events", "--watch", "--kind", "cap"}) argv.push_back(a);
+  for (const char* a : {"events", "--watch", "--kind", "cap"})
+    argv.push_back(a);
   const std::string log = c_.dir() + "/events-watch.log";
   Process watch(argv, log);
   // The stream is open once the (empty) list has been printed.
   ASSERT_TRUE(WaitFor([&] { return absl::StrContains(watch.Log(), "TIME"); }));
   absl::SleepFor(absl::Milliseconds(300));
-  ASSERT_EQ(c_.Ctl({"power", "set-cap", "site", "900kW", "--reason",
-                    "watch test"})
-                .exit_code,
-            0);
+  ASSERT_EQ(
+      c_.Ctl({"power", "set-cap", "site", "900kW", "--reason", "watch test"})
+          .exit_code,
+      0);
   EXPECT_TRUE(WaitFor([&] {
     return absl::StrContains(watch.Log(), "cap  site") &&
            absl::StrContains(watch.Log(), "watch test");
   })) << watch.Log();
   watch.Signal(SIGTERM);
   watch.Wait();
+}
+
+// A cap cut far below the measured draw asks for --yes; --dry-run prints
+// what the power loop would do (PreviewPowerCap) and changes nothing.
+TEST_F(CliE2E, CapCutFarBelowDrawNeedsYesDryRunShowsThePlan) {
+  const std::string id =
+      Submit({"--tenant", "acme", "--gpus", "8", "--class", "spot",
+              "--sim-load", "1", "--", "sleep", "120"});
+  ASSERT_TRUE(WaitFor([&] {
+    v1::Job j;
+    c_.CtlJson({"job", "show", id}, &j);
+    v1::Node n;
+    c_.CtlJson({"node", "show", "n1"}, &n);
+    return j.state() == v1::JOB_STATE_RUNNING && n.power_mw() > 3'000'000;
+  }));
+  CtlResult dry = c_.Ctl({"power", "set-cap", "site", "1kW", "--dry-run"});
+  EXPECT_EQ(dry.exit_code, 0) << dry.err;
+  EXPECT_TRUE(absl::StrContains(dry.out, "nothing changed (--dry-run)"))
+      << dry.out;
+  EXPECT_TRUE(absl::StrContains(dry.out, id)) << dry.out;
+  EXPECT_TRUE(absl::StrContains(dry.out, "preempt")) << dry.out;
+  CtlResult no = c_.Ctl({"power", "set-cap", "site", "1kW"});
+  EXPECT_EQ(no.exit_code, 2) << no.err;
+  EXPECT_TRUE(absl::StrContains(no.err, "far below its measured draw"))
+      << no.err;
+  EXPECT_TRUE(absl::StrContains(no.err, "add --yes")) << no.err;
+  v1::GetPowerTreeResponse tree;
+  c_.CtlJson({"power", "tree"}, &tree);
+  EXPECT_EQ(tree.domains(0).cap_mw(), 1'000'000'000'000);  // 1 GW, unchanged
+  // A cut that preempts nothing and stays above half the draw: no question.
+  EXPECT_EQ(c_.Ctl({"power", "set-cap", "site", "900MW"}).exit_code, 0);
+  CtlResult yes = c_.Ctl({"power", "set-cap", "site", "1kW", "--yes"});
+  EXPECT_EQ(yes.exit_code, 0) << yes.err;
+  EXPECT_TRUE(WaitFor([&] {
+    v1::Job j;
+    c_.CtlJson({"job", "show", id}, &j);
+    return j.state() == v1::JOB_STATE_PENDING;  // preempted, requeued
+  }));
+  c_.Ctl({"job", "cancel", id});
 }
 
 // grpc.health.v1 answers SERVING for each joule service by name:
@@ -296,8 +339,8 @@ TEST_F(CliE2E, HealthStatusPerService) {
   grpc::CompletionQueue cq;
   auto check = [&](const std::string& service) {
     grpc::ClientContext ctx;
-    std::string bytes = std::string("\x0a", 1) +
-                        static_cast<char>(service.size()) + service;
+    std::string bytes =
+        std::string("\x0a", 1) + static_cast<char>(service.size()) + service;
     grpc::Slice s(bytes);
     grpc::ByteBuffer req(&s, 1), resp;
     auto call =
@@ -323,8 +366,7 @@ TEST_F(CliE2E, HealthStatusPerService) {
     EXPECT_EQ(code, grpc::StatusCode::OK) << svc;
     EXPECT_EQ(out, std::string("\x08\x01", 2)) << svc;  // SERVING
   }
-  EXPECT_EQ(check("joule.v1.NoSuchService").first,
-            grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(check("joule.v1.NoSuchService").first, grpc::StatusCode::NOT_FOUND);
   cq.Shutdown();
   void* tag = nullptr;
   bool ok = false;

@@ -59,7 +59,8 @@ class ClientsE2E : public ::testing::Test {
 };
 
 TEST_F(ClientsE2E, Python) {
-  if (system("/usr/bin/python3 -c 'import grpc, grpc_tools' 2>/dev/null") != 0) {
+  if (system("/usr/bin/python3 -c 'import grpc, grpc_tools' 2>/dev/null") !=
+      0) {
     GTEST_SKIP() << "python3-grpcio / python3-grpc-tools not installed "
                     "(scripts/install-deps.sh)";
   }
@@ -71,7 +72,8 @@ TEST_F(ClientsE2E, Python) {
 
 TEST_F(ClientsE2E, Node) {
   const std::string dir = SourceDir() + "/examples/clients/node";
-  if (!Exists(dir + "/node_modules/@grpc/grpc-js") || !Exists("/usr/bin/node")) {
+  if (!Exists(dir + "/node_modules/@grpc/grpc-js") ||
+      !Exists("/usr/bin/node")) {
     GTEST_SKIP() << "node or examples/clients/node/node_modules missing "
                     "(scripts/install-deps.sh runs npm install)";
   }
