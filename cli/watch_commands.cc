@@ -175,6 +175,7 @@ int JobWait(const WatchConnection& c, const std::string& id,
 }
 
 int FollowEvents(const WatchConnection& c, const std::string& kind) {
+  std::fflush(stdout);  // the list printed before, then the stream
   auto stub = v1::AdminService::NewStub(c.channel);
   grpc::ClientContext ctx;
   c.authorize(&ctx);

@@ -17,7 +17,7 @@ namespace joule::e2e {
 namespace {
 
 // Runs a binary to its end; its exit code and output.
-CtlResult Run(const Cluster& c, std::vector<std::string> argv) {
+CtlResult RunBinary(const Cluster& c, std::vector<std::string> argv) {
   static int n = 0;
   const std::string log = absl::StrCat(c.dir(), "/run.", ++n, ".log");
   Process p(std::move(argv), log);
@@ -36,7 +36,7 @@ TEST(CliHabitsE2E, BadFlagsExit2AndVersionOnEveryBinary) {
   } cases[] = {
       {{Bin("jouled"), "--bogus"}, 2, "--bogus"},           // was CLI11's 109
       {{Bin("joule-agent"), "--sim-gpus", "65"}, 2, "65"},  // was 105
-      {{Bin("joule-sim"), "--bogus"}, 2, "--bogus"},
+      {{Bin("joule-sim"), "--bogus"}, 2, "joule-sim: "},
       {{Bin("joulectl"), "--bogus"}, 2, "--bogus"},
       {{Bin("joulectl"), "-o", "xml", "node", "list"}, 2, "xml"},
       {{Bin("joulectl"), "--timeout", "soon", "node", "list"}, 2, "--timeout"},
@@ -46,7 +46,7 @@ TEST(CliHabitsE2E, BadFlagsExit2AndVersionOnEveryBinary) {
       {{Bin("joule-sim"), "--version"}, 0, "joule-sim 0."},
   };
   for (const Case& k : cases) {
-    CtlResult r = Run(c, k.argv);
+    CtlResult r = RunBinary(c, k.argv);
     EXPECT_EQ(r.exit_code, k.want) << k.argv[1] << ": " << r.out;
     EXPECT_TRUE(absl::StrContains(r.out, k.says)) << r.out;
   }
@@ -54,35 +54,35 @@ TEST(CliHabitsE2E, BadFlagsExit2AndVersionOnEveryBinary) {
 
 TEST(CliHabitsE2E, UsageHelpAndNearestCommand) {
   Cluster c;
-  CtlResult bare = Run(c, {Bin("joulectl")});
+  CtlResult bare = RunBinary(c, {Bin("joulectl")});
   EXPECT_EQ(bare.exit_code, 0);
   EXPECT_TRUE(absl::StrContains(bare.out, "Subcommands")) << bare.out;
   EXPECT_TRUE(absl::StrContains(bare.out, "power")) << bare.out;
-  CtlResult help = Run(c, {Bin("joulectl"), "help", "job"});
+  CtlResult help = RunBinary(c, {Bin("joulectl"), "help", "job"});
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_TRUE(absl::StrContains(help.out, "wait")) << help.out;
-  CtlResult noun = Run(c, {Bin("joulectl"), "node"});
+  CtlResult noun = RunBinary(c, {Bin("joulectl"), "node"});
   EXPECT_EQ(noun.exit_code, 0);
   EXPECT_TRUE(absl::StrContains(noun.out, "drain")) << noun.out;
-  CtlResult typo = Run(c, {Bin("joulectl"), "nod", "lst"});
+  CtlResult typo = RunBinary(c, {Bin("joulectl"), "nod", "lst"});
   EXPECT_EQ(typo.exit_code, 2);
   EXPECT_TRUE(absl::StrContains(typo.out, "did you mean `node list`?"))
       << typo.out;
   EXPECT_EQ(std::count(typo.out.begin(), typo.out.end(), '\n'), 1) << typo.out;
-  CtlResult comp = Run(c, {Bin("joulectl"), "completion", "bash"});
+  CtlResult comp = RunBinary(c, {Bin("joulectl"), "completion", "bash"});
   EXPECT_EQ(comp.exit_code, 0);
   EXPECT_TRUE(absl::StrContains(comp.out, "complete -F _joulectl joulectl"));
   EXPECT_TRUE(absl::StrContains(comp.out, "\"job wait\") flags=")) << comp.out;
   // job submit without `--`, or `--` elsewhere: exit 2, nothing sent.
-  CtlResult no_dash = Run(c, {Bin("joulectl"), "--insecure", "job", "submit",
-                              "--gpus", "1", "sleep", "1"});
+  CtlResult no_dash = RunBinary(c, {Bin("joulectl"), "--insecure", "job",
+                                    "submit", "--gpus", "1", "sleep", "1"});
   EXPECT_EQ(no_dash.exit_code, 2) << no_dash.out;
   EXPECT_TRUE(absl::StrContains(no_dash.out, "after --")) << no_dash.out;
-  CtlResult empty = Run(
+  CtlResult empty = RunBinary(
       c, {Bin("joulectl"), "--insecure", "job", "submit", "--gpus", "1", "--"});
   EXPECT_EQ(empty.exit_code, 2) << empty.out;
   CtlResult stray =
-      Run(c, {Bin("joulectl"), "--insecure", "node", "list", "--", "x"});
+      RunBinary(c, {Bin("joulectl"), "--insecure", "node", "list", "--", "x"});
   EXPECT_EQ(stray.exit_code, 2) << stray.out;
 }
 
@@ -122,8 +122,16 @@ TEST_F(CliE2E, DoubleDashEndsOptionsWhicheverOptionIsLast) {
       {"--min-power", "300W"}, {"--gpu-model", "H100"},
   };
   for (const auto& last : lasts) {
-    std::vector<std::string> args = {"--tenant", "acme",  "--gpus",
-                                     "1",        "--env", "K=V"};
+    // The other options first (each once), then `last`.
+    std::vector<std::string> args;
+    for (const auto& [flag, value] :
+         std::vector<std::pair<std::string, std::string>>{
+             {"--tenant", "acme"}, {"--gpus", "1"}, {"--env", "K=V"}}) {
+      if (flag != last[0]) {
+        args.push_back(flag);
+        args.push_back(value);
+      }
+    }
     args.insert(args.end(), last.begin(), last.end());
     for (const char* a : {"--", "sh", "-c", "echo hi $K"}) args.push_back(a);
     const std::string id = Submit(args);
