@@ -39,7 +39,9 @@ class ClientsE2E : public ::testing::Test {
          {std::string("--server"), c_.server(), std::string("--ca"),
           c_.pki() + "/ca.crt", std::string("--token-file"), token_file_,
           std::string("--tenant"), std::string("acme"), std::string("--"),
-          std::string("sh"), std::string("-c"), std::string("echo hi")}) {
+          std::string("sh"), std::string("-c"),
+          // Long enough to be subscribed before it ends.
+          std::string("sleep 1; echo hi")}) {
       argv.push_back(a);
     }
     Process p(argv, c_.dir() + "/" + name + ".log");

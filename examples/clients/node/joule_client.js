@@ -81,14 +81,22 @@ function main() {
 
   const spec = {tenant: a.tenant, command: a.command, gpus_per_node: a.gpus,
                 nodes: 1};
-  jobs.SubmitJob({spec}, {deadline: deadline()}, (err, resp) => {
-    if (err) fail(err);
-    const id = resp.job.id;
-    const changes = [];
-    let done = false;
-    const stream = admin.WatchEvents(
-        {job_id: id, no_events: true},
-        {deadline: new Date(Date.now() + a.timeout * 1000)});
+  // Subscribe to the tenant's job changes first, submit once subscribed:
+  // no change of the job can be missed.
+  // Changes per job id, kept until the submission's answer names ours.
+  const seen = new Map();
+  let changes = [];
+  let done = false;
+  let id = null;
+  const stream = admin.WatchEvents(
+      {jobs: true, no_events: true},
+      {deadline: new Date(Date.now() + a.timeout * 1000)});
+  {
+    const check = () => {
+      if (id === null) return;
+      changes = seen.get(id) || [];
+      if (changes.some((s) => TERMINAL.has(s))) finish();
+    };
     const finish = () => {
       if (done) return;
       done = true;
@@ -109,16 +117,17 @@ function main() {
     };
     stream.on('data', (m) => {
       if (m.subscribed) {
-        // Anything after this is streamed; the job may have ended before.
-        jobs.GetJob({id}, {deadline: deadline()}, (err2, job) => {
+        jobs.SubmitJob({spec}, {deadline: deadline()}, (err2, resp) => {
           if (err2) fail(err2);
-          if (TERMINAL.has(job.state)) finish();
+          id = resp.job.id;
+          check();
         });
         return;
       }
       if (m.job) {
-        changes.push(m.job.state);
-        if (TERMINAL.has(m.job.state)) finish();
+        if (!seen.has(m.job.job_id)) seen.set(m.job.job_id, []);
+        seen.get(m.job.job_id).push(m.job.state);
+        check();
       }
     });
     stream.on('error', (err2) => {
@@ -127,7 +136,7 @@ function main() {
     stream.on('end', () => {
       if (!done) fail('the stream ended before the job did');
     });
-  });
+  }
 }
 
 main();

@@ -74,26 +74,22 @@ def main():
 
     spec = pb.JobSpec(tenant=a.tenant, command=a.command,
                       gpus_per_node=a.gpus, nodes=1)
-    job = jobs.SubmitJob(pb.SubmitJobRequest(spec=spec), metadata=md,
-                         timeout=30).job
     terminal = {pb.JOB_STATE_SUCCEEDED, pb.JOB_STATE_FAILED,
                 pb.JOB_STATE_CANCELLED}
     changes = []
-    stream = admin.WatchEvents(pb.WatchEventsRequest(job_id=job.id,
+    # Subscribe to the tenant's job changes first, submit once subscribed:
+    # no change of the job can be missed.
+    stream = admin.WatchEvents(pb.WatchEventsRequest(jobs=True,
                                                      no_events=True),
                                metadata=md, timeout=a.timeout)
     state = None
+    job = None
     for m in stream:
         if m.subscribed:
-            # Everything after this is streamed; the job may have ended
-            # before we subscribed.
-            now = jobs.GetJob(pb.GetJobRequest(id=job.id), metadata=md,
-                              timeout=30)
-            if now.state in terminal:
-                state = now
-                break
+            job = jobs.SubmitJob(pb.SubmitJobRequest(spec=spec), metadata=md,
+                                 timeout=30).job
             continue
-        if m.HasField("job"):
+        if m.HasField("job") and m.job.job_id == job.id:
             changes.append(pb.JobState.Name(m.job.state))
             if m.job.state in terminal:
                 state = jobs.GetJob(pb.GetJobRequest(id=job.id), metadata=md,
