@@ -15,6 +15,7 @@
 #include "agent/job_record.h"
 #include "agent/nvml_backend.h"
 #include "agent/sim_backend.h"
+#include "common/cli_parse.h"
 #include "common/gpu_catalog.h"
 #include "common/log.h"
 #include "common/systemd_notify.h"
@@ -122,7 +123,8 @@ int main(int argc, char** argv) {
       "--metrics-listen", metrics_listen,
       "HOST:PORT for this node's Prometheus metrics over HTTP (loopback "
       "only; empty: off)");
-  CLI11_PARSE(app, argc, argv);
+  joule::AddVersionFlag(app, "joule-agent");
+  JOULE_CLI_PARSE(app, "joule-agent", argc, argv);
   {
     joule::log::Format format;
     joule::log::Level level;

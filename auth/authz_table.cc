@@ -43,6 +43,8 @@ std::vector<MethodRule> BuildTable() {
       row("AdminService", "GetPowerTree", false, A, D, D, D, D),
       row("AdminService", "SetPowerCap", true, A, D, D, D, D),
       row("AdminService", "ListEvents", false, A, D, D, O, D),
+      row("AdminService", "WatchEvents", false, A, D, D, O, D),
+      row("AdminService", "PreviewPowerCap", false, A, D, D, D, D),
       row("AdminService", "CreateTenant", true, A, D, D, D, D),
       row("AdminService", "ListTenants", false, A, A, D, O, D),
       row("AdminService", "SetTenantQuota", true, A, D, D, D, D),

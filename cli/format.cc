@@ -11,76 +11,104 @@
 #include "absl/time/time.h"
 #include "billing/money.h"
 #include "cli/csv.h"
+#include "cli/output.h"
+#include "common/proto_names.h"
 #include "common/proto_time.h"
 #include "google/protobuf/util/json_util.h"
 
 namespace joule::cli {
 
 std::string Table::Render() const {
-  std::vector<size_t> width(header_.size(), 0);
+  const OutputFormat format = CurrentOutputFormat();
+  auto listed = [](const std::vector<std::string>& set, const std::string& h) {
+    return std::find(set.begin(), set.end(), h) != set.end();
+  };
+  if (format == OutputFormat::kCsv) {
+    std::string out;
+    auto record = [&](const std::vector<std::string>& row) {
+      for (size_t i = 0; i < row.size(); ++i) {
+        absl::StrAppend(&out, i > 0 ? "," : "", CsvField(row[i]));
+      }
+      out += "\n";
+    };
+    record(header_);
+    for (const auto& r : rows_) record(r);
+    return out;
+  }
+  // Which columns show, and the money ones grouped and right-aligned.
+  std::vector<size_t> shown;
+  std::vector<bool> right;
+  for (size_t i = 0; i < header_.size(); ++i) {
+    if (format != OutputFormat::kWide && listed(wide_only_, header_[i])) {
+      continue;
+    }
+    shown.push_back(i);
+    right.push_back(listed(money_, header_[i]));
+  }
+  auto pick = [&](const std::vector<std::string>& row, bool is_header) {
+    std::vector<std::string> out;
+    for (size_t k = 0; k < shown.size(); ++k) {
+      std::string cell = shown[k] < row.size() ? row[shown[k]] : "";
+      if (right[k] && !is_header) cell = GroupThousands(cell);
+      out.push_back(std::move(cell));
+    }
+    return out;
+  };
+  std::vector<std::vector<std::string>> cells;
+  cells.push_back(pick(header_, true));
+  for (const auto& r : rows_) cells.push_back(pick(r, false));
+  return RenderAligned(cells, right);
+}
+
+std::string Table::RenderAligned(
+    const std::vector<std::vector<std::string>>& cells,
+    const std::vector<bool>& right) {
+  std::vector<size_t> width(cells[0].size(), 0);
   auto measure = [&](const std::vector<std::string>& row) {
     for (size_t i = 0; i < row.size() && i < width.size(); ++i) {
       width[i] = std::max(width[i], row[i].size());
     }
   };
-  measure(header_);
-  for (const auto& r : rows_) measure(r);
+  for (const auto& r : cells) measure(r);
   std::string out;
   auto emit = [&](const std::vector<std::string>& row) {
     std::string line;
     for (size_t i = 0; i < row.size() && i < width.size(); ++i) {
+      const std::string pad(width[i] - row[i].size(), ' ');
+      if (right[i]) line += pad;
       line += row[i];
-      if (i + 1 < row.size())
-        line += std::string(width[i] - row[i].size() + 2, ' ');
+      if (i + 1 < row.size()) line += (right[i] ? "" : pad) + "  ";
     }
     while (!line.empty() && line.back() == ' ') line.pop_back();
     out += line + "\n";
   };
-  emit(header_);
-  for (const auto& r : rows_) emit(r);
+  for (const auto& r : cells) emit(r);
   return out;
 }
 
 // Money is formatted in one place: billing/money.cc.
 std::string FormatCents(int64_t cents) { return billing::FormatCents(cents); }
+std::string FormatCentsGrouped(int64_t cents) {
+  return GroupThousands(FormatCents(cents));
+}
 
+// The names live in common/proto_names.h; tables show "-" for unset.
 absl::StatusOr<v1::ServiceClass> ParseServiceClass(absl::string_view s) {
-  if (s == "reserved") return v1::SERVICE_CLASS_RESERVED;
-  if (s == "on-demand" || s == "ondemand") return v1::SERVICE_CLASS_ON_DEMAND;
-  if (s == "spot") return v1::SERVICE_CLASS_SPOT;
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--class: \"", s, "\" is not one of reserved, on-demand, spot"));
+  return ParseServiceClassName(s, "--class");
 }
 
 std::string ServiceClassName(v1::ServiceClass c) {
-  switch (c) {
-    case v1::SERVICE_CLASS_RESERVED:
-      return "reserved";
-    case v1::SERVICE_CLASS_ON_DEMAND:
-      return "on-demand";
-    case v1::SERVICE_CLASS_SPOT:
-      return "spot";
-    default:
-      return "-";
-  }
+  if (c == v1::SERVICE_CLASS_UNSPECIFIED) return "-";
+  return joule::ServiceClassName(c);
 }
 
 std::string JobStateName(v1::JobState s) {
   if (s == v1::JOB_STATE_UNSPECIFIED) return "-";
-  return absl::AsciiStrToLower(v1::JobState_Name(s).substr(10));
+  return joule::JobStateName(s);
 }
 
 absl::StatusOr<v1::JobState> ParseJobState(absl::string_view s) {
-  v1::JobState st;
-  if (v1::JobState_Parse(absl::StrCat("JOB_STATE_", absl::AsciiStrToUpper(s)),
-                         &st) &&
-      st != v1::JOB_STATE_UNSPECIFIED) {
-    return st;
-  }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--state: \"", s,
-      "\" is not one of pending, starting, running, succeeded, failed, "
-      "cancelled, preempted"));
+  return ParseJobStateName(s, "--state");
 }
 
 absl::StatusOr<v1::UsageEvent> ParseUsageCsvLine(absl::string_view line,
@@ -154,6 +182,7 @@ std::string StatementTable(const v1::Statement& s) {
       "  tenant ", s.tenant(), "  period ", s.period(), "  currency USD\n\n");
   Table t({"PRICING", "ITEM", "DETAIL", "ADJUSTS", "QUANTITY", "UNIT",
            "UNIT PRICE", "CARD", "AMOUNT"});
+  t.Money({"UNIT PRICE", "AMOUNT"});
   for (const auto& l : s.lines()) {
     t.Add({l.pricing_model(), l.item(), l.detail(),
            l.adjustment_for().empty() ? "" : l.adjustment_for(), l.quantity(),
@@ -166,21 +195,22 @@ std::string StatementTable(const v1::Statement& s) {
                                                     s.subtotal_cents().end());
   std::sort(subs.begin(), subs.end());
   for (const auto& [k, v] : subs) {
-    absl::StrAppend(&out, "subtotal ", k, ": ", FormatCents(v), "\n");
+    absl::StrAppend(&out, "subtotal ", k, ": ", FormatCentsGrouped(v), "\n");
   }
-  absl::StrAppend(&out, "TOTAL USD ", FormatCents(s.total_cents()), "\n");
+  absl::StrAppend(&out, "TOTAL USD ", FormatCentsGrouped(s.total_cents()),
+                  "\n");
   if (s.credits_applied_cents() != 0 || s.credit_balance_cents() != 0) {
     absl::StrAppend(&out, "prepaid credits applied: -",
-                    FormatCents(s.credits_applied_cents()), "\n");
+                    FormatCentsGrouped(s.credits_applied_cents()), "\n");
   }
   // Statements stored before prepaid credits existed have no amount due.
   const int64_t due =
       s.amount_due_cents() == 0 && s.credits_applied_cents() == 0
           ? s.total_cents()
           : s.amount_due_cents();
-  absl::StrAppend(&out, "AMOUNT DUE USD ", FormatCents(due),
+  absl::StrAppend(&out, "AMOUNT DUE USD ", FormatCentsGrouped(due),
                   "   (prepaid credit balance ",
-                  FormatCents(s.credit_balance_cents()), ")\n");
+                  FormatCentsGrouped(s.credit_balance_cents()), ")\n");
   if (!s.attempts().empty()) {
     out += "\nJob attempts (how their GPU-seconds were billed):\n";
     for (const auto& a : s.attempts()) out += AttemptBillingText(a);

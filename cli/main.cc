@@ -22,9 +22,13 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "cli/app_help.h"
 #include "cli/csv.h"
 #include "cli/format.h"
 #include "cli/sched_text.h"
+#include "cli/output.h"
+#include "cli/watch_commands.h"
+#include "common/cli_parse.h"
 #include "common/endpoints.h"
 #include "common/proto_time.h"
 #include "common/units.h"
@@ -134,6 +138,19 @@ class Client {
     Fail(1, s.error_message());
   }
 
+  // What cli/watch_commands.h needs of this connection.
+  WatchConnection Watch() {
+    WatchConnection w;
+    w.channel = channel_;
+    w.authorize = [this](grpc::ClientContext* ctx) {
+      transport_.Authorize(ctx);
+    };
+    w.server = g_.server;
+    auto timeout = ParseNonNegativeDuration(g_.timeout, "--timeout");
+    if (timeout.ok()) w.call_timeout = *timeout;
+    return w;
+  }
+
   v1::AuthService::Stub* auth() { return auth_.get(); }
   v1::JobService::Stub* jobs() { return jobs_.get(); }
   v1::AdminService::Stub* admin() { return admin_.get(); }
@@ -151,7 +168,15 @@ class Client {
   std::unique_ptr<v1::BillingService::Stub> billing_;
 };
 
-bool Json(const Globals& g) { return g.output == "json"; }
+// -o json/yaml (and csv where the command has no table, `csv_too`): prints
+// `m` in that format and returns true (cli/output.h).
+bool Structured(const Globals& g, const google::protobuf::Message& m,
+                bool csv_too = false) {
+  return PrintStructured(m, csv_too);
+}
+constexpr bool kNoTable = true;
+// Text around a table (titles, totals) is left out of CSV.
+bool Csv() { return CurrentOutputFormat() == OutputFormat::kCsv; }
 
 void Print(const std::string& s) { std::fwrite(s.data(), 1, s.size(), stdout); }
 
@@ -185,7 +210,7 @@ absl::Time ParseTimeFlag(const std::string& text, const std::string& flag) {
 
 // ------------------------------------------------------------- nodes ----
 
-void NodeList(Client& c, const Globals& g) {
+void NodeList(Client& c, const Globals& g, uint32_t limit = 0) {
   v1::ListNodesResponse resp;
   v1::ListNodesRequest req;
   do {  // follows the pages
@@ -194,9 +219,13 @@ void NodeList(Client& c, const Globals& g) {
     resp.mutable_nodes()->MergeFrom(page.nodes());
     req.set_page_token(page.next_page_token());
   } while (!req.page_token().empty());
-  if (Json(g)) return Print(ToJson(resp) + "\n");
+  if (limit > 0 && resp.nodes_size() > static_cast<int>(limit)) {
+    resp.mutable_nodes()->DeleteSubrange(limit, resp.nodes_size() - limit);
+  }
+  if (Structured(g, resp)) return;
   Table t({"NAME", "STATE", "DOMAIN", "GPUS", "POWER", "LIMIT", "JOBS",
-           "LAST REPORT"});
+           "LAST REPORT", "BACKEND", "BASE", "ENERGY", "ADDRESS"});
+  t.WideOnly({"BACKEND", "BASE", "ENERGY", "ADDRESS"});
   for (const auto& n : resp.nodes()) {
     std::string state =
         n.state() == v1::NODE_STATE_READY ? "ready" : "unreachable";
@@ -205,7 +234,10 @@ void NodeList(Client& c, const Globals& g) {
     t.Add({n.name(), state, n.domain(),
            absl::StrCat(model, " x", n.gpus_size()), FormatPower(n.power_mw()),
            FormatPower(n.power_limit_mw()), absl::StrCat(n.running_jobs_size()),
-           Age(n.report_age(), n.has_last_report_time())});
+           Age(n.report_age(), n.has_last_report_time()), n.gpu_backend(),
+           FormatPower(n.base_power_mw()),
+           absl::StrCat(FormatKwh(n.energy_mj()), " kWh"),
+           n.address().empty() ? "-" : n.address()});
   }
   Print(t.Render());
 }
@@ -215,7 +247,7 @@ void NodeShow(Client& c, const Globals& g, const std::string& name) {
   req.set_name(name);
   v1::Node n;
   c.Call(&v1::AdminService::Stub::GetNode, c.admin(), req, &n);
-  if (Json(g)) return Print(ToJson(n) + "\n");
+  if (Structured(g, n, kNoTable)) return;
   Print(absl::StrCat(
       "node ", n.name(), "  state ",
       n.state() == v1::NODE_STATE_READY ? "ready" : "unreachable",
@@ -251,7 +283,7 @@ void NodeDrain(Client& c, const Globals& g, const std::string& name,
   req.set_drain(drain);
   v1::Node n;
   c.Call(&v1::AdminService::Stub::DrainNode, c.admin(), req, &n);
-  if (Json(g)) return Print(ToJson(n) + "\n");
+  if (Structured(g, n, kNoTable)) return;
   Print(absl::StrCat("node ", name, drain ? " drained" : " undrained", "\n"));
 }
 
@@ -260,7 +292,7 @@ void NodeRemove(Client& c, const Globals& g, const std::string& name) {
   req.set_name(name);
   v1::RemoveNodeResponse resp;
   c.Call(&v1::AdminService::Stub::RemoveNode, c.admin(), req, &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
+  if (Structured(g, resp, kNoTable)) return;
   Print(absl::StrCat("node ", name, " removed\n"));
 }
 
@@ -316,12 +348,13 @@ void JobSubmit(Client& c, const Globals& g, const SubmitFlags& f) {
   req.set_request_id(f.request_id);
   v1::SubmitJobResponse resp;
   c.Call(&v1::JobService::Stub::SubmitJob, c.jobs(), req, &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
+  if (Structured(g, resp, kNoTable)) return;
   Print(resp.job().id() + "\n");
 }
 
 void JobList(Client& c, const Globals& g, const std::string& tenant,
-             const std::string& state) {
+             const std::string& state, uint32_t limit = 0,
+             const std::string& since = "") {
   v1::ListJobsRequest req;
   req.set_tenant(tenant);
   if (!state.empty()) {
@@ -336,9 +369,23 @@ void JobList(Client& c, const Globals& g, const std::string& tenant,
     resp.mutable_jobs()->MergeFrom(page.jobs());
     req.set_page_token(page.next_page_token());
   } while (!req.page_token().empty());
-  if (Json(g)) return Print(ToJson(resp) + "\n");
-  Table t(
-      {"ID", "TENANT", "NAME", "STATE", "CLASS", "GPUS", "NODES", "REASON"});
+  if (!since.empty()) {  // submitted within the last `since`
+    auto d = ParseNonNegativeDuration(since, "--since");
+    if (!d.ok()) FailStatus(d.status());
+    const absl::Time from = absl::Now() - *d;
+    v1::ListJobsResponse kept;
+    for (const auto& j : resp.jobs()) {
+      if (FromProtoTime(j.submit_time()) >= from) *kept.add_jobs() = j;
+    }
+    resp = std::move(kept);
+  }
+  if (limit > 0 && resp.jobs_size() > static_cast<int>(limit)) {  // latest N
+    resp.mutable_jobs()->DeleteSubrange(0, resp.jobs_size() - limit);
+  }
+  if (Structured(g, resp)) return;
+  Table t({"ID", "TENANT", "NAME", "STATE", "CLASS", "GPUS", "NODES", "REASON",
+           "PRIORITY", "MODEL", "POWER/GPU", "ATTEMPT", "SUBMITTED"});
+  t.WideOnly({"PRIORITY", "MODEL", "POWER/GPU", "ATTEMPT", "SUBMITTED"});
   for (const auto& j : resp.jobs()) {
     std::vector<std::string> nodes;
     for (const auto& a : j.allocations()) nodes.push_back(a.node());
@@ -346,7 +393,11 @@ void JobList(Client& c, const Globals& g, const std::string& tenant,
            ServiceClassName(j.effective_class()),
            absl::StrCat(j.spec().gpus_per_node() *
                         std::max(1u, j.spec().nodes())),
-           nodes.empty() ? "-" : absl::StrJoin(nodes, ","), j.reason()});
+           nodes.empty() ? "-" : absl::StrJoin(nodes, ","), j.reason(),
+           absl::StrCat(j.spec().priority()),
+           j.spec().gpu_model().empty() ? "any" : j.spec().gpu_model(),
+           j.power_limit_mw() > 0 ? FormatPower(j.power_limit_mw()) : "TDP",
+           absl::StrCat(j.attempt()), TimeText(j.submit_time())});
   }
   Print(t.Render());
 }
@@ -356,7 +407,7 @@ void JobShow(Client& c, const Globals& g, const std::string& id) {
   req.set_id(id);
   v1::Job j;
   c.Call(&v1::JobService::Stub::GetJob, c.jobs(), req, &j);
-  if (Json(g)) return Print(ToJson(j) + "\n");
+  if (Structured(g, j, kNoTable)) return;
   const auto& s = j.spec();
   std::string out = absl::StrCat(
       "job ", j.id(), "  ", JobStateName(j.state()), "\n",
@@ -413,7 +464,7 @@ void JobCancel(Client& c, const Globals& g, const std::string& id) {
   req.set_id(id);
   v1::Job j;
   c.Call(&v1::JobService::Stub::CancelJob, c.jobs(), req, &j);
-  if (Json(g)) return Print(ToJson(j) + "\n");
+  if (Structured(g, j, kNoTable)) return;
   Print(absl::StrCat(id, " ", JobStateName(j.state()), ": ", j.reason(), "\n"));
 }
 
@@ -441,7 +492,7 @@ void JobLogs(Client& c, const Globals& g, const std::string& id,
   req.set_attempt(attempt);
   v1::GetJobLogsResponse resp;
   c.Call(&v1::JobService::Stub::GetJobLogs, c.jobs(), req, &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
+  if (Structured(g, resp, kNoTable)) return;
   Print(resp.data());
 }
 
@@ -451,28 +502,85 @@ void PowerTree(Client& c, const Globals& g) {
   v1::GetPowerTreeResponse resp;
   c.Call(&v1::AdminService::Stub::GetPowerTree, c.admin(),
          v1::GetPowerTreeRequest(), &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
-  Table t(
-      {"DOMAIN", "KIND", "NODES", "CAP", "COMMITTED", "MEASURED", "HEADROOM"});
+  if (Structured(g, resp)) return;
+  Table t({"DOMAIN", "KIND", "NODES", "CAP", "COMMITTED", "MEASURED",
+           "HEADROOM", "PARENT"});
+  t.WideOnly({"PARENT"});
   for (const auto& d : resp.domains()) {
     t.Add({std::string(2 * d.depth(), ' ') + d.name(), d.kind(),
            absl::StrCat(d.nodes()), FormatPower(d.cap_mw()),
            FormatPower(d.committed_mw()), FormatPower(d.measured_mw()),
-           FormatPower(d.headroom_mw())});
+           FormatPower(d.headroom_mw()),
+           d.parent().empty() ? "-" : d.parent()});
   }
-  Print(absl::StrCat("admission mode: ", resp.admission_mode(), "\n"));
+  if (!Csv()) {
+    Print(absl::StrCat("admission mode: ", resp.admission_mode(), "\n"));
+  }
   Print(t.Render());
 }
 
+// What a cap would throttle and preempt (PreviewPowerCap) as a table.
+std::string CapPlan(const v1::PowerCapPreview& p) {
+  if (p.actions().empty()) return "no throttles or preemptions\n";
+  Table t({"ACTION", "JOB", "TENANT", "NEW LIMIT/GPU", "REASON"});
+  for (const auto& a : p.actions()) {
+    t.Add({a.kind(), a.job_id(), a.tenant().empty() ? "-" : a.tenant(),
+           a.kind() == "throttle" ? FormatPower(a.new_limit_mw()) : "-",
+           a.reason()});
+  }
+  return t.Render();
+}
+
 void PowerSetCap(Client& c, const Globals& g, const std::string& domain,
-                 const std::string& watts, const std::string& reason) {
+                 const std::string& watts, const std::string& reason,
+                 bool dry_run = false, bool yes = false) {
   v1::SetPowerCapRequest req;
   req.set_domain(domain);
   req.set_cap_mw(ParsePowerFlag(watts, "WATTS"));
   req.set_reason(reason);
+  // A cut far below the measured draw (under half of it) or one that
+  // preempts asks for --yes; --dry-run prints the plan and changes nothing.
+  if (dry_run || !yes) {
+    v1::PowerCapPreview p;
+    grpc::Status s = c.CallStatus(&v1::AdminService::Stub::PreviewPowerCap,
+                                  c.admin(), req, &p);
+    if (!s.ok() &&
+        (dry_run || (s.error_code() != grpc::StatusCode::PERMISSION_DENIED &&
+                     s.error_code() != grpc::StatusCode::UNIMPLEMENTED))) {
+      c.FailRpc(s);
+    }
+    if (s.ok()) {
+      int preempts = 0;
+      for (const auto& a : p.actions()) preempts += a.kind() == "preempt";
+      const int64_t measured = p.domain().measured_mw();
+      const bool far_below = req.cap_mw() < measured / 2;
+      if (dry_run) {
+        if (Structured(g, p, kNoTable)) return;
+        Print(absl::StrCat("domain ", domain, ": cap ",
+                           FormatPower(req.cap_mw()), " (measured ",
+                           FormatPower(measured), ", committed ",
+                           FormatPower(p.domain().committed_mw()),
+                           "); nothing changed (--dry-run)\n", CapPlan(p)));
+        return;
+      }
+      if (preempts > 0 || far_below) {
+        std::fprintf(stderr, "%s", CapPlan(p).c_str());
+        Fail(2,
+             absl::StrCat(
+                 "cap ", FormatPower(req.cap_mw()), " on ", domain,
+                 far_below ? absl::StrCat(" is far below its measured draw ",
+                                          FormatPower(measured))
+                           : "",
+                 preempts > 0 ? absl::StrCat(far_below ? " and" : "",
+                                             " preempts ", preempts, " job(s)")
+                              : "",
+                 "; nothing changed: add --yes to set it"));
+      }
+    }
+  }
   v1::PowerDomain d;
   c.Call(&v1::AdminService::Stub::SetPowerCap, c.admin(), req, &d);
-  if (Json(g)) return Print(ToJson(d) + "\n");
+  if (Structured(g, d, kNoTable)) return;
   Print(absl::StrCat("domain ", d.name(), " cap ", FormatPower(d.cap_mw()),
                      " (measured ", FormatPower(d.measured_mw()),
                      ", committed ", FormatPower(d.committed_mw()), ")\n"));
@@ -507,10 +615,12 @@ void Events(Client& c, const Globals& g, const std::string& since,
     resp.mutable_events()->MergeFrom(page.events());
     req.set_page_token(page.next_page_token());
   } while (!req.page_token().empty());
-  if (Json(g)) return Print(ToJson(resp) + "\n");
-  Table t({"TIME", "KIND", "SUBJECT", "MESSAGE"});
+  if (Structured(g, resp)) return;
+  Table t({"SEQ", "TIME", "KIND", "SUBJECT", "MESSAGE"});
+  t.WideOnly({"SEQ"});
   for (const auto& e : resp.events()) {
-    t.Add({TimeText(e.time()), e.kind(), e.subject(), e.message()});
+    t.Add({absl::StrCat(e.seq()), TimeText(e.time()), e.kind(), e.subject(),
+           e.message()});
   }
   Print(t.Render());
 }
@@ -524,7 +634,7 @@ void TenantCreate(Client& c, const Globals& g, const std::string& name,
   req.mutable_tenant()->set_fair_share_weight(weight);
   v1::Tenant t;
   c.Call(&v1::AdminService::Stub::CreateTenant, c.admin(), req, &t);
-  if (Json(g)) return Print(ToJson(t) + "\n");
+  if (Structured(g, t, kNoTable)) return;
   Print(absl::StrCat("tenant ", t.name(), " created\n"));
 }
 
@@ -532,7 +642,7 @@ void TenantList(Client& c, const Globals& g) {
   v1::ListTenantsResponse resp;
   c.Call(&v1::AdminService::Stub::ListTenants, c.admin(),
          v1::ListTenantsRequest(), &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
+  if (Structured(g, resp)) return;
   Table t({"TENANT", "WEIGHT", "CREATED", "USAGE", "QUOTA"});
   for (const auto& x : resp.tenants()) {
     t.Add({x.name(), absl::StrCat(x.fair_share_weight()),
@@ -615,7 +725,7 @@ void PriceSet(Client& c, const Globals& g, const PriceFlags& f) {
   p->set_tenant(f.tenant);
   v1::Price out;
   c.Call(&v1::BillingService::Stub::SetPrice, c.billing(), req, &out);
-  if (Json(g)) return Print(ToJson(out) + "\n");
+  if (Structured(g, out, kNoTable)) return;
   Print(absl::StrCat("price version ", out.version(), " effective ",
                      TimeText(out.effective_from()),
                      out.tenant().empty()
@@ -629,7 +739,7 @@ void PriceList(Client& c, const Globals& g, bool history) {
   req.set_include_history(history);
   v1::ListPricesResponse resp;
   c.Call(&v1::BillingService::Stub::ListPrices, c.billing(), req, &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
+  if (Structured(g, resp)) return;
   Table t({"VERSION", "EFFECTIVE", "KIND", "ITEM", "CLASS/DIRECTION", "PRICE"});
   auto tiers = [](const auto& ts) {
     std::vector<std::string> parts;
@@ -678,9 +788,9 @@ void ContractCreate(Client& c, const Globals& g, const ContractFlags& f) {
   k->set_overage_rate(f.overage);
   v1::Contract out;
   c.Call(&v1::BillingService::Stub::CreateContract, c.billing(), req, &out);
-  if (Json(g)) return Print(ToJson(out) + "\n");
+  if (Structured(g, out, kNoTable)) return;
   Print(absl::StrCat("contract ", out.id(), " value USD ",
-                     FormatCents(out.value_cents()), "\n"));
+                     FormatCentsGrouped(out.value_cents()), "\n"));
 }
 
 void ContractList(Client& c, const Globals& g, const std::string& tenant) {
@@ -688,9 +798,10 @@ void ContractList(Client& c, const Globals& g, const std::string& tenant) {
   req.set_tenant(tenant);
   v1::ListContractsResponse resp;
   c.Call(&v1::BillingService::Stub::ListContracts, c.billing(), req, &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
+  if (Structured(g, resp)) return;
   Table t({"ID", "TENANT", "GPU MODEL", "GPUS", "START", "END", "RATE",
            "OVERAGE", "VALUE"});
+  t.Money({"RATE", "VALUE"});
   for (const auto& k : resp.contracts()) {
     t.Add({k.id(), k.tenant(), k.gpu_model(), absl::StrCat(k.gpus()),
            k.start_date(), k.end_date(), k.rate(),
@@ -724,7 +835,7 @@ void UsageRecord(Client& c, const Globals& g, const UsageFlags& f) {
       f.time.empty() ? absl::Now() : ParseTimeFlag(f.time, "--time"));
   v1::RecordUsageResponse resp;
   c.Call(&v1::BillingService::Stub::RecordUsage, c.billing(), req, &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
+  if (Structured(g, resp, kNoTable)) return;
   Print(resp.accepted() > 0 ? "recorded\n" : "duplicate (already recorded)\n");
 }
 
@@ -811,9 +922,15 @@ void UsageImport(Client& c, const Globals& g, const std::string& path,
     }
   }
   flush();
-  if (Json(g)) {
+  if (CurrentOutputFormat() == OutputFormat::kJson) {
     Print(absl::StrCat("{\"new\": ", added, ", \"duplicate\": ", duplicates,
                        ", \"rejected\": ", rejected, "}\n"));
+  } else if (CurrentOutputFormat() == OutputFormat::kYaml) {
+    Print(absl::StrCat("new: ", added, "\nduplicate: ", duplicates,
+                       "\nrejected: ", rejected, "\n"));
+  } else if (CurrentOutputFormat() == OutputFormat::kCsv) {
+    Print(absl::StrCat("new,duplicate,rejected\n", added, ",", duplicates, ",",
+                       rejected, "\n"));
   } else {
     Print(absl::StrCat("new ", added, ", duplicate ", duplicates, ", rejected ",
                        rejected, "\n"));
@@ -831,8 +948,10 @@ void Statement(Client& c, const Globals& g, const std::string& tenant,
   req.set_period(period);
   v1::Statement s;
   c.Call(&v1::BillingService::Stub::GetStatement, c.billing(), req, &s);
-  if (Json(g)) return Print(ToJson(s) + "\n");
-  if (g.output == "csv") return Print(StatementCsv(s));
+  if (Structured(g, s)) return;
+  if (CurrentOutputFormat() == OutputFormat::kCsv) {
+    return Print(StatementCsv(s));
+  }
   Print(StatementTable(s));
 }
 
@@ -841,10 +960,10 @@ void Finalize(Client& c, const Globals& g, const std::string& period) {
   req.set_period(period);
   v1::FinalizePeriodResponse resp;
   c.Call(&v1::BillingService::Stub::FinalizePeriod, c.billing(), req, &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
+  if (Structured(g, resp, kNoTable)) return;
   for (const auto& s : resp.statements()) {
     Print(absl::StrCat(s.number(), "  ", s.tenant(), "  USD ",
-                       FormatCents(s.total_cents()), "\n"));
+                       FormatCentsGrouped(s.total_cents()), "\n"));
   }
   Print(absl::StrCat(resp.statements_size(), " statement(s) finalized for ",
                      period, "\n"));
@@ -857,11 +976,14 @@ void Backlog(Client& c, const Globals& g, const std::string& as_of) {
   }
   v1::GetBacklogResponse resp;
   c.Call(&v1::BillingService::Stub::GetBacklog, c.billing(), req, &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
-  Print(absl::StrCat("Reserved-contract backlog (RPO) as of ",
-                     TimeText(resp.as_of()), ", USD\n"));
+  if (Structured(g, resp)) return;
+  if (!Csv()) {
+    Print(absl::StrCat("Reserved-contract backlog (RPO) as of ",
+                       TimeText(resp.as_of()), ", USD\n"));
+  }
   Table t({"CONTRACT", "TENANT", "MODEL", "GPUS", "TERM", "RATE", "VALUE",
            "RECOGNISED", "BACKLOG", "NEXT 12 MO", "AFTER"});
+  t.Money({"RATE", "VALUE", "RECOGNISED", "BACKLOG", "NEXT 12 MO", "AFTER"});
   auto row = [&](const v1::BacklogRow& r, const std::string& id) {
     t.Add({id, r.tenant(), r.gpu_model(),
            r.gpus() ? absl::StrCat(r.gpus()) : "",
@@ -916,7 +1038,7 @@ void TokenCreate(Client& c, const Globals& g, const TokenFlags& f) {
   }
   v1::CreateTokenResponse resp;
   c.Call(&v1::AuthService::Stub::CreateToken, c.auth(), req, &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
+  if (Structured(g, resp, kNoTable)) return;
   // The secret alone on stdout (shown once); what it is on stderr.
   const v1::Token& t = resp.token();
   const std::string bound = !t.tenant().empty() ? " for tenant " + t.tenant()
@@ -934,7 +1056,7 @@ void TokenList(Client& c, const Globals& g, bool all) {
   req.set_include_revoked(all);
   v1::ListTokensResponse resp;
   c.Call(&v1::AuthService::Stub::ListTokens, c.auth(), req, &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
+  if (Structured(g, resp)) return;
   Table t({"ID", "NAME", "ROLE", "TENANT/NODE", "CREATED", "EXPIRES",
            "REVOKED"});
   for (const auto& x : resp.tokens()) {
@@ -953,7 +1075,7 @@ void TokenRevoke(Client& c, const Globals& g, const std::string& id) {
   req.set_id(id);
   v1::Token resp;
   c.Call(&v1::AuthService::Stub::RevokeToken, c.auth(), req, &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
+  if (Structured(g, resp, kNoTable)) return;
   Print(absl::StrCat("token ", resp.id(), " revoked\n"));
 }
 
@@ -961,7 +1083,7 @@ void WhoAmI(Client& c, const Globals& g) {
   v1::WhoAmIResponse resp;
   c.Call(&v1::AuthService::Stub::WhoAmI, c.auth(), v1::WhoAmIRequest(),
          &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
+  if (Structured(g, resp, kNoTable)) return;
   Print(absl::StrCat(resp.principal(), " (", resp.name(), ") role ",
                      RoleText(resp.role()),
                      resp.tenant().empty() ? "" : " tenant " + resp.tenant(),
@@ -984,7 +1106,7 @@ void Audit(Client& c, const Globals& g, const std::string& since,
   req.set_limit(limit);
   v1::ListAuditResponse resp;
   c.Call(&v1::AuthService::Stub::ListAudit, c.auth(), req, &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
+  if (Structured(g, resp)) return;
   Table t({"TIME", "PRINCIPAL", "ROLE", "METHOD", "TARGET", "OUTCOME"});
   for (const auto& r : resp.records()) {
     std::string who = r.principal();
@@ -1009,9 +1131,9 @@ void BillingCredit(Client& c, const Globals& g, const std::string& tenant,
   req.set_reason(reason);
   v1::CreditNote out;
   c.Call(&v1::BillingService::Stub::IssueCreditNote, c.billing(), req, &out);
-  if (Json(g)) return Print(ToJson(out) + "\n");
+  if (Structured(g, out, kNoTable)) return;
   Print(absl::StrCat("credit note ", out.number(), " USD ",
-                     FormatCents(out.amount_cents()), " against ",
+                     FormatCentsGrouped(out.amount_cents()), " against ",
                      out.statement_number(), ", on the ", out.booked_period(),
                      " statement\n"));
 }
@@ -1024,9 +1146,10 @@ void BillingGrant(Client& c, const Globals& g, const std::string& tenant,
   req.set_expires_date(expires);
   v1::CreditGrant out;
   c.Call(&v1::BillingService::Stub::GrantCredits, c.billing(), req, &out);
-  if (Json(g)) return Print(ToJson(out) + "\n");
+  if (Structured(g, out, kNoTable)) return;
   Print(absl::StrCat("grant ", out.id(), " USD ",
-                     FormatCents(out.amount_cents()), " to ", out.tenant(),
+                     FormatCentsGrouped(out.amount_cents()), " to ",
+                     out.tenant(),
                      out.expires_date().empty()
                          ? ""
                          : absl::StrCat(", expires ", out.expires_date()),
@@ -1038,8 +1161,9 @@ void BillingCredits(Client& c, const Globals& g, const std::string& tenant) {
   req.set_tenant(tenant.empty() ? g.as_tenant : tenant);
   v1::ListCreditsResponse resp;
   c.Call(&v1::BillingService::Stub::ListCredits, c.billing(), req, &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
+  if (Structured(g, resp)) return;
   Table t({"KIND", "ID", "TENANT", "AMOUNT", "DETAIL"});
+  t.Money({"AMOUNT"});
   for (const auto& x : resp.grants()) {
     t.Add({"grant", x.id(), x.tenant(), FormatCents(x.amount_cents()),
            x.expires_date().empty() ? "never expires"
@@ -1052,9 +1176,9 @@ void BillingCredits(Client& c, const Globals& g, const std::string& tenant) {
                         x.reason())});
   }
   Print(t.Render());
-  if (!req.tenant().empty()) {
+  if (!req.tenant().empty() && !Csv()) {
     Print(absl::StrCat("prepaid credit balance USD ",
-                       FormatCents(resp.balance_cents()), "\n"));
+                       FormatCentsGrouped(resp.balance_cents()), "\n"));
   }
 }
 
@@ -1063,8 +1187,15 @@ void BillingExport(Client& c, const Globals& g, const std::string& period) {
   req.set_period(period);
   v1::ExportPeriodResponse resp;
   c.Call(&v1::BillingService::Stub::ExportPeriod, c.billing(), req, &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
+  if (Structured(g, resp)) return;
   Print(ExportCsv(resp));
+}
+
+// `--watch`: runs `print` again and again (cli/watch_commands.h), else once.
+void Watchable(Client& c, bool watch, bool on_jobs,
+               const std::function<void()>& print) {
+  if (!watch) return print();
+  throw Exit{WatchLoop(c.Watch(), print, absl::Seconds(2), on_jobs)};
 }
 
 }  // namespace
@@ -1073,7 +1204,7 @@ void BillingExport(Client& c, const Globals& g, const std::string& period) {
 int main(int argc, char** argv) {
   using namespace joule::cli;
   CLI::App app{"joulectl: Joule's CLI for tenants and operators"};
-  app.require_subcommand(1);
+  joule::AddVersionFlag(app, "joulectl");
   // Global options (-o, --server, ...) are accepted after the command too.
   app.fallthrough();
   Globals g;
@@ -1082,9 +1213,8 @@ int main(int argc, char** argv) {
       env_server != nullptr && *env_server ? env_server : "127.0.0.1:7070";
   app.add_option("--server", g.server,
                  "jouled address (default $JOULE_SERVER or 127.0.0.1:7070)");
-  app.add_option("-o,--output", g.output,
-                 "table, json (or csv for statements and exports)")
-      ->check(CLI::IsMember({"table", "json", "csv"}));
+  app.add_option("-o,--output", g.output, "table, wide, json, yaml or csv")
+      ->check(CLI::IsMember({"table", "wide", "json", "yaml", "csv"}));
   app.add_option("--as-tenant", g.as_tenant,
                  "operators: act as this tenant (recorded in the audit log)");
   app.add_option("--timeout", g.timeout, "deadline of each call");
@@ -1114,8 +1244,14 @@ int main(int argc, char** argv) {
 
   // node
   auto* node = app.add_subcommand("node", "nodes")->require_subcommand(1);
-  set(node->add_subcommand("list", "list nodes"),
-      [&](Client& c) { NodeList(c, g); });
+  auto* nlist = node->add_subcommand("list", "list nodes");
+  static uint32_t node_limit = 0;
+  static bool node_watch = false;
+  nlist->add_option("--limit", node_limit, "the first N nodes (by name)");
+  nlist->add_flag("--watch", node_watch, "print again every 2 s");
+  set(nlist, [&](Client& c) {
+    Watchable(c, node_watch, false, [&] { NodeList(c, g, node_limit); });
+  });
   static std::string node_name;
   auto* node_show = node->add_subcommand("show", "one node, per GPU");
   node_show->add_option("NAME", node_name)->required();
@@ -1155,14 +1291,22 @@ int main(int argc, char** argv) {
                      "simulated GPUs: how hard the job drives them (0..1)");
   submit->add_option("--request-id", sf.request_id,
                      "idempotency key: retrying with it never submits twice");
-  submit->add_option("CMD", sf.command, "command and arguments, after --")
-      ->required();
   set(submit, [&](Client& c) { JobSubmit(c, g, sf); });
   static std::string job_tenant, job_state, job_id;
   auto* jlist = job->add_subcommand("list", "list jobs");
   jlist->add_option("--tenant", job_tenant);
   jlist->add_option("--state", job_state);
-  set(jlist, [&](Client& c) { JobList(c, g, job_tenant, job_state); });
+  static uint32_t list_limit = 0;
+  static std::string list_since;
+  static bool watch = false;
+  jlist->add_option("--limit", list_limit, "the latest N jobs");
+  jlist->add_option("--since", list_since, "submitted within, e.g. 1h");
+  jlist->add_flag("--watch", watch, "print again on every job state change");
+  set(jlist, [&](Client& c) {
+    Watchable(c, watch, /*on_jobs=*/true, [&] {
+      JobList(c, g, job_tenant, job_state, list_limit, list_since);
+    });
+  });
   auto* jshow = job->add_subcommand("show", "one job, with why it waits");
   jshow->add_option("ID", job_id)->required();
   set(jshow, [&](Client& c) { JobShow(c, g, job_id); });
@@ -1180,19 +1324,47 @@ int main(int argc, char** argv) {
   jlogs->add_option("ID", job_id)->required();
   jlogs->add_option("--attempt", log_attempt, "attempt (default: latest)");
   set(jlogs, [&](Client& c) { JobLogs(c, g, job_id, log_attempt); });
+  static std::string wait_timeout;
+  auto* jwait =
+      job->add_subcommand("wait",
+                          "wait until a job ends; exit 0 succeeded, 4 failed, "
+                          "5 cancelled, 6 timed out");
+  jwait->add_option("ID", job_id)->required();
+  jwait->add_option("--timeout", wait_timeout,
+                    "give up after this long (default: no limit)");
+  set(jwait, [&](Client& c) {
+    absl::Duration limit = absl::ZeroDuration();
+    if (!wait_timeout.empty()) {
+      auto d = joule::ParseNonNegativeDuration(wait_timeout, "--timeout");
+      if (!d.ok()) FailStatus(d.status());
+      limit = *d;
+    }
+    throw Exit{JobWait(c.Watch(), job_id, limit)};
+  });
 
   // power
   auto* power =
       app.add_subcommand("power", "power domains")->require_subcommand(1);
-  set(power->add_subcommand("tree", "caps, committed, measured, headroom"),
-      [&](Client& c) { PowerTree(c, g); });
+  auto* ptree =
+      power->add_subcommand("tree", "caps, committed, measured, headroom");
+  static bool power_watch = false;
+  ptree->add_flag("--watch", power_watch, "print again every 2 s");
+  set(ptree, [&](Client& c) {
+    Watchable(c, power_watch, false, [&] { PowerTree(c, g); });
+  });
   static std::string cap_domain, cap_watts, cap_reason;
   auto* setcap = power->add_subcommand("set-cap", "set a domain's cap");
   setcap->add_option("DOMAIN", cap_domain)->required();
   setcap->add_option("WATTS", cap_watts, "e.g. 40kW, 1.5MW, 700W")->required();
   setcap->add_option("--reason", cap_reason);
-  set(setcap,
-      [&](Client& c) { PowerSetCap(c, g, cap_domain, cap_watts, cap_reason); });
+  static bool cap_dry_run = false, cap_yes = false;
+  setcap->add_flag("--dry-run", cap_dry_run,
+                   "print what it would throttle and preempt; change nothing");
+  setcap->add_flag("--yes", cap_yes,
+                   "set a cap far below the draw, or one that preempts");
+  set(setcap, [&](Client& c) {
+    PowerSetCap(c, g, cap_domain, cap_watts, cap_reason, cap_dry_run, cap_yes);
+  });
 
   // config
   auto* config = app.add_subcommand("config", "jouled's config file")
@@ -1209,7 +1381,13 @@ int main(int argc, char** argv) {
   events->add_option("--since", ev_since, "e.g. 10m");
   events->add_option("--kind", ev_kind);
   events->add_option("--limit", ev_limit);
-  set(events, [&](Client& c) { Events(c, g, ev_since, ev_kind, ev_limit); });
+  static bool ev_watch = false;
+  events->add_flag("--watch", ev_watch,
+                   "then stream new events as they happen (WatchEvents)");
+  set(events, [&](Client& c) {
+    Events(c, g, ev_since, ev_kind, ev_limit);
+    if (ev_watch) throw Exit{FollowEvents(c.Watch(), ev_kind)};
+  });
 
   // tenant
   auto* tenant = app.add_subcommand("tenant", "tenants")->require_subcommand(1);
@@ -1377,21 +1555,111 @@ int main(int argc, char** argv) {
     Audit(c, g, audit_since, audit_principal, audit_limit);
   });
 
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::CallForHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::CallForAllHelp& e) {
-    return app.exit(e);
-  } catch (const CLI::ParseError& e) {
-    std::fprintf(stderr, "joulectl: %s\n", e.what());
-    return 2;
+  // Local commands: usage and completion need no daemon.
+  static std::vector<std::string> help_words;
+  auto* help = app.add_subcommand("help", "usage of joulectl or a command");
+  help->add_option("COMMAND", help_words, "e.g. job submit");
+  auto* completion =
+      app.add_subcommand("completion", "shell completion script");
+  static std::string completion_shell;
+  completion->add_option("SHELL", completion_shell, "bash")
+      ->required()
+      ->check(CLI::IsMember({"bash"}));
+  // A bare `joulectl` or noun prints its usage (below), not an error.
+  app.require_subcommand(0, 1);
+  for (CLI::App* noun : app.get_subcommands({})) {
+    if (!noun->get_subcommands({}).empty()) noun->require_subcommand(0, 1);
   }
-  try {
-    if (!action) {
-      std::fprintf(stderr, "joulectl: no command; see joulectl --help\n");
+
+  // Everything after the first `--` is the job's command (job submit), not
+  // parsed here: no option before it can swallow it.
+  int parsed_argc = argc;
+  for (int i = 1; i < argc; ++i) {
+    if (std::string(argv[i]) == "--") {
+      parsed_argc = i;
+      break;
+    }
+  }
+  std::vector<std::string> trailing(argv + std::min(argc, parsed_argc + 1),
+                                    argv + argc);
+  const int bad = joule::ParseCommandLine(
+      app, "joulectl", parsed_argc, argv,
+      [&](const CLI::ParseError& e) -> std::string {
+        if (dynamic_cast<const CLI::ExtrasError*>(&e) == nullptr) {
+          return e.what();
+        }
+        if (submit->parsed()) {
+          return absl::StrCat(e.what(),
+                              " (job submit: the command goes after --)");
+        }
+        // A typo of a command: the nearest one.
+        const std::vector<std::string> words =
+            CommandWords(app, parsed_argc, argv);
+        const std::string near = NearestCommand(app, words);
+        const size_t n = std::count(near.begin(), near.end(), ' ') + 1;
+        const std::string typed = absl::StrJoin(
+            std::vector<std::string>(words.begin(),
+                                     words.begin() + std::min(words.size(), n)),
+            " ");
+        if (near.empty() || near == typed) return e.what();
+        return absl::StrCat("unknown command \"", typed, "\"; did you mean `",
+                            near, "`? (joulectl help)");
+      });
+  if (bad >= 0) return bad;  // 0: --help, --version; 2: bad command line
+  if (help->parsed()) {
+    const CLI::App* target = &app;
+    for (const std::string& w : help_words) {
+      const CLI::App* next = nullptr;
+      for (const CLI::App* sub : target->get_subcommands({})) {
+        if (sub->get_name() == w) next = sub;
+      }
+      if (next == nullptr) {
+        const std::string near = NearestCommand(app, help_words);
+        std::fprintf(
+            stderr, "joulectl: no command \"%s\"%s\n",
+            absl::StrJoin(help_words, " ").c_str(),
+            near.empty()
+                ? ""
+                : absl::StrCat("; did you mean `", near, "`?").c_str());
+        return 2;
+      }
+      target = next;
+    }
+    std::printf("%s", target->help().c_str());
+    return 0;
+  }
+  if (completion->parsed()) {
+    std::printf("%s", BashCompletion(app).c_str());
+    return 0;
+  }
+  if (!action) {  // `joulectl` or `joulectl NOUN`: its usage
+    const CLI::App* target = &app;
+    for (const CLI::App* sub : app.get_subcommands()) target = sub;
+    std::printf("%s", target->help().c_str());
+    return 0;
+  }
+  if (submit->parsed()) {
+    if (parsed_argc == argc || trailing.empty()) {
+      std::fprintf(stderr,
+                   "joulectl: job submit: the command goes after -- "
+                   "(job submit --gpus N [flags] -- CMD [ARGS...])\n");
       return 2;
     }
+    sf.command = trailing;
+  } else if (parsed_argc < argc) {
+    std::fprintf(stderr,
+                 "joulectl: \"--\" belongs to job submit (the job's "
+                 "command follows it)\n");
+    return 2;
+  }
+  if (auto t = joule::ParseNonNegativeDuration(g.timeout, "--timeout");
+      !t.ok()) {
+    std::fprintf(stderr, "joulectl: %s\n",
+                 std::string(t.status().message()).c_str());
+    return 2;
+  }
+  SetOutputFormat(*ParseOutputFormat(g.output));
+  try {
     Client client(g);
     action(client);
   } catch (const Exit& e) {

@@ -109,8 +109,13 @@ absl::Status ClusterManager::CommitLocked(const storage::WriteBatch& batch) {
 void ClusterManager::AddEventLocked(storage::WriteBatch* batch,
                                     std::string kind, std::string subject,
                                     std::string message) {
-  events_.Add(batch, std::move(kind), std::move(subject), std::move(message));
+  const v1::Event e = events_.Add(batch, std::move(kind), std::move(subject),
+                                  std::move(message));
   PutCountersLocked(batch);
+  if (options_.on_event_record) {
+    const JobRt* j = jobs_.Find(e.subject());
+    options_.on_event_record(e, j != nullptr ? j->job.spec().tenant() : "");
+  }
 }
 
 void ClusterManager::PutCountersLocked(storage::WriteBatch* batch) {

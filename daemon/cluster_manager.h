@@ -76,6 +76,13 @@ struct ClusterManagerOptions {
   // event as recorded; a job moved to `state` (placement: STARTING).
   std::function<void(const v1::Event& e)> on_event_recorded;
   std::function<void(const v1::Job& job, v1::JobState state)> on_transition;
+  // Every event recorded, with the tenant of the job it is about ("" when
+  // its subject is not a job), and every job state transition: with mu_
+  // held, before the batch is committed; must not block (WatchEvents,
+  // daemon/event_feed.h).
+  std::function<void(const v1::Event& e, const std::string& job_tenant)>
+      on_event_record;
+  std::function<void(const v1::Job& job)> on_job_state;
 };
 
 // The controller of the cluster's in-memory state (layer 2 of the scheduler
@@ -149,6 +156,11 @@ class ClusterManager {
   absl::Status RemoveNode(const std::string& name);
   v1::GetPowerTreeResponse PowerTree();
   absl::StatusOr<v1::PowerDomain> SetPowerCap(const v1::SetPowerCapRequest& r);
+  // What SetPowerCap(r) would throttle and preempt at once, decided by the
+  // power loop's own policy (scheduler::ControlPower) over a snapshot with
+  // the proposed cap; changes nothing (daemon/cap_preview.cc).
+  absl::StatusOr<v1::PowerCapPreview> PreviewPowerCap(
+      const v1::SetPowerCapRequest& r);
   // A tenant (viewer_tenant non-empty) sees only the events of its jobs.
   absl::StatusOr<std::vector<v1::Event>> ListEvents(
       const v1::ListEventsRequest& r, const std::string& viewer_tenant = "");
@@ -166,6 +178,10 @@ class ClusterManager {
   void ScheduleOnce();
   // Keeps caps: throttles, preempts, restores.
   void ControlPowerOnce();
+  // The power loop's config: measured-plus makes partial raises, at most
+  // one change per job per three report intervals (cap_preview.cc uses it
+  // too).
+  scheduler::PowerControlConfig PowerLoopConfig() const;
   // Marks silent nodes unreachable; requeues jobs of long-unreachable nodes
   // and jobs STARTING past scheduler.starting_timeout.
   void CheckLiveness();
@@ -220,6 +236,7 @@ class ClusterManager {
                         absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     jobs_.Transition(j, state, std::move(reason), when);
     if (options_.on_transition) options_.on_transition(j.job, state);
+    if (options_.on_job_state) options_.on_job_state(j.job);
   }
   // Ends the current attempt: frees GPUs, records the attempt (and billing
   // records into `batch`). Returns the closed attempt.

@@ -277,12 +277,8 @@ void ClusterManager::ControlPowerOnce() {
   }
   // measured-plus: partial raises, at most one change per job per three
   // report intervals.
-  const std::vector<scheduler::PowerAction> actions = scheduler::ControlPower(
-      snap, options_.config.scheduler.admission ==
-                    config::AdmissionMode::kMeasuredPlus
-                ? scheduler::MeasuredPlusPower(options_.power,
-                                               3 * options_.report_interval)
-                : options_.power);
+  const std::vector<scheduler::PowerAction> actions =
+      scheduler::ControlPower(snap, PowerLoopConfig());
   if (actions.empty()) return;
   absl::MutexLock lock(&mu_);
   storage::WriteBatch batch;

@@ -35,6 +35,7 @@ struct Daemon::Parts {
   std::unique_ptr<OpsEvents> ops;  // operator log of the manager's events
   std::unique_ptr<Dashboard> dashboard;  // on the metrics address
   std::unique_ptr<ConfigReloader> reloader;
+  std::shared_ptr<EventFeed> feed;  // WatchEvents subscribers
 };
 
 namespace {
@@ -62,6 +63,17 @@ absl::Status WriteSecretFile(const std::string& path,
   close(fd);
   if (!ok) return absl::UnavailableError(absl::StrCat("cannot write ", path));
   return absl::OkStatus();
+}
+
+// grpc.health.v1 statuses: "" (the whole server) and each service name.
+void SetServingStatus(grpc::Server* server, bool serving) {
+  grpc::HealthCheckServiceInterface* health = server->GetHealthCheckService();
+  if (health == nullptr) return;
+  for (const char* name : {"", "joule.v1.AgentService", "joule.v1.JobService",
+                           "joule.v1.AdminService", "joule.v1.BillingService",
+                           "joule.v1.AuthService"}) {
+    health->SetServingStatus(name, serving);
+  }
 }
 
 }  // namespace
@@ -165,6 +177,12 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   mo.on_transition = [ops](const v1::Job& j, v1::JobState s) {
     ops->OnTransition(j, s);
   };
+  d->parts_->feed = std::make_shared<EventFeed>();
+  EventFeed* feed = d->parts_->feed.get();
+  mo.on_event_record = [feed](const v1::Event& e, const std::string& t) {
+    feed->PublishEvent(e, t);
+  };
+  mo.on_job_state = [feed](const v1::Job& j) { feed->PublishJobState(j); };
   mo.clock = options.clock;
   mo.heartbeat_timeout = options.heartbeat_timeout;
   mo.report_interval = options.report_interval;
@@ -195,6 +213,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
       options.config_path, options.config, d->manager_.get());
   ConfigReloader* reloader = d->parts_->reloader.get();
   d->parts_->admin->set_reload([reloader] { return reloader->Reload(); });
+  d->parts_->admin->set_feed(d->parts_->feed);
   ClusterManager* manager = d->manager_.get();
   d->parts_->auth = std::make_unique<AuthServiceImpl>(
       d->tokens_.get(), gate,
@@ -219,6 +238,7 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options.listen));
   }
+  SetServingStatus(d->server_.get(), true);
   if (!options.metrics_listen.empty()) {
     ClusterManager* m = d->manager_.get();
     d->metrics_->AddCollector(
@@ -253,6 +273,8 @@ void Daemon::Shutdown() {
   }
   if (parts_ && parts_->metrics_server) parts_->metrics_server->Stop();
   if (parts_ && parts_->dashboard) parts_->dashboard->Stop();
+  if (server_) SetServingStatus(server_.get(), false);
+  if (parts_ && parts_->feed) parts_->feed->CloseAll();
   if (server_) {
     server_->Shutdown(std::chrono::system_clock::now() +
                       std::chrono::seconds(2));

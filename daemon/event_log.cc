@@ -13,8 +13,8 @@ std::string EventKey(uint64_t seq) { return absl::StrFormat("%016x", seq); }
 
 }  // namespace
 
-void EventLog::Add(storage::WriteBatch* batch, std::string kind,
-                   std::string subject, std::string message) {
+v1::Event EventLog::Add(storage::WriteBatch* batch, std::string kind,
+                        std::string subject, std::string message) {
   v1::Event e;
   e.set_seq(next_seq_++);
   *e.mutable_time() = ToProtoTime(clock_->Now());
@@ -23,6 +23,7 @@ void EventLog::Add(storage::WriteBatch* batch, std::string kind,
   e.set_message(std::move(message));
   batch->Put(storage::kEvents, EventKey(e.seq()), e.SerializeAsString());
   if (on_event_) on_event_(e);
+  return e;
 }
 
 void EventLog::WriteUnsynced(const storage::WriteBatch& batch) {

@@ -32,9 +32,11 @@ class EventLog {
            std::function<void(const v1::Event& e)> on_event)
       : mu_(mu), store_(store), clock_(clock), on_event_(std::move(on_event)) {}
 
-  // Adds one event to `batch` (written when the caller commits it).
-  void Add(storage::WriteBatch* batch, std::string kind, std::string subject,
-           std::string message) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Adds one event to `batch` (written when the caller commits it) and
+  // returns it.
+  v1::Event Add(storage::WriteBatch* batch, std::string kind,
+                std::string subject, std::string message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Writes a batch of informational events without a sync.
   void WriteUnsynced(const storage::WriteBatch& batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -4,6 +4,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/proto_names.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "scheduler/power_rules.h"
@@ -25,10 +26,7 @@ bool IsActive(v1::JobState s) {
          s == v1::JOB_STATE_RUNNING;
 }
 
-std::string LowerStateName(v1::JobState s) {
-  std::string n = v1::JobState_Name(s);
-  return absl::AsciiStrToLower(n.substr(std::string("JOB_STATE_").size()));
-}
+std::string LowerStateName(v1::JobState s) { return JobStateName(s); }
 
 absl::Status JobTable::Load(
     storage::Store* store, uint64_t next_seq,

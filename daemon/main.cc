@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "CLI/CLI.hpp"
+#include "common/cli_parse.h"
 #include "common/endpoints.h"
 #include "common/log.h"
 #include "common/systemd_notify.h"
@@ -70,7 +71,8 @@ int main(int argc, char** argv) {
   app.add_option("--log-format", log_format,
                  "operator log lines on stderr: text or json");
   app.add_option("--log-level", log_level, "debug, info, warn or error");
-  CLI11_PARSE(app, argc, argv);
+  joule::AddVersionFlag(app, "jouled");
+  JOULE_CLI_PARSE(app, "jouled", argc, argv);
   {
     joule::log::Format format;
     joule::log::Level level;

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "common/log.h"
+#include "common/proto_names.h"
 #include "httplib.h"
 
 namespace joule::daemon {
@@ -14,25 +15,9 @@ namespace {
 
 double Watts(int64_t mw) { return static_cast<double>(mw) / 1000.0; }
 
-std::string StateName(v1::JobState s) {
-  std::string n = v1::JobState_Name(s);
-  n = n.substr(std::string("JOB_STATE_").size());
-  for (char& c : n) c = static_cast<char>(std::tolower(c));
-  return n;
-}
+std::string StateName(v1::JobState s) { return JobStateName(s); }
 
-std::string ClassName(v1::ServiceClass c) {
-  switch (c) {
-    case v1::SERVICE_CLASS_RESERVED:
-      return "reserved";
-    case v1::SERVICE_CLASS_ON_DEMAND:
-      return "on-demand";
-    case v1::SERVICE_CLASS_SPOT:
-      return "spot";
-    default:
-      return "unspecified";
-  }
-}
+std::string ClassName(v1::ServiceClass c) { return ServiceClassName(c); }
 
 // What a pending job waits for, from its reason: power, gpus, or other.
 std::string PendingKind(const std::string& reason) {

@@ -3,6 +3,7 @@
 #include <memory>
 
 #include "daemon/cluster_manager.h"
+#include "daemon/event_feed.h"
 #include "daemon/gate.h"
 #include "joule/v1/joule.grpc.pb.h"
 
@@ -103,11 +104,22 @@ class AdminServiceImpl final : public v1::AdminService::CallbackService {
       std::function<absl::StatusOr<v1::ReloadConfigResponse>()> reload) {
     reload_ = std::move(reload);
   }
+  // In daemon/watch_service.cc: a stream fed by `feed` (set before serving;
+  // without one, UNIMPLEMENTED).
+  grpc::ServerWriteReactor<v1::WatchEventsResponse>* WatchEvents(
+      grpc::CallbackServerContext* ctx,
+      const v1::WatchEventsRequest* req) override;
+  void set_feed(std::shared_ptr<EventFeed> feed) { feed_ = std::move(feed); }
+  // In daemon/watch_service.cc too.
+  grpc::ServerUnaryReactor* PreviewPowerCap(grpc::CallbackServerContext* ctx,
+                                            const v1::SetPowerCapRequest* req,
+                                            v1::PowerCapPreview* resp) override;
 
  private:
   ClusterManager* const manager_;
   Gate* const gate_;
   std::function<absl::StatusOr<v1::ReloadConfigResponse>()> reload_;
+  std::shared_ptr<EventFeed> feed_;
 };
 
 }  // namespace joule::daemon

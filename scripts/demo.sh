@@ -118,7 +118,7 @@ as globex power set-cap row-1 1kW || true
 ctl power tree
 
 step "demand response: row-1 cut to 19 kW (throttle first, then preempt spot)"
-ctl power set-cap row-1 19kW --reason "utility demand-response event"
+ctl power set-cap row-1 19kW --yes --reason "utility demand-response event"
 sleep 2
 ctl power tree
 ctl events --since 1m --kind throttle

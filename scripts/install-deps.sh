@@ -10,6 +10,7 @@ PACKAGES=(
   libcli11-dev python3 libssl-dev openssl libcpp-httplib-dev prometheus
   etcd-server etcd-client
   libjs-chart.js chromium libsystemd-dev dpkg-dev systemd
+  python3-grpcio python3-grpc-tools nodejs
 )
 
 missing=()
@@ -19,8 +20,23 @@ for p in "${PACKAGES[@]}"; do
   fi
 done
 
+# npm (Debian's, unless a nodejs that bundles it is installed already).
+if ! command -v npm >/dev/null 2>&1; then missing+=(npm); fi
+
+# The Node example client's modules (@grpc/grpc-js, @grpc/proto-loader)
+# from the npm registry, into the git-ignored examples/clients/node/node_modules.
+node_client_deps() {
+  local dir
+  dir="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/examples/clients/node"
+  if [ ! -d "$dir/node_modules/@grpc/grpc-js" ]; then
+    echo "install-deps: npm install in examples/clients/node"
+    (cd "$dir" && npm install --no-audit --no-fund --loglevel=error)
+  fi
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
   echo "install-deps: all ${#PACKAGES[@]} packages present"
+  node_client_deps
   exit 0
 fi
 
@@ -30,3 +46,4 @@ echo "install-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -q
 $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+node_client_deps

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
+#include "common/cli_parse.h"
 #include "common/units.h"
 #include "config/cluster_config.h"
 #include "sim/cluster.h"
@@ -287,7 +288,8 @@ int Main(int argc, char** argv) {
   app.add_option("--svg", svg_path, "write a comparison chart (SVG) here");
   app.add_flag("--no-progress", no_progress, "no progress lines on stderr");
   app.add_flag("--quiet", quiet, "no summary on stdout");
-  CLI11_PARSE(app, argc, argv);
+  joule::AddVersionFlag(app, "joule-sim");
+  JOULE_CLI_PARSE(app, "joule-sim", argc, argv);
 
   // ---- cluster
   RunInfo info;

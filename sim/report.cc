@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_replace.h"
 #include "billing/money.h"
 
 namespace joule::sim {
@@ -98,6 +99,31 @@ std::string Power(double w) {
   if (std::fabs(w) >= 1e6) return absl::StrFormat("%.2f MW", w / 1e6);
   if (std::fabs(w) >= 1e3) return absl::StrFormat("%.1f kW", w / 1e3);
   return absl::StrFormat("%.0f W", w);
+}
+
+// `text` cut in the middle ("a/very/lo…file.csv") to at most `max` chars,
+// so that a title stays inside the frame.
+std::string Fit(const std::string& text, size_t max) {
+  if (text.size() <= max || max < 5) return text;
+  const size_t keep = max - 1;
+  return absl::StrCat(text.substr(0, keep / 2), "\u2026",
+                      text.substr(text.size() - (keep - keep / 2)));
+}
+
+// "$15,390,000" from cents: whole dollars with thousands separators.
+std::string Dollars(double cents) {
+  const int64_t d = static_cast<int64_t>(std::llround(cents / 100));
+  std::string digits = absl::StrCat(d < 0 ? -d : d), out;
+  for (size_t i = 0; i < digits.size(); ++i) {
+    if (i > 0 && (digits.size() - i) % 3 == 0) out.push_back(',');
+    out.push_back(digits[i]);
+  }
+  return absl::StrCat(d < 0 ? "-$" : "$", out);
+}
+
+// An SVG text-safe copy of `s` (&, <, >).
+std::string Esc(const std::string& s) {
+  return absl::StrReplaceAll(s, {{"&", "&amp;"}, {"<", "&lt;"}, {">", "&gt;"}});
 }
 
 }  // namespace
@@ -356,11 +382,16 @@ std::string ReportSvg(const RunInfo& info,
       "height=\"%.0f\" font-family=\"sans-serif\" font-size=\"12\">\n"
       "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
       W, H);
+  // The title fits the frame: about 8 px a character at 14 px bold.
+  const std::string title =
+      absl::StrFormat(" (%d nodes, %d GPUs)", info.nodes, info.gpus);
   absl::StrAppendFormat(
       &s,
-      "<text x=\"%.0f\" y=\"20\" font-size=\"14\" font-weight=\"bold\">"
-      "joule-sim: %s (%d nodes, %d GPUs)</text>\n",
-      left, info.workload_source, info.nodes, info.gpus);
+      "<text x=\"10\" y=\"20\" font-size=\"14\" font-weight=\"bold\">"
+      "joule-sim: %s%s</text>\n",
+      Esc(Fit(info.workload_source,
+              static_cast<size_t>((W - 20) / 8) - 11 - title.size())),
+      title);
   // Panel 1: site power over time.
   double tmin = 1e300, tmax = 0, pmax = 1;
   for (const SimResult& r : results) {
@@ -416,12 +447,13 @@ std::string ReportSvg(const RunInfo& info,
                             "stroke-dasharray=\"6,3\" points=\"%s\"/>\n",
                             cap);
     }
+    // The legend: one row under the time axis, clear of the curves.
     absl::StrAppendFormat(
         &s, "<text x=\"%.0f\" y=\"%.0f\" fill=\"%s\">%s</text>\n",
-        W - right - 110, top + 16 + 14 * k, kColors[k % 5], r.policy);
+        left + 130.0 * k, top + ph + 34, kColors[k % 5], r.policy);
   }
   absl::StrAppendFormat(&s, "<text x=\"%.0f\" y=\"%.0f\">- - site cap</text>\n",
-                        W - right - 110, top + 16 + 14 * results.size());
+                        left + 130.0 * results.size(), top + ph + 34);
   // Panel 2: metrics relative to the largest value.
   struct Metric {
     const char* name;
@@ -456,7 +488,7 @@ std::string ReportSvg(const RunInfo& info,
          return static_cast<double>(r.preemptions_power +
                                     r.preemptions_reserved);
        }},
-      {"revenue",
+      {"revenue (USD)",
        [](const SimResult& r) {
          return static_cast<double>(r.revenue_total_cents);
        }},
@@ -486,13 +518,34 @@ std::string ReportSvg(const RunInfo& info,
           "<text x=\"%.1f\" y=\"%.1f\" font-size=\"9\" transform=\"rotate(-90 "
           "%.1f %.1f)\">%s</text>\n",
           x + bw / 2 + 3, top2 + ph2 - h - 3, x + bw / 2 + 3,
-          top2 + ph2 - h - 3, absl::StrFormat("%.4g", v));
+          top2 + ph2 - h - 3,
+          // Money in dollars, not "1.539e+07" cents.
+          m + 1 == nm ? Dollars(v) : absl::StrFormat("%.4g", v));
     }
+    // Two lines per name (split at the middle space) so that neighbours
+    // never overlap: a group is about 89 px, 16 characters at 10 px.
+    const std::string name = metrics[m].name;
+    size_t cut = std::string::npos;
+    for (size_t i = 0; i < name.size(); ++i) {
+      if (name[i] == ' ' &&
+          (cut == std::string::npos ||
+           std::abs(static_cast<int>(i) - static_cast<int>(name.size() / 2)) <
+               std::abs(static_cast<int>(cut) -
+                        static_cast<int>(name.size() / 2)))) {
+        cut = i;
+      }
+    }
+    const std::string line1 = name.size() > 12 && cut != std::string::npos
+                                  ? name.substr(0, cut)
+                                  : name;
+    const std::string line2 =
+        line1.size() < name.size() ? name.substr(cut + 1) : std::string();
     absl::StrAppendFormat(&s,
                           "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\" "
-                          "font-size=\"10\">%s</text>\n",
-                          left + gw * m + gw / 2, top2 + ph2 + 14,
-                          metrics[m].name);
+                          "font-size=\"10\">%s<tspan x=\"%.1f\" "
+                          "dy=\"12\">%s</tspan></text>\n",
+                          left + gw * m + gw / 2, top2 + ph2 + 14, Esc(line1),
+                          left + gw * m + gw / 2, Esc(line2));
   }
   absl::StrAppendFormat(&s,
                         "<line x1=\"%.0f\" y1=\"%.0f\" x2=\"%.0f\" y2=\"%.0f\" "

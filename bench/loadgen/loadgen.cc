@@ -26,6 +26,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "common/cli_parse.h"
 #include "common/proto_time.h"
 #include "grpcpp/grpcpp.h"
 #include "joule/v1/auth.grpc.pb.h"
@@ -375,7 +376,8 @@ int main(int argc, char** argv) {
   fill->add_option("--nodes", nodes);
   fill->add_option("--jobs", jobs);
   fill->add_option("--pid", pid, "jouled's pid")->required();
-  CLI11_PARSE(app, argc, argv);
+  joule::AddVersionFlag(app, "joule-loadgen");
+  JOULE_CLI_PARSE(app, "joule-loadgen", argc, argv);
   if (g_creds.insecure == !ca_file.empty()) {
     fprintf(stderr, "joule-loadgen: give --ca or --insecure\n");
     return 2;

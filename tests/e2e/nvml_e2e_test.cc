@@ -113,7 +113,7 @@ TEST_F(NvmlE2E, RefusedLimitIsReportedWithNvmlsWords) {
       WaitFor([&] { return Job(id).state() == v1::JOB_STATE_RUNNING; }));
   // Site cap below the measured 3.07 kW: the job is throttled, the driver
   // refuses, and the refusal comes back as an event.
-  ASSERT_EQ(c_.Ctl({"power", "set-cap", "site", "2.9kW"}).exit_code, 0);
+  ASSERT_EQ(c_.Ctl({"power", "set-cap", "site", "2.9kW", "--yes"}).exit_code, 0);
   ASSERT_TRUE(WaitFor([&] {
     v1::ListEventsResponse r;
     c_.CtlJson({"events", "--kind", "command"}, &r);

@@ -191,7 +191,7 @@ TEST_F(SchedulerE2E, LoweredCapThrottlesThenPreemptsSpot) {
   // stays down: restoring it would give 2.48 + 1.6 = 4.08 kW, above the 5%
   // margin under the cap (3.8 kW). (At a 4.5 kW cap the job would rightly
   // get its 700 W back once the spot job is gone.)
-  ASSERT_EQ(Ctl({"power", "set-cap", "rk1", "4kW"}).exit_code, 0);
+  ASSERT_EQ(Ctl({"power", "set-cap", "rk1", "4kW", "--yes"}).exit_code, 0);
   ASSERT_TRUE(WaitFor([&] {
     v1::PowerDomain d = Domain("rk1");
     return d.measured_mw() <= d.cap_mw() &&

@@ -1,0 +1,30 @@
+#pragma once
+
+// The lower-case names of job states and service classes ("pending",
+// "on-demand"), used by jouled's messages, its metrics labels and joulectl.
+// Derived from the proto enum names (JOB_STATE_PENDING -> "pending",
+// SERVICE_CLASS_ON_DEMAND -> "on-demand"), so a new enum value gets its name
+// without editing a switch. Pure functions; thread-safe.
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "joule/v1/joule.pb.h"
+
+namespace joule {
+
+// "pending", "running", ...; "unspecified" for JOB_STATE_UNSPECIFIED or an
+// unknown number.
+std::string JobStateName(v1::JobState s);
+// "reserved", "on-demand", "spot"; "unspecified" likewise.
+std::string ServiceClassName(v1::ServiceClass c);
+
+// The inverse of the names above (and "ondemand" for on-demand); the
+// unspecified value is refused. Errors name `flag` and list the names.
+absl::StatusOr<v1::JobState> ParseJobStateName(absl::string_view s,
+                                               absl::string_view flag);
+absl::StatusOr<v1::ServiceClass> ParseServiceClassName(absl::string_view s,
+                                                       absl::string_view flag);
+
+}  // namespace joule
