@@ -97,7 +97,7 @@ class Scheduler {
       : snap_(snapshot),
         config_(config),
         state_(snapshot, config.enforce_power,
-               config.committed_at_least_measured) {}
+               config.committed_at_least_measured, config.power_fit) {}
 
   Decisions Run(absl::Span<const PendingJob> pending);
 

@@ -34,9 +34,11 @@
 //    (skipped when enforce_power is false). A gang (nodes > 1) gets all nodes
 //    or none, preferring one leaf domain (rack), then one parent of a leaf
 //    (row), then anywhere. Best fit: fewest free GPUs left on the node, then
-//    least power headroom left on its leaf, then lowest node index. GPUs are
-//    the lowest free indices. Each placement updates the working copy, so
-//    later jobs in the same call see it.
+//    least power headroom left on its leaf, then lowest node index; with
+//    power_fit kEveryLevel or kBalanced a single-node job breaks the tie
+//    after the free GPUs by PowerFitScore over its whole path instead
+//    (power_fit.h). GPUs are the lowest free indices. Each placement updates
+//    the working copy, so later jobs in the same call see it.
 //
 //    Throttle-to-fit (throttle_to_fit): a job that does not fit at its
 //    limit, and whose min power is below it, is tried at throttle_steps
@@ -109,6 +111,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "scheduler/power_fit.h"
 #include "scheduler/power_rules.h"
 #include "scheduler/types.h"
 
@@ -132,6 +135,9 @@ struct PolicyConfig {
   bool reserve_best_node = false;
   // Rule 1: default min power per class for jobs that give none.
   ClassFloors class_floors;
+  // Rule 4: how a single-node job picks among the best-fit nodes on power
+  // (power_fit.h); kLeaf is the least leaf headroom left.
+  PowerFit power_fit = PowerFit::kLeaf;
 };
 
 enum class WaitKind {

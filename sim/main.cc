@@ -253,6 +253,13 @@ int Main(int argc, char** argv) {
                  "measured-plus: per-job commitment margin")
       ->capture_default_str();
   std::string class_floors, adaptive_margin, min_raise_interval = "30s";
+  std::string power_fit = "leaf";
+  app.add_option("--power-fit", power_fit,
+                 "measured-plus: placement among best-fit nodes: leaf "
+                 "(least rack headroom left), every-level (watt best fit at "
+                 "every level), balanced (free power in step with free "
+                 "GPUs)")
+      ->capture_default_str();
   app.add_option("--class-floors", class_floors,
                  "measured-plus: default floor per class as a share of the "
                  "limit over idle, 0 = the GPU minimum, e.g. "
@@ -449,6 +456,13 @@ int Main(int argc, char** argv) {
   if (absl::Status s = ParseClassFloors(class_floors, &opts.class_floors);
       !s.ok()) {
     return Fail(s);
+  }
+  if (auto fit = scheduler::ParsePowerFit(power_fit)) {
+    opts.power_fit = *fit;
+  } else {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--power-fit: \"", power_fit,
+                     "\" is not one of: leaf, every-level, balanced")));
   }
   if (absl::Status s = ParseAdaptiveMargin(adaptive_margin, &opts.margin);
       !s.ok()) {
