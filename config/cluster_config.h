@@ -9,6 +9,8 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "scheduler/power_fit.h"
+#include "scheduler/power_rules.h"
 
 namespace joule::config {
 
@@ -53,6 +55,10 @@ struct SchedulerSettings {
   uint32_t max_nodes = 10000;
   uint32_t max_registrations_per_second = 50;
   absl::Duration starting_timeout = absl::Seconds(60);
+  // measured-plus (scheduler/power_options.h, power_fit.h).
+  scheduler::ClassFloors class_floors = {true, 1000, 800, 0};
+  scheduler::PowerFit power_fit = scheduler::PowerFit::kLeaf;
+  int64_t efficiency_knee_permille = 500;
 };
 
 // A checked cluster configuration: every name unique, exactly one root

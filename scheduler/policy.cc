@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "common/units.h"
 #include "scheduler/cluster_state.h"
+#include "scheduler/power_options.h"
 
 namespace joule::scheduler {
 namespace {
@@ -198,6 +199,10 @@ Job Scheduler::Resolve(const PendingJob& p) const {
     Option opt;
     opt.limit_mw =
         std::clamp(p.power_mw > 0 ? p.power_mw : spec.tdp_mw, lo, hi);
+    if (p.efficiency) {
+      opt.limit_mw = EfficiencyLimitMw(opt.limit_mw, lo,
+                                       config_.efficiency_knee_permille);
+    }
     opt.min_mw =
         p.min_power_mw > 0
             ? std::clamp(p.min_power_mw, lo, opt.limit_mw)

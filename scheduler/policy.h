@@ -8,10 +8,11 @@
 // 1. Resolution. A job names a GPU model or none (any model: the models are
 //    tried in snapshot order and the first that fits is used). Per-GPU limit
 //    = power_mw, or the model's TDP when 0, clamped into the model's
-//    [min_limit_mw, max_limit_mw]; min power = min_power_mw (0 = the limit)
-//    clamped into [min_limit_mw, limit]; with class_floors enabled, a job
-//    without min_power_mw gets ClassFloorMw of its requested class instead
-//    (power_rules.h). A job needs, on each of its nodes,
+//    [min_limit_mw, max_limit_mw], and for an efficiency job then lowered
+//    to the knee (EfficiencyLimitMw, power_options.h); min power =
+//    min_power_mw (0 = the limit) clamped into [min_limit_mw, limit]; with
+//    class_floors enabled, a job without min_power_mw gets ClassFloorMw of
+//    its requested class instead (power_rules.h). A job needs, on each of its nodes,
 //    gpus_per_node × limit of power headroom. It is kInfeasible when it asks
 //    for no GPUs, for an unknown model, for more GPUs per node than any node
 //    of the model has, or for more gang nodes than the cluster has.
@@ -138,6 +139,10 @@ struct PolicyConfig {
   // Rule 4: how a single-node job picks among the best-fit nodes on power
   // (power_fit.h); kLeaf is the least leaf headroom left.
   PowerFit power_fit = PowerFit::kLeaf;
+  // Rule 1: a PendingJob::efficiency job's limit is EfficiencyLimitMw of
+  // its resolved limit at this knee (power_options.h), and its class floor
+  // is taken of that limit.
+  int64_t efficiency_knee_permille = 500;
 };
 
 enum class WaitKind {
