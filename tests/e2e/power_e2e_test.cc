@@ -104,6 +104,27 @@ TEST_F(PowerE2E, ThrottledToFitThenRaisedWhenTheNeighbourEnds) {
   ASSERT_EQ(cluster_->Ctl({"job", "cancel", b}).exit_code, 0);
 }
 
+// As above, but B names its power (--power 700W) and no min power: it
+// still gets the spot floor (200 W) and starts throttled, not at 700 W
+// (which would commit 13.2 kW under the 11 kW rack).
+TEST_F(PowerE2E, ExplicitPowerWithoutMinGetsTheClassFloor) {
+  const std::string a =
+      Submit({"--tenant", "acme", "--gpus", "8", "--", "sleep", "600"});
+  ASSERT_TRUE(WaitFor([&] { return Job(a).state() == v1::JOB_STATE_RUNNING; }));
+  const std::string b =
+      Submit({"--tenant", "acme", "--gpus", "8", "--class", "spot", "--power",
+              "700W", "--", "sleep", "600"});
+  ASSERT_TRUE(WaitFor([&] { return Job(b).state() == v1::JOB_STATE_RUNNING; }));
+  v1::Job jb = Job(b);
+  EXPECT_EQ(jb.power_limit_mw(), 700'000);
+  EXPECT_EQ(jb.min_power_limit_mw(), 200'000);
+  ASSERT_EQ(jb.allocations_size(), 1);
+  EXPECT_LE(jb.allocations(0).power_limit_mw(), 425'000);
+  EXPECT_GE(jb.allocations(0).power_limit_mw(), 200'000);
+  ASSERT_EQ(cluster_->Ctl({"job", "cancel", a}).exit_code, 0);
+  ASSERT_EQ(cluster_->Ctl({"job", "cancel", b}).exit_code, 0);
+}
+
 // Class floors and the efficiency knee from the config: on-demand at 50 %
 // of its limit over idle, knee 0.5; the rack at 100 kW (no power pressure).
 class PowerConfigE2E : public PowerE2E {
