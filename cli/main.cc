@@ -301,6 +301,7 @@ void NodeRemove(Client& c, const Globals& g, const std::string& name) {
 struct SubmitFlags {
   std::string tenant, name, gpu_model, cls = "on-demand", power, min_power,
                                        max_runtime, request_id, after;
+  std::string power_mode;
   uint32_t gpus = 0, nodes = 1;
   int32_t priority = 0;
   double sim_load = 0;
@@ -338,6 +339,14 @@ void JobSubmit(Client& c, const Globals& g, const SubmitFlags& f) {
     auto d = ParseNonNegativeDuration(f.max_runtime, "--max-runtime");
     if (!d.ok()) FailStatus(d.status());
     *s->mutable_max_runtime() = ToProtoDuration(*d);
+  }
+  if (f.power_mode == "efficiency") {
+    s->set_power_mode(v1::POWER_MODE_EFFICIENCY);
+  } else if (f.power_mode == "performance") {
+    s->set_power_mode(v1::POWER_MODE_PERFORMANCE);
+  } else if (!f.power_mode.empty()) {
+    Fail(2, absl::StrCat("--power-mode: \"", f.power_mode,
+                         "\" is not performance or efficiency"));
   }
   if (f.sim_load < 0 || f.sim_load > 1)
     Fail(2, "--sim-load: must be within 0..1");
@@ -425,6 +434,7 @@ void JobShow(Client& c, const Globals& g, const std::string& id) {
       j.held() ? "  (held: job release ID)" : "",
       s.after().empty() ? "" : "\nafter:    ", absl::StrJoin(s.after(), ", "),
       ContractText(j).empty() ? "" : "\ncontract: ", ContractText(j),
+      s.power_mode() == v1::POWER_MODE_EFFICIENCY ? ", mode efficiency" : "",
       "\ncommand:  ", absl::StrJoin(s.command(), " "),
       "\nsubmitted: ", TimeText(j.submit_time()), "  attempt ", j.attempt(),
       "  exit code ", j.exit_code(), "\n");
@@ -1281,6 +1291,9 @@ int main(int argc, char** argv) {
   submit->add_option("--power", sf.power, "per-GPU power limit, e.g. 500W");
   submit->add_option("--min-power", sf.min_power,
                      "lowest per-GPU limit tolerated (throttling floor)");
+  submit->add_option("--power-mode", sf.power_mode,
+                     "performance (default) or efficiency (runs at the "
+                     "energy-optimal limit, the scheduler's knee)");
   submit->add_option("--max-runtime", sf.max_runtime,
                      "e.g. 2h (default: the class's default_max_runtime)");
   submit->add_option("--after", sf.after,

@@ -14,6 +14,7 @@
 #include "google/protobuf/io/tokenizer.h"
 #include "google/protobuf/text_format.h"
 #include "joule/v1/config.pb.h"
+#include "scheduler/power_options.h"
 
 namespace joule::config {
 namespace {
@@ -329,6 +330,32 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
   ASSIGN_OR_RETURN(cfg.scheduler.starting_timeout,
                    Duration(loc, "starting_timeout", s.starting_timeout(),
                             absl::Seconds(60)));
+  if (auto floors = scheduler::ParseClassFloors(s.class_floors(),
+                                                cfg.scheduler.class_floors);
+      floors.ok()) {
+    cfg.scheduler.class_floors = *floors;
+  } else {
+    return loc.Error("scheduler", 0, "class_floors",
+                     std::string(floors.status().message()));
+  }
+  if (!s.power_fit().empty()) {
+    auto fit = scheduler::ParsePowerFit(s.power_fit());
+    if (!fit) {
+      return loc.Error("scheduler", 0, "power_fit",
+                       absl::StrCat("\"", s.power_fit(),
+                                    "\" is not one of: leaf, every-level, "
+                                    "balanced"));
+    }
+    cfg.scheduler.power_fit = *fit;
+  }
+  if (!s.efficiency_knee().empty()) {
+    auto knee = scheduler::ParseSharePermille(s.efficiency_knee());
+    if (!knee.ok()) {
+      return loc.Error("scheduler", 0, "efficiency_knee",
+                       std::string(knee.status().message()));
+    }
+    cfg.scheduler.efficiency_knee_permille = *knee;
+  }
   if (cfg.scheduler.starting_timeout < absl::Seconds(1)) {
     return loc.Error("scheduler", 0, "starting_timeout", "must be at least 1s");
   }

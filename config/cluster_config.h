@@ -11,6 +11,8 @@
 #include "absl/time/time.h"
 #include "scheduler/quota.h"
 #include "scheduler/time_limits.h"
+#include "scheduler/power_fit.h"
+#include "scheduler/power_rules.h"
 
 namespace joule::config {
 
@@ -57,6 +59,10 @@ struct SchedulerSettings {
   absl::Duration starting_timeout = absl::Seconds(60);
   // Per-class default and maximum max_runtime (scheduler.time_limit).
   scheduler::TimeLimits time_limits;
+  // measured-plus (scheduler/power_options.h, power_fit.h).
+  scheduler::ClassFloors class_floors = {true, 1000, 800, 0};
+  scheduler::PowerFit power_fit = scheduler::PowerFit::kLeaf;
+  int64_t efficiency_knee_permille = 500;
 };
 
 // A checked cluster configuration: every name unique, exactly one root

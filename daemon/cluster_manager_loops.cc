@@ -12,6 +12,7 @@
 #include "common/units.h"
 #include "daemon/cluster_manager.h"
 #include "daemon/controller_util.h"
+#include "daemon/power_policy.h"
 #include "daemon/validation.h"
 #include "scheduler/measured_plus.h"
 #include "scheduler/power_rules.h"
@@ -70,6 +71,7 @@ void ClusterManager::ScheduleOnce() {
         idle_offsets[id] = offset;
       }
       p.max_runtime = TimeLimitLocked(j.job);
+      p.efficiency = s.power_mode() == v1::POWER_MODE_EFFICIENCY;
       pending.push_back(std::move(p));
     }
     if (pending.empty()) return;
@@ -81,7 +83,7 @@ void ClusterManager::ScheduleOnce() {
                     config::AdmissionMode::kMeasuredPlus;
   const scheduler::Decisions d = scheduler::Schedule(
       snap, pending,
-      plus ? scheduler::MeasuredPlusPolicy(options_.policy) : options_.policy);
+      DaemonPolicy(options_.policy, plus, options_.config.scheduler));
 
   absl::MutexLock lock(&mu_);
   const absl::Time now = options_.clock->Now();
@@ -150,9 +152,15 @@ void ClusterManager::ScheduleOnce() {
       if (spec.power_limit_mw() > 0) {
         limit_mw = std::clamp(spec.power_limit_mw(), lo, hi);
       }
+      // Lowered by the policy (efficiency mode): its limit, not the spec's.
+      const int64_t offset = idle_offsets[p.job_id];
+      if (spec.power_mode() == v1::POWER_MODE_EFFICIENCY) {
+        limit_mw = std::clamp(p.requested_limit_mw + offset, lo, limit_mw);
+      }
+      // No min power: the policy's (a class floor under measured-plus).
       min_mw = spec.min_power_limit_mw() > 0
                    ? std::clamp(spec.min_power_limit_mw(), lo, limit_mw)
-                   : limit_mw;
+                   : std::clamp(p.min_power_mw + offset, lo, limit_mw);
     }
     min_mw = std::min(min_mw, limit_mw);
     // Throttled to fit: starts below its limit, never below its min; the

@@ -45,6 +45,7 @@ constexpr FieldRule kTable[] = {
     {"spec.min_power_limit_mw", "0..10,000,000, at most power_limit_mw"},
     {"spec.max_runtime", "0..366 days"},
     {"spec.sim_load", "0..1, finite"},
+    {"spec.power_mode", "unspecified, performance or efficiency"},
     {"request_id", "name or empty"},
     {"cancel.reason, set_power_cap.reason", "free text"},
     {"tenant.name", "name"},
@@ -219,6 +220,9 @@ absl::Status JobSpec(const v1::JobSpec& spec) {
   if (!std::isfinite(spec.sim_load()) || spec.sim_load() < 0 ||
       spec.sim_load() > 1) {
     return Bad("spec.sim_load", "must be within 0..1");
+  }
+  if (!v1::PowerMode_IsValid(spec.power_mode())) {
+    return Bad("spec.power_mode", "must be performance or efficiency");
   }
   return absl::OkStatus();
 }

@@ -66,8 +66,10 @@ class ClusterState::Picker {
 };
 
 ClusterState::ClusterState(const ClusterSnapshot& snapshot, bool enforce_power,
-                           bool committed_at_least_measured)
-    : snapshot_(snapshot), enforce_power_(enforce_power) {
+                           bool committed_at_least_measured, PowerFit power_fit)
+    : snapshot_(snapshot),
+      enforce_power_(enforce_power),
+      power_fit_(power_fit) {
   for (const GpuModelSpec& spec : snapshot.gpu_models) {
     if (model_index_.contains(spec.name)) continue;
     model_index_[spec.name] = static_cast<int>(model_names_.size());
@@ -81,6 +83,8 @@ ClusterState::ClusterState(const ClusterSnapshot& snapshot, bool enforce_power,
   committed_.resize(num_domains);
   has_nodes_.assign(num_domains, false);
   domain_models_.assign(num_domains, 0);
+  domain_free_gpus_.assign(num_domains, 0);
+  domain_gpus_.assign(num_domains, 0);
   for (int d = 0; d < num_domains; ++d) {
     const DomainSnapshot& dom = snapshot.domains[d];
     parent_[d] = (dom.parent >= 0 && dom.parent < d) ? dom.parent : -1;
@@ -120,6 +124,16 @@ ClusterState::ClusterState(const ClusterSnapshot& snapshot, bool enforce_power,
       for (int d = node_leaf_[n]; d >= 0; d = parent_[d]) {
         domain_models_[d] |= uint64_t{1} << (node_model_[n] & 63);
       }
+    }
+  }
+  for (int n = 0; n < num_nodes; ++n) {
+    if (node_leaf_[n] >= 0) {
+      max_leaf_cap_ = std::max(max_leaf_cap_, cap_[node_leaf_[n]]);
+    }
+    if (!eligible_[n]) continue;
+    for (int d = node_leaf_[n]; d >= 0; d = parent_[d]) {
+      domain_gpus_[d] += gpu_count_[n];
+      domain_free_gpus_[d] += std::popcount(free_[n]);
     }
   }
   for (const RunningJob& job : snapshot.running) {
@@ -213,6 +227,12 @@ void ClusterState::IndexRemove(int n) {
 
 void ClusterState::SetFree(int n, uint64_t mask) {
   if (mask == free_[n]) return;
+  if (eligible_[n]) {
+    const int64_t delta = std::popcount(mask) - std::popcount(free_[n]);
+    for (int d = node_leaf_[n]; d >= 0; d = parent_[d]) {
+      domain_free_gpus_[d] += delta;
+    }
+  }
   IndexRemove(n);
   free_[n] = mask;
   IndexAdd(n);
@@ -330,6 +350,9 @@ std::optional<std::vector<int>> ClusterState::Find(const Shape& shape) const {
 
 std::optional<std::vector<int>> ClusterState::FindAnywhere(
     const Shape& shape) const {
+  if (shape.nodes == 1 && power_fit_ != PowerFit::kLeaf) {
+    return FindScored(shape);
+  }
   const int m = shape.model;
   Picker picker(*this, shape.need_mw);
   for (uint32_t k = shape.gpus; k <= kMaxGpusPerNode; ++k) {
@@ -350,6 +373,64 @@ std::optional<std::vector<int>> ClusterState::FindAnywhere(
           return out;
         }
       }
+    }
+  }
+  return std::nullopt;
+}
+
+std::optional<std::vector<int>> ClusterState::FindScored(
+    const Shape& shape) const {
+  const int m = shape.model;
+  std::vector<DomainFill> path;
+  absl::flat_hash_map<int, int64_t> sibling_best;
+  for (uint32_t k = shape.gpus; k <= kMaxGpusPerNode; ++k) {
+    const auto& set = leaves_[m][k];
+    auto it = enforce_power_ ? set.lower_bound({shape.need_mw, kMinInt64})
+                             : set.begin();
+    int best_leaf = -1;
+    int64_t best_score = 0;
+    // kEveryLevel sums a term per domain, and siblings share every term but
+    // their own: a leaf whose own term is no better than a fitting
+    // sibling's cannot win. parent -> that sibling's term.
+    sibling_best.clear();
+    // Leaves come in ascending headroom, so ties keep the kLeaf order.
+    for (; it != set.end(); ++it) {
+      const int leaf = it->second;
+      const int64_t own =
+          cap_[leaf] > 0
+              ? static_cast<int64_t>(
+                    static_cast<__int128>(headroom(leaf) - shape.need_mw) *
+                    1'000'000 / cap_[leaf])
+              : 0;
+      const bool prune = power_fit_ == PowerFit::kEveryLevel;
+      // Every later leaf has at least this headroom, so at least this own
+      // term (over the largest leaf cap), and every term is >= 0 once the
+      // path fits: none of them can beat best_score.
+      if (prune && best_leaf >= 0 && enforce_power_ &&
+          static_cast<__int128>(headroom(leaf) - shape.need_mw) * 1'000'000 >=
+              static_cast<__int128>(best_score) * max_leaf_cap_) {
+        break;
+      }
+      if (prune) {
+        auto sb = sibling_best.find(parent_[leaf]);
+        if (sb != sibling_best.end() && sb->second <= own) continue;
+      }
+      if (!PathFits(leaf, shape.need_mw)) continue;
+      if (prune) sibling_best[parent_[leaf]] = own;
+      path.clear();
+      for (int d = leaf; d >= 0; d = parent_[d]) {
+        path.push_back(
+            {cap_[d], headroom(d), domain_free_gpus_[d], domain_gpus_[d]});
+      }
+      const int64_t score = PowerFitScore(
+          power_fit_, path, enforce_power_ ? shape.need_mw : 0, shape.gpus);
+      if (best_leaf < 0 || score < best_score) {
+        best_leaf = leaf;
+        best_score = score;
+      }
+    }
+    if (best_leaf >= 0) {
+      return std::vector<int>{*leaf_nodes_.at(Key(best_leaf, m, k)).begin()};
     }
   }
   return std::nullopt;

@@ -12,6 +12,7 @@
 #include "absl/container/btree_set.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/types/span.h"
+#include "scheduler/power_fit.h"
 #include "scheduler/types.h"
 
 namespace joule::scheduler::internal {
@@ -58,8 +59,10 @@ class ClusterState {
   // Healthy GPUs of a node = free ones plus those held by running jobs.
   // committed_at_least_measured: a domain's committed power starts at
   // max(committed_mw, measured_mw).
+  // power_fit: how Find picks among single-node candidates (power_fit.h).
   ClusterState(const ClusterSnapshot& snapshot, bool enforce_power,
-               bool committed_at_least_measured = false);
+               bool committed_at_least_measured = false,
+               PowerFit power_fit = PowerFit::kLeaf);
   ClusterState(const ClusterState&) = delete;
   ClusterState& operator=(const ClusterState&) = delete;
 
@@ -139,6 +142,9 @@ class ClusterState {
   std::optional<std::vector<int>> FindOneLeaf(const Shape& shape) const;
   std::optional<std::vector<int>> FindOneRow(const Shape& shape) const;
   std::optional<std::vector<int>> FindAnywhere(const Shape& shape) const;
+  // Single-node shapes with power_fit != kLeaf: PowerFitScore over the
+  // fitting leaves of the smallest free-GPU count that has one.
+  std::optional<std::vector<int>> FindScored(const Shape& shape) const;
 
   void IndexAdd(int n);
   void IndexRemove(int n);
@@ -147,6 +153,7 @@ class ClusterState {
 
   const ClusterSnapshot& snapshot_;
   const bool enforce_power_;
+  const PowerFit power_fit_;
   std::vector<std::string> model_names_;
   absl::flat_hash_map<std::string, int> model_index_;
 
@@ -156,6 +163,10 @@ class ClusterState {
   std::vector<int64_t> committed_;
   std::vector<bool> has_nodes_;
   std::vector<uint64_t> domain_models_;  // bit m: a node of model m below
+  // Free and all GPUs of eligible nodes below each domain (for PowerFit).
+  std::vector<int64_t> domain_free_gpus_;
+  std::vector<int64_t> domain_gpus_;
+  int64_t max_leaf_cap_ = 1;  // largest cap of a domain holding nodes
 
   std::vector<int> node_model_;
   std::vector<int> node_leaf_;

@@ -16,6 +16,7 @@
 #include "common/units.h"
 #include "scheduler/cluster_state.h"
 #include "scheduler/quota.h"
+#include "scheduler/power_options.h"
 
 namespace joule::scheduler {
 namespace {
@@ -99,7 +100,7 @@ class Scheduler {
       : snap_(snapshot),
         config_(config),
         state_(snapshot, config.enforce_power,
-               config.committed_at_least_measured),
+               config.committed_at_least_measured, config.power_fit),
         quota_(snapshot) {}
 
   Decisions Run(absl::Span<const PendingJob> pending);
@@ -202,6 +203,10 @@ Job Scheduler::Resolve(const PendingJob& p) const {
     Option opt;
     opt.limit_mw =
         std::clamp(p.power_mw > 0 ? p.power_mw : spec.tdp_mw, lo, hi);
+    if (p.efficiency) {
+      opt.limit_mw = EfficiencyLimitMw(opt.limit_mw, lo,
+                                       config_.efficiency_knee_permille);
+    }
     opt.min_mw =
         p.min_power_mw > 0
             ? std::clamp(p.min_power_mw, lo, opt.limit_mw)

@@ -8,10 +8,11 @@
 // 1. Resolution. A job names a GPU model or none (any model: the models are
 //    tried in snapshot order and the first that fits is used). Per-GPU limit
 //    = power_mw, or the model's TDP when 0, clamped into the model's
-//    [min_limit_mw, max_limit_mw]; min power = min_power_mw (0 = the limit)
-//    clamped into [min_limit_mw, limit]; with class_floors enabled, a job
-//    without min_power_mw gets ClassFloorMw of its requested class instead
-//    (power_rules.h). A job needs, on each of its nodes,
+//    [min_limit_mw, max_limit_mw], and for an efficiency job then lowered
+//    to the knee (EfficiencyLimitMw, power_options.h); min power =
+//    min_power_mw (0 = the limit) clamped into [min_limit_mw, limit]; with
+//    class_floors enabled, a job without min_power_mw gets ClassFloorMw of
+//    its requested class instead (power_rules.h). A job needs, on each of its nodes,
 //    gpus_per_node × limit of power headroom. It is kInfeasible when it asks
 //    for no GPUs, for an unknown model, for more GPUs per node than any node
 //    of the model has, or for more gang nodes than the cluster has.
@@ -40,9 +41,11 @@
 //    (skipped when enforce_power is false). A gang (nodes > 1) gets all nodes
 //    or none, preferring one leaf domain (rack), then one parent of a leaf
 //    (row), then anywhere. Best fit: fewest free GPUs left on the node, then
-//    least power headroom left on its leaf, then lowest node index. GPUs are
-//    the lowest free indices. Each placement updates the working copy, so
-//    later jobs in the same call see it.
+//    least power headroom left on its leaf, then lowest node index; with
+//    power_fit kEveryLevel or kBalanced a single-node job breaks the tie
+//    after the free GPUs by PowerFitScore over its whole path instead
+//    (power_fit.h). GPUs are the lowest free indices. Each placement updates
+//    the working copy, so later jobs in the same call see it.
 //
 //    Throttle-to-fit (throttle_to_fit): a job that does not fit at its
 //    limit, and whose min power is below it, is tried at throttle_steps
@@ -115,6 +118,7 @@
 #include <vector>
 
 #include "absl/types/span.h"
+#include "scheduler/power_fit.h"
 #include "scheduler/power_rules.h"
 #include "scheduler/types.h"
 
@@ -138,6 +142,13 @@ struct PolicyConfig {
   bool reserve_best_node = false;
   // Rule 1: default min power per class for jobs that give none.
   ClassFloors class_floors;
+  // Rule 4: how a single-node job picks among the best-fit nodes on power
+  // (power_fit.h); kLeaf is the least leaf headroom left.
+  PowerFit power_fit = PowerFit::kLeaf;
+  // Rule 1: a PendingJob::efficiency job's limit is EfficiencyLimitMw of
+  // its resolved limit at this knee (power_options.h), and its class floor
+  // is taken of that limit.
+  int64_t efficiency_knee_permille = 500;
 };
 
 enum class WaitKind {

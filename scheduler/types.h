@@ -135,6 +135,9 @@ struct PendingJob {
   int64_t power_mw = 0;      // per GPU, 0 = model TDP
   int64_t min_power_mw = 0;  // 0 = power_mw
   absl::Duration max_runtime = absl::ZeroDuration();  // zero = none
+  // Energy mode: runs at the efficiency limit instead of its limit
+  // (PolicyConfig::efficiency_knee_permille, EfficiencyLimitMw).
+  bool efficiency = false;
 };
 
 }  // namespace joule::scheduler

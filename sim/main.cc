@@ -20,6 +20,7 @@
 #include "common/cli_parse.h"
 #include "common/units.h"
 #include "config/cluster_config.h"
+#include "scheduler/power_options.h"
 #include "sim/cluster.h"
 #include "sim/pricing.h"
 #include "sim/report.h"
@@ -43,36 +44,16 @@ absl::Status WriteFile(const std::string& path, const std::string& data) {
 }
 
 // "reserved=1,on-demand=0.8,spot=0" (shares of the limit; 0 = the GPU
-// minimum) or "off"; empty keeps the defaults.
+// minimum) or "off"; empty keeps the defaults (scheduler::ParseClassFloors).
 absl::Status ParseClassFloors(const std::string& spec,
                               scheduler::ClassFloors* out) {
-  if (spec.empty()) return absl::OkStatus();
-  if (spec == "off") {
-    out->enabled = false;
-    return absl::OkStatus();
+  absl::StatusOr<scheduler::ClassFloors> f =
+      scheduler::ParseClassFloors(spec, *out);
+  if (!f.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--class-floors: ", f.status().message()));
   }
-  for (absl::string_view kv : absl::StrSplit(spec, ',', absl::SkipEmpty())) {
-    std::pair<std::string, std::string> p =
-        absl::StrSplit(kv, absl::MaxSplits('=', 1));
-    double v = -1;
-    if (!absl::SimpleAtod(p.second, &v) || v < 0 || v > 1) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--class-floors: \"", kv, "\": the share must be in [0, 1]"));
-    }
-    const int64_t permille = static_cast<int64_t>(v * 1000 + 0.5);
-    if (p.first == "reserved") {
-      out->reserved_permille = permille;
-    } else if (p.first == "on-demand") {
-      out->on_demand_permille = permille;
-    } else if (p.first == "spot") {
-      out->spot_permille = permille;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--class-floors: \"", p.first,
-                       "\" is not reserved, on-demand or spot"));
-    }
-  }
-  out->enabled = true;
+  *out = *f;
   return absl::OkStatus();
 }
 
@@ -258,6 +239,13 @@ int Main(int argc, char** argv) {
                  "measured-plus: per-job commitment margin")
       ->capture_default_str();
   std::string class_floors, adaptive_margin, min_raise_interval = "30s";
+  std::string power_fit = "leaf";
+  app.add_option("--power-fit", power_fit,
+                 "measured-plus: placement among best-fit nodes: leaf "
+                 "(least rack headroom left), every-level (watt best fit at "
+                 "every level), balanced (free power in step with free "
+                 "GPUs)")
+      ->capture_default_str();
   app.add_option("--class-floors", class_floors,
                  "measured-plus: default floor per class as a share of the "
                  "limit over idle, 0 = the GPU minimum, e.g. "
@@ -455,6 +443,13 @@ int Main(int argc, char** argv) {
   if (absl::Status s = ParseClassFloors(class_floors, &opts.class_floors);
       !s.ok()) {
     return Fail(s);
+  }
+  if (auto fit = scheduler::ParsePowerFit(power_fit)) {
+    opts.power_fit = *fit;
+  } else {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--power-fit: \"", power_fit,
+                     "\" is not one of: leaf, every-level, balanced")));
   }
   if (absl::Status s = ParseAdaptiveMargin(adaptive_margin, &opts.margin);
       !s.ok()) {

@@ -166,6 +166,8 @@ std::string ReportJson(const RunInfo& info,
   j.Int("floor_reserved_permille", o.class_floors.reserved_permille);
   j.Int("floor_on_demand_permille", o.class_floors.on_demand_permille);
   j.Int("floor_spot_permille", o.class_floors.spot_permille);
+  j.Field("power_fit",
+          absl::StrCat("\"", scheduler::PowerFitName(o.power_fit), "\""));
   j.Int("margin_min_permille", o.margin.min_permille);
   j.Int("margin_max_permille", o.margin.max_permille);
   j.Int("margin_initial_permille", o.margin.initial_permille);

@@ -1053,6 +1053,7 @@ void Sim::RunScheduler() {
   if (Plus()) {
     cfg = scheduler::MeasuredPlusPolicy(cfg, opts_.class_floors);
     cfg.class_floors.enabled = opts_.class_floors.enabled;
+    cfg.power_fit = opts_.power_fit;
   }
   ++res_.schedule_calls;
   const scheduler::Decisions d = scheduler::Schedule(snap_, pending, cfg);

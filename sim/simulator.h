@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "scheduler/power_fit.h"
 #include "scheduler/power_rules.h"
 #include "scheduler/time_limits.h"
 #include "sim/cluster.h"
@@ -72,6 +73,7 @@ struct SimOptions {
   uint32_t plus_percentile = 50;
   uint32_t plus_margin_pct = 0;
   scheduler::ClassFloors class_floors = {true, 1000, 800, 0};
+  scheduler::PowerFit power_fit = scheduler::PowerFit::kLeaf;
   scheduler::AdaptiveMarginConfig margin;
   int64_t min_raise_interval_ms = 30'000;
   absl::Duration fair_share_half_life = absl::Hours(24);

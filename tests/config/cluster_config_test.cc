@@ -91,11 +91,61 @@ INSTANTIATE_TEST_SUITE_P(
                 "domain { name: \"r\" parent: \"row\" cap: \"60kW\" }\n",
                 "c.conf:3: domain[2].cap: \"60kW\" of \"r\" is above the "
                 "cap of its parent \"row\""},
+        BadCase{"ClassFloorAboveOne",
+                "domain { name: \"site\" cap: \"1MW\" }\n"
+                "scheduler { class_floors: \"spot=2\" }\n",
+                "c.conf:2: scheduler.class_floors: \"spot=2\": the share "
+                "must be in [0, 1]"},
+        BadCase{"ClassFloorUnknownClass",
+                "domain { name: \"site\" cap: \"1MW\" }\n"
+                "scheduler { class_floors: \"gold=0.5\" }\n",
+                "scheduler.class_floors: \"gold\" is not reserved, "
+                "on-demand or spot"},
+        BadCase{"UnknownPowerFit",
+                "domain { name: \"site\" cap: \"1MW\" }\n"
+                "scheduler { power_fit: \"best\" }\n",
+                "c.conf:2: scheduler.power_fit: \"best\" is not one of"},
+        BadCase{"EfficiencyKneeNotAShare",
+                "domain { name: \"site\" cap: \"1MW\" }\n"
+                "scheduler { efficiency_knee: \"50%\" }\n",
+                "scheduler.efficiency_knee: \"50%\" is not a share in "
+                "[0, 1]"},
         BadCase{"StartingTimeoutTooShort",
                 "domain { name: \"site\" cap: \"1MW\" }\n"
                 "scheduler { starting_timeout: \"10ms\" }\n",
                 "c.conf:2: scheduler.starting_timeout: must be at least 1s"}),
     [](const auto& info) { return info.param.name; });
+
+TEST(ClusterConfigTest, PowerOptions) {
+  // Defaults: spot at the GPU minimum, on-demand 80 %, reserved its limit;
+  // leaf placement; knee 0.5.
+  auto def = ParseClusterConfig(kGood, "good.conf");
+  ASSERT_TRUE(def.ok()) << def.status();
+  EXPECT_TRUE(def->scheduler.class_floors.enabled);
+  EXPECT_EQ(def->scheduler.class_floors.reserved_permille, 1000);
+  EXPECT_EQ(def->scheduler.class_floors.on_demand_permille, 800);
+  EXPECT_EQ(def->scheduler.class_floors.spot_permille, 0);
+  EXPECT_EQ(def->scheduler.power_fit, scheduler::PowerFit::kLeaf);
+  EXPECT_EQ(def->scheduler.efficiency_knee_permille, 500);
+  // Named classes change; the others keep the default.
+  auto cfg = ParseClusterConfig(
+      "domain { name: \"site\" cap: \"1MW\" }\n"
+      "scheduler { class_floors: \"on-demand=0.6,spot=0.25\" power_fit: "
+      "\"every-level\" efficiency_knee: \"0.6\" }\n",
+      "c.conf");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->scheduler.class_floors.reserved_permille, 1000);
+  EXPECT_EQ(cfg->scheduler.class_floors.on_demand_permille, 600);
+  EXPECT_EQ(cfg->scheduler.class_floors.spot_permille, 250);
+  EXPECT_EQ(cfg->scheduler.power_fit, scheduler::PowerFit::kEveryLevel);
+  EXPECT_EQ(cfg->scheduler.efficiency_knee_permille, 600);
+  auto off = ParseClusterConfig(
+      "domain { name: \"site\" cap: \"1MW\" }\n"
+      "scheduler { class_floors: \"off\" }\n",
+      "c.conf");
+  ASSERT_TRUE(off.ok()) << off.status();
+  EXPECT_FALSE(off->scheduler.class_floors.enabled);
+}
 
 TEST(ClusterConfigTest, DefaultIsValid) {
   ClusterConfig cfg = DefaultClusterConfig();

@@ -174,7 +174,15 @@ INSTANTIATE_TEST_SUITE_P(
         SpecCase{"sim_inf", [](auto* s) { s->set_sim_load(kInf); },
                  "spec.sim_load"},
         SpecCase{"sim_2", [](auto* s) { s->set_sim_load(2); },
-                 "spec.sim_load"}),
+                 "spec.sim_load"},
+        SpecCase{"power_mode_efficiency",
+                 [](auto* s) {
+                   s->set_power_mode(v1::POWER_MODE_EFFICIENCY);
+                 },
+                 ""},
+        SpecCase{"power_mode_7",
+                 [](auto* s) { s->set_power_mode(static_cast<v1::PowerMode>(7)); },
+                 "spec.power_mode"}),
     [](const auto& info) { return info.param.name; });
 
 TEST(Validation, NamesAndText) {

@@ -39,9 +39,10 @@ std::string Config() {
 
 class PowerE2E : public ::testing::Test {
  protected:
+  virtual std::string ConfigText() { return Config(); }
   void SetUp() override {
     Cluster::Options o;
-    o.config_text = Config();
+    o.config_text = ConfigText();
     cluster_ = std::make_unique<Cluster>(o);
     cluster_->StartDaemon();
     cluster_->StartAgent("n1");
@@ -101,6 +102,75 @@ TEST_F(PowerE2E, ThrottledToFitThenRaisedWhenTheNeighbourEnds) {
   for (const auto& e : ev.events()) found = found || e.subject() == b;
   EXPECT_TRUE(found);
   ASSERT_EQ(cluster_->Ctl({"job", "cancel", b}).exit_code, 0);
+}
+
+// As above, but B names its power (--power 700W) and no min power: it
+// still gets the spot floor (200 W) and starts throttled, not at 700 W
+// (which would commit 13.2 kW under the 11 kW rack).
+TEST_F(PowerE2E, ExplicitPowerWithoutMinGetsTheClassFloor) {
+  const std::string a =
+      Submit({"--tenant", "acme", "--gpus", "8", "--", "sleep", "600"});
+  ASSERT_TRUE(WaitFor([&] { return Job(a).state() == v1::JOB_STATE_RUNNING; }));
+  const std::string b =
+      Submit({"--tenant", "acme", "--gpus", "8", "--class", "spot", "--power",
+              "700W", "--", "sleep", "600"});
+  ASSERT_TRUE(WaitFor([&] { return Job(b).state() == v1::JOB_STATE_RUNNING; }));
+  v1::Job jb = Job(b);
+  EXPECT_EQ(jb.power_limit_mw(), 700'000);
+  EXPECT_EQ(jb.min_power_limit_mw(), 200'000);
+  ASSERT_EQ(jb.allocations_size(), 1);
+  EXPECT_LE(jb.allocations(0).power_limit_mw(), 425'000);
+  EXPECT_GE(jb.allocations(0).power_limit_mw(), 200'000);
+  ASSERT_EQ(cluster_->Ctl({"job", "cancel", a}).exit_code, 0);
+  ASSERT_EQ(cluster_->Ctl({"job", "cancel", b}).exit_code, 0);
+}
+
+// Class floors and the efficiency knee from the config: on-demand at 50 %
+// of its limit over idle, knee 0.5; the rack at 100 kW (no power pressure).
+class PowerConfigE2E : public PowerE2E {
+ protected:
+  std::string ConfigText() override {
+    std::string c = Config();
+    c.replace(c.find("scheduler { admission: \"measured-plus\""),
+              std::string("scheduler { admission: \"measured-plus\"").size(),
+              "scheduler { admission: \"measured-plus\" class_floors: "
+              "\"on-demand=0.5\" efficiency_knee: \"0.5\"");
+    c.replace(c.find("\"11kW\""), 6, "\"100kW\"");
+    return c;
+  }
+};
+
+TEST_F(PowerConfigE2E, ConfiguredFloorAndEfficiencyMode) {
+  // Efficiency: 70 + 0.5 × (700 − 70) = 385 W; its floor, 50 % of that
+  // over idle: 70 + 157.5 = 227.5 W.
+  const std::string e =
+      Submit({"--tenant", "acme", "--gpus", "8", "--power-mode", "efficiency",
+              "--", "sleep", "600"});
+  ASSERT_TRUE(WaitFor([&] { return Job(e).state() == v1::JOB_STATE_RUNNING; }));
+  v1::Job je = Job(e);
+  EXPECT_EQ(je.spec().power_mode(), v1::POWER_MODE_EFFICIENCY);
+  EXPECT_EQ(je.power_limit_mw(), 385'000);
+  EXPECT_EQ(je.min_power_limit_mw(), 227'500);
+  ASSERT_EQ(je.allocations_size(), 1);
+  EXPECT_EQ(je.allocations(0).power_limit_mw(), 385'000);
+  CtlResult show = cluster_->Ctl({"job", "show", e});
+  EXPECT_TRUE(absl::StrContains(show.out, "mode efficiency")) << show.out;
+  // Performance, no min power: 700 W, floor 70 + 315 = 385 W (the config's
+  // 50 %, not the default 80 %).
+  const std::string p =
+      Submit({"--tenant", "acme", "--gpus", "8", "--", "sleep", "600"});
+  ASSERT_TRUE(WaitFor([&] { return Job(p).state() == v1::JOB_STATE_RUNNING; }));
+  v1::Job jp = Job(p);
+  EXPECT_EQ(jp.power_limit_mw(), 700'000);
+  EXPECT_EQ(jp.min_power_limit_mw(), 385'000);
+  EXPECT_EQ(jp.allocations(0).power_limit_mw(), 700'000);
+  // A bad mode is refused by joulectl: exit 2, nothing submitted.
+  CtlResult bad = cluster_->Ctl({"job", "submit", "--tenant", "acme", "--gpus",
+                                 "1", "--power-mode", "eco", "--", "true"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_TRUE(absl::StrContains(bad.err, "--power-mode")) << bad.err;
+  ASSERT_EQ(cluster_->Ctl({"job", "cancel", e}).exit_code, 0);
+  ASSERT_EQ(cluster_->Ctl({"job", "cancel", p}).exit_code, 0);
 }
 
 }  // namespace

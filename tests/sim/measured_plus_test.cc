@@ -126,6 +126,43 @@ TEST(MeasuredPlus, SaturatedSyntheticNeverOverCap) {
   EXPECT_THAT(ReportSvg(info, results), HasSubstr("where the watts go"));
 }
 
+// The same saturated input with watt best fit at every level (and the
+// balanced rule): still 0 s over cap at every level, more work than
+// measured, and the report names the rule.
+TEST(MeasuredPlus, PowerFitNeverOverCap) {
+  auto c = SyntheticCluster(
+      "nodes=64,gpus-per-node=8,gpu-model=H100,nodes-per-rack=8,"
+      "racks-per-row=4,rows-per-hall=2");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(ApplyCapFractions("rack=0.7,row=0.7,site=0.7", &*c).ok());
+  const Workload w = SyntheticWorkload(1000, c->TotalGpus(), 8, 1.3, 10, 3);
+  SimInputs in{&*c, &w};
+  SimOptions mo;
+  mo.policy = PolicyKind::kMeasured;
+  mo.seed = 3;
+  mo.max_sim_ms = 8 * 3600 * 1000;
+  auto meas = Simulate(in, mo);
+  ASSERT_TRUE(meas.ok()) << meas.status();
+  for (scheduler::PowerFit fit :
+       {scheduler::PowerFit::kEveryLevel, scheduler::PowerFit::kBalanced}) {
+    SimOptions o = mo;
+    o.policy = PolicyKind::kMeasuredPlus;
+    o.power_fit = fit;
+    auto r = Simulate(in, o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    for (const LevelStats& l : r->levels) {
+      EXPECT_EQ(l.seconds_over_cap, 0) << l.level;
+      EXPECT_EQ(l.seconds_over_cap_beyond_two_ticks, 0) << l.level;
+    }
+    EXPECT_GT(r->gpu_hours_completed_work, meas->gpu_hours_completed_work);
+    RunInfo info;
+    info.options = o;
+    EXPECT_THAT(ReportJson(info, {*r}, false),
+                HasSubstr(absl::StrCat("\"power_fit\": \"",
+                                       scheduler::PowerFitName(fit), "\"")));
+  }
+}
+
 // SplitStranded: cap 40 kW, measured 30 kW → 10 kW unused.
 struct SplitCase {
   std::string name;
