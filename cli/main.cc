@@ -25,6 +25,7 @@
 #include "cli/format.h"
 #include "common/endpoints.h"
 #include "common/proto_time.h"
+#include "common/resources.h"
 #include "common/units.h"
 #include "grpcpp/grpcpp.h"
 #include "joule/v1/auth.grpc.pb.h"
@@ -271,6 +272,7 @@ struct SubmitFlags {
   int32_t priority = 0;
   double sim_load = 0;
   std::vector<std::string> env, command;
+  std::string memory, cpus;  // per node, enforced in the job's cgroup
 };
 
 void JobSubmit(Client& c, const Globals& g, const SubmitFlags& f) {
@@ -308,6 +310,16 @@ void JobSubmit(Client& c, const Globals& g, const SubmitFlags& f) {
   if (f.sim_load < 0 || f.sim_load > 1)
     Fail(2, "--sim-load: must be within 0..1");
   s->set_sim_load(f.sim_load);
+  if (!f.memory.empty()) {
+    auto m = joule::ParseMemoryBytes("--memory", f.memory);
+    if (!m.ok()) FailStatus(m.status());
+    s->set_memory_bytes(*m);
+  }
+  if (!f.cpus.empty()) {
+    auto m = joule::ParseCpuMillis("--cpus", f.cpus);
+    if (!m.ok()) FailStatus(m.status());
+    s->set_cpu_millis(*m);
+  }
   req.set_request_id(f.request_id);
   v1::SubmitJobResponse resp;
   c.Call(&v1::JobService::Stub::SubmitJob, c.jobs(), req, &resp);
@@ -492,8 +504,13 @@ void TenantCreate(Client& c, const Globals& g, const std::string& name,
 
 void TenantList(Client& c, const Globals& g) {
   v1::ListTenantsResponse resp;
-  c.Call(&v1::AdminService::Stub::ListTenants, c.admin(),
-         v1::ListTenantsRequest(), &resp);
+  v1::ListTenantsRequest req;
+  do {  // follows the pages
+    v1::ListTenantsResponse page;
+    c.Call(&v1::AdminService::Stub::ListTenants, c.admin(), req, &page);
+    resp.mutable_tenants()->MergeFrom(page.tenants());
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
   if (Json(g)) return Print(ToJson(resp) + "\n");
   Table t({"TENANT", "WEIGHT", "CREATED"});
   for (const auto& x : resp.tenants()) {
@@ -573,7 +590,12 @@ void PriceList(Client& c, const Globals& g, bool history) {
   v1::ListPricesRequest req;
   req.set_include_history(history);
   v1::ListPricesResponse resp;
-  c.Call(&v1::BillingService::Stub::ListPrices, c.billing(), req, &resp);
+  do {  // follows the pages
+    v1::ListPricesResponse page;
+    c.Call(&v1::BillingService::Stub::ListPrices, c.billing(), req, &page);
+    resp.mutable_prices()->MergeFrom(page.prices());
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
   if (Json(g)) return Print(ToJson(resp) + "\n");
   Table t({"VERSION", "EFFECTIVE", "KIND", "ITEM", "CLASS/DIRECTION", "PRICE"});
   auto tiers = [](const auto& ts) {
@@ -632,7 +654,12 @@ void ContractList(Client& c, const Globals& g, const std::string& tenant) {
   v1::ListContractsRequest req;
   req.set_tenant(tenant);
   v1::ListContractsResponse resp;
-  c.Call(&v1::BillingService::Stub::ListContracts, c.billing(), req, &resp);
+  do {  // follows the pages
+    v1::ListContractsResponse page;
+    c.Call(&v1::BillingService::Stub::ListContracts, c.billing(), req, &page);
+    resp.mutable_contracts()->MergeFrom(page.contracts());
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
   if (Json(g)) return Print(ToJson(resp) + "\n");
   Table t({"ID", "TENANT", "GPU MODEL", "GPUS", "START", "END", "RATE",
            "OVERAGE", "VALUE"});
@@ -1095,6 +1122,10 @@ int main(int argc, char** argv) {
   submit->add_option("--env", sf.env, "KEY=VALUE (repeatable)");
   submit->add_option("--sim-load", sf.sim_load,
                      "simulated GPUs: how hard the job drives them (0..1)");
+  submit->add_option("--memory", sf.memory,
+                     "memory limit per node, e.g. 64GiB (the job's cgroup)");
+  submit->add_option("--cpus", sf.cpus,
+                     "CPU limit per node, e.g. 16 or 0.5 (the job's cgroup)");
   submit->add_option("--request-id", sf.request_id,
                      "idempotency key: retrying with it never submits twice");
   submit->add_option("CMD", sf.command, "command and arguments, after --")

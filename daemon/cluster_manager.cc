@@ -1161,7 +1161,9 @@ absl::Status ClusterManager::HandleJobUpdate(const std::string& node,
         v1::JobAttempt* a = j->job.mutable_attempts(j->job.attempts_size() - 1);
         *a->mutable_start_time() = ToProtoTime(when);
         TransitionLocked(*j, v1::JOB_STATE_RUNNING,
-                         absl::StrCat("running on ", node), when);
+                         absl::StrCat("running on ", node,
+                                      message.empty() ? "" : "; ", message),
+                         when);
         PutJobLocked(&batch, j->job);
       }
       break;
@@ -2094,6 +2096,8 @@ void ClusterManager::ScheduleOnce() {
       s->set_power_limit_mw(al.power_limit_mw());
       s->set_sim_load(job.spec().sim_load() > 0 ? job.spec().sim_load() : 1.0);
       s->set_tenant(job.spec().tenant());
+      s->set_memory_bytes(job.spec().memory_bytes());
+      s->set_cpu_millis(job.spec().cpu_millis());
       SendLocked(nodes_.at(al.node()), m);
     }
   }

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/job_env.h"
 #include "common/proto_time.h"
+#include "common/resources.h"
 #include "common/status_macros.h"
 
 namespace joule::daemon::validation {
@@ -45,6 +46,8 @@ constexpr FieldRule kTable[] = {
     {"spec.min_power_limit_mw", "0..10,000,000, at most power_limit_mw"},
     {"spec.max_runtime", "0..366 days"},
     {"spec.sim_load", "0..1, finite"},
+    {"spec.memory_bytes", "0 (agent default) or 1 MiB..16 TiB"},
+    {"spec.cpu_millis", "0 (agent default) or 10..1,024,000 (1000 = 1 CPU)"},
     {"request_id", "name or empty"},
     {"cancel.reason, set_power_cap.reason", "free text"},
     {"tenant.name", "name"},
@@ -219,6 +222,14 @@ absl::Status JobSpec(const v1::JobSpec& spec) {
   if (!std::isfinite(spec.sim_load()) || spec.sim_load() < 0 ||
       spec.sim_load() > 1) {
     return Bad("spec.sim_load", "must be within 0..1");
+  }
+  if (spec.memory_bytes() != 0) {
+    RETURN_IF_ERROR(IntRange("spec.memory_bytes", spec.memory_bytes(),
+                             kMinJobMemoryBytes, kMaxJobMemoryBytes));
+  }
+  if (spec.cpu_millis() != 0) {
+    RETURN_IF_ERROR(IntRange("spec.cpu_millis", spec.cpu_millis(),
+                             kMinJobCpuMillis, kMaxJobCpuMillis));
   }
   return absl::OkStatus();
 }
