@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "agent/cgroup.h"
 #include "agent/job_record.h"
 #include "common/log.h"
 #include "common/proto_time.h"
@@ -23,6 +24,7 @@ Agent::Agent(AgentOptions options, GpuBackend* backend, const Clock* clock)
   ro.state_dir = options_.state_dir;
   ro.supervisor_path = options_.supervisor_path;
   ro.cgroup_root = options_.cgroup_root;
+  ro.cgroup_v1_roots = options_.cgroup_v1_roots;
   ro.clock = clock_;
   ro.on_exit = [this](const JobExit& e) { OnJobExit(e); };
   runner_ = std::make_unique<JobRunner>(std::move(ro));
@@ -345,6 +347,22 @@ void Agent::StartJob(uint64_t command_id, const v1::StartJob& start) {
   }
   launch.max_runtime = FromProtoDuration(start.max_runtime());
   launch.gpus = gpus;
+  // Limits this node can enforce go to the supervisor; one it cannot is
+  // said in the STARTED message (the job's history) and the agent's log.
+  JobLimits enforced;
+  const std::string unenforced = EnforceableLimits(
+      EffectiveLimits(
+          {start.memory_bytes(), start.cpu_millis()},
+          {options_.memory_per_gpu_bytes, options_.cpu_millis_per_gpu},
+          static_cast<int64_t>(gpus.size())),
+      options_.can_limit_memory, options_.can_limit_cpu, options_.isolation,
+      &enforced);
+  launch.memory_bytes = enforced.memory_bytes;
+  launch.cpu_millis = enforced.cpu_millis;
+  if (!unenforced.empty()) {
+    fprintf(stderr, "joule-agent: %s attempt %u: %s\n", start.job_id().c_str(),
+            start.attempt(), unenforced.c_str());
+  }
 
   // The requested per-GPU limit applies before the job starts.
   if (start.power_limit_mw() > 0) {
@@ -370,6 +388,7 @@ void Agent::StartJob(uint64_t command_id, const v1::StartJob& start) {
   } else {
     for (uint32_t g : gpus) backend_->SetLoad(g, load);
     u->set_phase(v1::JOB_PHASE_STARTED);
+    u->set_message(unenforced);
   }
   log::Log(
       s.ok() ? log::Level::kInfo : log::Level::kWarn, "job-start",

@@ -42,6 +42,15 @@ struct AgentOptions {
   std::string state_dir;
   std::string supervisor_path;
   std::string cgroup_root;  // empty: no cgroups
+  // Job cgroups and limits (agent/cgroup.h): v1 memory/cpu parents on a
+  // hybrid host, what can be enforced, and per-GPU defaults for jobs that
+  // ask for no limit (0 = none).
+  std::vector<std::string> cgroup_v1_roots;
+  bool can_limit_memory = false;
+  bool can_limit_cpu = false;
+  std::string isolation;  // CgroupSetup::Describe(), for job messages
+  int64_t memory_per_gpu_bytes = 0;
+  int64_t cpu_millis_per_gpu = 0;
   JobUserPolicy job_users;
 };
 

@@ -134,6 +134,7 @@ void JobRunner::Adopt() {
       p.pid = static_cast<pid_t>(RecordInt(*run, "supervisor_pid"));
       p.pgid = static_cast<pid_t>(RecordInt(*run, "pgid"));
       p.cgroup = (*run)["cgroup"];
+      p.cgroup_v1 = absl::StrSplit((*run)["cgroup_v1"], ',', absl::SkipEmpty());
       p.start = absl::FromUnixNanos(RecordInt(*run, "start_ns"));
     }
     const bool ended = ReadRecord(prefix + ".exit").ok();
@@ -177,6 +178,12 @@ JobExit JobRunner::Collect(const Proc& p, bool supervisor_gone) {
       std::ofstream kill_file(p.cgroup + "/cgroup.kill");
       if (kill_file) kill_file << "1";
       ::rmdir(p.cgroup.c_str());
+    }
+    for (const std::string& dir : p.cgroup_v1) {
+      std::ifstream procs(dir + "/cgroup.procs");
+      pid_t pid;
+      while (procs >> pid) ::kill(pid, SIGKILL);
+      ::rmdir(dir.c_str());
     }
     e.supervisor_lost = true;
     e.signal = SIGKILL;
@@ -262,6 +269,18 @@ absl::Status JobRunner::Start(const JobLaunch& launch) {
     cgroup = absl::StrCat(options_.cgroup_root, "/", key);
     args.insert(args.end(), {"--cgroup", cgroup});
   }
+  std::vector<std::string> cgroup_v1;
+  for (const std::string& root : options_.cgroup_v1_roots) {
+    cgroup_v1.push_back(absl::StrCat(root, "/", key));
+    args.insert(args.end(), {"--cgroup-v1", cgroup_v1.back()});
+  }
+  if (launch.memory_bytes > 0) {
+    args.insert(args.end(),
+                {"--memory-bytes", absl::StrCat(launch.memory_bytes)});
+  }
+  if (launch.cpu_millis > 0) {
+    args.insert(args.end(), {"--cpu-millis", absl::StrCat(launch.cpu_millis)});
+  }
   args.push_back("--");
   args.insert(args.end(), launch.command.begin(), launch.command.end());
   std::vector<char*> argv;
@@ -330,6 +349,7 @@ absl::Status JobRunner::Start(const JobLaunch& launch) {
   p.pid = pid;
   absl::SimpleAtoi(absl::StripSuffix(answer.substr(3), "\n"), &p.pgid);
   p.cgroup = cgroup;
+  p.cgroup_v1 = cgroup_v1;
   p.start = options_.clock->Now();
   p.gpus = launch.gpus;
   p.energy_at_start_mj = launch.energy_at_start_mj;

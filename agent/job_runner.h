@@ -24,6 +24,10 @@ struct JobLaunch {
   std::vector<std::string> env;  // the whole environment, "K=V"
   JobIdentity identity;          // who it runs as
   absl::Duration max_runtime = absl::ZeroDuration();  // 0 = none
+  // Written into the job's cgroups (agent/cgroup.h); 0 = none. A limit
+  // that no cgroup of this runner can hold fails Start.
+  int64_t memory_bytes = 0;
+  int64_t cpu_millis = 0;
   // Agent facts kept with the attempt (they survive an agent restart).
   std::vector<uint32_t> gpus;
   uint64_t energy_at_start_mj = 0;
@@ -70,6 +74,8 @@ class JobRunner {
     std::string state_dir;
     std::string supervisor_path;  // the joule-job-supervisor binary
     std::string cgroup_root;      // empty: no cgroups
+    // Hybrid hierarchies: the agent's v1 memory / cpu parents.
+    std::vector<std::string> cgroup_v1_roots;
     const Clock* clock = nullptr;
     std::function<void(const JobExit&)> on_exit;
     size_t ended_records_kept = 100;
@@ -106,6 +112,7 @@ class JobRunner {
     pid_t pid = 0;  // supervisor
     pid_t pgid = 0;
     std::string cgroup;
+    std::vector<std::string> cgroup_v1;
     bool adopted = false;
     absl::Time start;
     std::vector<uint32_t> gpus;

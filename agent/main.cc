@@ -8,10 +8,12 @@
 #include <fstream>
 #include <memory>
 #include <thread>
+#include <tuple>
 
 #include "CLI/CLI.hpp"
 #include "agent/agent.h"
 #include "agent/agent_metrics.h"
+#include "agent/cgroup.h"
 #include "agent/job_record.h"
 #include "agent/nvml_backend.h"
 #include "agent/sim_backend.h"
@@ -19,6 +21,7 @@
 #include "common/gpu_catalog.h"
 #include "common/log.h"
 #include "common/systemd_notify.h"
+#include "common/resources.h"
 #include "common/units.h"
 #include "metrics/http_server.h"
 
@@ -41,18 +44,6 @@ std::string DefaultSupervisor() {
              : self.substr(0, slash + 1) + "joule-job-supervisor";
 }
 
-// A cgroup v2 parent for this agent's jobs where /sys/fs/cgroup is a
-// writable unified hierarchy; empty otherwise.
-std::string DefaultCgroupRoot(const std::string& node) {
-  if (access("/sys/fs/cgroup/cgroup.controllers", F_OK) != 0 ||
-      access("/sys/fs/cgroup", W_OK) != 0) {
-    return "";
-  }
-  const std::string dir = "/sys/fs/cgroup/joule-agent-" + node;
-  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) return "";
-  return dir;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -72,6 +63,7 @@ int main(int argc, char** argv) {
   std::string state_dir = "/var/lib/joule-agent";
   std::string supervisor = DefaultSupervisor();
   std::string cgroup_root = "auto";
+  std::string job_memory_per_gpu, job_cpus_per_gpu;
   std::string job_user;
   std::vector<std::string> tenant_users;
   std::string tenant_user_file;
@@ -101,7 +93,12 @@ int main(int argc, char** argv) {
   app.add_option("--supervisor", supervisor,
                  "joule-job-supervisor binary (default: next to this one)");
   app.add_option("--cgroup-root", cgroup_root,
-                 "cgroup v2 dir for job cgroups, 'auto' or 'none'");
+                 "cgroup v2 dir for job cgroups, 'auto' (v2 or hybrid "
+                 "/sys/fs/cgroup) or 'none'");
+  app.add_option("--job-memory-per-gpu", job_memory_per_gpu,
+                 "memory limit per GPU for jobs that set none (e.g. 64GiB)");
+  app.add_option("--job-cpus-per-gpu", job_cpus_per_gpu,
+                 "CPU limit per GPU for jobs that set none (e.g. 8)");
   app.add_option("--address", address,
                  "address other nodes reach this one at (JOULE_MASTER_ADDR)");
   app.add_option("--nvml-library", nvml_library, "NVML library to dlopen");
@@ -239,8 +236,31 @@ int main(int argc, char** argv) {
             supervisor.c_str());
     return 2;
   }
-  if (cgroup_root == "auto") cgroup_root = DefaultCgroupRoot(node_name);
-  if (cgroup_root == "none") cgroup_root.clear();
+  joule::agent::CgroupSetup cgroups;
+  if (cgroup_root == "auto") {
+    cgroups = joule::agent::DetectCgroups("/sys/fs/cgroup", node_name);
+  } else if (cgroup_root != "none") {
+    cgroups = joule::agent::ExplicitCgroupRoot(cgroup_root);
+  } else {
+    cgroups.why_none = "--cgroup-root none";
+  }
+  // Loud: an operator must see that jobs are not contained.
+  fprintf(stderr, "joule-agent: %s\n", cgroups.Describe().c_str());
+  joule::agent::JobLimits per_gpu;
+  for (auto [flag, text, parse, out] :
+       {std::tuple{"--job-memory-per-gpu", &job_memory_per_gpu,
+                   &joule::ParseMemoryBytes, &per_gpu.memory_bytes},
+        std::tuple{"--job-cpus-per-gpu", &job_cpus_per_gpu,
+                   &joule::ParseCpuMillis, &per_gpu.cpu_millis}}) {
+    if (text->empty()) continue;
+    auto v = parse(flag, *text);
+    if (!v.ok()) {
+      fprintf(stderr, "joule-agent: %s\n",
+              std::string(v.status().message()).c_str());
+      return 2;
+    }
+    *out = *v;
+  }
   {
     auto who = joule::agent::ResolveJobIdentity(job_users, "");
     fprintf(stderr, "joule-agent: jobs run as %s%s\n",
@@ -259,7 +279,13 @@ int main(int argc, char** argv) {
   options.log_dir = log_dir;
   options.state_dir = state_dir + "/jobs";
   options.supervisor_path = supervisor;
-  options.cgroup_root = cgroup_root;
+  options.cgroup_root = cgroups.v2_dir;
+  options.cgroup_v1_roots = cgroups.v1_dirs;
+  options.can_limit_memory = cgroups.memory;
+  options.can_limit_cpu = cgroups.cpu;
+  options.isolation = cgroups.Describe();
+  options.memory_per_gpu_bytes = per_gpu.memory_bytes;
+  options.cpu_millis_per_gpu = per_gpu.cpu_millis;
   options.job_users = job_users;
   joule::agent::Agent agent(options, backend.get(), clock);
 

@@ -1,10 +1,17 @@
 // joule-job-supervisor: one per job attempt, started by joule-agent (see
-// docs/security.md, "Node isolation"). It owns the job's process group (and cgroup,
-// where it can make one), survives the agent, and records the job's end in
-// the agent's state dir. Not meant to be run by hand.
+// docs/security.md, "Node isolation"). It owns the job's process group (and
+// cgroup, where it can make one), survives the agent, and records the job's end
+// in the agent's state dir. Not meant to be run by hand.
 //
 //   joule-job-supervisor --record PREFIX --log PATH [--uid N --gid N
-//       --user NAME] [--max-runtime-ms N] [--cgroup DIR] -- PROGRAM ARGS...
+//       --user NAME] [--max-runtime-ms N] [--cgroup DIR] [--cgroup-v1 DIR]...
+//       [--memory-bytes N] [--cpu-millis N] -- PROGRAM ARGS...
+//
+// --cgroup is the job's cgroup v2 dir (made here, never an existing one);
+// --cgroup-v1 (hybrid hierarchies, repeatable) a v1 memory or cpu dir made
+// the same way. --memory-bytes / --cpu-millis are written into whichever of
+// them has the control file (agent/cgroup.h); a limit that no dir can hold
+// fails the start ("error: ...").
 //
 // The job gets this process's environment (the agent builds it). fd 3, if
 // open, is a pipe to the agent: "ok PGID\n" once the job runs, or
@@ -30,7 +37,9 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "agent/cgroup.h"
 #include "agent/job_record.h"
 
 namespace {
@@ -56,6 +65,9 @@ void Tell(int fd, const std::string& line) {
   (void)!::write(fd, l.data(), l.size());
 }
 
+// The v1 dirs (hybrid hierarchies) of this job; set once before the fork.
+std::vector<std::string> g_v1_dirs;
+
 // SIGKILLs every process of the cgroup (cgroup.kill where the kernel has
 // it) and every direct child left (orphans reparent to us: subreaper).
 void KillAll(pid_t pgid, const std::string& cgroup) {
@@ -64,6 +76,11 @@ void KillAll(pid_t pgid, const std::string& cgroup) {
     std::ofstream kill_file(cgroup + "/cgroup.kill");
     if (kill_file) kill_file << "1";
     std::ifstream procs(cgroup + "/cgroup.procs");
+    pid_t p;
+    while (procs >> p) ::kill(p, SIGKILL);
+  }
+  for (const std::string& dir : g_v1_dirs) {
+    std::ifstream procs(dir + "/cgroup.procs");
     pid_t p;
     while (procs >> p) ::kill(p, SIGKILL);
   }
@@ -77,7 +94,9 @@ void KillAll(pid_t pgid, const std::string& cgroup) {
 
 int main(int argc, char** argv) {
   std::string record, log, user, cgroup;
+  std::vector<std::string> v1_dirs;
   int64_t uid = -1, gid = -1, max_runtime_ms = 0;
+  joule::agent::JobLimits limits;
   int i = 1;
   for (; i < argc; ++i) {
     const std::string a = argv[i];
@@ -99,6 +118,12 @@ int main(int argc, char** argv) {
       user = v;
     } else if (a == "--cgroup") {
       cgroup = v;
+    } else if (a == "--cgroup-v1") {
+      v1_dirs.push_back(v);
+    } else if (a == "--memory-bytes") {
+      ok = absl::SimpleAtoi(v, &limits.memory_bytes) && limits.memory_bytes > 0;
+    } else if (a == "--cpu-millis") {
+      ok = absl::SimpleAtoi(v, &limits.cpu_millis) && limits.cpu_millis > 0;
     } else if (a == "--uid") {
       ok = absl::SimpleAtoi(v, &uid);
     } else if (a == "--gid") {
@@ -149,10 +174,48 @@ int main(int argc, char** argv) {
     // (it may hold another agent's job of the same name).
     cgroup.clear();
   }
+  for (const std::string& dir : v1_dirs) {
+    if (::mkdir(dir.c_str(), 0755) == 0) g_v1_dirs.push_back(dir);
+  }
+  auto remove_cgroups = [&] {
+    if (!cgroup.empty()) ::rmdir(cgroup.c_str());
+    for (const std::string& dir : g_v1_dirs) ::rmdir(dir.c_str());
+  };
+  // The limits, before any process of the job exists.
+  bool memory_set = false, cpu_set = false;
+  std::vector<std::string> dirs = g_v1_dirs;
+  if (!cgroup.empty()) dirs.insert(dirs.begin(), cgroup);
+  for (const std::string& dir : dirs) {
+    bool m = false, c = false;
+    for (const auto& [file, value] :
+         joule::agent::LimitWrites(dir, limits, &m, &c)) {
+      std::ofstream f(file);
+      f << value;
+      f.flush();
+      if (!f.good()) {
+        remove_cgroups();
+        Tell(ready_fd, absl::StrCat("error: cannot set ", file, " to ", value));
+        return 1;
+      }
+    }
+    memory_set = memory_set || m;
+    cpu_set = cpu_set || c;
+  }
+  if ((limits.memory_bytes > 0 && !memory_set) ||
+      (limits.cpu_millis > 0 && !cpu_set)) {
+    remove_cgroups();
+    Tell(ready_fd,
+         absl::StrCat("error: the job's ",
+                      limits.memory_bytes > 0 && !memory_set ? "memory" : "CPU",
+                      " limit cannot be enforced: no cgroup with that "
+                      "controller could be made"));
+    return 1;
+  }
   const int64_t start_ns = NowNs();
   Record run = {{"supervisor_pid", absl::StrCat(getpid())},
                 {"start_ns", absl::StrCat(start_ns)},
-                {"cgroup", cgroup}};
+                {"cgroup", cgroup},
+                {"cgroup_v1", absl::StrJoin(g_v1_dirs, ",")}};
   // Before the fork: an agent that dies from here on finds this record.
   if (!WriteRecord(record + ".run", run).ok()) {
     Tell(ready_fd, "error: cannot write the job record");
@@ -177,13 +240,14 @@ int main(int argc, char** argv) {
       (void)!::write(err_pipe[1], m.data(), m.size());
       _exit(127);
     };
-    if (!cgroup.empty()) {
-      const std::string procs = cgroup + "/cgroup.procs";
+    for (const std::string& dir : dirs) {
+      // Into each of its cgroups (v2, and v1 memory/cpu on hybrid hosts);
+      // a limit that was set must hold the job.
+      const std::string procs = dir + "/cgroup.procs";
       const int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
-      if (fd >= 0) {
-        (void)!::write(fd, "0", 1);
-        ::close(fd);
-      }
+      const bool joined = fd >= 0 && ::write(fd, "0", 1) == 1;
+      if (fd >= 0) ::close(fd);
+      if (!joined && (memory_set || cpu_set)) fail("cannot join its cgroup");
     }
     const int null_fd = ::open("/dev/null", O_RDONLY);
     ::dup2(null_fd, STDIN_FILENO);
@@ -226,7 +290,7 @@ int main(int argc, char** argv) {
     int st;
     ::waitpid(child, &st, 0);
     KillAll(child, cgroup);
-    if (!cgroup.empty()) ::rmdir(cgroup.c_str());
+    remove_cgroups();
     ::unlink((record + ".run").c_str());
     Tell(ready_fd, absl::StrCat("error: ", std::string(buf, n)));
     return 127;
@@ -286,6 +350,12 @@ all_gone:
   if (!cgroup.empty()) {
     // The cgroup is empty once every process is reaped; rmdir confirms it.
     for (int tries = 0; tries < 100 && ::rmdir(cgroup.c_str()) != 0; ++tries) {
+      KillAll(pgid, cgroup);
+      usleep(10000);
+    }
+  }
+  for (const std::string& dir : g_v1_dirs) {
+    for (int tries = 0; tries < 100 && ::rmdir(dir.c_str()) != 0; ++tries) {
       KillAll(pgid, cgroup);
       usleep(10000);
     }

@@ -31,6 +31,7 @@
 #include "common/cli_parse.h"
 #include "common/endpoints.h"
 #include "common/proto_time.h"
+#include "common/resources.h"
 #include "common/units.h"
 #include "grpcpp/grpcpp.h"
 #include "joule/v1/auth.grpc.pb.h"
@@ -306,6 +307,7 @@ struct SubmitFlags {
   int32_t priority = 0;
   double sim_load = 0;
   std::vector<std::string> env, command;
+  std::string memory, cpus;  // per node, enforced in the job's cgroup
 };
 
 void JobSubmit(Client& c, const Globals& g, const SubmitFlags& f) {
@@ -354,6 +356,16 @@ void JobSubmit(Client& c, const Globals& g, const SubmitFlags& f) {
   auto after = ParseAfter(f.after);
   if (!after.ok()) FailStatus(after.status());
   for (const std::string& id : *after) s->add_after(id);
+  if (!f.memory.empty()) {
+    auto m = joule::ParseMemoryBytes("--memory", f.memory);
+    if (!m.ok()) FailStatus(m.status());
+    s->set_memory_bytes(*m);
+  }
+  if (!f.cpus.empty()) {
+    auto m = joule::ParseCpuMillis("--cpus", f.cpus);
+    if (!m.ok()) FailStatus(m.status());
+    s->set_cpu_millis(*m);
+  }
   req.set_request_id(f.request_id);
   v1::SubmitJobResponse resp;
   c.Call(&v1::JobService::Stub::SubmitJob, c.jobs(), req, &resp);
@@ -650,8 +662,13 @@ void TenantCreate(Client& c, const Globals& g, const std::string& name,
 
 void TenantList(Client& c, const Globals& g) {
   v1::ListTenantsResponse resp;
-  c.Call(&v1::AdminService::Stub::ListTenants, c.admin(),
-         v1::ListTenantsRequest(), &resp);
+  v1::ListTenantsRequest req;
+  do {  // follows the pages
+    v1::ListTenantsResponse page;
+    c.Call(&v1::AdminService::Stub::ListTenants, c.admin(), req, &page);
+    resp.mutable_tenants()->MergeFrom(page.tenants());
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
   if (Structured(g, resp)) return;
   Table t({"TENANT", "WEIGHT", "CREATED", "USAGE", "QUOTA"});
   for (const auto& x : resp.tenants()) {
@@ -748,7 +765,12 @@ void PriceList(Client& c, const Globals& g, bool history) {
   v1::ListPricesRequest req;
   req.set_include_history(history);
   v1::ListPricesResponse resp;
-  c.Call(&v1::BillingService::Stub::ListPrices, c.billing(), req, &resp);
+  do {  // follows the pages
+    v1::ListPricesResponse page;
+    c.Call(&v1::BillingService::Stub::ListPrices, c.billing(), req, &page);
+    resp.mutable_prices()->MergeFrom(page.prices());
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
   if (Structured(g, resp)) return;
   Table t({"VERSION", "EFFECTIVE", "KIND", "ITEM", "CLASS/DIRECTION", "PRICE"});
   auto tiers = [](const auto& ts) {
@@ -807,7 +829,12 @@ void ContractList(Client& c, const Globals& g, const std::string& tenant) {
   v1::ListContractsRequest req;
   req.set_tenant(tenant);
   v1::ListContractsResponse resp;
-  c.Call(&v1::BillingService::Stub::ListContracts, c.billing(), req, &resp);
+  do {  // follows the pages
+    v1::ListContractsResponse page;
+    c.Call(&v1::BillingService::Stub::ListContracts, c.billing(), req, &page);
+    resp.mutable_contracts()->MergeFrom(page.contracts());
+    req.set_page_token(page.next_page_token());
+  } while (!req.page_token().empty());
   if (Structured(g, resp)) return;
   Table t({"ID", "TENANT", "GPU MODEL", "GPUS", "START", "END", "RATE",
            "OVERAGE", "VALUE"});
@@ -1302,6 +1329,10 @@ int main(int argc, char** argv) {
   submit->add_option("--env", sf.env, "KEY=VALUE (repeatable)");
   submit->add_option("--sim-load", sf.sim_load,
                      "simulated GPUs: how hard the job drives them (0..1)");
+  submit->add_option("--memory", sf.memory,
+                     "memory limit per node, e.g. 64GiB (the job's cgroup)");
+  submit->add_option("--cpus", sf.cpus,
+                     "CPU limit per node, e.g. 16 or 0.5 (the job's cgroup)");
   submit->add_option("--request-id", sf.request_id,
                      "idempotency key: retrying with it never submits twice");
   set(submit, [&](Client& c) { JobSubmit(c, g, sf); });

@@ -1,10 +1,12 @@
 #include "daemon/billing_service.h"
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "daemon/ops_events.h"
+#include "daemon/paging.h"
 #include "daemon/services.h"
 
 namespace joule::daemon {
@@ -32,14 +34,21 @@ grpc::ServerUnaryReactor* BillingServiceImpl::SetPrice(
 grpc::ServerUnaryReactor* BillingServiceImpl::ListPrices(
     grpc::CallbackServerContext* ctx, const v1::ListPricesRequest* req,
     v1::ListPricesResponse* resp) {
-  return gate_->Now(ctx, M("ListPrices"),
-                    [this, req, resp](const Caller&) -> absl::Status {
-                      for (auto& p :
-                           ledger_->ListPrices(req->include_history())) {
-                        *resp->add_prices() = std::move(p);
-                      }
-                      return absl::OkStatus();
-                    });
+  return gate_->Now(
+      ctx, M("ListPrices"), [this, req, resp](const Caller&) -> absl::Status {
+        // In version order; the token is the last version.
+        std::vector<v1::Price> prices =
+            ledger_->ListPrices(req->include_history());
+        ASSIGN_OR_RETURN(const std::string next,
+                         Paginate(&prices, req->page_size(), req->page_token(),
+                                  [](const v1::Price& p) {
+                                    return absl::StrFormat("%020u",
+                                                           p.version());
+                                  }));
+        resp->set_next_page_token(next);
+        for (auto& p : prices) *resp->add_prices() = std::move(p);
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* BillingServiceImpl::CreateContract(
@@ -63,10 +72,15 @@ grpc::ServerUnaryReactor* BillingServiceImpl::ListContracts(
           return absl::PermissionDeniedError(
               "tenant: a tenant may list only its own contracts");
         }
-        for (auto& k : ledger_->ListContracts(only.empty() ? req->tenant()
-                                                           : only)) {
-          *resp->add_contracts() = std::move(k);
-        }
+        // In id order; the token is the last id.
+        std::vector<v1::Contract> contracts =
+            ledger_->ListContracts(only.empty() ? req->tenant() : only);
+        ASSIGN_OR_RETURN(
+            const std::string next,
+            Paginate(&contracts, req->page_size(), req->page_token(),
+                     [](const v1::Contract& k) { return k.id(); }));
+        resp->set_next_page_token(next);
+        for (auto& k : contracts) *resp->add_contracts() = std::move(k);
         return absl::OkStatus();
       });
 }

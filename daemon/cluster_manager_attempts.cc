@@ -105,7 +105,9 @@ absl::Status ClusterManager::HandleJobUpdate(const std::string& node,
       if (j->job.state() == v1::JOB_STATE_STARTING) {
         v1::JobAttempt* a = j->job.mutable_attempts(j->job.attempts_size() - 1);
         *a->mutable_start_time() = ToProtoTime(when);
-        TransitionLocked(*j, v1::JOB_STATE_RUNNING, RunningReason(j->job),
+        TransitionLocked(*j, v1::JOB_STATE_RUNNING,
+                         absl::StrCat(RunningReason(j->job),
+                                      message.empty() ? "" : "; ", message),
                          when);
         PutJobLocked(&batch, j->job);
       }

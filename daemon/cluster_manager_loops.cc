@@ -245,6 +245,8 @@ void ClusterManager::ScheduleOnce() {
       s->set_power_limit_mw(al.power_limit_mw());
       s->set_sim_load(job.spec().sim_load() > 0 ? job.spec().sim_load() : 1.0);
       s->set_tenant(job.spec().tenant());
+      s->set_memory_bytes(job.spec().memory_bytes());
+      s->set_cpu_millis(job.spec().cpu_millis());
       SendLocked(nodes_.at(al.node()), m);
     }
   }

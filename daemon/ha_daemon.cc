@@ -11,6 +11,7 @@
 #include "common/systemd_notify.h"
 #include "daemon/retention.h"
 #include "grpcpp/generic/async_generic_service.h"
+#include "storage/revision_compactor.h"
 
 namespace joule::daemon {
 
@@ -184,6 +185,7 @@ void HaDaemon::Run() {
             ha_.prefix.c_str(),
             absl::FormatDuration(absl::Now() - won).c_str());
     absl::Time next_usage_compaction = absl::Now();
+    storage::RevisionCompactor revisions(client_.get());
     while (true) {
       {
         absl::MutexLock lock(&mu_);
@@ -203,6 +205,11 @@ void HaDaemon::Run() {
                   "jouled: deleted %lld usage records past the dedup window\n",
                   static_cast<long long>(*n));
         }
+      }
+      // etcd's old revisions: compacted to the revision of 10 minutes ago.
+      if (auto rev = revisions.Step(); rev.ok() && *rev > 0) {
+        fprintf(stderr, "jouled: etcd compacted to revision %lld\n",
+                static_cast<long long>(*rev));
       }
       if (ha_.event_retention > absl::ZeroDuration()) {
         auto n = CompactEvents(store_.get(),

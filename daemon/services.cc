@@ -387,15 +387,24 @@ grpc::ServerUnaryReactor* AdminServiceImpl::SetTenantQuota(
 grpc::ServerUnaryReactor* AdminServiceImpl::ListTenants(
     grpc::CallbackServerContext* ctx, const v1::ListTenantsRequest* req,
     v1::ListTenantsResponse* resp) {
-  return gate_->Now(ctx, M("AdminService", "ListTenants"),
-                    [this, resp](const Caller& c) -> absl::Status {
-                      const std::string only = c.TenantScope();
-                      for (auto& t : manager_->ListTenants()) {
-                        if (!only.empty() && t.name() != only) continue;
-                        *resp->add_tenants() = std::move(t);
-                      }
-                      return absl::OkStatus();
-                    });
+  return gate_->Now(
+      ctx, M("AdminService", "ListTenants"),
+      [this, req, resp](const Caller& c) -> absl::Status {
+        const std::string only = c.TenantScope();
+        std::vector<v1::Tenant> tenants;
+        for (auto& t : manager_->ListTenants()) {
+          if (!only.empty() && t.name() != only) continue;
+          tenants.push_back(std::move(t));
+        }
+        // By name (ListTenants returns them in name order).
+        ASSIGN_OR_RETURN(
+            const std::string next,
+            Paginate(&tenants, req->page_size(), req->page_token(),
+                     [](const v1::Tenant& t) { return t.name(); }));
+        resp->set_next_page_token(next);
+        for (auto& t : tenants) *resp->add_tenants() = std::move(t);
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace joule::daemon

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/job_env.h"
 #include "common/proto_time.h"
+#include "common/resources.h"
 #include "common/status_macros.h"
 
 namespace joule::daemon::validation {
@@ -46,6 +47,8 @@ constexpr FieldRule kTable[] = {
     {"spec.max_runtime", "0..366 days"},
     {"spec.sim_load", "0..1, finite"},
     {"spec.power_mode", "unspecified, performance or efficiency"},
+    {"spec.memory_bytes", "0 (agent default) or 1 MiB..16 TiB"},
+    {"spec.cpu_millis", "0 (agent default) or 10..1,024,000 (1000 = 1 CPU)"},
     {"request_id", "name or empty"},
     {"cancel.reason, set_power_cap.reason", "free text"},
     {"tenant.name", "name"},
@@ -223,6 +226,14 @@ absl::Status JobSpec(const v1::JobSpec& spec) {
   }
   if (!v1::PowerMode_IsValid(spec.power_mode())) {
     return Bad("spec.power_mode", "must be performance or efficiency");
+  }
+  if (spec.memory_bytes() != 0) {
+    RETURN_IF_ERROR(IntRange("spec.memory_bytes", spec.memory_bytes(),
+                             kMinJobMemoryBytes, kMaxJobMemoryBytes));
+  }
+  if (spec.cpu_millis() != 0) {
+    RETURN_IF_ERROR(IntRange("spec.cpu_millis", spec.cpu_millis(),
+                             kMinJobCpuMillis, kMaxJobCpuMillis));
   }
   return absl::OkStatus();
 }

@@ -69,10 +69,113 @@ void EtcdStore::Depose(const absl::Status& why) {
   if (fn) fn(why);
 }
 
+int64_t EtcdStore::txns_sent() const {
+  absl::MutexLock lock(&queue_mu_);
+  return txns_;
+}
+
+int64_t EtcdStore::batches_committed() const {
+  absl::MutexLock lock(&queue_mu_);
+  return batches_;
+}
+
+int64_t EtcdStore::queued() const {
+  absl::MutexLock lock(&queue_mu_);
+  return static_cast<int64_t>(queue_.size());
+}
+
 absl::Status EtcdStore::Write(const WriteBatch& batch,
                               const WriteOptions& options) {
   // etcd commits every Txn to a quorum's WAL with fsync: `sync` is always
   // honoured.
+  {
+    absl::MutexLock lock(&mu_);
+    if (deposed_) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "this jouled is no longer the leader: ", deposed_why_.message()));
+    }
+  }
+  if (batch.empty()) return absl::OkStatus();
+  // The last op on each key wins; keep ops in the order of their last
+  // occurrence.
+  Writer w;
+  {
+    absl::flat_hash_map<std::string, size_t> last;
+    std::vector<std::string> keys(batch.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      const WriteBatch::Op& op = batch.ops()[i];
+      keys[i] = EtcdKey(op.table, op.key);
+      last[keys[i]] = i;
+    }
+    w.ops.reserve(last.size());
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (last[keys[i]] != i) continue;
+      const WriteBatch::Op& op = batch.ops()[i];
+      etcdserverpb::RequestOp& r = w.ops.emplace_back();
+      if (op.value.has_value()) {
+        r.mutable_request_put()->set_key(std::move(keys[i]));
+        r.mutable_request_put()->set_value(*op.value);
+      } else {
+        r.mutable_request_delete_range()->set_key(std::move(keys[i]));
+      }
+      // The field tag and length of the op inside the TxnRequest.
+      w.bytes += static_cast<int64_t>(r.ByteSizeLong()) + 6;
+    }
+  }
+  const int64_t ops = static_cast<int64_t>(w.ops.size());
+  // etcd measures the raft entry (the Txn plus a small header).
+  const int64_t bytes = w.bytes + 1024;
+  if (ops > options_.max_txn_ops || bytes > options_.max_request_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("store batch of ", ops, " keys and ~", bytes,
+                     " bytes is over etcd's limits (max_txn_ops ",
+                     options_.max_txn_ops, ", max_request_bytes ",
+                     options_.max_request_bytes, "); nothing was written"));
+  }
+
+  absl::MutexLock lock(&queue_mu_);
+  queue_.push_back(&w);
+  if (committing_) {
+    queue_mu_.Await(absl::Condition(
+        +[](Writer* x) { return x->done || x->lead; }, &w));
+    if (w.done) return w.status;
+  } else {
+    committing_ = true;
+  }
+  // This writer leads: it is the front of the queue. Take the queued
+  // writers that fit one Txn, in order.
+  std::vector<Writer*> group;
+  int64_t group_ops = 0, group_bytes = 1024;
+  for (Writer* x : queue_) {
+    if (!group.empty() &&
+        (group_ops + static_cast<int64_t>(x->ops.size()) >
+             options_.max_txn_ops ||
+         group_bytes + x->bytes > options_.max_request_bytes)) {
+      break;
+    }
+    group.push_back(x);
+    group_ops += static_cast<int64_t>(x->ops.size());
+    group_bytes += x->bytes;
+  }
+  queue_mu_.Unlock();
+  const absl::Status s = CommitGroup(group);
+  queue_mu_.Lock();
+  ++txns_;
+  batches_ += static_cast<int64_t>(group.size());
+  for (Writer* x : group) {
+    x->status = s;
+    x->done = true;
+    queue_.pop_front();
+  }
+  if (queue_.empty()) {
+    committing_ = false;
+  } else {
+    queue_.front()->lead = true;
+  }
+  return s;
+}
+
+absl::Status EtcdStore::CommitGroup(const std::vector<Writer*>& group) {
   etcdserverpb::TxnRequest req;
   bool fenced = false;
   {
@@ -90,42 +193,39 @@ absl::Status EtcdStore::Write(const WriteBatch& batch,
       c->set_create_revision(fence_revision_);
     }
   }
-  if (batch.empty()) return absl::OkStatus();
-  // The last op on each key wins; keep ops in the order of their last
-  // occurrence.
-  absl::flat_hash_map<std::string, size_t> last;
-  std::vector<std::string> keys(batch.size());
-  for (size_t i = 0; i < batch.size(); ++i) {
-    const WriteBatch::Op& op = batch.ops()[i];
-    keys[i] = EtcdKey(op.table, op.key);
-    last[keys[i]] = i;
-  }
-  for (size_t i = 0; i < batch.size(); ++i) {
-    if (last[keys[i]] != i) continue;
-    const WriteBatch::Op& op = batch.ops()[i];
-    etcdserverpb::RequestOp* r = req.add_success();
-    if (op.value.has_value()) {
-      r->mutable_request_put()->set_key(std::move(keys[i]));
-      r->mutable_request_put()->set_value(*op.value);
-    } else {
-      r->mutable_request_delete_range()->set_key(std::move(keys[i]));
+  if (group.size() == 1) {
+    for (etcdserverpb::RequestOp& op : group[0]->ops) {
+      *req.add_success() = std::move(op);
     }
-  }
-  const int64_t ops = req.success_size();
-  // etcd measures the raft entry (the Txn plus a small header).
-  const int64_t bytes = static_cast<int64_t>(req.ByteSizeLong()) + 1024;
-  if (ops > options_.max_txn_ops || bytes > options_.max_request_bytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("store batch of ", ops, " keys and ~", bytes,
-                     " bytes is over etcd's limits (max_txn_ops ",
-                     options_.max_txn_ops, ", max_request_bytes ",
-                     options_.max_request_bytes, "); nothing was written"));
+  } else {
+    // Across batches too, the last op on a key wins (etcd refuses a key
+    // twice in one Txn).
+    absl::flat_hash_map<std::string_view, std::pair<size_t, size_t>> last;
+    auto key_of = [](const etcdserverpb::RequestOp& op) -> std::string_view {
+      return op.has_request_put() ? op.request_put().key()
+                                  : op.request_delete_range().key();
+    };
+    for (size_t g = 0; g < group.size(); ++g) {
+      for (size_t i = 0; i < group[g]->ops.size(); ++i) {
+        last[key_of(group[g]->ops[i])] = {g, i};
+      }
+    }
+    for (size_t g = 0; g < group.size(); ++g) {
+      for (size_t i = 0; i < group[g]->ops.size(); ++i) {
+        auto it = last.find(key_of(group[g]->ops[i]));
+        if (it->second != std::make_pair(g, i)) continue;
+        *req.add_success() = std::move(group[g]->ops[i]);
+        // The moved-from key is empty now; later lookups of it are by
+        // other ops' keys only (each key's last op is moved exactly once).
+        last.erase(it);
+      }
+    }
   }
   auto resp = client_->Txn(req);
   if (!resp.ok()) {
-    // The batch may or may not be in etcd; a leader's memory may no longer
-    // match it, so it must step down and reload. Without a fence (tools,
-    // tests) there is no memory to protect.
+    // The batches may or may not be in etcd; a leader's memory may no
+    // longer match it, so it must step down and reload. Without a fence
+    // (tools, tests) there is no memory to protect.
     if (IsOutcomeUnknown(resp.status()) && fenced) Depose(resp.status());
     return resp.status();
   }

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "absl/synchronization/mutex.h"
 #include "storage/etcd_client.h"
@@ -20,6 +22,18 @@ namespace joule::storage {
 // created; a deposed leader's Txn fails that compare and applies nothing.
 // Several ops on one key collapse to the last one (etcd refuses duplicate
 // keys in a Txn; the result is the same as applying them in order).
+//
+// Group commit: while one Txn is in flight, concurrent Writes queue; the
+// first writer in the queue then sends the queued batches, in queue order,
+// as ONE fenced Txn (as many as fit max_txn_ops and max_request_bytes; at
+// least one), and every writer of the group gets that Txn's result. A group
+// is atomic (all its batches or none), so each batch still is; batches of
+// one thread are in separate groups in their order (a Write returns only
+// after its group committed). Concurrent batches are applied in queue
+// order, as RocksDB's write group does; ops on the same key across batches
+// of a group collapse to the last. A failure of the Txn is every writer's
+// failure (nothing of the group was written, or the outcome is unknown for
+// all of them).
 // Errors of Write:
 //   FAILED_PRECONDITION  the fence compare failed: this jouled is no longer
 //                        leader; nothing was written. Latched: every later
@@ -70,6 +84,12 @@ class EtcdStore final : public Store {
   void ClearFence();
   // A Write found this jouled deposed (or its outcome unknown).
   bool deposed() const;
+  // Txns sent and batches written by them, since construction (group
+  // commit: batches >= txns).
+  int64_t txns_sent() const;
+  int64_t batches_committed() const;
+  // Writes waiting in the queue (the one in flight included).
+  int64_t queued() const;
   // Called once, outside any lock, when the store latches deposed.
   void set_on_deposed(std::function<void(const absl::Status&)> fn);
 
@@ -78,7 +98,17 @@ class EtcdStore final : public Store {
   EtcdClient* client() { return client_; }
 
  private:
+  // One queued Write: its ops (collapsed, in order), and its result.
+  struct Writer {
+    std::vector<etcdserverpb::RequestOp> ops;
+    int64_t bytes = 0;  // serialized size of `ops`
+    bool lead = false;  // this writer sends the next group
+    bool done = false;
+    absl::Status status;
+  };
   void Depose(const absl::Status& why);
+  // Sends `group` (front of the queue) as one Txn; returns its status.
+  absl::Status CommitGroup(const std::vector<Writer*>& group);
 
   EtcdClient* const client_;
   const Options options_;
@@ -88,6 +118,13 @@ class EtcdStore final : public Store {
   bool deposed_ ABSL_GUARDED_BY(mu_) = false;
   absl::Status deposed_why_ ABSL_GUARDED_BY(mu_);
   std::function<void(const absl::Status&)> on_deposed_ ABSL_GUARDED_BY(mu_);
+
+  // Group commit: the writers waiting, the first one leads when `lead`.
+  mutable absl::Mutex queue_mu_;
+  std::deque<Writer*> queue_ ABSL_GUARDED_BY(queue_mu_);
+  bool committing_ ABSL_GUARDED_BY(queue_mu_) = false;
+  int64_t txns_ ABSL_GUARDED_BY(queue_mu_) = 0;
+  int64_t batches_ ABSL_GUARDED_BY(queue_mu_) = 0;
 };
 
 // The first key after every key starting with `prefix` ("\0" when there is

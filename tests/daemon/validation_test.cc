@@ -182,7 +182,29 @@ INSTANTIATE_TEST_SUITE_P(
                  ""},
         SpecCase{"power_mode_7",
                  [](auto* s) { s->set_power_mode(static_cast<v1::PowerMode>(7)); },
-                 "spec.power_mode"}),
+                 "spec.power_mode"},
+        // Limits: 0 is the agent default; else 1 MiB (1,048,576 bytes) ..
+        // 16 TiB (2^44) and 10 .. 1,024,000 millicpus.
+        SpecCase{"mem_floor", [](auto* s) { s->set_memory_bytes(1 << 20); },
+                 ""},
+        SpecCase{"mem_small",
+                 [](auto* s) { s->set_memory_bytes((1 << 20) - 1); },
+                 "spec.memory_bytes"},
+        SpecCase{"mem_16tib",
+                 [](auto* s) { s->set_memory_bytes(int64_t{1} << 44); }, ""},
+        SpecCase{"mem_big",
+                 [](auto* s) { s->set_memory_bytes((int64_t{1} << 44) + 1); },
+                 "spec.memory_bytes"},
+        SpecCase{"mem_neg", [](auto* s) { s->set_memory_bytes(-1); },
+                 "spec.memory_bytes"},
+        SpecCase{"cpu_floor", [](auto* s) { s->set_cpu_millis(10); }, ""},
+        SpecCase{"cpu_small", [](auto* s) { s->set_cpu_millis(9); },
+                 "spec.cpu_millis"},
+        SpecCase{"cpu_max", [](auto* s) { s->set_cpu_millis(1'024'000); }, ""},
+        SpecCase{"cpu_big", [](auto* s) { s->set_cpu_millis(1'024'001); },
+                 "spec.cpu_millis"},
+        SpecCase{"cpu_neg", [](auto* s) { s->set_cpu_millis(-1000); },
+                 "spec.cpu_millis"}),
     [](const auto& info) { return info.param.name; });
 
 TEST(Validation, NamesAndText) {

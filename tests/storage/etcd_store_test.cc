@@ -8,12 +8,14 @@
 #include <atomic>
 #include <filesystem>
 #include <thread>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "storage/leader_election.h"
+#include "storage/revision_compactor.h"
 #include "tests/storage/etcd_fixture.h"
 
 namespace joule::storage {
@@ -85,6 +87,93 @@ TEST_F(EtcdTest, OverLimitBatchIsRefusedWholeBeforeSending) {
   s = lax.Write(b, {});
   EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
   EXPECT_FALSE(store.Get(kJobs, "j0")->has_value());
+}
+
+// Group commit: while member 0 is stopped, the first Write is in flight and
+// 8 more queue; after SIGCONT the 8 go out as ONE fenced Txn (2 Txns for 9
+// batches), each batch's keys are there, and the key all of them write ends
+// with one of their values (the last of the group, in queue order).
+TEST_F(EtcdTest, ConcurrentWritesShareOneTxn) {
+  StartCluster(1);
+  EtcdClientOptions co;
+  co.endpoints = etcd_->EndpointList();
+  co.timeout = absl::Seconds(30);  // the stopped member must not time out
+  auto slow = EtcdClient::Create(co);
+  ASSERT_TRUE(slow.ok()) << slow.status();
+  LeaderElection a((*slow).get(), {.key = "/joule/leader", .value = "a:1"});
+  auto rev = a.Campaign();
+  ASSERT_TRUE(rev.ok()) << rev.status();
+  EtcdStore store((*slow).get(), {});
+  store.SetFence("/joule/leader", *rev);
+
+  etcd_->Kill(0, SIGSTOP);
+  std::vector<std::thread> writers;
+  std::vector<absl::Status> results(9);
+  auto write = [&](int i) {
+    WriteBatch b;
+    b.Put(kJobs, absl::StrCat("j", i), absl::StrCat("v", i));
+    b.Put(kMeta, "shared", absl::StrCat("w", i));
+    results[i] = store.Write(b, {.sync = true});
+  };
+  writers.emplace_back(write, 0);
+  while (store.queued() < 1) absl::SleepFor(absl::Milliseconds(1));
+  // Writer 0 leads and waits on etcd; the others queue behind it.
+  absl::SleepFor(absl::Milliseconds(50));
+  for (int i = 1; i < 9; ++i) writers.emplace_back(write, i);
+  while (store.queued() < 9) absl::SleepFor(absl::Milliseconds(1));
+  etcd_->Kill(0, SIGCONT);
+  for (std::thread& t : writers) t.join();
+  for (int i = 0; i < 9; ++i) {
+    EXPECT_TRUE(results[i].ok()) << i << ": " << results[i];
+    EXPECT_EQ(**store.Get(kJobs, absl::StrCat("j", i)), absl::StrCat("v", i));
+  }
+  EXPECT_EQ(store.batches_committed(), 9);
+  EXPECT_EQ(store.txns_sent(), 2);  // writer 0 alone, then 1..8 together
+  const std::string shared = **store.Get(kMeta, "shared");
+  EXPECT_NE(shared, "w0") << "the group of 1..8 came after writer 0";
+  EXPECT_FALSE(store.deposed());
+
+  // A deposed leader's group fails as a whole: nothing of it is written.
+  a.Resign();
+  LeaderElection b((*slow).get(), {.key = "/joule/leader", .value = "b:2"});
+  ASSERT_TRUE(b.Campaign().ok());
+  WriteBatch stale;
+  stale.Put(kJobs, "j0", "stale");
+  EXPECT_EQ(store.Write(stale, {}).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(**store.Get(kJobs, "j0"), "v0");
+}
+
+// RevisionCompactor: each Step compacts to the revision the previous Step
+// saw; a read at a compacted revision then fails, the latest value stays.
+TEST_F(EtcdTest, RevisionCompactorKeepsOneIntervalOfHistory) {
+  StartCluster(1);
+  EtcdStore store(client_.get(), {});
+  ASSERT_TRUE(store.Put(kJobs, "j", "v1").ok());
+  RevisionCompactor compactor(client_.get());
+  auto first = compactor.Step();  // remembers the revision, compacts nothing
+  ASSERT_TRUE(first.ok()) << first.status();
+  EXPECT_EQ(*first, 0);
+  auto old_rev = client_->Status();
+  ASSERT_TRUE(old_rev.ok());
+  const int64_t v1_rev = old_rev->header().revision();
+  ASSERT_TRUE(store.Put(kJobs, "j", "v2").ok());
+  etcdserverpb::RangeRequest at_v1;
+  at_v1.set_key(store.EtcdKey(kJobs, "j"));
+  at_v1.set_revision(v1_rev);
+  ASSERT_TRUE(client_->Range(at_v1).ok());  // history still there
+  auto second = compactor.Step();
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(*second, v1_rev);
+  ASSERT_TRUE(store.Put(kJobs, "j", "v3").ok());
+  auto third = compactor.Step();  // compacts to the revision of v2
+  ASSERT_TRUE(third.ok()) << third.status();
+  EXPECT_GT(*third, v1_rev);
+  auto gone = client_->Range(at_v1);
+  EXPECT_FALSE(gone.ok());
+  EXPECT_NE(gone.status().message().find("compacted"), std::string::npos)
+      << gone.status();
+  EXPECT_EQ(**store.Get(kJobs, "j"), "v3");
 }
 
 TEST_F(EtcdTest, FencedWritesFailOnceTheLeaderKeyChanges) {
