@@ -21,6 +21,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "cli/arrays.h"
 #include "cli/csv.h"
 #include "cli/format.h"
 #include "common/endpoints.h"
@@ -267,11 +268,55 @@ void NodeRemove(Client& c, const Globals& g, const std::string& name) {
 struct SubmitFlags {
   std::string tenant, name, gpu_model, cls = "on-demand", power, min_power,
                                        max_runtime, request_id;
+  std::string array;  // --array A-B[%MAX] (cli/arrays.h)
+  bool wait = false;  // --wait: until the job (every task) has ended
   uint32_t gpus = 0, nodes = 1;
   int32_t priority = 0;
   double sim_load = 0;
   std::vector<std::string> env, command;
 };
+
+// `job submit --wait`: polls until the job (every task of an array) has
+// ended, 1 ms apart at first, backing off to 50 ms; exits 0 if it (each
+// task) succeeded, else 1 with the first failure on stderr.
+void WaitForEnd(Client& c, const v1::SubmitJobResponse& submitted) {
+  std::fflush(stdout);
+  auto ended = [](v1::JobState s) {
+    return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
+           s == v1::JOB_STATE_CANCELLED;
+  };
+  absl::Duration pause = absl::Milliseconds(1);
+  for (;;) {
+    std::vector<v1::Job> jobs;
+    if (submitted.array_id().empty()) {
+      v1::GetJobRequest req;
+      req.set_id(submitted.job().id());
+      jobs.emplace_back();
+      c.Call(&v1::JobService::Stub::GetJob, c.jobs(), req, &jobs.back());
+    } else {
+      v1::ListJobsRequest req;
+      req.set_array_id(submitted.array_id());
+      do {
+        v1::ListJobsResponse page;
+        c.Call(&v1::JobService::Stub::ListJobs, c.jobs(), req, &page);
+        jobs.insert(jobs.end(), page.jobs().begin(), page.jobs().end());
+        req.set_page_token(page.next_page_token());
+      } while (!req.page_token().empty());
+    }
+    if (std::all_of(jobs.begin(), jobs.end(),
+                    [&](const v1::Job& j) { return ended(j.state()); })) {
+      for (const v1::Job& j : jobs) {
+        if (j.state() != v1::JOB_STATE_SUCCEEDED) {
+          Fail(1, absl::StrCat("job ", j.id(), " ", JobStateName(j.state()),
+                               ": ", j.reason()));
+        }
+      }
+      return;
+    }
+    absl::SleepFor(pause);
+    pause = std::min(pause * 2, absl::Milliseconds(50));
+  }
+}
 
 void JobSubmit(Client& c, const Globals& g, const SubmitFlags& f) {
   v1::SubmitJobRequest req;
@@ -309,16 +354,27 @@ void JobSubmit(Client& c, const Globals& g, const SubmitFlags& f) {
     Fail(2, "--sim-load: must be within 0..1");
   s->set_sim_load(f.sim_load);
   req.set_request_id(f.request_id);
+  if (!f.array.empty()) {
+    auto array = ParseArrayFlag(f.array);
+    if (!array.ok()) FailStatus(array.status());
+    *req.mutable_array() = *array;
+  }
   v1::SubmitJobResponse resp;
   c.Call(&v1::JobService::Stub::SubmitJob, c.jobs(), req, &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
-  Print(resp.job().id() + "\n");
+  if (Json(g)) {
+    Print(ToJson(resp) + "\n");
+  } else {
+    Print((resp.array_id().empty() ? resp.job().id() : resp.array_id()) + "\n");
+  }
+  if (f.wait) WaitForEnd(c, resp);
 }
 
 void JobList(Client& c, const Globals& g, const std::string& tenant,
-             const std::string& state) {
+             const std::string& state, const std::string& array_id,
+             bool expand) {
   v1::ListJobsRequest req;
   req.set_tenant(tenant);
+  req.set_array_id(array_id);
   if (!state.empty()) {
     auto st = ParseJobState(state);
     if (!st.ok()) FailStatus(st.status());
@@ -334,15 +390,7 @@ void JobList(Client& c, const Globals& g, const std::string& tenant,
   if (Json(g)) return Print(ToJson(resp) + "\n");
   Table t(
       {"ID", "TENANT", "NAME", "STATE", "CLASS", "GPUS", "NODES", "REASON"});
-  for (const auto& j : resp.jobs()) {
-    std::vector<std::string> nodes;
-    for (const auto& a : j.allocations()) nodes.push_back(a.node());
-    t.Add({j.id(), j.spec().tenant(), j.spec().name(), JobStateName(j.state()),
-           ServiceClassName(j.effective_class()),
-           absl::StrCat(j.spec().gpus_per_node() *
-                        std::max(1u, j.spec().nodes())),
-           nodes.empty() ? "-" : absl::StrJoin(nodes, ","), j.reason()});
-  }
+  for (auto& row : JobRows(resp.jobs(), expand)) t.Add(std::move(row));
   Print(t.Render());
 }
 
@@ -1097,6 +1145,12 @@ int main(int argc, char** argv) {
                      "simulated GPUs: how hard the job drives them (0..1)");
   submit->add_option("--request-id", sf.request_id,
                      "idempotency key: retrying with it never submits twice");
+  submit->add_option(
+      "--array", sf.array,
+      "a job array: tasks A..B, at most MAX at once (A-B[%MAX])");
+  submit->add_flag("--wait", sf.wait,
+                   "return once the job (every task) has ended; exit 1 unless "
+                   "it succeeded");
   submit->add_option("CMD", sf.command, "command and arguments, after --")
       ->required();
   set(submit, [&](Client& c) { JobSubmit(c, g, sf); });
@@ -1104,7 +1158,13 @@ int main(int argc, char** argv) {
   auto* jlist = job->add_subcommand("list", "list jobs");
   jlist->add_option("--tenant", job_tenant);
   jlist->add_option("--state", job_state);
-  set(jlist, [&](Client& c) { JobList(c, g, job_tenant, job_state); });
+  std::string list_array;
+  bool list_expand = false;
+  jlist->add_option("--array", list_array, "only the tasks of this array");
+  jlist->add_flag("--expand", list_expand, "one row per array task");
+  set(jlist, [&](Client& c) {
+    JobList(c, g, job_tenant, job_state, list_array, list_expand);
+  });
   auto* jshow = job->add_subcommand("show", "one job, with why it waits");
   jshow->add_option("ID", job_id)->required();
   set(jshow, [&](Client& c) { JobShow(c, g, job_id); });

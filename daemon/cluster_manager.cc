@@ -1499,6 +1499,7 @@ absl::StatusOr<std::vector<v1::Job>> ClusterManager::ListJobs(
         j.job.state() != req.state()) {
       continue;
     }
+    if (!req.array_id().empty() && j.job.array_id() != req.array_id()) continue;
     out.push_back(j.job);
   }
   if (req.limit() > 0 && out.size() > req.limit()) {
@@ -1893,9 +1894,14 @@ void ClusterManager::ScheduleOnce() {
   {
     absl::MutexLock lock(&mu_);
     wake_ = false;
+    array_gate_.BeginRound(active_,
+                           [&](const std::string& id) -> const v1::Job& {
+                             return jobs_.at(id).job;
+                           });
     for (const std::string& id : active_) {
       const JobRt& j = jobs_.at(id);
       if (j.job.state() != v1::JOB_STATE_PENDING) continue;
+      if (!array_gate_.Admits(j.job)) continue;  // array's max_running
       const v1::JobSpec& s = j.job.spec();
       scheduler::PendingJob p;
       p.id = id;
