@@ -19,6 +19,11 @@
 #include "common/clock.h"
 #include "config/cluster_config.h"
 #include "daemon/job_arrays.h"
+#include "daemon/domain_tree.h"
+#include "daemon/event_log.h"
+#include "daemon/job_table.h"
+#include "daemon/node_table.h"
+#include "daemon/tenant_table.h"
 #include "joule/v1/joule.pb.h"
 #include "scheduler/policy.h"
 #include "scheduler/power_control.h"
@@ -70,18 +75,26 @@ struct ClusterManagerOptions {
   std::function<void(const char* round, absl::Duration took)> on_round;
 };
 
-// The in-memory state of the cluster (layer 2 of the scheduler module):
-// power domains, nodes and their last telemetry, jobs, tenants, events. Every
-// change that is acknowledged to a caller is written to the Store (sync)
-// before the call returns. Builds snapshots for the pure policies
-// (scheduler::Schedule, scheduler::ControlPower) and applies their decisions
-// by sending commands over AgentLinks.
+// The controller of the cluster's in-memory state (layer 2 of the scheduler
+// module), and the facade the services use. The state lives in its owners:
+//   NodeTable   (node_table.h)   nodes, GPUs, agent sessions, telemetry;
+//   DomainTree  (domain_tree.h)  power domains, caps, measured power, margins;
+//   JobTable    (job_table.h)    jobs, attempts, their persisted lifecycle;
+//   TenantTable (tenant_table.h) tenants and fair-share usage;
+//   EventLog    (event_log.h)    the event log.
+// The controller handles agent messages and API calls that span those
+// owners, builds snapshots for the pure policies (scheduler::Schedule,
+// scheduler::ControlPower) and applies their decisions by sending commands
+// over AgentLinks. Every change that is acknowledged to a caller is written
+// to the Store (sync) before the call returns. Its methods are spread over
+// cluster_manager*.cc by concern (agents, attempts, jobs, admin, loops).
 //
 // Invariants: a GPU is allocated to at most one job attempt; a job in
 // STARTING or RUNNING holds exactly its allocations; domain committed and
 // measured power are the sums over the nodes below.
-// Thread-safety: all state is guarded by mu_; AgentLink::Send is called with
-// mu_ held (it only queues).
+// Thread-safety: one lock, mu_, guards all the owners (they are externally
+// synchronized and given &mu_; a change that spans them is one critical
+// section); AgentLink::Send is called with mu_ held (it only queues).
 class ClusterManager {
  public:
   explicit ClusterManager(ClusterManagerOptions options);
@@ -152,65 +165,7 @@ class ClusterManager {
   void CheckLiveness();
 
  private:
-  struct Gpu {
-    v1::GpuInfo info;
-    v1::GpuStatus status;      // last report
-    std::string job_key;       // "job/attempt" allocated to, empty if free
-    int64_t commanded_mw = 0;  // limit we asked for (0 = not yet)
-    // "job/attempt" of an old attempt the agent still runs here: the GPU is
-    // not free until a report no longer shows it (its process is gone).
-    std::string stale_key;
-  };
-  struct NodeRt {
-    v1::Node node;  // persisted fields: name, domain, address, gpu_backend,
-                    // registered_time, drained, base_power_mw
-    std::vector<Gpu> gpus;
-    int leaf = 0;
-    absl::Time last_report = absl::InfinitePast();
-    absl::Time unreachable_since = absl::InfinitePast();
-    bool ready = false;
-    int64_t measured_mw = 0;  // base + sum of expected GPU draw
-    AgentLink* link = nullptr;
-    std::string session_id;
-    // Commands decided at registration, sent once the agent attaches its new
-    // stream (at registration the old stream, if any, is gone).
-    std::vector<v1::DaemonMessage> on_attach;
-    // "job/attempt" keys the agent runs but should not, already told to stop.
-    absl::flat_hash_set<std::string> stale_stopped;
-    // The last telemetry refusal's text, so that a bad report repeated
-    // every interval gives one event, not one a second.
-    std::string last_refusal;
-  };
-  struct DomainRt {
-    std::string name;
-    std::string kind;
-    int parent = -1;
-    uint32_t depth = 0;
-    int64_t config_cap_mw = 0;
-    int64_t cap_mw = 0;
-    int64_t measured_mw = 0;
-    uint32_t nodes = 0;
-  };
-  struct JobRt {
-    v1::Job job;
-    // Per allocation index: started / ended as reported by the agents.
-    std::vector<bool> started;
-    std::vector<bool> ended;
-    int32_t first_failure_code = 0;  // exit code of the first rank to fail
-    uint64_t energy_mj = 0;
-    std::deque<int64_t> recent_per_gpu_mw;  // measured mode samples
-    int64_t measured_per_gpu_mw = 0;
-    // The last report that showed this attempt running (any rank): a lost
-    // attempt ends there, not when the loss is noticed.
-    absl::Time last_seen = absl::InfinitePast();
-    // Last start or limit change (the power loop's raise hysteresis).
-    absl::Time limit_changed_at = absl::InfinitePast();
-  };
-  struct TenantRt {
-    v1::Tenant tenant;
-    double decayed_gpu_seconds = 0;  // fair share only, never billed
-    absl::Time decay_time = absl::InfinitePast();
-  };
+  using Gpu = GpuRt;
   struct PendingLog {
     std::string node;  // the node asked; a reply from another is ignored
     absl::Notification done;
@@ -219,30 +174,46 @@ class ClusterManager {
 
   // Helpers; *Locked need mu_.
   absl::Status LoadLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  int LeafFor(const std::string& node) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  int64_t NodeCommittedJobsLocked(const NodeRt& n) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  int LeafFor(const std::string& node) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return domains_.LeafFor(node);
+  }
+  // Committed power per domain (index as domains_): every node's base
+  // power, its free GPUs at idle, allocated GPUs at their job's committed
+  // power.
   std::vector<int64_t> DomainCommittedLocked() const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   int64_t JobCommittedPerGpuLocked(const JobRt& j) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return jobs_.CommittedPerGpu(j);
+  }
   scheduler::ClusterSnapshot SnapshotLocked() const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // An event (and the counters) into `batch`.
   void AddEventLocked(storage::WriteBatch* batch, std::string kind,
                       std::string subject, std::string message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void PutJobLocked(storage::WriteBatch* batch, const v1::Job& job)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    jobs_.Put(batch, job);
+  }
   void PutNodeLocked(storage::WriteBatch* batch, const NodeRt& n)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    nodes_.Put(batch, n);
+  }
+  // The job and event sequence counters (one record, kMeta "counters").
   void PutCountersLocked(storage::WriteBatch* batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CommitLocked(const storage::WriteBatch& batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void WriteEventsLocked(const storage::WriteBatch& batch)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    events_.WriteUnsynced(batch);
+  }
   void TransitionLocked(JobRt& j, v1::JobState state, std::string reason,
-                        absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                        absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    jobs_.Transition(j, state, std::move(reason), when);
+  }
   // Ends the current attempt: frees GPUs, records the attempt (and billing
   // records into `batch`). Returns the closed attempt.
   v1::JobAttempt EndAttemptLocked(JobRt& j, absl::Time end, std::string outcome,
@@ -270,27 +241,36 @@ class ClusterManager {
   void SetJobLimitLocked(JobRt& j, int64_t limit_mw, const std::string& reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void AddTenantUsageLocked(const std::string& tenant, double gpu_seconds,
-                            absl::Time at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  double TenantUsageLocked(const std::string& tenant, absl::Time now) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+                            absl::Time at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    tenants_.AddUsage(tenant, gpu_seconds, at);
+  }
   v1::Node NodeViewLocked(const NodeRt& n, absl::Time now,
                           const std::string& viewer_tenant = "") const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status ValidateSpecLocked(const v1::JobSpec& spec) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   const config::GpuModel* GpuModelLocked(const std::string& model) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Idle draw of one GPU of `model`: the config's idle_power, else a tenth
-  // of the default limit the agents report.
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return options_.config.FindGpuModel(model);
+  }
+  // Idle draw of one GPU of `model` (NodeTable::IdleMw).
   int64_t IdleMwLocked(const std::string& model) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return nodes_.IdleMw(model);
+  }
   void NotifyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { wake_ = true; }
+  // Recomputes the node's measured power (a stopping job's GPUs count at
+  // idle) and moves its domains' sums by the change.
   void UpdateNodeMeasuredLocked(NodeRt& n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   JobRt* FindJobLocked(const std::string& id)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return jobs_.Find(id);
+  }
   // When the current attempt's StartJob was sent (its STARTING transition).
   absl::Time StartSentLocked(const JobRt& j) const
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return jobs_.StartSent(j);
+  }
   // Where a lost attempt ends: its last sighting, else the node's last
   // report, never after `now` nor before the attempt's start.
   absl::Time LostEndLocked(const JobRt& j, const NodeRt& n,
@@ -302,34 +282,16 @@ class ClusterManager {
   const ClusterManagerOptions options_;
   mutable absl::Mutex mu_;
 
-  std::vector<DomainRt> domains_ ABSL_GUARDED_BY(mu_);
-  // measured-plus: the adaptive admission reserve per domain (index as
-  // domains_), adapted once per report interval in ControlPowerOnce.
-  std::vector<scheduler::MarginState> margins_ ABSL_GUARDED_BY(mu_);
-  absl::Time margins_updated_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
-  absl::flat_hash_map<std::string, int> domain_index_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, NodeRt> nodes_ ABSL_GUARDED_BY(mu_);
-  std::map<std::string, JobRt> jobs_ ABSL_GUARDED_BY(mu_);
-  absl::flat_hash_set<std::string> active_
-      ABSL_GUARDED_BY(mu_);  // pending,
-                             // starting, running job ids
-  std::map<std::string, TenantRt> tenants_ ABSL_GUARDED_BY(mu_);
-  // Names of created tenants, under their own lock so that billing can ask
-  // TenantExists() while holding its lock (the manager calls billing with
-  // mu_ held; one lock order: mu_ -> ledger -> tenant_names_mu_).
-  mutable absl::Mutex tenant_names_mu_;
-  absl::flat_hash_set<std::string> tenant_names_
-      ABSL_GUARDED_BY(tenant_names_mu_);
-  uint64_t next_job_seq_ ABSL_GUARDED_BY(mu_) = 1;
-  // "tenant/request_id" of submissions being written right now.
-  absl::flat_hash_set<std::string> submitting_ ABSL_GUARDED_BY(mu_);
-  uint64_t next_event_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  // The owners (all guarded by mu_; see the class comment).
+  DomainTree domains_;
+  NodeTable nodes_;
+  JobTable jobs_;
+  TenantTable tenants_;
+  EventLog events_;
+
   std::atomic<uint64_t> next_command_id_{1};
   absl::flat_hash_map<uint64_t, std::shared_ptr<PendingLog>> pending_logs_
       ABSL_GUARDED_BY(mu_);
-
-  // When recent registrations were accepted (rate limit).
-  std::deque<absl::Time> recent_registrations_ ABSL_GUARDED_BY(mu_);
 
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
   ArrayGate array_gate_ ABSL_GUARDED_BY(mu_);  // arrays' max_running

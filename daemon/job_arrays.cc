@@ -7,6 +7,7 @@
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "daemon/cluster_manager.h"
+#include "daemon/job_table.h"
 #include "daemon/validation.h"
 #include "google/protobuf/io/coded_stream.h"
 #include "google/protobuf/io/zero_copy_stream_impl_lite.h"
@@ -15,11 +16,6 @@
 
 namespace joule::daemon {
 namespace {
-
-bool Active(v1::JobState s) {
-  return s == v1::JOB_STATE_PENDING || s == v1::JOB_STATE_STARTING ||
-         s == v1::JOB_STATE_RUNNING;
-}
 
 // Idempotency fingerprint of an array submission: the spec and the bounds,
 // serialized deterministically (env in key order).
@@ -129,7 +125,7 @@ absl::StatusOr<v1::SubmitJobResponse> ClusterManager::SubmitArray(
     }
     if (!idem_key.empty()) {
       auto settled = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return !submitting_.contains(idem_key);
+        return !jobs_.submitting().contains(idem_key);
       };
       mu_.Await(absl::Condition(&settled));
       ASSIGN_OR_RETURN(auto prior,
@@ -151,15 +147,15 @@ absl::StatusOr<v1::SubmitJobResponse> ClusterManager::SubmitArray(
           return out;
         }
       }
-      submitting_.insert(idem_key);
+      jobs_.submitting().insert(idem_key);
     }
     const absl::Time now = options_.clock->Now();
-    array_id = absl::StrFormat("job-%06d", next_job_seq_);
+    array_id = absl::StrFormat("job-%06d", jobs_.next_seq());
     for (uint32_t i = 0; i < tasks; ++i) {
       JobRt j;
       v1::Job& job = j.job;
       const uint32_t index = array.first() + i;
-      job.set_seq(next_job_seq_++);
+      job.set_seq(jobs_.NextSeq());
       job.set_id(ArrayTaskId(array_id, index));
       *job.mutable_spec() = spec;
       *job.mutable_submit_time() = ToProtoTime(now);
@@ -171,7 +167,7 @@ absl::StatusOr<v1::SubmitJobResponse> ClusterManager::SubmitArray(
       job.set_array_index(index);
       job.set_array_max_running(array.max_running());
       TransitionLocked(j, v1::JOB_STATE_PENDING, "submitted", now);
-      active_.erase(job.id());  // not visible until it is durable
+      jobs_.Deactivate(job.id());  // not visible until it is durable
       PutJobLocked(&batch, job);
       made.push_back(std::move(j));
     }
@@ -188,17 +184,13 @@ absl::StatusOr<v1::SubmitJobResponse> ClusterManager::SubmitArray(
   const absl::Status s =
       options_.store->Write(batch, storage::WriteOptions{.sync = true});
   absl::MutexLock lock(&mu_);
-  if (!idem_key.empty()) submitting_.erase(idem_key);
+  if (!idem_key.empty()) jobs_.submitting().erase(idem_key);
   if (!s.ok()) return s;
   v1::SubmitJobResponse out;
   *out.mutable_job() = made.front().job;
   out.set_array_id(array_id);
   out.set_array_tasks(tasks);
-  for (JobRt& j : made) {
-    const std::string id = j.job.id();
-    jobs_[id] = std::move(j);
-    active_.insert(id);
-  }
+  for (JobRt& j : made) jobs_.Insert(std::move(j));
   if (array.max_running() > 0) array_gate_.Arm();
   NotifyLocked();
   return out;
@@ -206,7 +198,7 @@ absl::StatusOr<v1::SubmitJobResponse> ClusterManager::SubmitArray(
 
 bool ClusterManager::IsArray(const std::string& id) {
   absl::MutexLock lock(&mu_);
-  if (jobs_.contains(id)) return false;
+  if (jobs_.find(id) != jobs_.end()) return false;
   auto it = jobs_.lower_bound(id + "_");
   return it != jobs_.end() && it->second.job.array_id() == id;
 }
@@ -230,7 +222,7 @@ absl::StatusOr<v1::Job> ClusterManager::CancelArray(
     }
     ++total;
     if (first == nullptr) first = &j.job;
-    if (!Active(j.job.state())) continue;
+    if (!IsActive(j.job.state())) continue;
     if (j.job.state() == v1::JOB_STATE_PENDING) {
       TransitionLocked(j, v1::JOB_STATE_CANCELLED, reason,
                        options_.clock->Now());

@@ -1,0 +1,84 @@
+#include "daemon/controller_util.h"
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/proto_time.h"
+#include "common/status_macros.h"
+#include "daemon/validation.h"
+#include "google/protobuf/io/coded_stream.h"
+#include "google/protobuf/io/zero_copy_stream_impl_lite.h"
+
+namespace joule::daemon {
+
+// A StopJob command for one attempt (grace 0: the agent's SIGKILL follows
+// its SIGTERM at once).
+v1::DaemonMessage StopMessage(const std::string& job_id, uint32_t attempt,
+                              std::string reason, absl::Duration grace) {
+  v1::DaemonMessage m;
+  v1::StopJob* stop = m.mutable_stop_job();
+  stop->set_job_id(job_id);
+  stop->set_attempt(attempt);
+  stop->set_reason(std::move(reason));
+  if (grace > absl::ZeroDuration()) {
+    *stop->mutable_grace_period() = ToProtoDuration(grace);
+  }
+  return m;
+}
+
+// The bytes that identify a spec for SubmitJob idempotency. Deterministic
+// serialization: map fields (env) are written in key order, so equal specs
+// give equal bytes whatever order their maps were built in.
+std::string SpecFingerprint(const v1::JobSpec& spec) {
+  std::string out;
+  {
+    google::protobuf::io::StringOutputStream stream(&out);
+    google::protobuf::io::CodedOutputStream coded(&stream);
+    coded.SetSerializationDeterministic(true);
+    spec.SerializeToCodedStream(&coded);
+  }
+  return out;
+}
+
+scheduler::ServiceClass ToPolicyClass(v1::ServiceClass c) {
+  switch (c) {
+    case v1::SERVICE_CLASS_RESERVED:
+      return scheduler::ServiceClass::kReserved;
+    case v1::SERVICE_CLASS_SPOT:
+      return scheduler::ServiceClass::kSpot;
+    default:
+      return scheduler::ServiceClass::kOnDemand;
+  }
+}
+
+v1::ServiceClass FromPolicyClass(scheduler::ServiceClass c) {
+  switch (c) {
+    case scheduler::ServiceClass::kReserved:
+      return v1::SERVICE_CLASS_RESERVED;
+    case scheduler::ServiceClass::kSpot:
+      return v1::SERVICE_CLASS_SPOT;
+    default:
+      return v1::SERVICE_CLASS_ON_DEMAND;
+  }
+}
+
+absl::Status ValidName(absl::string_view field, absl::string_view name) {
+  RETURN_IF_ERROR(validation::Name(field, name));
+  if (name.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must not be empty"));
+  }
+  if (name.size() > 128) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, ": must be at most 128 characters"));
+  }
+  for (char c : name) {
+    if (!absl::ascii_isalnum(c) && c != '-' && c != '_' && c != '.') {
+      return absl::InvalidArgumentError(absl::StrCat(
+          field, ": \"", name,
+          "\" may contain only letters, digits, '-', '_' and '.'"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace joule::daemon

@@ -1,0 +1,34 @@
+#pragma once
+
+// Small helpers shared by the ClusterManager's source files
+// (cluster_manager*.cc). Pure functions; no state.
+
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "joule/v1/joule.pb.h"
+#include "scheduler/types.h"
+
+namespace joule::daemon {
+
+// A StopJob command for one attempt (grace 0: the agent's SIGKILL follows
+// its SIGTERM at once).
+v1::DaemonMessage StopMessage(const std::string& job_id, uint32_t attempt,
+                              std::string reason,
+                              absl::Duration grace = absl::ZeroDuration());
+
+// The bytes that identify a spec for SubmitJob idempotency. Deterministic
+// serialization: map fields (env) are written in key order, so equal specs
+// give equal bytes whatever order their maps were built in.
+std::string SpecFingerprint(const v1::JobSpec& spec);
+
+scheduler::ServiceClass ToPolicyClass(v1::ServiceClass c);
+v1::ServiceClass FromPolicyClass(scheduler::ServiceClass c);
+
+// A name field (tenant, request id): 1..128 of letters, digits, '-', '_'
+// and '.'.
+absl::Status ValidName(absl::string_view field, absl::string_view name);
+
+}  // namespace joule::daemon

@@ -1,0 +1,141 @@
+#include "daemon/job_table.h"
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/proto_time.h"
+#include "common/status_macros.h"
+#include "scheduler/power_rules.h"
+
+namespace joule::daemon {
+namespace {
+
+constexpr size_t kMeasuredSamples = 60;
+constexpr size_t kMeasuredMinSamples = 5;
+
+}  // namespace
+
+std::string AttemptKey(const std::string& job_id, uint32_t attempt) {
+  return absl::StrCat(job_id, "/", attempt);
+}
+
+bool IsActive(v1::JobState s) {
+  return s == v1::JOB_STATE_PENDING || s == v1::JOB_STATE_STARTING ||
+         s == v1::JOB_STATE_RUNNING;
+}
+
+std::string LowerStateName(v1::JobState s) {
+  std::string n = v1::JobState_Name(s);
+  return absl::AsciiStrToLower(n.substr(std::string("JOB_STATE_").size()));
+}
+
+absl::Status JobTable::Load(
+    storage::Store* store, uint64_t next_seq,
+    const std::function<void(const v1::Job&, const v1::JobAttempt&)>&
+        on_attempt,
+    const std::function<void(const v1::Job&)>& on_active) {
+  next_seq_ = std::max<uint64_t>(1, next_seq);
+  absl::Status parse_error;
+  RETURN_IF_ERROR(store->Scan(storage::kJobs, "", [&](auto key, auto value) {
+    JobRt j;
+    if (!j.job.ParseFromString(std::string(value))) {
+      parse_error = absl::DataLossError(
+          absl::StrCat("cannot parse ", std::string(storage::kJobs), " record ",
+                       std::string(key)));
+      return false;
+    }
+    const v1::Job& job = j.job;
+    next_seq_ = std::max(next_seq_, job.seq() + 1);
+    for (const v1::JobAttempt& a : job.attempts()) {
+      if (IsSet(a.start_time()) && IsSet(a.end_time())) on_attempt(job, a);
+    }
+    if (IsActive(job.state())) {
+      active_.insert(job.id());
+      const size_t n = job.allocations_size();
+      j.started.assign(n, job.state() == v1::JOB_STATE_RUNNING);
+      j.ended.assign(n, false);
+      on_active(job);
+    }
+    jobs_[job.id()] = std::move(j);
+    return true;
+  }));
+  return parse_error;
+}
+
+JobRt* JobTable::Find(const std::string& id) {
+  auto it = jobs_.find(id);
+  return it == jobs_.end() ? nullptr : &it->second;
+}
+
+void JobTable::Insert(JobRt j) {
+  const std::string id = j.job.id();
+  jobs_[id] = std::move(j);
+  active_.insert(id);
+}
+
+void JobTable::Put(storage::WriteBatch* batch, const v1::Job& job) const {
+  batch->Put(storage::kJobs, job.id(), job.SerializeAsString());
+}
+
+void JobTable::Transition(JobRt& j, v1::JobState state, std::string reason,
+                          absl::Time when) {
+  if (state != v1::JOB_STATE_PREEMPTED) j.job.set_state(state);
+  j.job.set_reason(reason);
+  v1::JobTransition* t = j.job.add_history();
+  t->set_state(state);
+  *t->mutable_time() = ToProtoTime(when);
+  t->set_reason(std::move(reason));
+  t->set_attempt(j.job.attempt());
+  if (IsActive(state)) {
+    active_.insert(j.job.id());
+  } else if (state != v1::JOB_STATE_PREEMPTED) {
+    active_.erase(j.job.id());
+  }
+  if (state == v1::JOB_STATE_PENDING) {
+    j.job.clear_allocations();
+    j.job.set_stopping_to(v1::JOB_STATE_UNSPECIFIED);
+    j.started.clear();
+    j.ended.clear();
+    j.first_failure_code = 0;
+    j.recent_per_gpu_mw.clear();
+    j.measured_per_gpu_mw = 0;
+    j.energy_mj = 0;
+  }
+}
+
+absl::Time JobTable::StartSent(const JobRt& j) const {
+  for (int i = j.job.history_size() - 1; i >= 0; --i) {
+    const v1::JobTransition& t = j.job.history(i);
+    if (t.attempt() != j.job.attempt()) break;
+    if (t.state() == v1::JOB_STATE_STARTING) return FromProtoTime(t.time());
+  }
+  return absl::InfinitePast();
+}
+
+int64_t JobTable::CommittedPerGpu(const JobRt& j) const {
+  int64_t limit = j.job.power_limit_mw();
+  if (j.job.allocations_size() > 0)
+    limit = j.job.allocations(0).power_limit_mw();
+  const config::AdmissionMode mode = config_->scheduler.admission;
+  if ((mode == config::AdmissionMode::kMeasured ||
+       mode == config::AdmissionMode::kMeasuredPlus) &&
+      j.recent_per_gpu_mw.size() >= kMeasuredMinSamples) {
+    std::vector<std::pair<int64_t, int64_t>> samples;
+    for (int64_t mw : j.recent_per_gpu_mw) samples.push_back({mw, 1});
+    return scheduler::MeasuredCommitPerGpuMw(
+        samples, 1, config_->scheduler.measured_percentile,
+        config_->scheduler.measured_margin_pct, limit);
+  }
+  return limit;
+}
+
+void JobTable::AddSample(JobRt& j, int64_t per_gpu_mw) const {
+  j.measured_per_gpu_mw = per_gpu_mw;
+  j.recent_per_gpu_mw.push_back(per_gpu_mw);
+  while (j.recent_per_gpu_mw.size() > kMeasuredSamples) {
+    j.recent_per_gpu_mw.pop_front();
+  }
+}
+
+}  // namespace joule::daemon

@@ -1,0 +1,154 @@
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/container/flat_hash_set.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "config/cluster_config.h"
+#include "joule/v1/joule.pb.h"
+#include "storage/store.h"
+
+namespace joule::daemon {
+
+// "job/attempt": the key of one attempt (GPU allocations, agent reports).
+std::string AttemptKey(const std::string& job_id, uint32_t attempt);
+// Pending, starting or running.
+bool IsActive(v1::JobState s);
+// "pending", "running", ...
+std::string LowerStateName(v1::JobState s);
+
+// One job at run time: its persisted record plus what the agents reported
+// about its current attempt.
+struct JobRt {
+  v1::Job job;
+  // Per allocation index: started / ended as reported by the agents.
+  std::vector<bool> started;
+  std::vector<bool> ended;
+  int32_t first_failure_code = 0;  // exit code of the first rank to fail
+  uint64_t energy_mj = 0;
+  std::deque<int64_t> recent_per_gpu_mw;  // measured mode samples
+  int64_t measured_per_gpu_mw = 0;
+  // The last report that showed this attempt running (any rank): a lost
+  // attempt ends there, not when the loss is noticed.
+  absl::Time last_seen = absl::InfinitePast();
+  // Last start or limit change (the power loop's raise hysteresis).
+  absl::Time limit_changed_at = absl::InfinitePast();
+};
+
+// The jobs: every job ever submitted (persisted in kJobs with its attempts
+// and history), the set of active ones, the job sequence and the
+// submissions being written.
+//
+// Owns: job records and their lifecycle: a state changes only through
+// Transition(), which appends the history entry and keeps the active set.
+// Invariants: `active` holds exactly the jobs in PENDING, STARTING or
+// RUNNING; a PENDING job has no allocations and no stop request; job ids
+// are unique (seq only grows, Load() resumes past the largest stored).
+// Thread-safety: externally synchronized by the lock passed at construction
+// (the ClusterManager's mu_).
+class JobTable {
+ public:
+  using Map = std::map<std::string, JobRt>;
+
+  JobTable(absl::Mutex* mu, const config::ClusterConfig* config)
+      : mu_(mu), config_(config) {}
+
+  // Reads kJobs. `on_attempt(job, attempt)` is called for every ended
+  // attempt (fair share), `on_active(job)` for every active job (the
+  // controller re-marks its GPUs). Resumes the sequence at least at
+  // `next_seq`.
+  absl::Status Load(
+      storage::Store* store, uint64_t next_seq,
+      const std::function<void(const v1::Job&, const v1::JobAttempt&)>&
+          on_attempt,
+      const std::function<void(const v1::Job&)>& on_active)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Map::iterator begin() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return jobs_.begin();
+  }
+  Map::iterator end() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return jobs_.end(); }
+  Map::const_iterator begin() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return jobs_.begin();
+  }
+  Map::const_iterator end() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return jobs_.end();
+  }
+  Map::iterator find(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return jobs_.find(id);
+  }
+  Map::const_iterator find(const std::string& id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return jobs_.find(id);
+  }
+  JobRt& at(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return jobs_.at(id);
+  }
+  const JobRt& at(const std::string& id) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return jobs_.at(id);
+  }
+  JobRt* Find(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The first job whose id is not below `id` (an array's tasks by prefix).
+  Map::iterator lower_bound(const std::string& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return jobs_.lower_bound(id);
+  }
+  // Pending, starting and running job ids.
+  const absl::flat_hash_set<std::string>& active() const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return active_;
+  }
+
+  // A new job's sequence number.
+  uint64_t NextSeq() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return next_seq_++; }
+  uint64_t next_seq() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return next_seq_;
+  }
+  // Adds a job whose record is durable (SubmitJob) and makes it active.
+  void Insert(JobRt j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Takes a job that is not (yet) durable out of the active set.
+  void Deactivate(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    active_.erase(id);
+  }
+  // "tenant/request_id" of submissions being written right now.
+  absl::flat_hash_set<std::string>& submitting()
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return submitting_;
+  }
+
+  // Writes the job's record to `batch`.
+  void Put(storage::WriteBatch* batch, const v1::Job& job) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Moves `j` to `state` (PREEMPTED is recorded in the history only: the
+  // job stays where it is until its requeue), keeping the active set; a
+  // move to PENDING clears the attempt's run-time state.
+  void Transition(JobRt& j, v1::JobState state, std::string reason,
+                  absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // When the current attempt's StartJob was sent (its STARTING transition).
+  absl::Time StartSent(const JobRt& j) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Per-GPU power the job commits in its domains: its limit, or in the
+  // measured modes the percentile of its recent draw.
+  int64_t CommittedPerGpu(const JobRt& j) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Records one measured per-GPU sample of the current attempt.
+  void AddSample(JobRt& j, int64_t per_gpu_mw) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+ private:
+  absl::Mutex* const mu_;
+  const config::ClusterConfig* const config_;
+  Map jobs_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_set<std::string> active_ ABSL_GUARDED_BY(mu_);
+  uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
+  absl::flat_hash_set<std::string> submitting_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace joule::daemon
