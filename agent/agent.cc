@@ -329,7 +329,7 @@ void Agent::StartJob(uint64_t command_id, const v1::StartJob& start) {
   std::vector<std::pair<std::string, std::string>> job_vars(start.env().begin(),
                                                             start.env().end());
   std::sort(job_vars.begin(), job_vars.end());
-  const std::vector<std::pair<std::string, std::string>> joule_vars = {
+  std::vector<std::pair<std::string, std::string>> joule_vars = {
       {"CUDA_VISIBLE_DEVICES", visible},
       {"NVIDIA_VISIBLE_DEVICES", visible},
       {"JOULE_JOB_ID", start.job_id()},
@@ -340,6 +340,11 @@ void Agent::StartJob(uint64_t command_id, const v1::StartJob& start) {
       {"JOULE_NODE_NAME", options_.node_name},
       {"JOULE_TENANT", start.tenant()},
   };
+  std::string array_id, array_index;  // a task of a job array
+  if (ArrayTaskOf(start.job_id(), &array_id, &array_index)) {
+    joule_vars.emplace_back("JOULE_ARRAY_ID", array_id);
+    joule_vars.emplace_back("JOULE_ARRAY_INDEX", array_index);
+  }
   auto who = ResolveJobIdentity(options_.job_users, start.tenant());
   if (who.ok()) {
     launch.identity = *who;

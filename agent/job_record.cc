@@ -18,12 +18,30 @@
 
 namespace joule::agent {
 
-bool ValidJobId(absl::string_view id) {
-  if (!absl::ConsumePrefix(&id, "job-")) return false;
-  if (id.empty() || id.size() > 19) return false;
-  for (char c : id) {
+namespace {
+bool Digits(absl::string_view s, size_t most) {
+  if (s.empty() || s.size() > most) return false;
+  for (char c : s) {
     if (!absl::ascii_isdigit(c)) return false;
   }
+  return true;
+}
+}  // namespace
+
+bool ValidJobId(absl::string_view id) {
+  if (!absl::ConsumePrefix(&id, "job-")) return false;
+  const size_t us = id.find('_');
+  if (us == absl::string_view::npos) return Digits(id, 19);
+  return Digits(id.substr(0, us), 19) && Digits(id.substr(us + 1), 10);
+}
+
+bool ArrayTaskOf(absl::string_view id, std::string* array_id,
+                 std::string* index) {
+  if (!ValidJobId(id)) return false;
+  const size_t us = id.find('_');
+  if (us == absl::string_view::npos) return false;
+  *array_id = std::string(id.substr(0, us));
+  *index = std::string(id.substr(us + 1));
   return true;
 }
 

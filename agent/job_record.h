@@ -25,9 +25,14 @@
 
 namespace joule::agent {
 
-// True if `id` is a job id the daemon hands out ("job-" and 1..19 digits).
-// Checked before any path is built from an id.
+// True if `id` is a job id the daemon hands out ("job-" and 1..19 digits;
+// a task of a job array adds "_" and its index, 1..10 digits). Checked
+// before any path is built from an id.
 bool ValidJobId(absl::string_view id);
+// True if `id` is an array task's: sets the array's id and the task's index
+// (JOULE_ARRAY_ID, JOULE_ARRAY_INDEX in the job's environment).
+bool ArrayTaskOf(absl::string_view id, std::string* array_id,
+                 std::string* index);
 
 // `<dir>/<job>.<attempt><suffix>`; the id must be valid (checked by callers).
 std::string AttemptPath(const std::string& dir, const std::string& job_id,

@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -459,7 +460,31 @@ void JobRunner::MonitorLoop() {
       any = true;
     }
     if (any) PruneEnded();
-    absl::SleepFor(absl::Milliseconds(20));
+    WaitForAnExit();
+  }
+}
+
+void JobRunner::WaitForAnExit() {
+  // One pidfd per supervisor: poll() returns as soon as one exits (it has
+  // written .exit by then), else after monitor_interval.
+  std::vector<struct pollfd> fds;
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& [key, p] : procs_) {
+#ifdef SYS_pidfd_open
+      const int fd = static_cast<int>(::syscall(SYS_pidfd_open, p.pid, 0));
+      if (fd >= 0) fds.push_back({fd, POLLIN, 0});
+#endif
+    }
+  }
+  const int timeout_ms = static_cast<int>(std::clamp<int64_t>(
+      absl::ToInt64Milliseconds(options_.monitor_interval), 1, INT_MAX));
+  if (fds.empty()) {
+    absl::SleepFor(absl::Milliseconds(
+        std::min(timeout_ms, 20)));  // nothing to watch: new attempts soon
+  } else {
+    ::poll(fds.data(), fds.size(), timeout_ms);
+    for (const struct pollfd& f : fds) ::close(f.fd);
   }
 }
 

@@ -63,10 +63,10 @@ struct RunningProcess {
 //
 // On construction it re-adopts the attempts an earlier agent process left
 // running and collects those that ended meanwhile (TakeEndedAtStartup). A
-// monitor thread notices ends and calls `on_exit` (without internal locks
-// held). Destruction stops every attempt (SIGTERM, then SIGKILL) and waits
-// for their supervisors; an agent killed outright leaves them running.
-// Paths are only built from ids that pass ValidJobId. Thread-safe.
+// monitor thread notices ends at once (pidfds) and calls `on_exit` (without
+// internal locks held). Destruction stops every attempt (SIGTERM, then SIGKILL)
+// and waits for their supervisors; an agent killed outright leaves them
+// running. Paths are only built from ids that pass ValidJobId. Thread-safe.
 class JobRunner {
  public:
   struct Options {
@@ -82,6 +82,10 @@ class JobRunner {
     // true: destruction leaves the attempts to their supervisors, as an
     // agent killed outright does (tests use it to stand for a crash).
     bool leave_running_on_destroy = false;
+    // The monitor wakes the moment a supervisor exits (a pidfd per
+    // supervisor, poll(2)), so an end is reported at once; it also looks
+    // this often regardless (new attempts, a kernel without pidfd_open).
+    absl::Duration monitor_interval = absl::Milliseconds(20);
   };
   explicit JobRunner(Options options);
   ~JobRunner();
@@ -125,6 +129,7 @@ class JobRunner {
   JobExit Collect(const Proc& p, bool supervisor_gone);
   void PruneEnded();
   void MonitorLoop();
+  void WaitForAnExit();  // a supervisor exited, or monitor_interval passed
 
   const Options options_;
   mutable absl::Mutex mu_;

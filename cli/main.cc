@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "CLI/CLI.hpp"
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -23,6 +24,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "cli/app_help.h"
+#include "cli/arrays.h"
 #include "cli/csv.h"
 #include "cli/format.h"
 #include "cli/sched_text.h"
@@ -303,12 +305,56 @@ struct SubmitFlags {
   std::string tenant, name, gpu_model, cls = "on-demand", power, min_power,
                                        max_runtime, request_id, after;
   std::string power_mode;
+  std::string array;  // --array A-B[%MAX] (cli/arrays.h)
+  bool wait = false;  // --wait: until the job (every task) has ended
   uint32_t gpus = 0, nodes = 1;
   int32_t priority = 0;
   double sim_load = 0;
   std::vector<std::string> env, command;
   std::string memory, cpus;  // per node, enforced in the job's cgroup
 };
+
+// `job submit --wait`: polls until the job (every task of an array) has
+// ended, 1 ms apart at first, backing off to 50 ms; exits 0 if it (each
+// task) succeeded, else 1 with the first failure on stderr.
+void WaitForEnd(Client& c, const v1::SubmitJobResponse& submitted) {
+  std::fflush(stdout);
+  auto ended = [](v1::JobState s) {
+    return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
+           s == v1::JOB_STATE_CANCELLED;
+  };
+  absl::Duration pause = absl::Milliseconds(1);
+  for (;;) {
+    std::vector<v1::Job> jobs;
+    if (submitted.array_id().empty()) {
+      v1::GetJobRequest req;
+      req.set_id(submitted.job().id());
+      jobs.emplace_back();
+      c.Call(&v1::JobService::Stub::GetJob, c.jobs(), req, &jobs.back());
+    } else {
+      v1::ListJobsRequest req;
+      req.set_array_id(submitted.array_id());
+      do {
+        v1::ListJobsResponse page;
+        c.Call(&v1::JobService::Stub::ListJobs, c.jobs(), req, &page);
+        jobs.insert(jobs.end(), page.jobs().begin(), page.jobs().end());
+        req.set_page_token(page.next_page_token());
+      } while (!req.page_token().empty());
+    }
+    if (std::all_of(jobs.begin(), jobs.end(),
+                    [&](const v1::Job& j) { return ended(j.state()); })) {
+      for (const v1::Job& j : jobs) {
+        if (j.state() != v1::JOB_STATE_SUCCEEDED) {
+          Fail(1, absl::StrCat("job ", j.id(), " ", JobStateName(j.state()),
+                               ": ", j.reason()));
+        }
+      }
+      return;
+    }
+    absl::SleepFor(pause);
+    pause = std::min(pause * 2, absl::Milliseconds(50));
+  }
+}
 
 void JobSubmit(Client& c, const Globals& g, const SubmitFlags& f) {
   v1::SubmitJobRequest req;
@@ -367,17 +413,28 @@ void JobSubmit(Client& c, const Globals& g, const SubmitFlags& f) {
     s->set_cpu_millis(*m);
   }
   req.set_request_id(f.request_id);
+  if (!f.array.empty()) {
+    auto array = ParseArrayFlag(f.array);
+    if (!array.ok()) FailStatus(array.status());
+    *req.mutable_array() = *array;
+  }
   v1::SubmitJobResponse resp;
   c.Call(&v1::JobService::Stub::SubmitJob, c.jobs(), req, &resp);
-  if (Structured(g, resp, kNoTable)) return;
-  Print(resp.job().id() + "\n");
+  if (Structured(g, resp, kNoTable)) {
+    if (f.wait) WaitForEnd(c, resp);
+    return;
+  }
+  Print((resp.array_id().empty() ? resp.job().id() : resp.array_id()) + "\n");
+  if (f.wait) WaitForEnd(c, resp);
 }
 
 void JobList(Client& c, const Globals& g, const std::string& tenant,
              const std::string& state, uint32_t limit = 0,
-             const std::string& since = "") {
+             const std::string& since = "", const std::string& array_id = "",
+             bool expand = false) {
   v1::ListJobsRequest req;
   req.set_tenant(tenant);
+  req.set_array_id(array_id);
   if (!state.empty()) {
     auto st = ParseJobState(state);
     if (!st.ok()) FailStatus(st.status());
@@ -407,18 +464,33 @@ void JobList(Client& c, const Globals& g, const std::string& tenant,
   Table t({"ID", "TENANT", "NAME", "STATE", "CLASS", "GPUS", "NODES", "REASON",
            "PRIORITY", "MODEL", "POWER/GPU", "ATTEMPT", "SUBMITTED"});
   t.WideOnly({"PRIORITY", "MODEL", "POWER/GPU", "ATTEMPT", "SUBMITTED"});
+  // Wide columns come from the row's job; a folded array row's from its
+  // first task listed.
+  absl::flat_hash_map<std::string, const v1::Job*> by_id, first_task;
   for (const auto& j : resp.jobs()) {
-    std::vector<std::string> nodes;
-    for (const auto& a : j.allocations()) nodes.push_back(a.node());
-    t.Add({j.id(), j.spec().tenant(), j.spec().name(), JobStateName(j.state()),
-           ServiceClassName(j.effective_class()),
-           absl::StrCat(j.spec().gpus_per_node() *
-                        std::max(1u, j.spec().nodes())),
-           nodes.empty() ? "-" : absl::StrJoin(nodes, ","), j.reason(),
-           absl::StrCat(j.spec().priority()),
-           j.spec().gpu_model().empty() ? "any" : j.spec().gpu_model(),
-           j.power_limit_mw() > 0 ? FormatPower(j.power_limit_mw()) : "TDP",
-           absl::StrCat(j.attempt()), TimeText(j.submit_time())});
+    by_id[j.id()] = &j;
+    if (!j.array_id().empty()) first_task.try_emplace(j.array_id(), &j);
+  }
+  for (auto& row : JobRows(resp.jobs(), expand)) {
+    const v1::Job* j = nullptr;
+    if (auto it = by_id.find(row[0]); it != by_id.end()) {
+      j = it->second;
+    } else if (auto f = first_task.find(row[0].substr(0, row[0].find('_')));
+               f != first_task.end()) {
+      j = f->second;
+    }
+    if (j != nullptr) {
+      row.push_back(absl::StrCat(j->spec().priority()));
+      row.push_back(j->spec().gpu_model().empty() ? "any"
+                                                  : j->spec().gpu_model());
+      row.push_back(j->power_limit_mw() > 0 ? FormatPower(j->power_limit_mw())
+                                            : "TDP");
+      row.push_back(absl::StrCat(j->attempt()));
+      row.push_back(TimeText(j->submit_time()));
+    } else {
+      row.insert(row.end(), 5, "-");
+    }
+    t.Add(std::move(row));
   }
   Print(t.Render());
 }
@@ -1335,20 +1407,29 @@ int main(int argc, char** argv) {
                      "CPU limit per node, e.g. 16 or 0.5 (the job's cgroup)");
   submit->add_option("--request-id", sf.request_id,
                      "idempotency key: retrying with it never submits twice");
+  submit->add_option(
+      "--array", sf.array,
+      "a job array: tasks A..B, at most MAX at once (A-B[%MAX])");
+  submit->add_flag("--wait", sf.wait,
+                   "return once the job (every task) has ended; exit 1 unless "
+                   "it succeeded");
   set(submit, [&](Client& c) { JobSubmit(c, g, sf); });
   static std::string job_tenant, job_state, job_id;
   auto* jlist = job->add_subcommand("list", "list jobs");
   jlist->add_option("--tenant", job_tenant);
   jlist->add_option("--state", job_state);
   static uint32_t list_limit = 0;
-  static std::string list_since;
-  static bool watch = false;
+  static std::string list_since, list_array;
+  static bool watch = false, list_expand = false;
   jlist->add_option("--limit", list_limit, "the latest N jobs");
   jlist->add_option("--since", list_since, "submitted within, e.g. 1h");
   jlist->add_flag("--watch", watch, "print again on every job state change");
+  jlist->add_option("--array", list_array, "only the tasks of this array");
+  jlist->add_flag("--expand", list_expand, "one row per array task");
   set(jlist, [&](Client& c) {
     Watchable(c, watch, /*on_jobs=*/true, [&] {
-      JobList(c, g, job_tenant, job_state, list_limit, list_since);
+      JobList(c, g, job_tenant, job_state, list_limit, list_since, list_array,
+              list_expand);
     });
   });
   auto* jshow = job->add_subcommand("show", "one job, with why it waits");

@@ -18,6 +18,7 @@
 #include "absl/synchronization/notification.h"
 #include "common/clock.h"
 #include "config/cluster_config.h"
+#include "daemon/job_arrays.h"
 #include "daemon/domain_tree.h"
 #include "daemon/event_log.h"
 #include "daemon/job_table.h"
@@ -144,6 +145,12 @@ class ClusterManager {
   // the job is pending (hold) or held (release).
   absl::StatusOr<v1::Job> HoldJob(const std::string& id, bool hold,
                                   const std::string& caller_tenant);
+  // Job arrays (defined in daemon/job_arrays.cc): req.array is set.
+  absl::StatusOr<v1::SubmitJobResponse> SubmitArray(
+      const v1::SubmitJobRequest& req, const std::string& caller_tenant);
+  bool IsArray(const std::string& id);  // an array's id (not a task's)
+  absl::StatusOr<v1::Job> CancelArray(const v1::CancelJobRequest& req,
+                                      const std::string& caller_tenant);
 
   // ---- admin (viewer_tenant non-empty: a tenant's view, which shows no
   // other tenant's job ids)
@@ -335,6 +342,7 @@ class ClusterManager {
       ABSL_GUARDED_BY(mu_);
 
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  ArrayGate array_gate_ ABSL_GUARDED_BY(mu_);  // arrays' max_running
   bool power_dirty_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;

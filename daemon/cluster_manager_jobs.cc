@@ -218,6 +218,7 @@ absl::StatusOr<std::vector<v1::Job>> ClusterManager::ListJobs(
         j.job.state() != req.state()) {
       continue;
     }
+    if (!req.array_id().empty() && j.job.array_id() != req.array_id()) continue;
     out.push_back(j.job);
   }
   if (req.limit() > 0 && out.size() > req.limit()) {

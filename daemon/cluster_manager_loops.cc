@@ -36,10 +36,15 @@ void ClusterManager::ScheduleOnce() {
     absl::MutexLock lock(&mu_);
     wake_ = false;
     const absl::flat_hash_set<std::string> blocked = SettleBlockedLocked();
+    array_gate_.BeginRound(jobs_.active(),
+                           [&](const std::string& id) -> const v1::Job& {
+                             return jobs_.at(id).job;
+                           });
     for (const std::string& id : jobs_.active()) {
       const JobRt& j = jobs_.at(id);
       if (j.job.state() != v1::JOB_STATE_PENDING) continue;
       if (blocked.contains(id)) continue;  // held or waiting on a dependency
+      if (!array_gate_.Admits(j.job)) continue;  // array's max_running
       const v1::JobSpec& s = j.job.spec();
       scheduler::PendingJob p;
       p.id = id;

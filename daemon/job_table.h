@@ -96,6 +96,11 @@ class JobTable {
     return jobs_.at(id);
   }
   JobRt* Find(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The first job whose id is not below `id` (an array's tasks by prefix).
+  Map::iterator lower_bound(const std::string& id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return jobs_.lower_bound(id);
+  }
   // Pending, starting and running job ids.
   const absl::flat_hash_set<std::string>& active() const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

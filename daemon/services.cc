@@ -193,6 +193,11 @@ grpc::ServerUnaryReactor* JobServiceImpl::SubmitJob(
     v1::SubmitJobResponse* resp) {
   return gate_->Later(ctx, M("JobService", "SubmitJob"), req->spec().tenant(),
                       [this, req, resp](const Caller& c) -> absl::Status {
+                        if (req->has_array()) {  // daemon/job_arrays.cc
+                          ASSIGN_OR_RETURN(*resp, manager_->SubmitArray(
+                                                      *req, c.TenantScope()));
+                          return absl::OkStatus();
+                        }
                         ASSIGN_OR_RETURN(
                             *resp->mutable_job(),
                             manager_->SubmitJob(*req, c.TenantScope()));
@@ -230,12 +235,16 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(
 grpc::ServerUnaryReactor* JobServiceImpl::CancelJob(
     grpc::CallbackServerContext* ctx, const v1::CancelJobRequest* req,
     v1::Job* resp) {
-  return gate_->Later(ctx, M("JobService", "CancelJob"), req->id(),
-                      [this, req, resp](const Caller& c) -> absl::Status {
-                        ASSIGN_OR_RETURN(
-                            *resp, manager_->CancelJob(*req, c.TenantScope()));
-                        return absl::OkStatus();
-                      });
+  return gate_->Later(
+      ctx, M("JobService", "CancelJob"), req->id(),
+      [this, req, resp](const Caller& c) -> absl::Status {
+        if (manager_->IsArray(req->id())) {  // the whole array
+          ASSIGN_OR_RETURN(*resp, manager_->CancelArray(*req, c.TenantScope()));
+          return absl::OkStatus();
+        }
+        ASSIGN_OR_RETURN(*resp, manager_->CancelJob(*req, c.TenantScope()));
+        return absl::OkStatus();
+      });
 }
 
 grpc::ServerUnaryReactor* JobServiceImpl::GetJobLogs(

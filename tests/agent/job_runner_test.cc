@@ -49,6 +49,7 @@ class JobRunnerTest : public ::testing::Test {
     o.supervisor_path = Supervisor();
     o.clock = &RealClock::Get();
     o.leave_running_on_destroy = leave_running;
+    o.monitor_interval = monitor_interval_;
     o.on_exit = [this](const JobExit& e) {
       absl::MutexLock lock(&mu_);
       exits_.push_back(e);
@@ -84,6 +85,7 @@ class JobRunnerTest : public ::testing::Test {
   }
 
   std::string dir_;
+  absl::Duration monitor_interval_ = absl::Milliseconds(20);
   absl::Mutex mu_;
   std::vector<JobExit> exits_ ABSL_GUARDED_BY(mu_);
   std::unique_ptr<JobRunner> runner_;
@@ -153,7 +155,8 @@ TEST_F(JobRunnerTest, PathTraversalIdsAreRefused) {
   const std::string outside = dir_ + "/pwned";
   for (const std::string id :
        {"../../../../x/pwned", "../pwned", "job-1/../../pwned", "job-", "", ".",
-        "..", "job-1x", "job-12345678901234567890", "/etc/passwd"}) {
+        "..", "job-1x", "job-12345678901234567890", "/etc/passwd", "job-1_",
+        "job-_1", "job-1_2_3", "job-1_../x", "job-1_12345678901"}) {
     SCOPED_TRACE(id);
     absl::Status s = runner_->Start(Launch(id, 1, {"/bin/true"}));
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
@@ -367,6 +370,41 @@ TEST_F(JobRunnerTest, EscapedProcessesDieWithTheJobAndItsCgroup) {
   } else {
     std::cerr << "no writable cgroup v2 hierarchy: cgroup part not tested\n";
   }
+}
+
+}  // namespace
+}  // namespace joule::agent
+
+namespace joule::agent {
+namespace {
+
+// A job's end is reported when its supervisor exits, not at the monitor's
+// next look: with the fallback look an hour apart, two jobs in a row still
+// end (the wait below gives up after 20 s, far below the hour).
+TEST_F(JobRunnerTest, EndIsReportedWhenTheSupervisorExitsNotAtTheNextLook) {
+  runner_.reset();
+  monitor_interval_ = absl::Hours(1);
+  runner_ = MakeRunner();
+  ASSERT_TRUE(
+      runner_->Start(Launch("job-7", 1, {"/bin/sh", "-c", "sleep 0.3"})).ok());
+  EXPECT_EQ(WaitExit(1).job_id, "job-7");
+  ASSERT_TRUE(
+      runner_
+          ->Start(Launch("job-8_3", 1, {"/bin/sh", "-c", "sleep 0.3; exit 4"}))
+          .ok());
+  const JobExit e = WaitExit(2);
+  EXPECT_EQ(e.job_id, "job-8_3");
+  EXPECT_EQ(e.exit_code, 4);
+}
+
+TEST(ArrayTaskOfTest, SplitsTaskIds) {
+  std::string array, index;
+  EXPECT_TRUE(ArrayTaskOf("job-000042_17", &array, &index));
+  EXPECT_EQ(array, "job-000042");
+  EXPECT_EQ(index, "17");
+  EXPECT_FALSE(ArrayTaskOf("job-000042", &array, &index));
+  EXPECT_FALSE(ArrayTaskOf("job-1_x", &array, &index));
+  EXPECT_TRUE(ValidJobId("job-000042_17"));
 }
 
 }  // namespace

@@ -1,0 +1,396 @@
+#!/usr/bin/env bash
+# Joule and Slurm side by side, in one run, on the same machine and the same
+# cluster shape: 4 nodes x 8 GPUs on 127.0.0.1. See bench/vs-slurm/README.md
+# for the Slurm settings and why each one is there.
+#
+#   bench/vs-slurm/run.sh            # every workload, 1,000 jobs
+#   JOBS=200 bench/vs-slurm/run.sh   # smaller, for a quick check
+#   NO_BUILD=1 bench/vs-slurm/run.sh # use build/bin as it is
+#   ONLY=joule|slurm bench/vs-slurm/run.sh  # one side only (no ratio)
+#
+# Installs Debian's slurmctld, slurmd, slurm-client and munge if they are
+# missing (needs root: slurmd launches jobs), builds jouled, joule-agent and
+# joulectl into build/ (BUILD_DIR=), starts munged + slurmctld + 4 slurmd
+# and jouled + 4 joule-agents in a state dir of their own under /tmp, runs
+#   (a) JOBS trivial 1-GPU jobs, one CLI process per job, one after another;
+#       first submit -> all done
+#   (b) the same with PAR (8) submitters at a time
+#   (c) one array of JOBS tasks; submit -> all done
+#   (d) one job, submit -> done (the submitting shell sees it), median of
+#       SAMPLES (20)
+#   (e) one listing CLI call (squeue / joulectl job list), wall, median of
+#       SAMPLES; also the CLI's start-up alone (--version / --help)
+#   (f) the control plane's resident memory (VmRSS of slurmctld / jouled)
+#       with JOBS jobs queued (nodes drained, so nothing runs)
+# and prints one table (Slurm, Joule, Joule's advantage) that also goes to
+# $OUT_DIR/vs-slurm.txt (default bench-results/). Stops what it started, by
+# pid, and removes its state dir (KEEP=1 keeps it).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+BUILD_DIR=${BUILD_DIR:-build}
+BIN=$ROOT/$BUILD_DIR/bin
+JOBS=${JOBS:-1000}
+PAR=${PAR:-8}
+SAMPLES=${SAMPLES:-20}
+OUT_DIR=${OUT_DIR:-bench-results}
+ONLY=${ONLY:-}
+mkdir -p "$OUT_DIR"
+
+log() { echo "[vs-slurm $(date -u +%H:%M:%S)] $*" >&2; }
+
+# ------------------------------------------------------------- packages ----
+if [[ $ONLY != joule ]]; then
+  if [[ $(id -u) != 0 ]]; then
+    echo "vs-slurm: the Slurm side needs root (slurmd starts jobs); run as root or ONLY=joule" >&2
+    exit 2
+  fi
+  if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null ||
+     ! command -v sbatch >/dev/null || ! command -v munged >/dev/null; then
+    log "installing slurmctld slurmd slurm-client munge"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      slurmctld slurmd slurm-client munge >/dev/null
+  fi
+fi
+if [[ ${NO_BUILD:-0} != 1 && $ONLY != slurm ]]; then
+  log "building jouled joule-agent joulectl in $BUILD_DIR/"
+  [[ -f $BUILD_DIR/build.ninja ]] || cmake -S . -B "$BUILD_DIR" -G Ninja \
+    -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  cmake --build "$BUILD_DIR" --target jouled joule-agent joulectl -j2 >/dev/null
+fi
+
+# ---------------------------------------------------------------- state ----
+STATE=$(mktemp -d /tmp/joule-vs-slurm.XXXXXX)
+chmod 755 "$STATE"
+PIDS=()  # everything this script started, in start order
+cleanup() {
+  local i
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    kill "${PIDS[i]}" 2>/dev/null || true
+  done
+  for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  if [[ ${KEEP:-0} == 1 ]]; then log "state kept in $STATE"; else rm -rf "$STATE"; fi
+}
+trap cleanup EXIT
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+now_ms() { echo "${EPOCHREALTIME/./}" | awk '{printf "%.3f", $1 / 1000}'; }
+# median of the numbers on stdin
+median() { sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# The private part of it: RssAnon (heap, stacks), without the pages of the
+# binary and shared libraries that are mapped from files.
+anon_kib() { awk '/^RssAnon:/ {print $2}' "/proc/$1/status"; }
+# wait_until TIMEOUT_S CMD...: polls CMD every $POLL s (10 ms by default;
+# the bulk rows poll every 50 ms so that the polling costs little CPU)
+POLL=0.01
+wait_until() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@"; do
+    if ((SECONDS > deadline)); then return 1; fi
+    sleep "$POLL"
+  done
+}
+declare -A R  # results: R[side.key]
+
+# ---------------------------------------------------------------- Slurm ----
+start_slurm() {
+  local S=$STATE/slurm
+  mkdir -p "$S"/{munge,ctld,log,dev} && chmod 700 "$S/munge"
+  # Munge: our own key, socket, pid and log, so a system munged (if any)
+  # is left alone.
+  dd if=/dev/urandom of="$S/munge/munge.key" bs=1024 count=1 status=none
+  chmod 400 "$S/munge/munge.key"
+  munged --foreground --force --socket="$S/munge/munge.sock" \
+    --key-file="$S/munge/munge.key" --pid-file="$S/munge/munged.pid" \
+    --log-file="$S/munge/munged.log" --seed-file="$S/munge/munged.seed" \
+    --num-threads=4 >"$S/log/munged.out" 2>&1 &
+  PIDS+=($!)
+  wait_until 10 test -S "$S/munge/munge.sock" || { cat "$S/log/munged.out" "$S/munge/munged.log" >&2; exit 1; }
+  for g in 0 1 2 3 4 5 6 7; do : >"$S/dev/gpu$g"; done
+  local ctld_port d1 d2 d3 d4
+  ctld_port=$(free_port); d1=$(free_port); d2=$(free_port); d3=$(free_port); d4=$(free_port)
+  cat >"$S/gres.conf" <<EOF
+AutoDetect=off
+NodeName=sn[1-4] Name=gpu File=$S/dev/gpu[0-7]
+EOF
+  # Settings: see bench/vs-slurm/README.md (high-throughput guide).
+  cat >"$S/slurm.conf" <<EOF
+ClusterName=jbench
+SlurmctldHost=localhost(127.0.0.1)
+SlurmctldPort=$ctld_port
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=socket=$S/munge/munge.sock
+CredType=cred/munge
+StateSaveLocation=$S/ctld
+SlurmdSpoolDir=$S/spool-%n
+SlurmctldPidFile=$S/slurmctld.pid
+SlurmdPidFile=$S/slurmd-%n.pid
+SlurmctldLogFile=$S/log/slurmctld.log
+SlurmdLogFile=$S/log/slurmd-%n.log
+SlurmctldDebug=error
+SlurmdDebug=error
+SlurmdParameters=config_overrides
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+MpiDefault=none
+LaunchType=launch/slurm
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SchedulerType=sched/builtin
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=100000,default_queue_depth=1000,sched_max_job_start=0,max_rpc_cnt=0
+MaxJobCount=100000
+MaxArraySize=100001
+MinJobAge=300
+MessageTimeout=30
+KillWait=5
+InactiveLimit=0
+ReturnToService=2
+SlurmdTimeout=300
+GresTypes=gpu
+NodeName=sn1 NodeHostname=localhost NodeAddr=127.0.0.1 Port=$d1 CPUs=8 RealMemory=8000 Gres=gpu:8 State=UNKNOWN
+NodeName=sn2 NodeHostname=localhost NodeAddr=127.0.0.1 Port=$d2 CPUs=8 RealMemory=8000 Gres=gpu:8 State=UNKNOWN
+NodeName=sn3 NodeHostname=localhost NodeAddr=127.0.0.1 Port=$d3 CPUs=8 RealMemory=8000 Gres=gpu:8 State=UNKNOWN
+NodeName=sn4 NodeHostname=localhost NodeAddr=127.0.0.1 Port=$d4 CPUs=8 RealMemory=8000 Gres=gpu:8 State=UNKNOWN
+PartitionName=gpu Nodes=sn[1-4] Default=YES MaxTime=INFINITE State=UP
+EOF
+  export SLURM_CONF=$S/slurm.conf
+  slurmctld -D -c -i -f "$S/slurm.conf" >"$S/log/slurmctld.out" 2>&1 &
+  SLURMCTLD_PID=$!
+  PIDS+=($SLURMCTLD_PID)
+  wait_until 20 bash -c 'scontrol ping | grep -q UP' ||
+    { cat "$S/log/slurmctld.out" "$S/log/slurmctld.log" >&2; exit 1; }
+  for n in 1 2 3 4; do
+    slurmd -D -N "sn$n" -f "$S/slurm.conf" >"$S/log/slurmd-sn$n.out" 2>&1 &
+    PIDS+=($!)
+  done
+  idle4() { [[ $(sinfo -h -N -t idle -o %N | sort -u | wc -l) == 4 ]]; }
+  wait_until 60 idle4 || { sinfo -N >&2; tail -n 20 "$S"/log/* >&2; exit 1; }
+  log "slurm: slurmctld pid $SLURMCTLD_PID, 4 slurmd idle"
+}
+slurm_active() { [[ $(squeue -h -t PD,CF,R,CG -o %i | wc -l) == 0 ]]; }
+slurm_submit() { sbatch -Q --gres=gpu:1 -n1 -o /dev/null -e /dev/null --wrap true >/dev/null; }
+bench_slurm() {
+  local t0 t1
+  log "slurm (a): $JOBS sequential sbatch"
+  t0=$(now_ms)
+  for ((i = 0; i < JOBS; i++)); do slurm_submit; done
+  POLL=0.05 wait_until 600 slurm_active
+  t1=$(now_ms)
+  R[slurm.a]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
+
+  log "slurm (b): $JOBS sbatch, $PAR at a time"
+  export -f slurm_submit
+  t0=$(now_ms)
+  seq 1 "$JOBS" | xargs -P "$PAR" -I{} bash -c slurm_submit
+  POLL=0.05 wait_until 600 slurm_active
+  t1=$(now_ms)
+  R[slurm.b]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
+
+  log "slurm (c): one array of $JOBS"
+  t0=$(now_ms)
+  sbatch -Q --array="0-$((JOBS - 1))" --gres=gpu:1 -n1 -o /dev/null -e /dev/null --wrap true >/dev/null
+  POLL=0.05 wait_until 600 slurm_active
+  t1=$(now_ms)
+  R[slurm.c]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
+
+  log "slurm (d): one job, submit -> done, x$SAMPLES"
+  local id
+  for ((i = 0; i < SAMPLES; i++)); do
+    t0=$(now_ms)
+    id=$(sbatch --parsable --gres=gpu:1 -n1 -o /dev/null -e /dev/null --wrap true)
+    wait_until 60 bash -c "scontrol -o show job $id | grep -q JobState=COMPLETED"
+    t1=$(now_ms)
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
+  done >"$STATE/slurm-d.txt"
+  # srun blocks until its job has ended (sbatch --wait would sleep >= 2 s
+  # between its polls): Slurm's fastest way to see one job done.
+  for ((i = 0; i < SAMPLES; i++)); do
+    t0=$(now_ms)
+    srun -Q --gres=gpu:1 -n1 true
+    t1=$(now_ms)
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
+  done >"$STATE/slurm-d-srun.txt"
+  R[slurm.d_sbatch]=$(median <"$STATE/slurm-d.txt")
+  R[slurm.d_srun]=$(median <"$STATE/slurm-d-srun.txt")
+  R[slurm.d]=$(printf '%s\n%s\n' "${R[slurm.d_sbatch]}" "${R[slurm.d_srun]}" | sort -g | head -1)
+
+  log "slurm (e): squeue, sbatch --version, x$SAMPLES"
+  for ((i = 0; i < SAMPLES; i++)); do
+    t0=$(now_ms); squeue >/dev/null; t1=$(now_ms)
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
+  done >"$STATE/slurm-e.txt"
+  R[slurm.e]=$(median <"$STATE/slurm-e.txt")
+  for ((i = 0; i < SAMPLES; i++)); do
+    t0=$(now_ms); sbatch --version >/dev/null; t1=$(now_ms)
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
+  done >"$STATE/slurm-e2.txt"
+  R[slurm.e2]=$(median <"$STATE/slurm-e2.txt")
+
+  log "slurm (f): slurmctld RSS with $JOBS jobs queued (nodes drained)"
+  R[slurm.f0]=$(rss_kib "$SLURMCTLD_PID")
+  scontrol update NodeName=sn[1-4] State=DRAIN Reason=bench
+  seq 1 "$JOBS" | xargs -P "$PAR" -I{} bash -c slurm_submit
+  sleep 1
+  R[slurm.f]=$(rss_kib "$SLURMCTLD_PID")
+  R[slurm.f_anon]=$(anon_kib "$SLURMCTLD_PID")
+  R[slurm.fq]=$(squeue -h -t PD -o %i | wc -l)
+}
+
+# ---------------------------------------------------------------- Joule ----
+start_joule() {
+  local J=$STATE/joule
+  mkdir -p "$J"
+  bash scripts/dev-pki.sh "$J/pki" bench-1 bench-2 bench-3 bench-4 >/dev/null 2>&1
+  export JOULE_SERVER="127.0.0.1:$(free_port)" JOULE_CA="$J/pki/ca.crt"
+  "$BIN/jouled" --listen "$JOULE_SERVER" --data-dir "$J/db" \
+    --tls-cert "$J/pki/server.crt" --tls-key "$J/pki/server.key" --tls-ca "$J/pki/ca.crt" \
+    --metrics-listen 127.0.0.1:0 >"$J/jouled.log" 2>&1 &
+  JOULED_PID=$!
+  PIDS+=($JOULED_PID)
+  export JOULE_TOKEN_FILE="$J/db/operator.token"
+  up() { [[ -s $JOULE_TOKEN_FILE ]] && "$BIN/joulectl" tenant list >/dev/null 2>&1; }
+  wait_until 20 up || { cat "$J/jouled.log" >&2; exit 1; }
+  # Jobs never run as root: as root the agents run them as nobody.
+  local job_user=()
+  [[ $(id -u) == 0 ]] && job_user=(--job-user nobody)
+  for n in 1 2 3 4; do
+    "$BIN/joule-agent" --server "$JOULE_SERVER" --node-name "bench-$n" --log-dir "$J/logs-$n" \
+      --ca "$J/pki/ca.crt" --tls-cert "$J/pki/bench-$n.crt" --tls-key "$J/pki/bench-$n.key" \
+      --state-dir "$J/state-$n" "${job_user[@]}" >"$J/agent-$n.log" 2>&1 &
+    PIDS+=($!)
+  done
+  ready4() { [[ $("$BIN/joulectl" node list | grep -c ' ready ') == 4 ]]; }
+  wait_until 30 ready4 || { "$BIN/joulectl" node list >&2; exit 1; }
+  "$BIN/joulectl" tenant create bench >/dev/null
+  "$BIN/joulectl" token create --role tenant --tenant bench 2>/dev/null >"$J/bench.token"
+  TENANT_TOKEN=$J/bench.token
+  log "joule: jouled pid $JOULED_PID, 4 agents ready"
+}
+# Jobs not yet finished (pending, starting, running, ...).
+joule_active() {
+  [[ $("$BIN/joulectl" job list | awk 'NR > 1 && $0 !~ / (succeeded|failed|cancelled) /' | wc -l) == 0 ]]
+}
+joule_submit() { JOULE_TOKEN_FILE=$TENANT_TOKEN "$BIN/joulectl" job submit --gpus 1 -- true >/dev/null; }
+bench_joule() {
+  local t0 t1
+  log "joule (a): $JOBS sequential joulectl job submit"
+  t0=$(now_ms)
+  for ((i = 0; i < JOBS; i++)); do joule_submit; done
+  POLL=0.05 wait_until 600 joule_active
+  t1=$(now_ms)
+  R[joule.a]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
+
+  log "joule (b): $JOBS joulectl job submit, $PAR at a time"
+  export -f joule_submit
+  export BIN TENANT_TOKEN
+  t0=$(now_ms)
+  seq 1 "$JOBS" | xargs -P "$PAR" -I{} bash -c joule_submit
+  POLL=0.05 wait_until 600 joule_active
+  t1=$(now_ms)
+  R[joule.b]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
+
+  log "joule (c): one array of $JOBS"
+  if "$BIN/joulectl" job submit --help 2>/dev/null | grep -q -- --array; then
+    t0=$(now_ms)
+    JOULE_TOKEN_FILE=$TENANT_TOKEN "$BIN/joulectl" job submit --array "0-$((JOBS - 1))" --gpus 1 -- true >/dev/null
+    POLL=0.05 wait_until 600 joule_active
+    t1=$(now_ms)
+    R[joule.c]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
+  else
+    R[joule.c]=n/a
+  fi
+
+  log "joule (d): one job, submit -> done, x$SAMPLES"
+  local id
+  for ((i = 0; i < SAMPLES; i++)); do
+    t0=$(now_ms)
+    id=$(JOULE_TOKEN_FILE=$TENANT_TOKEN "$BIN/joulectl" job submit --gpus 1 -- true)
+    wait_until 60 bash -c "'$BIN/joulectl' job show $id | head -1 | grep -q succeeded"
+    t1=$(now_ms)
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
+  done >"$STATE/joule-d.txt"
+  R[joule.d_poll]=$(median <"$STATE/joule-d.txt")
+  R[joule.d]=${R[joule.d_poll]}
+  if "$BIN/joulectl" job submit --help 2>/dev/null | grep -q -- --wait; then
+    for ((i = 0; i < SAMPLES; i++)); do
+      t0=$(now_ms)
+      JOULE_TOKEN_FILE=$TENANT_TOKEN "$BIN/joulectl" job submit --gpus 1 --wait -- true >/dev/null
+      t1=$(now_ms)
+      awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
+    done >"$STATE/joule-d-wait.txt"
+    R[joule.d_wait]=$(median <"$STATE/joule-d-wait.txt")
+    R[joule.d]=$(printf '%s\n%s\n' "${R[joule.d_poll]}" "${R[joule.d_wait]}" | sort -g | head -1)
+  fi
+
+  log "joule (e): joulectl job list --state running, tenant list, --help, x$SAMPLES"
+  # squeue lists the active jobs (none now); the same for Joule is the
+  # running ones (the list of all 3,000+ finished jobs is another question).
+  for ((i = 0; i < SAMPLES; i++)); do
+    t0=$(now_ms); "$BIN/joulectl" tenant list >/dev/null; t1=$(now_ms)
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
+  done >"$STATE/joule-e-tenant.txt"
+  R[joule.e_tenant]=$(median <"$STATE/joule-e-tenant.txt")
+  for ((i = 0; i < SAMPLES; i++)); do
+    t0=$(now_ms); "$BIN/joulectl" job list --state running >/dev/null; t1=$(now_ms)
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
+  done >"$STATE/joule-e.txt"
+  R[joule.e]=$(median <"$STATE/joule-e.txt")
+  for ((i = 0; i < SAMPLES; i++)); do
+    t0=$(now_ms); "$BIN/joulectl" --help >/dev/null; t1=$(now_ms)
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
+  done >"$STATE/joule-e2.txt"
+  R[joule.e2]=$(median <"$STATE/joule-e2.txt")
+
+  log "joule (f): jouled RSS with $JOBS jobs queued (nodes drained)"
+  R[joule.f0]=$(rss_kib "$JOULED_PID")
+  for n in 1 2 3 4; do "$BIN/joulectl" node drain "bench-$n" >/dev/null; done
+  seq 1 "$JOBS" | xargs -P "$PAR" -I{} bash -c joule_submit
+  sleep 1
+  R[joule.f]=$(rss_kib "$JOULED_PID")
+  R[joule.f_anon]=$(anon_kib "$JOULED_PID")
+  R[joule.fq]=$("$BIN/joulectl" job list --state pending | tail -n +2 | wc -l)
+}
+
+# ---------------------------------------------------------------- run ------
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+if [[ $ONLY != joule ]]; then start_slurm; bench_slurm; fi
+if [[ $ONLY != slurm ]]; then start_joule; bench_joule; fi
+LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
+
+v() { echo "${R[$1]:-n/a}"; }
+# ratio KIND A B: "higher" -> B/A (Joule / Slurm), "lower" -> A/B
+ratio() {
+  awk -v k="$1" -v s="$2" -v j="$3" 'BEGIN {
+    if (s == "n/a" || j == "n/a" || s + 0 == 0 || j + 0 == 0) { print "n/a"; exit }
+    if (k == "higher") printf "%.2fx\n", j / s; else printf "%.2fx\n", s / j }'
+}
+mib() { [[ $1 == n/a ]] && echo n/a || awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
+TABLE=$OUT_DIR/vs-slurm.txt
+{
+  echo "# Joule vs Slurm, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, load average before $LOAD_BEFORE, after $LOAD_AFTER"
+  echo "# Slurm $(sbatch --version 2>/dev/null | awk '{print $2}'), JOBS=$JOBS PAR=$PAR SAMPLES=$SAMPLES; Joule: TLS + tokens"
+  echo "# advantage = Joule / Slurm for rates, Slurm / Joule for times and memory (> 1: Joule better)"
+  printf '| %-66s | %19s | %19s | %9s | %s |\n' workload Slurm Joule advantage target
+  printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..68})" "$(printf -- '-%.0s' {1..21})" "$(printf -- '-%.0s' {1..21})" "$(printf -- '-%.0s' {1..11})" "--------"
+  row() { printf '| %-66s | %19s | %19s | %9s | %s |\n' "$@"; }
+  row "(a) $JOBS jobs, sequential CLI submits -> all done (jobs/s)" "$(v slurm.a)" "$(v joule.a)" "$(ratio higher "$(v slurm.a)" "$(v joule.a)")" ">= 5x"
+  row "(b) $JOBS jobs, $PAR parallel CLI submitters (jobs/s)" "$(v slurm.b)" "$(v joule.b)" "$(ratio higher "$(v slurm.b)" "$(v joule.b)")" ">= 10x"
+  row "(c) one array of $JOBS tasks -> all done (tasks/s)" "$(v slurm.c)" "$(v joule.c)" "$(ratio higher "$(v slurm.c)" "$(v joule.c)")" ">= 20x"
+  row "(d) one job, submit -> done seen by the shell (ms, median)" "$(v slurm.d)" "$(v joule.d)" "$(ratio lower "$(v slurm.d)" "$(v joule.d)")" ">= 100x"
+  row "(d') Slurm sbatch + scontrol polls / srun; Joule polls / --wait" "$(v slurm.d_sbatch) / $(v slurm.d_srun)" "$(v joule.d_poll) / $(v joule.d_wait)" "-" "-"
+  row "(e) one CLI call: squeue / joulectl job list --state running (ms)" "$(v slurm.e)" "$(v joule.e)" "$(ratio lower "$(v slurm.e)" "$(v joule.e)")" ">= 1x"
+  row "(e'') squeue / joulectl tenant list (ms, median)" "$(v slurm.e)" "$(v joule.e_tenant)" "$(ratio lower "$(v slurm.e)" "$(v joule.e_tenant)")" "-"
+  row "(e') CLI start-up: sbatch --version / joulectl --help (ms)" "$(v slurm.e2)" "$(v joule.e2)" "$(ratio lower "$(v slurm.e2)" "$(v joule.e2)")" "-"
+  row "(f) control-plane RSS, $JOBS jobs queued (MiB)" "$(mib "$(v slurm.f)")" "$(mib "$(v joule.f)")" "$(ratio lower "$(v slurm.f)" "$(v joule.f)")" ">= 0.5x"
+  row "(f') the same, RssAnon only (heap, stacks) (MiB)" "$(mib "$(v slurm.f_anon)")" "$(mib "$(v joule.f_anon)")" "$(ratio lower "$(v slurm.f_anon)" "$(v joule.f_anon)")" "-"
+  row "(f0) control-plane RSS before (idle, after a-e) (MiB)" "$(mib "$(v slurm.f0)")" "$(mib "$(v joule.f0)")" "$(ratio lower "$(v slurm.f0)" "$(v joule.f0)")" "-"
+  echo "# (f) queued jobs counted: Slurm $(v slurm.fq), Joule $(v joule.fq)"
+} | tee "$TABLE"
+log "table written to $TABLE"
