@@ -426,13 +426,13 @@ void PowerTree(Client& c, const Globals& g) {
   c.Call(&v1::AdminService::Stub::GetPowerTree, c.admin(),
          v1::GetPowerTreeRequest(), &resp);
   if (Json(g)) return Print(ToJson(resp) + "\n");
-  Table t(
-      {"DOMAIN", "KIND", "NODES", "CAP", "COMMITTED", "MEASURED", "HEADROOM"});
+  Table t({"DOMAIN", "KIND", "NODES", "CAP", "COMMITTED", "MEASURED",
+           "HEADROOM", "REPORTED"});
   for (const auto& d : resp.domains()) {
     t.Add({std::string(2 * d.depth(), ' ') + d.name(), d.kind(),
            absl::StrCat(d.nodes()), FormatPower(d.cap_mw()),
            FormatPower(d.committed_mw()), FormatPower(d.measured_mw()),
-           FormatPower(d.headroom_mw())});
+           FormatPower(d.headroom_mw()), FormatPower(d.reported_mw())});
   }
   Print(absl::StrCat("admission mode: ", resp.admission_mode(), "\n"));
   Print(t.Render());
@@ -446,6 +446,9 @@ void PowerSetCap(Client& c, const Globals& g, const std::string& domain,
   req.set_reason(reason);
   v1::PowerDomain d;
   c.Call(&v1::AdminService::Stub::SetPowerCap, c.admin(), req, &d);
+  if (!d.warning().empty()) {
+    std::cerr << "joulectl: warning: " << d.warning() << "\n";
+  }
   if (Json(g)) return Print(ToJson(d) + "\n");
   Print(absl::StrCat("domain ", d.name(), " cap ", FormatPower(d.cap_mw()),
                      " (measured ", FormatPower(d.measured_mw()),
