@@ -598,13 +598,13 @@ void PowerTree(Client& c, const Globals& g) {
          v1::GetPowerTreeRequest(), &resp);
   if (Structured(g, resp)) return;
   Table t({"DOMAIN", "KIND", "NODES", "CAP", "COMMITTED", "MEASURED",
-           "HEADROOM", "PARENT"});
+           "HEADROOM", "REPORTED", "PARENT"});
   t.WideOnly({"PARENT"});
   for (const auto& d : resp.domains()) {
     t.Add({std::string(2 * d.depth(), ' ') + d.name(), d.kind(),
            absl::StrCat(d.nodes()), FormatPower(d.cap_mw()),
            FormatPower(d.committed_mw()), FormatPower(d.measured_mw()),
-           FormatPower(d.headroom_mw()),
+           FormatPower(d.headroom_mw()), FormatPower(d.reported_mw()),
            d.parent().empty() ? "-" : d.parent()});
   }
   if (!Csv()) {
@@ -674,6 +674,9 @@ void PowerSetCap(Client& c, const Globals& g, const std::string& domain,
   }
   v1::PowerDomain d;
   c.Call(&v1::AdminService::Stub::SetPowerCap, c.admin(), req, &d);
+  if (!d.warning().empty()) {
+    std::cerr << "joulectl: warning: " << d.warning() << "\n";
+  }
   if (Structured(g, d, kNoTable)) return;
   Print(absl::StrCat("domain ", d.name(), " cap ", FormatPower(d.cap_mw()),
                      " (measured ", FormatPower(d.measured_mw()),

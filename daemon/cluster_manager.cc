@@ -10,6 +10,7 @@
 #include "joule/v1/records.pb.h"
 #include "scheduler/measured_plus.h"
 #include "scheduler/power_rules.h"
+#include "scheduler/shared_rules.h"
 
 // The controller's core: construction, loading from the store, persistence
 // helpers, the measured/committed power sums, the policy snapshot and the
@@ -36,7 +37,8 @@ ClusterManager::ClusterManager(ClusterManagerOptions options)
       events_(&mu_, options_.store, options_.clock, [this](const v1::Event& e) {
         if (options_.on_event) options_.on_event(e.kind());
         if (options_.on_event_recorded) options_.on_event_recorded(e);
-      }) {}
+      }),
+      claims_(&mu_) {}
 
 ClusterManager::~ClusterManager() { Stop(); }
 
@@ -94,6 +96,7 @@ absl::Status ClusterManager::LoadLocked() {
       }));
   tenants_.FinishLoad();
   RETURN_IF_ERROR(events_.Load(next_event_seq));
+  RETURN_IF_ERROR(claims_.Load(store));
   for (auto& [name, n] : nodes_) UpdateNodeMeasuredLocked(n);
   wake_ = true;
   return absl::OkStatus();
@@ -136,24 +139,19 @@ void ClusterManager::CommitBilled(
 // --------------------------------------------------------- power model ----
 
 void ClusterManager::UpdateNodeMeasuredLocked(NodeRt& n) {
+  // The projection: each GPU's report capped at its commanded limit (a
+  // stopping job's GPUs were set to their minimum: scheduler/shared_rules.h).
   int64_t total = n.node.base_power_mw();
+  int64_t reported = n.node.base_power_mw();
   for (const Gpu& g : n.gpus) {
-    int64_t p = g.status.power_mw();
-    if (g.commanded_mw > 0) p = std::min(p, g.commanded_mw);
-    if (!g.job_key.empty()) {
-      // A job being stopped will be idle within its grace period.
-      const std::string job_id = g.job_key.substr(0, g.job_key.rfind('/'));
-      auto it = jobs_.find(job_id);
-      if (it != jobs_.end() &&
-          it->second.job.stopping_to() != v1::JOB_STATE_UNSPECIFIED) {
-        p = std::min(p, IdleMwLocked(g.info.model()));
-      }
-    }
-    total += p;
+    total += scheduler::ProjectedGpuMw(g.status.power_mw(), g.commanded_mw);
+    reported += g.status.power_mw();
   }
   const int64_t delta = total - n.measured_mw;
   n.measured_mw = total;
   domains_.AddMeasured(n.leaf, delta);
+  domains_.AddReported(n.leaf, reported - n.reported_mw);
+  n.reported_mw = reported;
 }
 
 std::vector<int64_t> ClusterManager::DomainCommittedLocked() const {
@@ -183,6 +181,16 @@ std::vector<int64_t> ClusterManager::DomainCommittedLocked() const {
   return committed;
 }
 
+std::vector<int64_t> ClusterManager::DomainIdleFloorLocked() const {
+  std::vector<int64_t> floor(domains_.size(), 0);
+  for (const auto& [name, n] : nodes_) {
+    int64_t mw = n.node.base_power_mw();
+    for (const Gpu& g : n.gpus) mw += IdleMwLocked(g.info.model());
+    domains_.AddUp(n.leaf, mw, &floor);
+  }
+  return floor;
+}
+
 // ------------------------------------------------------------ snapshot ----
 
 scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
@@ -195,13 +203,10 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
   // policy therefore works with limits as increments over idle; ScheduleOnce
   // adds idle back to what it decides.
   for (scheduler::GpuModelSpec& spec : snap.gpu_models) {
-    const int64_t idle = IdleMwLocked(spec.name);
-    spec.tdp_mw = std::max<int64_t>(0, spec.tdp_mw - idle);
-    spec.min_limit_mw = std::max<int64_t>(0, spec.min_limit_mw - idle);
-    spec.max_limit_mw = std::max<int64_t>(0, spec.max_limit_mw - idle);
+    spec = scheduler::OffsetByIdle(spec, IdleMwLocked(spec.name));
   }
   const std::vector<int64_t> committed = DomainCommittedLocked();
-  snap.domains = domains_.Snapshot(committed);
+  snap.domains = domains_.Snapshot(committed, DomainIdleFloorLocked());
   absl::flat_hash_map<std::string, int> node_idx;
   for (const auto& [name, n] : nodes_) {
     node_idx[name] = static_cast<int>(snap.nodes.size());
@@ -211,6 +216,7 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
       contracted;
   if (options_.contracted_gpus) contracted = options_.contracted_gpus(now);
   tenants_.Snapshot(now, contracted, &snap.tenants, HeldGpusLocked());
+  snap.claims = claims_.Snapshot(node_idx);
   for (const std::string& id : jobs_.active()) {
     const JobRt& j = jobs_.at(id);
     const v1::Job& job = j.job;
@@ -246,6 +252,13 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
     r.committed_mw = JobCommittedPerGpuLocked(j) * gpus;
     r.measured_per_gpu_mw = j.measured_per_gpu_mw;
     r.idle_per_gpu_mw = IdleMwLocked(job.gpu_model());
+    if (job.allocations_size() > 0) {
+      auto nit = nodes_.find(job.allocations(0).node());
+      if (nit != nodes_.end() && !nit->second.gpus.empty()) {
+        r.stop_floor_per_gpu_mw =
+            nit->second.gpus[0].info.min_power_limit_mw();
+      }
+    }
     r.limit_changed_at = j.limit_changed_at;
     // A job already being stopped is neither throttled nor preempted again.
     if (job.stopping_to() != v1::JOB_STATE_UNSPECIFIED) {

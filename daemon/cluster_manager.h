@@ -19,6 +19,7 @@
 #include "common/clock.h"
 #include "config/cluster_config.h"
 #include "daemon/job_arrays.h"
+#include "daemon/claims.h"
 #include "daemon/domain_tree.h"
 #include "daemon/event_log.h"
 #include "daemon/job_table.h"
@@ -250,7 +251,17 @@ class ClusterManager {
   v1::JobAttempt EndAttemptLocked(JobRt& j, absl::Time end, std::string outcome,
                                   storage::WriteBatch* batch)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Asks the agents to stop the attempt (within the stop grace) and sets its
+  // GPUs to their minimum power limit at once, so that the cap holds during
+  // the grace.
   void RequestStopLocked(JobRt& j, v1::JobState target, std::string reason)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets the claim of `job_id` (if any) with a "claim" event.
+  void DropClaimLocked(const std::string& job_id, const std::string& why,
+                       storage::WriteBatch* batch)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Idle floor per domain (index as domains_): base + every GPU at idle.
+  std::vector<int64_t> DomainIdleFloorLocked() const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Finishes a job whose every rank has ended (or that was lost).
   void FinishAttemptLocked(
@@ -336,6 +347,7 @@ class ClusterManager {
   JobTable jobs_;
   TenantTable tenants_;
   EventLog events_;
+  ClaimBook claims_;
 
   std::atomic<uint64_t> next_command_id_{1};
   absl::flat_hash_map<uint64_t, std::shared_ptr<PendingLog>> pending_logs_

@@ -108,7 +108,7 @@ absl::Status ClusterManager::RemoveNode(const std::string& name) {
 
 v1::GetPowerTreeResponse ClusterManager::PowerTree() {
   absl::MutexLock lock(&mu_);
-  return domains_.Tree(DomainCommittedLocked());
+  return domains_.Tree(DomainCommittedLocked(), DomainIdleFloorLocked());
 }
 
 absl::StatusOr<v1::PowerDomain> ClusterManager::SetPowerCap(
@@ -125,17 +125,31 @@ absl::StatusOr<v1::PowerDomain> ClusterManager::SetPowerCap(
         absl::StrCat("domain: \"", r.domain(), "\" is not a power domain"));
   }
   const int64_t old = domains_[i].cap_mw;
+  const std::vector<int64_t> floor = DomainIdleFloorLocked();
   storage::WriteBatch batch;
   domains_.PutCap(i, r.cap_mw(), options_.clock->Now(), r.reason(), &batch);
   AddEventLocked(
       &batch, "cap", domains_[i].name,
       absl::StrCat("cap ", FormatPower(old), " -> ", FormatPower(r.cap_mw()),
                    r.reason().empty() ? "" : ": ", r.reason()));
+  // Accepted, but no job can run under it: said in the reply and an event.
+  std::string warning;
+  if (r.cap_mw() < floor[i]) {
+    warning = absl::StrCat("cap ", FormatPower(r.cap_mw()),
+                           " is below the idle draw ", FormatPower(floor[i]),
+                           " of ", domains_[i].name,
+                           ": no job can start there, and running jobs are "
+                           "throttled and preempted");
+    AddEventLocked(&batch, "power", domains_[i].name, warning);
+  }
   RETURN_IF_ERROR(CommitLocked(batch));
   domains_.SetCap(i, r.cap_mw());
   power_dirty_ = true;
   NotifyLocked();
-  return domains_.View(i, DomainCommittedLocked()[i]);
+  v1::PowerDomain out =
+      domains_.View(i, DomainCommittedLocked()[i], floor[i]);
+  out.set_warning(warning);
+  return out;
 }
 
 absl::StatusOr<std::vector<v1::Event>> ClusterManager::ListEvents(

@@ -12,6 +12,7 @@
 #include "daemon/cluster_manager.h"
 #include "daemon/controller_util.h"
 #include "daemon/sched_limits.h"
+#include "scheduler/shared_rules.h"
 #include "daemon/validation.h"
 
 namespace joule::daemon {
@@ -67,9 +68,36 @@ void ClusterManager::RequestStopLocked(JobRt& j, v1::JobState target,
     if (i < j.ended.size() && j.ended[i]) continue;
     auto it = nodes_.find(j.job.allocations(i).node());
     if (it == nodes_.end()) continue;
+    // Its GPUs go to their minimum limit first: the draw falls within a
+    // report interval, not after the grace (scheduler/shared_rules.h).
+    for (uint32_t g : j.job.allocations(i).gpu_indices()) {
+      if (g >= it->second.gpus.size()) continue;
+      Gpu& gpu = it->second.gpus[g];
+      const int64_t current = gpu.commanded_mw > 0
+                                  ? gpu.commanded_mw
+                                  : j.job.allocations(i).power_limit_mw();
+      const int64_t floor =
+          scheduler::StopFloorMw(gpu.info.min_power_limit_mw(), current);
+      if (floor <= 0 || floor == gpu.commanded_mw) continue;
+      gpu.commanded_mw = floor;
+      v1::DaemonMessage m;
+      m.mutable_set_power_limit()->set_gpu_index(g);
+      m.mutable_set_power_limit()->set_power_limit_mw(floor);
+      m.mutable_set_power_limit()->set_reason(
+          "stopping: minimum limit for the stop grace");
+      SendLocked(it->second, m);
+    }
     SendLocked(it->second, StopMessage(j.job.id(), j.job.attempt(), reason,
                                        options_.config.scheduler.stop_grace));
     UpdateNodeMeasuredLocked(it->second);
+  }
+}
+
+void ClusterManager::DropClaimLocked(const std::string& job_id,
+                                     const std::string& why,
+                                     storage::WriteBatch* batch) {
+  if (claims_.Erase(job_id, batch)) {
+    AddEventLocked(batch, "claim", job_id, absl::StrCat("claim dropped: ", why));
   }
 }
 
@@ -105,10 +133,16 @@ absl::Status ClusterManager::HandleJobUpdate(const std::string& node,
       if (j->job.state() == v1::JOB_STATE_STARTING) {
         v1::JobAttempt* a = j->job.mutable_attempts(j->job.attempts_size() - 1);
         *a->mutable_start_time() = ToProtoTime(when);
+        // A job being stopped (e.g. preempted while STARTING) keeps the
+        // reason it is being stopped for; the history notes the start.
+        const std::string stop_reason = j->job.reason();
         TransitionLocked(*j, v1::JOB_STATE_RUNNING,
                          absl::StrCat(RunningReason(j->job),
                                       message.empty() ? "" : "; ", message),
                          when);
+        if (j->job.stopping_to() != v1::JOB_STATE_UNSPECIFIED) {
+          j->job.set_reason(stop_reason);
+        }
         PutJobLocked(&batch, j->job);
       }
       break;
@@ -165,8 +199,12 @@ absl::Status ClusterManager::HandleJobUpdate(const std::string& node,
               std::clamp(FromProtoTime(u.start_time()), sent, when);
           *j->job.mutable_attempts(j->job.attempts_size() - 1)
                ->mutable_start_time() = ToProtoTime(start);
+          const std::string stop_reason = j->job.reason();
           TransitionLocked(*j, v1::JOB_STATE_RUNNING, RunningReason(j->job),
                            start);
+          if (j->job.stopping_to() != v1::JOB_STATE_UNSPECIFIED) {
+            j->job.set_reason(stop_reason);
+          }
         }
       }
       if (failed && j->job.stopping_to() == v1::JOB_STATE_UNSPECIFIED) {

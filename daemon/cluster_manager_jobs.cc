@@ -244,6 +244,7 @@ absl::StatusOr<v1::Job> ClusterManager::CancelJob(
       req.reason().empty() ? "cancelled by request" : req.reason();
   storage::WriteBatch batch;
   if (j->job.state() == v1::JOB_STATE_PENDING) {
+    DropClaimLocked(req.id(), "its job was cancelled", &batch);
     TransitionLocked(*j, v1::JOB_STATE_CANCELLED, reason,
                      options_.clock->Now());
   } else {

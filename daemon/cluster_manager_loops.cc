@@ -16,6 +16,8 @@
 #include "daemon/validation.h"
 #include "scheduler/measured_plus.h"
 #include "scheduler/power_rules.h"
+#include "scheduler/shared_rules.h"
+#include "joule/v1/records.pb.h"
 
 namespace joule::daemon {
 namespace {
@@ -57,29 +59,23 @@ void ClusterManager::ScheduleOnce() {
       p.gpu_model = s.gpu_model();
       // Limits as increments over idle (see SnapshotLocked); a job of any
       // model is offset by the smallest idle among the models.
-      int64_t offset = 0;
-      if (!s.gpu_model().empty()) {
-        offset = IdleMwLocked(s.gpu_model());
-      } else {
-        offset = std::numeric_limits<int64_t>::max();
-        for (const config::GpuModel& m : options_.config.gpu_models) {
-          offset = std::min(offset, IdleMwLocked(m.name));
-        }
-        if (offset == std::numeric_limits<int64_t>::max()) offset = 0;
+      std::vector<int64_t> listed;
+      for (const config::GpuModel& m : options_.config.gpu_models) {
+        listed.push_back(IdleMwLocked(m.name));
       }
-      if (s.power_limit_mw() > 0) {
-        p.power_mw = std::max<int64_t>(1, s.power_limit_mw() - offset);
-        idle_offsets[id] = offset;
-      }
-      if (s.min_power_limit_mw() > 0) {
-        p.min_power_mw = std::max<int64_t>(1, s.min_power_limit_mw() - offset);
+      const int64_t offset = scheduler::PendingIdleOffsetMw(
+          !s.gpu_model().empty(),
+          s.gpu_model().empty() ? 0 : IdleMwLocked(s.gpu_model()), listed);
+      p.power_mw = scheduler::OffsetPower(s.power_limit_mw(), offset);
+      p.min_power_mw = scheduler::OffsetPower(s.min_power_limit_mw(), offset);
+      if (s.power_limit_mw() > 0 || s.min_power_limit_mw() > 0) {
         idle_offsets[id] = offset;
       }
       p.max_runtime = TimeLimitLocked(j.job);
       p.efficiency = s.power_mode() == v1::POWER_MODE_EFFICIENCY;
       pending.push_back(std::move(p));
     }
-    if (pending.empty()) return;
+    if (pending.empty() && claims_.all().empty()) return;
     snap = SnapshotLocked();
   }
   std::sort(pending.begin(), pending.end(),
@@ -94,6 +90,9 @@ void ClusterManager::ScheduleOnce() {
   const absl::Time now = options_.clock->Now();
   storage::WriteBatch batch;
   std::vector<std::string> started;
+  for (const scheduler::Wait& w : d.dropped_claims) {
+    DropClaimLocked(w.job_id, w.reason, &batch);
+  }
   for (const scheduler::Wait& w : d.waits) {
     JobRt* j = FindJobLocked(w.job_id);
     if (j != nullptr) j->job.set_reason(w.reason);
@@ -124,6 +123,21 @@ void ClusterManager::ScheduleOnce() {
       continue;
     }
     if (!p.preempt.empty()) {
+      // A claim: the victims' stops and the GPUs promised to the job, in
+      // one batch (claims.h).
+      v1::records::Claim claim;
+      claim.set_job_id(p.job_id);
+      claim.set_gpu_model(p.gpu_model);
+      claim.set_power_per_gpu_mw(p.power_limit_mw);
+      *claim.mutable_created_time() = ToProtoTime(now);
+      std::vector<std::string> where;
+      for (const scheduler::JobShare& share : p.shares) {
+        auto* s = claim.add_shares();
+        s->set_node(snap.nodes[share.node].name);
+        s->mutable_gpu_indices()->Assign(share.gpus.begin(), share.gpus.end());
+        where.push_back(absl::StrCat(s->node(), " GPUs ",
+                                     absl::StrJoin(share.gpus, ",")));
+      }
       for (const std::string& victim_id : p.preempt) {
         JobRt* v = FindJobLocked(victim_id);
         if (v == nullptr || v->job.state() == v1::JOB_STATE_PENDING) continue;
@@ -133,10 +147,22 @@ void ClusterManager::ScheduleOnce() {
         RequestStopLocked(*v, v1::JOB_STATE_PREEMPTED, why);
         PutJobLocked(&batch, v->job);
         AddEventLocked(&batch, "preempt", victim_id, why);
+        claim.add_victims(victim_id);
       }
+      claims_.Put(claim, &batch);
+      AddEventLocked(&batch, "claim", p.job_id,
+                     absl::StrCat("claims ", absl::StrJoin(where, "; "),
+                                  " once its ", claim.victims_size(),
+                                  " victim(s) are gone: ",
+                                  absl::StrJoin(claim.victims(), ", ")));
       j->job.set_reason(absl::StrCat("waiting: preempting ", p.preempt.size(),
-                                     " job(s) to make room"));
+                                     " job(s) to make room on ",
+                                     absl::StrJoin(where, "; ")));
       continue;
+    }
+    if (claims_.Erase(p.job_id, &batch)) {
+      AddEventLocked(&batch, "claim", p.job_id,
+                     "claim fulfilled: placed on its claimed GPUs");
     }
     v1::Job& job = j->job;
     // Back from increments over idle to real per-GPU limits. A job that

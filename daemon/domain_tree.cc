@@ -70,6 +70,12 @@ void DomainTree::AddMeasured(int leaf, int64_t delta_mw) {
   }
 }
 
+void DomainTree::AddReported(int leaf, int64_t delta_mw) {
+  for (int d = leaf; d >= 0; d = domains_[d].parent) {
+    domains_[d].reported_mw += delta_mw;
+  }
+}
+
 void DomainTree::AddUp(int leaf, int64_t mw,
                        std::vector<int64_t>* committed) const {
   for (int d = leaf; d >= 0; d = domains_[d].parent) (*committed)[d] += mw;
@@ -107,7 +113,8 @@ void DomainTree::AdaptMargins(absl::Time now, absl::Duration interval) {
 }
 
 std::vector<scheduler::DomainSnapshot> DomainTree::Snapshot(
-    const std::vector<int64_t>& committed) const {
+    const std::vector<int64_t>& committed,
+    const std::vector<int64_t>& idle_floor) const {
   std::vector<scheduler::DomainSnapshot> out;
   for (size_t i = 0; i < domains_.size(); ++i) {
     const DomainRt& d = domains_[i];
@@ -118,6 +125,7 @@ std::vector<scheduler::DomainSnapshot> DomainTree::Snapshot(
     ds.cap_mw = d.cap_mw;
     ds.committed_mw = committed[i];
     ds.measured_mw = d.measured_mw;
+    ds.idle_floor_mw = idle_floor[i];
     if (config_->scheduler.admission == config::AdmissionMode::kMeasuredPlus) {
       ds.admission_reserve_mw = scheduler::MarginReserveMw(
           i < margins_.size()
@@ -130,7 +138,8 @@ std::vector<scheduler::DomainSnapshot> DomainTree::Snapshot(
   return out;
 }
 
-v1::PowerDomain DomainTree::View(int i, int64_t committed_mw) const {
+v1::PowerDomain DomainTree::View(int i, int64_t committed_mw,
+                                 int64_t idle_floor_mw) const {
   const DomainRt& d = domains_[i];
   v1::PowerDomain out;
   out.set_name(d.name);
@@ -142,11 +151,14 @@ v1::PowerDomain DomainTree::View(int i, int64_t committed_mw) const {
   out.set_headroom_mw(d.cap_mw - std::max(committed_mw, d.measured_mw));
   out.set_depth(d.depth);
   out.set_nodes(d.nodes);
+  out.set_reported_mw(d.reported_mw);
+  out.set_idle_floor_mw(idle_floor_mw);
   return out;
 }
 
 v1::GetPowerTreeResponse DomainTree::Tree(
-    const std::vector<int64_t>& committed) const {
+    const std::vector<int64_t>& committed,
+    const std::vector<int64_t>& idle_floor) const {
   std::vector<std::vector<int>> children(domains_.size());
   int root = 0;
   for (size_t i = 0; i < domains_.size(); ++i) {
@@ -165,7 +177,7 @@ v1::GetPowerTreeResponse DomainTree::Tree(
   while (!stack.empty()) {
     const int i = stack.back();
     stack.pop_back();
-    *resp.add_domains() = View(i, committed[i]);
+    *resp.add_domains() = View(i, committed[i], idle_floor[i]);
     for (auto c = children[i].rbegin(); c != children[i].rend(); ++c) {
       stack.push_back(*c);
     }

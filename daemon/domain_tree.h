@@ -25,6 +25,7 @@ struct DomainRt {
   int64_t config_cap_mw = 0;
   int64_t cap_mw = 0;       // config cap, or the operator's override
   int64_t measured_mw = 0;  // sum of the measured power of the nodes below
+  int64_t reported_mw = 0;  // sum of the nodes' last reported draw
   uint32_t nodes = 0;       // nodes below
 };
 
@@ -66,6 +67,9 @@ class DomainTree {
   // A node below `leaf` now measures `delta_mw` more.
   void AddMeasured(int leaf, int64_t delta_mw)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A node below `leaf` now reports `delta_mw` more.
+  void AddReported(int leaf, int64_t delta_mw)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Adds `mw` to `committed` (index as the domains) on the path of `leaf`.
   void AddUp(int leaf, int64_t mw, std::vector<int64_t>* committed) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -86,13 +90,15 @@ class DomainTree {
 
   // The policy's view, with the given committed power per domain.
   std::vector<scheduler::DomainSnapshot> Snapshot(
-      const std::vector<int64_t>& committed) const
+      const std::vector<int64_t>& committed,
+      const std::vector<int64_t>& idle_floor) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // One domain as the API shows it.
-  v1::PowerDomain View(int i, int64_t committed_mw) const
+  v1::PowerDomain View(int i, int64_t committed_mw, int64_t idle_floor_mw) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The whole tree, depth first from the root.
-  v1::GetPowerTreeResponse Tree(const std::vector<int64_t>& committed) const
+  v1::GetPowerTreeResponse Tree(const std::vector<int64_t>& committed,
+                                const std::vector<int64_t>& idle_floor) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
  private:

@@ -149,6 +149,9 @@ scheduler::NodeSnapshot NodeTable::Snapshot(const NodeRt& n) const {
         g.info.index() < 64) {
       ns.free_gpus |= uint64_t{1} << g.info.index();
     }
+    if (!g.status.healthy() && g.info.index() < 64) {
+      ns.unhealthy_gpus |= uint64_t{1} << g.info.index();
+    }
   }
   ns.measured_mw = n.measured_mw;
   return ns;

@@ -42,6 +42,7 @@ struct NodeRt {
   absl::Time unreachable_since = absl::InfinitePast();
   bool ready = false;
   int64_t measured_mw = 0;  // base + sum of expected GPU draw
+  int64_t reported_mw = 0;  // base + sum of the GPUs' last reported draw
   AgentLink* link = nullptr;
   std::string session_id;
   // Commands decided at registration, sent once the agent attaches its new

@@ -118,9 +118,30 @@ class Scheduler {
   // Whether the reservation lets `found` start now; fills the ledger debits.
   bool Admit(const Job& job, const Found& found,
              std::vector<std::pair<int, int64_t>>* debits) const;
+  // `masks` (one per node of `found`): exactly these GPUs (a claim).
   void Commit(const Job& job, const Found& found,
               const std::vector<std::pair<int, int64_t>>& debits,
-              std::vector<std::string> preempt);
+              std::vector<std::string> preempt,
+              const std::vector<uint64_t>* masks = nullptr);
+  // The GPUs of preempted `victims` that the claimant does not take stay
+  // unavailable for the rest of the call: they are free only once the
+  // victims have stopped (and then go to whoever is next).
+  void HoldLeftovers(absl::Span<const size_t> victims) {
+    for (size_t i : victims) {
+      for (const NodeAlloc& a : active_[i].allocs) {
+        if (a.node < 0 || state_.node_leaf(a.node) < 0) continue;
+        const uint64_t left = a.gpus & state_.free_gpus(a.node);
+        if (left == 0) continue;
+        const NodeAlloc hold{a.node, left, 0};
+        state_.Allocate({&hold, 1});
+      }
+    }
+  }
+  // Holds the free GPUs of every claim (claims.h).
+  void SetUpClaims();
+  // A claimant: true when handled (placed or waiting on its claim); false
+  // when its claim was dropped and it is to be scheduled as usual.
+  bool ProcessClaim(const Job& job);
   bool TryPreempt(const Job& job);
   // TryPreempt for a single-node job; `key` names its shapes.
   bool PreemptForOneNode(const Job& job, const std::string& key,
@@ -161,6 +182,14 @@ class Scheduler {
   std::optional<std::vector<size_t>> victim_order_;
   size_t victim_start_ = 0;  // entries before it are all preempted
   std::optional<Reservation> res_;
+  // Claims by claimant id: their status and the free GPUs held for them.
+  struct ClaimWork {
+    const ClaimSnapshot* src = nullptr;
+    ClaimStatus status;
+    std::vector<NodeAlloc> held;
+    bool seen = false;  // its claimant was processed
+  };
+  absl::flat_hash_map<std::string, ClaimWork> claims_;
   Decisions out_;
 };
 
@@ -305,8 +334,121 @@ void Scheduler::LoadRunning() {
   }
 }
 
+void Scheduler::SetUpClaims() {
+  for (const ClaimSnapshot& c : snap_.claims) {
+    ClaimWork w;
+    w.src = &c;
+    w.status = CheckClaim(c, snap_);
+    if (w.status.kind != ClaimStatus::kInvalid) {
+      for (size_t i = 0; i < c.shares.size(); ++i) {
+        const uint64_t v = w.status.vacant[i];
+        if (v == 0) continue;
+        w.held.push_back(NodeAlloc{
+            c.shares[i].node, v,
+            state_.enforce_power() ? c.power_per_gpu_mw * std::popcount(v)
+                                   : 0});
+      }
+      state_.Allocate(w.held);
+    }
+    claims_[c.job_id] = std::move(w);
+  }
+}
+
+bool Scheduler::ProcessClaim(const Job& job) {
+  auto it = claims_.find(job.src->id);
+  if (it == claims_.end() || it->second.seen) return false;
+  ClaimWork& w = it->second;
+  w.seen = true;
+  const ClaimSnapshot& c = *w.src;
+  auto drop = [&](std::string why) {
+    state_.Release(w.held);
+    w.held.clear();
+    no_fit_.clear();  // the held GPUs are free again
+    describe_memo_.clear();
+    out_.dropped_claims.push_back(
+        Wait{job.src->id, WaitKind::kRetryLater, std::move(why)});
+    return false;
+  };
+  if (w.status.kind == ClaimStatus::kInvalid) return drop(w.status.reason);
+  if (!job.infeasible.empty()) return drop(job.infeasible);
+  // The option of the claimed shape: the claimed nodes' model, as many GPUs
+  // on each, as many nodes.
+  const int model = state_.node_model(c.shares[0].node);
+  const uint32_t per_node = std::popcount(w.status.claimed[0]);
+  bool uniform = true;
+  for (size_t i = 0; i < c.shares.size(); ++i) {
+    uniform = uniform && state_.node_model(c.shares[i].node) == model &&
+              std::popcount(w.status.claimed[i]) ==
+                  static_cast<int>(per_node);
+  }
+  const Option* opt = nullptr;
+  for (const Option& o : job.options) {
+    if (uniform && o.shape.model == model && o.shape.gpus == per_node &&
+        o.shape.nodes == c.shares.size()) {
+      opt = &o;
+    }
+  }
+  if (opt == nullptr) return drop("the job no longer matches the GPUs it claimed");
+  if (w.status.kind == ClaimStatus::kWaiting) {
+    AddWait(job, WaitKind::kRetryLater, ClaimWaitReason(c, w.status, snap_));
+    return true;
+  }
+  // Every victim is gone: the claimant gets exactly its claimed GPUs.
+  state_.Release(w.held);
+  w.held.clear();
+  std::vector<int> nodes;
+  for (const JobShare& s : c.shares) nodes.push_back(s.node);
+  std::optional<Found> found;
+  if (state_.Fits(opt->shape, nodes)) {
+    found = AtLimit(*opt, nodes);
+  } else if (config_.throttle_to_fit && state_.enforce_power() &&
+             opt->min_mw < opt->limit_mw) {
+    const int64_t steps = std::max<uint32_t>(1, config_.throttle_steps);
+    for (int64_t k = 1; k <= steps && !found; ++k) {
+      const int64_t step_mw =
+          opt->limit_mw - k * (opt->limit_mw - opt->min_mw) / steps;
+      Shape shape = opt->shape;
+      shape.need_mw = step_mw * static_cast<int64_t>(shape.gpus);
+      if (!state_.Fits(shape, nodes)) continue;
+      absl::flat_hash_map<int, int64_t> gpus_under;
+      for (int n : nodes) {
+        for (int d = state_.node_leaf(n); d >= 0; d = state_.parent(d)) {
+          gpus_under[d] += shape.gpus;
+        }
+      }
+      std::vector<std::pair<int64_t, int64_t>> room;
+      for (const auto& [d, g] : gpus_under) {
+        room.push_back({state_.headroom(d), g});
+      }
+      const int64_t limit =
+          LargestFittingLimit(room, step_mw, opt->limit_mw).value_or(step_mw);
+      shape.need_mw = limit * static_cast<int64_t>(shape.gpus);
+      found = Found{opt, nodes, shape, limit};
+    }
+  }
+  if (!found) {
+    std::string why = "its GPUs are free but the power no longer fits";
+    for (int n : nodes) {
+      for (int d = state_.node_leaf(n); d >= 0; d = state_.parent(d)) {
+        if (state_.committed(d) + opt->shape.need_mw > state_.cap(d)) {
+          absl::StrAppend(&why, ": ", DomainWords(snap_.domains[d]), " power ",
+                          FormatPower(state_.committed(d)), " committed + ",
+                          FormatPower(opt->shape.need_mw), " needed > cap ",
+                          FormatPower(state_.cap(d)));
+          return drop(std::move(why));
+        }
+      }
+    }
+    return drop(std::move(why));
+  }
+  std::vector<uint64_t> masks = w.status.claimed;
+  Commit(job, *found, {}, {}, &masks);
+  return true;
+}
+
 Decisions Scheduler::Run(absl::Span<const PendingJob> pending) {
   LoadRunning();
+  SetUpClaims();
   std::vector<Job> jobs;
   jobs.reserve(pending.size());
   for (const PendingJob& p : pending) jobs.push_back(Resolve(p));
@@ -328,12 +470,22 @@ Decisions Scheduler::Run(absl::Span<const PendingJob> pending) {
   for (size_t i = 0; i < order.size(); ++i) {
     const Job& job = jobs[order[i]];
     if (i >= limit) {
+      // A claim keeps its GPUs while its job waits its turn.
+      if (auto c = claims_.find(job.src->id); c != claims_.end()) {
+        c->second.seen = true;
+      }
       AddWait(job, WaitKind::kRetryLater,
               absl::StrCat("not considered this round (queue position ", i + 1,
                            ", limit ", limit, ")"));
       continue;
     }
     Process(job);
+  }
+  for (auto& [id, w] : claims_) {
+    if (!w.seen) {
+      out_.dropped_claims.push_back(
+          Wait{id, WaitKind::kRetryLater, "its job is no longer pending"});
+    }
   }
   return std::move(out_);
 }
@@ -423,7 +575,8 @@ bool Scheduler::Admit(const Job& job, const Found& found,
 
 void Scheduler::Commit(const Job& job, const Found& found,
                        const std::vector<std::pair<int, int64_t>>& debits,
-                       std::vector<std::string> preempt) {
+                       std::vector<std::string> preempt,
+                       const std::vector<uint64_t>* masks) {
   for (const auto& [d, mw] : debits) res_->ledger[d] -= mw;
   const Option& opt = *found.option;
   Active a;
@@ -442,8 +595,11 @@ void Scheduler::Commit(const Job& job, const Found& found,
   p.gpu_model = snap_.gpu_models[opt.shape.model].name;
   p.effective_class = job.eff;
   p.preempt = std::move(preempt);
-  for (int n : found.nodes) {
-    const uint64_t gpus = state_.PickGpus(n, found.shape.gpus);
+  for (size_t i = 0; i < found.nodes.size(); ++i) {
+    const int n = found.nodes[i];
+    const uint64_t gpus = masks != nullptr
+                              ? (*masks)[i]
+                              : state_.PickGpus(n, found.shape.gpus);
     a.allocs.push_back(NodeAlloc{n, gpus, found.shape.need_mw});
     JobShare share;
     share.node = n;
@@ -461,6 +617,7 @@ void Scheduler::Commit(const Job& job, const Found& found,
 }
 
 void Scheduler::Process(const Job& job) {
+  if (ProcessClaim(job)) return;
   if (!job.infeasible.empty()) {
     AddWait(job, WaitKind::kInfeasible, job.infeasible);
     return;
@@ -620,6 +777,7 @@ bool Scheduler::TryPreempt(const Job& job) {
   no_fit_.clear();  // resources were freed
   describe_memo_.clear();
   Commit(job, *found, debits, std::move(preempt));
+  HoldLeftovers(kept);
   return true;
 }
 
@@ -793,6 +951,7 @@ bool Scheduler::PreemptForOneNode(const Job& job, const std::string& key,
   no_fit_.clear();  // resources were freed
   describe_memo_.clear();
   Commit(job, found, debits, std::move(preempt));
+  HoldLeftovers(kept);
   return true;
 }
 
@@ -945,6 +1104,18 @@ Wait Scheduler::DescribeNow(const Job& job) const {
     const int64_t avail = state_.NodesWithFree(s.model, s.gpus);
     if (avail >= s.nodes) {
       if (std::optional<Blocker> b = state_.PowerBlocker(s)) {
+        // A cap below what the domain draws idle: no job fits until the
+        // cap is raised, and that is what the operator must know.
+        for (int d = b->domain; d >= 0; d = state_.parent(d)) {
+          const DomainSnapshot& dom = snap_.domains[d];
+          if (dom.idle_floor_mw > 0 && dom.cap_mw < dom.idle_floor_mw) {
+            return Wait{p.id, WaitKind::kOverPowerCap,
+                        absl::StrCat("waiting: cap ", FormatPower(dom.cap_mw),
+                                     " is below the idle draw ",
+                                     FormatPower(dom.idle_floor_mw), " of ",
+                                     dom.name)};
+          }
+        }
         return Wait{
             p.id, WaitKind::kOverPowerCap,
             absl::StrCat("waiting: ", DomainWords(snap_.domains[b->domain]),

@@ -71,7 +71,18 @@
 //    that prefix the chosen placement does not need is spared, most valuable
 //    first, so only as many are preempted as needed. If even preempting all
 //    of them does not make it fit, nothing is preempted and it waits. GPUs
-//    freed beyond what it needs are left to later jobs in the same call.
+//    freed beyond what it needs are not given to later jobs in the same
+//    call: they are free only once the victims have stopped.
+//
+//    A placement that preempts becomes a claim in the daemon
+//    (ClusterSnapshot::claims, claims.h): in later calls its GPUs are held
+//    for the claimant, it picks no new victims, and it is placed on exactly
+//    those GPUs once its victims are gone.
+//
+//    Reason text: a job blocked by power names the domain; when that
+//    domain's (or an ancestor's) cap is below its idle floor
+//    (DomainSnapshot::idle_floor_mw) it says so: "waiting: cap 4.00 kW is
+//    below the idle draw 6.18 kW of rack-1".
 //
 // 6. Backfill (EASY). The first job that is blocked (kRetryLater or
 //    kOverPowerCap; not kInfeasible) gets the reservation if it would fit
@@ -119,6 +130,7 @@
 
 #include "absl/types/span.h"
 #include "scheduler/power_fit.h"
+#include "scheduler/claims.h"
 #include "scheduler/power_rules.h"
 #include "scheduler/types.h"
 
@@ -181,6 +193,10 @@ struct Wait {
 struct Decisions {
   std::vector<Placement> placements;  // in the order they were made
   std::vector<Wait> waits;            // in queue order
+  // Claims (ClusterSnapshot::claims) that no longer hold, with the reason
+  // (claims.h); the daemon forgets them. Their jobs were scheduled like any
+  // other pending job in the same call.
+  std::vector<Wait> dropped_claims;
 };
 
 // Decides which pending jobs start now and where. Deterministic for a given

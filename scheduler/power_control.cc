@@ -129,37 +129,49 @@ void Controller::HandleOverCap(int d) {
     if (a.start_time != b.start_time) return a.start_time > b.start_time;
     return a.id < b.id;
   });
-  for (const auto& [ji, g] : cands) {
-    const int64_t excess = measured_[d] - cap;
-    if (excess <= 0) return;
-    JobState& j = jobs_[ji];
-    const int64_t floor = std::max<int64_t>(0, j.src->min_mw);
-    if (j.preempted || g <= 0 || j.limit_mw <= floor || j.est_mw <= floor) {
-      continue;
+  // Class by class, least important first: throttle the class to its
+  // floors, then preempt it, before the next class is touched. So a job is
+  // never throttled while a job of a lower class in the domain still runs
+  // above its floor.
+  for (const ServiceClass cls :
+       {ServiceClass::kSpot, ServiceClass::kOnDemand, ServiceClass::kReserved}) {
+    for (const auto& [ji, g] : cands) {
+      const int64_t excess = measured_[d] - cap;
+      if (excess <= 0) return;
+      JobState& j = jobs_[ji];
+      if (j.src->cls != cls) continue;
+      const int64_t floor = std::max<int64_t>(0, j.src->min_mw);
+      if (j.preempted || g <= 0 || j.limit_mw <= floor || j.est_mw <= floor) {
+        continue;
+      }
+      const int64_t new_limit = std::max(floor, j.est_mw - CeilDiv(excess, g));
+      if (new_limit >= j.limit_mw) continue;
+      Save(j, j.est_mw - new_limit);
+      j.est_mw = new_limit;
+      j.limit_mw = new_limit;
+      Act(j, PowerAction::kThrottle, new_limit, reason);
     }
-    const int64_t new_limit = std::max(floor, j.est_mw - CeilDiv(excess, g));
-    if (new_limit >= j.limit_mw) continue;
-    Save(j, j.est_mw - new_limit);
-    j.est_mw = new_limit;
-    j.limit_mw = new_limit;
-    Act(j, PowerAction::kThrottle, new_limit, reason);
-  }
-  for (const auto& [ji, g] : cands) {
-    if (measured_[d] <= cap) return;
-    JobState& j = jobs_[ji];
-    // A job drawing no more than idle would save nothing by going.
-    if (j.preempted || j.src->cls == ServiceClass::kReserved || g <= 0 ||
-        j.est_mw <= std::max<int64_t>(0, j.src->idle_per_gpu_mw)) {
-      continue;
+    for (const auto& [ji, g] : cands) {
+      if (measured_[d] <= cap) return;
+      JobState& j = jobs_[ji];
+      if (j.src->cls != cls) continue;
+      // During its stop grace a victim runs at its GPUs' minimum limit
+      // (stop_floor_per_gpu_mw), then idles: the cap must hold meanwhile.
+      const int64_t stays = std::clamp<int64_t>(
+          std::max(j.src->idle_per_gpu_mw, j.src->stop_floor_per_gpu_mw), 0,
+          j.est_mw);
+      // A job drawing no more than that would save nothing by going.
+      if (j.preempted || g <= 0 || j.est_mw <= stays) continue;
+      Save(j, j.est_mw - stays);
+      j.est_mw = stays;
+      j.preempted = true;
+      Act(j, PowerAction::kPreempt, 0,
+          cls == ServiceClass::kReserved
+              ? absl::StrCat(reason,
+                             "; last resort: no spot or on-demand job left "
+                             "to throttle or preempt")
+              : absl::StrCat(reason, "; throttling to minimum was not enough"));
     }
-    // Its GPUs fall back to idle: that much of the draw stays.
-    const int64_t idle =
-        std::clamp<int64_t>(j.src->idle_per_gpu_mw, 0, j.est_mw);
-    Save(j, j.est_mw - idle);
-    j.est_mw = idle;
-    j.preempted = true;
-    Act(j, PowerAction::kPreempt, 0,
-        absl::StrCat(reason, "; throttling to minimum was not enough"));
   }
 }
 

@@ -9,22 +9,28 @@
 //    (then by index). For each, excess = measured - cap, where measured
 //    already reflects the savings of actions taken for deeper domains.
 //
-// 2. Throttle. Jobs with GPUs under the domain whose current limit (after
-//    earlier actions in this call) is above their min_mw are lowered in the
-//    order kSpot, kOnDemand, kReserved; lowest priority first; then most
-//    recently started; then id. Each job's draw per GPU is estimated as
+// 2. Throttle and preempt, class by class (priority-aware capping, as
+//    CapMaestro): throttle spot -> preempt spot -> throttle on-demand ->
+//    preempt on-demand -> throttle reserved -> preempt reserved (last
+//    resort; its reason says so). A job of a higher class is thus never
+//    throttled while a job of a lower class under the domain still runs
+//    above its floor. Within a class: lowest priority first; then most
+//    recently started; then id.
+//
+//    Throttle: a job whose current limit (after earlier actions in this
+//    call) is above its min_mw. Its draw per GPU is estimated as
 //    e = min(measured_per_gpu_mw, limit_mw); it is lowered only as far as
 //    needed: new = max(min_mw, e - ceil(excess / g)), g = its GPUs under the
 //    domain, and its saving is counted as (e - new) × its GPUs under each
 //    domain on every path it spans. Jobs whose estimated draw is already at
 //    or below min_mw are skipped (lowering them would save nothing).
 //
-// 3. Preempt. If the domain is still over, kSpot then kOnDemand jobs under it
-//    (lowest priority, then most recently started, then id) are preempted,
-//    saving their estimated draw less idle (GPUs × (e − idle_per_gpu_mw):
-//    the freed GPUs still draw idle power) on every domain they span, until
-//    excess ≤ 0. kReserved jobs are never preempted. A job gets one action:
-//    a preemption replaces its throttle, a second throttle updates the first.
+// 3. Preempt: jobs of the class are preempted until excess <= 0, each
+//    saving GPUs × (e − max(idle_per_gpu_mw, stop_floor_per_gpu_mw)) on
+//    every domain it spans: during its stop grace a victim's GPUs run at
+//    their minimum limit (the daemon lowers them when it is chosen), after
+//    it idle. A job gets one action: a preemption replaces its throttle, a
+//    second throttle updates the first.
 //
 // 4. Restore. Jobs whose limit_mw < requested_mw, that got no action in this
 //    call and have no GPU under a domain that was over cap, are considered

@@ -50,6 +50,9 @@ struct DomainSnapshot {
   // its power <= cap - admission_reserve_mw. The reactive loop still acts
   // on the cap itself. Set from the adaptive margin (adaptive_margin.h).
   int64_t admission_reserve_mw = 0;
+  // What the domain draws with every GPU idle (base + GPUs × idle); 0 =
+  // unknown. A cap below it names it in reason text.
+  int64_t idle_floor_mw = 0;
 };
 
 // One GPU node. At most 64 GPUs (free_gpus is a bitmask).
@@ -61,6 +64,7 @@ struct NodeSnapshot {
   uint32_t gpu_count = 0;
   uint64_t free_gpus = 0;  // bit i = GPU i free; unhealthy GPUs are not free
   int64_t measured_mw = 0;
+  uint64_t unhealthy_gpus = 0;  // bit i = GPU i reported unhealthy
 };
 
 // The GPUs a job holds on one node.
@@ -88,6 +92,10 @@ struct RunningJob {
   // What each of its GPUs still draws once it is gone (idle); a preemption
   // saves the measured draw minus this.
   int64_t idle_per_gpu_mw = 0;
+  // The most each of its GPUs draws while it is being stopped: the daemon
+  // sets a victim's GPUs to their minimum limit when it is chosen, so a
+  // preemption saves the draw minus max(this, idle) at once. 0 = idle.
+  int64_t stop_floor_per_gpu_mw = 0;
   // When limit_mw last changed (start, throttle or raise); the power loop's
   // hysteresis raises a job only once PowerControlConfig::
   // min_raise_interval has passed since.
@@ -114,6 +122,17 @@ struct TenantInfo {
   TenantQuota quota;
 };
 
+// A preemption in progress (scheduler/claims.h): GPUs promised to a pending
+// job, held for it until its victims are gone.
+struct ClaimSnapshot {
+  std::string job_id;                // the claimant (pending)
+  std::vector<std::string> victims;  // running jobs being stopped for it
+  std::vector<JobShare> shares;      // node index + the GPUs promised there
+  // Per-GPU power the claimant will commit (as PendingJob::power_mw counts
+  // it): held on the claimed GPUs' domains while they wait for it.
+  int64_t power_per_gpu_mw = 0;
+};
+
 struct ClusterSnapshot {
   absl::Time now;
   std::vector<GpuModelSpec> gpu_models;
@@ -121,6 +140,7 @@ struct ClusterSnapshot {
   std::vector<NodeSnapshot> nodes;
   std::vector<RunningJob> running;
   absl::flat_hash_map<std::string, TenantInfo> tenants;
+  std::vector<ClaimSnapshot> claims;
 };
 
 struct PendingJob {

@@ -157,8 +157,9 @@ absl::StatusOr<SimCluster> ClusterFromConfig(const config::ClusterConfig& cfg,
     sm.idle_mw = m.idle_mw > 0 ? m.idle_mw
                  : have        ? known.idle_mw
                                : m.tdp_mw / 10;
-    // As ClusterManager::IdleMwLocked: the configured idle power, else (set
-    // below) a tenth of the default limit, which agents report as TDP.
+    // Accounted idle, as jouled's NodeTable::IdleMw: the configured idle
+    // power, else (set below) a tenth of the default limit, which agents
+    // report as TDP.
     sm.accounted_idle_mw = m.idle_mw > 0 ? m.idle_mw : 0;
     c.models.push_back(sm);
   }

@@ -24,7 +24,7 @@ struct SimGpuModel {
   int64_t max_limit_mw = 0;
   int64_t idle_mw = 0;  // what a free GPU draws
   // The idle power the daemon's accounting assumes for the model
-  // (ClusterManager::IdleMwLocked): the config's idle_power, else a tenth of
+  // (jouled's NodeTable::IdleMw): the config's idle_power, else a tenth of
   // the default limit the agents report (TDP), else 0 for a model no node
   // has. -1 = idle_mw (the config lists the model with its idle power).
   int64_t accounted_idle_mw = -1;

@@ -30,6 +30,7 @@
 #include "scheduler/policy.h"
 #include "scheduler/power_control.h"
 #include "scheduler/power_rules.h"
+#include "scheduler/shared_rules.h"
 #include "sim/stranded.h"
 #include "storage/memory_store.h"
 
@@ -309,17 +310,17 @@ absl::Status Sim::Init() {
   wall_start_ = last_progress_ = std::chrono::steady_clock::now();
   res_.policy = PolicyName(opts_.policy);
   // Models.
-  // As ClusterManager::SnapshotLocked: free GPUs count at idle in committed
-  // power, so the policy sees per-GPU limits as increments over idle; a
-  // placement's real limit is the decided one plus idle (StartJob).
-  any_model_offset_ = std::numeric_limits<int64_t>::max();
+  // Idle offsets (scheduler/shared_rules.h, as jouled): free GPUs count at
+  // idle in committed power, so the policy sees per-GPU limits as
+  // increments over idle; a placement's real limit is the decided one plus
+  // idle (StartJob).
+  std::vector<int64_t> listed_idle;
   for (const SimGpuModel& m : cluster_.models) {
     const int64_t idle = m.AccountedIdleMw();
     acc_idle_.push_back(idle);
-    if (m.listed) any_model_offset_ = std::min(any_model_offset_, idle);
-    snap_.gpu_models.push_back({m.name, std::max<int64_t>(0, m.tdp_mw - idle),
-                                std::max<int64_t>(0, m.min_limit_mw - idle),
-                                std::max<int64_t>(0, m.max_limit_mw - idle)});
+    if (m.listed) listed_idle.push_back(idle);
+    snap_.gpu_models.push_back(scheduler::OffsetByIdle(
+        {m.name, m.tdp_mw, m.min_limit_mw, m.max_limit_mw}, idle));
     agent::SimGpuOptions o;
     o.model = m.name;
     o.tdp_mw = m.tdp_mw;
@@ -328,9 +329,7 @@ absl::Status Sim::Init() {
     o.idle_mw = m.idle_mw;
     model_opts_.push_back(o);
   }
-  if (any_model_offset_ == std::numeric_limits<int64_t>::max()) {
-    any_model_offset_ = 0;
-  }
+  any_model_offset_ = scheduler::PendingIdleOffsetMw(false, 0, listed_idle);
   // Domains and nodes.
   const size_t nd = cluster_.domains.size();
   snap_.domains.resize(nd);
@@ -379,7 +378,7 @@ absl::Status Sim::Init() {
     const int64_t idle =
         sn.model >= 0 ? cluster_.models[sn.model].idle_mw * sn.gpus : 0;
     // Committed: base power plus every free GPU at (accounted) idle, as
-    // ClusterManager::DomainCommittedLocked; all GPUs are free here.
+    // jouled counts it; all GPUs are free here.
     const int64_t idle_committed =
         sn.model >= 0 ? acc_idle_[sn.model] * sn.gpus : 0;
     ns.measured_mw = sn.base_mw + idle;
@@ -481,10 +480,8 @@ int64_t Sim::MeasuredCommitted(const RunExtra& x, int64_t limit) const {
       Plus() ? opts_.plus_margin_pct : opts_.measured_margin_pct, limit);
 }
 
-// As ClusterManager::ScheduleOnce: what is taken off a pending job's
-// explicit power (and added back to what the policy decides). A job of a
-// model is offset by that model's idle, a job of any model by the smallest
-// idle among the config's models. *explicit_power: the job gives a power or
+// What is taken off a pending job's explicit power (and added back to what
+// the policy decides): scheduler::PendingIdleOffsetMw, as jouled. *explicit_power: the job gives a power or
 // a min power (throttleable jobs give a min); only then does the offset
 // taken here apply at placement, otherwise the placed model's idle does.
 int64_t Sim::IdleOffset(int job, bool* explicit_power) const {
@@ -493,7 +490,7 @@ int64_t Sim::IdleOffset(int job, bool* explicit_power) const {
                     (s.min_power_mw == 0 && opts_.throttleable);
   if (s.gpu_model.empty()) return any_model_offset_;
   const int m = cluster_.ModelIndex(s.gpu_model);
-  return m >= 0 ? acc_idle_[m] : 0;
+  return scheduler::PendingIdleOffsetMw(true, m >= 0 ? acc_idle_[m] : 0, {});
 }
 
 void Sim::PushFinish(int job) {
@@ -1033,15 +1030,11 @@ void Sim::RunScheduler() {
     if (p.min_power_mw == 0 && opts_.throttleable) {
       p.min_power_mw = 1;  // clamped up to the model's minimum limit
     }
-    // Limits as increments over idle, as ScheduleOnce.
+    // Limits as increments over idle (scheduler/shared_rules.h).
     bool explicit_power = false;
     const int64_t offset = IdleOffset(static_cast<int>(k.job), &explicit_power);
-    if (p.power_mw > 0) {
-      p.power_mw = std::max<int64_t>(1, p.power_mw - offset);
-    }
-    if (p.min_power_mw > 0) {
-      p.min_power_mw = std::max<int64_t>(1, p.min_power_mw - offset);
-    }
+    p.power_mw = scheduler::OffsetPower(p.power_mw, offset);
+    p.min_power_mw = scheduler::OffsetPower(p.min_power_mw, offset);
     p.max_runtime = absl::Milliseconds(MaxRuntimeMs(static_cast<int>(k.job)));
     pending.push_back(std::move(p));
   }

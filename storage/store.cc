@@ -8,7 +8,8 @@ std::vector<std::string> AllTables() {
       std::string(kEvents),    std::string(kDomains),  std::string(kTenants),
       std::string(kMeta),      std::string(kPrices),   std::string(kContracts),
       std::string(kUsage),     std::string(kUsageAgg), std::string(kJobUsage),
-      std::string(kStatements), std::string(kTokens),   std::string(kAudit)};
+      std::string(kStatements), std::string(kTokens),   std::string(kAudit),
+      std::string(kClaims)};
 }
 
 }  // namespace joule::storage

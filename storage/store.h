@@ -28,6 +28,7 @@ inline constexpr std::string_view kJobUsage = "job_usage";     // GPU attempts
 inline constexpr std::string_view kStatements = "statements";  // finalized
 inline constexpr std::string_view kTokens = "tokens";          // bearer tokens
 inline constexpr std::string_view kAudit = "audit";            // audit records
+inline constexpr std::string_view kClaims = "claims";  // preemptions in progress
 
 // Every table jouled uses; Store implementations create the missing ones.
 std::vector<std::string> AllTables();

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
 #include "common/clock.h"
 #include "common/proto_time.h"
 #include "config/cluster_config.h"
@@ -433,9 +434,11 @@ std::vector<std::string> RunningOn(const v1::Node& n) {
 //   S0  spot       priority  0
 //   OD  on-demand  priority -10   (lower priority than the spot jobs: the
 //   RES reserved   priority -20    class, not the priority, must come first)
-// Throttle order: S0, S5, OD, RES. Throttling one job to its minimum saves
-// 4 × (700 - 400) W = 1.2 kW; all four save 4.8 kW. Preempting a job already
-// throttled to 400 W saves 4 × 400 W = 1.6 kW more.
+// Order (priority-aware capping): throttle spot (S0, then S5), preempt spot,
+// throttle OD, preempt OD, throttle RES, preempt RES (last resort).
+// Throttling one job to its minimum saves 4 × (700 - 400) W = 1.2 kW.
+// Preempting a job throttled to 400 W saves 4 × (400 - 200) W = 0.8 kW at
+// once: its GPUs go to their 200 W minimum for the stop grace.
 struct Act {
   std::string job;  // S5 S0 OD RES
   char kind;        // 'T' throttle (SetPowerLimit × 4 GPUs), 'P' preempt
@@ -453,6 +456,7 @@ struct CapCase {
   int64_t cap_w;
   std::vector<Act> want;              // in command order
   std::vector<std::string> restored;  // in restore order, after the cap rises
+  bool reserved_preempted = false;
 };
 
 void PrintTo(const CapCase& c, std::ostream* os) { *os << c.name; }
@@ -496,6 +500,12 @@ TEST_P(PowerLoopTest, ThrottlesPreemptsAndRestores) {
   std::vector<Act> got;
   std::map<std::string, std::set<uint32_t>> throttled_gpus;
   for (const Sent& s : sent) {
+    if (s.msg.has_set_power_limit() &&
+        absl::StartsWith(s.msg.set_power_limit().reason(), "stopping:")) {
+      // A victim's GPUs to their minimum, before its StopJob.
+      EXPECT_EQ(s.msg.set_power_limit().power_limit_mw(), 200 * kW);
+      continue;
+    }
     if (s.msg.has_set_power_limit()) {
       const uint32_t gpu = s.msg.set_power_limit().gpu_index();
       std::string job;
@@ -543,7 +553,8 @@ TEST_P(PowerLoopTest, ThrottlesPreemptsAndRestores) {
               ElementsAreArray(want_throttle_events));
   EXPECT_THAT(t.EventSubjects("preempt"),
               ElementsAreArray(want_preempt_events));
-  EXPECT_FALSE(preempted.contains("RES")) << "a reserved job was preempted";
+  EXPECT_EQ(preempted.contains("RES"), c.reserved_preempted)
+      << "a reserved job is preempted only as the last resort";
 
   // Nothing changed, so a second round does nothing more.
   t.cm().ControlPowerOnce();
@@ -613,43 +624,30 @@ INSTANTIATE_TEST_SUITE_P(
         // 550 W per GPU.
         CapCase{"SpotAbsorbsSmallExcess", 12'600, {{"S0", 'T', 550}}, {"S0"}},
         // excess 2.7 kW: S0 → 400 (saves 1.2, 1.5 left), S5 → 400 (0.3
-        // left), OD → 700 - 300/4 = 625 W.
-        CapCase{"SpotThenOnDemand",
+        // left); spot is preempted before on-demand is touched: S0 (0.8).
+        CapCase{"SpotPreemptedBeforeOnDemandIsThrottled",
                 10'500,
-                {{"S0", 'T', 400}, {"S5", 'T', 400}, {"OD", 'T', 625}},
-                {"OD", "S5", "S0"}},
-        // excess 3.9 kW: three jobs to 400 W save 3.6 kW; RES → 700 - 75 =
-        // 625 W.
-        CapCase{"ReservedThrottledLast",
+                {{"S0", 'P', 0}, {"S5", 'T', 400}},
+                {"S5"}},
+        // excess 3.9 kW: spot throttled (2.4), S0 preempted (0.8, 0.7
+        // left), S5 preempted (0.8): OD and RES keep 700 W.
+        CapCase{"BothSpotJobsGoFirst",
                 9'300,
-                {{"S0", 'T', 400},
-                 {"S5", 'T', 400},
-                 {"OD", 'T', 400},
-                 {"RES", 'T', 625}},
-                {"RES", "OD", "S5", "S0"}},
-        // excess 5.2 kW: all four to 400 W save 4.8 kW; 0.4 kW left →
-        // preempt S0 (saves 4 × 400 W = 1.6 kW); its throttle is replaced.
-        CapCase{"PreemptSpotWhenThrottlingIsNotEnough",
+                {{"S0", 'P', 0}, {"S5", 'P', 0}},
+                {}},
+        // excess 5.2 kW: spot gone (2.4 + 1.6, 1.2 left); OD → 400 W
+        // (1.2): RES untouched.
+        CapCase{"OnDemandThrottledAfterSpotIsGone",
                 8'000,
-                {{"S0", 'P', 0},
-                 {"S5", 'T', 400},
-                 {"OD", 'T', 400},
-                 {"RES", 'T', 400}},
-                {"RES", "OD", "S5"}},
-        // excess 9.2 kW: 4.8 by throttling, 4.4 left → S0 (2.8 left), S5
-        // (1.2 left), OD (-0.4): preempted; RES stays throttled.
-        CapCase{
-            "PreemptSpotThenOnDemand",
-            4'000,
-            {{"S0", 'P', 0}, {"S5", 'P', 0}, {"OD", 'P', 0}, {"RES", 'T', 400}},
-            {"RES"}},
-        // excess 12.2 kW: even after preempting S0, S5 and OD (4.8 + 4.8
-        // kW) the rack is 2.6 kW over, but RES is never preempted.
-        CapCase{
-            "NeverPreemptsReserved",
-            1'000,
-            {{"S0", 'P', 0}, {"S5", 'P', 0}, {"OD", 'P', 0}, {"RES", 'T', 400}},
-            {"RES"}}),
+                {{"S0", 'P', 0}, {"S5", 'P', 0}, {"OD", 'T', 400}},
+                {"OD"}},
+        // excess 9.2 kW: spot 4.0 (5.2 left), OD 1.2 + 0.8 (3.2 left), RES
+        // → 400 W (1.2; 2.0 left), RES preempted as the last resort (0.8).
+        CapCase{"ReservedPreemptedAsTheLastResort",
+                4'000,
+                {{"S0", 'P', 0}, {"S5", 'P', 0}, {"OD", 'P', 0}, {"RES", 'P', 0}},
+                {},
+                true}),
     [](const auto& info) { return info.param.name; });
 
 // ============================================================ 2. liveness ==
@@ -998,8 +996,14 @@ TEST(ClusterManagerCancelTest, RunningIsStoppedThenCancelled) {
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->state(), v1::JOB_STATE_RUNNING);
   EXPECT_EQ(r->stopping_to(), v1::JOB_STATE_CANCELLED);
-  const std::vector<Sent> sent = t.Take();
+  std::vector<Sent> sent = t.Take();
   ASSERT_EQ(StoppedJobs(sent), std::vector<std::string>{job});
+  // Its GPUs go to their minimum limit first, then the StopJob.
+  ASSERT_EQ(sent.size(), 9u);
+  for (int i = 0; i < 8; ++i) {
+    EXPECT_EQ(sent[i].msg.set_power_limit().power_limit_mw(), 200 * kW);
+  }
+  sent.erase(sent.begin(), sent.begin() + 8);
   EXPECT_EQ(sent[0].node, "n1");
   EXPECT_EQ(FromProtoDuration(sent[0].msg.stop_job().grace_period()),
             absl::Seconds(2));
@@ -1153,10 +1157,11 @@ TEST(ClusterManagerRestartTest, ReloadKeepsJobsNodesAndCaps) {
     t.Started(t.NodeOf(preempted), preempted);
     t.Report("n1");
     t.Report("n2");
-    // measured = 2 kW + 8 × 700 W + 8 × 70 W = 8.16 kW; cap 6 kW → 2.16 kW
-    // over; nothing is throttleable (min = limit), so the spot job goes
-    // (saves 4 × 700 W = 2.8 kW).
-    t.SetCap("rack-a", 6 * kKw);
+    // measured = 2 kW + 8 × 700 W + 8 × 70 W = 8.16 kW; cap 6.2 kW → 1.96
+    // kW over; nothing is throttleable (min = limit), so the spot job goes
+    // (saves 4 × (700 - 200) W = 2.0 kW at once: its GPUs drop to their
+    // 200 W minimum for the grace).
+    t.SetCap("rack-a", 6'200 * kW);
     t.cm().ControlPowerOnce();
     ASSERT_EQ(StoppedJobs(t.Take()), std::vector<std::string>{preempted});
     t.clock().Advance(absl::Seconds(2));
@@ -1224,7 +1229,7 @@ TEST(ClusterManagerRestartTest, ReloadKeepsJobsNodesAndCaps) {
                 UnorderedElementsAreArray(RunningOn(nodes_before[i])));
   }
   // The cap override, tenants and events survive.
-  EXPECT_EQ(t.Domain("rack-a").cap_mw(), 6 * kKw);
+  EXPECT_EQ(t.Domain("rack-a").cap_mw(), 6'200 * kW);
   bool gamma = false;
   for (const v1::Tenant& tn : t.cm().ListTenants())
     gamma |= tn.name() == "gamma";

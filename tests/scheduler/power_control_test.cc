@@ -76,29 +76,24 @@ INSTANTIATE_TEST_SUITE_P(
         // 700 - 200/2 = 600 W.
         ThrottleCase{
             "SecondSpot", 5600 * kW, {{kT, "sp0", 300}, {kT, "sp5", 600}}},
-        // excess 2.6 kW: sp0, sp5, od to 300 W (2.4 kW), then 200 W from
-        // res: 700 - 100 = 600 W.
-        ThrottleCase{"ReachesReserved",
+        // Class by class: throttle spot, preempt spot, throttle on-demand,
+        // preempt on-demand, throttle reserved, preempt reserved.
+        // excess 2.6 kW: sp0, sp5 to 300 W (1.6 kW, 1.0 left); spot is
+        // preempted before on-demand is touched: sp0 (600 W), sp5 (600 W).
+        ThrottleCase{"SpotPreemptedBeforeOnDemandIsThrottled",
                      4000 * kW,
-                     {{kT, "sp0", 300},
-                      {kT, "sp5", 300},
-                      {kT, "od", 300},
-                      {kT, "res", 600}}},
-        // excess 3.6 kW: all four to 300 W save 3.2 kW; 400 W left →
-        // preempt sp0 (2×300 W = 600 W).
-        ThrottleCase{"PreemptsSpot",
+                     {{kP, "sp0", 0}, {kP, "sp5", 0}}},
+        // excess 3.6 kW: spot 1.6 + 1.2 kW (0.8 left); od to 300 W (0.8).
+        ThrottleCase{"OnDemandThrottledOnceSpotIsGone",
                      3000 * kW,
-                     {{kP, "sp0", 0},
-                      {kT, "sp5", 300},
-                      {kT, "od", 300},
-                      {kT, "res", 300}}},
-        // excess 5.1 kW: throttling saves 3.2 kW; 1.9 kW left → preempt
-        // sp0, sp5, od (1.8 kW); still 100 W over but reserved is never
-        // preempted.
+                     {{kP, "sp0", 0}, {kP, "sp5", 0}, {kT, "od", 300}}},
+        // excess 5.1 kW: spot 2.8 kW (2.3 left), od 0.8 + 0.6 kW (0.9
+        // left), res to 300 W (0.8; 0.1 left), res preempted: the last
+        // resort.
         ThrottleCase{
-            "NeverPreemptsReserved",
+            "ReservedPreemptedAsTheLastResort",
             1500 * kW,
-            {{kP, "sp0", 0}, {kP, "sp5", 0}, {kP, "od", 0}, {kT, "res", 300}}}),
+            {{kP, "sp0", 0}, {kP, "sp5", 0}, {kP, "od", 0}, {kP, "res", 0}}}),
     [](const auto& info) { return info.param.name; });
 
 TEST(PowerControlTest, MostRecentlyStartedFirstAmongEquals) {
@@ -173,14 +168,47 @@ TEST(PowerControlTest, DeeperDomainSavingsCountOnAncestors) {
               ElementsAreArray(std::vector<Act>{{kT, "a", 600}}));
 }
 
-TEST(PowerControlTest, NothingToThrottleWhenAtMin) {
+TEST(PowerControlTest, ReservedAtItsFloorIsPreemptedOnlyAsTheLastResort) {
   ClusterBuilder b;
-  // Reserved job already at min: over cap, but no action is possible.
+  // Reserved job already at min, alone, over cap: it cannot be throttled,
+  // so it is preempted, and the reason says why.
   const int n0 = b.Node("n0", b.Domain("r1", "rack", -1, 1 * kKw));
   RunningJob& j = b.Run("res", {n0}, 2, ServiceClass::kReserved, 300 * kW);
   j.min_mw = 300 * kW;
   j.requested_mw = 700 * kW;
-  EXPECT_THAT(ControlPower(b.Build(), PowerControlConfig{}), IsEmpty());
+  const std::vector<PowerAction> a =
+      ControlPower(b.Build(), PowerControlConfig{});
+  ASSERT_EQ(a.size(), 1u);
+  EXPECT_EQ(a[0].kind, PowerAction::kPreempt);
+  EXPECT_THAT(a[0].reason, ::testing::HasSubstr("last resort"));
+}
+
+// Priority inversion (issue #11, defect 5): a reserved job with a floor of
+// 300 W and a spot job without one (floor = limit), 8 GPUs each at 700 W:
+// 1 kW + 11.2 kW = 12.2 kW, cap 9 kW, excess 3.2 kW. The spot job is
+// preempted (its GPUs at their 200 W minimum during the grace: saves 8 ×
+// 500 W = 4 kW); the reserved job keeps 700 W.
+TEST(PowerControlTest, SpotIsPreemptedBeforeReservedIsThrottled) {
+  ClusterBuilder b;
+  const int n0 = b.Node("n0", b.Domain("r1", "rack", -1, 9 * kKw), "H100", 16);
+  b.Run("res", {n0}, 8, ServiceClass::kReserved).min_mw = 300 * kW;
+  RunningJob& sp = b.Run("sp", {n0}, 8, ServiceClass::kSpot);
+  sp.min_mw = sp.limit_mw;
+  sp.stop_floor_per_gpu_mw = 200 * kW;
+  EXPECT_THAT(Compact(ControlPower(b.Build(), PowerControlConfig{})),
+              ElementsAreArray(std::vector<Act>{{kP, "sp", 0}}));
+  // With a floor of 600 W during the grace the preemption saves only 8 ×
+  // 100 W: the reserved job is throttled too, by what is left (2.4 kW / 8 =
+  // 300 W → 400 W).
+  ClusterBuilder b2;
+  const int m0 =
+      b2.Node("n0", b2.Domain("r1", "rack", -1, 9 * kKw), "H100", 16);
+  b2.Run("res", {m0}, 8, ServiceClass::kReserved).min_mw = 300 * kW;
+  RunningJob& sp2 = b2.Run("sp", {m0}, 8, ServiceClass::kSpot);
+  sp2.min_mw = sp2.limit_mw;
+  sp2.stop_floor_per_gpu_mw = 600 * kW;
+  EXPECT_THAT(Compact(ControlPower(b2.Build(), PowerControlConfig{})),
+              ElementsAreArray(std::vector<Act>{{kP, "sp", 0}, {kT, "res", 400}}));
 }
 
 // ---------------------------------------------------------------------------

@@ -99,14 +99,14 @@ TEST(SimScenario, CapAdmitsExactlyTwoJobs) {
 
 // Two 1-GPU nodes, rack cap 10 kW; A (on-demand, min 400 W) and B (spot,
 // min = its 700 W limit) run from 0. At 50 s the cap drops to 900 W:
-// excess 500 W. A is throttled 700 -> 400 W (saves 300 W), still 200 W
-// over, so spot B is preempted. At 60 s A is restored (470 + 300 <= 855).
-// B cannot come back while A runs: committed = A's 700 + B's free GPU at
-// idle 70 = 770, and B would add 700 - 70 = 630: 1,400 > 900. A ran 10 s at
-// speed (400/700)^0.4 = 0.799438, so it ends at 102.006 s; then committed =
-// 2 × 70 = 140, + 630 = 770 <= 900, and B restarts from scratch at the
-// 110 s tick and ends at 210 s.
-TEST(SimScenario, CapCutThrottlesThenPreempts) {
+// excess 500 W. Priority-aware capping (power_control.h): spot first; B
+// cannot be throttled (at its floor), so it is preempted (saves 630 W), and
+// on-demand A is never throttled. B cannot come back while A runs:
+// committed = A's 700 + B's free GPU at idle 70 = 770, and B would add
+// 700 - 70 = 630: 1,400 > 900. A ends at 100 s; then committed = 2 × 70 =
+// 140, + 630 = 770 <= 900, and B restarts from scratch at the 100 s tick
+// and ends at 200 s.
+TEST(SimScenario, CapCutPreemptsSpotBeforeThrottlingOnDemand) {
   SimCluster c = OneRack(2, 1, 10'000 * kW);
   const Workload w =
       Csv("job_id,tenant,submit_time_s,duration_s,class,min_power_w,load\n"
@@ -118,13 +118,13 @@ TEST(SimScenario, CapCutThrottlesThenPreempts) {
   SimInputs in{&c, &w, &*caps};
   auto r = Simulate(in, Exact(PolicyKind::kAllocated));
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->throttle_actions, 1);
+  EXPECT_EQ(r->throttle_actions, 0);
   EXPECT_EQ(r->preemptions_power, 1);
-  EXPECT_EQ(r->restore_actions, 1);
+  EXPECT_EQ(r->restore_actions, 0);
   EXPECT_EQ(r->jobs_completed, 2);
   EXPECT_EQ(r->attempts, 3);
   EXPECT_NEAR(r->gpu_hours_lost_to_preemption, 50.0 / 3600, 1e-12);
-  EXPECT_DOUBLE_EQ(r->makespan_s, 210);
+  EXPECT_DOUBLE_EQ(r->makespan_s, 200);
   // Over cap only in the instant of the cut: the loop acts at the same tick.
   EXPECT_DOUBLE_EQ(Level(*r, "rack").seconds_over_cap, 0);
   EXPECT_NEAR(ThrottleSpeed(400 * kW, 700 * kW, 0.4, 0.5), 0.799438, 1e-6);
