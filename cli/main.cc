@@ -574,7 +574,7 @@ void JobHold(Client& c, const Globals& g, const std::string& id, bool hold) {
     req.set_id(id);
     c.Call(&v1::JobService::Stub::ReleaseJob, c.jobs(), req, &j);
   }
-  if (Json(g)) return Print(ToJson(j) + "\n");
+  if (Structured(g, j, kNoTable)) return;
   Print(absl::StrCat(id, " ", hold ? "held" : "released", ": ", j.reason(),
                      "\n"));
 }
@@ -687,7 +687,7 @@ void ConfigReload(Client& c, const Globals& g) {
   v1::ReloadConfigResponse resp;
   c.Call(&v1::AdminService::Stub::ReloadConfig, c.admin(),
          v1::ReloadConfigRequest(), &resp);
-  if (Json(g)) return Print(ToJson(resp) + "\n");
+  if (Structured(g, resp, kNoTable)) return;
   if (resp.changes().empty()) {
     return Print(absl::StrCat("reloaded ", resp.path(), ": no change\n"));
   }
@@ -765,7 +765,7 @@ void TenantSetQuota(Client& c, const Globals& g, const std::string& name,
   *req.mutable_quota() = *q;
   v1::Tenant t;
   c.Call(&v1::AdminService::Stub::SetTenantQuota, c.admin(), req, &t);
-  if (Json(g)) return Print(ToJson(t) + "\n");
+  if (Structured(g, t, kNoTable)) return;
   Print(absl::StrCat("tenant ", t.name(), " quota: ", QuotaText(t.quota()),
                      "\n"));
 }

@@ -40,7 +40,8 @@ absl::StatusOr<v1::PowerCapPreview> ClusterManager::PreviewPowerCap(
     const int64_t old = domains_[i].cap_mw;
     domains_.SetCap(i, r.cap_mw());
     snap = SnapshotLocked();
-    *out.mutable_domain() = domains_.View(i, DomainCommittedLocked()[i]);
+    *out.mutable_domain() = domains_.View(i, DomainCommittedLocked()[i],
+                                          DomainIdleFloorLocked()[i]);
     domains_.SetCap(i, old);
   }
   for (const scheduler::PowerAction& a :
