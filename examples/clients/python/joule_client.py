@@ -27,12 +27,33 @@ import sys
 import tempfile
 
 
+def copy_without_optional(proto_root):
+    """A temp copy of proto_root/joule/v1/*.proto without `optional ` labels."""
+    import re
+    copy = tempfile.mkdtemp(prefix="joule-proto-")
+    src = os.path.join(proto_root, "joule", "v1")
+    dst = os.path.join(copy, "joule", "v1")
+    os.makedirs(dst)
+    for name in os.listdir(src):
+        if name.endswith(".proto"):
+            with open(os.path.join(src, name)) as f:
+                text = re.sub(r"^(\s*)optional\s+", r"\1", f.read(), flags=re.M)
+            with open(os.path.join(dst, name), "w") as f:
+                f.write(text)
+    return copy
+
+
 def generate_stubs(proto_root):
     """Compiles joule.proto into Python modules; returns (pb2, pb2_grpc)."""
     from grpc_tools import protoc
 
     out = tempfile.mkdtemp(prefix="joule-py-")
     well_known = os.path.join(os.path.dirname(protoc.__file__), "_proto")
+    # Debian's grpc_tools bundles an older protoc that refuses proto3
+    # `optional` labels; without them a field has the same number and wire
+    # encoding (only "is it set" is lost, which this client never asks), so
+    # the stubs are generated from a copy with the labels taken out.
+    proto_root = copy_without_optional(proto_root)
     args = ["protoc", "-I" + proto_root, "--python_out=" + out,
             "--grpc_python_out=" + out]
     if os.path.isdir(well_known):
