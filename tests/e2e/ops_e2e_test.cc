@@ -90,7 +90,7 @@ TEST(OpsE2E, JsonLogNamesJobNodeDomainAndCountersByClassAndCause) {
                      "\",\"node\":\"n1\",\"domain\":"
                      "\"rk1\""));
   })) << c.daemon()->Log();
-  ASSERT_EQ(c.Ctl({"power", "set-cap", "rk1", "3kW", "--reason", "test cut"})
+  ASSERT_EQ(c.Ctl({"power", "set-cap", "rk1", "3kW", "--reason", "test cut", "--yes"})
                 .exit_code,
             0);
   // The cap change, then a throttle or preemption of the job, each one JSON
