@@ -117,7 +117,7 @@ as globex job list
 as globex power set-cap row-1 1kW || true
 ctl power tree
 
-step "demand response: row-1 cut to 19 kW (throttle first, then preempt spot)"
+step "demand response: row-1 cut to 19 kW (spot throttled to its minimum, then preempted; on-demand throttled only for what is left)"
 ctl power set-cap row-1 19kW --yes --reason "utility demand-response event"
 sleep 2
 ctl power tree
