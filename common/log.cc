@@ -1,5 +1,7 @@
 #include "common/log.h"
 
+#include "common/json_string.h"
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -35,34 +37,6 @@ const char* LevelName(Level l, bool upper) {
   return "info";
 }
 
-// JSON string body: quotes, backslashes and control characters escaped.
-std::string JsonEscape(absl::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          absl::StrAppend(&out, absl::StrFormat("\\u%04x", c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out;
-}
 
 // A text value: bare when it has no space, quote, '=' or control
 // character; quoted with \" \\ \n escapes otherwise.

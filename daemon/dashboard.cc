@@ -1,5 +1,7 @@
 #include "daemon/dashboard.h"
 
+#include "common/json_string.h"
+
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
@@ -11,33 +13,7 @@
 namespace joule::daemon {
 namespace {
 
-// A JSON string literal.
-std::string Q(absl::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          absl::StrAppend(&out, absl::StrFormat("\\u%04x", c));
-        } else if (c == '<') {
-          out += "\\u003c";  // never "</script>" in a page that inlines it
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += "\"";
-  return out;
-}
+std::string Q(absl::string_view s) { return JsonQuote(s); }
 
 // Watts from milliwatts, exactly (three decimals at most).
 std::string W(int64_t mw) {

@@ -1,5 +1,7 @@
 #include "sim/report.h"
 
+#include "common/json_string.h"
+
 #include <algorithm>
 #include <cmath>
 #include <string>
@@ -22,29 +24,7 @@ std::string Num(double v) {
   return absl::StrFormat("%.6g", v);
 }
 
-std::string Str(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          absl::StrAppendFormat(&out, "\\u%04x", c);
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
+std::string Str(const std::string& s) { return JsonQuote(s); }
 
 // A minimal JSON object writer with two-space indentation.
 class Json {
