@@ -1,5 +1,7 @@
 #include "agent/agent.h"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <thread>
 
@@ -8,6 +10,7 @@
 #include "agent/cgroup.h"
 #include "agent/job_record.h"
 #include "common/log.h"
+#include "common/preempt_signal.h"
 #include "common/proto_time.h"
 #include "common/systemd_notify.h"
 
@@ -255,8 +258,11 @@ void Agent::HandleCommand(const v1::DaemonMessage& msg) {
       return;
     case v1::DaemonMessage::kStopJob: {
       const auto& stop = msg.stop_job();
-      absl::Status s = runner_->Stop(stop.job_id(), stop.attempt(),
-                                     FromProtoDuration(stop.grace_period()));
+      // The notice signal (common/preempt_signal.h); an unknown one is
+      // SIGTERM, so the job still stops.
+      absl::Status s = runner_->Stop(
+          stop.job_id(), stop.attempt(), FromProtoDuration(stop.grace_period()),
+          PreemptSignalNumber(stop.signal()).value_or(SIGTERM));
       result->set_ok(s.ok());
       if (!s.ok()) result->set_error(std::string(s.message()));
       break;

@@ -360,7 +360,7 @@ absl::Status JobRunner::Start(const JobLaunch& launch) {
 }
 
 absl::Status JobRunner::Stop(const std::string& job_id, uint32_t attempt,
-                             absl::Duration grace) {
+                             absl::Duration grace, int signo) {
   absl::MutexLock lock(&mu_);
   auto it = procs_.find(absl::StrCat(job_id, ".", attempt));
   if (it == procs_.end()) {
@@ -368,9 +368,16 @@ absl::Status JobRunner::Stop(const std::string& job_id, uint32_t attempt,
                                             " attempt ", attempt,
                                             " is not running here"));
   }
-  union sigval v;
-  v.sival_int = static_cast<int>(
+  // The supervisor's stop request (agent/supervisor_main.cc): SIGTERM
+  // queued with the grace in ms in the low 32 bits of the value and the
+  // signal for the job in the high 32 (0 = SIGTERM). A supervisor that
+  // reads only sival_int gets the grace, as before.
+  const uint64_t grace_ms = static_cast<uint64_t>(
       std::clamp<int64_t>(absl::ToInt64Milliseconds(grace), 0, INT_MAX));
+  const uint64_t sig = signo == SIGTERM ? 0 : static_cast<uint32_t>(signo);
+  union sigval v{};
+  v.sival_ptr = reinterpret_cast<void*>(
+      static_cast<uintptr_t>((sig << 32) | grace_ms));
   ::sigqueue(it->second.pid, SIGTERM, v);
   return absl::OkStatus();
 }

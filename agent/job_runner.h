@@ -1,5 +1,6 @@
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <atomic>
@@ -93,10 +94,11 @@ class JobRunner {
   // Starts the attempt; returns once the job runs, or fails with the reason
   // (bad id, no such program, job user refused, ...).
   absl::Status Start(const JobLaunch& launch);
-  // SIGTERM now, SIGKILL after `grace` (the supervisor keeps the timer).
-  // NOT_FOUND if the attempt does not run here.
+  // `signo` (SIGTERM unless a preemption notice names another) to the
+  // job's processes now, SIGKILL after `grace` (the supervisor keeps the
+  // timer). NOT_FOUND if the attempt does not run here.
   absl::Status Stop(const std::string& job_id, uint32_t attempt,
-                    absl::Duration grace);
+                    absl::Duration grace, int signo = SIGTERM);
   bool IsRunning(const std::string& job_id, uint32_t attempt) const;
   std::vector<RunningProcess> Running() const;
   // Attempts that ended while no agent watched them, once.

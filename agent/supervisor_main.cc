@@ -16,8 +16,11 @@
 // The job gets this process's environment (the agent builds it). fd 3, if
 // open, is a pipe to the agent: "ok PGID\n" once the job runs, or
 // "error: WHY\n" if it could not be started.
-// Signals: SIGTERM (sigqueue value = grace in ms, default 10 s) stops the
-// job: SIGTERM to its group, SIGKILL after the grace.
+// Signals: SIGTERM stops the job: a signal to its group, SIGKILL after the
+// grace. A queued SIGTERM's 64-bit value carries the grace in ms (low 32
+// bits) and that first signal (high 32 bits; 0 = SIGTERM; only SIGTERM,
+// SIGINT, SIGUSR1, SIGUSR2, SIGHUP and SIGQUIT: the preemption notice,
+// common/preempt_signal.h); a plain SIGTERM means SIGTERM and 10 s.
 #include <fcntl.h>
 #include <grp.h>
 #include <signal.h>
@@ -51,6 +54,21 @@ int64_t NowNs() {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// The first signal of a stop: the notice named in the request if it is on
+// the allow-list, else SIGTERM (a value from an older agent, or garbage).
+int NoticeSignal(int requested) {
+  switch (requested) {
+    case SIGINT:
+    case SIGUSR1:
+    case SIGUSR2:
+    case SIGHUP:
+    case SIGQUIT:
+      return requested;
+    default:
+      return SIGTERM;
+  }
 }
 
 int64_t MonoMs() {
@@ -313,9 +331,14 @@ int main(int argc, char** argv) {
     const int64_t now_ms = MonoMs();
     if (sig == SIGTERM && !leader_done) {
       stop_requested = true;
-      const int64_t grace_ms =
-          info.si_code == SI_QUEUE ? info.si_value.sival_int : 10000;
-      ::kill(-pgid, SIGTERM);
+      int64_t grace_ms = 10000;
+      int first = SIGTERM;
+      if (info.si_code == SI_QUEUE) {
+        const uint64_t v = reinterpret_cast<uintptr_t>(info.si_value.sival_ptr);
+        grace_ms = static_cast<int64_t>(v & 0x7fffffff);
+        first = NoticeSignal(static_cast<int>(v >> 32));
+      }
+      ::kill(-pgid, first);
       const int64_t at = now_ms + std::max<int64_t>(0, grace_ms);
       kill_at_ms = kill_at_ms < 0 ? at : std::min(kill_at_ms, at);
     }

@@ -312,6 +312,7 @@ struct SubmitFlags {
   double sim_load = 0;
   std::vector<std::string> env, command;
   std::string memory, cpus;  // per node, enforced in the job's cgroup
+  std::string preempt_signal, preempt_grace;  // the preemption notice
 };
 
 // `job submit --wait`: polls until the job (every task of an array) has
@@ -411,6 +412,10 @@ void JobSubmit(Client& c, const Globals& g, const SubmitFlags& f) {
     auto m = joule::ParseCpuMillis("--cpus", f.cpus);
     if (!m.ok()) FailStatus(m.status());
     s->set_cpu_millis(*m);
+  }
+  if (absl::Status st = ApplyPreemptFlags(f.preempt_signal, f.preempt_grace, s);
+      !st.ok()) {
+    FailStatus(st);
   }
   req.set_request_id(f.request_id);
   if (!f.array.empty()) {
@@ -514,7 +519,7 @@ void JobShow(Client& c, const Globals& g, const std::string& id) {
       ", min ",
       j.min_power_limit_mw() > 0 ? FormatPower(j.min_power_limit_mw())
                                  : "= power",
-      "\nlimit:    ", TimeLimitText(j),
+      "\nlimit:    ", TimeLimitText(j), "\npreempt:  ", PreemptText(s),
       j.held() ? "  (held: job release ID)" : "",
       s.after().empty() ? "" : "\nafter:    ", absl::StrJoin(s.after(), ", "),
       ContractText(j).empty() ? "" : "\ncontract: ", ContractText(j),
@@ -1408,6 +1413,11 @@ int main(int argc, char** argv) {
                      "memory limit per node, e.g. 64GiB (the job's cgroup)");
   submit->add_option("--cpus", sf.cpus,
                      "CPU limit per node, e.g. 16 or 0.5 (the job's cgroup)");
+  submit->add_option("--preempt-signal", sf.preempt_signal,
+                     "signal when preempted, e.g. SIGUSR1 (default SIGTERM)");
+  submit->add_option("--preempt-grace", sf.preempt_grace,
+                     "time from that signal to SIGKILL, e.g. 60s (default: "
+                     "the stop grace; at most max_preempt_grace)");
   submit->add_option("--request-id", sf.request_id,
                      "idempotency key: retrying with it never submits twice");
   submit->add_option(

@@ -6,7 +6,9 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli/format.h"
+#include "common/preempt_signal.h"
 #include "common/proto_time.h"
+#include "common/units.h"
 
 namespace joule::cli {
 
@@ -106,6 +108,39 @@ std::string ContractText(const v1::Job& j) {
                    "; its GPUs are billed as ", ServiceClassName(billed));
   if (billed == v1::SERVICE_CLASS_RESERVED) out += " overage";
   return out;
+}
+
+absl::Status ApplyPreemptFlags(const std::string& signal,
+                               const std::string& grace, v1::JobSpec* spec) {
+  if (!signal.empty()) {
+    std::optional<std::string> canonical = CanonicalPreemptSignal(signal);
+    if (!canonical.has_value()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--preempt-signal: \"", signal, "\" is not one of ",
+                       PreemptSignalList()));
+    }
+    spec->set_preempt_signal(*canonical);
+  }
+  if (!grace.empty()) {
+    auto d = ParseNonNegativeDuration(grace, "--preempt-grace");
+    if (!d.ok()) return d.status();
+    if (*d > absl::Hours(24)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--preempt-grace: ", grace, " is more than 24h"));
+    }
+    *spec->mutable_preempt_grace() = ToProtoDuration(*d);
+  }
+  return absl::OkStatus();
+}
+
+std::string PreemptText(const v1::JobSpec& spec) {
+  return absl::StrCat(
+      spec.preempt_signal().empty() ? "SIGTERM" : spec.preempt_signal(),
+      ", SIGKILL after ",
+      !spec.has_preempt_grace() ? std::string("the stop grace")
+      : FromProtoDuration(spec.preempt_grace()) == absl::ZeroDuration()
+          ? std::string("0s")
+          : absl::FormatDuration(FromProtoDuration(spec.preempt_grace())));
 }
 
 }  // namespace joule::cli

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "joule/v1/joule.pb.h"
 
@@ -32,5 +33,15 @@ std::string TimeLimitText(const v1::Job& j);
 // tenant's contracted reserved GPUs: runs as on-demand; its GPUs are billed
 // as reserved overage"; empty otherwise.
 std::string ContractText(const v1::Job& j);
+
+// `job submit --preempt-signal SIG --preempt-grace D` into the spec: the
+// signal canonical ("usr1" -> "SIGUSR1", common/preempt_signal.h), the
+// grace 0..24h; empty flags leave the fields unset. Errors name the flag.
+absl::Status ApplyPreemptFlags(const std::string& signal,
+                               const std::string& grace, v1::JobSpec* spec);
+
+// "SIGUSR1, SIGKILL after 1m" or, for a job without a notice, "SIGTERM,
+// SIGKILL after the stop grace" for `job show`.
+std::string PreemptText(const v1::JobSpec& spec);
 
 }  // namespace joule::cli

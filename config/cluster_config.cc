@@ -324,6 +324,13 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
   ASSIGN_OR_RETURN(
       cfg.scheduler.stop_grace,
       Duration(loc, "stop_grace", s.stop_grace(), absl::Seconds(5)));
+  ASSIGN_OR_RETURN(cfg.scheduler.max_preempt_grace,
+                   Duration(loc, "max_preempt_grace", s.max_preempt_grace(),
+                            absl::Seconds(300)));
+  if (cfg.scheduler.max_preempt_grace > absl::Hours(24)) {
+    return loc.Error("scheduler", 0, "max_preempt_grace",
+                     "must be at most 24h");
+  }
   ASSIGN_OR_RETURN(cfg.scheduler.fair_share_half_life,
                    Duration(loc, "fair_share_half_life",
                             s.fair_share_half_life(), absl::Hours(24)));

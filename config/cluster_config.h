@@ -63,6 +63,8 @@ struct SchedulerSettings {
   scheduler::ClassFloors class_floors = {true, 1000, 800, 0};
   scheduler::PowerFit power_fit = scheduler::PowerFit::kLeaf;
   int64_t efficiency_knee_permille = 500;
+  // The longest preemption notice a job may ask for (0..24h).
+  absl::Duration max_preempt_grace = absl::Seconds(300);
 };
 
 // A checked cluster configuration: every name unique, exactly one root

@@ -263,6 +263,7 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
     // A job already being stopped is neither throttled nor preempted again.
     if (job.stopping_to() != v1::JOB_STATE_UNSPECIFIED) {
       r.min_mw = r.limit_mw;
+      r.requested_mw = r.limit_mw;  // nor restored during its grace
       r.cls = ServiceClass::kReserved;
       r.measured_per_gpu_mw = 0;
     }

@@ -11,6 +11,7 @@
 #include "common/units.h"
 #include "daemon/cluster_manager.h"
 #include "daemon/controller_util.h"
+#include "daemon/preempt_notice.h"
 #include "daemon/sched_limits.h"
 #include "scheduler/shared_rules.h"
 #include "daemon/validation.h"
@@ -63,6 +64,15 @@ void ClusterManager::RequestStopLocked(JobRt& j, v1::JobState target,
                                        std::string reason) {
   if (j.job.stopping_to() != v1::JOB_STATE_UNSPECIFIED) return;
   j.job.set_stopping_to(target);
+  // A preemption gives the job its notice (preempt_notice.h).
+  const StopNotice notice =
+      NoticeFor(j.job.spec(), target, options_.config.scheduler.stop_grace,
+                options_.config.scheduler.max_preempt_grace);
+  if (target == v1::JOB_STATE_PREEMPTED &&
+      (!j.job.spec().preempt_signal().empty() ||
+       j.job.spec().has_preempt_grace())) {
+    absl::StrAppend(&reason, " (notice: ", NoticeText(notice), ")");
+  }
   j.job.set_reason(reason);
   for (size_t i = 0; i < static_cast<size_t>(j.job.allocations_size()); ++i) {
     if (i < j.ended.size() && j.ended[i]) continue;
@@ -88,7 +98,7 @@ void ClusterManager::RequestStopLocked(JobRt& j, v1::JobState target,
       SendLocked(it->second, m);
     }
     SendLocked(it->second, StopMessage(j.job.id(), j.job.attempt(), reason,
-                                       options_.config.scheduler.stop_grace));
+                                       notice.grace, notice.signal));
     UpdateNodeMeasuredLocked(it->second);
   }
 }

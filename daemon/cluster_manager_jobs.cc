@@ -10,6 +10,7 @@
 #include "common/units.h"
 #include "daemon/cluster_manager.h"
 #include "daemon/controller_util.h"
+#include "daemon/preempt_notice.h"
 #include "daemon/validation.h"
 #include "joule/v1/records.pb.h"
 
@@ -17,6 +18,8 @@ namespace joule::daemon {
 
 absl::Status ClusterManager::ValidateSpecLocked(const v1::JobSpec& spec) const {
   RETURN_IF_ERROR(validation::JobSpec(spec));
+  RETURN_IF_ERROR(CheckPreemptGrace(
+      spec, options_.config.scheduler.max_preempt_grace));
   if (!tenants_.contains(spec.tenant())) {
     return absl::NotFoundError(absl::StrCat(
         "spec.tenant: \"", spec.tenant(),

@@ -329,6 +329,9 @@ void ClusterManager::ControlPowerOnce() {
         j->job.state() == v1::JOB_STATE_PENDING) {
       continue;
     }
+    // A job being stopped keeps its GPUs at the stop floor for its whole
+    // grace (a long preemption notice included): never raised again.
+    if (j->job.stopping_to() != v1::JOB_STATE_UNSPECIFIED) continue;
     switch (a.kind) {
       case scheduler::PowerAction::kThrottle:
         SetJobLimitLocked(*j, a.new_limit_mw, a.reason);

@@ -27,6 +27,7 @@ bool SameScheduler(const config::SchedulerSettings& a,
          a.lost_job_policy == b.lost_job_policy &&
          a.unreachable_requeue_after == b.unreachable_requeue_after &&
          a.stop_grace == b.stop_grace &&
+         a.max_preempt_grace == b.max_preempt_grace &&
          a.fair_share_half_life == b.fair_share_half_life &&
          a.max_nodes == b.max_nodes &&
          a.max_registrations_per_second == b.max_registrations_per_second &&

@@ -11,9 +11,10 @@
 namespace joule::daemon {
 
 // A StopJob command for one attempt (grace 0: the agent's SIGKILL follows
-// its SIGTERM at once).
+// the first signal at once).
 v1::DaemonMessage StopMessage(const std::string& job_id, uint32_t attempt,
-                              std::string reason, absl::Duration grace) {
+                              std::string reason, absl::Duration grace,
+                              const std::string& signal) {
   v1::DaemonMessage m;
   v1::StopJob* stop = m.mutable_stop_job();
   stop->set_job_id(job_id);
@@ -22,6 +23,7 @@ v1::DaemonMessage StopMessage(const std::string& job_id, uint32_t attempt,
   if (grace > absl::ZeroDuration()) {
     *stop->mutable_grace_period() = ToProtoDuration(grace);
   }
+  if (!signal.empty() && signal != "SIGTERM") stop->set_signal(signal);
   return m;
 }
 

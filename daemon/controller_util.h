@@ -14,10 +14,11 @@
 namespace joule::daemon {
 
 // A StopJob command for one attempt (grace 0: the agent's SIGKILL follows
-// its SIGTERM at once).
+// the first signal at once). `signal` empty or "SIGTERM": SIGTERM.
 v1::DaemonMessage StopMessage(const std::string& job_id, uint32_t attempt,
                               std::string reason,
-                              absl::Duration grace = absl::ZeroDuration());
+                              absl::Duration grace = absl::ZeroDuration(),
+                              const std::string& signal = "");
 
 // The bytes that identify a spec for SubmitJob idempotency. Deterministic
 // serialization: map fields (env) are written in key order, so equal specs

@@ -5,6 +5,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "common/job_env.h"
+#include "common/preempt_signal.h"
 #include "common/proto_time.h"
 #include "common/resources.h"
 #include "common/status_macros.h"
@@ -49,6 +50,10 @@ constexpr FieldRule kTable[] = {
     {"spec.power_mode", "unspecified, performance or efficiency"},
     {"spec.memory_bytes", "0 (agent default) or 1 MiB..16 TiB"},
     {"spec.cpu_millis", "0 (agent default) or 10..1,024,000 (1000 = 1 CPU)"},
+    {"spec.preempt_signal",
+     "empty (SIGTERM) or SIGTERM, SIGINT, SIGUSR1, SIGUSR2, SIGHUP, SIGQUIT"},
+    {"spec.preempt_grace",
+     "unset (stop_grace) or 0..24 hours, at most scheduler.max_preempt_grace"},
     {"request_id", "name or empty"},
     {"cancel.reason, set_power_cap.reason", "free text"},
     {"tenant.name", "name"},
@@ -234,6 +239,17 @@ absl::Status JobSpec(const v1::JobSpec& spec) {
   if (spec.cpu_millis() != 0) {
     RETURN_IF_ERROR(IntRange("spec.cpu_millis", spec.cpu_millis(),
                              kMinJobCpuMillis, kMaxJobCpuMillis));
+  }
+  if (!spec.preempt_signal().empty() &&
+      (CanonicalPreemptSignal(spec.preempt_signal()) !=
+       spec.preempt_signal())) {
+    return Bad("spec.preempt_signal",
+               absl::StrCat(Quote(spec.preempt_signal()), " is not one of ",
+                            PreemptSignalList()));
+  }
+  if (spec.has_preempt_grace()) {
+    RETURN_IF_ERROR(Duration("spec.preempt_grace", spec.preempt_grace(),
+                             absl::Hours(24)));
   }
   return absl::OkStatus();
 }

@@ -130,6 +130,43 @@ TEST_F(JobRunnerTest, StopSendsTermThenKill) {
             absl::StatusCode::kNotFound);
 }
 
+// The preemption notice: the signal asked for (SIGUSR1), not SIGTERM,
+// reaches the job's processes first; SIGKILL follows after the grace.
+TEST_F(JobRunnerTest, StopSendsTheNoticeSignalThenKillAfterTheGrace) {
+  const std::string seen = dir_ + "/seen";
+  const std::string up = dir_ + "/up";
+  JobLaunch l = Launch(
+      "job-9", 1,
+      {"/bin/sh", "-c",
+       absl::StrCat("trap 'echo usr1 >> ", seen, "' USR1; trap 'echo term >> ",
+                    seen, "' TERM; echo up > ", up,
+                    "; while true; do sleep 0.05; done")});
+  ASSERT_TRUE(runner_->Start(l).ok());
+  ASSERT_TRUE(WaitForFile(up));
+  ASSERT_TRUE(runner_->Stop("job-9", 1, absl::Milliseconds(500), SIGUSR1).ok());
+  JobExit e = WaitExit(1);
+  EXPECT_EQ(e.signal, SIGKILL);  // it ignored the notice: killed after 500 ms
+  EXPECT_TRUE(e.stop_requested);
+  EXPECT_EQ(Slurp(seen), "usr1\n");  // the notice, once; no SIGTERM
+}
+
+// A job that finishes its checkpoint within the grace exits by itself.
+TEST_F(JobRunnerTest, JobThatExitsOnTheNoticeIsNotKilled) {
+  const std::string up = dir_ + "/up";
+  JobLaunch l = Launch(
+      "job-10", 1,
+      {"/bin/sh", "-c",
+       absl::StrCat("trap 'exit 0' USR2; echo up > ", up,
+                    "; while true; do sleep 0.05; done")});
+  ASSERT_TRUE(runner_->Start(l).ok());
+  ASSERT_TRUE(WaitForFile(up));
+  ASSERT_TRUE(runner_->Stop("job-10", 1, absl::Seconds(30), SIGUSR2).ok());
+  JobExit e = WaitExit(1);
+  EXPECT_EQ(e.signal, 0);
+  EXPECT_EQ(e.exit_code, 0);
+  EXPECT_TRUE(e.stop_requested);
+}
+
 TEST_F(JobRunnerTest, MaxRuntimeIsEnforced) {
   JobLaunch l = Launch("job-3", 2, {"sleep", "30"});
   l.max_runtime = absl::Milliseconds(200);

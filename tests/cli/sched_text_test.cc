@@ -45,5 +45,41 @@ TEST(SchedTextTest, LimitAndContract) {
             "its GPUs are billed as reserved overage");
 }
 
+// `job submit --preempt-signal/--preempt-grace`: canonical names, bounds,
+// errors naming the flag; what `job show` prints.
+TEST(SchedTextTest, PreemptFlags) {
+  struct Case {
+    const char* signal;
+    const char* grace;
+    const char* error;  // "" = accepted
+    const char* shown;  // PreemptText when accepted
+  };
+  const Case cases[] = {
+      {"", "", "", "SIGTERM, SIGKILL after the stop grace"},
+      {"SIGUSR1", "60s", "", "SIGUSR1, SIGKILL after 1m"},
+      {"usr2", "", "", "SIGUSR2, SIGKILL after the stop grace"},
+      {"", "0s", "", "SIGTERM, SIGKILL after 0s"},
+      {"", "24h", "", "SIGTERM, SIGKILL after 24h"},
+      {"SIGKILL", "", "--preempt-signal: \"SIGKILL\" is not one of SIGTERM, "
+                      "SIGINT, SIGUSR1, SIGUSR2, SIGHUP, SIGQUIT", ""},
+      {"15", "", "--preempt-signal", ""},
+      {"", "-1s", "--preempt-grace", ""},
+      {"", "soon", "--preempt-grace", ""},
+      {"", "24h1s", "--preempt-grace: 24h1s is more than 24h", ""},
+  };
+  for (const Case& c : cases) {
+    v1::JobSpec spec;
+    const absl::Status st = ApplyPreemptFlags(c.signal, c.grace, &spec);
+    if (std::string(c.error).empty()) {
+      ASSERT_TRUE(st.ok()) << c.signal << " " << c.grace << ": " << st;
+      EXPECT_EQ(PreemptText(spec), c.shown) << c.signal << " " << c.grace;
+      EXPECT_EQ(spec.has_preempt_grace(), std::string(c.grace) != "");
+    } else {
+      EXPECT_EQ(st.code(), absl::StatusCode::kInvalidArgument) << c.signal;
+      EXPECT_EQ(std::string(st.message()).find(c.error), 0u) << st;
+    }
+  }
+}
+
 }  // namespace
 }  // namespace joule::cli
