@@ -113,7 +113,15 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"StartingTimeoutTooShort",
                 "domain { name: \"site\" cap: \"1MW\" }\n"
                 "scheduler { starting_timeout: \"10ms\" }\n",
-                "c.conf:2: scheduler.starting_timeout: must be at least 1s"}),
+                "c.conf:2: scheduler.starting_timeout: must be at least 1s"},
+        BadCase{"MaxPreemptGraceTooLong",
+                "domain { name: \"site\" cap: \"1MW\" }\n"
+                "scheduler { max_preempt_grace: \"25h\" }\n",
+                "c.conf:2: scheduler.max_preempt_grace: must be at most 24h"},
+        BadCase{"MaxPreemptGraceNegative",
+                "domain { name: \"site\" cap: \"1MW\" }\n"
+                "scheduler { max_preempt_grace: \"-1s\" }\n",
+                "c.conf:2: scheduler.max_preempt_grace: "}),
     [](const auto& info) { return info.param.name; });
 
 TEST(ClusterConfigTest, PowerOptions) {
@@ -127,6 +135,7 @@ TEST(ClusterConfigTest, PowerOptions) {
   EXPECT_EQ(def->scheduler.class_floors.spot_permille, 0);
   EXPECT_EQ(def->scheduler.power_fit, scheduler::PowerFit::kLeaf);
   EXPECT_EQ(def->scheduler.efficiency_knee_permille, 500);
+  EXPECT_EQ(def->scheduler.max_preempt_grace, absl::Seconds(300));
   // Named classes change; the others keep the default.
   auto cfg = ParseClusterConfig(
       "domain { name: \"site\" cap: \"1MW\" }\n"

@@ -39,6 +39,7 @@ TEST(DiffConfig, CapsChangeEverythingElseNeedsARestart) {
        "}\n",
        "the set of domains"},
       {"scheduler { admission: \"measured\" }\n", "scheduler"},
+      {"scheduler { max_preempt_grace: \"60s\" }\n", "scheduler"},
       {"billing { allow_unpriced: true }\n", "allow_unpriced"},
   };
   for (const Case& c : cases) {
