@@ -4,6 +4,7 @@
 #include <bit>
 #include <functional>
 #include <limits>
+#include <map>
 #include <optional>
 #include <tuple>
 #include <utility>
@@ -17,6 +18,7 @@
 #include "scheduler/cluster_state.h"
 #include "scheduler/quota.h"
 #include "scheduler/power_options.h"
+#include "scheduler/victims.h"
 
 namespace joule::scheduler {
 namespace {
@@ -82,6 +84,18 @@ struct Reservation {
   absl::flat_hash_map<int, int64_t> ledger;
 };
 
+// A lower bound on the victim set a node needs for a shape (the fewest of
+// its victims that free its GPUs, on one node, as preemptable as its most
+// preemptable ones; power ignored), and its best-fit tuple (free GPUs, leaf
+// headroom, node).
+struct VictimBound {
+  VictimSetCost cost;
+  std::tuple<int64_t, int64_t, int> fit;
+};
+
+// Max-heap order: the best bound on top.
+bool VictimBoundWorse(const VictimBound& a, const VictimBound& b);
+
 using ShapeKey = std::tuple<int, uint32_t, uint32_t, int64_t>;
 
 ShapeKey KeyOf(const Shape& s) { return {s.model, s.gpus, s.nodes, s.need_mw}; }
@@ -143,6 +157,16 @@ class Scheduler {
   // when its claim was dropped and it is to be scheduled as usual.
   bool ProcessClaim(const Job& job);
   bool TryPreempt(const Job& job);
+  // `victims` (in preemptability order) grouped by node for a gang: nodes
+  // by their best minimal victim set for the job's GPUs (BetterVictims),
+  // each node's set in preemptability order, then the rest as given.
+  // The bound of node `n` for shape `s`; nullopt if preempting its
+  // victims cannot free the GPUs.
+  std::optional<VictimBound> NodeBound(int n, const Shape& s) const;
+  // Every node's bound for (s.model, s.gpus), a heap kept for the call.
+  std::vector<VictimBound>& BoundHeap(const Shape& s);
+  std::vector<size_t> GangVictimOrder(const Job& job,
+                                      absl::Span<const size_t> victims) const;
   // TryPreempt for a single-node job; `key` names its shapes.
   bool PreemptForOneNode(const Job& job, const std::string& key,
                          absl::Span<const size_t> victims);
@@ -181,6 +205,12 @@ class Scheduler {
   // Snapshot jobs that may be preempted, most preemptable first.
   std::optional<std::vector<size_t>> victim_order_;
   size_t victim_start_ = 0;  // entries before it are all preempted
+  // Built with victim_order_: each candidate's key (by index in active_)
+  // and, per node, the candidates holding GPUs there, most preemptable
+  // first.
+  std::vector<VictimKey> victim_keys_;
+  std::vector<std::vector<size_t>> victims_on_node_;
+  std::map<std::pair<int, uint32_t>, std::vector<VictimBound>> bound_heaps_;
   std::optional<Reservation> res_;
   // Claims by claimant id: their status and the free GPUs held for them.
   struct ClaimWork {
@@ -714,17 +744,31 @@ bool Scheduler::TryPreempt(const Job& job) {
                 if (a.start != b.start) return a.start > b.start;
                 return a.id < b.id;
               });
+    victim_keys_.resize(active_.size());
+    victims_on_node_.resize(snap_.nodes.size());
+    for (size_t i : *victim_order_) {
+      const Active& a = active_[i];
+      victim_keys_[i] = VictimKey{a.cls, a.priority, a.start, a.id};
+      for (const NodeAlloc& n : a.allocs) {
+        if (n.node >= 0 && n.node < static_cast<int>(snap_.nodes.size())) {
+          victims_on_node_[n.node].push_back(i);
+        }
+      }
+    }
   }
   // Preempted entries stay in the order as no-ops; skip the leading ones.
   while (victim_start_ < victim_order_->size() &&
          active_[(*victim_order_)[victim_start_]].gone) {
     ++victim_start_;
   }
-  const absl::Span<const size_t> victims =
+  absl::Span<const size_t> victims =
       absl::MakeConstSpan(*victim_order_).subspan(victim_start_);
   if (victims.empty()) return false;
   if (job.src->nodes == 1) return PreemptForOneNode(job, key, victims);
-  // Gang: shortest prefix after which the job fits: gallop, then bisect.
+  // Gang: shortest prefix of the victims grouped by node, cheapest node
+  // first, after which the job fits: gallop, then bisect.
+  const std::vector<size_t> grouped = GangVictimOrder(job, victims);
+  victims = absl::MakeConstSpan(grouped);
   size_t released = 0;
   size_t lo = 0;  // does not fit after lo
   size_t hi = 1;
@@ -781,165 +825,252 @@ bool Scheduler::TryPreempt(const Job& job) {
   return true;
 }
 
+bool VictimBoundWorse(const VictimBound& a, const VictimBound& b) {
+  const int c = CompareVictims(a.cost, b.cost);
+  return c != 0 ? c > 0 : a.fit > b.fit;
+}
+
+std::optional<VictimBound> Scheduler::NodeBound(int n, const Shape& s) const {
+  if (!state_.eligible(n) || state_.node_model(n) != s.model ||
+      state_.gpu_count(n) < s.gpus) {
+    return std::nullopt;
+  }
+  const int64_t missing =
+      static_cast<int64_t>(s.gpus) - std::popcount(state_.free_gpus(n));
+  absl::InlinedVector<int64_t, 8> local;
+  for (size_t i : victims_on_node_[n]) {
+    if (active_[i].gone) continue;
+    for (const NodeAlloc& a : active_[i].allocs) {
+      if (a.node == n) {
+        local.push_back(std::popcount(a.gpus & state_.healthy_gpus(n)));
+      }
+    }
+  }
+  std::sort(local.rbegin(), local.rend());
+  size_t k = 0;
+  int64_t sum = 0;
+  while (k < local.size() && sum < missing) sum += local[k++];
+  if (sum < missing) return std::nullopt;
+  absl::InlinedVector<const VictimKey*, 4> first;
+  for (size_t i : victims_on_node_[n]) {
+    if (first.size() == k) break;
+    if (!active_[i].gone) first.push_back(&victim_keys_[i]);
+  }
+  return VictimBound{CostOf(std::move(first), k == 0 ? 0 : 1),
+                     {std::popcount(state_.free_gpus(n)),
+                      state_.headroom(state_.node_leaf(n)), n}};
+}
+
+std::vector<VictimBound>& Scheduler::BoundHeap(const Shape& s) {
+  auto [it, inserted] = bound_heaps_.try_emplace({s.model, s.gpus});
+  if (inserted) {
+    for (int n = 0; n < static_cast<int>(snap_.nodes.size()); ++n) {
+      if (std::optional<VictimBound> b = NodeBound(n, s)) {
+        it->second.push_back(std::move(*b));
+      }
+    }
+    std::make_heap(it->second.begin(), it->second.end(), VictimBoundWorse);
+  }
+  return it->second;
+}
+
+std::vector<size_t> Scheduler::GangVictimOrder(
+    const Job& job, absl::Span<const size_t> victims) const {
+  const int num_nodes = static_cast<int>(snap_.nodes.size());
+  std::vector<std::pair<VictimSetCost, std::vector<size_t>>> sets;
+  for (int n = 0; n < num_nodes; ++n) {
+    if (victims_on_node_[n].empty() || !state_.eligible(n)) continue;
+    uint32_t gpus = 0;
+    for (const Option& o : job.options) {
+      if (o.shape.model == state_.node_model(n)) gpus = o.shape.gpus;
+    }
+    if (gpus == 0 || state_.gpu_count(n) < gpus) continue;
+    VictimNeed need;
+    need.gpus = static_cast<int64_t>(gpus) - std::popcount(state_.free_gpus(n));
+    if (need.gpus <= 0) continue;
+    std::vector<size_t> local;
+    std::vector<VictimCandidate> cands;
+    for (size_t i : victims_on_node_[n]) {
+      if (active_[i].gone) continue;
+      local.push_back(i);
+      VictimCandidate c;
+      c.key = &victim_keys_[i];
+      for (const NodeAlloc& a : active_[i].allocs) {
+        if (a.node == n) c.gpus = std::popcount(a.gpus & state_.healthy_gpus(n));
+      }
+      cands.push_back(std::move(c));
+    }
+    std::optional<std::vector<size_t>> set = MinimalVictims(need, cands);
+    if (!set) continue;
+    absl::InlinedVector<const VictimKey*, 4> set_keys;
+    absl::flat_hash_set<int> nodes;
+    std::vector<size_t> chosen;
+    for (size_t c : *set) {
+      chosen.push_back(local[c]);
+      set_keys.push_back(&victim_keys_[local[c]]);
+      for (const NodeAlloc& a : active_[local[c]].allocs) nodes.insert(a.node);
+    }
+    sets.push_back({CostOf(std::move(set_keys), nodes.size()),
+                    std::move(chosen)});
+  }
+  std::stable_sort(sets.begin(), sets.end(), [](const auto& a, const auto& b) {
+    return BetterVictims(a.first, b.first);
+  });
+  std::vector<size_t> out;
+  absl::flat_hash_set<size_t> used;
+  for (const auto& [cost, chosen] : sets) {
+    for (size_t i : chosen) {
+      if (used.insert(i).second) out.push_back(i);
+    }
+  }
+  for (size_t i : victims) {
+    if (used.insert(i).second) out.push_back(i);
+  }
+  return out;
+}
+
 bool Scheduler::PreemptForOneNode(const Job& job, const std::string& key,
                                   absl::Span<const size_t> victims) {
-  // For every node, the shortest prefix of `victims` after which it has the
-  // GPUs (counting what the prefix frees on it) and every domain on its path
-  // has the power (counting what the prefix frees below it); the job goes
-  // to the node with the shortest such prefix. Victims are scanned in
-  // doubling chunks until some node is ready. Counters only: the index is
-  // touched just for the victims finally kept.
-  constexpr size_t kNever = std::numeric_limits<size_t>::max();
+  // For every candidate node, the minimal victim set that frees the GPUs
+  // missing there and the power missing on every domain of its path
+  // (MinimalVictims, victims.h); the job goes to the node whose set is
+  // best (BetterVictims: fewest victims, fewest nodes, most preemptable),
+  // then by best fit. Nodes are evaluated in order of a lower bound on
+  // their set (the fewest victims k on the node that free its GPUs, on one
+  // node, as preemptable as its k most preemptable victims); the search
+  // stops once the best set found beats the next bound.
   const bool enforce = state_.enforce_power();
+  const int num_nodes = static_cast<int>(snap_.nodes.size());
+  // Victims with power below domain d, in preemptability order (lazily).
+  absl::flat_hash_map<int, std::vector<size_t>> below;
+  auto victims_below = [&](int dom) -> const std::vector<size_t>& {
+    auto [it, inserted] = below.try_emplace(dom);
+    if (!inserted) return it->second;
+    for (size_t i : victims) {
+      const Active& v = active_[i];
+      if (v.gone) continue;
+      bool under = false;
+      for (const NodeAlloc& a : v.allocs) {
+        if (a.node < 0 || a.node >= num_nodes || a.power_mw == 0) continue;
+        for (int d = state_.node_leaf(a.node); d >= 0 && !under;
+             d = state_.parent(d)) {
+          under = d == dom;
+        }
+      }
+      if (under) it->second.push_back(i);
+    }
+    return it->second;
+  };
+  auto gpus_on = [&](size_t i, int n) -> int64_t {
+    for (const NodeAlloc& a : active_[i].allocs) {
+      if (a.node == n) return std::popcount(a.gpus & state_.healthy_gpus(n));
+    }
+    return 0;
+  };
   struct Best {
-    size_t prefix = kNever;
-    std::tuple<int64_t, int64_t, int> fit;  // free now, leaf headroom, node
+    bool found = false;
+    VictimBound bound;
     const Option* option = nullptr;
-    int node = -1;
+    std::vector<size_t> set;  // active indices, preemptability order
   } best;
-  const size_t num_nodes = snap_.nodes.size();
-  const size_t num_domains = snap_.domains.size();
-  std::vector<int64_t> freed(num_nodes, 0);          // GPUs per node
-  std::vector<size_t> gpu_ready(num_nodes, kNever);  // prefix per node
-  std::vector<int64_t> released(num_domains, 0);     // power per domain
-  std::vector<size_t> pow_ready(num_domains, kNever);
-  std::vector<int> touched_nodes, touched_domains;
+  // Nodes with power short on their path are evaluated in full at most
+  // this many times per option (each scans the victims below the domain).
+  constexpr int kMaxPowerEvaluations = 16;
+  absl::flat_hash_set<size_t> seen;
   for (const Option& opt : job.options) {
     const Shape& s = opt.shape;
-    for (int n : touched_nodes) freed[n] = 0, gpu_ready[n] = kNever;
-    for (int d : touched_domains) released[d] = 0, pow_ready[d] = kNever;
-    touched_nodes.clear();
-    touched_domains.clear();
-    // Domains that cannot take the job without preemption.
-    std::vector<char> is_short(num_domains, 0);
-    bool any_short = false;
-    for (size_t d = 0; d < num_domains && enforce; ++d) {
-      is_short[d] = state_.committed(d) + s.need_mw > state_.cap(d);
-      any_short = any_short || is_short[d];
-    }
-    auto short_of_power = [&](int d) { return is_short[d] != 0; };
-    auto consider = [&](int n, size_t prefix) {
-      for (int d = state_.node_leaf(n); any_short && d >= 0;
+    std::vector<VictimBound>& heap = BoundHeap(s);
+    std::vector<VictimBound> popped;  // still valid: pushed back below
+    int power_evaluations = 0;
+    while (!heap.empty()) {
+      std::pop_heap(heap.begin(), heap.end(), VictimBoundWorse);
+      VictimBound next = std::move(heap.back());
+      heap.pop_back();
+      const int n = std::get<2>(next.fit);
+      // Bounds only get worse during a call (victims go, GPUs are taken):
+      // a stale entry is re-queued at its current bound, or dropped.
+      std::optional<VictimBound> now = NodeBound(n, s);
+      if (!now) continue;
+      if (CompareVictims(now->cost, next.cost) != 0) {
+        heap.push_back(std::move(*now));
+        std::push_heap(heap.begin(), heap.end(), VictimBoundWorse);
+        continue;
+      }
+      next = std::move(*now);
+      popped.push_back(next);
+      if (best.found && CompareVictims(best.bound.cost, next.cost) < 0) break;
+      VictimNeed need;
+      need.gpus =
+          static_cast<int64_t>(s.gpus) - std::popcount(state_.free_gpus(n));
+      std::vector<int> path;  // short domains, leaf first
+      for (int d = state_.node_leaf(n); enforce && d >= 0;
            d = state_.parent(d)) {
-        if (!short_of_power(d)) continue;
-        prefix = std::max(prefix, pow_ready[d]);
+        const int64_t short_mw =
+            state_.committed(d) + s.need_mw - state_.cap(d);
+        if (short_mw > 0) {
+          path.push_back(d);
+          need.power_mw.push_back(short_mw);
+        }
       }
-      if (prefix == kNever) return;
-      const std::tuple<int64_t, int64_t, int> fit = {
-          std::popcount(state_.free_gpus(n)),
-          state_.headroom(state_.node_leaf(n)), n};
-      if (prefix < best.prefix || (prefix == best.prefix && fit < best.fit)) {
-        best = Best{prefix, fit, &opt, n};
+      if (!path.empty() && ++power_evaluations > kMaxPowerEvaluations) {
+        continue;
       }
-    };
-    std::vector<int> free_now;
-    state_.AppendNodesWithFree(s.model, s.gpus, &free_now);
-    std::vector<int> ready_nodes;
-    size_t processed = 0;
-    size_t chunk = 64;
-    while (processed < victims.size() && processed < best.prefix) {
-      const size_t end = std::min(victims.size(), processed + chunk);
-      chunk *= 2;
-      for (size_t r = processed; r < end; ++r) {
-        const Active& v = active_[victims[r]];
-        if (v.gone) continue;
-        for (const NodeAlloc& a : v.allocs) {
-          const int n = a.node;
-          if (n < 0 || state_.node_leaf(n) < 0) continue;
-          if (state_.eligible(n) && state_.node_model(n) == s.model &&
-              state_.gpu_count(n) >= s.gpus && gpu_ready[n] == kNever) {
-            if (freed[n] == 0) touched_nodes.push_back(n);
-            freed[n] += std::popcount(a.gpus & state_.healthy_gpus(n));
-            if (std::popcount(state_.free_gpus(n)) + freed[n] >= s.gpus) {
-              gpu_ready[n] = r + 1;
-              ready_nodes.push_back(n);
-            }
-          }
-          for (int d = state_.node_leaf(n);
-               any_short && d >= 0 && a.power_mw != 0; d = state_.parent(d)) {
-            if (!short_of_power(d) || pow_ready[d] != kNever) continue;
-            if (released[d] == 0) touched_domains.push_back(d);
-            released[d] += a.power_mw;
-            if (state_.committed(d) - released[d] + s.need_mw <=
-                state_.cap(d)) {
-              pow_ready[d] = r + 1;
+      std::vector<size_t> pos;
+      seen.clear();
+      for (size_t i : victims_on_node_[n]) {
+        if (!active_[i].gone && seen.insert(i).second) pos.push_back(i);
+      }
+      if (!path.empty()) {
+        for (size_t i : victims_below(path.back())) {
+          if (seen.insert(i).second) pos.push_back(i);
+        }
+      }
+      std::vector<VictimCandidate> cands(pos.size());
+      for (size_t c = 0; c < pos.size(); ++c) {
+        cands[c].key = &victim_keys_[pos[c]];
+        cands[c].gpus = gpus_on(pos[c], n);
+        cands[c].power_mw.assign(path.size(), 0);
+        for (const NodeAlloc& a : active_[pos[c]].allocs) {
+          if (a.node < 0 || a.node >= num_nodes || path.empty()) continue;
+          for (int d = state_.node_leaf(a.node); d >= 0; d = state_.parent(d)) {
+            for (size_t p = 0; p < path.size(); ++p) {
+              if (path[p] == d) cands[c].power_mw[p] += a.power_mw;
             }
           }
         }
       }
-      processed = end;
-      // Readiness up to `processed` is final, so a node found ready now has
-      // its true prefix and no node not yet ready can beat it.
-      for (int n : free_now) consider(n, 0);
-      for (int n : ready_nodes) consider(n, gpu_ready[n]);
+      std::optional<std::vector<size_t>> set = MinimalVictims(need, cands);
+      if (!set) continue;
+      absl::InlinedVector<const VictimKey*, 4> set_keys;
+      absl::flat_hash_set<int> nodes;
+      std::vector<size_t> chosen;
+      for (size_t c : *set) {
+        chosen.push_back(pos[c]);
+        set_keys.push_back(&victim_keys_[pos[c]]);
+        for (const NodeAlloc& a : active_[pos[c]].allocs) {
+          nodes.insert(a.node);
+        }
+      }
+      VictimBound got{CostOf(std::move(set_keys), nodes.size()), next.fit};
+      if (!best.found || VictimBoundWorse(best.bound, got)) {
+        best = Best{true, std::move(got), &opt, std::move(chosen)};
+      }
+    }
+    for (VictimBound& b : popped) {
+      heap.push_back(std::move(b));
+      std::push_heap(heap.begin(), heap.end(), VictimBoundWorse);
     }
   }
-  if (best.prefix == kNever) {
+  if (!best.found) {
     no_preempt_fit_.insert(key);
     return false;
   }
-  // Spare, most valuable first, every victim in the prefix the node can do
-  // without.
-  const Shape& s = best.option->shape;
-  const int target = best.node;
-  // Only the domains on its path that were short of power can constrain:
-  // the others fit even with every victim kept.
-  std::vector<int> path;
-  for (int d = state_.node_leaf(target); d >= 0; d = state_.parent(d)) {
-    if (enforce && state_.committed(d) + s.need_mw > state_.cap(d)) {
-      path.push_back(d);
-    }
-  }
-  // What victim r frees on the target node and on each short domain.
-  auto frees = [&](const Active& v, std::vector<int64_t>* power) {
-    int64_t gpus = 0;
-    power->assign(path.size(), 0);
-    for (const NodeAlloc& a : v.allocs) {
-      if (a.node < 0 || state_.node_leaf(a.node) < 0) continue;
-      if (a.node == target) {
-        gpus += std::popcount(a.gpus & state_.healthy_gpus(target));
-      }
-      if (path.empty()) continue;
-      for (int d = state_.node_leaf(a.node); d >= 0; d = state_.parent(d)) {
-        for (size_t i = 0; i < path.size(); ++i) {
-          if (path[i] == d) (*power)[i] += a.power_mw;
-        }
-      }
-    }
-    return gpus;
-  };
-  int64_t have = std::popcount(state_.free_gpus(target));
-  std::vector<int64_t> committed(path.size());
-  for (size_t i = 0; i < path.size(); ++i) {
-    committed[i] = state_.committed(path[i]);
-  }
-  std::vector<int64_t> power;
-  for (size_t r = 0; r < best.prefix; ++r) {
-    if (active_[victims[r]].gone) continue;
-    have += frees(active_[victims[r]], &power);
-    for (size_t i = 0; i < path.size(); ++i) committed[i] -= power[i];
-  }
-  std::vector<size_t> kept;
-  for (size_t r = best.prefix; r-- > 0;) {
-    const Active& v = active_[victims[r]];
-    if (v.gone) continue;
-    const int64_t gpus = frees(v, &power);
-    bool spare = have - gpus >= s.gpus;
-    for (size_t i = 0; i < path.size() && spare; ++i) {
-      spare = committed[i] + power[i] + s.need_mw <= state_.cap(path[i]);
-    }
-    if (spare) {
-      have -= gpus;
-      for (size_t i = 0; i < path.size(); ++i) committed[i] += power[i];
-    } else {
-      kept.push_back(victims[r]);
-    }
-  }
-  std::reverse(kept.begin(), kept.end());  // preemption order
+  const std::vector<size_t>& kept = best.set;
   for (size_t i : kept) state_.Release(active_[i].allocs);
-  const Found found = AtLimit(*best.option, {target});
+  const Found found = AtLimit(*best.option, {std::get<2>(best.bound.fit)});
   std::vector<std::pair<int, int64_t>> debits;
-  if (!state_.Fits(s, found.nodes) || !Admit(job, found, &debits)) {
+  if (!state_.Fits(best.option->shape, found.nodes) ||
+      !Admit(job, found, &debits)) {
     for (size_t i : kept) state_.Allocate(active_[i].allocs);
     return false;
   }

@@ -61,16 +61,18 @@
 //    max(committed_mw, measured_mw).
 //
 // 5. Preemption (allow_preemption). An effective-reserved job that does not
-//    fit may preempt running kSpot jobs, then kOnDemand jobs, lowest priority
-//    first, then most recently started first (then id); jobs placed in this
-//    call are never preempted. It takes the shortest prefix of that order
-//    after which it fits: a single-node job goes to the node that becomes
-//    able to take it (GPUs on the node, power on every domain above it)
-//    after the shortest prefix, ties broken by best fit; a gang takes the
-//    shortest prefix after which the gang search succeeds. Then every job in
-//    that prefix the chosen placement does not need is spared, most valuable
-//    first, so only as many are preempted as needed. If even preempting all
-//    of them does not make it fit, nothing is preempted and it waits. GPUs
+//    fit may preempt running kSpot and kOnDemand jobs; jobs placed in this
+//    call are never preempted. It frees exactly what it needs, with the
+//    fewest victims, then on the fewest nodes, then the most preemptable
+//    (spot before on-demand, lowest priority, most recently started, then
+//    id), then by best fit (victims.h). A single-node job takes, for every
+//    node, the minimal victim set that frees the GPUs missing there and the
+//    power missing on every domain of its path (MinimalVictims), and goes
+//    to the node with the best set. A gang tries the victims grouped by
+//    node, the node with the best set first, takes the shortest prefix
+//    after which the gang search succeeds, then spares every victim in it
+//    that the chosen placement does not need. If even preempting all of
+//    them does not make it fit, nothing is preempted and it waits. GPUs
 //    freed beyond what it needs are not given to later jobs in the same
 //    call: they are free only once the victims have stopped.
 //

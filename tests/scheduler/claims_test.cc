@@ -7,7 +7,9 @@
 
 #include "scheduler/claims.h"
 
+#include <algorithm>
 #include <bit>
+#include <cstdint>
 #include <map>
 #include <random>
 #include <set>
@@ -332,12 +334,69 @@ TEST(ClaimTest, DroppedWhenTheFreedGpusNoLongerFitThePower) {
               ::testing::HasSubstr("power no longer fits: rack r1"));
 }
 
+// Fewest victims over several rounds: node A holds a (4-GPU spot, started
+// an hour ago) and 4 reserved GPUs; node B four 1-GPU spot jobs (started
+// 1-4 minutes ago, the most preemptable by recency) and 4 reserved GPUs.
+// A 4-GPU reserved claimant frees 4 GPUs with 1 victim on A (a) rather
+// than 4 on B; while a stops, no new victim is picked; then R gets exactly
+// a's GPUs 0-3 on A, and a, requeued, is not placed back on them.
+TEST(ClaimTest, FewestVictimsOverSeveralRounds) {
+  ClusterBuilder b;
+  const int rack = b.Domain("r1", "rack", -1);
+  const int na = b.Node("A", rack);
+  const int nb = b.Node("B", rack);
+  b.Run("a", {na}, 4, ServiceClass::kSpot).start_time =
+      TestNow() - absl::Hours(1);
+  b.Run("ra", {na}, 4, ServiceClass::kReserved);
+  for (int i = 1; i <= 4; ++i) {
+    b.Run("s" + std::to_string(i), {nb}, 1, ServiceClass::kSpot).start_time =
+        TestNow() - absl::Minutes(i);
+  }
+  b.Run("rb", {nb}, 4, ServiceClass::kReserved);
+  b.Tenant("rt").contracted_gpus["H100"] = 8;
+  RoundSim sim(b.Build());
+  PendingJob r = Pending("R", 4, 1, ServiceClass::kReserved);
+  r.tenant = "rt";
+  sim.pending().push_back(r);
+  // Round 1: 1 victim (a) on A, claim on A's GPUs 0-3.
+  Decisions d = sim.Round();
+  ASSERT_EQ(d.placements.size(), 1u);
+  EXPECT_THAT(d.placements[0].preempt, ElementsAre("a"));
+  const ClaimSnapshot* c = sim.Claim("R");
+  ASSERT_NE(c, nullptr);
+  EXPECT_EQ(c->shares[0].node, na);
+  EXPECT_THAT(c->shares[0].gpus, ElementsAre(0, 1, 2, 3));
+  // Rounds 2-3, a ignoring SIGTERM: nothing new preempted.
+  for (int round = 2; round <= 3; ++round) {
+    d = sim.Round();
+    EXPECT_THAT(d.placements, IsEmpty()) << "round " << round;
+  }
+  // a exits and is requeued (spot): R gets exactly its GPUs; a waits.
+  sim.EndStopping();
+  d = sim.Round();
+  ASSERT_EQ(d.placements.size(), 1u);
+  EXPECT_EQ(d.placements[0].job_id, "R");
+  EXPECT_EQ(d.placements[0].shares[0].node, na);
+  EXPECT_THAT(d.placements[0].shares[0].gpus, ElementsAre(0, 1, 2, 3));
+  EXPECT_EQ(sim.Running("a"), nullptr);
+  // Only a was ever preempted, once; B's four jobs still run.
+  EXPECT_EQ(sim.times_preempted().size(), 1u);
+  EXPECT_EQ(sim.times_preempted()["a"], 1);
+  for (int i = 1; i <= 4; ++i) {
+    EXPECT_NE(sim.Running("s" + std::to_string(i)), nullptr) << i;
+  }
+  d = sim.Round();
+  EXPECT_THAT(d.placements, IsEmpty());
+}
+
 // Property: over random clusters and queues, across rounds with victims
 // exiting at random, node losses and restarts (a restart rebuilds the
 // snapshot from what the daemon persisted: running jobs and claims, which
 // RoundSim keeps as they are), no GPU is held by two jobs, and each
 // preemption frees at most what the claimant needs plus one node's
-// fragmentation (the GPUs already free on the claimed node).
+// fragmentation (the GPUs already free on the claimed node), with no more
+// victims than the fewest that could have made room on any node, every one
+// of them needed, all on the claimant's node.
 TEST(ClaimPropertyTest, NoDoubleHoldingAndNoOverPreemption) {
   std::mt19937_64 rng(11);
   for (int trial = 0; trial < 60; ++trial) {
@@ -375,6 +434,7 @@ TEST(ClaimPropertyTest, NoDoubleHoldingAndNoOverPreemption) {
         free_before.push_back(std::popcount(n.free_gpus));
       }
       std::vector<ClaimSnapshot> claims_before = sim.snap().claims;
+      const ClusterSnapshot snap_before = sim.snap();
       std::string dump;
       for (const RunningJob& r : sim.snap().running) {
         dump += r.id + "@" + std::to_string(r.shares[0].node) + ":";
@@ -408,6 +468,67 @@ TEST(ClaimPropertyTest, NoDoubleHoldingAndNoOverPreemption) {
                       << dump << "\n"
                       << dec;
         return;
+      }
+      // Lower bounds on what was free on each node when the policy decided
+      // (the snapshot's free GPUs less every claimed GPU and less what
+      // earlier placements of the round took), and the jobs it could
+      // preempt (spot/on-demand in the snapshot, not yet preempted).
+      std::vector<uint64_t> free_lb;
+      for (const NodeSnapshot& n : snap_before.nodes) {
+        free_lb.push_back(n.free_gpus);
+      }
+      for (const ClaimSnapshot& c : claims_before) {
+        for (const JobShare& s : c.shares) {
+          for (uint32_t g : s.gpus) free_lb[s.node] &= ~(uint64_t{1} << g);
+        }
+      }
+      std::set<std::string> gone;
+      for (const Placement& p : d.placements) {
+        if (!p.preempt.empty()) {
+          // Fewest victims: no schedulable node could have made room with
+          // fewer (per node, its largest victims first; an upper bound on
+          // the best, as free_lb is a lower bound on what was free).
+          size_t fewest = SIZE_MAX;
+          for (size_t n = 0; n < snap_before.nodes.size(); ++n) {
+            if (!snap_before.nodes[n].schedulable) continue;
+            int64_t missing = static_cast<int64_t>(p.shares[0].gpus.size()) -
+                              std::popcount(free_lb[n]);
+            std::vector<int64_t> sizes;
+            for (const RunningJob& r : snap_before.running) {
+              if (r.cls == ServiceClass::kReserved || gone.contains(r.id) ||
+                  r.shares[0].node != static_cast<int>(n)) {
+                continue;
+              }
+              sizes.push_back(r.shares[0].gpus.size());
+            }
+            std::sort(sizes.rbegin(), sizes.rend());
+            size_t k = 0;
+            while (missing > 0 && k < sizes.size()) missing -= sizes[k++];
+            if (missing <= 0) fewest = std::min(fewest, k);
+          }
+          EXPECT_LE(p.preempt.size(), fewest) << "trial " << trial;
+          // Each victim is needed: the GPUs of the victims the claimant
+          // does not take are fewer than any victim's.
+          int64_t taken_from_victims = 0, victim_gpus = 0, smallest = 64;
+          for (const std::string& v : p.preempt) {
+            const RunningJob* r = sim.Running(v);
+            ASSERT_NE(r, nullptr);
+            // Single-node victims, all on the claimant's node.
+            EXPECT_EQ(r->shares[0].node, p.shares[0].node) << v;
+            const int64_t g = r->shares[0].gpus.size();
+            victim_gpus += g;
+            smallest = std::min(smallest, g);
+            for (uint32_t x : r->shares[0].gpus) {
+              for (uint32_t y : p.shares[0].gpus) taken_from_victims += x == y;
+            }
+            gone.insert(v);
+          }
+          EXPECT_LT(victim_gpus - taken_from_victims, smallest)
+              << "trial " << trial << ": a victim was not needed";
+        }
+        for (const JobShare& s : p.shares) {
+          for (uint32_t g : s.gpus) free_lb[s.node] &= ~(uint64_t{1} << g);
+        }
       }
       for (const Placement& p : d.placements) {
         if (p.preempt.empty()) continue;
