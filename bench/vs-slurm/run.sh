@@ -273,9 +273,11 @@ start_joule() {
   TENANT_TOKEN=$J/bench.token
   log "joule: jouled pid $JOULED_PID, 4 agents ready"
 }
-# Jobs not yet finished (pending, starting, running, ...).
+# No job left that has not ended (pending, starting, running): like
+# squeue -t PD,CF,R,CG, only the active jobs are listed, not the thousands
+# that ended in the rows before.
 joule_active() {
-  [[ $("$BIN/joulectl" job list | awk 'NR > 1 && $0 !~ / (succeeded|failed|cancelled) /' | wc -l) == 0 ]]
+  [[ $("$BIN/joulectl" job list --state pending,starting,running | tail -n +2 | wc -l) == 0 ]]
 }
 joule_submit() { JOULE_TOKEN_FILE=$TENANT_TOKEN "$BIN/joulectl" job submit --gpus 1 -- true >/dev/null; }
 bench_joule() {
