@@ -180,13 +180,11 @@ void BM_Statement100Tenants(benchmark::State& state) {
       benchmark::DoNotOptimize(s);
     }
   }
-  state.counters["statements/s"] = benchmark::Counter(
-      100.0 * static_cast<double>(state.iterations()),
-      benchmark::Counter::kIsRate);
+  state.counters["statements/s"] =
+      benchmark::Counter(100.0 * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
 }
-BENCHMARK(BM_Statement100Tenants)
-    ->Unit(benchmark::kMillisecond)
-    ->UseRealTime();
+BENCHMARK(BM_Statement100Tenants)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 }  // namespace
 }  // namespace joule::billing
