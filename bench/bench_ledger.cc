@@ -156,6 +156,36 @@ BENCHMARK(BM_StatementAfterEvents)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// The statements of all 100 tenants (one iteration: 100 GetStatement
+// calls) after JOULE_BENCH_EVENTS (default 1,000,000) events spread over
+// those tenants (ingested once, not timed).
+void BM_Statement100Tenants(benchmark::State& state) {
+  static Fixture* f = [] {
+    const char* e = std::getenv("JOULE_BENCH_EVENTS");
+    const int64_t events = e != nullptr ? std::atoll(e) : int64_t{1'000'000};
+    auto* fx = new Fixture;
+    for (int64_t done = 0; done < events; done += 10'000) {
+      auto r = fx->ledger->RecordUsage(fx->Batch(10'000, 100), "operator");
+      if (!r.ok()) std::abort();
+    }
+    return fx;
+  }();
+  for (auto _ : state) {
+    for (int t = 0; t < 100; ++t) {
+      auto s = f->ledger->GetStatement(absl::StrCat("tenant-", t), "2026-01");
+      if (!s.ok()) {
+        state.SkipWithError("GetStatement failed");
+        return;
+      }
+      benchmark::DoNotOptimize(s);
+    }
+  }
+  state.counters["statements/s"] =
+      benchmark::Counter(100.0 * static_cast<double>(state.iterations()),
+                         benchmark::Counter::kIsRate);
+}
+BENCHMARK(BM_Statement100Tenants)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 }  // namespace
 }  // namespace joule::billing
 

@@ -3,6 +3,7 @@
 // Exit codes: 0 success; 1 the daemon refused or failed the call; 2 bad
 // command line or input; 3 the daemon cannot be reached. Errors are one line
 // on stderr.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -440,18 +441,30 @@ void JobList(Client& c, const Globals& g, const std::string& tenant,
   v1::ListJobsRequest req;
   req.set_tenant(tenant);
   req.set_array_id(array_id);
-  if (!state.empty()) {
-    auto st = ParseJobState(state);
+  // --state S1,S2,...: one ListJobs per state, merged in id order.
+  std::vector<v1::JobState> states;
+  for (absl::string_view one : absl::StrSplit(state, ',', absl::SkipEmpty())) {
+    auto st = ParseJobState(std::string(one));
     if (!st.ok()) FailStatus(st.status());
-    req.set_state(*st);
+    states.push_back(*st);
   }
+  if (states.empty()) states.push_back(v1::JOB_STATE_UNSPECIFIED);
   v1::ListJobsResponse resp;
-  do {  // follows the pages
-    v1::ListJobsResponse page;
-    c.Call(&v1::JobService::Stub::ListJobs, c.jobs(), req, &page);
-    resp.mutable_jobs()->MergeFrom(page.jobs());
-    req.set_page_token(page.next_page_token());
-  } while (!req.page_token().empty());
+  for (v1::JobState st : states) {
+    req.set_state(st);
+    req.clear_page_token();
+    do {  // follows the pages
+      v1::ListJobsResponse page;
+      c.Call(&v1::JobService::Stub::ListJobs, c.jobs(), req, &page);
+      resp.mutable_jobs()->MergeFrom(page.jobs());
+      req.set_page_token(page.next_page_token());
+    } while (!req.page_token().empty());
+  }
+  if (states.size() > 1) {  // the daemon's order: by id
+    std::sort(
+        resp.mutable_jobs()->begin(), resp.mutable_jobs()->end(),
+        [](const v1::Job& a, const v1::Job& b) { return a.id() < b.id(); });
+  }
   if (!since.empty()) {  // submitted within the last `since`
     auto d = ParseNonNegativeDuration(since, "--since");
     if (!d.ok()) FailStatus(d.status());
@@ -1801,7 +1814,7 @@ int main(int argc, char** argv) {
     Client client(g);
     action(client);
   } catch (const Exit& e) {
-    return e.code;
+    ExitNow(e.code);  // without tearing gRPC down (cli/output.h)
   }
-  return 0;
+  ExitNow(0);
 }

@@ -1,9 +1,12 @@
 #include "cli/output.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cctype>
 #include <cstdio>
+#include <iostream>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -488,6 +491,13 @@ std::string GroupThousands(absl::string_view decimal) {
     grouped.push_back(whole[i]);
   }
   return absl::StrCat(sign, grouped, frac);
+}
+
+void ExitNow(int code) {
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+  ::_exit(code);
 }
 
 }  // namespace joule::cli

@@ -138,6 +138,13 @@ class ClusterManager {
                                  const std::string& caller_tenant);
   absl::StatusOr<std::vector<v1::Job>> ListJobs(
       const v1::ListJobsRequest& req, const std::string& caller_tenant);
+  // The same jobs, but only as many as one reply page can hold (see
+  // daemon/paging.h): from the first after req.page_token, at most one past
+  // the page (so Paginate finds the same page and next token); the states
+  // pending/starting/running from the active set instead of every job.
+  // With req.limit() (the newest N) it is ListJobs.
+  absl::StatusOr<std::vector<v1::Job>> ListJobsPage(
+      const v1::ListJobsRequest& req, const std::string& caller_tenant);
   absl::StatusOr<v1::Job> CancelJob(const v1::CancelJobRequest& req,
                                     const std::string& caller_tenant);
   absl::StatusOr<v1::GetJobLogsResponse> GetJobLogs(

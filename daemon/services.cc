@@ -222,7 +222,8 @@ grpc::ServerUnaryReactor* JobServiceImpl::ListJobs(
   return gate_->Now(
       ctx, M("JobService", "ListJobs"),
       [this, req, resp](const Caller& c) -> absl::Status {
-        ASSIGN_OR_RETURN(auto jobs, manager_->ListJobs(*req, c.TenantScope()));
+        ASSIGN_OR_RETURN(auto jobs,
+                         manager_->ListJobsPage(*req, c.TenantScope()));
         ASSIGN_OR_RETURN(const std::string next,
                          Paginate(&jobs, req->page_size(), req->page_token(),
                                   [](const v1::Job& j) { return j.id(); }));

@@ -69,9 +69,41 @@ cleanup() {
     kill "${PIDS[i]}" 2>/dev/null || true
   done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  cg_cleanup
   if [[ ${KEEP:-0} == 1 ]]; then log "state kept in $STATE"; else rm -rf "$STATE"; fi
 }
 trap cleanup EXIT
+# CPU accounting, independent of how loaded the machine is: each side runs
+# in a cgroup of its own (cgroup v1 cpuacct, or v2 cpu.stat), entered by this
+# shell before it starts that side's daemons, so every process of the side
+# (daemons, CLI processes, slurmstepd, supervisors, the jobs, the polls) is
+# counted, orphans included. cpu_ms SIDE prints the CPU ms used so far.
+CG_ROOT=""
+if [[ -d /sys/fs/cgroup/cpuacct && -w /sys/fs/cgroup/cpuacct ]]; then
+  CG_ROOT=/sys/fs/cgroup/cpuacct CG_KIND=v1
+elif [[ -f /sys/fs/cgroup/cgroup.controllers && -w /sys/fs/cgroup ]]; then
+  CG_ROOT=/sys/fs/cgroup CG_KIND=v2
+fi
+CG_BASE=""
+if [[ -n $CG_ROOT ]]; then
+  CG_BASE=$CG_ROOT/$(basename "$STATE")
+  CG_HOME=$(awk -F: -v k="$([[ $CG_KIND == v1 ]] && echo cpuacct)" \
+    '($2 == k || (k == "" && $1 == 0)) {print $3}' /proc/self/cgroup | head -1)
+  mkdir -p "$CG_BASE/slurm" "$CG_BASE/joule" 2>/dev/null || CG_BASE=""
+fi
+enter_cg() { [[ -z $CG_BASE ]] || echo $BASHPID >"$CG_BASE/$1/cgroup.procs"; }
+cpu_ms() {
+  if [[ -z $CG_BASE ]]; then echo n/a
+  elif [[ $CG_KIND == v1 ]]; then awk '{printf "%.0f\n", $1 / 1e6}' "$CG_BASE/$1/cpuacct.usage"
+  else awk '/^usage_usec/ {printf "%.0f\n", $2 / 1e3}' "$CG_BASE/$1/cpu.stat"; fi
+}
+# per_job_ms START_MS END_MS N: CPU ms per job
+per_job_ms() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {if (a == "n/a") print "n/a"; else printf "%.1f", (b - a) / n}'; }
+cg_cleanup() {
+  [[ -n $CG_BASE ]] || return 0
+  echo $BASHPID >"$CG_ROOT${CG_HOME:-}/cgroup.procs" 2>/dev/null || true
+  rmdir "$CG_BASE/slurm" "$CG_BASE/joule" "$CG_BASE" 2>/dev/null || true
+}
 free_port() {
   python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -179,25 +211,28 @@ slurm_submit() { sbatch -Q --gres=gpu:1 -n1 -o /dev/null -e /dev/null --wrap tru
 bench_slurm() {
   local t0 t1
   log "slurm (a): $JOBS sequential sbatch"
-  t0=$(now_ms)
+  c0=$(cpu_ms slurm); t0=$(now_ms)
   for ((i = 0; i < JOBS; i++)); do slurm_submit; done
   POLL=0.05 wait_until 600 slurm_active
   t1=$(now_ms)
+  R[slurm.a_cpu]=$(per_job_ms "$c0" "$(cpu_ms slurm)" "$JOBS")
   R[slurm.a]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
 
   log "slurm (b): $JOBS sbatch, $PAR at a time"
   export -f slurm_submit
-  t0=$(now_ms)
+  c0=$(cpu_ms slurm); t0=$(now_ms)
   seq 1 "$JOBS" | xargs -P "$PAR" -I{} bash -c slurm_submit
   POLL=0.05 wait_until 600 slurm_active
   t1=$(now_ms)
+  R[slurm.b_cpu]=$(per_job_ms "$c0" "$(cpu_ms slurm)" "$JOBS")
   R[slurm.b]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
 
   log "slurm (c): one array of $JOBS"
-  t0=$(now_ms)
+  c0=$(cpu_ms slurm); t0=$(now_ms)
   sbatch -Q --array="0-$((JOBS - 1))" --gres=gpu:1 -n1 -o /dev/null -e /dev/null --wrap true >/dev/null
   POLL=0.05 wait_until 600 slurm_active
   t1=$(now_ms)
+  R[slurm.c_cpu]=$(per_job_ms "$c0" "$(cpu_ms slurm)" "$JOBS")
   R[slurm.c]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
 
   log "slurm (d): one job, submit -> done, x$SAMPLES"
@@ -211,12 +246,14 @@ bench_slurm() {
   done >"$STATE/slurm-d.txt"
   # srun blocks until its job has ended (sbatch --wait would sleep >= 2 s
   # between its polls): Slurm's fastest way to see one job done.
+  c0=$(cpu_ms slurm)
   for ((i = 0; i < SAMPLES; i++)); do
     t0=$(now_ms)
     srun -Q --gres=gpu:1 -n1 true
     t1=$(now_ms)
     awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
   done >"$STATE/slurm-d-srun.txt"
+  R[slurm.d_cpu]=$(per_job_ms "$c0" "$(cpu_ms slurm)" "$SAMPLES")
   R[slurm.d_sbatch]=$(median <"$STATE/slurm-d.txt")
   R[slurm.d_srun]=$(median <"$STATE/slurm-d-srun.txt")
   R[slurm.d]=$(printf '%s\n%s\n' "${R[slurm.d_sbatch]}" "${R[slurm.d_srun]}" | sort -g | head -1)
@@ -273,36 +310,41 @@ start_joule() {
   TENANT_TOKEN=$J/bench.token
   log "joule: jouled pid $JOULED_PID, 4 agents ready"
 }
-# Jobs not yet finished (pending, starting, running, ...).
+# No job left that has not ended (pending, starting, running): like
+# squeue -t PD,CF,R,CG, only the active jobs are listed, not the thousands
+# that ended in the rows before.
 joule_active() {
-  [[ $("$BIN/joulectl" job list | awk 'NR > 1 && $0 !~ / (succeeded|failed|cancelled) /' | wc -l) == 0 ]]
+  [[ $("$BIN/joulectl" job list --state pending,starting,running | tail -n +2 | wc -l) == 0 ]]
 }
 joule_submit() { JOULE_TOKEN_FILE=$TENANT_TOKEN "$BIN/joulectl" job submit --gpus 1 -- true >/dev/null; }
 bench_joule() {
   local t0 t1
   log "joule (a): $JOBS sequential joulectl job submit"
-  t0=$(now_ms)
+  c0=$(cpu_ms joule); t0=$(now_ms)
   for ((i = 0; i < JOBS; i++)); do joule_submit; done
   POLL=0.05 wait_until 600 joule_active
   t1=$(now_ms)
+  R[joule.a_cpu]=$(per_job_ms "$c0" "$(cpu_ms joule)" "$JOBS")
   R[joule.a]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
 
   log "joule (b): $JOBS joulectl job submit, $PAR at a time"
   export -f joule_submit
   export BIN TENANT_TOKEN
-  t0=$(now_ms)
+  c0=$(cpu_ms joule); t0=$(now_ms)
   seq 1 "$JOBS" | xargs -P "$PAR" -I{} bash -c joule_submit
   POLL=0.05 wait_until 600 joule_active
   t1=$(now_ms)
+  R[joule.b_cpu]=$(per_job_ms "$c0" "$(cpu_ms joule)" "$JOBS")
   R[joule.b]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
 
   log "joule (c): one array of $JOBS"
   if "$BIN/joulectl" job submit --help 2>/dev/null | grep -q -- --array; then
-    t0=$(now_ms)
+    c0=$(cpu_ms joule); t0=$(now_ms)
     JOULE_TOKEN_FILE=$TENANT_TOKEN "$BIN/joulectl" job submit --array "0-$((JOBS - 1))" --gpus 1 -- true >/dev/null
     POLL=0.05 wait_until 600 joule_active
     t1=$(now_ms)
-    R[joule.c]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
+    R[joule.c_cpu]=$(per_job_ms "$c0" "$(cpu_ms joule)" "$JOBS")
+  R[joule.c]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
   else
     R[joule.c]=n/a
   fi
@@ -319,12 +361,14 @@ bench_joule() {
   R[joule.d_poll]=$(median <"$STATE/joule-d.txt")
   R[joule.d]=${R[joule.d_poll]}
   if "$BIN/joulectl" job submit --help 2>/dev/null | grep -q -- --wait; then
+    c0=$(cpu_ms joule)
     for ((i = 0; i < SAMPLES; i++)); do
       t0=$(now_ms)
       JOULE_TOKEN_FILE=$TENANT_TOKEN "$BIN/joulectl" job submit --gpus 1 --wait -- true >/dev/null
       t1=$(now_ms)
       awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
     done >"$STATE/joule-d-wait.txt"
+    R[joule.d_cpu]=$(per_job_ms "$c0" "$(cpu_ms joule)" "$SAMPLES")
     R[joule.d_wait]=$(median <"$STATE/joule-d-wait.txt")
     R[joule.d]=$(printf '%s\n%s\n' "${R[joule.d_poll]}" "${R[joule.d_wait]}" | sort -g | head -1)
   fi
@@ -360,8 +404,8 @@ bench_joule() {
 
 # ---------------------------------------------------------------- run ------
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-if [[ $ONLY != joule ]]; then start_slurm; bench_slurm; fi
-if [[ $ONLY != slurm ]]; then start_joule; bench_joule; fi
+if [[ $ONLY != joule ]]; then enter_cg slurm; start_slurm; bench_slurm; fi
+if [[ $ONLY != slurm ]]; then enter_cg joule; start_joule; bench_joule; fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 v() { echo "${R[$1]:-n/a}"; }
@@ -385,6 +429,10 @@ TABLE=$OUT_DIR/vs-slurm.txt
   row "(c) one array of $JOBS tasks -> all done (tasks/s)" "$(v slurm.c)" "$(v joule.c)" "$(ratio higher "$(v slurm.c)" "$(v joule.c)")" ">= 20x"
   row "(d) one job, submit -> done seen by the shell (ms, median)" "$(v slurm.d)" "$(v joule.d)" "$(ratio lower "$(v slurm.d)" "$(v joule.d)")" ">= 100x"
   row "(d') Slurm sbatch + scontrol polls / srun; Joule polls / --wait" "$(v slurm.d_sbatch) / $(v slurm.d_srun)" "$(v joule.d_poll) / $(v joule.d_wait)" "-" "-"
+  row "(a') CPU per job, every process of the side (ms; lower is better)" "$(v slurm.a_cpu)" "$(v joule.a_cpu)" "$(ratio lower "$(v slurm.a_cpu)" "$(v joule.a_cpu)")" "-"
+  row "(b') CPU per job, $PAR parallel submitters (ms)" "$(v slurm.b_cpu)" "$(v joule.b_cpu)" "$(ratio lower "$(v slurm.b_cpu)" "$(v joule.b_cpu)")" "-"
+  row "(c') CPU per array task (ms)" "$(v slurm.c_cpu)" "$(v joule.c_cpu)" "$(ratio lower "$(v slurm.c_cpu)" "$(v joule.c_cpu)")" "-"
+  row "(d'') CPU per single job: srun / job submit --wait (ms)" "$(v slurm.d_cpu)" "$(v joule.d_cpu)" "$(ratio lower "$(v slurm.d_cpu)" "$(v joule.d_cpu)")" "-"
   row "(e) one CLI call: squeue / joulectl job list --state running (ms)" "$(v slurm.e)" "$(v joule.e)" "$(ratio lower "$(v slurm.e)" "$(v joule.e)")" ">= 1x"
   row "(e'') squeue / joulectl tenant list (ms, median)" "$(v slurm.e)" "$(v joule.e_tenant)" "$(ratio lower "$(v slurm.e)" "$(v joule.e_tenant)")" "-"
   row "(e') CLI start-up: sbatch --version / joulectl --help (ms)" "$(v slurm.e2)" "$(v joule.e2)" "$(ratio lower "$(v slurm.e2)" "$(v joule.e2)")" "-"
@@ -392,5 +440,6 @@ TABLE=$OUT_DIR/vs-slurm.txt
   row "(f') the same, RssAnon only (heap, stacks) (MiB)" "$(mib "$(v slurm.f_anon)")" "$(mib "$(v joule.f_anon)")" "$(ratio lower "$(v slurm.f_anon)" "$(v joule.f_anon)")" "-"
   row "(f0) control-plane RSS before (idle, after a-e) (MiB)" "$(mib "$(v slurm.f0)")" "$(mib "$(v joule.f0)")" "$(ratio lower "$(v slurm.f0)" "$(v joule.f0)")" "-"
   echo "# (f) queued jobs counted: Slurm $(v slurm.fq), Joule $(v joule.fq)"
+  echo "# CPU rows (a'-d''): CPU time of the side's cgroup ($CG_KIND${CG_BASE:+ cpuacct}) over the row, divided by the jobs: daemons, CLI processes, polls, job launch and the jobs"
 } | tee "$TABLE"
 log "table written to $TABLE"

@@ -283,6 +283,63 @@ TEST_F(HardeningE2E, ListJobsPagesBeyondTheMessageLimit) {
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 25) << r.out;
 }
 
+// ListJobs pages from the token on (and the active states from the active
+// set) without changing a reply: 3 ended jobs, 1 running, 2 pending. Pages
+// of 2 give all 6 in id order (2 + 2 + 2), pending pages of 1 give the 2
+// pending ones, and `job list --state pending,running` merges two states
+// in id order (a bad state in the list exits 2, naming --state).
+TEST_F(HardeningE2E, ListJobsPagesByTokenAndByActiveState) {
+  Start(1);
+  std::vector<std::string> ids;
+  for (int i = 0; i < 3; ++i)
+    ids.push_back(Submit({"--gpus", "1", "--", "true"}));
+  for (const std::string& id : ids) {
+    ASSERT_TRUE(WaitFor([&] { return Done(id); })) << id;
+  }
+  for (int i = 0; i < 3; ++i) {
+    ids.push_back(Submit({"--gpus", "8", "--", "sleep", "60"}));
+  }
+  ASSERT_TRUE(
+      WaitFor([&] { return Job(ids[3]).state() == v1::JOB_STATE_RUNNING; }));
+  auto stub = v1::JobService::NewStub(c_->Channel());
+  // Every page of `req` (page_size as given): the ids and the page sizes.
+  auto follow = [&](v1::ListJobsRequest req) {
+    std::vector<std::string> got;
+    std::vector<int> sizes;
+    do {
+      grpc::ClientContext ctx;
+      c_->Authorize(&ctx);
+      v1::ListJobsResponse resp;
+      grpc::Status s = stub->ListJobs(&ctx, req, &resp);
+      EXPECT_TRUE(s.ok()) << s.error_message();
+      sizes.push_back(resp.jobs_size());
+      for (const auto& j : resp.jobs()) got.push_back(j.id());
+      req.set_page_token(resp.next_page_token());
+    } while (!req.page_token().empty() && sizes.size() < 20);
+    return std::make_pair(got, sizes);
+  };
+  v1::ListJobsRequest all;
+  all.set_page_size(2);
+  auto [got, sizes] = follow(all);
+  EXPECT_EQ(got, ids);
+  EXPECT_EQ(sizes, (std::vector<int>{2, 2, 2}));
+  v1::ListJobsRequest pending;
+  pending.set_page_size(1);
+  pending.set_state(v1::JOB_STATE_PENDING);
+  auto [got_pending, pending_sizes] = follow(pending);
+  EXPECT_EQ(got_pending, (std::vector<std::string>{ids[4], ids[5]}));
+  EXPECT_EQ(pending_sizes, (std::vector<int>{1, 1}));
+
+  v1::ListJobsResponse active;
+  c_->CtlJson({"job", "list", "--state", "pending,running"}, &active);
+  std::vector<std::string> active_ids;
+  for (const auto& j : active.jobs()) active_ids.push_back(j.id());
+  EXPECT_EQ(active_ids, (std::vector<std::string>{ids[3], ids[4], ids[5]}));
+  CtlResult r = c_->Ctl({"job", "list", "--state", "pending,sleeping"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_TRUE(absl::StrContains(r.err, "--state")) << r.err;
+}
+
 // ListTenants, ListPrices and ListContracts page as ListJobs does: a raw
 // call with page_size 2 gets 2 entries and a token, following the tokens
 // yields every entry once in key order, a page_size over 10,000 is refused
