@@ -28,6 +28,7 @@
 #include "cli/arrays.h"
 #include "cli/csv.h"
 #include "cli/format.h"
+#include "cli/list_window.h"
 #include "cli/sched_text.h"
 #include "cli/output.h"
 #include "cli/watch_commands.h"
@@ -112,6 +113,23 @@ class Client {
     }
     Connect(follower_.Current());
     return CallStatus(method, Same(stub), req, resp);
+  }
+  // Every page of a paged list call (page_size / page_token), from
+  // req's page_token on, as one response: the pages' repeated fields
+  // concatenated in order (protobuf MergeFrom), next_page_token cleared.
+  template <typename Stub, typename Req, typename Resp>
+  Resp AllPages(grpc::Status (Stub::*method)(grpc::ClientContext*, const Req&,
+                                             Resp*),
+                Stub* stub, Req req) {
+    Resp all;
+    do {
+      Resp page;
+      Call(method, stub, req, &page);
+      req.set_page_token(page.next_page_token());
+      page.clear_next_page_token();
+      all.MergeFrom(page);
+    } while (!req.page_token().empty());
+    return all;
   }
   template <typename Stub>
   Stub* Same(Stub*) {
@@ -212,20 +230,24 @@ absl::Time ParseTimeFlag(const std::string& text, const std::string& flag) {
                        "or a date (2026-11-01)"));
 }
 
+// The --since cutoff of a list command (exit 2 on a bad duration).
+absl::Time Cutoff(const ListWindow& w) {
+  auto t = SinceCutoff(w.since, absl::Now());
+  if (!t.ok()) FailStatus(t.status());
+  return *t;
+}
+
 // ------------------------------------------------------------- nodes ----
 
-void NodeList(Client& c, const Globals& g, uint32_t limit = 0) {
-  v1::ListNodesResponse resp;
+void NodeList(Client& c, const Globals& g, const ListWindow& w = {}) {
+  const absl::Time cutoff = Cutoff(w);  // a bad --since: exit 2 first
   v1::ListNodesRequest req;
-  do {  // follows the pages
-    v1::ListNodesResponse page;
-    c.Call(&v1::AdminService::Stub::ListNodes, c.admin(), req, &page);
-    resp.mutable_nodes()->MergeFrom(page.nodes());
-    req.set_page_token(page.next_page_token());
-  } while (!req.page_token().empty());
-  if (limit > 0 && resp.nodes_size() > static_cast<int>(limit)) {
-    resp.mutable_nodes()->DeleteSubrange(limit, resp.nodes_size() - limit);
-  }
+  v1::ListNodesResponse resp =
+      c.AllPages(&v1::AdminService::Stub::ListNodes, c.admin(), req);
+  // Registered within --since; the first --limit by name.
+  ApplyWindow(
+      resp.mutable_nodes(), cutoff, w.limit, /*latest=*/false,
+      [](const v1::Node& n) { return FromProtoTime(n.registered_time()); });
   if (Structured(g, resp)) return;
   Table t({"NAME", "STATE", "DOMAIN", "GPUS", "POWER", "LIMIT", "JOBS",
            "LAST REPORT", "BACKEND", "BASE", "ENERGY", "ADDRESS"});
@@ -336,12 +358,9 @@ void WaitForEnd(Client& c, const v1::SubmitJobResponse& submitted) {
     } else {
       v1::ListJobsRequest req;
       req.set_array_id(submitted.array_id());
-      do {
-        v1::ListJobsResponse page;
-        c.Call(&v1::JobService::Stub::ListJobs, c.jobs(), req, &page);
-        jobs.insert(jobs.end(), page.jobs().begin(), page.jobs().end());
-        req.set_page_token(page.next_page_token());
-      } while (!req.page_token().empty());
+      const v1::ListJobsResponse all =
+          c.AllPages(&v1::JobService::Stub::ListJobs, c.jobs(), req);
+      jobs.assign(all.jobs().begin(), all.jobs().end());
     }
     if (std::all_of(jobs.begin(), jobs.end(),
                     [&](const v1::Job& j) { return ended(j.state()); })) {
@@ -438,6 +457,7 @@ void JobList(Client& c, const Globals& g, const std::string& tenant,
              const std::string& state, uint32_t limit = 0,
              const std::string& since = "", const std::string& array_id = "",
              bool expand = false) {
+  const absl::Time cutoff = Cutoff({since, limit});  // bad --since: exit 2
   v1::ListJobsRequest req;
   req.set_tenant(tenant);
   req.set_array_id(array_id);
@@ -453,31 +473,18 @@ void JobList(Client& c, const Globals& g, const std::string& tenant,
   for (v1::JobState st : states) {
     req.set_state(st);
     req.clear_page_token();
-    do {  // follows the pages
-      v1::ListJobsResponse page;
-      c.Call(&v1::JobService::Stub::ListJobs, c.jobs(), req, &page);
-      resp.mutable_jobs()->MergeFrom(page.jobs());
-      req.set_page_token(page.next_page_token());
-    } while (!req.page_token().empty());
+    resp.mutable_jobs()->MergeFrom(
+        c.AllPages(&v1::JobService::Stub::ListJobs, c.jobs(), req).jobs());
   }
   if (states.size() > 1) {  // the daemon's order: by id
     std::sort(
         resp.mutable_jobs()->begin(), resp.mutable_jobs()->end(),
         [](const v1::Job& a, const v1::Job& b) { return a.id() < b.id(); });
   }
-  if (!since.empty()) {  // submitted within the last `since`
-    auto d = ParseNonNegativeDuration(since, "--since");
-    if (!d.ok()) FailStatus(d.status());
-    const absl::Time from = absl::Now() - *d;
-    v1::ListJobsResponse kept;
-    for (const auto& j : resp.jobs()) {
-      if (FromProtoTime(j.submit_time()) >= from) *kept.add_jobs() = j;
-    }
-    resp = std::move(kept);
-  }
-  if (limit > 0 && resp.jobs_size() > static_cast<int>(limit)) {  // latest N
-    resp.mutable_jobs()->DeleteSubrange(0, resp.jobs_size() - limit);
-  }
+  // Submitted within --since; the latest --limit.
+  ApplyWindow(resp.mutable_jobs(), cutoff, limit,
+              /*latest=*/true,
+              [](const v1::Job& j) { return FromProtoTime(j.submit_time()); });
   if (Structured(g, resp)) return;
   Table t({"ID", "TENANT", "NAME", "STATE", "CLASS", "GPUS", "NODES", "REASON",
            "PRIORITY", "MODEL", "POWER/GPU", "ATTEMPT", "SUBMITTED"});
@@ -723,13 +730,8 @@ void Events(Client& c, const Globals& g, const std::string& since,
   }
   req.set_kind(kind);
   req.set_limit(limit);
-  v1::ListEventsResponse resp;
-  do {  // follows the pages
-    v1::ListEventsResponse page;
-    c.Call(&v1::AdminService::Stub::ListEvents, c.admin(), req, &page);
-    resp.mutable_events()->MergeFrom(page.events());
-    req.set_page_token(page.next_page_token());
-  } while (!req.page_token().empty());
+  v1::ListEventsResponse resp =
+      c.AllPages(&v1::AdminService::Stub::ListEvents, c.admin(), req);
   if (Structured(g, resp)) return;
   Table t({"SEQ", "TIME", "KIND", "SUBJECT", "MESSAGE"});
   t.WideOnly({"SEQ"});
@@ -753,22 +755,35 @@ void TenantCreate(Client& c, const Globals& g, const std::string& name,
   Print(absl::StrCat("tenant ", t.name(), " created\n"));
 }
 
-void TenantList(Client& c, const Globals& g) {
-  v1::ListTenantsResponse resp;
+void TenantList(Client& c, const Globals& g, const ListWindow& w) {
+  const absl::Time cutoff = Cutoff(w);  // a bad --since: exit 2 first
   v1::ListTenantsRequest req;
-  do {  // follows the pages
-    v1::ListTenantsResponse page;
-    c.Call(&v1::AdminService::Stub::ListTenants, c.admin(), req, &page);
-    resp.mutable_tenants()->MergeFrom(page.tenants());
-    req.set_page_token(page.next_page_token());
-  } while (!req.page_token().empty());
+  v1::ListTenantsResponse resp =
+      c.AllPages(&v1::AdminService::Stub::ListTenants, c.admin(), req);
+  // Created within --since; the first --limit by name.
+  ApplyWindow(
+      resp.mutable_tenants(), cutoff, w.limit, /*latest=*/false,
+      [](const v1::Tenant& x) { return FromProtoTime(x.created_time()); });
   if (Structured(g, resp)) return;
-  Table t({"TENANT", "WEIGHT", "CREATED", "USAGE", "QUOTA"});
+  Table t({"TENANT", "WEIGHT", "CREATED", "USAGE", "QUOTA", "GPU-SECONDS",
+           "MAX RESERVED", "MAX ON-DEMAND", "MAX SPOT", "MAX PENDING"});
+  t.WideOnly({"GPU-SECONDS", "MAX RESERVED", "MAX ON-DEMAND", "MAX SPOT",
+              "MAX PENDING"});
+  auto bound = [](bool has, uint32_t v) {
+    return has ? absl::StrCat(v) : std::string("-");
+  };
   for (const auto& x : resp.tenants()) {
+    const v1::TenantQuota& q = x.quota();
     t.Add({x.name(), absl::StrCat(x.fair_share_weight()),
            TimeText(x.created_time()),
            absl::StrFormat("%.1f GPU-h", x.fair_share_gpu_seconds() / 3600),
-           QuotaText(x.quota())});
+           QuotaText(q), absl::StrFormat("%.0f", x.fair_share_gpu_seconds()),
+           bound(q.has_max_running_gpus_reserved(),
+                 q.max_running_gpus_reserved()),
+           bound(q.has_max_running_gpus_on_demand(),
+                 q.max_running_gpus_on_demand()),
+           bound(q.has_max_running_gpus_spot(), q.max_running_gpus_spot()),
+           bound(q.has_max_pending_jobs(), q.max_pending_jobs())});
   }
   Print(t.Render());
 }
@@ -854,18 +869,28 @@ void PriceSet(Client& c, const Globals& g, const PriceFlags& f) {
                      "\n"));
 }
 
-void PriceList(Client& c, const Globals& g, bool history) {
+void PriceList(Client& c, const Globals& g, bool history, const ListWindow& w) {
+  const absl::Time cutoff = Cutoff(w);  // a bad --since: exit 2 first
   v1::ListPricesRequest req;
   req.set_include_history(history);
-  v1::ListPricesResponse resp;
-  do {  // follows the pages
-    v1::ListPricesResponse page;
-    c.Call(&v1::BillingService::Stub::ListPrices, c.billing(), req, &page);
-    resp.mutable_prices()->MergeFrom(page.prices());
-    req.set_page_token(page.next_page_token());
-  } while (!req.page_token().empty());
+  v1::ListPricesResponse resp =
+      c.AllPages(&v1::BillingService::Stub::ListPrices, c.billing(), req);
+  // Effective within --since; the latest --limit versions.
+  ApplyWindow(
+      resp.mutable_prices(), cutoff, w.limit, /*latest=*/true,
+      [](const v1::Price& p) { return FromProtoTime(p.effective_from()); });
   if (Structured(g, resp)) return;
-  Table t({"VERSION", "EFFECTIVE", "KIND", "ITEM", "CLASS/DIRECTION", "PRICE"});
+  Table t({"VERSION", "EFFECTIVE", "KIND", "ITEM", "CLASS/DIRECTION", "PRICE",
+           "CARD", "AGE"});
+  t.WideOnly({"CARD", "AGE"});
+  // Wide: whose price (the list price or a tenant's card), and how long it
+  // has been in effect ("-" for a future version).
+  std::string card, age;
+  auto add = [&](std::vector<std::string> row) {
+    row.push_back(card);
+    row.push_back(age);
+    t.Add(std::move(row));
+  };
   auto tiers = [](const auto& ts) {
     std::vector<std::string> parts;
     for (const auto& x : ts) {
@@ -876,20 +901,26 @@ void PriceList(Client& c, const Globals& g, bool history) {
   for (const auto& p : resp.prices()) {
     const std::string v = absl::StrCat(
         p.version(), p.tenant().empty() ? "" : " card:" + p.tenant());
+    card = p.tenant().empty() ? "list" : p.tenant();
+    const absl::Duration in_effect =
+        absl::Now() - FromProtoTime(p.effective_from());
+    age = in_effect < absl::ZeroDuration()
+              ? "-"
+              : absl::FormatDuration(absl::Trunc(in_effect, absl::Seconds(1)));
     if (p.has_gpu_hour()) {
-      t.Add({v, TimeText(p.effective_from()), "gpu-hour",
-             p.gpu_hour().gpu_model(),
-             ServiceClassName(p.gpu_hour().service_class()),
-             absl::StrCat(p.gpu_hour().price(), " /GPU-h")});
+      add({v, TimeText(p.effective_from()), "gpu-hour",
+           p.gpu_hour().gpu_model(),
+           ServiceClassName(p.gpu_hour().service_class()),
+           absl::StrCat(p.gpu_hour().price(), " /GPU-h")});
     } else {
       const auto& inf = p.inference();
-      t.Add({v, TimeText(p.effective_from()), "inference", inf.model(), "input",
-             absl::StrCat(tiers(inf.input()), " /1M tok")});
-      t.Add({v, "", "", "", "output",
-             absl::StrCat(tiers(inf.output()), " /1M tok")});
+      add({v, TimeText(p.effective_from()), "inference", inf.model(), "input",
+           absl::StrCat(tiers(inf.input()), " /1M tok")});
+      add({v, "", "", "", "output",
+           absl::StrCat(tiers(inf.output()), " /1M tok")});
       if (!inf.per_request().empty()) {
-        t.Add({v, "", "", "", "request",
-               absl::StrCat(inf.per_request(), " /req")});
+        add({v, "", "", "", "request",
+             absl::StrCat(inf.per_request(), " /req")});
       }
     }
   }
@@ -918,25 +949,36 @@ void ContractCreate(Client& c, const Globals& g, const ContractFlags& f) {
                      FormatCentsGrouped(out.value_cents()), "\n"));
 }
 
-void ContractList(Client& c, const Globals& g, const std::string& tenant) {
+void ContractList(Client& c, const Globals& g, const std::string& tenant,
+                  const ListWindow& w) {
+  const absl::Time cutoff = Cutoff(w);  // a bad --since: exit 2 first
   v1::ListContractsRequest req;
   req.set_tenant(tenant);
-  v1::ListContractsResponse resp;
-  do {  // follows the pages
-    v1::ListContractsResponse page;
-    c.Call(&v1::BillingService::Stub::ListContracts, c.billing(), req, &page);
-    resp.mutable_contracts()->MergeFrom(page.contracts());
-    req.set_page_token(page.next_page_token());
-  } while (!req.page_token().empty());
+  v1::ListContractsResponse resp =
+      c.AllPages(&v1::BillingService::Stub::ListContracts, c.billing(), req);
+  // Created within --since; the latest --limit.
+  ApplyWindow(
+      resp.mutable_contracts(), cutoff, w.limit, /*latest=*/true,
+      [](const v1::Contract& k) { return FromProtoTime(k.created_time()); });
   if (Structured(g, resp)) return;
   Table t({"ID", "TENANT", "GPU MODEL", "GPUS", "START", "END", "RATE",
-           "OVERAGE", "VALUE"});
+           "OVERAGE", "VALUE", "DAYS", "GPU-HOURS", "CREATED"});
   t.Money({"RATE", "VALUE"});
+  t.WideOnly({"DAYS", "GPU-HOURS", "CREATED"});
+  auto day = [](const std::string& d) {
+    absl::Time t;
+    std::string err;
+    return absl::ParseTime("%Y-%m-%d", d, &t, &err) ? t : absl::InfinitePast();
+  };
   for (const auto& k : resp.contracts()) {
+    // The term in whole days (end exclusive) and the GPU-hours it reserves.
+    const int64_t days =
+        absl::ToInt64Hours(day(k.end_date()) - day(k.start_date())) / 24;
     t.Add({k.id(), k.tenant(), k.gpu_model(), absl::StrCat(k.gpus()),
            k.start_date(), k.end_date(), k.rate(),
            k.overage_rate().empty() ? "on-demand" : k.overage_rate(),
-           FormatCents(k.value_cents())});
+           FormatCents(k.value_cents()), absl::StrCat(days),
+           absl::StrCat(days * 24 * k.gpus()), TimeText(k.created_time())});
   }
   Print(t.Render());
 }
@@ -1181,21 +1223,28 @@ void TokenCreate(Client& c, const Globals& g, const TokenFlags& f) {
   Print(resp.secret() + "\n");
 }
 
-void TokenList(Client& c, const Globals& g, bool all) {
+void TokenList(Client& c, const Globals& g, bool all, const ListWindow& w) {
+  const absl::Time cutoff = Cutoff(w);  // a bad --since: exit 2 first
   v1::ListTokensRequest req;
   req.set_include_revoked(all);
   v1::ListTokensResponse resp;
   c.Call(&v1::AuthService::Stub::ListTokens, c.auth(), req, &resp);
+  // Created within --since; the latest --limit.
+  ApplyWindow(
+      resp.mutable_tokens(), cutoff, w.limit, /*latest=*/true,
+      [](const v1::Token& x) { return FromProtoTime(x.created_time()); });
   if (Structured(g, resp)) return;
-  Table t({"ID", "NAME", "ROLE", "TENANT/NODE", "CREATED", "EXPIRES",
-           "REVOKED"});
+  Table t({"ID", "NAME", "ROLE", "TENANT/NODE", "CREATED", "EXPIRES", "REVOKED",
+           "CREATED BY"});
+  t.WideOnly({"CREATED BY"});
   for (const auto& x : resp.tokens()) {
     t.Add({x.id(), x.name().empty() ? "-" : x.name(), RoleText(x.role()),
            !x.tenant().empty() ? x.tenant()
            : !x.node().empty() ? x.node()
                                : "-",
            TimeText(x.created_time()), TimeText(x.expires_time()),
-           x.revoked() ? TimeText(x.revoked_time()) : "-"});
+           x.revoked() ? TimeText(x.revoked_time()) : "-",
+           x.created_by().empty() ? "-" : x.created_by()});
   }
   Print(t.Render());
 }
@@ -1237,7 +1286,9 @@ void Audit(Client& c, const Globals& g, const std::string& since,
   v1::ListAuditResponse resp;
   c.Call(&v1::AuthService::Stub::ListAudit, c.auth(), req, &resp);
   if (Structured(g, resp)) return;
-  Table t({"TIME", "PRINCIPAL", "ROLE", "METHOD", "TARGET", "OUTCOME"});
+  Table t({"TIME", "PRINCIPAL", "ROLE", "METHOD", "TARGET", "OUTCOME", "SEQ",
+           "SERVICE", "PEER"});
+  t.WideOnly({"SEQ", "SERVICE", "PEER"});
   for (const auto& r : resp.records()) {
     std::string who = r.principal();
     if (!r.principal_name().empty()) absl::StrAppend(&who, " (", r.principal_name(), ")");
@@ -1245,8 +1296,15 @@ void Audit(Client& c, const Globals& g, const std::string& since,
     std::string method = r.method();
     const size_t slash = method.rfind('/');
     if (slash != std::string::npos) method = method.substr(slash + 1);
+    // Wide: the service of "/joule.v1.JobService/SubmitJob".
+    const std::string service =
+        slash == std::string::npos || slash == 0
+            ? "-"
+            : r.method().substr(r.method().rfind('.', slash) + 1,
+                                slash - r.method().rfind('.', slash) - 1);
     t.Add({TimeText(r.time()), who, RoleText(r.role()), method,
-           r.target().empty() ? "-" : r.target(), r.outcome()});
+           r.target().empty() ? "-" : r.target(), r.outcome(),
+           absl::StrCat(r.seq()), service, r.peer().empty() ? "-" : r.peer()});
   }
   Print(t.Render());
 }
@@ -1322,10 +1380,11 @@ void BillingExport(Client& c, const Globals& g, const std::string& period) {
 }
 
 // `--watch`: runs `print` again and again (cli/watch_commands.h), else once.
-void Watchable(Client& c, bool watch, bool on_jobs,
-               const std::function<void()>& print) {
+// Pushed: redrawn on what `triggers` names, at most once per `gap`.
+void Watchable(Client& c, bool watch, WatchTriggers triggers,
+               absl::Duration gap, const std::function<void()>& print) {
   if (!watch) return print();
-  throw Exit{WatchLoop(c.Watch(), print, absl::Seconds(2), on_jobs)};
+  throw Exit{WatchLoop(c.Watch(), print, gap, triggers)};
 }
 
 }  // namespace
@@ -1375,12 +1434,16 @@ int main(int argc, char** argv) {
   // node
   auto* node = app.add_subcommand("node", "nodes")->require_subcommand(1);
   auto* nlist = node->add_subcommand("list", "list nodes");
-  static uint32_t node_limit = 0;
+  static ListWindow node_window;
   static bool node_watch = false;
-  nlist->add_option("--limit", node_limit, "the first N nodes (by name)");
-  nlist->add_flag("--watch", node_watch, "print again every 2 s");
+  AddListWindow(nlist, &node_window, "registered within, e.g. 1h",
+                "the first N nodes (by name)");
+  nlist->add_flag("--watch", node_watch,
+                  "print again on each change jouled pushes (events, jobs, "
+                  "power rounds), at most once a second");
   set(nlist, [&](Client& c) {
-    Watchable(c, node_watch, false, [&] { NodeList(c, g, node_limit); });
+    Watchable(c, node_watch, {.events = true, .jobs = true, .power = true},
+              absl::Seconds(1), [&] { NodeList(c, g, node_window); });
   });
   static std::string node_name;
   auto* node_show = node->add_subcommand("show", "one node, per GPU");
@@ -1444,18 +1507,18 @@ int main(int argc, char** argv) {
   auto* jlist = job->add_subcommand("list", "list jobs");
   jlist->add_option("--tenant", job_tenant);
   jlist->add_option("--state", job_state);
-  static uint32_t list_limit = 0;
-  static std::string list_since, list_array;
+  static ListWindow list_window;
+  static std::string list_array;
   static bool watch = false, list_expand = false;
-  jlist->add_option("--limit", list_limit, "the latest N jobs");
-  jlist->add_option("--since", list_since, "submitted within, e.g. 1h");
+  AddListWindow(jlist, &list_window, "submitted within, e.g. 1h",
+                "the latest N jobs");
   jlist->add_flag("--watch", watch, "print again on every job state change");
   jlist->add_option("--array", list_array, "only the tasks of this array");
   jlist->add_flag("--expand", list_expand, "one row per array task");
   set(jlist, [&](Client& c) {
-    Watchable(c, watch, /*on_jobs=*/true, [&] {
-      JobList(c, g, job_tenant, job_state, list_limit, list_since, list_array,
-              list_expand);
+    Watchable(c, watch, {.jobs = true}, absl::Seconds(2), [&] {
+      JobList(c, g, job_tenant, job_state, list_window.limit, list_window.since,
+              list_array, list_expand);
     });
   });
   auto* jshow = job->add_subcommand("show", "one job, with why it waits");
@@ -1499,9 +1562,12 @@ int main(int argc, char** argv) {
   auto* ptree =
       power->add_subcommand("tree", "caps, committed, measured, headroom");
   static bool power_watch = false;
-  ptree->add_flag("--watch", power_watch, "print again every 2 s");
+  ptree->add_flag("--watch", power_watch,
+                  "print again on each change jouled pushes (events, jobs, "
+                  "power rounds), at most once a second");
   set(ptree, [&](Client& c) {
-    Watchable(c, power_watch, false, [&] { PowerTree(c, g); });
+    Watchable(c, power_watch, {.events = true, .jobs = true, .power = true},
+              absl::Seconds(1), [&] { PowerTree(c, g); });
   });
   static std::string cap_domain, cap_watts, cap_reason;
   auto* setcap = power->add_subcommand("set-cap", "set a domain's cap");
@@ -1525,18 +1591,18 @@ int main(int argc, char** argv) {
       [&](Client& c) { ConfigReload(c, g); });
 
   // events
-  static std::string ev_since, ev_kind;
-  static uint32_t ev_limit = 0;
+  static std::string ev_kind;
+  static ListWindow ev_window;
   auto* events =
       app.add_subcommand("events", "throttles, preemptions, caps...");
-  events->add_option("--since", ev_since, "e.g. 10m");
+  AddListWindow(events, &ev_window, "recorded within, e.g. 10m",
+                "the latest N events");
   events->add_option("--kind", ev_kind);
-  events->add_option("--limit", ev_limit);
   static bool ev_watch = false;
   events->add_flag("--watch", ev_watch,
                    "then stream new events as they happen (WatchEvents)");
   set(events, [&](Client& c) {
-    Events(c, g, ev_since, ev_kind, ev_limit);
+    Events(c, g, ev_window.since, ev_kind, ev_window.limit);
     if (ev_watch) throw Exit{FollowEvents(c.Watch(), ev_kind)};
   });
 
@@ -1549,8 +1615,11 @@ int main(int argc, char** argv) {
   tcreate->add_option("--weight", tenant_weight, "fair-share weight");
   set(tcreate,
       [&](Client& c) { TenantCreate(c, g, tenant_name, tenant_weight); });
-  set(tenant->add_subcommand("list", "list tenants"),
-      [&](Client& c) { TenantList(c, g); });
+  static ListWindow tenant_window;
+  auto* tlist = tenant->add_subcommand("list", "list tenants");
+  AddListWindow(tlist, &tenant_window, "created within, e.g. 30d",
+                "the first N tenants (by name)");
+  set(tlist, [&](Client& c) { TenantList(c, g, tenant_window); });
   static std::vector<std::string> quota_gpus;
   static int64_t quota_pending = -1;
   auto* tquota = tenant->add_subcommand(
@@ -1587,7 +1656,10 @@ int main(int argc, char** argv) {
   static bool price_history = false;
   auto* plist = price->add_subcommand("list", "prices in effect");
   plist->add_flag("--history", price_history, "every version");
-  set(plist, [&](Client& c) { PriceList(c, g, price_history); });
+  static ListWindow price_window;
+  AddListWindow(plist, &price_window, "effective within, e.g. 30d",
+                "the latest N versions");
+  set(plist, [&](Client& c) { PriceList(c, g, price_history, price_window); });
 
   // contract
   auto* contract = app.add_subcommand("contract", "reserved contracts")
@@ -1605,7 +1677,11 @@ int main(int argc, char** argv) {
   static std::string contract_tenant;
   auto* clist = contract->add_subcommand("list", "list contracts");
   clist->add_option("--tenant", contract_tenant);
-  set(clist, [&](Client& c) { ContractList(c, g, contract_tenant); });
+  static ListWindow contract_window;
+  AddListWindow(clist, &contract_window, "created within, e.g. 30d",
+                "the latest N contracts");
+  set(clist,
+      [&](Client& c) { ContractList(c, g, contract_tenant, contract_window); });
 
   // usage
   auto* usage =
@@ -1687,7 +1763,10 @@ int main(int argc, char** argv) {
   static bool token_all = false;
   auto* tlist_tok = token->add_subcommand("list", "tokens (no secrets)");
   tlist_tok->add_flag("--all", token_all, "include revoked tokens");
-  set(tlist_tok, [&](Client& c) { TokenList(c, g, token_all); });
+  static ListWindow token_window;
+  AddListWindow(tlist_tok, &token_window, "created within, e.g. 7d",
+                "the latest N tokens");
+  set(tlist_tok, [&](Client& c) { TokenList(c, g, token_all, token_window); });
   static std::string token_id;
   auto* trevoke = token->add_subcommand("revoke", "revoke a token at once");
   trevoke->add_option("ID", token_id)->required();
@@ -1696,14 +1775,14 @@ int main(int argc, char** argv) {
       [&](Client& c) { WhoAmI(c, g); });
 
   // audit
-  static std::string audit_since, audit_principal;
-  static uint32_t audit_limit = 0;
+  static std::string audit_principal;
+  static ListWindow audit_window;
   auto* audit = app.add_subcommand("audit", "audit log of mutating calls");
-  audit->add_option("--since", audit_since, "e.g. 1h");
+  AddListWindow(audit, &audit_window, "recorded within, e.g. 1h",
+                "latest N (default 1000)");
   audit->add_option("--principal", audit_principal, "token id or node:NAME");
-  audit->add_option("--limit", audit_limit, "latest N (default 1000)");
   set(audit, [&](Client& c) {
-    Audit(c, g, audit_since, audit_principal, audit_limit);
+    Audit(c, g, audit_window.since, audit_principal, audit_window.limit);
   });
 
   // Local commands: usage and completion need no daemon.

@@ -10,6 +10,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "cli/csv.h"
 #include "cli/format.h"
 #include "cli/output.h"
@@ -193,7 +194,7 @@ int FollowEvents(const WatchConnection& c, const std::string& kind) {
 }
 
 int WatchLoop(const WatchConnection& c, const std::function<void()>& render,
-              absl::Duration interval, bool on_jobs) {
+              absl::Duration min_gap, WatchTriggers triggers) {
   const bool tty = isatty(STDOUT_FILENO) == 1 &&
                    (CurrentOutputFormat() == OutputFormat::kTable ||
                     CurrentOutputFormat() == OutputFormat::kWide);
@@ -201,37 +202,67 @@ int WatchLoop(const WatchConnection& c, const std::function<void()>& render,
     if (tty) Out("\033[H\033[2J");  // home, clear
     render();
     if (tty) {
-      Out(absl::StrCat("\n(every ", absl::FormatDuration(interval),
-                       on_jobs ? " at most, on job changes" : "",
-                       "; Ctrl-C to stop)\n"));
+      Out(absl::StrCat("\n(redrawn on changes pushed by jouled, at most every ",
+                       absl::FormatDuration(min_gap), "; Ctrl-C to stop)\n"));
     }
     std::fflush(stdout);
   };
-  if (!on_jobs) {
-    while (true) {
-      show();
-      std::this_thread::sleep_for(absl::ToChronoMilliseconds(interval));
-    }
-  }
   auto stub = v1::AdminService::NewStub(c.channel);
   grpc::ClientContext ctx;
   c.authorize(&ctx);
   v1::WatchEventsRequest req;
-  req.set_jobs(true);
-  req.set_no_events(true);
+  req.set_jobs(triggers.jobs);
+  req.set_no_events(!triggers.events);
+  req.set_power(triggers.power);
   auto stream = stub->WatchEvents(&ctx, req);
-  v1::WatchEventsResponse m;
-  absl::Time last = absl::InfinitePast();
-  while (stream->Read(&m)) {
-    if (!m.subscribed() && !m.has_job()) continue;
-    const absl::Time now = absl::Now();
-    if (now - last < interval) {
-      std::this_thread::sleep_for(
-          absl::ToChronoMilliseconds(interval - (now - last)));
+  // The reader marks the table dirty on each message; this thread redraws,
+  // at most once per min_gap, so a burst costs one redraw.
+  struct State {
+    absl::Mutex mu;
+    bool dirty ABSL_GUARDED_BY(mu) = false;
+    bool done ABSL_GUARDED_BY(mu) = false;
+  } st;
+  std::thread reader([&] {
+    v1::WatchEventsResponse m;
+    while (stream->Read(&m)) {
+      if (!m.subscribed() && !m.has_job() && !m.has_event() &&
+          !m.has_power_round()) {
+        continue;
+      }
+      absl::MutexLock lock(&st.mu);
+      st.dirty = true;
     }
-    last = absl::Now();
-    show();
+    absl::MutexLock lock(&st.mu);
+    st.done = true;
+  });
+  try {
+    absl::Time last = absl::InfinitePast();
+    while (true) {
+      {
+        absl::MutexLock lock(&st.mu);
+        st.mu.Await(absl::Condition(
+            +[](State* s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(s->mu) {
+              return s->dirty || s->done;
+            },
+            &st));
+        if (st.done) break;
+        st.dirty = false;
+      }
+      const absl::Duration since = absl::Now() - last;
+      if (since < min_gap) absl::SleepFor(min_gap - since);
+      {  // what came during the pause is drawn now
+        absl::MutexLock lock(&st.mu);
+        st.dirty = false;
+      }
+      last = absl::Now();
+      show();
+    }
+  } catch (...) {  // render() failed (joulectl exits): end the stream first
+    ctx.TryCancel();
+    reader.join();
+    throw;
   }
+  reader.join();
   return CallFailed(c, stream->Finish());
 }
 

@@ -44,12 +44,20 @@ int JobWait(const WatchConnection& c, const std::string& id,
 // 3 unreachable or jouled went away).
 int FollowEvents(const WatchConnection& c, const std::string& kind);
 
-// `--watch`: runs `render` (which prints a whole table) now and again after
-// every `interval`, clearing a terminal in between; with `on_jobs`, instead
-// again after each job state change (WatchEvents, jobs) but at most once a
-// `interval`. Runs until interrupted; returns an exit code when the stream
-// fails.
+// What a `--watch` redraw follows on the WatchEvents stream: events (of
+// every kind the caller may see), job state changes, power-round ticks.
+struct WatchTriggers {
+  bool events = false;
+  bool jobs = false;
+  bool power = false;
+};
+
+// `--watch`: runs `render` (which prints a whole table) now, then again
+// after each message of `triggers` pushed on one WatchEvents stream, never
+// polling; at most once per `min_gap` (messages during the pause are
+// coalesced into one redraw after it). Clears a terminal in between. Runs
+// until interrupted; returns an exit code when the stream fails.
 int WatchLoop(const WatchConnection& c, const std::function<void()>& render,
-              absl::Duration interval, bool on_jobs);
+              absl::Duration min_gap, WatchTriggers triggers);
 
 }  // namespace joule::cli

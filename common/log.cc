@@ -116,6 +116,18 @@ void Configure(Format format, Level level, FILE* out) {
   s.out = out;
 }
 
+Level CurrentLevel() {
+  Sink& s = TheSink();
+  absl::MutexLock lock(&s.mu);
+  return s.level;
+}
+
+void SetLevel(Level level) {
+  Sink& s = TheSink();
+  absl::MutexLock lock(&s.mu);
+  s.level = level;
+}
+
 bool Enabled(Level level) {
   Sink& s = TheSink();
   absl::MutexLock lock(&s.mu);

@@ -37,6 +37,9 @@ absl::Status ParseLevel(absl::string_view s, Level* out);
 // threads that log).
 void Configure(Format format, Level level, FILE* out = stderr);
 bool Enabled(Level level);
+// The level in force, and a change of it alone (config reload).
+Level CurrentLevel();
+void SetLevel(Level level);
 void Log(Level level, absl::string_view event, const Fields& fields);
 
 }  // namespace joule::log

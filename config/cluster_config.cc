@@ -275,6 +275,15 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
   }
 
   cfg.allow_unpriced = raw.billing().allow_unpriced();
+  if (const std::string& lv = raw.log().level(); !lv.empty()) {
+    if (lv != "debug" && lv != "info" && lv != "warn" && lv != "error") {
+      return loc.Error("log", 0, "level",
+                       absl::StrCat("\"", lv,
+                                    "\" is not one of: debug, info, warn, "
+                                    "error"));
+    }
+    cfg.log_level = lv;
+  }
 
   // Scheduler settings.
   const auto& s = raw.scheduler();

@@ -82,6 +82,9 @@ struct ClusterConfig {
   absl::flat_hash_map<std::string, scheduler::TenantQuota> tenant_quotas;
   // billing { allow_unpriced: true }: accept jobs with no price in effect.
   bool allow_unpriced = false;
+  // log { level }: "debug", "info", "warn" or "error"; empty: jouled's
+  // --log-level.
+  std::string log_level;
 
   const GpuModel* FindGpuModel(absl::string_view name) const;
   const Domain* FindDomain(absl::string_view name) const;

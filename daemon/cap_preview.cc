@@ -29,8 +29,10 @@ absl::StatusOr<v1::PowerCapPreview> ClusterManager::PreviewPowerCap(
   }
   v1::PowerCapPreview out;
   scheduler::ClusterSnapshot snap;
+  scheduler::PowerControlConfig power;
   {
     absl::MutexLock lock(&mu_);
+    power = PowerLoopConfig();
     const int i = domains_.Find(r.domain());
     if (i < 0) {
       return absl::NotFoundError(
@@ -44,8 +46,7 @@ absl::StatusOr<v1::PowerCapPreview> ClusterManager::PreviewPowerCap(
                                           DomainIdleFloorLocked()[i]);
     domains_.SetCap(i, old);
   }
-  for (const scheduler::PowerAction& a :
-       scheduler::ControlPower(snap, PowerLoopConfig())) {
+  for (const scheduler::PowerAction& a : scheduler::ControlPower(snap, power)) {
     if (a.kind == scheduler::PowerAction::kRestore) continue;
     v1::PowerCapAction* x = out.add_actions();
     x->set_kind(a.kind == scheduler::PowerAction::kPreempt ? "preempt"

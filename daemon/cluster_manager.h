@@ -107,6 +107,8 @@ struct ClusterManagerOptions {
 // Thread-safety: one lock, mu_, guards all the owners (they are externally
 // synchronized and given &mu_; a change that spans them is one critical
 // section); AgentLink::Send is called with mu_ held (it only queues).
+struct ReloadPlan;
+
 class ClusterManager {
  public:
   explicit ClusterManager(ClusterManagerOptions options);
@@ -176,6 +178,12 @@ class ClusterManager {
   // the proposed cap; changes nothing (daemon/cap_preview.cc).
   absl::StatusOr<v1::PowerCapPreview> PreviewPowerCap(
       const v1::SetPowerCapRequest& r);
+  // Applies a config reload's plan (daemon/config_reload.h) in one write:
+  // its caps (as SetPowerCap, with `reason`) and settings (a `config` event
+  // each), then the config in force. All or nothing. Returns the warnings
+  // (caps below the idle draw).
+  absl::StatusOr<std::vector<std::string>> ApplyConfigReload(
+      const ReloadPlan& plan, const std::string& reason);
   // A tenant (viewer_tenant non-empty) sees only the events of its jobs.
   absl::StatusOr<std::vector<v1::Event>> ListEvents(
       const v1::ListEventsRequest& r, const std::string& viewer_tenant = "");
@@ -345,7 +353,7 @@ class ClusterManager {
   void LoopThread();
   void CommitBilled(const std::vector<std::pair<v1::Job, v1::JobAttempt>>& b);
 
-  const ClusterManagerOptions options_;
+  ClusterManagerOptions options_;  // config: mu_ (ApplyConfigReload)
   mutable absl::Mutex mu_;
 
   // The owners (all guarded by mu_; see the class comment).

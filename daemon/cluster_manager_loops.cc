@@ -34,6 +34,7 @@ void ClusterManager::ScheduleOnce() {
   scheduler::ClusterSnapshot snap;
   // Per job given an explicit power: the idle taken off it for the policy.
   absl::flat_hash_map<std::string, int64_t> idle_offsets;
+  scheduler::PolicyConfig policy;
   {
     absl::MutexLock lock(&mu_);
     wake_ = false;
@@ -77,14 +78,15 @@ void ClusterManager::ScheduleOnce() {
     }
     if (pending.empty() && claims_.all().empty()) return;
     snap = SnapshotLocked();
+    // Under mu_: a config reload may change the settings.
+    policy = DaemonPolicy(options_.policy,
+                          options_.config.scheduler.admission ==
+                              config::AdmissionMode::kMeasuredPlus,
+                          options_.config.scheduler);
   }
   std::sort(pending.begin(), pending.end(),
             [](const auto& a, const auto& b) { return a.seq < b.seq; });
-  const bool plus = options_.config.scheduler.admission ==
-                    config::AdmissionMode::kMeasuredPlus;
-  const scheduler::Decisions d = scheduler::Schedule(
-      snap, pending,
-      DaemonPolicy(options_.policy, plus, options_.config.scheduler));
+  const scheduler::Decisions d = scheduler::Schedule(snap, pending, policy);
 
   absl::MutexLock lock(&mu_);
   const absl::Time now = options_.clock->Now();
@@ -306,9 +308,11 @@ void ClusterManager::SetJobLimitLocked(JobRt& j, int64_t limit_mw,
 void ClusterManager::ControlPowerOnce() {
   // As ScheduleOnce: snapshot under the lock, decide without it.
   scheduler::ClusterSnapshot snap;
+  scheduler::PowerControlConfig power;
   {
     absl::MutexLock lock(&mu_);
     power_dirty_ = false;
+    power = PowerLoopConfig();  // under mu_: a reload may change the config
     const absl::Time now = options_.clock->Now();
     if (options_.config.scheduler.admission ==
         config::AdmissionMode::kMeasuredPlus) {
@@ -319,7 +323,7 @@ void ClusterManager::ControlPowerOnce() {
   // measured-plus: partial raises, at most one change per job per three
   // report intervals.
   const std::vector<scheduler::PowerAction> actions =
-      scheduler::ControlPower(snap, PowerLoopConfig());
+      scheduler::ControlPower(snap, power);
   if (actions.empty()) return;
   absl::MutexLock lock(&mu_);
   storage::WriteBatch batch;

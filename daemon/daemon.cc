@@ -183,6 +183,14 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
     feed->PublishEvent(e, t);
   };
   mo.on_job_state = [feed](const v1::Job& j) { feed->PublishJobState(j); };
+  // Power rounds tick WatchEvents subscribers with `power` (rate-limited).
+  mo.on_round = [metrics = std::move(mo.on_round), feed](const char* round,
+                                                         absl::Duration took) {
+    metrics(round, took);
+    if (absl::string_view(round) == "power") {
+      feed->PublishPowerRound(absl::Now());
+    }
+  };
   mo.clock = options.clock;
   mo.heartbeat_timeout = options.heartbeat_timeout;
   mo.report_interval = options.report_interval;

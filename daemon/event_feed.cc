@@ -2,6 +2,8 @@
 
 #include <vector>
 
+#include "common/proto_time.h"
+
 namespace joule::daemon {
 
 void FeedQueue::Push(v1::WatchEventsResponse m) {
@@ -131,6 +133,22 @@ void EventFeed::PublishJobState(const v1::Job& job) {
   if (to.empty()) return;
   v1::WatchEventsResponse m;
   *m.mutable_job() = std::move(c);
+  for (const auto& q : to) q->Push(m);
+}
+
+void EventFeed::PublishPowerRound(absl::Time now) {
+  std::vector<std::shared_ptr<FeedQueue>> to;
+  {
+    absl::MutexLock lock(&mu_);
+    if (now - last_power_tick_ < kPowerTickEvery) return;
+    for (const auto& q : queues_) {
+      if (q->filter().power) to.push_back(q);
+    }
+    if (to.empty()) return;  // the next subscriber gets the next round's
+    last_power_tick_ = now;
+  }
+  v1::WatchEventsResponse m;
+  *m.mutable_power_round()->mutable_time() = ToProtoTime(now);
   for (const auto& q : to) q->Push(m);
 }
 

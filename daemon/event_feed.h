@@ -14,6 +14,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "joule/v1/joule.pb.h"
 
 namespace joule::daemon {
@@ -28,6 +29,7 @@ struct FeedFilter {
   bool jobs = false;
   std::string job_id;
   bool no_events = false;
+  bool power = false;  // power_round ticks (no tenant data: any scope)
 };
 
 // One subscriber's queue. Owned jointly (shared_ptr) by the feed and the
@@ -76,6 +78,11 @@ class EventFeed {
   void PublishEvent(const v1::Event& e, const std::string& job_tenant);
   // The job's latest transition (its last history entry).
   void PublishJobState(const v1::Job& job);
+  // A power-control round ran at `now`: a power_round tick to subscribers
+  // with `power`, at most one per kPowerTickEvery (later rounds within it
+  // are dropped), so ticks stay bounded however often rounds run.
+  static constexpr absl::Duration kPowerTickEvery = absl::Seconds(1);
+  void PublishPowerRound(absl::Time now);
 
   // Whether `filter` lets the message through (pure; tested).
   static bool PassesEvent(const FeedFilter& f, const v1::Event& e,
@@ -92,6 +99,7 @@ class EventFeed {
   mutable absl::Mutex mu_;
   absl::flat_hash_set<std::shared_ptr<FeedQueue>> queues_ ABSL_GUARDED_BY(mu_);
   bool closed_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time last_power_tick_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
 };
 
 }  // namespace joule::daemon

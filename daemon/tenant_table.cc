@@ -28,6 +28,15 @@ TenantTable::TenantTable(absl::Mutex* mu, const config::ClusterConfig* config)
   }
 }
 
+void TenantTable::SetConfigWeights(
+    const absl::flat_hash_map<std::string, uint32_t>& weights) {
+  for (const auto& [name, weight] : weights) {
+    TenantRt& t = tenants_[name];
+    if (t.tenant.name().empty()) t.tenant.set_name(name);
+    if (!t.tenant.has_created_time()) t.tenant.set_fair_share_weight(weight);
+  }
+}
+
 absl::Status TenantTable::Load(storage::Store* store) {
   absl::Status parse_error;
   RETURN_IF_ERROR(store->Scan(storage::kTenants, "", [&](auto key, auto value) {

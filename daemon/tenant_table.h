@@ -68,6 +68,10 @@ class TenantTable {
                                     storage::Store* store)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   std::vector<v1::Tenant> List() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // A config reload's tenant weights: each tenant not created with
+  // `tenant create` takes its configured weight (new names are added).
+  void SetConfigWeights(const absl::flat_hash_map<std::string, uint32_t>& w)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   bool Exists(absl::string_view name) const;
   bool contains(const std::string& name) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {

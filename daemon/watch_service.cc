@@ -153,6 +153,7 @@ AdminServiceImpl::WatchEvents(grpc::CallbackServerContext* ctx,
   f.jobs = req->jobs();
   f.job_id = req->job_id();
   f.no_events = req->no_events();
+  f.power = req->power();
   return new WatchStream(feed_, std::move(f));
 }
 

@@ -97,3 +97,40 @@ TEST(EventFeedTest, FansOutAndOverflowsPerSubscriber) {
 
 }  // namespace
 }  // namespace joule::daemon
+
+namespace joule::daemon {
+namespace {
+
+// Power-round ticks go only to subscribers that ask for them (whatever
+// their tenant scope: a tick carries only its time), at most one per
+// kPowerTickEvery (1 s) however often rounds run.
+TEST(EventFeedTest, PowerRoundTicksAreOptInAndRateLimited) {
+  EventFeed feed;
+  auto power = feed.Subscribe({.tenant_scope = "acme", .power = true}, [] {});
+  auto other = feed.Subscribe({.jobs = true}, [] {});
+  const absl::Time t0 = absl::FromUnixSeconds(1'000'000);
+  // Rounds every 250 ms over 2.5 s: t0, t0+1s, t0+2s tick (3 of 11).
+  for (int i = 0; i <= 10; ++i) {
+    feed.PublishPowerRound(t0 + i * absl::Milliseconds(250));
+  }
+  auto drain = [](FeedQueue& q) {
+    std::vector<v1::WatchEventsResponse> out;
+    v1::WatchEventsResponse m;
+    bool overflowed = false, closed = false;
+    while (q.Pop(&m, &overflowed, &closed)) out.push_back(m);
+    return out;
+  };
+  const auto got = drain(*power);
+  ASSERT_EQ(got.size(), 3u);
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_TRUE(got[i].has_power_round());
+    EXPECT_EQ(got[i].power_round().time().seconds(),
+              1'000'000 + static_cast<int64_t>(i));
+  }
+  EXPECT_TRUE(drain(*other).empty());
+  EXPECT_FALSE(EventFeed::PassesEvent({.no_events = true, .power = true},
+                                      v1::Event(), ""));
+}
+
+}  // namespace
+}  // namespace joule::daemon
