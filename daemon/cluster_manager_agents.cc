@@ -170,6 +170,10 @@ void ClusterManager::SettleLostJobsLocked(
       if (it == nodes_.end()) continue;
       SendLocked(it->second,
                  StopMessage(id, j.job.attempt(), "another rank was lost"));
+      // That rank may still run: its GPUs stay taken until its node's
+      // report shows it gone (as for any stale attempt), so no new attempt
+      // is started on them meanwhile.
+      it->second.HoldStopping(AttemptKey(id, j.job.attempt()), al);
     }
     v1::JobAttempt a =
         EndAttemptLocked(j, LostEndLocked(j, n, now), why, batch);

@@ -341,6 +341,8 @@ void ClusterManager::CheckLiveness() {
       if (it == nodes_.end()) continue;
       SendLocked(it->second, StopMessage(id, j.job.attempt(),
                                          "not started within the timeout"));
+      // It may start yet: its GPUs stay taken until a report shows it gone.
+      it->second.HoldStopping(AttemptKey(id, j.job.attempt()), al);
     }
     const std::string why =
         absl::StrCat("not started within ", absl::FormatDuration(timeout),

@@ -53,6 +53,17 @@ struct NodeRt {
   // The last telemetry refusal's text, so that a bad report repeated
   // every interval gives one event, not one a second.
   std::string last_refusal;
+
+  // An attempt of this node told to stop after the daemon moved its job on
+  // (requeued or ended), whose process may still run: its GPUs in `al`
+  // stay taken (stale) until a report no longer shows it, and the report
+  // does not stop it again.
+  void HoldStopping(const std::string& attempt_key, const v1::Allocation& al) {
+    stale_stopped.insert(attempt_key);
+    for (uint32_t g : al.gpu_indices()) {
+      if (g < gpus.size()) gpus[g].stale_key = attempt_key;
+    }
+  }
 };
 
 // The nodes of the cluster and their telemetry.
