@@ -1045,6 +1045,16 @@ absl::StatusOr<int64_t> Ledger::CompactUsageRecords() {
   return deleted;
 }
 
+bool Ledger::AttemptSettled(std::string_view job_id, uint32_t attempt) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = attempts_.find(JobKey(job_id, attempt));
+  if (it == attempts_.end() || it->second.in_progress) return false;
+  for (const Piece& p : it->second.pieces) {
+    if (!finalized_.contains(p.booking)) return false;
+  }
+  return true;
+}
+
 // ------------------------------------------------------------ job usage ----
 
 JobUsageRecord Ledger::BuildJobRecordLocked(const JobUsage& u) const {

@@ -80,6 +80,9 @@ struct ClusterConfig {
   absl::flat_hash_map<std::string, scheduler::TenantQuota> tenant_quotas;
   // billing { allow_unpriced: true }: accept jobs with no price in effect.
   bool allow_unpriced = false;
+  // retention { finished_jobs events }: zero keeps forever.
+  absl::Duration finished_job_retention = absl::Hours(24 * 90);
+  absl::Duration event_retention = absl::Hours(24 * 35);
 
   const GpuModel* FindGpuModel(absl::string_view name) const;
   const Domain* FindDomain(absl::string_view name) const;

@@ -89,6 +89,10 @@ absl::StatusOr<std::vector<CapChange>> DiffConfig(
   if (current.allow_unpriced != next.allow_unpriced) {
     return absl::FailedPreconditionError(Restart("billing { allow_unpriced }"));
   }
+  if (current.finished_job_retention != next.finished_job_retention ||
+      current.event_retention != next.event_retention) {
+    return absl::FailedPreconditionError(Restart("retention"));
+  }
   return caps;
 }
 
