@@ -17,8 +17,8 @@ absl::StatusOr<int64_t> ClusterManager::CompactFinishedJobs(
     absl::Time cutoff,
     const std::function<bool(const std::string&, uint32_t)>& attempt_settled) {
   // 1. Candidates (finished before the cutoff) and the attempts that ran,
-  // under the lock; billing is asked without it (the ledger calls into the
-  // manager under its own lock, so never the other way round).
+  // under the lock; billing is asked without it, so that the pass holds
+  // the manager's lock only for the two scans.
   std::vector<std::pair<std::string, std::vector<uint32_t>>> candidates;
   {
     absl::MutexLock lock(&mu_);
