@@ -979,8 +979,8 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
   if (resp.accepted() == 0) return resp;
   // Keys in order: RocksDB inserts a sorted run into its memtable much faster.
   std::sort(usage_puts.begin(), usage_puts.end());
-  for (const auto& [key, value] : usage_puts) {
-    batch.Put(storage::kUsage, key, value);
+  for (auto& [key, value] : usage_puts) {
+    batch.PutMoved(storage::kUsage, std::move(key), std::move(value));
   }
   for (const auto& [key, agg] : touched) {
     batch.Put(storage::kUsageAgg, key, agg.SerializeAsString());

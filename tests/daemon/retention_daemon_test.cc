@@ -229,7 +229,9 @@ class RetentionDaemonTest : public ::testing::TestWithParam<Kind> {
   void Close() {
     StopDaemon();
     store_.reset();
-    if (rocks_) ASSERT_TRUE(rocks_->Close().ok());
+    if (rocks_) {
+      ASSERT_TRUE(rocks_->Close().ok());
+    }
     rocks_.reset();
     etcd_store_.reset();
     client_.reset();
