@@ -10,6 +10,10 @@
 #   bench/ha.sh                       # builds into build/ first
 #   NO_BUILD=1 BUILD_DIR=build bench/ha.sh
 #   SUBMIT_JOBS=5000 USAGE_EVENTS=50000 FAILOVERS=10 bench/ha.sh
+#   ETCD_FLAGS="--snapshot-count 10000" SKIP_ROCKSDB=1 FAILOVERS=0 bench/ha.sh
+#   PERF=1 ...: perf record of the etcd leader jouled during the usage import
+# ETCD_FLAGS: extra flags for every etcd member (docs/ha.md#etcd-server-flags);
+# SKIP_ROCKSDB=1: etcd only; FAILOVERS=0: no failovers.
 # One line per measurement on stdout and in $OUT_DIR/ha.txt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +23,8 @@ SUBMIT_JOBS=${SUBMIT_JOBS:-5000}
 USAGE_EVENTS=${USAGE_EVENTS:-50000}
 FAILOVERS=${FAILOVERS:-10}
 KEEP_LOGS=${KEEP_LOGS:-}
+ETCD_FLAGS=${ETCD_FLAGS:-}
+SKIP_ROCKSDB=${SKIP_ROCKSDB:-0}
 mkdir -p "$OUT_DIR"
 OUT="$OUT_DIR/ha.txt"
 : >"$OUT"
@@ -52,7 +58,7 @@ report() { echo "$*" | tee -a "$OUT"; }
 
 # --- etcd: 3 members ---------------------------------------------------
 ETCD_LIMITS=(--max-txn-ops 10240 --max-request-bytes 10485760)
-CLUSTER=""; CLIENTS=()
+CLUSTER=""; CLIENTS=(); ETCD_PIDS=()
 declare -a CPORT PPORT
 for i in 0 1 2; do
   CPORT[$i]=$(free_port); PPORT[$i]=$(free_port)
@@ -65,8 +71,8 @@ for i in 0 1 2; do
     --listen-peer-urls "http://127.0.0.1:${PPORT[$i]}" \
     --initial-advertise-peer-urls "http://127.0.0.1:${PPORT[$i]}" \
     --initial-cluster "$CLUSTER" --initial-cluster-state new \
-    "${ETCD_LIMITS[@]}" --logger zap --log-level warn >"$TMP/etcd$i.log" 2>&1 &
-  PIDS+=($!)
+    "${ETCD_LIMITS[@]}" $ETCD_FLAGS --logger zap --log-level warn >"$TMP/etcd$i.log" 2>&1 &
+  PIDS+=($!); ETCD_PIDS+=($!)
 done
 ENDPOINTS=$(IFS=,; echo "${CLIENTS[*]}")
 sleep 2
@@ -105,8 +111,11 @@ with open(path, "w") as f:
         f.write(f"{t},acme,llama,1,1000,2000,ev-{i}\n")
 EOF
 }
-measure() {  # mode server
-  local mode=$1 server=$2
+# CPU seconds (user + system) a process used so far.
+cpu_s() { awk -v t="$(getconf CLK_TCK)" '{print ($14 + $15) / t}' "/proc/$1/stat"; }
+measure() {  # mode server jouled-pid [etcd pids...]
+  local mode=$1 server=$2 jpid=$3; shift 3
+  local others=("$@")
   local sub; sub=$("$BIN/joule-loadgen" --server "$server" --insecure --token-file "$JOULE_TOKEN_FILE" submit --clients 32 --jobs "$SUBMIT_JOBS")
   report "store=$mode $sub"
   "$BIN/joulectl" --server "$server" tenant create acme >/dev/null
@@ -114,23 +123,41 @@ measure() {  # mode server
     --input 0.60 --output 0.80 --from "$(date -u +%Y-%m-01)" >/dev/null
   usage_csv "$TMP/usage.csv"
   local t0 t1 out
+  local perf=""
+  if [[ -n "${PERF_PID:-}" ]]; then  # PERF=1: profile jouled during the import
+    perf record -F 999 -g -p "$PERF_PID" -o "$OUT_DIR/perf-usage-$mode.data" >/dev/null 2>&1 &
+    perf=$!; sleep 0.5
+  fi
+  local c0 e0=0 e1=0 p
+  c0=$(cpu_s "$jpid")
+  for p in "${others[@]}"; do e0=$(python3 -c "print($e0 + $(cpu_s "$p"))"); done
   t0=$(date +%s.%N)
-  out=$("$BIN/joulectl" --server "$server" usage import "$TMP/usage.csv" --batch 1000)
+  # joulectl's CPU: the subshell's children's time once it has exited.
+  out=$("$BIN/joulectl" --server "$server" usage import "$TMP/usage.csv" --batch 1000
+        awk -v t="$(getconf CLK_TCK)" '{print ($16 + $17) / t}' "/proc/$BASHPID/stat" >"$TMP/ctl.cpu")
   t1=$(date +%s.%N)
-  report "store=$mode mode=usage events=$USAGE_EVENTS batch=1000 result=\"$out\" seconds=$(python3 -c "print(f'{$t1-$t0:.2f}')") rate=$(python3 -c "print(f'{$USAGE_EVENTS/($t1-$t0):.0f}')")/s"
+  local c1; c1=$(cpu_s "$jpid")
+  for p in "${others[@]}"; do e1=$(python3 -c "print($e1 + $(cpu_s "$p"))"); done
+  if [[ -n "$perf" ]]; then kill -INT "$perf"; wait "$perf" || true; fi
+  report "store=$mode mode=usage events=$USAGE_EVENTS batch=1000 result=\"$out\" seconds=$(python3 -c "print(f'{$t1-$t0:.2f}')") rate=$(python3 -c "print(f'{$USAGE_EVENTS/($t1-$t0):.0f}')")/s jouled_cpu_us_per_event=$(python3 -c "print(f'{($c1-$c0)*1e6/$USAGE_EVENTS:.1f}')") etcd_cpu_us_per_event=$(python3 -c "print(f'{($e1-$e0)*1e6/$USAGE_EVENTS:.1f}')") joulectl_cpu_us_per_event=$(python3 -c "print(f'{$(cat "$TMP/ctl.cpu")*1e6/$USAGE_EVENTS:.1f}')")"
 }
 
-echo "== RocksDB (one jouled)"
-start_rocksdb
-measure rocksdb "$SERVER"
-kill "$JPID"; wait "$JPID" 2>/dev/null || true
+report "load_before=\"$(cut -d' ' -f1-3 /proc/loadavg)\" etcd_flags=\"$ETCD_FLAGS\""
+if [[ "$SKIP_ROCKSDB" != 1 ]]; then
+  echo "== RocksDB (one jouled)"
+  start_rocksdb
+  measure rocksdb "$SERVER" "$JPID"
+  kill "$JPID"; wait "$JPID" 2>/dev/null || true
+fi
 
 echo "== etcd (3 members on this machine, one leader + one standby)"
 P0=$(free_port); P1=$(free_port)
 start_etcd_jouled "$P0" /bench; J0=$JPID
 wait_up "127.0.0.1:$P0"
 start_etcd_jouled "$P1" /bench; J1=$JPID
-measure etcd "127.0.0.1:$P0"  # the leader
+[[ "${PERF:-0}" == 1 ]] && PERF_PID=$J0
+measure etcd "127.0.0.1:$P0" "$J0" "${ETCD_PIDS[@]}"  # the leader
+PERF_PID=""
 
 echo "== failover: SIGKILL the leader -> first successful submit ($FAILOVERS times)"
 SERVERS="127.0.0.1:$P0,127.0.0.1:$P1"
@@ -151,5 +178,7 @@ for n in $(seq 1 "$FAILOVERS"); do
   wait "${PID_OF[$lport]}" 2>/dev/null || true
   start_etcd_jouled "$lport" /bench; PID_OF[$lport]=$JPID
 done
+[[ "$FAILOVERS" -gt 0 ]] || { report "load_after=\"$(cut -d' ' -f1-3 /proc/loadavg)\""; exit 0; }
 median=$(printf '%s\n' "${TIMES[@]}" | sort -n | python3 -c "import sys; v=[float(x) for x in sys.stdin]; print(f'{sorted(v)[len(v)//2] if len(v)%2 else (sorted(v)[len(v)//2-1]+sorted(v)[len(v)//2])/2:.2f}')")
 report "store=etcd mode=failover n=$FAILOVERS lease_ttl=3s median_s=$median all_s=${TIMES[*]}"
+report "load_after=\"$(cut -d' ' -f1-3 /proc/loadavg)\""

@@ -979,8 +979,8 @@ absl::StatusOr<v1::RecordUsageResponse> Ledger::RecordUsage(
   if (resp.accepted() == 0) return resp;
   // Keys in order: RocksDB inserts a sorted run into its memtable much faster.
   std::sort(usage_puts.begin(), usage_puts.end());
-  for (const auto& [key, value] : usage_puts) {
-    batch.Put(storage::kUsage, key, value);
+  for (auto& [key, value] : usage_puts) {
+    batch.PutMoved(storage::kUsage, std::move(key), std::move(value));
   }
   for (const auto& [key, agg] : touched) {
     batch.Put(storage::kUsageAgg, key, agg.SerializeAsString());
@@ -1043,6 +1043,16 @@ absl::StatusOr<int64_t> Ledger::CompactUsageRecords() {
   }
   // The in-memory key hashes stay: a stale hash only costs a store lookup.
   return deleted;
+}
+
+bool Ledger::AttemptSettled(std::string_view job_id, uint32_t attempt) const {
+  absl::ReaderMutexLock lock(&mu_);
+  auto it = attempts_.find(JobKey(job_id, attempt));
+  if (it == attempts_.end() || it->second.in_progress) return false;
+  for (const Piece& p : it->second.pieces) {
+    if (!finalized_.contains(p.booking)) return false;
+  }
+  return true;
 }
 
 // ------------------------------------------------------------ job usage ----

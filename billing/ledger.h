@@ -150,6 +150,11 @@ class Ledger {
   // Deletes the usage records older than the window, in writes of at most
   // the store's max_batch_ops (1,000 if unlimited); returns how many.
   absl::StatusOr<int64_t> CompactUsageRecords();
+  // True once the attempt's usage is rated (its job_usage record is in the
+  // ledger) and settled (every period it is booked in is finalized, so no
+  // open statement accrues it any more): the job's record may then be
+  // deleted (daemon/job_retention.h). False for an unknown attempt.
+  bool AttemptSettled(std::string_view job_id, uint32_t attempt) const;
 
   // Job usage, idempotent by (job_id, attempt). AddJobUsage appends the
   // records to the caller's batch (to commit atomically with the job's state

@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
@@ -283,6 +284,21 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
                                     "error"));
     }
     cfg.log_level = lv;
+  }
+  // Retention: empty = default, 0s = forever, else at least 1h.
+  for (auto [field, text, out] :
+       {std::tuple{"finished_jobs", &raw.retention().finished_jobs(),
+                   &cfg.finished_job_retention},
+        std::tuple{"events", &raw.retention().events(),
+                   &cfg.event_retention}}) {
+    if (text->empty()) continue;
+    auto d = ParseNonNegativeDuration(*text, field);
+    if (!d.ok()) return loc.Error("retention", 0, field, d.status().message());
+    if (*d > absl::ZeroDuration() && *d < absl::Hours(1)) {
+      return loc.Error("retention", 0, field,
+                       "must be 0s (keep forever) or at least 1h");
+    }
+    *out = *d;
   }
 
   // Scheduler settings.

@@ -85,6 +85,9 @@ struct ClusterConfig {
   // log { level }: "debug", "info", "warn" or "error"; empty: jouled's
   // --log-level.
   std::string log_level;
+  // retention { finished_jobs events }: zero keeps forever.
+  absl::Duration finished_job_retention = absl::Hours(24 * 90);
+  absl::Duration event_retention = absl::Hours(24 * 35);
 
   const GpuModel* FindGpuModel(absl::string_view name) const;
   const Domain* FindDomain(absl::string_view name) const;

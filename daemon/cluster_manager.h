@@ -209,6 +209,18 @@ class ClusterManager {
   // and jobs STARTING past scheduler.starting_timeout.
   void CheckLiveness();
 
+  // ---- retention (cluster_manager_retention.cc, docs/ha.md#sizing)
+  // Deletes the records of finished jobs that ExpiredJobGroups allows at
+  // `cutoff` (with `attempt_settled(job, attempt)` for every attempt that
+  // ran), and their submission idempotency records, from the store (writes
+  // of at most the store's max_batch_ops ops, 1,000 if unlimited) and then
+  // from memory. Returns how many jobs went.
+  absl::StatusOr<int64_t> CompactFinishedJobs(
+      absl::Time cutoff,
+      const std::function<bool(const std::string&, uint32_t)>& attempt_settled);
+  // EventLog::Compact: deletes the events older than `cutoff`.
+  absl::StatusOr<int64_t> CompactEvents(absl::Time cutoff);
+
  private:
   using Gpu = GpuRt;
   struct PendingLog {

@@ -195,6 +195,10 @@ absl::StatusOr<ReloadPlan> DiffConfig(const config::ClusterConfig& current,
   if (current.allow_unpriced != next.allow_unpriced) {
     return Restart("billing.allow_unpriced");
   }
+  if (current.finished_job_retention != next.finished_job_retention ||
+      current.event_retention != next.event_retention) {
+    return Restart("retention");
+  }
   DiffScheduler(a, b, &plan.settings);
   DiffTenants(current, next, &plan.settings);
   Diff(&plan.settings, "log.level",

@@ -16,6 +16,7 @@
 #include "daemon/dashboard.h"
 #include "daemon/gate.h"
 #include "daemon/ops_events.h"
+#include "daemon/retention.h"
 #include "daemon/services.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -36,6 +37,7 @@ struct Daemon::Parts {
   std::unique_ptr<Dashboard> dashboard;  // on the metrics address
   std::unique_ptr<ConfigReloader> reloader;
   std::shared_ptr<EventFeed> feed;  // WatchEvents subscribers
+  std::unique_ptr<Retention> retention;  // deletes old jobs and events
 };
 
 namespace {
@@ -262,6 +264,11 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   d->parts_->ops->Start(d->manager_.get());
   if (d->parts_->dashboard) d->parts_->dashboard->Start();
   d->manager_->Start();
+  d->parts_->retention = std::make_unique<Retention>(
+      d->manager_.get(), d->parts_->billing->ledger(), options.clock,
+      RetentionOptions{.finished_jobs = options.config.finished_job_retention,
+                       .events = options.config.event_retention});
+  d->parts_->retention->Start();
   return d;
 }
 
@@ -289,6 +296,7 @@ void Daemon::Shutdown() {
   }
   // Calls still queued finish before the manager stops.
   if (parts_) parts_->pool.reset();
+  if (parts_ && parts_->retention) parts_->retention->Stop();
   if (manager_) manager_->Stop();
   if (parts_ && parts_->ops) parts_->ops->Stop();
   if (store_) store_->Close().IgnoreError();

@@ -72,4 +72,28 @@ absl::StatusOr<std::vector<v1::Event>> EventLog::List(
   return out;
 }
 
+absl::StatusOr<int64_t> EventLog::Compact(absl::Time cutoff,
+                                          int64_t max_batch_ops) const {
+  const size_t per_batch =
+      max_batch_ops > 0 ? static_cast<size_t>(max_batch_ops) : 1000;
+  std::vector<std::string> old;
+  RETURN_IF_ERROR(store_->Scan(storage::kEvents, "", [&](auto key, auto value) {
+    v1::Event e;
+    if (!e.ParseFromString(std::string(value))) return true;  // keep it
+    if (FromProtoTime(e.time()) >= cutoff) return false;
+    old.emplace_back(key);
+    return true;
+  }));
+  int64_t deleted = 0;
+  for (size_t i = 0; i < old.size(); i += per_batch) {
+    storage::WriteBatch b;
+    for (size_t j = i; j < old.size() && j < i + per_batch; ++j) {
+      b.Delete(storage::kEvents, old[j]);
+    }
+    RETURN_IF_ERROR(store_->Write(b, {.sync = true}));
+    deleted += static_cast<int64_t>(b.size());
+  }
+  return deleted;
+}
+
 }  // namespace joule::daemon

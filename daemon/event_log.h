@@ -52,6 +52,15 @@ class EventLog {
       const v1::ListEventsRequest& r,
       const absl::flat_hash_set<std::string>* only_subjects) const;
 
+  // Deletes the events whose time is before `cutoff`, oldest first (the
+  // table is keyed by sequence number, so in time order), in writes of at
+  // most `max_batch_ops` deletes (0: 1,000), stopping at the first event
+  // at or after `cutoff`. Returns how many it deleted. Events are only read
+  // from the store, and the counter lives in `meta`, so nothing else
+  // changes. Reads and writes only the store (no lock needed).
+  absl::StatusOr<int64_t> Compact(absl::Time cutoff,
+                                  int64_t max_batch_ops) const;
+
  private:
   absl::Mutex* const mu_;
   storage::Store* const store_;

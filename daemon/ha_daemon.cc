@@ -9,7 +9,6 @@
 #include "absl/time/clock.h"
 #include "billing/ledger.h"
 #include "common/systemd_notify.h"
-#include "daemon/retention.h"
 #include "grpcpp/generic/async_generic_service.h"
 #include "storage/revision_compactor.h"
 
@@ -210,16 +209,6 @@ void HaDaemon::Run() {
       if (auto rev = revisions.Step(); rev.ok() && *rev > 0) {
         fprintf(stderr, "jouled: etcd compacted to revision %lld\n",
                 static_cast<long long>(*rev));
-      }
-      if (ha_.event_retention > absl::ZeroDuration()) {
-        auto n = CompactEvents(store_.get(),
-                               options_.clock->Now() - ha_.event_retention,
-                               store_->max_batch_ops());
-        if (n.ok() && *n > 0) {
-          fprintf(stderr, "jouled: deleted %lld events older than %s\n",
-                  static_cast<long long>(*n),
-                  absl::FormatDuration(ha_.event_retention).c_str());
-        }
       }
     }
     // Stop serving before giving the lease up: no call is answered from

@@ -22,9 +22,6 @@ struct HaOptions {
   absl::Duration lease_ttl = absl::Seconds(3);
   int64_t max_txn_ops = 128;                // etcd's --max-txn-ops
   int64_t max_request_bytes = 1536 * 1024;  // etcd's --max-request-bytes
-  // The leader deletes events older than this every 10 minutes; zero keeps
-  // them forever (as RocksDB does).
-  absl::Duration event_retention = absl::ZeroDuration();
 };
 
 // The message and trailing metadata a standby answers every call with

@@ -114,6 +114,11 @@ class JobTable {
   }
   // Adds a job whose record is durable (SubmitJob) and makes it active.
   void Insert(JobRt j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Forgets a job whose record was deleted (retention); only finished ones.
+  void Erase(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    active_.erase(id);
+    jobs_.erase(id);
+  }
   // Takes a job that is not (yet) durable out of the active set.
   void Deactivate(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     active_.erase(id);

@@ -62,11 +62,9 @@ int main(int argc, char** argv) {
   app.add_option("--advertise", ha.advertise,
                  "HOST:PORT clients and agents reach this jouled at");
   app.add_option("--leader-lease-ttl", lease_ttl, "leader lease TTL");
-  std::string event_retention = "0s", dedup_window = "840h";
+  std::string dedup_window = "840h";
   app.add_option("--usage-dedup-window", dedup_window,
                  "etcd: keep usage idempotency records this long");
-  app.add_option("--event-retention", event_retention,
-                 "etcd: delete events older than this (0s: keep)");
   std::string log_format = "text", log_level = "info";
   app.add_option("--log-format", log_format,
                  "operator log lines on stderr: text or json");
@@ -149,8 +147,6 @@ int main(int argc, char** argv) {
   if (store == "etcd") {
     auto eps = joule::ParseEndpoints(etcd_endpoints, "--etcd-endpoints");
     auto ttl = joule::ParseNonNegativeDuration(lease_ttl, "--leader-lease-ttl");
-    auto keep =
-        joule::ParseNonNegativeDuration(event_retention, "--event-retention");
     auto window =
         joule::ParseNonNegativeDuration(dedup_window, "--usage-dedup-window");
     if (window.ok() && *window < absl::Hours(1)) {
@@ -158,13 +154,12 @@ int main(int argc, char** argv) {
           "--usage-dedup-window: must be at least 1h (e.g. 840h = 35 days)");
     }
     for (const absl::Status& s :
-         {eps.status(), ttl.status(), keep.status(), window.status()}) {
+         {eps.status(), ttl.status(), window.status()}) {
       if (!s.ok()) {
         fprintf(stderr, "jouled: %s\n", std::string(s.message()).c_str());
         return 2;
       }
     }
-    ha.event_retention = *keep;
     options.usage_dedup_window = *window;
     ha.etcd.endpoints = *eps;
     ha.lease_ttl = *ttl;

@@ -1,37 +1,74 @@
 #include "daemon/retention.h"
 
+#include <cstdio>
 #include <string>
-#include <vector>
 
-#include "common/proto_time.h"
-#include "joule/v1/joule.pb.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "billing/ledger.h"
+#include "daemon/cluster_manager.h"
 
 namespace joule::daemon {
 
-absl::StatusOr<int64_t> CompactEvents(storage::Store* store, absl::Time cutoff,
-                                      int64_t max_batch_ops) {
-  const size_t per_batch =
-      max_batch_ops > 0 ? static_cast<size_t>(max_batch_ops) : 1000;
-  std::vector<std::string> old;
-  absl::Status bad;
-  absl::Status s = store->Scan(storage::kEvents, "", [&](auto key, auto value) {
-    v1::Event e;
-    if (!e.ParseFromString(std::string(value))) return true;  // keep it
-    if (FromProtoTime(e.time()) >= cutoff) return false;
-    old.emplace_back(key);
-    return true;
-  });
-  if (!s.ok()) return s;
-  int64_t deleted = 0;
-  for (size_t i = 0; i < old.size(); i += per_batch) {
-    storage::WriteBatch b;
-    for (size_t j = i; j < old.size() && j < i + per_batch; ++j) {
-      b.Delete(storage::kEvents, old[j]);
-    }
-    if (absl::Status w = store->Write(b, {.sync = true}); !w.ok()) return w;
-    deleted += static_cast<int64_t>(b.size());
+absl::StatusOr<Retention::Result> Retention::RunOnce() {
+  absl::MutexLock pass(&pass_mu_);
+  Result r;
+  const absl::Time now = clock_->Now();
+  if (options_.finished_jobs > absl::ZeroDuration()) {
+    const billing::Ledger* ledger = ledger_;
+    auto n = manager_->CompactFinishedJobs(
+        now - options_.finished_jobs,
+        [ledger](const std::string& job, uint32_t attempt) {
+          return ledger != nullptr && ledger->AttemptSettled(job, attempt);
+        });
+    if (!n.ok()) return n.status();
+    r.jobs = *n;
   }
-  return deleted;
+  if (options_.events > absl::ZeroDuration()) {
+    auto n = manager_->CompactEvents(now - options_.events);
+    if (!n.ok()) return n.status();
+    r.events = *n;
+  }
+  return r;
+}
+
+void Retention::Start() {
+  if (options_.finished_jobs <= absl::ZeroDuration() &&
+      options_.events <= absl::ZeroDuration()) {
+    return;  // keep everything: no thread
+  }
+  thread_ = std::thread([this] {
+    while (true) {
+      {
+        absl::MutexLock lock(&mu_);
+        if (mu_.AwaitWithTimeout(absl::Condition(&stop_), options_.interval)) {
+          return;
+        }
+      }
+      auto r = RunOnce();
+      if (!r.ok()) {
+        fprintf(stderr, "jouled: retention pass failed (retried in %s): %s\n",
+                absl::FormatDuration(options_.interval).c_str(),
+                std::string(r.status().message()).c_str());
+      } else if (r->jobs > 0 || r->events > 0) {
+        fprintf(stderr,
+                "jouled: retention deleted %lld finished jobs older than %s "
+                "and %lld events older than %s\n",
+                static_cast<long long>(r->jobs),
+                absl::FormatDuration(options_.finished_jobs).c_str(),
+                static_cast<long long>(r->events),
+                absl::FormatDuration(options_.events).c_str());
+      }
+    }
+  });
+}
+
+void Retention::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
 }
 
 }  // namespace joule::daemon

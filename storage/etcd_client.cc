@@ -120,6 +120,7 @@ absl::StatusOr<std::unique_ptr<EtcdClient>> EtcdClient::Create(
     m.kv = etcdserverpb::KV::NewStub(m.channel);
     m.lease = etcdserverpb::Lease::NewStub(m.channel);
     m.maintenance = etcdserverpb::Maintenance::NewStub(m.channel);
+    m.watch = etcdserverpb::Watch::NewStub(m.channel);
     client->members_.push_back(std::move(m));
   }
   return client;
@@ -269,6 +270,72 @@ absl::Status EtcdClient::Compact(int64_t revision) {
         return m.kv->Compact(ctx, req, &resp);
       },
       /*idempotent=*/true, "compact");
+}
+
+void WatchCanceller::Cancel() {
+  absl::MutexLock lock(&mu_);
+  cancelled_ = true;
+  if (ctx_ != nullptr) ctx_->TryCancel();
+}
+
+bool WatchCanceller::cancelled() const {
+  absl::MutexLock lock(&mu_);
+  return cancelled_;
+}
+
+absl::StatusOr<bool> EtcdClient::WaitForDelete(const std::string& key,
+                                               int64_t from_revision,
+                                               absl::Duration timeout,
+                                               WatchCanceller* canceller) {
+  Member* m;
+  {
+    absl::MutexLock lock(&mu_);
+    m = &members_[current_];
+  }
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   absl::ToChronoMilliseconds(timeout));
+  // A member cut off from the raft leader ends the watch at once instead of
+  // keeping a stream that would never see the deletion.
+  ctx.AddMetadata("hasleader", "true");
+  {
+    absl::MutexLock lock(&canceller->mu_);
+    if (canceller->cancelled_) return absl::CancelledError("watch cancelled");
+    canceller->ctx_ = &ctx;
+  }
+  auto stream = m->watch->Watch(&ctx);
+  etcdserverpb::WatchRequest req;
+  etcdserverpb::WatchCreateRequest* create = req.mutable_create_request();
+  create->set_key(key);
+  create->set_start_revision(from_revision);
+  create->add_filters(etcdserverpb::WatchCreateRequest::NOPUT);
+  bool deleted = false;
+  if (stream->Write(req)) {
+    etcdserverpb::WatchResponse resp;
+    while (!deleted && stream->Read(&resp)) {
+      if (resp.canceled() || resp.compact_revision() > 0) deleted = true;
+      for (const mvccpb::Event& e : resp.events()) {
+        if (e.type() == mvccpb::Event::DELETE) deleted = true;
+      }
+    }
+  }
+  if (deleted) ctx.TryCancel();  // done with the stream
+  const grpc::Status s = stream->Finish();
+  bool cancelled;
+  {
+    absl::MutexLock lock(&canceller->mu_);
+    canceller->ctx_ = nullptr;
+    cancelled = canceller->cancelled_;
+  }
+  if (deleted) return true;
+  if (cancelled) return absl::CancelledError("watch cancelled");
+  if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) return false;
+  return absl::UnavailableError(
+      Convert(s.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                    "watch stream closed")
+                     : s,
+              "watch", m->target)
+          .message());
 }
 
 absl::StatusOr<etcdserverpb::StatusResponse> EtcdClient::Status() {

@@ -33,11 +33,25 @@ struct EtcdClientOptions {
 // request timed out inside etcd).
 bool IsOutcomeUnknown(const absl::Status& s);
 
+// Lets another thread end an EtcdClient::WaitForDelete early (and every
+// later one at once). Thread-safe.
+class WatchCanceller {
+ public:
+  void Cancel();
+  bool cancelled() const;
+
+ private:
+  friend class EtcdClient;
+  mutable absl::Mutex mu_;
+  grpc::ClientContext* ctx_ ABSL_GUARDED_BY(mu_) = nullptr;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 // A client for the subset of etcd's v3 API in proto/etcd/: KV Range and Txn,
-// Lease Grant/Revoke/KeepAlive, Compact and Status. Owns one gRPC channel per
-// member and fails over between them: a call that certainly did not reach a
-// member (connection refused, "no leader" on that member) is retried on the
-// next member; a call whose outcome is unknown is not retried and returns
+// Lease Grant/Revoke/KeepAlive, Watch, Compact and Status. Owns one gRPC
+// channel per member and fails over between them: a call that certainly did not
+// reach a member (connection refused, "no leader" on that member) is retried on
+// the next member; a call whose outcome is unknown is not retried and returns
 // UNAVAILABLE with IsOutcomeUnknown() true (reads are retried, they are
 // safe). Every call carries etcd's "hasleader" metadata so a member cut off
 // from the raft leader refuses at once instead of timing out.
@@ -61,6 +75,17 @@ class EtcdClient {
   // the lease no longer exists).
   absl::StatusOr<int64_t> LeaseKeepAlive(int64_t id);
   absl::Status Compact(int64_t revision);
+  // Watch: blocks until `key` is deleted at a revision >= `from_revision`
+  // (a resignation or a lease expiry), and returns true; also true when
+  // the watch cannot tell (`from_revision` was compacted: look again).
+  // False once `timeout` passed with no deletion. CANCELLED after
+  // canceller->Cancel(); UNAVAILABLE when the current member cannot keep
+  // the watch (down, no raft leader): the caller falls back to polling.
+  // One Watch stream per call, on the current member.
+  absl::StatusOr<bool> WaitForDelete(const std::string& key,
+                                     int64_t from_revision,
+                                     absl::Duration timeout,
+                                     WatchCanceller* canceller);
   absl::StatusOr<etcdserverpb::StatusResponse> Status();
 
   // The member calls go to first (the last one that answered).
@@ -74,6 +99,7 @@ class EtcdClient {
     std::unique_ptr<etcdserverpb::KV::Stub> kv;
     std::unique_ptr<etcdserverpb::Lease::Stub> lease;
     std::unique_ptr<etcdserverpb::Maintenance::Stub> maintenance;
+    std::unique_ptr<etcdserverpb::Watch::Stub> watch;
   };
   using CallFn = std::function<grpc::Status(Member&, grpc::ClientContext* ctx)>;
 

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 
 namespace joule::storage {
@@ -100,16 +101,23 @@ absl::Status EtcdStore::Write(const WriteBatch& batch,
   // occurrence.
   Writer w;
   {
-    absl::flat_hash_map<std::string, size_t> last;
+    // From the back: an op is kept if no later op has its key. The set
+    // holds views of `keys`, which stay put until the second pass.
     std::vector<std::string> keys(batch.size());
-    for (size_t i = 0; i < batch.size(); ++i) {
+    std::vector<bool> keep(batch.size());
+    absl::flat_hash_set<std::string_view> seen;
+    seen.reserve(batch.size());
+    size_t kept = 0;
+    for (size_t i = batch.size(); i-- > 0;) {
       const WriteBatch::Op& op = batch.ops()[i];
       keys[i] = EtcdKey(op.table, op.key);
-      last[keys[i]] = i;
+      keep[i] = seen.insert(keys[i]).second;
+      kept += keep[i] ? 1 : 0;
     }
-    w.ops.reserve(last.size());
+    seen.clear();
+    w.ops.reserve(kept);
     for (size_t i = 0; i < batch.size(); ++i) {
-      if (last[keys[i]] != i) continue;
+      if (!keep[i]) continue;
       const WriteBatch::Op& op = batch.ops()[i];
       etcdserverpb::RequestOp& r = w.ops.emplace_back();
       if (op.value.has_value()) {

@@ -27,8 +27,11 @@ bool LeaderElection::leading() const {
 }
 
 void LeaderElection::Cancel() {
-  absl::MutexLock lock(&mu_);
-  cancelled_ = true;
+  {
+    absl::MutexLock lock(&mu_);
+    cancelled_ = true;
+  }
+  watch_cancel_.Cancel();
 }
 
 absl::StatusOr<int64_t> LeaderElection::Campaign() {
@@ -113,8 +116,19 @@ absl::StatusOr<int64_t> LeaderElection::Campaign() {
         }
       }
     } else if (cur.ok()) {
-      absl::MutexLock lock(&mu_);
-      leader_ = cur->kvs(0).value();
+      {
+        absl::MutexLock lock(&mu_);
+        leader_ = cur->kvs(0).value();
+      }
+      // Wait for the key's deletion after the revision we read it at.
+      if (options_.watch) {
+        auto gone =
+            client_->WaitForDelete(options_.key, cur->header().revision() + 1,
+                                   options_.watch_recheck, &watch_cancel_);
+        if (gone.ok()) continue;  // deleted, or time to read it again
+        if (gone.status().code() == absl::StatusCode::kCancelled) continue;
+        // No watch on this member: poll (below).
+      }
     }
     absl::MutexLock lock(&mu_);
     mu_.AwaitWithTimeout(absl::Condition(&cancelled_), options_.poll);

@@ -17,9 +17,12 @@ namespace joule::storage {
 // a lease of `ttl`, created by a Txn that succeeds only while the key does
 // not exist (create_revision == 0). The winner's value is its advertised
 // address; its fence is the key's create revision (EtcdStore::SetFence).
-// The leader keeps the lease alive every ttl/3; a standby polls the key
-// every `poll` and campaigns as soon as it is gone (the old leader resigned,
-// or its lease expired `ttl` after its last keep-alive).
+// The leader keeps the lease alive every ttl/3. A standby watches the key
+// (etcd Watch, from the revision it read it at) and campaigns as soon as it
+// is deleted (the old leader resigned, or its lease expired `ttl` after its
+// last keep-alive); it reads the key again at least every `watch_recheck`.
+// Where the watch cannot be kept (the member is down or has no raft
+// leader), or with `watch` false, it polls the key every `poll` instead.
 //
 // Leadership is lost when a keep-alive says the lease is gone, or when no
 // keep-alive succeeded for `ttl` (measured from before the last successful
@@ -34,6 +37,8 @@ class LeaderElection {
     std::string value;  // this jouled's advertised address
     absl::Duration ttl = absl::Seconds(3);
     absl::Duration poll = absl::Milliseconds(100);
+    bool watch = true;
+    absl::Duration watch_recheck = absl::Seconds(10);
     std::function<void(const absl::Status&)> on_lost;
   };
   LeaderElection(EtcdClient* client, Options options);
@@ -64,6 +69,7 @@ class LeaderElection {
   bool stop_keepalive_ ABSL_GUARDED_BY(mu_) = false;
   int64_t lease_ ABSL_GUARDED_BY(mu_) = 0;
   std::string leader_ ABSL_GUARDED_BY(mu_);
+  WatchCanceller watch_cancel_;  // Cancel() ends a standby's watch
   std::thread keepalive_;
 };
 

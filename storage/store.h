@@ -47,6 +47,11 @@ class WriteBatch {
     ops_.push_back(
         Op{std::string(table), std::string(key), std::string(value)});
   }
+  // Put without copying the key and value (large batches: usage imports).
+  void PutMoved(std::string_view table, std::string&& key,
+                std::string&& value) {
+    ops_.push_back(Op{std::string(table), std::move(key), std::move(value)});
+  }
   void Delete(std::string_view table, std::string_view key) {
     ops_.push_back(Op{std::string(table), std::string(key), std::nullopt});
   }

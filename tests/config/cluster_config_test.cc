@@ -156,6 +156,29 @@ TEST(ClusterConfigTest, PowerOptions) {
   EXPECT_FALSE(off->scheduler.class_floors.enabled);
 }
 
+TEST(ClusterConfigTest, Retention) {
+  // Defaults: jobs 90 days (2160h), events 35 days (840h).
+  auto def = ParseClusterConfig(kGood, "good.conf");
+  ASSERT_TRUE(def.ok()) << def.status();
+  EXPECT_EQ(def->finished_job_retention, absl::Hours(2160));
+  EXPECT_EQ(def->event_retention, absl::Hours(840));
+  auto cfg = ParseClusterConfig(
+      "domain { name: \"site\" cap: \"1MW\" }\n"
+      "retention { finished_jobs: \"0s\" events: \"1h\" }\n",
+      "c.conf");
+  ASSERT_TRUE(cfg.ok()) << cfg.status();
+  EXPECT_EQ(cfg->finished_job_retention, absl::ZeroDuration());  // forever
+  EXPECT_EQ(cfg->event_retention, absl::Hours(1));
+  auto bad = ParseClusterConfig(
+      "domain { name: \"site\" cap: \"1MW\" }\n"
+      "retention { events: \"30m\" }\n",
+      "c.conf");
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(bad.status().message(),
+            "c.conf:2: retention.events: must be 0s (keep forever) or at "
+            "least 1h");
+}
+
 TEST(ClusterConfigTest, DefaultIsValid) {
   ClusterConfig cfg = DefaultClusterConfig();
   EXPECT_EQ(cfg.domains.size(), 1u);

@@ -242,6 +242,63 @@ TEST_F(EtcdTest, ElectionOneLeaderStandbyTakesOverOnResignAndExpiry) {
   EXPECT_FALSE(b.leading());  // b noticed it could not renew within the TTL
 }
 
+// With polling as good as off (poll and recheck 1 h), only etcd's Watch can
+// tell a waiting standby that the leader key went: on resignation, and on
+// lease expiry when the leader stops renewing (as a killed jouled does).
+// The 60 s waits bound a hang, not a speed: without the watch they fail.
+TEST_F(EtcdTest, StandbyLearnsOfTheLeaderKeysDeletionByWatch) {
+  StartCluster(1);
+  auto opts = [](std::string value) {
+    return LeaderElection::Options{.key = "/w/leader",
+                                   .value = std::move(value),
+                                   .ttl = absl::Seconds(2),
+                                   .poll = absl::Hours(1),
+                                   .watch = true,
+                                   .watch_recheck = absl::Hours(1)};
+  };
+  auto a = std::make_unique<LeaderElection>(client_.get(), opts("a:1"));
+  ASSERT_TRUE(a->Campaign().ok());
+  auto b = std::make_unique<LeaderElection>(client_.get(), opts("b:2"));
+  absl::Notification b_won;
+  std::thread tb([&] {
+    if (b->Campaign().ok()) b_won.Notify();
+  });
+  while (b->leader() != "a:1") absl::SleepFor(absl::Milliseconds(10));
+  a->Resign();
+  EXPECT_TRUE(b_won.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  if (!b_won.HasBeenNotified()) b->Cancel();
+  tb.join();
+  ASSERT_TRUE(b->leading());
+
+  LeaderElection c(client_.get(), opts("c:3"));
+  absl::Notification c_won;
+  std::thread tc([&] {
+    if (c.Campaign().ok()) c_won.Notify();
+  });
+  while (c.leader() != "b:2") absl::SleepFor(absl::Milliseconds(10));
+  b.reset();  // keep-alives stop, the lease is not revoked: it expires
+  EXPECT_TRUE(c_won.WaitForNotificationWithTimeout(absl::Seconds(60)));
+  if (!c_won.HasBeenNotified()) c.Cancel();
+  tc.join();
+  EXPECT_TRUE(c.leading());
+}
+
+// With the watch off, the poll alone still finds the key gone.
+TEST_F(EtcdTest, StandbyWithoutWatchPolls) {
+  StartCluster(1);
+  LeaderElection a(client_.get(), {.key = "/p/leader", .value = "a"});
+  ASSERT_TRUE(a.Campaign().ok());
+  LeaderElection b(client_.get(),
+                   {.key = "/p/leader", .value = "b", .watch = false});
+  std::thread t([&] {
+    while (b.leader() != "a") absl::SleepFor(absl::Milliseconds(10));
+    a.Resign();
+  });
+  EXPECT_TRUE(b.Campaign().ok());
+  t.join();
+  EXPECT_TRUE(b.leading());
+}
+
 TEST_F(EtcdTest, CampaignCancels) {
   StartCluster(1);
   LeaderElection a(client_.get(), {.key = "/c/leader", .value = "a"});

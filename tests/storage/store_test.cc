@@ -115,6 +115,26 @@ TEST_P(StoreTest, ScanIsOrderedAndPrefixed) {
   EXPECT_EQ(keys, (std::vector<std::string>{"a/1", "b/1"}));
 }
 
+// Several ops on one key in a batch: the last one wins, as applying them
+// in order would (EtcdStore collapses them: etcd refuses duplicate keys in
+// one Txn). PutMoved is Put without the copies.
+TEST_P(StoreTest, LastOpOnAKeyWinsAndPutMovedPuts) {
+  ASSERT_TRUE(store_->Put(kJobs, "gone", "x").ok());
+  WriteBatch b;
+  b.Put(kJobs, "a", "1");
+  b.Delete(kJobs, "gone");
+  b.Put(kJobs, "a", "2");
+  b.Put(kJobs, "gone", "back");
+  b.Delete(kJobs, "gone");
+  b.PutMoved(kJobs, std::string("m"), std::string("moved"));
+  b.Put(kNodes, "a", "other table");
+  ASSERT_TRUE(store_->Write(b, {}).ok());
+  EXPECT_EQ(**store_->Get(kJobs, "a"), "2");
+  EXPECT_FALSE(store_->Get(kJobs, "gone")->has_value());
+  EXPECT_EQ(**store_->Get(kJobs, "m"), "moved");
+  EXPECT_EQ(**store_->Get(kNodes, "a"), "other table");
+}
+
 TEST_P(StoreTest, BatchIsAtomicAcrossTables) {
   WriteBatch b;
   b.Put(kUsage, "t/k1", "event");
