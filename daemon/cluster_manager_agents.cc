@@ -378,7 +378,14 @@ absl::Status ClusterManager::HandleReport(const std::string& node,
         ++count;
       }
     }
-    if (count > 0) jobs_.AddSample(*j, sum / count);
+    if (count > 0) {
+      // One report stands for one report interval (1 s when unset).
+      const int64_t w =
+          options_.report_interval > absl::ZeroDuration()
+              ? absl::ToInt64Milliseconds(options_.report_interval)
+              : 1000;
+      jobs_.AddSample(*j, sum / count, w);
+    }
   }
   n.stale_stopped = std::move(stale);
   UpdateNodeMeasuredLocked(n);
