@@ -110,8 +110,7 @@ int64_t JobTable::CommittedPerGpu(const JobRt& j) const {
     limit = j.job.allocations(0).power_limit_mw();
   const config::AdmissionMode mode = config_->scheduler.admission;
   // The rule joule-sim applies (scheduler/measured_window.h): measured
-  // commits the configured percentile + margin, measured-plus
-  // clamp(floor, p50, p95).
+  // commits the configured percentile + margin, measured-plus p50.
   if (mode == config::AdmissionMode::kMeasured) {
     return j.measured_window.CommitPerGpuMw(
         scheduler::MeasuredRule(config_->scheduler.measured_percentile,

@@ -14,7 +14,9 @@ MeasuredCommitRule MeasuredRule(uint32_t percentile, uint32_t margin_pct) {
   return r;
 }
 
-MeasuredCommitRule MeasuredPlusRule() {
+MeasuredCommitRule MeasuredPlusRule() { return MeasuredRule(50, 0); }
+
+MeasuredCommitRule FloorClampRule() {
   MeasuredCommitRule r;
   r.kind = MeasuredCommitRule::kFloorClamp;
   r.percentile = 50;

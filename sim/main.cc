@@ -242,10 +242,10 @@ int Main(int argc, char** argv) {
                  "measured-plus with --plus-commit floor-clamp: the "
                  "percentile for the draw below the job's floor")
       ->capture_default_str();
-  std::string plus_commit = "floor-clamp";
+  std::string plus_commit = "percentile";
   app.add_option("--plus-commit", plus_commit,
-                 "measured-plus: floor-clamp (clamp(floor, p, p-high), "
-                 "scheduler/measured_window.h) or percentile (p alone)")
+                 "measured-plus: percentile (p alone) or floor-clamp "
+                 "(clamp(floor, p, p-high), scheduler/measured_window.h)")
       ->capture_default_str();
   std::string class_floors, adaptive_margin, min_raise_interval = "30s";
   std::string power_fit = "leaf";

@@ -39,6 +39,17 @@ TEST(MeasuredWindowTest, DaemonReportsKeepSixtySecondsAndNeedFive) {
   EXPECT_EQ(w.samples().front().first, 200 * kW);  // 100 W is gone
 }
 
+TEST(MeasuredWindowTest, MeasuredPlusDefaultIsTheMedian) {
+  const MeasuredWindowOptions opts;
+  MeasuredWindow w;
+  for (int64_t mw : {500, 500, 500, 500, 500, 520, 520, 520, 560, 560}) {
+    w.Add(mw * kW, 1000, opts);
+  }
+  // p50 = report 5 = 500 W whatever the floor.
+  EXPECT_EQ(w.CommitPerGpuMw(MeasuredPlusRule(), opts, 700 * kW, 574 * kW),
+            500 * kW);
+}
+
 TEST(MeasuredWindowTest, SimTicksAreTenReportsEach) {
   const MeasuredWindowOptions opts;
   MeasuredWindow w;
@@ -80,9 +91,9 @@ TEST_P(FloorClampTest, CommitsTheFloorBetweenP50AndP95) {
   for (int64_t mw : {500, 500, 500, 500, 500, 520, 520, 520, 560, 560}) {
     w.Add(mw * kW, 1000, opts);
   }
-  EXPECT_EQ(w.CommitPerGpuMw(MeasuredPlusRule(), opts, c.limit_w * kW,
-                             c.floor_w * kW),
-            c.want_w * kW);
+  EXPECT_EQ(
+      w.CommitPerGpuMw(FloorClampRule(), opts, c.limit_w * kW, c.floor_w * kW),
+      c.want_w * kW);
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -127,7 +138,7 @@ TEST(FloorClampTest, NoiseUpToP95IsAlwaysThrottleable) {
     const int64_t floor = static_cast<int64_t>(200 + rng() % 501) * kW;
     const int64_t p50 = WeightedPercentileMw(w.samples(), 1000, 50);
     const int64_t p95 = WeightedPercentileMw(w.samples(), 1000, 95);
-    const int64_t c = w.CommitPerGpuMw(MeasuredPlusRule(), opts, limit, floor);
+    const int64_t c = w.CommitPerGpuMw(FloorClampRule(), opts, limit, floor);
     ASSERT_LE(c, limit);
     ASSERT_GE(c, std::min(limit, p50));
     ASSERT_LE(c, std::min(limit, std::max(p50, p95)));
@@ -192,8 +203,8 @@ TEST_P(ClampWithLoopTest, P95NoiseIsThrottledNotPreempted) {
 INSTANTIATE_TEST_SUITE_P(
     Cases, ClampWithLoopTest,
     ::testing::Values(LoopCase{"P50HighFloor", MeasuredRule(50, 0), 574, 0, 1},
-                      LoopCase{"ClampHighFloor", MeasuredPlusRule(), 574, 0, 0},
-                      LoopCase{"ClampLowFloor", MeasuredPlusRule(), 300, 1, 0}),
+                      LoopCase{"ClampHighFloor", FloorClampRule(), 574, 0, 0},
+                      LoopCase{"ClampLowFloor", FloorClampRule(), 300, 1, 0}),
     [](const auto& info) { return info.param.name; });
 
 }  // namespace
