@@ -23,6 +23,7 @@
 #include "daemon/domain_tree.h"
 #include "daemon/event_log.h"
 #include "daemon/job_table.h"
+#include "daemon/knee_book.h"
 #include "daemon/node_table.h"
 #include "daemon/tenant_table.h"
 #include "joule/v1/joule.pb.h"
@@ -375,6 +376,7 @@ class ClusterManager {
   TenantTable tenants_;
   EventLog events_;
   ClaimBook claims_;
+  KneeBook knees_;  // learned efficiency knees (daemon/knee_book.h)
 
   std::atomic<uint64_t> next_command_id_{1};
   absl::flat_hash_map<uint64_t, std::shared_ptr<PendingLog>> pending_logs_

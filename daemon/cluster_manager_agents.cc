@@ -376,13 +376,26 @@ absl::Status ClusterManager::HandleReport(const std::string& node,
     // Measured draw per GPU of this job on this node.
     int64_t sum = 0;
     int count = 0;
+    const std::string knee_key = KneeBook::Key(
+        j->job.spec().tenant(), j->job.spec().name(), j->job.gpu_model());
     for (uint32_t g : rj.gpu_indices()) {
       if (g < n.gpus.size()) {
-        sum += n.gpus[g].status.power_mw();
+        const v1::GpuStatus& st = n.gpus[g].status;
+        sum += st.power_mw();
         ++count;
+        knees_.Add(knee_key, st.power_limit_mw(),
+                   IdleMwLocked(j->job.gpu_model()), st.max_power_limit_mw(),
+                   st.power_mw(), st.utilization_pct());
       }
     }
-    if (count > 0) jobs_.AddSample(*j, sum / count);
+    if (count > 0) {
+      // One report stands for one report interval (1 s when unset).
+      const int64_t w =
+          options_.report_interval > absl::ZeroDuration()
+              ? absl::ToInt64Milliseconds(options_.report_interval)
+              : 1000;
+      jobs_.AddSample(*j, sum / count, w);
+    }
   }
   n.stale_stopped = std::move(stale);
   UpdateNodeMeasuredLocked(n);

@@ -74,6 +74,10 @@ void ClusterManager::ScheduleOnce() {
       }
       p.max_runtime = TimeLimitLocked(j.job);
       p.efficiency = s.power_mode() == v1::POWER_MODE_EFFICIENCY;
+      if (p.efficiency) {  // learned from telemetry, else the config's knee
+        p.efficiency_knee_permille = knees_.KneePermille(
+            KneeBook::Key(s.tenant(), s.name(), s.gpu_model()));
+      }
       pending.push_back(std::move(p));
     }
     if (pending.empty() && claims_.all().empty()) return;

@@ -10,13 +10,6 @@
 #include "scheduler/power_rules.h"
 
 namespace joule::daemon {
-namespace {
-
-constexpr size_t kMeasuredSamples = 60;
-constexpr size_t kMeasuredMinSamples = 5;
-
-}  // namespace
-
 std::string AttemptKey(const std::string& job_id, uint32_t attempt) {
   return absl::StrCat(job_id, "/", attempt);
 }
@@ -96,7 +89,7 @@ void JobTable::Transition(JobRt& j, v1::JobState state, std::string reason,
     j.started.clear();
     j.ended.clear();
     j.first_failure_code = 0;
-    j.recent_per_gpu_mw.clear();
+    j.measured_window.Clear();
     j.measured_per_gpu_mw = 0;
     j.energy_mj = 0;
   }
@@ -116,24 +109,27 @@ int64_t JobTable::CommittedPerGpu(const JobRt& j) const {
   if (j.job.allocations_size() > 0)
     limit = j.job.allocations(0).power_limit_mw();
   const config::AdmissionMode mode = config_->scheduler.admission;
-  if ((mode == config::AdmissionMode::kMeasured ||
-       mode == config::AdmissionMode::kMeasuredPlus) &&
-      j.recent_per_gpu_mw.size() >= kMeasuredMinSamples) {
-    std::vector<std::pair<int64_t, int64_t>> samples;
-    for (int64_t mw : j.recent_per_gpu_mw) samples.push_back({mw, 1});
-    return scheduler::MeasuredCommitPerGpuMw(
-        samples, 1, config_->scheduler.measured_percentile,
-        config_->scheduler.measured_margin_pct, limit);
+  // The rule joule-sim applies (scheduler/measured_window.h): measured
+  // commits the configured percentile + margin, measured-plus p50.
+  if (mode == config::AdmissionMode::kMeasured) {
+    return j.measured_window.CommitPerGpuMw(
+        scheduler::MeasuredRule(config_->scheduler.measured_percentile,
+                                config_->scheduler.measured_margin_pct),
+        scheduler::MeasuredWindowOptions{}, limit, j.job.min_power_limit_mw());
+  }
+  if (mode == config::AdmissionMode::kMeasuredPlus) {
+    return j.measured_window.CommitPerGpuMw(scheduler::MeasuredPlusRule(),
+                                            scheduler::MeasuredWindowOptions{},
+                                            limit, j.job.min_power_limit_mw());
   }
   return limit;
 }
 
-void JobTable::AddSample(JobRt& j, int64_t per_gpu_mw) const {
+void JobTable::AddSample(JobRt& j, int64_t per_gpu_mw,
+                         int64_t weight_ms) const {
   j.measured_per_gpu_mw = per_gpu_mw;
-  j.recent_per_gpu_mw.push_back(per_gpu_mw);
-  while (j.recent_per_gpu_mw.size() > kMeasuredSamples) {
-    j.recent_per_gpu_mw.pop_front();
-  }
+  j.measured_window.Add(per_gpu_mw, weight_ms,
+                        scheduler::MeasuredWindowOptions{});
 }
 
 }  // namespace joule::daemon

@@ -13,6 +13,7 @@
 #include "absl/time/time.h"
 #include "config/cluster_config.h"
 #include "joule/v1/joule.pb.h"
+#include "scheduler/measured_window.h"
 #include "storage/store.h"
 
 namespace joule::daemon {
@@ -33,7 +34,8 @@ struct JobRt {
   std::vector<bool> ended;
   int32_t first_failure_code = 0;  // exit code of the first rank to fail
   uint64_t energy_mj = 0;
-  std::deque<int64_t> recent_per_gpu_mw;  // measured mode samples
+  // Measured modes: the recent per-GPU draw (scheduler/measured_window.h).
+  scheduler::MeasuredWindow measured_window;
   int64_t measured_per_gpu_mw = 0;
   // The last report that showed this attempt running (any rank): a lost
   // attempt ends there, not when the loss is noticed.
@@ -143,8 +145,9 @@ class JobTable {
   // measured modes the percentile of its recent draw.
   int64_t CommittedPerGpu(const JobRt& j) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  // Records one measured per-GPU sample of the current attempt.
-  void AddSample(JobRt& j, int64_t per_gpu_mw) const
+  // Records one measured per-GPU sample of the current attempt, standing
+  // for `weight_ms` of draw (one report interval).
+  void AddSample(JobRt& j, int64_t per_gpu_mw, int64_t weight_ms) const
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
  private:

@@ -264,7 +264,9 @@ Job Scheduler::Resolve(const PendingJob& p) const {
         std::clamp(p.power_mw > 0 ? p.power_mw : spec.tdp_mw, lo, hi);
     if (p.efficiency) {
       opt.limit_mw = EfficiencyLimitMw(opt.limit_mw, lo,
-                                       config_.efficiency_knee_permille);
+                                       p.efficiency_knee_permille > 0
+                                           ? p.efficiency_knee_permille
+                                           : config_.efficiency_knee_permille);
     }
     opt.min_mw =
         p.min_power_mw > 0

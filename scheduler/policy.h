@@ -9,13 +9,14 @@
 //    tried in snapshot order and the first that fits is used). Per-GPU limit
 //    = power_mw, or the model's TDP when 0, clamped into the model's
 //    [min_limit_mw, max_limit_mw], and for an efficiency job then lowered
-//    to the knee (EfficiencyLimitMw, power_options.h); min power =
+//    to the knee (EfficiencyLimitMw, power_options.h; the job's learned
+//    knee when it has one); min power =
 //    min_power_mw (0 = the limit) clamped into [min_limit_mw, limit]; with
 //    class_floors enabled, a job without min_power_mw gets ClassFloorMw of
-//    its requested class instead (power_rules.h). A job needs, on each of its nodes,
-//    gpus_per_node × limit of power headroom. It is kInfeasible when it asks
-//    for no GPUs, for an unknown model, for more GPUs per node than any node
-//    of the model has, or for more gang nodes than the cluster has.
+//    its requested class instead (power_rules.h). A job needs, on each of its
+//    nodes, gpus_per_node × limit of power headroom. It is kInfeasible when it
+//    asks for no GPUs, for an unknown model, for more GPUs per node than any
+//    node of the model has, or for more gang nodes than the cluster has.
 //
 // 2. Effective class. A reserved job is effective-reserved when its tenant's
 //    running reserved GPUs of that model + the GPUs of the tenant's earlier
@@ -160,8 +161,9 @@ struct PolicyConfig {
   // (power_fit.h); kLeaf is the least leaf headroom left.
   PowerFit power_fit = PowerFit::kLeaf;
   // Rule 1: a PendingJob::efficiency job's limit is EfficiencyLimitMw of
-  // its resolved limit at this knee (power_options.h), and its class floor
-  // is taken of that limit.
+  // its resolved limit at this knee (power_options.h), or at its own
+  // PendingJob::efficiency_knee_permille when set (learned from telemetry,
+  // efficiency_knee.h), and its class floor is taken of that limit.
   int64_t efficiency_knee_permille = 500;
 };
 

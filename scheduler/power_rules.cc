@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "absl/container/inlined_vector.h"
+#include "scheduler/measured_window.h"
 
 namespace joule::scheduler {
 
@@ -37,24 +38,7 @@ int64_t MeasuredCommitPerGpuMw(
     absl::Span<const std::pair<int64_t, int64_t>> samples, int64_t unit_weight,
     uint32_t percentile, uint32_t margin_pct, int64_t limit_mw) {
   if (samples.empty()) return limit_mw;
-  unit_weight = std::max<int64_t>(1, unit_weight);
-  absl::InlinedVector<std::pair<int64_t, int64_t>, 16> buf(samples.begin(),
-                                                           samples.end());
-  std::sort(buf.begin(), buf.end());
-  int64_t total = 0;
-  for (const auto& s : buf) total += s.second;
-  const int64_t count = std::max<int64_t>(1, total / unit_weight);
-  const int64_t idx = std::min<int64_t>(
-      count - 1, (count * static_cast<int64_t>(percentile) + 99) / 100 - 1);
-  int64_t cum = 0;
-  int64_t p = buf.back().first;
-  for (const auto& s : buf) {
-    cum += s.second;
-    if (cum > idx * unit_weight) {
-      p = s.first;
-      break;
-    }
-  }
+  const int64_t p = WeightedPercentileMw(samples, unit_weight, percentile);
   const int64_t with_margin = p + p * static_cast<int64_t>(margin_pct) / 100;
   return std::min(limit_mw, with_margin);
 }

@@ -158,6 +158,9 @@ struct PendingJob {
   // Energy mode: runs at the efficiency limit instead of its limit
   // (PolicyConfig::efficiency_knee_permille, EfficiencyLimitMw).
   bool efficiency = false;
+  // The knee learned for its workload (efficiency_knee.h), permille; 0 =
+  // PolicyConfig::efficiency_knee_permille.
+  int64_t efficiency_knee_permille = 0;
 };
 
 }  // namespace joule::scheduler

@@ -232,11 +232,20 @@ int Main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--measured-margin-pct", opts.measured_margin_pct)
       ->capture_default_str();
-  app.add_option("--plus-percentile", opts.plus_percentile,
+  app.add_option("--plus-percentile", opts.plus_commit.percentile,
                  "measured-plus: per-job commitment percentile")
       ->capture_default_str();
-  app.add_option("--plus-margin-pct", opts.plus_margin_pct,
+  app.add_option("--plus-margin-pct", opts.plus_commit.margin_pct,
                  "measured-plus: per-job commitment margin")
+      ->capture_default_str();
+  app.add_option("--plus-high-percentile", opts.plus_commit.high_percentile,
+                 "measured-plus with --plus-commit floor-clamp: the "
+                 "percentile for the draw below the job's floor")
+      ->capture_default_str();
+  std::string plus_commit = "percentile";
+  app.add_option("--plus-commit", plus_commit,
+                 "measured-plus: percentile (p alone) or floor-clamp "
+                 "(clamp(floor, p, p-high), scheduler/measured_window.h)")
       ->capture_default_str();
   std::string class_floors, adaptive_margin, min_raise_interval = "30s";
   std::string power_fit = "leaf";
@@ -443,6 +452,15 @@ int Main(int argc, char** argv) {
   if (absl::Status s = ParseClassFloors(class_floors, &opts.class_floors);
       !s.ok()) {
     return Fail(s);
+  }
+  if (plus_commit == "floor-clamp") {
+    opts.plus_commit.kind = scheduler::MeasuredCommitRule::kFloorClamp;
+  } else if (plus_commit == "percentile") {
+    opts.plus_commit.kind = scheduler::MeasuredCommitRule::kPercentile;
+  } else {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--plus-commit: \"", plus_commit,
+                     "\" is not one of: floor-clamp, percentile")));
   }
   if (auto fit = scheduler::ParsePowerFit(power_fit)) {
     opts.power_fit = *fit;

@@ -140,8 +140,13 @@ std::string ReportJson(const RunInfo& info,
   j.Int("measured_percentile", o.measured_percentile);
   j.Int("measured_margin_pct", o.measured_margin_pct);
   j.Open("measured_plus");
-  j.Int("percentile", o.plus_percentile);
-  j.Int("margin_pct", o.plus_margin_pct);
+  j.Field("commit",
+          o.plus_commit.kind == scheduler::MeasuredCommitRule::kFloorClamp
+              ? "\"floor-clamp\""
+              : "\"percentile\"");
+  j.Int("percentile", o.plus_commit.percentile);
+  j.Int("margin_pct", o.plus_commit.margin_pct);
+  j.Int("high_percentile", o.plus_commit.high_percentile);
   j.Field("class_floors", o.class_floors.enabled ? "true" : "false");
   j.Int("floor_reserved_permille", o.class_floors.reserved_permille);
   j.Int("floor_on_demand_permille", o.class_floors.on_demand_permille);

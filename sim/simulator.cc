@@ -27,6 +27,7 @@
 #include "common/proto_time.h"
 #include "scheduler/fair_share.h"
 #include "scheduler/measured_plus.h"
+#include "scheduler/measured_window.h"
 #include "scheduler/policy.h"
 #include "scheduler/power_control.h"
 #include "scheduler/power_rules.h"
@@ -134,8 +135,8 @@ struct RunExtra {
   int64_t energy_last_ms = 0;
   uint64_t energy_mwms = 0;  // this attempt, mW × ms
   int64_t committed_per_gpu = 0;
-  std::vector<std::pair<int64_t, int64_t>> samples;  // (mW, weight ms)
-  int64_t sample_ms = 0;                             // total weight
+  int64_t min_mw = 0;                // floor per GPU (the commitment's clamp)
+  scheduler::MeasuredWindow window;  // measured modes: recent draw
 };
 
 struct DomStats {
@@ -231,6 +232,10 @@ class Sim {
 
   const SimInputs& in_;
   const SimOptions opts_;
+  // The commitment rules of measured and measured-plus (from opts_).
+  scheduler::MeasuredCommitRule measured_rule_ = scheduler::MeasuredRule(
+      opts_.measured_percentile, opts_.measured_margin_pct);
+  scheduler::MeasuredCommitRule plus_rule_ = opts_.plus_commit;
   const SimCluster& cluster_;
   const Workload& work_;
 
@@ -468,16 +473,11 @@ void Sim::AddNodePower(int node, int64_t dmeasured, int64_t dcommitted) {
 }
 
 int64_t Sim::MeasuredCommitted(const RunExtra& x, int64_t limit) const {
-  if (!Measured() || x.sample_ms < opts_.measured_min_ms || x.samples.empty()) {
-    return limit;
-  }
-  // The daemon's rule (scheduler::MeasuredCommitPerGpuMw) over the last 16
-  // samples, each standing for `weight` one-second reports.
-  const size_t n = std::min<size_t>(x.samples.size(), 16);
-  return scheduler::MeasuredCommitPerGpuMw(
-      absl::MakeConstSpan(x.samples).subspan(x.samples.size() - n), 1000,
-      Plus() ? opts_.plus_percentile : opts_.measured_percentile,
-      Plus() ? opts_.plus_margin_pct : opts_.measured_margin_pct, limit);
+  if (!Measured()) return limit;
+  // The daemon's rule (scheduler/measured_window.h), each tick's sample
+  // standing for tick / unit_ms one-second reports.
+  return x.window.CommitPerGpuMw(Plus() ? plus_rule_ : measured_rule_,
+                                 opts_.measured_window, limit, x.min_mw);
 }
 
 // What is taken off a pending job's explicit power (and added back to what
@@ -584,6 +584,7 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
   x.draw_mw = draw;
   x.energy_last_ms = now_;
   x.committed_per_gpu = limit_mw;
+  x.min_mw = min_mw;
   x.leaf = snap_.nodes[p.shares[0].node].domain;
   for (const scheduler::JobShare& sh : p.shares) {
     if (snap_.nodes[sh.node].domain != x.leaf) x.leaf = -1;
@@ -784,15 +785,7 @@ void Sim::Telemetry() {
     int64_t dc = 0;
     if (measured) {
       const int64_t w = std::min(opts_.tick_ms, now_ - x.start_ms);
-      if (w > 0) {
-        x.samples.emplace_back(x.draw_mw, w);
-        x.sample_ms += w;
-        while (x.samples.size() > 1 && x.sample_ms - x.samples.front().second >=
-                                           opts_.measured_window_ms) {
-          x.sample_ms -= x.samples.front().second;
-          x.samples.erase(x.samples.begin());
-        }
-      }
+      x.window.Add(x.draw_mw, w, opts_.measured_window);
       const int64_t c = MeasuredCommitted(x, x.limit_mw);
       dc = c - x.committed_per_gpu;
       if (dc < 0) committed_down = true;

@@ -19,6 +19,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "scheduler/measured_window.h"
 #include "scheduler/power_fit.h"
 #include "scheduler/power_rules.h"
 #include "scheduler/time_limits.h"
@@ -65,13 +66,14 @@ struct SimOptions {
   bool allow_preemption = true;
   uint32_t measured_percentile = 95;
   uint32_t measured_margin_pct = 10;
-  int64_t measured_window_ms = 60'000;
-  int64_t measured_min_ms = 5'000;
+  // The window of both measured modes (as jouled's, report unit 1 s).
+  scheduler::MeasuredWindowOptions measured_window;
   int64_t restore_margin_permille = 50;
   // measured-plus only: the per-job commitment (percentile, margin), the
   // class floors, the adaptive per-domain reserve, the raise hysteresis.
-  uint32_t plus_percentile = 50;
-  uint32_t plus_margin_pct = 0;
+  // The per-job commitment: p50 by default (scheduler::MeasuredPlusRule, as
+  // jouled); --plus-commit floor-clamp gives clamp(floor, p50, p95).
+  scheduler::MeasuredCommitRule plus_commit = scheduler::MeasuredPlusRule();
   scheduler::ClassFloors class_floors = {true, 1000, 800, 0};
   scheduler::PowerFit power_fit = scheduler::PowerFit::kLeaf;
   scheduler::AdaptiveMarginConfig margin;
