@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -288,6 +289,14 @@ class ClusterManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     tenants_.AddEnded(tenant, gpus, start, end, batch);
   }
+  // SubmitJob's and SubmitArray's idempotency check (cluster_manager_jobs.cc)
+  // for `idem_key` (SubmitIdemKey, not empty): waits while a submission with
+  // that key is in flight, then reads its record. ALREADY_EXISTS when the
+  // record's fingerprint is not `fingerprint`; the recorded job (or array)
+  // id; nullopt without a record.
+  absl::StatusOr<std::optional<std::string>> PriorSubmitLocked(
+      const std::string& idem_key, const std::string& fingerprint,
+      const std::string& request_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ---- scheduling limits (cluster_manager_sched.cc, issue 11)
   // GPUs held by running attempts per tenant (fair share).
   HeldGpus HeldGpusLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
