@@ -151,12 +151,7 @@ absl::StatusOr<v1::Job> ClusterManager::SubmitJob(
     v1::Job& job = j.job;
     job.set_seq(jobs_.NextSeq());
     job.set_id(absl::StrFormat("job-%06d", job.seq()));
-    *job.mutable_spec() = spec;
-    *job.mutable_submit_time() = ToProtoTime(now);
-    job.set_request_id(req.request_id());
-    job.set_effective_class(spec.service_class());
-    job.set_power_limit_mw(spec.power_limit_mw());
-    job.set_min_power_limit_mw(spec.min_power_limit_mw());
+    InitSubmittedJob(spec, req.request_id(), now, &job);
     *job.mutable_time_limit() = ToProtoDuration(time_limit);
     TransitionLocked(j, v1::JOB_STATE_PENDING, "submitted", now);
     jobs_.Deactivate(job.id());  // not visible until it is durable

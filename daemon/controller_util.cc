@@ -106,4 +106,14 @@ std::string SubmitIdemKey(const v1::JobSpec& spec,
   return request_id.empty() ? "" : absl::StrCat(spec.tenant(), "/", request_id);
 }
 
+void InitSubmittedJob(const v1::JobSpec& spec, const std::string& request_id,
+                      absl::Time now, v1::Job* job) {
+  *job->mutable_spec() = spec;
+  *job->mutable_submit_time() = ToProtoTime(now);
+  job->set_request_id(request_id);
+  job->set_effective_class(spec.service_class());
+  job->set_power_limit_mw(spec.power_limit_mw());
+  job->set_min_power_limit_mw(spec.min_power_limit_mw());
+}
+
 }  // namespace joule::daemon

@@ -38,6 +38,12 @@ absl::Status ValidName(absl::string_view field, absl::string_view name);
 absl::StatusOr<v1::JobSpec> SubmittedSpec(const v1::SubmitJobRequest& req,
                                           const std::string& caller_tenant);
 
+// The fields of a newly submitted job that come from its request (spec,
+// submit time, request id, effective class, power limits); the caller sets
+// its seq, id and the rest.
+void InitSubmittedJob(const v1::JobSpec& spec, const std::string& request_id,
+                      absl::Time now, v1::Job* job);
+
 // The idempotency key of a submission: "TENANT/REQUEST_ID", or "" without a
 // request id (no idempotency).
 std::string SubmitIdemKey(const v1::JobSpec& spec,

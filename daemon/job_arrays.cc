@@ -133,12 +133,7 @@ absl::StatusOr<v1::SubmitJobResponse> ClusterManager::SubmitArray(
       const uint32_t index = array.first() + i;
       job.set_seq(jobs_.NextSeq());
       job.set_id(ArrayTaskId(array_id, index));
-      *job.mutable_spec() = spec;
-      *job.mutable_submit_time() = ToProtoTime(now);
-      job.set_request_id(req.request_id());
-      job.set_effective_class(spec.service_class());
-      job.set_power_limit_mw(spec.power_limit_mw());
-      job.set_min_power_limit_mw(spec.min_power_limit_mw());
+      InitSubmittedJob(spec, req.request_id(), now, &job);
       job.set_array_id(array_id);
       job.set_array_index(index);
       job.set_array_max_running(array.max_running());
