@@ -116,4 +116,13 @@ void InitSubmittedJob(const v1::JobSpec& spec, const std::string& request_id,
   job->set_min_power_limit_mw(spec.min_power_limit_mw());
 }
 
+absl::Status ValidateSetPowerCap(const v1::SetPowerCapRequest& r) {
+  RETURN_IF_ERROR(validation::Text("reason", r.reason()));
+  if (r.cap_mw() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cap_mw: ", r.cap_mw(), " is negative; a cap must be >= 0"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace joule::daemon

@@ -44,6 +44,10 @@ absl::StatusOr<v1::JobSpec> SubmittedSpec(const v1::SubmitJobRequest& req,
 void InitSubmittedJob(const v1::JobSpec& spec, const std::string& request_id,
                       absl::Time now, v1::Job* job);
 
+// The checks SetPowerCap and PreviewPowerCap share before they look at the
+// domain: the reason is text (validation::Text) and cap_mw is not negative.
+absl::Status ValidateSetPowerCap(const v1::SetPowerCapRequest& r);
+
 // The idempotency key of a submission: "TENANT/REQUEST_ID", or "" without a
 // request id (no idempotency).
 std::string SubmitIdemKey(const v1::JobSpec& spec,
