@@ -44,6 +44,23 @@ bool HasWord(const std::string& line, absl::string_view word) {
   return false;
 }
 
+// Creates the agent's cgroup `parent`/`name`; returns it, or "" with
+// `s->why_none` saying why not.
+std::string MakeAgentDir(const std::string& parent, const std::string& name,
+                         CgroupSetup* s) {
+  if (!Writable(parent)) {
+    s->why_none = absl::StrCat(parent, " is not writable");
+    return "";
+  }
+  const std::string dir = absl::StrCat(parent, "/", name);
+  if (!MakeDir(dir)) {
+    s->why_none =
+        absl::StrCat("cannot create ", dir, ": ", std::strerror(errno));
+    return "";
+  }
+  return dir;
+}
+
 }  // namespace
 
 std::string CgroupSetup::Describe() const {
@@ -69,16 +86,8 @@ CgroupSetup DetectCgroups(const std::string& root, const std::string& node) {
   const std::string name = "joule-agent-" + node;
   if (Exists(root + "/cgroup.controllers")) {
     // Pure v2: the controllers the kernel offers are listed at the root.
-    if (!Writable(root)) {
-      s.why_none = absl::StrCat(root, " is not writable");
-      return s;
-    }
-    const std::string dir = absl::StrCat(root, "/", name);
-    if (!MakeDir(dir)) {
-      s.why_none =
-          absl::StrCat("cannot create ", dir, ": ", std::strerror(errno));
-      return s;
-    }
+    const std::string dir = MakeAgentDir(root, name, &s);
+    if (dir.empty()) return s;
     s.kind = "v2";
     s.v2_dir = dir;
     const std::string offered = ReadLine(root + "/cgroup.controllers");
@@ -104,16 +113,8 @@ CgroupSetup DetectCgroups(const std::string& root, const std::string& node) {
         absl::StrCat("no cgroup v2 hierarchy at ", root, " or ", unified);
     return s;
   }
-  if (!Writable(unified)) {
-    s.why_none = absl::StrCat(unified, " is not writable");
-    return s;
-  }
-  const std::string dir = absl::StrCat(unified, "/", name);
-  if (!MakeDir(dir)) {
-    s.why_none =
-        absl::StrCat("cannot create ", dir, ": ", std::strerror(errno));
-    return s;
-  }
+  const std::string dir = MakeAgentDir(unified, name, &s);
+  if (dir.empty()) return s;
   s.kind = "hybrid";
   s.v2_dir = dir;
   // The v1 hierarchies of the two controllers ("cpu" may be mounted as

@@ -111,10 +111,8 @@ int main(int argc, char** argv) {
                "plaintext gRPC (with --token-file: a node-bound agent token)");
   app.add_option("--token-file", transport.token_file,
                  "file holding an agent token bound to this node");
-  std::string log_format = "text", log_level = "info";
-  app.add_option("--log-format", log_format,
-                 "operator log lines on stderr: text or json");
-  app.add_option("--log-level", log_level, "debug, info, warn or error");
+  joule::log::LogOptions log_options;
+  joule::log::AddLogFlags(app, &log_options);
   std::string metrics_listen = "127.0.0.1:9465";
   CLI::Option* metrics_flag = app.add_option(
       "--metrics-listen", metrics_listen,
@@ -122,17 +120,9 @@ int main(int argc, char** argv) {
       "only; empty: off)");
   joule::AddVersionFlag(app, "joule-agent");
   JOULE_CLI_PARSE(app, "joule-agent", argc, argv);
-  {
-    joule::log::Format format;
-    joule::log::Level level;
-    for (const absl::Status& s : {joule::log::ParseFormat(log_format, &format),
-                                  joule::log::ParseLevel(log_level, &level)}) {
-      if (!s.ok()) {
-        fprintf(stderr, "joule-agent: %s\n", std::string(s.message()).c_str());
-        return 2;
-      }
-    }
-    joule::log::Configure(format, level);
+  if (absl::Status s = joule::log::ApplyLogOptions(log_options); !s.ok()) {
+    fprintf(stderr, "joule-agent: %s\n", std::string(s.message()).c_str());
+    return 2;
   }
   if (!transport.insecure &&
       (transport.ca_file.empty() ||

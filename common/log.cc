@@ -144,4 +144,15 @@ void Log(Level level, absl::string_view event, const Fields& fields) {
   fflush(s.out);
 }
 
+absl::Status ApplyLogOptions(const LogOptions& options) {
+  Format format;
+  Level level;
+  for (const absl::Status& s : {ParseFormat(options.format, &format),
+                                ParseLevel(options.level, &level)}) {
+    if (!s.ok()) return s;
+  }
+  Configure(format, level);
+  return absl::OkStatus();
+}
+
 }  // namespace joule::log

@@ -42,4 +42,25 @@ Level CurrentLevel();
 void SetLevel(Level level);
 void Log(Level level, absl::string_view event, const Fields& fields);
 
+// The --log-format and --log-level flags of jouled and joule-agent, as
+// given (defaults: text, info).
+struct LogOptions {
+  std::string format = "text";
+  std::string level = "info";
+};
+
+// Adds both flags to `app` (a CLI::App), bound to `*options`. A template so
+// that joule_log does not link CLI11 (as common/cli_parse.h is header-only).
+template <typename App>
+void AddLogFlags(App& app, LogOptions* options) {
+  app.add_option("--log-format", options->format,
+                 "operator log lines on stderr: text or json");
+  app.add_option("--log-level", options->level, "debug, info, warn or error");
+}
+
+// Parses both (ParseFormat, then ParseLevel) and, when both are valid,
+// Configure()s the sink with them; otherwise the first error, naming its
+// flag, and the sink is left as it was.
+absl::Status ApplyLogOptions(const LogOptions& options);
+
 }  // namespace joule::log

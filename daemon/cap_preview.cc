@@ -4,6 +4,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "daemon/cluster_manager.h"
+#include "daemon/controller_util.h"
 #include "daemon/validation.h"
 #include "scheduler/measured_plus.h"
 #include "scheduler/power_control.h"
@@ -22,11 +23,7 @@ absl::StatusOr<v1::PowerCapPreview> ClusterManager::PreviewPowerCap(
     const v1::SetPowerCapRequest& r) {
   // The same checks as SetPowerCap, so that a preview fails as the call
   // itself would.
-  RETURN_IF_ERROR(validation::Text("reason", r.reason()));
-  if (r.cap_mw() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cap_mw: ", r.cap_mw(), " is negative; a cap must be >= 0"));
-  }
+  RETURN_IF_ERROR(ValidateSetPowerCap(r));
   v1::PowerCapPreview out;
   scheduler::ClusterSnapshot snap;
   scheduler::PowerControlConfig power;

@@ -36,7 +36,6 @@ ClusterManager::ClusterManager(ClusterManagerOptions options)
       tenants_(&mu_, &options_.config),
       events_(&mu_, options_.store, options_.clock, [this](const v1::Event& e) {
         if (options_.on_event) options_.on_event(e.kind());
-        if (options_.on_event_recorded) options_.on_event_recorded(e);
       }),
       claims_(&mu_) {}
 
@@ -115,9 +114,9 @@ void ClusterManager::AddEventLocked(storage::WriteBatch* batch,
   const v1::Event e = events_.Add(batch, std::move(kind), std::move(subject),
                                   std::move(message));
   PutCountersLocked(batch);
-  if (options_.on_event_record) {
+  if (options_.on_event_recorded) {
     const JobRt* j = jobs_.Find(e.subject());
-    options_.on_event_record(e, j != nullptr ? j->job.spec().tenant() : "");
+    options_.on_event_recorded(e, j != nullptr ? j->job.spec().tenant() : "");
   }
 }
 

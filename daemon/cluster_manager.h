@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -75,17 +76,14 @@ struct ClusterManagerOptions {
   // the loop thread; they must not block or call back.
   std::function<void(const std::string& kind)> on_event;
   std::function<void(const char* round, absl::Duration took)> on_round;
-  // Optional observers (operator log, daemon/ops_events.h), same rules: the
-  // event as recorded; a job moved to `state` (placement: STARTING).
-  std::function<void(const v1::Event& e)> on_event_recorded;
-  std::function<void(const v1::Job& job, v1::JobState state)> on_transition;
-  // Every event recorded, with the tenant of the job it is about ("" when
-  // its subject is not a job), and every job state transition: with mu_
-  // held, before the batch is committed; must not block (WatchEvents,
-  // daemon/event_feed.h).
+  // Optional observers (the operator log, daemon/ops_events.h, and
+  // WatchEvents, daemon/event_feed.h), same rules: every event as recorded,
+  // with the tenant of the job it is about ("" when its subject is not a
+  // job); every job state transition, the job moved to `state` (placement:
+  // STARTING). With mu_ held, before the batch is committed.
   std::function<void(const v1::Event& e, const std::string& job_tenant)>
-      on_event_record;
-  std::function<void(const v1::Job& job)> on_job_state;
+      on_event_recorded;
+  std::function<void(const v1::Job& job, v1::JobState state)> on_transition;
 };
 
 // The controller of the cluster's in-memory state (layer 2 of the scheduler
@@ -272,7 +270,6 @@ class ClusterManager {
                         absl::Time when) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     jobs_.Transition(j, state, std::move(reason), when);
     if (options_.on_transition) options_.on_transition(j.job, state);
-    if (options_.on_job_state) options_.on_job_state(j.job);
   }
   // Ends the current attempt: frees GPUs, records the attempt (and billing
   // records into `batch`). Returns the closed attempt.
@@ -316,6 +313,14 @@ class ClusterManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     tenants_.AddEnded(tenant, gpus, start, end, batch);
   }
+  // SubmitJob's and SubmitArray's idempotency check (cluster_manager_jobs.cc)
+  // for `idem_key` (SubmitIdemKey, not empty): waits while a submission with
+  // that key is in flight, then reads its record. ALREADY_EXISTS when the
+  // record's fingerprint is not `fingerprint`; the recorded job (or array)
+  // id; nullopt without a record.
+  absl::StatusOr<std::optional<std::string>> PriorSubmitLocked(
+      const std::string& idem_key, const std::string& fingerprint,
+      const std::string& request_id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // ---- scheduling limits (cluster_manager_sched.cc, issue 11)
   // GPUs held by running attempts per tenant (fair share).
   HeldGpus HeldGpusLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -113,11 +113,7 @@ v1::GetPowerTreeResponse ClusterManager::PowerTree() {
 
 absl::StatusOr<v1::PowerDomain> ClusterManager::SetPowerCap(
     const v1::SetPowerCapRequest& r) {
-  RETURN_IF_ERROR(validation::Text("reason", r.reason()));
-  if (r.cap_mw() < 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cap_mw: ", r.cap_mw(), " is negative; a cap must be >= 0"));
-  }
+  RETURN_IF_ERROR(ValidateSetPowerCap(r));
   absl::MutexLock lock(&mu_);
   const int i = domains_.Find(r.domain());
   if (i < 0) {

@@ -1,5 +1,6 @@
 // ClusterManager: the job API (submit, get, list, cancel, logs).
 #include <algorithm>
+#include <optional>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -101,27 +102,31 @@ absl::Status ClusterManager::ValidateSpecLocked(const v1::JobSpec& spec) const {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::optional<std::string>> ClusterManager::PriorSubmitLocked(
+    const std::string& idem_key, const std::string& fingerprint,
+    const std::string& request_id) {
+  // A retry racing its original waits for it, then sees its record.
+  auto settled = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return !jobs_.submitting().contains(idem_key);
+  };
+  mu_.Await(absl::Condition(&settled));
+  ASSIGN_OR_RETURN(auto prior,
+                   options_.store->Get(storage::kJobsIdem, idem_key));
+  if (!prior.has_value()) return std::nullopt;
+  v1::records::SubmitIdempotency rec;
+  rec.ParseFromString(*prior);
+  if (rec.spec_fingerprint() != fingerprint) {
+    return absl::AlreadyExistsError(
+        absl::StrCat("request_id: \"", request_id,
+                     "\" was already used for a different job spec"));
+  }
+  return rec.job_id();
+}
+
 absl::StatusOr<v1::Job> ClusterManager::SubmitJob(
     const v1::SubmitJobRequest& req, const std::string& caller_tenant) {
-  v1::JobSpec spec = req.spec();
-  if (!caller_tenant.empty() && spec.tenant().empty()) {
-    spec.set_tenant(caller_tenant);
-  }
-  if (!caller_tenant.empty() && spec.tenant() != caller_tenant) {
-    return absl::PermissionDeniedError(
-        "spec.tenant: a tenant may submit jobs only for itself");
-  }
-  if (spec.nodes() == 0) spec.set_nodes(1);
-  if (spec.service_class() == v1::SERVICE_CLASS_UNSPECIFIED) {
-    spec.set_service_class(v1::SERVICE_CLASS_ON_DEMAND);
-  }
-  if (!req.request_id().empty()) {
-    RETURN_IF_ERROR(ValidName("request_id", req.request_id()));
-  }
-  const std::string idem_key =
-      req.request_id().empty()
-          ? ""
-          : absl::StrCat(spec.tenant(), "/", req.request_id());
+  ASSIGN_OR_RETURN(const v1::JobSpec spec, SubmittedSpec(req, caller_tenant));
+  const std::string idem_key = SubmitIdemKey(spec, req.request_id());
   JobRt j;
   storage::WriteBatch batch;
   {
@@ -131,22 +136,11 @@ absl::StatusOr<v1::Job> ClusterManager::SubmitJob(
       RETURN_IF_ERROR(options_.check_priced(spec, options_.clock->Now()));
     }
     if (!idem_key.empty()) {
-      // A retry racing its original waits for it, then sees its record.
-      auto settled = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return !jobs_.submitting().contains(idem_key);
-      };
-      mu_.Await(absl::Condition(&settled));
-      ASSIGN_OR_RETURN(auto prior,
-                       options_.store->Get(storage::kJobsIdem, idem_key));
+      ASSIGN_OR_RETURN(
+          const std::optional<std::string> prior,
+          PriorSubmitLocked(idem_key, SpecFingerprint(spec), req.request_id()));
       if (prior.has_value()) {
-        v1::records::SubmitIdempotency rec;
-        rec.ParseFromString(*prior);
-        if (rec.spec_fingerprint() != SpecFingerprint(spec)) {
-          return absl::AlreadyExistsError(
-              absl::StrCat("request_id: \"", req.request_id(),
-                           "\" was already used for a different job spec"));
-        }
-        auto it = jobs_.find(rec.job_id());
+        auto it = jobs_.find(*prior);
         if (it != jobs_.end()) return it->second.job;
       }
       jobs_.submitting().insert(idem_key);
@@ -160,12 +154,7 @@ absl::StatusOr<v1::Job> ClusterManager::SubmitJob(
     v1::Job& job = j.job;
     job.set_seq(jobs_.NextSeq());
     job.set_id(absl::StrFormat("job-%06d", job.seq()));
-    *job.mutable_spec() = spec;
-    *job.mutable_submit_time() = ToProtoTime(now);
-    job.set_request_id(req.request_id());
-    job.set_effective_class(spec.service_class());
-    job.set_power_limit_mw(spec.power_limit_mw());
-    job.set_min_power_limit_mw(spec.min_power_limit_mw());
+    InitSubmittedJob(spec, req.request_id(), now, &job);
     *job.mutable_time_limit() = ToProtoDuration(time_limit);
     TransitionLocked(j, v1::JOB_STATE_PENDING, "submitted", now);
     jobs_.Deactivate(job.id());  // not visible until it is durable

@@ -83,4 +83,48 @@ absl::Status ValidName(absl::string_view field, absl::string_view name) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<v1::JobSpec> SubmittedSpec(const v1::SubmitJobRequest& req,
+                                          const std::string& caller_tenant) {
+  v1::JobSpec spec = req.spec();
+  if (!caller_tenant.empty() && spec.tenant().empty()) {
+    spec.set_tenant(caller_tenant);
+  }
+  if (!caller_tenant.empty() && spec.tenant() != caller_tenant) {
+    return absl::PermissionDeniedError(
+        "spec.tenant: a tenant may submit jobs only for itself");
+  }
+  if (spec.nodes() == 0) spec.set_nodes(1);
+  if (spec.service_class() == v1::SERVICE_CLASS_UNSPECIFIED) {
+    spec.set_service_class(v1::SERVICE_CLASS_ON_DEMAND);
+  }
+  if (!req.request_id().empty()) {
+    RETURN_IF_ERROR(ValidName("request_id", req.request_id()));
+  }
+  return spec;
+}
+
+std::string SubmitIdemKey(const v1::JobSpec& spec,
+                          const std::string& request_id) {
+  return request_id.empty() ? "" : absl::StrCat(spec.tenant(), "/", request_id);
+}
+
+void InitSubmittedJob(const v1::JobSpec& spec, const std::string& request_id,
+                      absl::Time now, v1::Job* job) {
+  *job->mutable_spec() = spec;
+  *job->mutable_submit_time() = ToProtoTime(now);
+  job->set_request_id(request_id);
+  job->set_effective_class(spec.service_class());
+  job->set_power_limit_mw(spec.power_limit_mw());
+  job->set_min_power_limit_mw(spec.min_power_limit_mw());
+}
+
+absl::Status ValidateSetPowerCap(const v1::SetPowerCapRequest& r) {
+  RETURN_IF_ERROR(validation::Text("reason", r.reason()));
+  if (r.cap_mw() < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cap_mw: ", r.cap_mw(), " is negative; a cap must be >= 0"));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace joule::daemon

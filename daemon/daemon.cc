@@ -175,16 +175,16 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   };
   d->parts_->ops = std::make_unique<OpsEvents>(reg);
   OpsEvents* ops = d->parts_->ops.get();
-  mo.on_event_recorded = [ops](const v1::Event& e) { ops->OnEvent(e); };
-  mo.on_transition = [ops](const v1::Job& j, v1::JobState s) {
-    ops->OnTransition(j, s);
-  };
   d->parts_->feed = std::make_shared<EventFeed>();
   EventFeed* feed = d->parts_->feed.get();
-  mo.on_event_record = [feed](const v1::Event& e, const std::string& t) {
+  mo.on_event_recorded = [ops, feed](const v1::Event& e, const std::string& t) {
+    ops->OnEvent(e);
     feed->PublishEvent(e, t);
   };
-  mo.on_job_state = [feed](const v1::Job& j) { feed->PublishJobState(j); };
+  mo.on_transition = [ops, feed](const v1::Job& j, v1::JobState s) {
+    ops->OnTransition(j, s);
+    feed->PublishJobState(j);
+  };
   // Power rounds tick WatchEvents subscribers with `power` (rate-limited).
   mo.on_round = [metrics = std::move(mo.on_round), feed](const char* round,
                                                          absl::Duration took) {

@@ -1,12 +1,14 @@
 #include "daemon/job_arrays.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
 #include "daemon/cluster_manager.h"
+#include "daemon/controller_util.h"
 #include "daemon/job_table.h"
 #include "daemon/validation.h"
 #include "google/protobuf/io/coded_stream.h"
@@ -91,28 +93,11 @@ void ArrayGate::Finish() {
 absl::StatusOr<v1::SubmitJobResponse> ClusterManager::SubmitArray(
     const v1::SubmitJobRequest& req, const std::string& caller_tenant) {
   // The same normalisation as SubmitJob.
-  v1::JobSpec spec = req.spec();
-  if (!caller_tenant.empty() && spec.tenant().empty()) {
-    spec.set_tenant(caller_tenant);
-  }
-  if (!caller_tenant.empty() && spec.tenant() != caller_tenant) {
-    return absl::PermissionDeniedError(
-        "spec.tenant: a tenant may submit jobs only for itself");
-  }
-  if (spec.nodes() == 0) spec.set_nodes(1);
-  if (spec.service_class() == v1::SERVICE_CLASS_UNSPECIFIED) {
-    spec.set_service_class(v1::SERVICE_CLASS_ON_DEMAND);
-  }
-  if (!req.request_id().empty()) {
-    RETURN_IF_ERROR(validation::Name("request_id", req.request_id()));
-  }
+  ASSIGN_OR_RETURN(const v1::JobSpec spec, SubmittedSpec(req, caller_tenant));
   const v1::JobArray& array = req.array();
   RETURN_IF_ERROR(ValidateArray(array, options_.store->max_batch_ops()));
   const uint32_t tasks = array.last() - array.first() + 1;
-  const std::string idem_key =
-      req.request_id().empty()
-          ? ""
-          : absl::StrCat(spec.tenant(), "/", req.request_id());
+  const std::string idem_key = SubmitIdemKey(spec, req.request_id());
   std::vector<JobRt> made;
   made.reserve(tasks);
   std::string array_id;
@@ -124,25 +109,16 @@ absl::StatusOr<v1::SubmitJobResponse> ClusterManager::SubmitArray(
       RETURN_IF_ERROR(options_.check_priced(spec, options_.clock->Now()));
     }
     if (!idem_key.empty()) {
-      auto settled = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-        return !jobs_.submitting().contains(idem_key);
-      };
-      mu_.Await(absl::Condition(&settled));
-      ASSIGN_OR_RETURN(auto prior,
-                       options_.store->Get(storage::kJobsIdem, idem_key));
+      ASSIGN_OR_RETURN(
+          const std::optional<std::string> prior,
+          PriorSubmitLocked(idem_key, ArrayFingerprint(spec, array),
+                            req.request_id()));
       if (prior.has_value()) {
-        v1::records::SubmitIdempotency rec;
-        rec.ParseFromString(*prior);
-        if (rec.spec_fingerprint() != ArrayFingerprint(spec, array)) {
-          return absl::AlreadyExistsError(
-              absl::StrCat("request_id: \"", req.request_id(),
-                           "\" was already used for a different job spec"));
-        }
-        auto it = jobs_.lower_bound(rec.job_id() + "_");
-        if (it != jobs_.end() && it->second.job.array_id() == rec.job_id()) {
+        auto it = jobs_.lower_bound(*prior + "_");
+        if (it != jobs_.end() && it->second.job.array_id() == *prior) {
           v1::SubmitJobResponse out;
           *out.mutable_job() = it->second.job;
-          out.set_array_id(rec.job_id());
+          out.set_array_id(*prior);
           out.set_array_tasks(tasks);
           return out;
         }
@@ -157,12 +133,7 @@ absl::StatusOr<v1::SubmitJobResponse> ClusterManager::SubmitArray(
       const uint32_t index = array.first() + i;
       job.set_seq(jobs_.NextSeq());
       job.set_id(ArrayTaskId(array_id, index));
-      *job.mutable_spec() = spec;
-      *job.mutable_submit_time() = ToProtoTime(now);
-      job.set_request_id(req.request_id());
-      job.set_effective_class(spec.service_class());
-      job.set_power_limit_mw(spec.power_limit_mw());
-      job.set_min_power_limit_mw(spec.min_power_limit_mw());
+      InitSubmittedJob(spec, req.request_id(), now, &job);
       job.set_array_id(array_id);
       job.set_array_index(index);
       job.set_array_max_running(array.max_running());

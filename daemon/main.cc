@@ -65,23 +65,13 @@ int main(int argc, char** argv) {
   std::string dedup_window = "840h";
   app.add_option("--usage-dedup-window", dedup_window,
                  "etcd: keep usage idempotency records this long");
-  std::string log_format = "text", log_level = "info";
-  app.add_option("--log-format", log_format,
-                 "operator log lines on stderr: text or json");
-  app.add_option("--log-level", log_level, "debug, info, warn or error");
+  joule::log::LogOptions log_options;
+  joule::log::AddLogFlags(app, &log_options);
   joule::AddVersionFlag(app, "jouled");
   JOULE_CLI_PARSE(app, "jouled", argc, argv);
-  {
-    joule::log::Format format;
-    joule::log::Level level;
-    for (const absl::Status& s : {joule::log::ParseFormat(log_format, &format),
-                                  joule::log::ParseLevel(log_level, &level)}) {
-      if (!s.ok()) {
-        fprintf(stderr, "jouled: %s\n", std::string(s.message()).c_str());
-        return 2;
-      }
-    }
-    joule::log::Configure(format, level);
+  if (absl::Status s = joule::log::ApplyLogOptions(log_options); !s.ok()) {
+    fprintf(stderr, "jouled: %s\n", std::string(s.message()).c_str());
+    return 2;
   }
 
   joule::daemon::DaemonOptions options;

@@ -1,5 +1,8 @@
 #include "common/log.h"
 
+#include <map>
+#include <string>
+
 #include "gtest/gtest.h"
 
 namespace joule::log {
@@ -37,6 +40,42 @@ TEST(Log, FlagsParseOrNameTheFlag) {
   EXPECT_NE(s.message().find("--log-format"), absl::string_view::npos);
   EXPECT_NE(ParseLevel("loud", &l).message().find("--log-level"),
             absl::string_view::npos);
+}
+
+// A stand-in for CLI::App: AddLogFlags only calls add_option.
+struct FakeApp {
+  std::map<std::string, std::string*> options;
+  void add_option(const std::string& name, std::string& value,
+                  const std::string& help) {
+    options[name] = &value;
+  }
+};
+
+TEST(Log, AddLogFlagsBindsBothFlagsWithTheirDefaults) {
+  FakeApp app;
+  LogOptions o;
+  AddLogFlags(app, &o);
+  ASSERT_EQ(app.options.size(), 2u);
+  ASSERT_EQ(app.options.count("--log-format"), 1u);
+  ASSERT_EQ(app.options.count("--log-level"), 1u);
+  EXPECT_EQ(*app.options["--log-format"], "text");
+  EXPECT_EQ(*app.options["--log-level"], "info");
+  *app.options["--log-format"] = "json";
+  EXPECT_EQ(o.format, "json");
+}
+
+TEST(Log, ApplyLogOptionsRefusesEitherBadValueAndConfiguresOtherwise) {
+  EXPECT_TRUE(ApplyLogOptions({.format = "text", .level = "warn"}).ok());
+  EXPECT_FALSE(Enabled(Level::kInfo));
+  EXPECT_TRUE(Enabled(Level::kWarn));
+  absl::Status s = ApplyLogOptions({.format = "xml", .level = "debug"});
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("--log-format"), absl::string_view::npos);
+  s = ApplyLogOptions({.format = "json", .level = "loud"});
+  EXPECT_NE(s.message().find("--log-level"), absl::string_view::npos);
+  EXPECT_FALSE(Enabled(Level::kDebug));   // neither bad call configured
+  EXPECT_TRUE(ApplyLogOptions({}).ok());  // text, info: the defaults
+  EXPECT_TRUE(Enabled(Level::kInfo));
 }
 
 }  // namespace

@@ -21,6 +21,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/memory_store.h"
+#include "tests/daemon/manager_fixture.h"
 
 namespace joule::daemon {
 namespace {
@@ -33,17 +34,8 @@ constexpr int64_t kW = 1000;
 constexpr int64_t kKw = 1000 * kW;
 
 // rack-a: n1 n2 n3, rack-b: n4 (1 kW base; 8 × H100, 200..700 W, idle
-// 70 W). acme has a contract for 8 H100.
+// 70 W). acme has a contract for 8 H100. After test::kH100HgxSite.
 constexpr char kConfig[] = R"pb(
-  gpu_model {
-    name: "H100"
-    tdp: "700W"
-    min_power_limit: "200W"
-    max_power_limit: "700W"
-    idle_power: "70W"
-  }
-  node_model { name: "hgx" base_power: "1kW" }
-  domain { name: "site" kind: "site" cap: "1MW" }
   domain { name: "rack-a" parent: "site" kind: "rack" cap: "100kW" }
   domain { name: "rack-b" parent: "site" kind: "rack" cap: "100kW" }
   node { name: "n1" domain: "rack-a" }
@@ -71,7 +63,8 @@ class Link final : public AgentLink {
 class Cluster {
  public:
   Cluster() {
-    auto cfg = config::ParseClusterConfig(kConfig, "test.conf");
+    auto cfg = config::ParseClusterConfig(
+        absl::StrCat(test::kH100HgxSite, kConfig), "test.conf");
     EXPECT_TRUE(cfg.ok()) << cfg.status();
     config_ = *std::move(cfg);
     NewManager();
@@ -95,15 +88,7 @@ class Cluster {
     req.set_node_name(node);
     req.set_address("127.0.0.1");
     req.set_gpu_backend("fake");
-    for (int i = 0; i < 8; ++i) {
-      v1::GpuInfo* g = req.add_gpus();
-      g->set_index(i);
-      g->set_uuid(absl::StrCat("GPU-", node, "-", i));
-      g->set_model("H100");
-      g->set_min_power_limit_mw(200 * kW);
-      g->set_max_power_limit_mw(700 * kW);
-      g->set_default_power_limit_mw(700 * kW);
-    }
+    test::AddH100Gpus(&req, 8, absl::StrCat("GPU-", node, "-"));
     for (const auto& [key, j] : jobs_[node]) {
       v1::RunningJob* r = req.add_running_jobs();
       r->set_job_id(j.id);
@@ -286,10 +271,7 @@ class Cluster {
   };
   void NewManager() {
     cm_.reset();
-    ClusterManagerOptions o;
-    o.config = config_;
-    o.store = &store_;
-    o.clock = &clock_;
+    ClusterManagerOptions o = test::ManagerOptions(config_, &store_, &clock_);
     o.report_interval = absl::Milliseconds(500);
     o.contracted_gpus = [](absl::Time) {
       absl::flat_hash_map<std::string,

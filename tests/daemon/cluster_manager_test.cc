@@ -28,6 +28,7 @@
 #include "gtest/gtest.h"
 #include "storage/memory_store.h"
 #include "storage/rocksdb_store.h"
+#include "tests/daemon/manager_fixture.h"
 
 namespace joule::daemon {
 namespace {
@@ -58,16 +59,8 @@ struct ConfigOptions {
 
 std::string ConfigText(const ConfigOptions& o) {
   return absl::StrCat(
+      test::kH100HgxSite,
       R"pb(
-        gpu_model {
-          name: "H100"
-          tdp: "700W"
-          min_power_limit: "200W"
-          max_power_limit: "700W"
-          idle_power: "70W"
-        }
-        node_model { name: "hgx" base_power: "1kW" }
-        domain { name: "site" kind: "site" cap: "1MW" }
         domain { name: "rack-a" parent: "site" kind: "rack" cap: ")pb",
       o.rack_a_cap,
       R"pb(" }
@@ -133,10 +126,7 @@ class TestCluster {
   // A fresh ClusterManager over the same store and clock (not loaded).
   void NewManager() {
     manager_.reset();
-    ClusterManagerOptions opts;
-    opts.config = config_;
-    opts.store = store_;
-    opts.clock = &clock_;
+    ClusterManagerOptions opts = test::ManagerOptions(config_, store_, &clock_);
     opts.contracted_gpus = [this](absl::Time) { return contracts_; };
     manager_ = std::make_unique<ClusterManager>(std::move(opts));
   }
@@ -151,15 +141,9 @@ class TestCluster {
     req.set_node_name(node);
     req.set_address(absl::StrCat("10.0.0.", node.substr(1)));
     req.set_gpu_backend("fake");
-    for (int i = 0; i < kGpusPerNode; ++i) {
-      v1::GpuInfo* g = req.add_gpus();
-      g->set_index(i);
-      g->set_uuid(absl::StrCat("GPU-", node, "-", i));
-      g->set_model("H100");
-      g->set_memory_total_bytes(80ull << 30);
-      g->set_min_power_limit_mw(200 * kW);
-      g->set_max_power_limit_mw(700 * kW);
-      g->set_default_power_limit_mw(700 * kW);
+    test::AddH100Gpus(&req, kGpusPerNode, absl::StrCat("GPU-", node, "-"));
+    for (v1::GpuInfo& g : *req.mutable_gpus()) {
+      g.set_memory_total_bytes(80ull << 30);
     }
     return req;
   }

@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/memory_store.h"
+#include "tests/daemon/manager_fixture.h"
 
 namespace joule::daemon {
 namespace {
@@ -28,16 +29,8 @@ constexpr int64_t kW = 1000;  // mW
 // site (1 MW) > rack (100 kW): n1, n2; 8 x H100 (200..700 W, idle 70 W).
 std::string Config(const std::string& extra_scheduler = "") {
   return absl::StrCat(
+      test::kH100HgxSite,
       R"pb(
-        gpu_model {
-          name: "H100"
-          tdp: "700W"
-          min_power_limit: "200W"
-          max_power_limit: "700W"
-          idle_power: "70W"
-        }
-        node_model { name: "hgx" base_power: "1kW" }
-        domain { name: "site" kind: "site" cap: "1MW" }
         domain { name: "rack" parent: "site" kind: "rack" cap: "100kW" }
         node { name: "n1" domain: "rack" }
         node { name: "n2" domain: "rack" }
@@ -58,24 +51,14 @@ class Harden : public ::testing::Test {
   void Make(const std::string& text) {
     auto cfg = config::ParseClusterConfig(text, "test.conf");
     ASSERT_TRUE(cfg.ok()) << cfg.status();
-    ClusterManagerOptions o;
-    o.config = *cfg;
-    o.store = &store_;
-    o.clock = &clock_;
-    cm_ = std::make_unique<ClusterManager>(std::move(o));
+    cm_ = std::make_unique<ClusterManager>(
+        test::ManagerOptions(*cfg, &store_, &clock_));
   }
   static v1::RegisterRequest Reg(const std::string& node) {
     v1::RegisterRequest r;
     r.set_node_name(node);
     r.set_address("127.0.0.1");
-    for (int i = 0; i < 8; ++i) {
-      v1::GpuInfo* g = r.add_gpus();
-      g->set_index(i);
-      g->set_model("H100");
-      g->set_min_power_limit_mw(200 * kW);
-      g->set_max_power_limit_mw(700 * kW);
-      g->set_default_power_limit_mw(700 * kW);
-    }
+    test::AddH100Gpus(&r, 8);
     return r;
   }
   void Attach(const std::string& node, const v1::RegisterRequest& req) {

@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "scheduler/fair_share.h"
 #include "storage/memory_store.h"
+#include "tests/daemon/manager_fixture.h"
 
 namespace joule::daemon {
 namespace {
@@ -34,16 +35,8 @@ constexpr int kGpus = 8;
 // Tenants acme, beta, gamma; acme may run 16 on-demand GPUs.
 std::string Config(const std::string& extra = "") {
   return absl::StrCat(
+      test::kH100HgxSite,
       R"pb(
-        gpu_model {
-          name: "H100"
-          tdp: "700W"
-          min_power_limit: "200W"
-          max_power_limit: "700W"
-          idle_power: "70W"
-        }
-        node_model { name: "hgx" base_power: "1kW" }
-        domain { name: "site" kind: "site" cap: "1MW" }
         domain { name: "rack-a" parent: "site" kind: "rack" cap: "100kW" }
         node { name: "n1" domain: "rack-a" }
         node { name: "n2" domain: "rack-a" }
@@ -83,11 +76,8 @@ class SchedLimits : public ::testing::Test {
   // A fresh manager over the same store and clock, loaded (a restart).
   void NewManager() {
     cm_.reset();
-    ClusterManagerOptions o;
-    o.config = config_;
-    o.store = &store_;
-    o.clock = &clock_;
-    cm_ = std::make_unique<ClusterManager>(std::move(o));
+    cm_ = std::make_unique<ClusterManager>(
+        test::ManagerOptions(config_, &store_, &clock_));
     ASSERT_TRUE(cm_->Load().ok());
   }
   // Registers `node`; `exited` are attempts that ended while it was away.
@@ -99,15 +89,7 @@ class SchedLimits : public ::testing::Test {
     req.set_node_name(node);
     req.set_address("10.0.0.1");
     req.set_gpu_backend("fake");
-    for (int i = 0; i < kGpus; ++i) {
-      v1::GpuInfo* g = req.add_gpus();
-      g->set_index(i);
-      g->set_uuid(absl::StrCat("GPU-", node, "-", i));
-      g->set_model("H100");
-      g->set_min_power_limit_mw(200 * kW);
-      g->set_max_power_limit_mw(700 * kW);
-      g->set_default_power_limit_mw(700 * kW);
-    }
+    test::AddH100Gpus(&req, kGpus, absl::StrCat("GPU-", node, "-"));
     for (const auto& [id, attempt] : running) {
       v1::RunningJob* r = req.add_running_jobs();
       r->set_job_id(id);

@@ -14,6 +14,7 @@
 #include "absl/time/time.h"
 #include "gtest/gtest.h"
 #include "joule/v1/joule.pb.h"
+#include "tests/e2e/fixtures.h"
 #include "tests/e2e/harness.h"
 
 namespace joule::e2e {
@@ -71,12 +72,10 @@ Totals WriteTraceCsv(const std::string& out, const std::string& tenant,
 }
 
 std::string Config() {
-  return "gpu_model { name: \"H100\" tdp: \"700W\" min_power_limit: \"200W\" "
-         "max_power_limit: \"700W\" idle_power: \"70W\" }\n"
-         "node_model { name: \"hgx\" base_power: \"1kW\" }\n"
-         "domain { name: \"site\" kind: \"site\" cap: \"1MW\" }\n"
-         "node { name: \"n1\" domain: \"site\" node_model: \"hgx\" }\n"
-         "scheduler { stop_grace: \"1s\" }\n";
+  return ConfigBuilder()
+      .Node("n1", "site")
+      .Scheduler("stop_grace: \"1s\"")
+      .Text();
 }
 
 class BillingEdgesE2E : public ::testing::Test {
@@ -88,11 +87,7 @@ class BillingEdgesE2E : public ::testing::Test {
     c_ = std::make_unique<Cluster>(o);
     c_->StartDaemon();
     c_->StartAgent("n1");
-    ASSERT_TRUE(WaitFor([&] {
-      v1::ListNodesResponse r;
-      c_->CtlJson({"node", "list"}, &r);
-      return r.nodes_size() == 1 && r.nodes(0).state() == v1::NODE_STATE_READY;
-    }));
+    ASSERT_TRUE(WaitForReadyNodes(*c_, 1));
     ASSERT_EQ(Ctl({"tenant", "create", "acme"}).exit_code, 0);
   }
   CtlResult Ctl(std::vector<std::string> args) { return c_->Ctl(args); }

@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "joule/v1/joule.pb.h"
+#include "tests/e2e/fixtures.h"
 #include "tests/e2e/harness.h"
 
 namespace joule::e2e {
@@ -20,19 +21,11 @@ namespace {
 
 // rk1 (cap 100 kW) with n1 and n2: 1 kW base, 8 simulated H100 each.
 std::string Config(const std::string& grace) {
-  std::string c =
-      "gpu_model { name: \"H100\" tdp: \"700W\" min_power_limit: \"200W\" "
-      "max_power_limit: \"700W\" idle_power: \"70W\" }\n"
-      "node_model { name: \"hgx\" base_power: \"1kW\" }\n"
-      "domain { name: \"site\" kind: \"site\" cap: \"1MW\" }\n"
-      "domain { name: \"rk1\" parent: \"site\" kind: \"rack\" cap: "
-      "\"100kW\" }\n";
-  for (int i = 1; i <= 2; ++i) {
-    c += "node { name: \"n" + std::to_string(i) +
-         "\" domain: \"rk1\" node_model: \"hgx\" }\n";
-  }
-  c += "scheduler { stop_grace: \"" + grace + "\" }\n";
-  return c;
+  return ConfigBuilder()
+      .Domain("rk1", "100kW")
+      .Nodes(2, "rk1")
+      .Scheduler("stop_grace: \"" + grace + "\"")
+      .Text();
 }
 
 class ClaimsE2E : public ::testing::Test {
@@ -44,13 +37,7 @@ class ClaimsE2E : public ::testing::Test {
     cluster_->StartDaemon();
     cluster_->StartAgent("n1");
     cluster_->StartAgent("n2");
-    ASSERT_TRUE(WaitFor([&] {
-      v1::ListNodesResponse r;
-      cluster_->CtlJson({"node", "list"}, &r);
-      int ready = 0;
-      for (const auto& n : r.nodes()) ready += n.state() == v1::NODE_STATE_READY;
-      return ready == 2;
-    }));
+    ASSERT_TRUE(WaitForReadyNodes(*cluster_, 2));
     for (const char* t : {"acme", "beta"}) {
       ASSERT_EQ(cluster_->Ctl({"tenant", "create", t}).exit_code, 0);
     }

@@ -11,6 +11,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "joule/v1/joule.grpc.pb.h"
+#include "tests/e2e/fixtures.h"
 #include "tests/e2e/harness.h"
 
 namespace joule::e2e {
@@ -91,11 +92,7 @@ class CliE2E : public ::testing::Test {
   void SetUp() override {
     c_.StartDaemon();
     c_.StartAgent("n1");
-    ASSERT_TRUE(WaitFor([&] {
-      v1::ListNodesResponse r;
-      c_.CtlJson({"node", "list"}, &r);
-      return r.nodes_size() == 1 && r.nodes(0).state() == v1::NODE_STATE_READY;
-    }));
+    ASSERT_TRUE(WaitForReadyNodes(c_, 1));
     ASSERT_EQ(c_.Ctl({"tenant", "create", "acme"}).exit_code, 0);
     ASSERT_EQ(c_.Ctl({"tenant", "create", "globex"}).exit_code, 0);
   }

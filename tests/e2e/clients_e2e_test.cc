@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "joule/v1/joule.pb.h"
+#include "tests/e2e/fixtures.h"
 #include "tests/e2e/harness.h"
 
 namespace joule::e2e {
@@ -23,11 +24,7 @@ class ClientsE2E : public ::testing::Test {
   void SetUp() override {
     c_.StartDaemon();
     c_.StartAgent("n1");
-    ASSERT_TRUE(WaitFor([&] {
-      v1::ListNodesResponse r;
-      c_.CtlJson({"node", "list"}, &r);
-      return r.nodes_size() == 1 && r.nodes(0).state() == v1::NODE_STATE_READY;
-    }));
+    ASSERT_TRUE(WaitForReadyNodes(c_, 1));
     ASSERT_EQ(c_.Ctl({"tenant", "create", "acme"}).exit_code, 0);
     token_file_ = c_.dir() + "/acme.token";
     WriteFile(token_file_, c_.CreateToken("tenant", "acme") + "\n");

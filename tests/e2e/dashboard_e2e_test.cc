@@ -17,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "joule/v1/joule.pb.h"
+#include "tests/e2e/fixtures.h"
 #include "tests/e2e/harness.h"
 
 namespace joule::e2e {
@@ -31,16 +32,12 @@ std::string Chromium() {
 
 // rk1 (11 kW) holds n1, rk2 (20 kW) holds n2, under a 1 MW site.
 std::string Config() {
-  return "gpu_model { name: \"H100\" tdp: \"700W\" min_power_limit: \"200W\" "
-         "max_power_limit: \"700W\" idle_power: \"70W\" }\n"
-         "node_model { name: \"hgx\" base_power: \"1kW\" }\n"
-         "domain { name: \"site\" kind: \"site\" cap: \"1MW\" }\n"
-         "domain { name: \"rk1\" parent: \"site\" kind: \"rack\" cap: "
-         "\"11kW\" }\n"
-         "domain { name: \"rk2\" parent: \"site\" kind: \"rack\" cap: "
-         "\"20kW\" }\n"
-         "node { name: \"n1\" domain: \"rk1\" node_model: \"hgx\" }\n"
-         "node { name: \"n2\" domain: \"rk2\" node_model: \"hgx\" }\n";
+  return ConfigBuilder()
+      .Domain("rk1", "11kW")
+      .Domain("rk2", "20kW")
+      .Node("n1", "rk1")
+      .Node("n2", "rk2")
+      .Text();
 }
 
 // 12000 -> "12,000" (the page groups thousands, en-US).
@@ -78,13 +75,7 @@ TEST(DashboardE2E, ChromiumShowsTheTreeNodesQueueAndEvents) {
   c.StartDaemon();
   c.StartAgent("n1");
   c.StartAgent("n2");
-  ASSERT_TRUE(WaitFor([&] {
-    v1::ListNodesResponse n;
-    c.CtlJson({"node", "list"}, &n);
-    int ready = 0;
-    for (const auto& x : n.nodes()) ready += x.state() == v1::NODE_STATE_READY;
-    return ready == 2;
-  }));
+  ASSERT_TRUE(WaitForReadyNodes(c, 2));
   ASSERT_EQ(c.Ctl({"tenant", "create", "acme"}).exit_code, 0);
   for (int i = 0; i < 3; ++i) {
     CtlResult sub = c.Ctl({"job", "submit", "--tenant", "acme", "--gpus", "8",

@@ -23,18 +23,18 @@
 #include "gtest/gtest.h"
 #include "joule/v1/joule.grpc.pb.h"
 #include "joule/v1/joule.pb.h"
+#include "tests/e2e/fixtures.h"
 #include "tests/e2e/harness.h"
 
 namespace joule::e2e {
 namespace {
 
 std::string Config() {
-  return "gpu_model { name: \"H100\" tdp: \"700W\" min_power_limit: \"200W\" "
-         "max_power_limit: \"700W\" idle_power: \"70W\" }\n"
-         "domain { name: \"site\" kind: \"site\" cap: \"1MW\" }\n"
-         "node { name: \"n1\" domain: \"site\" }\n"
-         "node { name: \"n2\" domain: \"site\" }\n"
-         "scheduler { stop_grace: \"1s\" }\n";
+  return ConfigBuilder(/*hgx=*/false)
+      .Node("n1", "site")
+      .Node("n2", "site")
+      .Scheduler("stop_grace: \"1s\"")
+      .Text();
 }
 
 class HardeningE2E : public ::testing::Test {

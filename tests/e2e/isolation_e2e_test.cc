@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "joule/v1/joule.pb.h"
+#include "tests/e2e/fixtures.h"
 #include "tests/e2e/harness.h"
 
 namespace joule::e2e {
@@ -18,19 +19,11 @@ namespace {
 
 TEST(IsolationE2E, JobMemoryAndCpuLimitsAreSetOrSaidNotEnforced) {
   Cluster::Options o;
-  o.config_text =
-      "gpu_model { name: \"H100\" tdp: \"700W\" min_power_limit: \"200W\" "
-      "max_power_limit: \"700W\" idle_power: \"70W\" }\n"
-      "domain { name: \"site\" kind: \"site\" cap: \"1MW\" }\n"
-      "node { name: \"iso1\" domain: \"site\" }\n";
+  o.config_text = ConfigBuilder(/*hgx=*/false).Node("iso1", "site").Text();
   Cluster c(o);
   c.StartDaemon();
   c.StartAgent("iso1");
-  ASSERT_TRUE(WaitFor([&] {
-    v1::ListNodesResponse r;
-    c.CtlJson({"node", "list"}, &r);
-    return r.nodes_size() == 1 && r.nodes(0).state() == v1::NODE_STATE_READY;
-  }));
+  ASSERT_TRUE(WaitForReadyNodes(c, 1));
   ASSERT_EQ(c.Ctl({"tenant", "create", "acme"}).exit_code, 0);
   // The job prints the limits of the cgroups it is in: v1 memory and cpu
   // (hybrid), or the v2 files (pure v2).

@@ -10,6 +10,7 @@
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "joule/v1/joule.pb.h"
+#include "tests/e2e/fixtures.h"
 #include "tests/e2e/harness.h"
 
 namespace joule::e2e {
@@ -39,11 +40,7 @@ TEST(MetricsE2E, ScrapeMatchesTheApiAndPassesPromtool) {
   Cluster c;
   c.StartDaemon();
   c.StartAgent("n1");
-  ASSERT_TRUE(WaitFor([&] {
-    v1::ListNodesResponse n;
-    c.CtlJson({"node", "list"}, &n);
-    return n.nodes_size() == 1 && n.nodes(0).state() == v1::NODE_STATE_READY;
-  }));
+  ASSERT_TRUE(WaitForReadyNodes(c, 1));
   ASSERT_EQ(c.Ctl({"tenant", "create", "acme"}).exit_code, 0);
   CtlResult sub = c.Ctl({"job", "submit", "--tenant", "acme", "--gpus", "2",
                          "--", "sleep", "30"});

@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "joule/v1/joule.pb.h"
+#include "tests/e2e/fixtures.h"
 #include "tests/e2e/harness.h"
 
 namespace joule::e2e {
@@ -52,13 +53,7 @@ bool Promtool(const Cluster& c, const std::string& text) {
 // below that: the power loop throttles (to 200 W: 1 + 8 x 0.2 = 2.6 kW)
 // or preempts.
 std::string Config() {
-  return "gpu_model { name: \"H100\" tdp: \"700W\" min_power_limit: \"200W\" "
-         "max_power_limit: \"700W\" idle_power: \"70W\" }\n"
-         "node_model { name: \"hgx\" base_power: \"1kW\" }\n"
-         "domain { name: \"site\" kind: \"site\" cap: \"1MW\" }\n"
-         "domain { name: \"rk1\" parent: \"site\" kind: \"rack\" cap: "
-         "\"11kW\" }\n"
-         "node { name: \"n1\" domain: \"rk1\" node_model: \"hgx\" }\n";
+  return ConfigBuilder().Domain("rk1", "11kW").Node("n1", "rk1").Text();
 }
 
 TEST(OpsE2E, JsonLogNamesJobNodeDomainAndCountersByClassAndCause) {
@@ -68,11 +63,7 @@ TEST(OpsE2E, JsonLogNamesJobNodeDomainAndCountersByClassAndCause) {
   Cluster c(o);
   c.StartDaemon();
   c.StartAgent("n1");
-  ASSERT_TRUE(WaitFor([&] {
-    v1::ListNodesResponse n;
-    c.CtlJson({"node", "list"}, &n);
-    return n.nodes_size() == 1 && n.nodes(0).state() == v1::NODE_STATE_READY;
-  }));
+  ASSERT_TRUE(WaitForReadyNodes(c, 1));
   ASSERT_EQ(c.Ctl({"tenant", "create", "acme"}).exit_code, 0);
   CtlResult sub = c.Ctl({"job", "submit", "--tenant", "acme", "--gpus", "8",
                          "--", "sleep", "60"});

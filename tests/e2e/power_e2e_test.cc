@@ -9,6 +9,7 @@
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "joule/v1/joule.pb.h"
+#include "tests/e2e/fixtures.h"
 #include "tests/e2e/harness.h"
 
 namespace joule::e2e {
@@ -22,19 +23,11 @@ namespace {
 // largest limit that fits: at most (11 − 8.16) kW / 8 = 355 W over idle,
 // i.e. <= 425 W, and >= 200 W.
 std::string Config() {
-  std::string c =
-      "gpu_model { name: \"H100\" tdp: \"700W\" min_power_limit: \"200W\" "
-      "max_power_limit: \"700W\" idle_power: \"70W\" }\n"
-      "node_model { name: \"hgx\" base_power: \"1kW\" }\n"
-      "domain { name: \"site\" kind: \"site\" cap: \"1MW\" }\n"
-      "domain { name: \"rk1\" parent: \"site\" kind: \"rack\" cap: "
-      "\"11kW\" }\n";
-  for (int i = 1; i <= 2; ++i) {
-    c += "node { name: \"n" + std::to_string(i) +
-         "\" domain: \"rk1\" node_model: \"hgx\" }\n";
-  }
-  c += "scheduler { admission: \"measured-plus\" stop_grace: \"1s\" }\n";
-  return c;
+  return ConfigBuilder()
+      .Domain("rk1", "11kW")
+      .Nodes(2, "rk1")
+      .Scheduler("admission: \"measured-plus\" stop_grace: \"1s\"")
+      .Text();
 }
 
 class PowerE2E : public ::testing::Test {
@@ -47,14 +40,7 @@ class PowerE2E : public ::testing::Test {
     cluster_->StartDaemon();
     cluster_->StartAgent("n1");
     cluster_->StartAgent("n2");
-    ASSERT_TRUE(WaitFor([&] {
-      v1::ListNodesResponse r;
-      cluster_->CtlJson({"node", "list"}, &r);
-      int ready = 0;
-      for (const auto& n : r.nodes())
-        ready += n.state() == v1::NODE_STATE_READY;
-      return ready == 2;
-    }));
+    ASSERT_TRUE(WaitForReadyNodes(*cluster_, 2));
     ASSERT_EQ(cluster_->Ctl({"tenant", "create", "acme"}).exit_code, 0);
   }
   std::string Submit(std::vector<std::string> args) {

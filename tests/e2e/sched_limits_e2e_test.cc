@@ -9,20 +9,18 @@
 #include "common/proto_time.h"
 #include "gtest/gtest.h"
 #include "joule/v1/joule.pb.h"
+#include "tests/e2e/fixtures.h"
 #include "tests/e2e/harness.h"
 
 namespace joule::e2e {
 namespace {
 
 std::string OneNodeConfig() {
-  return "gpu_model { name: \"H100\" tdp: \"700W\" min_power_limit: \"200W\" "
-         "max_power_limit: \"700W\" idle_power: \"70W\" }\n"
-         "node_model { name: \"hgx\" base_power: \"1kW\" }\n"
-         "domain { name: \"site\" kind: \"site\" cap: \"1MW\" }\n"
-         "domain { name: \"rk1\" parent: \"site\" kind: \"rack\" cap: "
-         "\"100kW\" }\n"
-         "node { name: \"n1\" domain: \"rk1\" node_model: \"hgx\" }\n"
-         "scheduler { stop_grace: \"1s\" }\n";
+  return ConfigBuilder()
+      .Domain("rk1", "100kW")
+      .Node("n1", "rk1")
+      .Scheduler("stop_grace: \"1s\"")
+      .Text();
 }
 
 class SchedLimitsE2E : public ::testing::Test {
@@ -33,11 +31,7 @@ class SchedLimitsE2E : public ::testing::Test {
     cluster_ = std::make_unique<Cluster>(o);
     cluster_->StartDaemon();
     cluster_->StartAgent("n1");
-    ASSERT_TRUE(WaitFor([&] {
-      v1::ListNodesResponse r;
-      cluster_->CtlJson({"node", "list"}, &r);
-      return r.nodes_size() == 1 && r.nodes(0).state() == v1::NODE_STATE_READY;
-    }));
+    ASSERT_TRUE(WaitForReadyNodes(*cluster_, 1));
     ASSERT_EQ(cluster_->Ctl({"tenant", "create", "acme"}).exit_code, 0);
   }
   v1::Job Job(const std::string& id) {

@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "joule/v1/joule.pb.h"
+#include "tests/e2e/fixtures.h"
 #include "tests/e2e/harness.h"
 
 namespace joule::e2e {
@@ -22,20 +23,12 @@ namespace {
 // (1.68 kW) = 4.68 kW committed; an 8-GPU job adds 8 × (700 − 70) W =
 // 5.04 kW. Two jobs: 14.76 kW <= 15 kW; a third would make it 19.8 kW.
 std::string Config(int nodes, const std::string& rack_cap) {
-  std::string c =
-      "gpu_model { name: \"H100\" tdp: \"700W\" min_power_limit: \"200W\" "
-      "max_power_limit: \"700W\" idle_power: \"70W\" }\n"
-      "node_model { name: \"hgx\" base_power: \"1kW\" }\n"
-      "domain { name: \"site\" kind: \"site\" cap: \"1MW\" }\n"
-      "domain { name: \"r1\" parent: \"site\" kind: \"row\" cap: \"100kW\" }\n"
-      "domain { name: \"rk1\" parent: \"r1\" kind: \"rack\" cap: \"" +
-      rack_cap + "\" }\n";
-  for (int i = 1; i <= nodes; ++i) {
-    c += "node { name: \"n" + std::to_string(i) +
-         "\" domain: \"rk1\" node_model: \"hgx\" }\n";
-  }
-  c += "scheduler { stop_grace: \"1s\" }\n";
-  return c;
+  return ConfigBuilder()
+      .Domain("r1", "100kW", "site", "row")
+      .Domain("rk1", rack_cap, "r1")
+      .Nodes(nodes, "rk1")
+      .Scheduler("stop_grace: \"1s\"")
+      .Text();
 }
 
 class SchedulerE2E : public ::testing::Test {
@@ -47,14 +40,7 @@ class SchedulerE2E : public ::testing::Test {
     cluster_->StartDaemon();
     for (int i = 1; i <= nodes; ++i)
       cluster_->StartAgent("n" + std::to_string(i));
-    ASSERT_TRUE(WaitFor([&] {
-      v1::ListNodesResponse r;
-      cluster_->CtlJson({"node", "list"}, &r);
-      int ready = 0;
-      for (const auto& n : r.nodes())
-        ready += n.state() == v1::NODE_STATE_READY;
-      return ready == nodes;
-    }));
+    ASSERT_TRUE(WaitForReadyNodes(*cluster_, nodes));
     ASSERT_EQ(Ctl({"tenant", "create", "acme"}).exit_code, 0);
     ASSERT_EQ(Ctl({"tenant", "create", "globex"}).exit_code, 0);
   }
@@ -267,13 +253,7 @@ TEST_F(SchedulerE2E, DaemonCrashKeepsEveryJobAndState) {
   EXPECT_EQ(running_after.allocations(0).node(),
             running_before.allocations(0).node());
   // The agent reconnects and still runs it; the waiting job stays blocked.
-  ASSERT_TRUE(WaitFor([&] {
-    v1::ListNodesResponse r;
-    cluster_->CtlJson({"node", "list"}, &r);
-    int ready = 0;
-    for (const auto& n : r.nodes()) ready += n.state() == v1::NODE_STATE_READY;
-    return ready == 2;
-  }));
+  ASSERT_TRUE(WaitForReadyNodes(*cluster_, 2));
   absl::SleepFor(absl::Seconds(1));
   EXPECT_EQ(Job(running).state(), v1::JOB_STATE_RUNNING);
   EXPECT_EQ(Job(waiting).state(), v1::JOB_STATE_PENDING);

@@ -1,0 +1,61 @@
+#pragma once
+
+// What the ClusterManager tests (tests/daemon/*_test.cc) share: the start of
+// their cluster config, the manager's options over a test's fake clock and
+// store, and the H100 GPUs a fake agent registers. Header-only; no state.
+
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "common/clock.h"
+#include "config/cluster_config.h"
+#include "daemon/cluster_manager.h"
+#include "storage/store.h"
+
+namespace joule::daemon::test {
+
+// An H100 model (200..700 W, TDP 700 W, idle 70 W), the "hgx" node model
+// (1 kW base) and the 1 MW "site" domain: the config text the tests append
+// their racks, nodes, tenants and scheduler to.
+inline constexpr char kH100HgxSite[] = R"pb(
+  gpu_model {
+    name: "H100"
+    tdp: "700W"
+    min_power_limit: "200W"
+    max_power_limit: "700W"
+    idle_power: "70W"
+  }
+  node_model { name: "hgx" base_power: "1kW" }
+  domain { name: "site" kind: "site" cap: "1MW" }
+)pb";
+
+// A ClusterManager's options over `config`, `store` and `clock` (the rest
+// at their defaults).
+inline ClusterManagerOptions ManagerOptions(const config::ClusterConfig& config,
+                                            storage::Store* store,
+                                            const Clock* clock) {
+  ClusterManagerOptions o;
+  o.config = config;
+  o.store = store;
+  o.clock = clock;
+  return o;
+}
+
+// Adds `count` H100 GPUs to a registration: indexes 0..count-1, limits
+// 200..700 W, default 700 W; with `uuid_prefix` not empty, uuid
+// PREFIX + index.
+inline void AddH100Gpus(v1::RegisterRequest* req, int count,
+                        const std::string& uuid_prefix = "") {
+  constexpr int64_t kW = 1000;  // mW
+  for (int i = 0; i < count; ++i) {
+    v1::GpuInfo* g = req->add_gpus();
+    g->set_index(i);
+    if (!uuid_prefix.empty()) g->set_uuid(absl::StrCat(uuid_prefix, i));
+    g->set_model("H100");
+    g->set_min_power_limit_mw(200 * kW);
+    g->set_max_power_limit_mw(700 * kW);
+    g->set_default_power_limit_mw(700 * kW);
+  }
+}
+
+}  // namespace joule::daemon::test

@@ -1,0 +1,76 @@
+#pragma once
+
+// What the end-to-end tests share beyond the harness: the cluster config
+// text they give jouled (Cluster::Options::config_text), built from the
+// lines most of them repeat, and the wait for their agents to be READY.
+// Header-only.
+
+#include <string>
+
+#include "joule/v1/joule.pb.h"
+#include "tests/e2e/harness.h"
+
+namespace joule::e2e {
+
+// Builds config text line by line, in the order of the calls. It starts
+// with the H100 GPU model (200..700 W, TDP 700 W, idle 70 W), then (unless
+// told otherwise) the "hgx" node model (1 kW base), then the 1 MW "site"
+// domain. Nodes name the hgx model when it is there. A value type; not
+// thread-safe.
+class ConfigBuilder {
+ public:
+  explicit ConfigBuilder(bool hgx = true) : hgx_(hgx) {
+    text_ =
+        "gpu_model { name: \"H100\" tdp: \"700W\" min_power_limit: \"200W\" "
+        "max_power_limit: \"700W\" idle_power: \"70W\" }\n";
+    if (hgx_) text_ += "node_model { name: \"hgx\" base_power: \"1kW\" }\n";
+    text_ += "domain { name: \"site\" kind: \"site\" cap: \"1MW\" }\n";
+  }
+
+  // domain { name: NAME parent: PARENT kind: KIND cap: CAP }
+  ConfigBuilder& Domain(const std::string& name, const std::string& cap,
+                        const std::string& parent = "site",
+                        const std::string& kind = "rack") {
+    text_ += "domain { name: \"" + name + "\" parent: \"" + parent +
+             "\" kind: \"" + kind + "\" cap: \"" + cap + "\" }\n";
+    return *this;
+  }
+  // node { name: NAME domain: DOMAIN [node_model: "hgx"] }
+  ConfigBuilder& Node(const std::string& name, const std::string& domain) {
+    text_ += "node { name: \"" + name + "\" domain: \"" + domain + "\"" +
+             (hgx_ ? " node_model: \"hgx\"" : "") + " }\n";
+    return *this;
+  }
+  // Nodes n1..nCOUNT in `domain`.
+  ConfigBuilder& Nodes(int count, const std::string& domain) {
+    for (int i = 1; i <= count; ++i) Node("n" + std::to_string(i), domain);
+    return *this;
+  }
+  // scheduler { FIELDS }
+  ConfigBuilder& Scheduler(const std::string& fields) {
+    text_ += "scheduler { " + fields + " }\n";
+    return *this;
+  }
+
+  const std::string& Text() const { return text_; }
+
+ private:
+  bool hgx_;
+  std::string text_;
+};
+
+// Waits (WaitFor) until `joulectl node list` shows exactly `n` nodes, all
+// READY; returns whether they were.
+inline bool WaitForReadyNodes(const Cluster& c, int n) {
+  return WaitFor([&] {
+    v1::ListNodesResponse r;
+    c.CtlJson({"node", "list"}, &r);
+    int ready = 0;
+    for (const auto& node : r.nodes()) {
+      ready += node.state() == v1::NODE_STATE_READY;
+    }
+    return r.nodes_size() == n && ready == n;
+  });
+}
+
+}  // namespace joule::e2e
