@@ -1,6 +1,6 @@
 // Preemption notice (issue 11) with real jouled, a simulated agent and
 // joulectl: a spot job submitted with `--preempt-signal SIGUSR1
-// --preempt-grace 5s` gets SIGUSR1 (not SIGTERM) when a reserved job's claim
+// --preempt-grace 20s` gets SIGUSR1 (not SIGTERM) when a reserved job's claim
 // preempts it, writes its checkpoint during the grace while its GPUs run at
 // their minimum limit (as the agent reports them), exits by itself, ends
 // preempted and is requeued; later rounds preempt it no more. Bad notices
@@ -113,19 +113,19 @@ TEST_F(NoticeE2E, SpotJobGetsItsSignalCheckpointsInTheGraceAndEndsPreempted) {
   const std::string spot =
       Submit({"--tenant", "beta", "--gpus", "8", "--gpu-model", "H100",
               "--class", "spot", "--preempt-signal", "SIGUSR1",
-              "--preempt-grace", "5s", "--", "sh", "-c", script});
+              "--preempt-grace", "20s", "--", "sh", "-c", script});
   ASSERT_TRUE(WaitFor([&] {
     return Job(spot).state() == v1::JOB_STATE_RUNNING &&
            !ReadFile(started).empty();
   }));
   // job show and job list -o json carry the notice.
   const CtlResult show = cluster_->Ctl({"job", "show", spot});
-  EXPECT_THAT(show.out, HasSubstr("preempt:  SIGUSR1, SIGKILL after 5s"));
+  EXPECT_THAT(show.out, HasSubstr("preempt:  SIGUSR1, SIGKILL after 20s"));
   v1::ListJobsResponse list;
   cluster_->CtlJson({"job", "list"}, &list);
   ASSERT_EQ(list.jobs_size(), 1);
   EXPECT_EQ(list.jobs(0).spec().preempt_signal(), "SIGUSR1");
-  EXPECT_EQ(list.jobs(0).spec().preempt_grace().seconds(), 5);
+  EXPECT_EQ(list.jobs(0).spec().preempt_grace().seconds(), 20);
   const v1::Allocation victim = Job(spot).allocations(0);
   for (int64_t mw : ReportedLimits(victim)) EXPECT_EQ(mw, 700'000);
 
@@ -147,7 +147,7 @@ TEST_F(NoticeE2E, SpotJobGetsItsSignalCheckpointsInTheGraceAndEndsPreempted) {
   EXPECT_EQ(in_grace.state(), v1::JOB_STATE_RUNNING);
   EXPECT_EQ(in_grace.stopping_to(), v1::JOB_STATE_PREEMPTED);
   EXPECT_THAT(in_grace.reason(),
-              HasSubstr("notice: SIGUSR1, SIGKILL after 5s"));
+              HasSubstr("notice: SIGUSR1, SIGKILL after 20s"));
   EXPECT_NE(Job(r).state(), v1::JOB_STATE_RUNNING);  // still claimed
   WriteFile(release, "go\n");
 
@@ -162,7 +162,7 @@ TEST_F(NoticeE2E, SpotJobGetsItsSignalCheckpointsInTheGraceAndEndsPreempted) {
   ASSERT_GE(done.attempts_size(), 1);
   EXPECT_THAT(done.attempts(0).outcome(), HasSubstr("preempted: "));
   EXPECT_THAT(done.attempts(0).outcome(),
-              HasSubstr("notice: SIGUSR1, SIGKILL after 5s"));
+              HasSubstr("notice: SIGUSR1, SIGKILL after 20s"));
   EXPECT_EQ(done.exit_code(), 0);
   bool was_preempted = false;
   for (const auto& h : done.history()) {
