@@ -144,8 +144,42 @@ void Cluster::MakeNodeCert(const std::string& node) const {
   ASSERT_EQ(p.Wait(), 0) << ReadFile(dir_ + "/pki.log");
 }
 
+namespace {
+
+// Job processes a test left running: the agents keep their jobs when they
+// stop (by design, so that an agent restart does not kill work), so the
+// harness ends them itself. Only processes this cluster started: a
+// supervisor's `.run` record under this cluster's own temp dir, without an
+// `.exit` beside it, whose command line still names that dir (pid reuse).
+void KillLeftoverJobs(const std::string& dir) {
+  std::error_code ec;
+  for (auto it = std::filesystem::recursive_directory_iterator(dir, ec);
+       !ec && it != std::filesystem::recursive_directory_iterator();
+       it.increment(ec)) {
+    const std::string path = it->path().string();
+    if (!absl::EndsWith(path, ".run")) continue;
+    const std::string stem = path.substr(0, path.size() - 4);
+    if (std::filesystem::exists(stem + ".exit")) continue;
+    pid_t pid = 0, pgid = 0;
+    std::istringstream lines(ReadFile(path));
+    for (std::string line; std::getline(lines, line);) {
+      if (absl::StartsWith(line, "supervisor_pid="))
+        pid = std::atoi(line.c_str() + 15);
+      if (absl::StartsWith(line, "pgid=")) pgid = std::atoi(line.c_str() + 5);
+    }
+    if (pid <= 1) continue;
+    std::string cmdline = ReadFile(absl::StrCat("/proc/", pid, "/cmdline"));
+    if (!absl::StrContains(cmdline, dir)) continue;  // gone, or reused
+    if (pgid > 1) kill(-pgid, SIGKILL);
+    kill(pid, SIGKILL);
+  }
+}
+
+}  // namespace
+
 Cluster::~Cluster() {
   agents_.clear();
+  KillLeftoverJobs(dir_);
   if (daemon_ != nullptr && daemon_->Running()) {
     daemon_->Signal(SIGTERM);
     if (daemon_->Wait(absl::Seconds(10)) < 0) daemon_.reset();
@@ -187,8 +221,8 @@ void Cluster::StartDaemon() {
   if (options_.insecure) {
     argv.push_back("--insecure");
   } else {
-    for (const char* f : {"--tls-cert", "server.crt", "--tls-key",
-                          "server.key", "--tls-ca", "ca.crt"}) {
+    for (const char* f : {"--tls-cert", "server.crt", "--tls-key", "server.key",
+                          "--tls-ca", "ca.crt"}) {
       argv.push_back(f[0] == '-' ? f : pki() + "/" + f);
     }
   }
@@ -218,20 +252,13 @@ void Cluster::KillDaemon(int sig) {
 
 Process* Cluster::StartAgent(const std::string& name,
                              std::vector<std::string> extra) {
-  std::vector<std::string> argv = {Bin("joule-agent"),
-                                   "--server",
-                                   ServersFlag(),
-                                   "--node-name",
-                                   name,
-                                   "--report-interval",
-                                   options_.report_interval,
-                                   "--log-dir",
-                                   dir_ + "/logs-" + name,
-                                   "--state-dir",
-                                   dir_ + "/state-" + name,
-                                   // Tests run jobs that write into dir_;
-                                   // tests of job users pass --job-user.
-                                   "--allow-root-jobs"};
+  std::vector<std::string> argv = {
+      Bin("joule-agent"), "--server", ServersFlag(), "--node-name", name,
+      "--report-interval", options_.report_interval, "--log-dir",
+      dir_ + "/logs-" + name, "--state-dir", dir_ + "/state-" + name,
+      // Tests run jobs that write into dir_;
+      // tests of job users pass --job-user.
+      "--allow-root-jobs"};
   const std::vector<std::string> creds = AgentCredentials(name);
   argv.insert(argv.end(), creds.begin(), creds.end());
   argv.insert(argv.end(), extra.begin(), extra.end());
@@ -249,8 +276,9 @@ std::vector<std::string> Cluster::AgentCredentials(const std::string& name) {
     return {"--insecure", "--token-file", token_file};
   }
   MakeNodeCert(name);
-  return {"--ca", pki() + "/ca.crt", "--tls-cert", pki() + "/" + name + ".crt",
-          "--tls-key", pki() + "/" + name + ".key"};
+  return {"--ca",       pki() + "/ca.crt",
+          "--tls-cert", pki() + "/" + name + ".crt",
+          "--tls-key",  pki() + "/" + name + ".key"};
 }
 
 void Cluster::KillAgent(const std::string& name, int sig) {
