@@ -43,6 +43,7 @@
 #include "gtest/gtest.h"
 #include "joule/v1/records.pb.h"
 #include "storage/memory_store.h"
+#include "tests/daemon/manager_fixture.h"
 
 namespace joule::daemon {
 namespace {
@@ -53,16 +54,8 @@ constexpr int kGpus = 4;  // per node: few, so jobs contend
 // rack-a: n1 n2 n3 (cap 6 kW: 3 kW base + 4 GPUs × 700 W... so power binds
 // too), rack-b: n4. acme has a contract for 8 H100 (its reserved jobs
 // preempt), beta runs spot and on-demand.
+// After test::kH100HgxSite.
 constexpr char kConfig[] = R"pb(
-  gpu_model {
-    name: "H100"
-    tdp: "700W"
-    min_power_limit: "200W"
-    max_power_limit: "700W"
-    idle_power: "70W"
-  }
-  node_model { name: "hgx" base_power: "1kW" }
-  domain { name: "site" kind: "site" cap: "1MW" }
   domain { name: "rack-a" parent: "site" kind: "rack" cap: "9kW" }
   domain { name: "rack-b" parent: "site" kind: "rack" cap: "100kW" }
   node { name: "n1" domain: "rack-a" }
@@ -107,7 +100,7 @@ struct Proc {
 class World {
  public:
   explicit World(uint64_t seed) : rng_(seed) {
-    auto cfg = config::ParseClusterConfig(kConfig, "test.conf");
+    auto cfg = config::ParseClusterConfig(absl::StrCat(test::kH100HgxSite, kConfig), "test.conf");
     EXPECT_TRUE(cfg.ok()) << cfg.status();
     config_ = *std::move(cfg);
     NewManager();
@@ -209,15 +202,7 @@ class World {
     req.set_node_name(node);
     req.set_address("127.0.0.1");
     req.set_gpu_backend("fake");
-    for (int i = 0; i < kGpus; ++i) {
-      v1::GpuInfo* g = req.add_gpus();
-      g->set_index(i);
-      g->set_uuid(absl::StrCat("GPU-", node, "-", i));
-      g->set_model("H100");
-      g->set_min_power_limit_mw(200 * kW);
-      g->set_max_power_limit_mw(700 * kW);
-      g->set_default_power_limit_mw(700 * kW);
-    }
+    test::AddH100Gpus(&req, kGpus, absl::StrCat("GPU-", node, "-"));
     for (const Proc& p : procs_[node]) {
       v1::RunningJob* r = req.add_running_jobs();
       r->set_job_id(p.id);

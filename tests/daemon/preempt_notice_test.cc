@@ -20,6 +20,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/memory_store.h"
+#include "tests/daemon/manager_fixture.h"
 
 namespace joule::daemon {
 namespace {
@@ -127,16 +128,8 @@ TEST(PreemptNoticeTest, WhatAStopSends) {
 }
 
 // rack-a (cap 100 kW): n1, 1 kW base, 8 × H100 (200..700 W, idle 70 W).
+// After test::kH100HgxSite.
 constexpr char kConfig[] = R"pb(
-  gpu_model {
-    name: "H100"
-    tdp: "700W"
-    min_power_limit: "200W"
-    max_power_limit: "700W"
-    idle_power: "70W"
-  }
-  node_model { name: "hgx" base_power: "1kW" }
-  domain { name: "site" kind: "site" cap: "1MW" }
   domain { name: "rack-a" parent: "site" kind: "rack" cap: "100kW" }
   node { name: "n1" domain: "rack-a" }
   tenant { name: "acme" }
@@ -154,7 +147,7 @@ constexpr char kConfig[] = R"pb(
 class Node final : public AgentLink {
  public:
   Node() {
-    auto cfg = config::ParseClusterConfig(kConfig, "test.conf");
+    auto cfg = config::ParseClusterConfig(absl::StrCat(test::kH100HgxSite, kConfig), "test.conf");
     EXPECT_TRUE(cfg.ok()) << cfg.status();
     ClusterManagerOptions o;
     o.config = *std::move(cfg);
@@ -166,16 +159,8 @@ class Node final : public AgentLink {
     req.set_node_name("n1");
     req.set_address("127.0.0.1");
     req.set_gpu_backend("fake");
-    for (int i = 0; i < 8; ++i) {
-      v1::GpuInfo* g = req.add_gpus();
-      g->set_index(i);
-      g->set_uuid(absl::StrCat("GPU-", i));
-      g->set_model("H100");
-      g->set_min_power_limit_mw(200 * kW);
-      g->set_max_power_limit_mw(700 * kW);
-      g->set_default_power_limit_mw(700 * kW);
-      limits_[i] = 700 * kW;
-    }
+    test::AddH100Gpus(&req, 8, "GPU-");
+    for (int i = 0; i < 8; ++i) limits_[i] = 700 * kW;
     auto resp = cm_->RegisterAgent(req);
     EXPECT_TRUE(resp.ok()) << resp.status();
     v1::AgentHello hello;
