@@ -17,6 +17,9 @@
 
 namespace joule::daemon {
 
+// A submitted spec's checks against the cluster, for SubmitJob and
+// SubmitArray alike: its fields, tenant, model and sizes, then a price in
+// effect (options_.check_priced).
 absl::Status ClusterManager::ValidateSpecLocked(const v1::JobSpec& spec) const {
   RETURN_IF_ERROR(validation::JobSpec(spec));
   RETURN_IF_ERROR(CheckPreemptGrace(
@@ -99,6 +102,9 @@ absl::Status ClusterManager::ValidateSpecLocked(const v1::JobSpec& spec) const {
         " per node is more than any registered node has (largest: ", largest,
         ")"));
   }
+  if (options_.check_priced) {  // a price in effect for its model and class
+    RETURN_IF_ERROR(options_.check_priced(spec, options_.clock->Now()));
+  }
   return absl::OkStatus();
 }
 
@@ -132,9 +138,6 @@ absl::StatusOr<v1::Job> ClusterManager::SubmitJob(
   {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(ValidateSpecLocked(spec));
-    if (options_.check_priced) {
-      RETURN_IF_ERROR(options_.check_priced(spec, options_.clock->Now()));
-    }
     if (!idem_key.empty()) {
       ASSIGN_OR_RETURN(
           const std::optional<std::string> prior,

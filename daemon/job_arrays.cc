@@ -105,9 +105,6 @@ absl::StatusOr<v1::SubmitJobResponse> ClusterManager::SubmitArray(
   {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(ValidateSpecLocked(spec));
-    if (options_.check_priced) {
-      RETURN_IF_ERROR(options_.check_priced(spec, options_.clock->Now()));
-    }
     if (!idem_key.empty()) {
       ASSIGN_OR_RETURN(
           const std::optional<std::string> prior,
