@@ -68,6 +68,11 @@ class HaE2E : public ::testing::Test {
     ASSERT_TRUE(WaitFor([&] { return !ReadFile(token_file).empty(); }))
         << Log(0);
     c_->set_operator_token(ReadFile(token_file));
+    // The token is written before jouled serves: ready when it answers (as
+    // Cluster::StartDaemon waits), else the first call below can find no
+    // one serving yet (exit 3).
+    ASSERT_TRUE(WaitFor([&] { return Ctl({"tenant", "list"}).exit_code == 0; }))
+        << Log(0);
     StartJouled(1);
     ASSERT_EQ(Ctl({"tenant", "create", "acme"}).exit_code, 0);
   }
