@@ -19,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "joule/v1/joule.grpc.pb.h"
 #include "joule/v1/joule.pb.h"
+#include "tests/e2e/fixtures.h"
 #include "tests/e2e/harness.h"
 
 namespace joule::e2e {
@@ -28,34 +29,23 @@ using ::testing::HasSubstr;
 
 // rk1 with n1: 1 kW base, 8 simulated H100 (200..700 W). Jobs without a
 // notice get 1s; a notice may be at most 2m.
-constexpr char kConfig[] = R"pb(
-  gpu_model {
-    name: "H100"
-    tdp: "700W"
-    min_power_limit: "200W"
-    max_power_limit: "700W"
-    idle_power: "70W"
-  }
-  node_model { name: "hgx" base_power: "1kW" }
-  domain { name: "site" kind: "site" cap: "1MW" }
-  domain { name: "rk1" parent: "site" kind: "rack" cap: "100kW" }
-  node { name: "n1" domain: "rk1" node_model: "hgx" }
-  scheduler { stop_grace: "1s" max_preempt_grace: "2m" }
-)pb";
+std::string Config() {
+  return ConfigBuilder()
+      .Domain("rk1", "100kW")
+      .Node("n1", "rk1")
+      .Scheduler("stop_grace: \"1s\" max_preempt_grace: \"2m\"")
+      .Text();
+}
 
 class NoticeE2E : public ::testing::Test {
  protected:
   void SetUp() override {
     Cluster::Options o;
-    o.config_text = kConfig;
+    o.config_text = Config();
     cluster_ = std::make_unique<Cluster>(o);
     cluster_->StartDaemon();
     cluster_->StartAgent("n1");
-    ASSERT_TRUE(WaitFor([&] {
-      v1::ListNodesResponse r;
-      cluster_->CtlJson({"node", "list"}, &r);
-      return r.nodes_size() == 1 && r.nodes(0).state() == v1::NODE_STATE_READY;
-    }));
+    ASSERT_TRUE(WaitForReadyNodes(*cluster_, 1));
     for (const char* t : {"acme", "beta"}) {
       ASSERT_EQ(cluster_->Ctl({"tenant", "create", t}).exit_code, 0);
     }

@@ -12,22 +12,15 @@
 #include "gtest/gtest.h"
 #include "joule/v1/auth.pb.h"
 #include "joule/v1/joule.grpc.pb.h"
+#include "tests/e2e/fixtures.h"
 #include "tests/e2e/harness.h"
 
 namespace joule::e2e {
 namespace {
 
 std::string Config(const std::string& rack_cap, const std::string& extra) {
-  return absl::StrCat(
-      "gpu_model { name: \"H100\" tdp: \"700W\" min_power_limit: \"200W\" "
-      "max_power_limit: \"700W\" idle_power: \"70W\" }\n"
-      "node_model { name: \"hgx\" base_power: \"1kW\" }\n"
-      "domain { name: \"site\" kind: \"site\" cap: \"1MW\" }\n"
-      "domain { name: \"rk1\" parent: \"site\" kind: \"rack\" cap: \"",
-      rack_cap,
-      "\" }\n"
-      "node { name: \"n1\" domain: \"rk1\" node_model: \"hgx\" }\n",
-      extra);
+  return ConfigBuilder().Domain("rk1", rack_cap).Node("n1", "rk1").Text() +
+         extra;
 }
 
 std::string Quota(int gpus) {
