@@ -18,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "storage/memory_store.h"
+#include "tests/daemon/manager_fixture.h"
 
 namespace joule::daemon {
 namespace {
@@ -153,15 +154,7 @@ class ArrayManagerTest : public ::testing::Test {
     req.set_node_name("n1");
     req.set_address("10.0.0.1");
     req.set_gpu_backend("fake");
-    for (int i = 0; i < 8; ++i) {
-      v1::GpuInfo* g = req.add_gpus();
-      g->set_index(i);
-      g->set_uuid(absl::StrCat("GPU-", i));
-      g->set_model("H100");
-      g->set_min_power_limit_mw(200 * kW);
-      g->set_max_power_limit_mw(700 * kW);
-      g->set_default_power_limit_mw(700 * kW);
-    }
+    test::AddH100Gpus(&req, 8, "GPU-");
     auto resp = cm_->RegisterAgent(req);
     ASSERT_TRUE(resp.ok()) << resp.status();
     v1::AgentHello hello;
