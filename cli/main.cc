@@ -31,6 +31,7 @@
 #include "cli/list_window.h"
 #include "cli/sched_text.h"
 #include "cli/output.h"
+#include "cli/submit_wait.h"
 #include "cli/watch_commands.h"
 #include "common/cli_parse.h"
 #include "common/endpoints.h"
@@ -338,17 +339,17 @@ struct SubmitFlags {
   std::string preempt_signal, preempt_grace;  // the preemption notice
 };
 
-// `job submit --wait`: polls until the job (every task of an array) has
-// ended, 1 ms apart at first, backing off to 50 ms; exits 0 if it (each
-// task) succeeded, else 1 with the first failure on stderr.
+// `job submit --wait`: waits on the WatchEvents stream (cli/submit_wait.h)
+// until the job (every task of an array) has ended; if the stream cannot
+// be used, polls, 1 ms apart at first, backing off to 50 ms. Exits 0 if it
+// (each task) succeeded, else 1 with the first failure on stderr.
 void WaitForEnd(Client& c, const v1::SubmitJobResponse& submitted) {
   std::fflush(stdout);
   auto ended = [](v1::JobState s) {
     return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
            s == v1::JOB_STATE_CANCELLED;
   };
-  absl::Duration pause = absl::Milliseconds(1);
-  for (;;) {
+  auto read = [&] {
     std::vector<v1::Job> jobs;
     if (submitted.array_id().empty()) {
       v1::GetJobRequest req;
@@ -362,6 +363,15 @@ void WaitForEnd(Client& c, const v1::SubmitJobResponse& submitted) {
           c.AllPages(&v1::JobService::Stub::ListJobs, c.jobs(), req);
       jobs.assign(all.jobs().begin(), all.jobs().end());
     }
+    return jobs;
+  };
+  // A plain job's changes only; an array's tasks are among the caller's.
+  const std::optional<std::vector<v1::Job>> streamed = WaitOnStream(
+      c.Watch(), submitted.array_id().empty() ? submitted.job().id() : "",
+      read);
+  absl::Duration pause = absl::Milliseconds(1);
+  for (;;) {
+    const std::vector<v1::Job> jobs = streamed ? *streamed : read();
     if (std::all_of(jobs.begin(), jobs.end(),
                     [&](const v1::Job& j) { return ended(j.state()); })) {
       for (const v1::Job& j : jobs) {

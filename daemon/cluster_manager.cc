@@ -167,7 +167,7 @@ std::vector<int64_t> ClusterManager::DomainCommittedLocked() const {
     }
     add(n.leaf, mw);
   }
-  for (const std::string& id : jobs_.active()) {
+  for (const std::string& id : jobs_.placed()) {
     const JobRt& j = jobs_.at(id);
     if (j.job.state() == v1::JOB_STATE_PENDING) continue;
     const int64_t per_gpu = JobCommittedPerGpuLocked(j);
@@ -216,7 +216,7 @@ scheduler::ClusterSnapshot ClusterManager::SnapshotLocked() const {
   if (options_.contracted_gpus) contracted = options_.contracted_gpus(now);
   tenants_.Snapshot(now, contracted, &snap.tenants, HeldGpusLocked());
   snap.claims = claims_.Snapshot(node_idx);
-  for (const std::string& id : jobs_.active()) {
+  for (const std::string& id : jobs_.placed()) {
     const JobRt& j = jobs_.at(id);
     const v1::Job& job = j.job;
     if (job.state() == v1::JOB_STATE_PENDING) continue;
@@ -321,9 +321,14 @@ void ClusterManager::LoopThread() {
         now = options_.clock->Now();
       }
       const absl::Time round_start = absl::Now();
-      ScheduleOnce();
-      last_round_duration = absl::Now() - round_start;
-      if (options_.on_round) options_.on_round("schedule", last_round_duration);
+      // Woken: a full round; periodic: only if something changed.
+      const bool ran = schedule ? (ScheduleOnce(), true) : ScheduleIfChanged();
+      if (ran) {
+        last_round_duration = absl::Now() - round_start;
+        if (options_.on_round) {
+          options_.on_round("schedule", last_round_duration);
+        }
+      }
       last_schedule = now;
     }
     // Power control on a report that shows a domain over cap, or every

@@ -26,6 +26,7 @@
 #include "daemon/job_table.h"
 #include "daemon/knee_book.h"
 #include "daemon/node_table.h"
+#include "daemon/round_gate.h"
 #include "daemon/tenant_table.h"
 #include "joule/v1/joule.pb.h"
 #include "scheduler/policy.h"
@@ -198,6 +199,10 @@ class ClusterManager {
   // ---- control loops (also driven directly by tests)
   // One scheduling round: place pending jobs, issue starts/preemptions.
   void ScheduleOnce();
+  // The loop's periodic round: ScheduleOnce() unless nothing a decision
+  // depends on changed since the last full round (daemon/round_gate.h);
+  // true if it ran.
+  bool ScheduleIfChanged();
   // Keeps caps: throttles, preempts, restores.
   void ControlPowerOnce();
   // The power loop's config: measured-plus makes partial raises, at most
@@ -389,6 +394,7 @@ class ClusterManager {
 
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
   ArrayGate array_gate_ ABSL_GUARDED_BY(mu_);  // arrays' max_running
+  RoundGate round_gate_ ABSL_GUARDED_BY(mu_);  // skips unchanged rounds
   bool power_dirty_ ABSL_GUARDED_BY(mu_) = false;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> threads_;

@@ -73,7 +73,7 @@ absl::Status ClusterManager::RemoveNode(const std::string& name) {
   }
   NodeRt& n = it->second;
   std::vector<std::string> placed;
-  for (const std::string& id : jobs_.active()) {
+  for (const std::string& id : jobs_.placed()) {
     const JobRt& j = jobs_.at(id);
     for (const v1::Allocation& al : j.job.allocations()) {
       if (al.node() == name) placed.push_back(id);

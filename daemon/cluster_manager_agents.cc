@@ -149,7 +149,7 @@ void ClusterManager::SettleLostJobsLocked(
     const absl::flat_hash_set<std::string>* exited) {
   const absl::Time now = options_.clock->Now();
   std::vector<std::string> lost;
-  for (const std::string& id : jobs_.active()) {
+  for (const std::string& id : jobs_.placed()) {
     const JobRt& j = jobs_.at(id);
     if (j.job.state() == v1::JOB_STATE_PENDING) continue;
     for (const v1::Allocation& al : j.job.allocations()) {

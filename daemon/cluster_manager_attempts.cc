@@ -325,7 +325,7 @@ void ClusterManager::CheckLiveness() {
   // starts later anyway is stopped as stale by its node's next report.
   const absl::Duration timeout = options_.config.scheduler.starting_timeout;
   std::vector<std::string> late;
-  for (const std::string& id : jobs_.active()) {
+  for (const std::string& id : jobs_.placed()) {
     const JobRt& j = jobs_.at(id);
     if (j.job.state() == v1::JOB_STATE_STARTING &&
         now - StartSentLocked(j) > timeout) {

@@ -38,14 +38,18 @@ void ClusterManager::ScheduleOnce() {
   {
     absl::MutexLock lock(&mu_);
     wake_ = false;
+    round_gate_.Invalidate();  // recorded again once the round is applied
     const absl::flat_hash_set<std::string> blocked = SettleBlockedLocked();
     array_gate_.BeginRound(jobs_.active(),
                            [&](const std::string& id) -> const v1::Job& {
                              return jobs_.at(id).job;
                            });
-    for (const std::string& id : jobs_.active()) {
-      const JobRt& j = jobs_.at(id);
-      if (j.job.state() != v1::JOB_STATE_PENDING) continue;
+    std::vector<int64_t> listed;  // idle per listed model, once per round
+    for (const config::GpuModel& m : options_.config.gpu_models) {
+      listed.push_back(IdleMwLocked(m.name));
+    }
+    for (const auto& [id, jp] : jobs_.pending()) {
+      const JobRt& j = *jp;
       if (blocked.contains(id)) continue;  // held or waiting on a dependency
       if (!array_gate_.Admits(j.job)) continue;  // array's max_running
       const v1::JobSpec& s = j.job.spec();
@@ -60,10 +64,6 @@ void ClusterManager::ScheduleOnce() {
       p.gpu_model = s.gpu_model();
       // Limits as increments over idle (see SnapshotLocked); a job of any
       // model is offset by the smallest idle among the models.
-      std::vector<int64_t> listed;
-      for (const config::GpuModel& m : options_.config.gpu_models) {
-        listed.push_back(IdleMwLocked(m.name));
-      }
       const int64_t offset = scheduler::PendingIdleOffsetMw(
           !s.gpu_model().empty(),
           s.gpu_model().empty() ? 0 : IdleMwLocked(s.gpu_model()), listed);
@@ -100,8 +100,8 @@ void ClusterManager::ScheduleOnce() {
     DropClaimLocked(w.job_id, w.reason, &batch);
   }
   for (const scheduler::Wait& w : d.waits) {
-    JobRt* j = FindJobLocked(w.job_id);
-    if (j != nullptr) j->job.set_reason(w.reason);
+    auto it = jobs_.pending().find(w.job_id);  // still pending, else moot
+    if (it != jobs_.pending().end()) it->second->job.set_reason(w.reason);
   }
   for (const scheduler::Placement& p : d.placements) {
     JobRt* j = FindJobLocked(p.job_id);
@@ -262,6 +262,7 @@ void ClusterManager::ScheduleOnce() {
     // Nothing was acknowledged; the next round retries from the store's view.
     return;
   }
+  round_gate_.Record(snap, !d.placements.empty() || !d.dropped_claims.empty());
   for (const std::string& id : started) {
     const v1::Job& job = jobs_.at(id).job;
     const std::string master =
@@ -287,6 +288,18 @@ void ClusterManager::ScheduleOnce() {
       SendLocked(nodes_.at(al.node()), m);
     }
   }
+}
+
+bool ClusterManager::ScheduleIfChanged() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!wake_) {
+      if (jobs_.pending().empty() && claims_.all().empty()) return false;
+      if (!round_gate_.Due(SnapshotLocked())) return false;
+    }
+  }
+  ScheduleOnce();
+  return true;
 }
 
 void ClusterManager::SetJobLimitLocked(JobRt& j, int64_t limit_mw,

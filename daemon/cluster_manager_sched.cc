@@ -66,7 +66,7 @@ absl::Duration ClusterManager::TimeLimitLocked(const v1::Job& job) const {
 
 HeldGpus ClusterManager::HeldGpusLocked() const {
   HeldGpus held;
-  for (const std::string& id : jobs_.active()) {
+  for (const std::string& id : jobs_.placed()) {
     const v1::Job& job = jobs_.at(id).job;
     if (job.state() == v1::JOB_STATE_PENDING || job.attempts_size() == 0) {
       continue;
@@ -122,9 +122,8 @@ absl::Status ClusterManager::CheckSubmitLimitsLocked(
 absl::flat_hash_set<std::string> ClusterManager::SettleBlockedLocked() {
   absl::flat_hash_set<std::string> blocked;
   std::vector<std::pair<std::string, std::string>> failed;  // id, why
-  for (const std::string& id : jobs_.active()) {
-    JobRt& j = jobs_.at(id);
-    if (j.job.state() != v1::JOB_STATE_PENDING) continue;
+  for (const auto& [id, jp] : jobs_.pending()) {
+    JobRt& j = *jp;
     if (j.job.held()) {
       j.job.set_reason("held (joulectl job release " + id + ")");
       blocked.insert(id);

@@ -43,12 +43,17 @@ absl::Status JobTable::Load(
     }
     if (IsActive(job.state())) {
       active_.insert(job.id());
+      if (job.state() != v1::JOB_STATE_PENDING) placed_.insert(job.id());
       const size_t n = job.allocations_size();
       j.started.assign(n, job.state() == v1::JOB_STATE_RUNNING);
       j.ended.assign(n, false);
       on_active(job);
     }
-    jobs_[job.id()] = std::move(j);
+    const std::string id = job.id();
+    const bool pending =
+        IsActive(job.state()) && job.state() == v1::JOB_STATE_PENDING;
+    JobRt& stored = jobs_[id] = std::move(j);
+    if (pending) pending_[id] = &stored;
     return true;
   }));
   return parse_error;
@@ -61,8 +66,16 @@ JobRt* JobTable::Find(const std::string& id) {
 
 void JobTable::Insert(JobRt j) {
   const std::string id = j.job.id();
-  jobs_[id] = std::move(j);
+  const bool placed = j.job.state() != v1::JOB_STATE_PENDING;
+  JobRt& stored = jobs_[id] = std::move(j);
   active_.insert(id);
+  if (placed) {
+    placed_.insert(id);
+    pending_.erase(id);
+  } else {
+    placed_.erase(id);
+    pending_[id] = &stored;
+  }
 }
 
 void JobTable::Put(storage::WriteBatch* batch, const v1::Job& job) const {
@@ -80,8 +93,17 @@ void JobTable::Transition(JobRt& j, v1::JobState state, std::string reason,
   t->set_attempt(j.job.attempt());
   if (IsActive(state)) {
     active_.insert(j.job.id());
+    if (state == v1::JOB_STATE_PENDING) {
+      placed_.erase(j.job.id());
+      pending_[j.job.id()] = &j;
+    } else {
+      placed_.insert(j.job.id());
+      pending_.erase(j.job.id());
+    }
   } else if (state != v1::JOB_STATE_PREEMPTED) {
     active_.erase(j.job.id());
+    placed_.erase(j.job.id());
+    pending_.erase(j.job.id());
   }
   if (state == v1::JOB_STATE_PENDING) {
     j.job.clear_allocations();

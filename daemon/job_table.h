@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
@@ -51,7 +52,8 @@ struct JobRt {
 // Owns: job records and their lifecycle: a state changes only through
 // Transition(), which appends the history entry and keeps the active set.
 // Invariants: `active` holds exactly the jobs in PENDING, STARTING or
-// RUNNING; a PENDING job has no allocations and no stop request; job ids
+// RUNNING, `placed` the STARTING and RUNNING ones, `pending` the PENDING
+// ones; a PENDING job has no allocations and no stop request; job ids
 // are unique (seq only grows, Load() resumes past the largest stored).
 // Thread-safety: externally synchronized by the lock passed at construction
 // (the ClusterManager's mu_).
@@ -108,6 +110,18 @@ class JobTable {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return active_;
   }
+  // The active jobs that hold GPUs: STARTING and RUNNING (active() less
+  // the PENDING ones), for the loops that skip a long pending queue.
+  const absl::flat_hash_set<std::string>& placed() const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return placed_;
+  }
+  // The PENDING jobs, by id, with their records (stable: std::map nodes),
+  // so that a round over a long queue needs no lookup per job.
+  const absl::flat_hash_map<std::string, JobRt*>& pending() const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return pending_;
+  }
 
   // A new job's sequence number.
   uint64_t NextSeq() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return next_seq_++; }
@@ -119,11 +133,15 @@ class JobTable {
   // Forgets a job whose record was deleted (retention); only finished ones.
   void Erase(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     active_.erase(id);
+    placed_.erase(id);
+    pending_.erase(id);
     jobs_.erase(id);
   }
   // Takes a job that is not (yet) durable out of the active set.
   void Deactivate(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     active_.erase(id);
+    placed_.erase(id);
+    pending_.erase(id);
   }
   // "tenant/request_id" of submissions being written right now.
   absl::flat_hash_set<std::string>& submitting()
@@ -155,6 +173,11 @@ class JobTable {
   const config::ClusterConfig* const config_;
   Map jobs_ ABSL_GUARDED_BY(mu_);
   absl::flat_hash_set<std::string> active_ ABSL_GUARDED_BY(mu_);
+  // Invariant: exactly the ids in active_ whose state is not PENDING.
+  absl::flat_hash_set<std::string> placed_ ABSL_GUARDED_BY(mu_);
+  // Invariant: exactly the ids in active_ whose state is PENDING, each
+  // with its record in jobs_.
+  absl::flat_hash_map<std::string, JobRt*> pending_ ABSL_GUARDED_BY(mu_);
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   absl::flat_hash_set<std::string> submitting_ ABSL_GUARDED_BY(mu_);
 };

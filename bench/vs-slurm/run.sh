@@ -126,6 +126,34 @@ wait_until() {
 }
 declare -A R  # results: R[side.key]
 
+# Sets R[SIDE.ROW] (jobs/s since T0_MS) and R[SIDE.ROW_cpu] (ms of the
+# side's CPU per job since C0): row_result SIDE ROW C0 T0_MS
+row_result() {
+  local t1
+  t1=$(now_ms)
+  R[$1.$2_cpu]=$(per_job_ms "$3" "$(cpu_ms "$1")" "$JOBS")
+  R[$1.$2]=$(awk -v n="$JOBS" -v a="$4" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
+}
+# Rows (a) and (b) of one side, the same code for both: JOBS runs of the
+# function SUBMIT (one CLI process, one job) one after another, then PAR at
+# a time, each row until the function ACTIVE says no job is left.
+#   bench_rows SIDE SUBMIT ACTIVE
+bench_rows() {
+  local side=$1 submit=$2 active=$3 c0 t0
+  log "$side (a): $JOBS sequential $submit"
+  c0=$(cpu_ms "$side"); t0=$(now_ms)
+  for ((i = 0; i < JOBS; i++)); do "$submit"; done
+  POLL=0.05 wait_until 600 "$active"
+  row_result "$side" a "$c0" "$t0"
+
+  log "$side (b): $JOBS $submit, $PAR at a time"
+  export -f "$submit"
+  c0=$(cpu_ms "$side"); t0=$(now_ms)
+  seq 1 "$JOBS" | xargs -P "$PAR" -I{} bash -c "$submit"
+  POLL=0.05 wait_until 600 "$active"
+  row_result "$side" b "$c0" "$t0"
+}
+
 # ---------------------------------------------------------------- Slurm ----
 start_slurm() {
   local S=$STATE/slurm
@@ -210,22 +238,7 @@ slurm_active() { [[ $(squeue -h -t PD,CF,R,CG -o %i | wc -l) == 0 ]]; }
 slurm_submit() { sbatch -Q --gres=gpu:1 -n1 -o /dev/null -e /dev/null --wrap true >/dev/null; }
 bench_slurm() {
   local t0 t1
-  log "slurm (a): $JOBS sequential sbatch"
-  c0=$(cpu_ms slurm); t0=$(now_ms)
-  for ((i = 0; i < JOBS; i++)); do slurm_submit; done
-  POLL=0.05 wait_until 600 slurm_active
-  t1=$(now_ms)
-  R[slurm.a_cpu]=$(per_job_ms "$c0" "$(cpu_ms slurm)" "$JOBS")
-  R[slurm.a]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
-
-  log "slurm (b): $JOBS sbatch, $PAR at a time"
-  export -f slurm_submit
-  c0=$(cpu_ms slurm); t0=$(now_ms)
-  seq 1 "$JOBS" | xargs -P "$PAR" -I{} bash -c slurm_submit
-  POLL=0.05 wait_until 600 slurm_active
-  t1=$(now_ms)
-  R[slurm.b_cpu]=$(per_job_ms "$c0" "$(cpu_ms slurm)" "$JOBS")
-  R[slurm.b]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
+  bench_rows slurm slurm_submit slurm_active
 
   log "slurm (c): one array of $JOBS"
   c0=$(cpu_ms slurm); t0=$(now_ms)
@@ -319,23 +332,8 @@ joule_active() {
 joule_submit() { JOULE_TOKEN_FILE=$TENANT_TOKEN "$BIN/joulectl" job submit --gpus 1 -- true >/dev/null; }
 bench_joule() {
   local t0 t1
-  log "joule (a): $JOBS sequential joulectl job submit"
-  c0=$(cpu_ms joule); t0=$(now_ms)
-  for ((i = 0; i < JOBS; i++)); do joule_submit; done
-  POLL=0.05 wait_until 600 joule_active
-  t1=$(now_ms)
-  R[joule.a_cpu]=$(per_job_ms "$c0" "$(cpu_ms joule)" "$JOBS")
-  R[joule.a]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
-
-  log "joule (b): $JOBS joulectl job submit, $PAR at a time"
-  export -f joule_submit
-  export BIN TENANT_TOKEN
-  c0=$(cpu_ms joule); t0=$(now_ms)
-  seq 1 "$JOBS" | xargs -P "$PAR" -I{} bash -c joule_submit
-  POLL=0.05 wait_until 600 joule_active
-  t1=$(now_ms)
-  R[joule.b_cpu]=$(per_job_ms "$c0" "$(cpu_ms joule)" "$JOBS")
-  R[joule.b]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
+  export BIN TENANT_TOKEN  # for joule_submit under xargs
+  bench_rows joule joule_submit joule_active
 
   log "joule (c): one array of $JOBS"
   if "$BIN/joulectl" job submit --help 2>/dev/null | grep -q -- --array; then

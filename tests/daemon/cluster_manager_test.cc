@@ -1310,5 +1310,41 @@ TEST(ClusterManagerIdempotencyTest, SameSpecWithEnvInAnotherOrderIsARetry) {
   EXPECT_EQ(t.Jobs().size(), 1u);
 }
 
+// The loop's periodic round (ScheduleIfChanged) is skipped while nothing a
+// decision depends on changed, and still places the waiting job in the
+// round after a change: rack-a's 15 kW cap admits two 8-GPU jobs of three
+// (as RackCapAdmitsTwoOfThreeThenTheThird), c waits; a's exit frees room.
+TEST(ClusterManagerRoundGateTest, PeriodicRoundSkipsUntilAChangeThenPlaces) {
+  TestCluster t({.rack_a_cap = "15kW"});
+  t.AddNode("n1");
+  t.AddNode("n2");
+  t.AddNode("n3");
+  const std::string a = t.Submit(TestCluster::Spec(8));
+  const std::string b = t.Submit(TestCluster::Spec(8));
+  const std::string c = t.Submit(TestCluster::Spec(8));
+  t.cm().ScheduleOnce();
+  EXPECT_THAT(StartedJobs(t.Take()), UnorderedElementsAre(a, b));
+  t.StartAll();
+  // The first periodic round sees what the last one placed: it runs.
+  EXPECT_TRUE(t.cm().ScheduleIfChanged());
+  EXPECT_THAT(t.Take(), IsEmpty());
+  // Nothing changed since: skipped, over several rounds and 3 s.
+  for (int i = 0; i < 3; ++i) {
+    t.clock().Advance(absl::Seconds(1));
+    EXPECT_FALSE(t.cm().ScheduleIfChanged()) << "round " << i;
+  }
+  EXPECT_EQ(t.Job(c).state(), v1::JOB_STATE_PENDING);
+  // 5 s after the last full round one runs anyway (and places nothing).
+  t.clock().Advance(absl::Seconds(2));
+  EXPECT_TRUE(t.cm().ScheduleIfChanged());
+  EXPECT_THAT(t.Take(), IsEmpty());
+  EXPECT_FALSE(t.cm().ScheduleIfChanged());
+  // a ends: the next round runs and starts c.
+  t.Exited(t.NodeOf(a), a, 0);
+  EXPECT_TRUE(t.cm().ScheduleIfChanged());
+  EXPECT_EQ(StartedJobs(t.Take()), std::vector<std::string>{c});
+  EXPECT_EQ(t.Job(c).state(), v1::JOB_STATE_STARTING);
+}
+
 }  // namespace
 }  // namespace joule::daemon

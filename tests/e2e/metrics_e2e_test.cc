@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "httplib.h"
 #include "joule/v1/joule.pb.h"
@@ -107,6 +108,40 @@ TEST(MetricsE2E, NonLoopbackMetricsAddressIsRefused) {
                                 "--metrics-listen: 0.0.0.0:9464 is not a "
                                 "loopback address"))
       << ReadFile(c.dir() + "/bad-metrics.log");
+}
+
+// `job submit --wait` waits on the WatchEvents stream, not by polling:
+// while a 2 s job runs it reads the job twice (once subscribed, once at its
+// end), where the 1-50 ms poll of before made ~40 GetJob calls. It exits 0
+// for a job that succeeded and 1 (the failure on stderr) for one that
+// failed, as before.
+TEST(MetricsE2E, SubmitWaitFollowsTheStreamInsteadOfPolling) {
+  Cluster c;
+  c.StartDaemon();
+  c.StartAgent("n1");
+  ASSERT_TRUE(WaitForReadyNodes(c, 1));
+  ASSERT_EQ(c.Ctl({"tenant", "create", "acme"}).exit_code, 0);
+  const std::string get_job =
+      "joule_rpc_requests_total{method=\"joule.v1.JobService/GetJob\","
+      "code=\"OK\"}";
+  auto get_jobs = [&] {
+    const std::string text = Scrape(c);
+    return absl::StrContains(text, get_job + " ") ? Value(text, get_job) : 0;
+  };
+  const double before = get_jobs();
+  CtlResult ok = c.Ctl({"job", "submit", "--tenant", "acme", "--gpus", "1",
+                        "--wait", "--", "sleep", "2"});
+  ASSERT_EQ(ok.exit_code, 0) << ok.err;
+  EXPECT_LE(get_jobs() - before, 2) << "polled GetJob instead of the stream";
+  const std::string id(absl::StripAsciiWhitespace(ok.out));
+  v1::Job job;
+  c.CtlJson({"job", "show", id}, &job);
+  EXPECT_EQ(job.state(), v1::JOB_STATE_SUCCEEDED);
+
+  CtlResult fail = c.Ctl({"job", "submit", "--tenant", "acme", "--gpus", "1",
+                          "--wait", "--", "false"});
+  EXPECT_EQ(fail.exit_code, 1);
+  EXPECT_TRUE(absl::StrContains(fail.err, "failed")) << fail.err;
 }
 
 }  // namespace
