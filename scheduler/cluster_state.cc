@@ -147,6 +147,12 @@ ClusterState::ClusterState(const ClusterSnapshot& snapshot, bool enforce_power,
     }
   }
 
+  max_gpus_.assign(models, 0);
+  for (size_t m = 0; m < models; ++m) {
+    for (uint32_t g = 1; g <= kMaxGpusPerNode; ++g) {
+      if (nodes_with_gpus_[m][g] > 0) max_gpus_[m] = g;
+    }
+  }
   free_count_.assign(models, std::vector<int64_t>(kMaxGpusPerNode + 1, 0));
   leaves_.resize(models);
   for (auto& per_k : leaves_) per_k.resize(kMaxGpusPerNode + 1);
@@ -165,12 +171,8 @@ int64_t ClusterState::NodesWithGpus(int m, uint32_t g) const {
 }
 
 uint32_t ClusterState::MaxGpus(int m) const {
-  if (m < 0) return 0;
-  uint32_t best = 0;
-  for (uint32_t g = 1; g <= kMaxGpusPerNode; ++g) {
-    if (nodes_with_gpus_[m][g] > 0) best = g;
-  }
-  return best;
+  if (m < 0 || m >= model_count()) return 0;
+  return max_gpus_[m];
 }
 
 int64_t ClusterState::NodesWithFree(int m, uint32_t g) const {

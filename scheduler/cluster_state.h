@@ -178,6 +178,7 @@ class ClusterState {
 
   // [m][g]: nodes of model m with gpu_count >= g, any state.
   std::vector<std::vector<int64_t>> nodes_with_gpus_;
+  std::vector<uint32_t> max_gpus_;  // [m]: largest gpu_count of model m
   // [m][k]: indexed nodes with exactly k free GPUs.
   std::vector<std::vector<int64_t>> free_count_;
   // [m][k]: (headroom, leaf) for leaves with an indexed node of model m with

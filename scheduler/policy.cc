@@ -16,8 +16,8 @@
 #include "absl/time/time.h"
 #include "common/units.h"
 #include "scheduler/cluster_state.h"
-#include "scheduler/quota.h"
 #include "scheduler/power_options.h"
+#include "scheduler/quota.h"
 #include "scheduler/victims.h"
 
 namespace joule::scheduler {
@@ -167,6 +167,15 @@ class Scheduler {
   std::vector<VictimBound>& BoundHeap(const Shape& s);
   std::vector<size_t> GangVictimOrder(const Job& job,
                                       absl::Span<const size_t> victims) const;
+  // A MinimalVictims result `set` (positions in `candidates`, which are
+  // indices into active_) as active_ indices, in the same order, and its
+  // cost (the victims' keys and the distinct nodes they hold).
+  struct VictimSet {
+    VictimSetCost cost;
+    std::vector<size_t> chosen;
+  };
+  VictimSet Collect(absl::Span<const size_t> set,
+                    absl::Span<const size_t> candidates) const;
   // TryPreempt for a single-node job; `key` names its shapes.
   bool PreemptForOneNode(const Job& job, const std::string& key,
                          absl::Span<const size_t> victims);
@@ -375,10 +384,10 @@ void Scheduler::SetUpClaims() {
       for (size_t i = 0; i < c.shares.size(); ++i) {
         const uint64_t v = w.status.vacant[i];
         if (v == 0) continue;
-        w.held.push_back(NodeAlloc{
-            c.shares[i].node, v,
-            state_.enforce_power() ? c.power_per_gpu_mw * std::popcount(v)
-                                   : 0});
+        w.held.push_back(NodeAlloc{c.shares[i].node, v,
+                                   state_.enforce_power()
+                                       ? c.power_per_gpu_mw * std::popcount(v)
+                                       : 0});
       }
       state_.Allocate(w.held);
     }
@@ -387,6 +396,7 @@ void Scheduler::SetUpClaims() {
 }
 
 bool Scheduler::ProcessClaim(const Job& job) {
+  if (claims_.empty()) return false;
   auto it = claims_.find(job.src->id);
   if (it == claims_.end() || it->second.seen) return false;
   ClaimWork& w = it->second;
@@ -410,8 +420,7 @@ bool Scheduler::ProcessClaim(const Job& job) {
   bool uniform = true;
   for (size_t i = 0; i < c.shares.size(); ++i) {
     uniform = uniform && state_.node_model(c.shares[i].node) == model &&
-              std::popcount(w.status.claimed[i]) ==
-                  static_cast<int>(per_node);
+              std::popcount(w.status.claimed[i]) == static_cast<int>(per_node);
   }
   const Option* opt = nullptr;
   for (const Option& o : job.options) {
@@ -420,7 +429,8 @@ bool Scheduler::ProcessClaim(const Job& job) {
       opt = &o;
     }
   }
-  if (opt == nullptr) return drop("the job no longer matches the GPUs it claimed");
+  if (opt == nullptr)
+    return drop("the job no longer matches the GPUs it claimed");
   if (w.status.kind == ClaimStatus::kWaiting) {
     AddWait(job, WaitKind::kRetryLater, ClaimWaitReason(c, w.status, snap_));
     return true;
@@ -485,26 +495,41 @@ Decisions Scheduler::Run(absl::Span<const PendingJob> pending) {
   jobs.reserve(pending.size());
   for (const PendingJob& p : pending) jobs.push_back(Resolve(p));
   AssignEffectiveClasses(jobs);
-  std::vector<size_t> order(jobs.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&jobs](size_t a, size_t b) {
-    const Job& x = jobs[a];
-    const Job& y = jobs[b];
-    return std::make_tuple(x.eff, -static_cast<int64_t>(x.src->priority),
-                           x.share_key, x.src->seq, a) <
-           std::make_tuple(y.eff, -static_cast<int64_t>(y.src->priority),
-                           y.share_key, y.src->seq, b);
+  // Rule 3's order, sorted on keys copied out of the jobs (the jobs
+  // themselves are not touched by the sort).
+  struct OrderKey {
+    ServiceClass eff;
+    int64_t neg_priority;
+    double share_key;
+    uint64_t seq;
+    size_t index;
+  };
+  std::vector<OrderKey> keys(jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    keys[i] = {jobs[i].eff, -static_cast<int64_t>(jobs[i].src->priority),
+               jobs[i].share_key, jobs[i].src->seq, i};
+  }
+  std::sort(keys.begin(), keys.end(), [](const OrderKey& x, const OrderKey& y) {
+    if (x.eff != y.eff) return x.eff < y.eff;
+    if (x.neg_priority != y.neg_priority) {
+      return x.neg_priority < y.neg_priority;
+    }
+    if (x.share_key != y.share_key) return x.share_key < y.share_key;
+    if (x.seq != y.seq) return x.seq < y.seq;
+    return x.index < y.index;
   });
   const size_t limit =
       config_.max_jobs_considered == 0
-          ? order.size()
-          : std::min<size_t>(order.size(), config_.max_jobs_considered);
-  for (size_t i = 0; i < order.size(); ++i) {
-    const Job& job = jobs[order[i]];
+          ? keys.size()
+          : std::min<size_t>(keys.size(), config_.max_jobs_considered);
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const Job& job = jobs[keys[i].index];
     if (i >= limit) {
       // A claim keeps its GPUs while its job waits its turn.
-      if (auto c = claims_.find(job.src->id); c != claims_.end()) {
-        c->second.seen = true;
+      if (!claims_.empty()) {
+        if (auto c = claims_.find(job.src->id); c != claims_.end()) {
+          c->second.seen = true;
+        }
       }
       AddWait(job, WaitKind::kRetryLater,
               absl::StrCat("not considered this round (queue position ", i + 1,
@@ -629,9 +654,8 @@ void Scheduler::Commit(const Job& job, const Found& found,
   p.preempt = std::move(preempt);
   for (size_t i = 0; i < found.nodes.size(); ++i) {
     const int n = found.nodes[i];
-    const uint64_t gpus = masks != nullptr
-                              ? (*masks)[i]
-                              : state_.PickGpus(n, found.shape.gpus);
+    const uint64_t gpus =
+        masks != nullptr ? (*masks)[i] : state_.PickGpus(n, found.shape.gpus);
     a.allocs.push_back(NodeAlloc{n, gpus, found.shape.need_mw});
     JobShare share;
     share.node = n;
@@ -898,22 +922,15 @@ std::vector<size_t> Scheduler::GangVictimOrder(
       VictimCandidate c;
       c.key = &victim_keys_[i];
       for (const NodeAlloc& a : active_[i].allocs) {
-        if (a.node == n) c.gpus = std::popcount(a.gpus & state_.healthy_gpus(n));
+        if (a.node == n)
+          c.gpus = std::popcount(a.gpus & state_.healthy_gpus(n));
       }
       cands.push_back(std::move(c));
     }
     std::optional<std::vector<size_t>> set = MinimalVictims(need, cands);
     if (!set) continue;
-    absl::InlinedVector<const VictimKey*, 4> set_keys;
-    absl::flat_hash_set<int> nodes;
-    std::vector<size_t> chosen;
-    for (size_t c : *set) {
-      chosen.push_back(local[c]);
-      set_keys.push_back(&victim_keys_[local[c]]);
-      for (const NodeAlloc& a : active_[local[c]].allocs) nodes.insert(a.node);
-    }
-    sets.push_back({CostOf(std::move(set_keys), nodes.size()),
-                    std::move(chosen)});
+    VictimSet got = Collect(*set, local);
+    sets.push_back({std::move(got.cost), std::move(got.chosen)});
   }
   std::stable_sort(sets.begin(), sets.end(), [](const auto& a, const auto& b) {
     return BetterVictims(a.first, b.first);
@@ -928,6 +945,21 @@ std::vector<size_t> Scheduler::GangVictimOrder(
   for (size_t i : victims) {
     if (used.insert(i).second) out.push_back(i);
   }
+  return out;
+}
+
+Scheduler::VictimSet Scheduler::Collect(
+    absl::Span<const size_t> set, absl::Span<const size_t> candidates) const {
+  absl::InlinedVector<const VictimKey*, 4> keys;
+  absl::flat_hash_set<int> nodes;
+  VictimSet out;
+  for (size_t c : set) {
+    const size_t i = candidates[c];
+    out.chosen.push_back(i);
+    keys.push_back(&victim_keys_[i]);
+    for (const NodeAlloc& a : active_[i].allocs) nodes.insert(a.node);
+  }
+  out.cost = CostOf(std::move(keys), nodes.size());
   return out;
 }
 
@@ -1043,19 +1075,10 @@ bool Scheduler::PreemptForOneNode(const Job& job, const std::string& key,
       }
       std::optional<std::vector<size_t>> set = MinimalVictims(need, cands);
       if (!set) continue;
-      absl::InlinedVector<const VictimKey*, 4> set_keys;
-      absl::flat_hash_set<int> nodes;
-      std::vector<size_t> chosen;
-      for (size_t c : *set) {
-        chosen.push_back(pos[c]);
-        set_keys.push_back(&victim_keys_[pos[c]]);
-        for (const NodeAlloc& a : active_[pos[c]].allocs) {
-          nodes.insert(a.node);
-        }
-      }
-      VictimBound got{CostOf(std::move(set_keys), nodes.size()), next.fit};
+      VictimSet chosen = Collect(*set, pos);
+      VictimBound got{std::move(chosen.cost), next.fit};
       if (!best.found || VictimBoundWorse(best.bound, got)) {
-        best = Best{true, std::move(got), &opt, std::move(chosen)};
+        best = Best{true, std::move(got), &opt, std::move(chosen.chosen)};
       }
     }
     for (VictimBound& b : popped) {
@@ -1097,9 +1120,33 @@ void Scheduler::Reserve(const Job& job, Wait& wait) {
     return std::make_tuple(active_[x].end, active_[x].start, x) <
            std::make_tuple(active_[y].end, active_[y].start, y);
   });
+  // Whether the job fits once the first k jobs of seq have ended only
+  // turns from false to true as k grows (ending jobs only frees GPUs and
+  // power, and FindAny finds a placement whenever one exists), so the
+  // smallest such k is unique. It is found by galloping from the front
+  // (k = 1, 2, 4, ...), then bisecting: the cost is in the jobs moved out
+  // of the index, about 2k instead of the 2-3 × seq.size() of releasing
+  // every job first. It fits once all have ended iff it fits after some k.
   size_t released = 0;
-  MoveTo(seq, seq.size(), &released);
-  if (!FindAny(job, /*use_memo=*/false)) {
+  size_t lo = 0, hi = seq.size();  // fits after hi, not after lo
+  bool fits = false;
+  if (config_.backfill) {
+    for (size_t step = 1;; step *= 2) {
+      const size_t k = std::min(step, seq.size());
+      MoveTo(seq, k, &released);
+      if (FindAny(job, /*use_memo=*/false)) {
+        hi = k;
+        fits = true;
+        break;
+      }
+      lo = k;
+      if (k == seq.size()) break;
+    }
+  } else {
+    MoveTo(seq, seq.size(), &released);
+    fits = FindAny(job, /*use_memo=*/false).has_value();
+  }
+  if (!fits) {
     MoveTo(seq, 0, &released);
     absl::StrAppend(&wait.reason,
                     "; does not fit even when all running jobs end");
@@ -1107,7 +1154,6 @@ void Scheduler::Reserve(const Job& job, Wait& wait) {
   }
   Reservation res;
   res.job_id = job.src->id;
-  size_t lo = 0, hi = seq.size();  // fits after hi, not after lo
   if (config_.backfill) {
     while (hi - lo > 1) {
       const size_t mid = lo + (hi - lo) / 2;
@@ -1242,11 +1288,11 @@ Wait Scheduler::DescribeNow(const Job& job) const {
         for (int d = b->domain; d >= 0; d = state_.parent(d)) {
           const DomainSnapshot& dom = snap_.domains[d];
           if (dom.idle_floor_mw > 0 && dom.cap_mw < dom.idle_floor_mw) {
-            return Wait{p.id, WaitKind::kOverPowerCap,
-                        absl::StrCat("waiting: cap ", FormatPower(dom.cap_mw),
-                                     " is below the idle draw ",
-                                     FormatPower(dom.idle_floor_mw), " of ",
-                                     dom.name)};
+            return Wait{
+                p.id, WaitKind::kOverPowerCap,
+                absl::StrCat("waiting: cap ", FormatPower(dom.cap_mw),
+                             " is below the idle draw ",
+                             FormatPower(dom.idle_floor_mw), " of ", dom.name)};
           }
         }
         return Wait{
