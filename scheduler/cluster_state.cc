@@ -261,6 +261,7 @@ void ClusterState::AddPower(int n, int64_t delta) {
 }
 
 void ClusterState::Allocate(absl::Span<const NodeAlloc> allocs) {
+  ++version_;
   for (const NodeAlloc& a : allocs) {
     if (a.node < 0 || a.node >= static_cast<int>(free_.size())) continue;
     SetFree(a.node, free_[a.node] & ~a.gpus);
@@ -269,6 +270,7 @@ void ClusterState::Allocate(absl::Span<const NodeAlloc> allocs) {
 }
 
 void ClusterState::Release(absl::Span<const NodeAlloc> allocs) {
+  ++version_;
   for (const NodeAlloc& a : allocs) {
     if (a.node < 0 || a.node >= static_cast<int>(free_.size())) continue;
     SetFree(a.node, free_[a.node] | (a.gpus & healthy_[a.node]));

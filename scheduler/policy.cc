@@ -11,6 +11,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
@@ -41,8 +42,8 @@ struct Job {
   const PendingJob* src = nullptr;
   ServiceClass eff = ServiceClass::kOnDemand;
   double share_key = 0;
-  std::vector<Option> options;
-  std::string infeasible;  // non-empty: the kInfeasible reason
+  absl::InlinedVector<Option, 1> options;  // stable: jobs never move
+  std::string infeasible;                  // non-empty: the kInfeasible reason
 };
 
 // A job holding resources in the working state: running in the snapshot or
@@ -126,6 +127,11 @@ class Scheduler {
 
   void Process(const Job& job);
   std::optional<Found> FindAny(const Job& job, bool use_memo);
+  // FindAny with the memo, or with the reservation's nodes hidden
+  // (`hidden`), remembered per set of options until the state changes
+  // (ClusterState::version): jobs of one shape denied by the reservation
+  // one after another do not search again.
+  std::optional<Found> FindRemembered(const Job& job, bool hidden);
   // Throttle-to-fit (rule 4): the first lower limit step that fits, raised
   // to the largest limit that fits on the chosen nodes.
   std::optional<Found> FindThrottled(const Job& job, bool use_memo);
@@ -208,6 +214,18 @@ class Scheduler {
   QuotaLedger quota_;
   std::vector<Active> active_;
   absl::flat_hash_set<ShapeKey> no_fit_;  // shapes known not to fit now
+  // FindRemembered: per options (model, GPUs, nodes, need, limit, min of
+  // each), the state version and what FindAny found then.
+  struct Remembered {
+    uint64_t version = 0;
+    bool found = false;
+    size_t option = 0;  // index into Job::options
+    std::vector<int> nodes;
+    Shape shape;
+    int64_t limit_mw = 0;
+  };
+  using OptionsKey = absl::InlinedVector<int64_t, 6>;
+  absl::flat_hash_map<OptionsKey, Remembered> remembered_[2];  // [hidden]
   absl::flat_hash_map<std::string, Wait> describe_memo_;
   // Shapes that do not fit even after preempting every candidate.
   absl::flat_hash_set<std::string> no_preempt_fit_;
@@ -245,20 +263,20 @@ Job Scheduler::Resolve(const PendingJob& p) const {
     job.infeasible = "requests no GPUs";
     return job;
   }
-  std::vector<int> models;
-  if (p.gpu_model.empty()) {
-    for (int m = 0; m < state_.model_count(); ++m) models.push_back(m);
-  } else {
+  // The models tried: all of them, or the one named.
+  int first_model = 0, end_model = state_.model_count();
+  if (!p.gpu_model.empty()) {
     const int m = state_.ModelIndex(p.gpu_model);
     if (m < 0) {
       job.infeasible = absl::StrCat("unknown GPU model \"", p.gpu_model, "\"");
       return job;
     }
-    models.push_back(m);
+    first_model = m;
+    end_model = m + 1;
   }
   uint32_t largest = 0;
   int64_t most_nodes = 0;
-  for (int m : models) {
+  for (int m = first_model; m < end_model; ++m) {
     largest = std::max(largest, state_.MaxGpus(m));
     const int64_t have = p.gpus_per_node > kMaxGpusPerNode
                              ? 0
@@ -522,9 +540,15 @@ Decisions Scheduler::Run(absl::Span<const PendingJob> pending) {
       config_.max_jobs_considered == 0
           ? keys.size()
           : std::min<size_t>(keys.size(), config_.max_jobs_considered);
+  out_.waits.reserve(jobs.size());
   for (size_t i = 0; i < keys.size(); ++i) {
     const Job& job = jobs[keys[i].index];
     if (i >= limit) {
+      // The jobs come in queue order, not in memory order: fetch ahead.
+      if (i + 8 < keys.size()) {
+        __builtin_prefetch(jobs[keys[i + 8].index].src);
+      }
+      if (i + 16 < keys.size()) __builtin_prefetch(&jobs[keys[i + 16].index]);
       // A claim keeps its GPUs while its job waits its turn.
       if (!claims_.empty()) {
         if (auto c = claims_.find(job.src->id); c != claims_.end()) {
@@ -559,6 +583,35 @@ std::optional<Found> Scheduler::FindAny(const Job& job, bool use_memo) {
     return FindThrottled(job, use_memo);
   }
   return std::nullopt;
+}
+
+std::optional<Found> Scheduler::FindRemembered(const Job& job, bool hidden) {
+  OptionsKey key;
+  for (const Option& o : job.options) {
+    key.insert(key.end(), {o.shape.model, o.shape.gpus, o.shape.nodes,
+                           o.shape.need_mw, o.limit_mw, o.min_mw});
+  }
+  Remembered& r = remembered_[hidden ? 1 : 0][key];
+  if (r.version != state_.version()) {
+    std::optional<Found> found;
+    if (hidden) {
+      for (int n : res_->nodes) state_.Hide(n);
+      found = FindAny(job, /*use_memo=*/false);
+      for (int n : res_->nodes) state_.Unhide(n);
+    } else {
+      found = FindAny(job, /*use_memo=*/true);
+    }
+    r.version = state_.version();
+    r.found = found.has_value();
+    if (!found) return std::nullopt;
+    r.option = static_cast<size_t>(found->option - job.options.data());
+    r.nodes = found->nodes;
+    r.shape = found->shape;
+    r.limit_mw = found->limit_mw;
+    return found;
+  }
+  if (!r.found) return std::nullopt;
+  return Found{&job.options[r.option], r.nodes, r.shape, r.limit_mw};
 }
 
 std::optional<Found> Scheduler::FindThrottled(const Job& job, bool use_memo) {
@@ -707,16 +760,15 @@ void Scheduler::Process(const Job& job) {
   }
   if (all_reserved_models && !can_preempt) {
     denied = true;
-  } else if (std::optional<Found> found = FindAny(job, /*use_memo=*/true)) {
+  } else if (std::optional<Found> found =
+                 FindRemembered(job, /*hidden=*/false)) {
     if (Admit(job, *found, &debits)) {
       Commit(job, *found, debits, {});
       return;
     }
     denied = true;
     if (res_->has_shadow || res_->bound) {
-      for (int n : res_->nodes) state_.Hide(n);
-      std::optional<Found> other = FindAny(job, /*use_memo=*/false);
-      for (int n : res_->nodes) state_.Unhide(n);
+      std::optional<Found> other = FindRemembered(job, /*hidden=*/true);
       if (other && Admit(job, *other, &debits)) {
         Commit(job, *other, debits, {});
         return;
