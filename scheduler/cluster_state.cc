@@ -105,10 +105,16 @@ ClusterState::ClusterState(const ClusterSnapshot& snapshot, bool enforce_power,
   eligible_.resize(num_nodes);
   hidden_.assign(num_nodes, false);
   nodes_with_gpus_.assign(models, std::vector<int64_t>(kMaxGpusPerNode + 1, 0));
+  const std::string* last_model = nullptr;  // most nodes share a model
+  int last_index = -1;
   for (int n = 0; n < num_nodes; ++n) {
     const NodeSnapshot& node = snapshot.nodes[n];
-    auto it = model_index_.find(node.gpu_model);
-    node_model_[n] = it == model_index_.end() ? -1 : it->second;
+    if (last_model == nullptr || *last_model != node.gpu_model) {
+      auto it = model_index_.find(node.gpu_model);
+      last_model = &node.gpu_model;
+      last_index = it == model_index_.end() ? -1 : it->second;
+    }
+    node_model_[n] = last_index;
     node_leaf_[n] =
         (node.domain >= 0 && node.domain < num_domains) ? node.domain : -1;
     gpu_count_[n] = std::min(node.gpu_count, kMaxGpusPerNode);

@@ -14,6 +14,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/units.h"
 #include "scheduler/cluster_state.h"
@@ -49,12 +50,12 @@ struct Job {
 // A job holding resources in the working state: running in the snapshot or
 // placed by this call.
 struct Active {
-  std::string id;
+  absl::string_view id;  // the RunningJob's or PendingJob's, which outlive it
   ServiceClass cls = ServiceClass::kOnDemand;
   int32_t priority = 0;
   absl::Time start;
   absl::Time end = absl::InfiniteFuture();  // InfiniteFuture = no max_runtime
-  std::vector<NodeAlloc> allocs;
+  absl::InlinedVector<NodeAlloc, 1> allocs;
   bool from_snapshot = false;
   bool gone = false;  // preempted by this call
 };
@@ -826,7 +827,8 @@ bool Scheduler::TryPreempt(const Job& job) {
     victims_on_node_.resize(snap_.nodes.size());
     for (size_t i : *victim_order_) {
       const Active& a = active_[i];
-      victim_keys_[i] = VictimKey{a.cls, a.priority, a.start, a.id};
+      victim_keys_[i] =
+          VictimKey{a.cls, a.priority, a.start, std::string(a.id)};
       for (const NodeAlloc& n : a.allocs) {
         if (n.node >= 0 && n.node < static_cast<int>(snap_.nodes.size())) {
           victims_on_node_[n.node].push_back(i);
@@ -894,7 +896,7 @@ bool Scheduler::TryPreempt(const Job& job) {
   std::vector<std::string> preempt;
   for (size_t i : kept) {
     active_[i].gone = true;
-    preempt.push_back(active_[i].id);
+    preempt.push_back(std::string(active_[i].id));
   }
   no_fit_.clear();  // resources were freed
   describe_memo_.clear();
@@ -1154,7 +1156,7 @@ bool Scheduler::PreemptForOneNode(const Job& job, const std::string& key,
   std::vector<std::string> preempt;
   for (size_t i : kept) {
     active_[i].gone = true;
-    preempt.push_back(active_[i].id);
+    preempt.push_back(std::string(active_[i].id));
   }
   no_fit_.clear();  // resources were freed
   describe_memo_.clear();
