@@ -127,8 +127,8 @@
 // O(victims scanned) for each preempting job. The shadow time (rule 6) costs
 // about 2k index updates, k = the running jobs that must end first (gallop,
 // then bisect). Measured on 10,000 nodes / 80,000 GPUs / 5-level tree /
-// 100,000 pending (bench/bench_policy.cc): 5,448 placed in 80-88 ms of CPU
-// per call with 5.4k jobs running, 10,867 in 209 ms on an empty cluster.
+// 100,000 pending (bench/bench_policy.cc): 5,448 placed in 74-85 ms of CPU
+// per call with 5.4k jobs running, 10,867 in 146-187 ms on an empty cluster.
 
 #include <cstdint>
 #include <string>
