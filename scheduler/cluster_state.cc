@@ -105,10 +105,16 @@ ClusterState::ClusterState(const ClusterSnapshot& snapshot, bool enforce_power,
   eligible_.resize(num_nodes);
   hidden_.assign(num_nodes, false);
   nodes_with_gpus_.assign(models, std::vector<int64_t>(kMaxGpusPerNode + 1, 0));
+  const std::string* last_model = nullptr;  // most nodes share a model
+  int last_index = -1;
   for (int n = 0; n < num_nodes; ++n) {
     const NodeSnapshot& node = snapshot.nodes[n];
-    auto it = model_index_.find(node.gpu_model);
-    node_model_[n] = it == model_index_.end() ? -1 : it->second;
+    if (last_model == nullptr || *last_model != node.gpu_model) {
+      auto it = model_index_.find(node.gpu_model);
+      last_model = &node.gpu_model;
+      last_index = it == model_index_.end() ? -1 : it->second;
+    }
+    node_model_[n] = last_index;
     node_leaf_[n] =
         (node.domain >= 0 && node.domain < num_domains) ? node.domain : -1;
     gpu_count_[n] = std::min(node.gpu_count, kMaxGpusPerNode);
@@ -147,6 +153,12 @@ ClusterState::ClusterState(const ClusterSnapshot& snapshot, bool enforce_power,
     }
   }
 
+  max_gpus_.assign(models, 0);
+  for (size_t m = 0; m < models; ++m) {
+    for (uint32_t g = 1; g <= kMaxGpusPerNode; ++g) {
+      if (nodes_with_gpus_[m][g] > 0) max_gpus_[m] = g;
+    }
+  }
   free_count_.assign(models, std::vector<int64_t>(kMaxGpusPerNode + 1, 0));
   leaves_.resize(models);
   for (auto& per_k : leaves_) per_k.resize(kMaxGpusPerNode + 1);
@@ -165,12 +177,8 @@ int64_t ClusterState::NodesWithGpus(int m, uint32_t g) const {
 }
 
 uint32_t ClusterState::MaxGpus(int m) const {
-  if (m < 0) return 0;
-  uint32_t best = 0;
-  for (uint32_t g = 1; g <= kMaxGpusPerNode; ++g) {
-    if (nodes_with_gpus_[m][g] > 0) best = g;
-  }
-  return best;
+  if (m < 0 || m >= model_count()) return 0;
+  return max_gpus_[m];
 }
 
 int64_t ClusterState::NodesWithFree(int m, uint32_t g) const {
@@ -259,6 +267,7 @@ void ClusterState::AddPower(int n, int64_t delta) {
 }
 
 void ClusterState::Allocate(absl::Span<const NodeAlloc> allocs) {
+  ++version_;
   for (const NodeAlloc& a : allocs) {
     if (a.node < 0 || a.node >= static_cast<int>(free_.size())) continue;
     SetFree(a.node, free_[a.node] & ~a.gpus);
@@ -267,6 +276,7 @@ void ClusterState::Allocate(absl::Span<const NodeAlloc> allocs) {
 }
 
 void ClusterState::Release(absl::Span<const NodeAlloc> allocs) {
+  ++version_;
   for (const NodeAlloc& a : allocs) {
     if (a.node < 0 || a.node >= static_cast<int>(free_.size())) continue;
     SetFree(a.node, free_[a.node] | (a.gpus & healthy_[a.node]));

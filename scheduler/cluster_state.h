@@ -114,6 +114,9 @@ class ClusterState {
 
   void Allocate(absl::Span<const NodeAlloc> allocs);
   void Release(absl::Span<const NodeAlloc> allocs);
+  // Changes with every Allocate and Release (not with Hide and Unhide):
+  // while it is unchanged, Find and Fits give the same answers.
+  uint64_t version() const { return version_; }
   // Hide keeps a node out of Find until Unhide (its state still changes).
   void Hide(int n);
   void Unhide(int n);
@@ -175,9 +178,11 @@ class ClusterState {
   std::vector<uint64_t> healthy_;
   std::vector<bool> eligible_;  // schedulable, known model and leaf
   std::vector<bool> hidden_;
+  uint64_t version_ = 1;
 
   // [m][g]: nodes of model m with gpu_count >= g, any state.
   std::vector<std::vector<int64_t>> nodes_with_gpus_;
+  std::vector<uint32_t> max_gpus_;  // [m]: largest gpu_count of model m
   // [m][k]: indexed nodes with exactly k free GPUs.
   std::vector<std::vector<int64_t>> free_count_;
   // [m][k]: (headroom, leaf) for leaves with an indexed node of model m with

@@ -11,13 +11,15 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
+#include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "common/units.h"
 #include "scheduler/cluster_state.h"
-#include "scheduler/quota.h"
 #include "scheduler/power_options.h"
+#include "scheduler/quota.h"
 #include "scheduler/victims.h"
 
 namespace joule::scheduler {
@@ -41,19 +43,19 @@ struct Job {
   const PendingJob* src = nullptr;
   ServiceClass eff = ServiceClass::kOnDemand;
   double share_key = 0;
-  std::vector<Option> options;
-  std::string infeasible;  // non-empty: the kInfeasible reason
+  absl::InlinedVector<Option, 1> options;  // stable: jobs never move
+  std::string infeasible;                  // non-empty: the kInfeasible reason
 };
 
 // A job holding resources in the working state: running in the snapshot or
 // placed by this call.
 struct Active {
-  std::string id;
+  absl::string_view id;  // the RunningJob's or PendingJob's, which outlive it
   ServiceClass cls = ServiceClass::kOnDemand;
   int32_t priority = 0;
   absl::Time start;
   absl::Time end = absl::InfiniteFuture();  // InfiniteFuture = no max_runtime
-  std::vector<NodeAlloc> allocs;
+  absl::InlinedVector<NodeAlloc, 1> allocs;
   bool from_snapshot = false;
   bool gone = false;  // preempted by this call
 };
@@ -126,6 +128,11 @@ class Scheduler {
 
   void Process(const Job& job);
   std::optional<Found> FindAny(const Job& job, bool use_memo);
+  // FindAny with the memo, or with the reservation's nodes hidden
+  // (`hidden`), remembered per set of options until the state changes
+  // (ClusterState::version): jobs of one shape denied by the reservation
+  // one after another do not search again.
+  std::optional<Found> FindRemembered(const Job& job, bool hidden);
   // Throttle-to-fit (rule 4): the first lower limit step that fits, raised
   // to the largest limit that fits on the chosen nodes.
   std::optional<Found> FindThrottled(const Job& job, bool use_memo);
@@ -167,6 +174,15 @@ class Scheduler {
   std::vector<VictimBound>& BoundHeap(const Shape& s);
   std::vector<size_t> GangVictimOrder(const Job& job,
                                       absl::Span<const size_t> victims) const;
+  // A MinimalVictims result `set` (positions in `candidates`, which are
+  // indices into active_) as active_ indices, in the same order, and its
+  // cost (the victims' keys and the distinct nodes they hold).
+  struct VictimSet {
+    VictimSetCost cost;
+    std::vector<size_t> chosen;
+  };
+  VictimSet Collect(absl::Span<const size_t> set,
+                    absl::Span<const size_t> candidates) const;
   // TryPreempt for a single-node job; `key` names its shapes.
   bool PreemptForOneNode(const Job& job, const std::string& key,
                          absl::Span<const size_t> victims);
@@ -199,6 +215,18 @@ class Scheduler {
   QuotaLedger quota_;
   std::vector<Active> active_;
   absl::flat_hash_set<ShapeKey> no_fit_;  // shapes known not to fit now
+  // FindRemembered: per options (model, GPUs, nodes, need, limit, min of
+  // each), the state version and what FindAny found then.
+  struct Remembered {
+    uint64_t version = 0;
+    bool found = false;
+    size_t option = 0;  // index into Job::options
+    std::vector<int> nodes;
+    Shape shape;
+    int64_t limit_mw = 0;
+  };
+  using OptionsKey = absl::InlinedVector<int64_t, 6>;
+  absl::flat_hash_map<OptionsKey, Remembered> remembered_[2];  // [hidden]
   absl::flat_hash_map<std::string, Wait> describe_memo_;
   // Shapes that do not fit even after preempting every candidate.
   absl::flat_hash_set<std::string> no_preempt_fit_;
@@ -236,20 +264,20 @@ Job Scheduler::Resolve(const PendingJob& p) const {
     job.infeasible = "requests no GPUs";
     return job;
   }
-  std::vector<int> models;
-  if (p.gpu_model.empty()) {
-    for (int m = 0; m < state_.model_count(); ++m) models.push_back(m);
-  } else {
+  // The models tried: all of them, or the one named.
+  int first_model = 0, end_model = state_.model_count();
+  if (!p.gpu_model.empty()) {
     const int m = state_.ModelIndex(p.gpu_model);
     if (m < 0) {
       job.infeasible = absl::StrCat("unknown GPU model \"", p.gpu_model, "\"");
       return job;
     }
-    models.push_back(m);
+    first_model = m;
+    end_model = m + 1;
   }
   uint32_t largest = 0;
   int64_t most_nodes = 0;
-  for (int m : models) {
+  for (int m = first_model; m < end_model; ++m) {
     largest = std::max(largest, state_.MaxGpus(m));
     const int64_t have = p.gpus_per_node > kMaxGpusPerNode
                              ? 0
@@ -375,10 +403,10 @@ void Scheduler::SetUpClaims() {
       for (size_t i = 0; i < c.shares.size(); ++i) {
         const uint64_t v = w.status.vacant[i];
         if (v == 0) continue;
-        w.held.push_back(NodeAlloc{
-            c.shares[i].node, v,
-            state_.enforce_power() ? c.power_per_gpu_mw * std::popcount(v)
-                                   : 0});
+        w.held.push_back(NodeAlloc{c.shares[i].node, v,
+                                   state_.enforce_power()
+                                       ? c.power_per_gpu_mw * std::popcount(v)
+                                       : 0});
       }
       state_.Allocate(w.held);
     }
@@ -387,6 +415,7 @@ void Scheduler::SetUpClaims() {
 }
 
 bool Scheduler::ProcessClaim(const Job& job) {
+  if (claims_.empty()) return false;
   auto it = claims_.find(job.src->id);
   if (it == claims_.end() || it->second.seen) return false;
   ClaimWork& w = it->second;
@@ -410,8 +439,7 @@ bool Scheduler::ProcessClaim(const Job& job) {
   bool uniform = true;
   for (size_t i = 0; i < c.shares.size(); ++i) {
     uniform = uniform && state_.node_model(c.shares[i].node) == model &&
-              std::popcount(w.status.claimed[i]) ==
-                  static_cast<int>(per_node);
+              std::popcount(w.status.claimed[i]) == static_cast<int>(per_node);
   }
   const Option* opt = nullptr;
   for (const Option& o : job.options) {
@@ -420,7 +448,8 @@ bool Scheduler::ProcessClaim(const Job& job) {
       opt = &o;
     }
   }
-  if (opt == nullptr) return drop("the job no longer matches the GPUs it claimed");
+  if (opt == nullptr)
+    return drop("the job no longer matches the GPUs it claimed");
   if (w.status.kind == ClaimStatus::kWaiting) {
     AddWait(job, WaitKind::kRetryLater, ClaimWaitReason(c, w.status, snap_));
     return true;
@@ -485,26 +514,47 @@ Decisions Scheduler::Run(absl::Span<const PendingJob> pending) {
   jobs.reserve(pending.size());
   for (const PendingJob& p : pending) jobs.push_back(Resolve(p));
   AssignEffectiveClasses(jobs);
-  std::vector<size_t> order(jobs.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
-  std::sort(order.begin(), order.end(), [&jobs](size_t a, size_t b) {
-    const Job& x = jobs[a];
-    const Job& y = jobs[b];
-    return std::make_tuple(x.eff, -static_cast<int64_t>(x.src->priority),
-                           x.share_key, x.src->seq, a) <
-           std::make_tuple(y.eff, -static_cast<int64_t>(y.src->priority),
-                           y.share_key, y.src->seq, b);
+  // Rule 3's order, sorted on keys copied out of the jobs (the jobs
+  // themselves are not touched by the sort).
+  struct OrderKey {
+    ServiceClass eff;
+    int64_t neg_priority;
+    double share_key;
+    uint64_t seq;
+    size_t index;
+  };
+  std::vector<OrderKey> keys(jobs.size());
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    keys[i] = {jobs[i].eff, -static_cast<int64_t>(jobs[i].src->priority),
+               jobs[i].share_key, jobs[i].src->seq, i};
+  }
+  std::sort(keys.begin(), keys.end(), [](const OrderKey& x, const OrderKey& y) {
+    if (x.eff != y.eff) return x.eff < y.eff;
+    if (x.neg_priority != y.neg_priority) {
+      return x.neg_priority < y.neg_priority;
+    }
+    if (x.share_key != y.share_key) return x.share_key < y.share_key;
+    if (x.seq != y.seq) return x.seq < y.seq;
+    return x.index < y.index;
   });
   const size_t limit =
       config_.max_jobs_considered == 0
-          ? order.size()
-          : std::min<size_t>(order.size(), config_.max_jobs_considered);
-  for (size_t i = 0; i < order.size(); ++i) {
-    const Job& job = jobs[order[i]];
+          ? keys.size()
+          : std::min<size_t>(keys.size(), config_.max_jobs_considered);
+  out_.waits.reserve(jobs.size());
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const Job& job = jobs[keys[i].index];
     if (i >= limit) {
+      // The jobs come in queue order, not in memory order: fetch ahead.
+      if (i + 8 < keys.size()) {
+        __builtin_prefetch(jobs[keys[i + 8].index].src);
+      }
+      if (i + 16 < keys.size()) __builtin_prefetch(&jobs[keys[i + 16].index]);
       // A claim keeps its GPUs while its job waits its turn.
-      if (auto c = claims_.find(job.src->id); c != claims_.end()) {
-        c->second.seen = true;
+      if (!claims_.empty()) {
+        if (auto c = claims_.find(job.src->id); c != claims_.end()) {
+          c->second.seen = true;
+        }
       }
       AddWait(job, WaitKind::kRetryLater,
               absl::StrCat("not considered this round (queue position ", i + 1,
@@ -534,6 +584,35 @@ std::optional<Found> Scheduler::FindAny(const Job& job, bool use_memo) {
     return FindThrottled(job, use_memo);
   }
   return std::nullopt;
+}
+
+std::optional<Found> Scheduler::FindRemembered(const Job& job, bool hidden) {
+  OptionsKey key;
+  for (const Option& o : job.options) {
+    key.insert(key.end(), {o.shape.model, o.shape.gpus, o.shape.nodes,
+                           o.shape.need_mw, o.limit_mw, o.min_mw});
+  }
+  Remembered& r = remembered_[hidden ? 1 : 0][key];
+  if (r.version != state_.version()) {
+    std::optional<Found> found;
+    if (hidden) {
+      for (int n : res_->nodes) state_.Hide(n);
+      found = FindAny(job, /*use_memo=*/false);
+      for (int n : res_->nodes) state_.Unhide(n);
+    } else {
+      found = FindAny(job, /*use_memo=*/true);
+    }
+    r.version = state_.version();
+    r.found = found.has_value();
+    if (!found) return std::nullopt;
+    r.option = static_cast<size_t>(found->option - job.options.data());
+    r.nodes = found->nodes;
+    r.shape = found->shape;
+    r.limit_mw = found->limit_mw;
+    return found;
+  }
+  if (!r.found) return std::nullopt;
+  return Found{&job.options[r.option], r.nodes, r.shape, r.limit_mw};
 }
 
 std::optional<Found> Scheduler::FindThrottled(const Job& job, bool use_memo) {
@@ -629,9 +708,8 @@ void Scheduler::Commit(const Job& job, const Found& found,
   p.preempt = std::move(preempt);
   for (size_t i = 0; i < found.nodes.size(); ++i) {
     const int n = found.nodes[i];
-    const uint64_t gpus = masks != nullptr
-                              ? (*masks)[i]
-                              : state_.PickGpus(n, found.shape.gpus);
+    const uint64_t gpus =
+        masks != nullptr ? (*masks)[i] : state_.PickGpus(n, found.shape.gpus);
     a.allocs.push_back(NodeAlloc{n, gpus, found.shape.need_mw});
     JobShare share;
     share.node = n;
@@ -683,16 +761,15 @@ void Scheduler::Process(const Job& job) {
   }
   if (all_reserved_models && !can_preempt) {
     denied = true;
-  } else if (std::optional<Found> found = FindAny(job, /*use_memo=*/true)) {
+  } else if (std::optional<Found> found =
+                 FindRemembered(job, /*hidden=*/false)) {
     if (Admit(job, *found, &debits)) {
       Commit(job, *found, debits, {});
       return;
     }
     denied = true;
     if (res_->has_shadow || res_->bound) {
-      for (int n : res_->nodes) state_.Hide(n);
-      std::optional<Found> other = FindAny(job, /*use_memo=*/false);
-      for (int n : res_->nodes) state_.Unhide(n);
+      std::optional<Found> other = FindRemembered(job, /*hidden=*/true);
       if (other && Admit(job, *other, &debits)) {
         Commit(job, *other, debits, {});
         return;
@@ -750,7 +827,8 @@ bool Scheduler::TryPreempt(const Job& job) {
     victims_on_node_.resize(snap_.nodes.size());
     for (size_t i : *victim_order_) {
       const Active& a = active_[i];
-      victim_keys_[i] = VictimKey{a.cls, a.priority, a.start, a.id};
+      victim_keys_[i] =
+          VictimKey{a.cls, a.priority, a.start, std::string(a.id)};
       for (const NodeAlloc& n : a.allocs) {
         if (n.node >= 0 && n.node < static_cast<int>(snap_.nodes.size())) {
           victims_on_node_[n.node].push_back(i);
@@ -818,7 +896,7 @@ bool Scheduler::TryPreempt(const Job& job) {
   std::vector<std::string> preempt;
   for (size_t i : kept) {
     active_[i].gone = true;
-    preempt.push_back(active_[i].id);
+    preempt.push_back(std::string(active_[i].id));
   }
   no_fit_.clear();  // resources were freed
   describe_memo_.clear();
@@ -898,22 +976,15 @@ std::vector<size_t> Scheduler::GangVictimOrder(
       VictimCandidate c;
       c.key = &victim_keys_[i];
       for (const NodeAlloc& a : active_[i].allocs) {
-        if (a.node == n) c.gpus = std::popcount(a.gpus & state_.healthy_gpus(n));
+        if (a.node == n)
+          c.gpus = std::popcount(a.gpus & state_.healthy_gpus(n));
       }
       cands.push_back(std::move(c));
     }
     std::optional<std::vector<size_t>> set = MinimalVictims(need, cands);
     if (!set) continue;
-    absl::InlinedVector<const VictimKey*, 4> set_keys;
-    absl::flat_hash_set<int> nodes;
-    std::vector<size_t> chosen;
-    for (size_t c : *set) {
-      chosen.push_back(local[c]);
-      set_keys.push_back(&victim_keys_[local[c]]);
-      for (const NodeAlloc& a : active_[local[c]].allocs) nodes.insert(a.node);
-    }
-    sets.push_back({CostOf(std::move(set_keys), nodes.size()),
-                    std::move(chosen)});
+    VictimSet got = Collect(*set, local);
+    sets.push_back({std::move(got.cost), std::move(got.chosen)});
   }
   std::stable_sort(sets.begin(), sets.end(), [](const auto& a, const auto& b) {
     return BetterVictims(a.first, b.first);
@@ -928,6 +999,21 @@ std::vector<size_t> Scheduler::GangVictimOrder(
   for (size_t i : victims) {
     if (used.insert(i).second) out.push_back(i);
   }
+  return out;
+}
+
+Scheduler::VictimSet Scheduler::Collect(
+    absl::Span<const size_t> set, absl::Span<const size_t> candidates) const {
+  absl::InlinedVector<const VictimKey*, 4> keys;
+  absl::flat_hash_set<int> nodes;
+  VictimSet out;
+  for (size_t c : set) {
+    const size_t i = candidates[c];
+    out.chosen.push_back(i);
+    keys.push_back(&victim_keys_[i]);
+    for (const NodeAlloc& a : active_[i].allocs) nodes.insert(a.node);
+  }
+  out.cost = CostOf(std::move(keys), nodes.size());
   return out;
 }
 
@@ -1043,19 +1129,10 @@ bool Scheduler::PreemptForOneNode(const Job& job, const std::string& key,
       }
       std::optional<std::vector<size_t>> set = MinimalVictims(need, cands);
       if (!set) continue;
-      absl::InlinedVector<const VictimKey*, 4> set_keys;
-      absl::flat_hash_set<int> nodes;
-      std::vector<size_t> chosen;
-      for (size_t c : *set) {
-        chosen.push_back(pos[c]);
-        set_keys.push_back(&victim_keys_[pos[c]]);
-        for (const NodeAlloc& a : active_[pos[c]].allocs) {
-          nodes.insert(a.node);
-        }
-      }
-      VictimBound got{CostOf(std::move(set_keys), nodes.size()), next.fit};
+      VictimSet chosen = Collect(*set, pos);
+      VictimBound got{std::move(chosen.cost), next.fit};
       if (!best.found || VictimBoundWorse(best.bound, got)) {
-        best = Best{true, std::move(got), &opt, std::move(chosen)};
+        best = Best{true, std::move(got), &opt, std::move(chosen.chosen)};
       }
     }
     for (VictimBound& b : popped) {
@@ -1079,7 +1156,7 @@ bool Scheduler::PreemptForOneNode(const Job& job, const std::string& key,
   std::vector<std::string> preempt;
   for (size_t i : kept) {
     active_[i].gone = true;
-    preempt.push_back(active_[i].id);
+    preempt.push_back(std::string(active_[i].id));
   }
   no_fit_.clear();  // resources were freed
   describe_memo_.clear();
@@ -1097,9 +1174,33 @@ void Scheduler::Reserve(const Job& job, Wait& wait) {
     return std::make_tuple(active_[x].end, active_[x].start, x) <
            std::make_tuple(active_[y].end, active_[y].start, y);
   });
+  // Whether the job fits once the first k jobs of seq have ended only
+  // turns from false to true as k grows (ending jobs only frees GPUs and
+  // power, and FindAny finds a placement whenever one exists), so the
+  // smallest such k is unique. It is found by galloping from the front
+  // (k = 1, 2, 4, ...), then bisecting: the cost is in the jobs moved out
+  // of the index, about 2k instead of the 2-3 × seq.size() of releasing
+  // every job first. It fits once all have ended iff it fits after some k.
   size_t released = 0;
-  MoveTo(seq, seq.size(), &released);
-  if (!FindAny(job, /*use_memo=*/false)) {
+  size_t lo = 0, hi = seq.size();  // fits after hi, not after lo
+  bool fits = false;
+  if (config_.backfill) {
+    for (size_t step = 1;; step *= 2) {
+      const size_t k = std::min(step, seq.size());
+      MoveTo(seq, k, &released);
+      if (FindAny(job, /*use_memo=*/false)) {
+        hi = k;
+        fits = true;
+        break;
+      }
+      lo = k;
+      if (k == seq.size()) break;
+    }
+  } else {
+    MoveTo(seq, seq.size(), &released);
+    fits = FindAny(job, /*use_memo=*/false).has_value();
+  }
+  if (!fits) {
     MoveTo(seq, 0, &released);
     absl::StrAppend(&wait.reason,
                     "; does not fit even when all running jobs end");
@@ -1107,7 +1208,6 @@ void Scheduler::Reserve(const Job& job, Wait& wait) {
   }
   Reservation res;
   res.job_id = job.src->id;
-  size_t lo = 0, hi = seq.size();  // fits after hi, not after lo
   if (config_.backfill) {
     while (hi - lo > 1) {
       const size_t mid = lo + (hi - lo) / 2;
@@ -1242,11 +1342,11 @@ Wait Scheduler::DescribeNow(const Job& job) const {
         for (int d = b->domain; d >= 0; d = state_.parent(d)) {
           const DomainSnapshot& dom = snap_.domains[d];
           if (dom.idle_floor_mw > 0 && dom.cap_mw < dom.idle_floor_mw) {
-            return Wait{p.id, WaitKind::kOverPowerCap,
-                        absl::StrCat("waiting: cap ", FormatPower(dom.cap_mw),
-                                     " is below the idle draw ",
-                                     FormatPower(dom.idle_floor_mw), " of ",
-                                     dom.name)};
+            return Wait{
+                p.id, WaitKind::kOverPowerCap,
+                absl::StrCat("waiting: cap ", FormatPower(dom.cap_mw),
+                             " is below the idle draw ",
+                             FormatPower(dom.idle_floor_mw), " of ", dom.name)};
           }
         }
         return Wait{

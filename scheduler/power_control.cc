@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <utility>
 
-#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/units.h"
@@ -82,16 +81,27 @@ std::vector<PowerAction> Controller::Run() {
     j.limit_mw = r.limit_mw;
     j.est_mw =
         std::max<int64_t>(0, std::min(r.measured_per_gpu_mw, r.limit_mw));
-    absl::flat_hash_map<int, int64_t> under;
+    // (domain, GPUs) per share and domain on its path, then summed per
+    // domain in domain order.
     for (const JobShare& s : r.shares) {
       if (s.node < 0 || s.node >= num_nodes) continue;
       const int leaf = snap_.nodes[s.node].domain;
       if (leaf < 0 || leaf >= num_domains) continue;
       j.gpus += s.gpus.size();
-      for (int d = leaf; d >= 0; d = parent_[d]) under[d] += s.gpus.size();
+      for (int d = leaf; d >= 0; d = parent_[d]) {
+        j.under.push_back({d, static_cast<int64_t>(s.gpus.size())});
+      }
     }
-    j.under.assign(under.begin(), under.end());
     std::sort(j.under.begin(), j.under.end());
+    size_t kept = 0;
+    for (size_t i = 0; i < j.under.size(); ++i) {
+      if (kept > 0 && j.under[kept - 1].first == j.under[i].first) {
+        j.under[kept - 1].second += j.under[i].second;
+      } else {
+        j.under[kept++] = j.under[i];
+      }
+    }
+    j.under.resize(kept);
     for (const auto& [d, g] : j.under) {
       if (snap_.domains[d].measured_mw > snap_.domains[d].cap_mw) {
         j.near_over_cap = true;
@@ -133,8 +143,8 @@ void Controller::HandleOverCap(int d) {
   // floors, then preempt it, before the next class is touched. So a job is
   // never throttled while a job of a lower class in the domain still runs
   // above its floor.
-  for (const ServiceClass cls :
-       {ServiceClass::kSpot, ServiceClass::kOnDemand, ServiceClass::kReserved}) {
+  for (const ServiceClass cls : {ServiceClass::kSpot, ServiceClass::kOnDemand,
+                                 ServiceClass::kReserved}) {
     for (const auto& [ji, g] : cands) {
       const int64_t excess = measured_[d] - cap;
       if (excess <= 0) return;

@@ -28,8 +28,12 @@ std::string QuotaText(const TenantQuota& quota) {
 }
 
 QuotaLedger::QuotaLedger(const ClusterSnapshot& snapshot)
-    : snapshot_(snapshot) {
-  for (const RunningJob& r : snapshot.running) {
+    : snapshot_(snapshot) {}
+
+void QuotaLedger::CountRunning() const {
+  if (counted_) return;
+  counted_ = true;
+  for (const RunningJob& r : snapshot_.running) {
     int64_t gpus = 0;
     for (const JobShare& s : r.shares) gpus += s.gpus.size();
     running_[{r.tenant, static_cast<int>(r.cls)}] += gpus;
@@ -42,6 +46,7 @@ std::string QuotaLedger::Check(const std::string& tenant, ServiceClass cls,
   if (t == snapshot_.tenants.end()) return "";
   const int64_t max = t->second.quota.max_running_gpus[static_cast<int>(cls)];
   if (max == kNoLimit) return "";
+  CountRunning();
   auto it = running_.find({tenant, static_cast<int>(cls)});
   const int64_t now = it == running_.end() ? 0 : it->second;
   if (now + gpus <= max) return "";

@@ -33,6 +33,8 @@ std::string QuotaText(const TenantQuota& quota);
 
 // Running GPUs per (tenant, effective class) during one Schedule call:
 // starts from the snapshot's running jobs and grows with each placement.
+// The snapshot's jobs are counted at the first Check that meets a limit (a
+// cluster without quotas never counts them).
 // Not thread-safe; one Schedule call owns one.
 class QuotaLedger {
  public:
@@ -45,8 +47,12 @@ class QuotaLedger {
   void Add(const std::string& tenant, ServiceClass cls, int64_t gpus);
 
  private:
+  // Adds the snapshot's running jobs to running_, once.
+  void CountRunning() const;
+
   const ClusterSnapshot& snapshot_;
-  absl::flat_hash_map<std::pair<std::string, int>, int64_t> running_;
+  mutable bool counted_ = false;
+  mutable absl::flat_hash_map<std::pair<std::string, int>, int64_t> running_;
 };
 
 }  // namespace joule::scheduler

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstdint>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -209,6 +210,61 @@ TEST(BackfillPropertyTest, NeverDelaysTheHeadJobsReservedStart) {
   }
   // Enough cases actually exercised the property.
   EXPECT_GT(checked, 100);
+}
+
+// The head's reservation names the brute-force shadow time: the first end
+// of a running job after which the head fits (Reserve gallops over the
+// running jobs by end, then bisects; this checks it finds that same end),
+// or says that it does not fit even when all running jobs end.
+TEST(BackfillPropertyTest, ShadowTimeIsTheFirstEndAfterWhichTheHeadFits) {
+  int with_shadow = 0;
+  for (uint32_t seed = 1; seed <= 400; ++seed) {
+    std::mt19937 rng(seed);
+    auto uni = [&rng](int lo, int hi) {
+      return std::uniform_int_distribution<int>(lo, hi)(rng);
+    };
+    World w = RandomWorld(rng);
+    PendingJob head;
+    head.id = "head";
+    head.tenant = "t";
+    head.gpu_model = "H100";
+    head.gpus_per_node = uni(3, 8);
+    head.nodes = uni(1, 3) == 3 ? 2 : 1;
+    head.max_runtime = absl::Minutes(uni(10, 600));
+    if (HeadFits(w, TestNow(), head)) continue;
+    PolicyConfig cfg;
+    cfg.allow_preemption = false;
+    const Decisions d =
+        Schedule(SnapshotAt(w, TestNow()), std::vector<PendingJob>{head}, cfg);
+    ASSERT_EQ(d.waits.size(), 1u) << "seed " << seed;
+    if (d.waits[0].kind == WaitKind::kInfeasible) continue;  // never fits
+    const std::string& reason = d.waits[0].reason;
+    std::vector<absl::Time> ends;
+    for (const Held& h : w.held) ends.push_back(h.end);
+    std::sort(ends.begin(), ends.end());
+    std::optional<absl::Time> shadow;
+    for (absl::Time e : ends) {
+      if (HeadFits(w, e, head)) {
+        shadow = e;
+        break;
+      }
+    }
+    if (!shadow) {
+      EXPECT_TRUE(absl::StrContains(
+          reason, "does not fit even when all running jobs end"))
+          << "seed " << seed << ": " << reason;
+      continue;
+    }
+    // Ends are whole minutes from now, so the reason's seconds are exact.
+    const std::string expected =
+        absl::StrCat("next to start, expected in ",
+                     absl::FormatDuration(
+                         absl::Trunc(*shadow - TestNow(), absl::Seconds(1))));
+    EXPECT_TRUE(absl::StrContains(reason, expected))
+        << "seed " << seed << ": " << reason << " (want " << expected << ")";
+    ++with_shadow;
+  }
+  EXPECT_GT(with_shadow, 100);
 }
 
 }  // namespace
