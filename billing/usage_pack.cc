@@ -53,11 +53,13 @@ void PackWriter::Add(std::string_view usage_key,
   buf_.push_back(static_cast<char>(kKeysTag));
   AppendVarint(&buf_, usage_key.size());
   buf_.append(usage_key);
-  scratch_.clear();
-  record.AppendToString(&scratch_);
+  const size_t n = record.ByteSizeLong();
   buf_.push_back(static_cast<char>(kRecordsTag));
-  AppendVarint(&buf_, scratch_.size());
-  buf_.append(scratch_);
+  AppendVarint(&buf_, n);
+  const size_t at = buf_.size();
+  buf_.resize(at + n);
+  record.SerializeWithCachedSizesToArray(
+      reinterpret_cast<uint8_t*>(buf_.data() + at));
   const int64_t t = record.time().seconds();
   newest_s_ = count_ == 0 ? t : std::max(newest_s_, t);
   ++count_;

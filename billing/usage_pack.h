@@ -48,7 +48,6 @@ class PackWriter {
 
  private:
   std::string buf_;
-  std::string scratch_;
   size_t count_ = 0;
   int64_t newest_s_ = 0;
 };

@@ -219,14 +219,23 @@ TEST_P(UsageStoresTest, FutureDatedEventsAndMixedBatches) {
   std::vector<v1::UsageEvent> ahead =
       Events(3, "f", clock_.Now() + absl::Minutes(2));
   b.insert(b.end(), ahead.begin(), ahead.end());
+  // And several aggregates in one part: two tenants x two months.
+  for (const char* tenant : {"acme", "globex"}) {
+    for (const char* t : {"2026-02-20T00:00:00Z", "2026-03-02T00:00:00Z"}) {
+      std::vector<v1::UsageEvent> more =
+          Events(4, absl::StrCat(tenant, t), T(t), tenant);
+      b.insert(b.end(), more.begin(), more.end());
+    }
+  }
   auto r = ledger_->RecordUsage(b, "operator");
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->accepted(), 13u);
+  EXPECT_EQ(r->accepted(), 29u);
   ledger_ = NewLedger();
   r = ledger_->RecordUsage(b, "operator");
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->duplicates(), 13u);
-  EXPECT_EQ(Cents(*ledger_), 1300);
+  EXPECT_EQ(r->duplicates(), 29u);
+  EXPECT_EQ(Cents(*ledger_), 1700);           // 10 + 3 + 4 in March
+  EXPECT_EQ(Cents(*ledger_, "globex"), 400);  // 4 in March
 }
 
 TEST_P(UsageStoresTest, CompactionDeletesPacksPastTheWindowOnly) {
