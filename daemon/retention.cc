@@ -13,7 +13,6 @@ namespace joule::daemon {
 
 void CountDeleted(metrics::Registry* registry, const char* kind, int64_t n) {
   if (registry == nullptr) return;
-  // Registered at the first pass, so the family exists from then on.
   registry
       ->GetCounter("joule_retention_deleted_total",
                    "Records deleted by age: finished jobs and events "
@@ -47,6 +46,9 @@ absl::StatusOr<Retention::Result> Retention::RunOnce() {
 }
 
 void Retention::Start() {
+  // The family is there from the start (zero until a pass deletes).
+  CountDeleted(options_.registry, "jobs", 0);
+  CountDeleted(options_.registry, "events", 0);
   if (options_.finished_jobs <= absl::ZeroDuration() &&
       options_.events <= absl::ZeroDuration()) {
     return;  // keep everything: no thread
