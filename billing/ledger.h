@@ -20,6 +20,7 @@
 #include "billing/money.h"
 #include "billing/period.h"
 #include "billing/rating.h"
+#include "billing/usage_pack.h"
 #include "common/clock.h"
 #include "joule/v1/billing_records.pb.h"
 #include "joule/v1/joule.pb.h"
@@ -114,6 +115,13 @@ class Ledger {
   ContractedGpus(absl::Time t) const;
 
   // Records a batch of inference usage exactly once; see docs/billing.md.
+  // Every event is validated before anything is written. The new events'
+  // idempotency records are written packed (billing/usage_pack.h) with the
+  // aggregates they move, in parts that fit the store's max_batch_ops and
+  // max_batch_bytes (docs/ha.md#sizing): each part is one atomic write of
+  // its events' records and the aggregates as they stand after them, so
+  // every prefix of parts is consistent; a later part's error names its
+  // event's index in the whole batch and says which events were recorded.
   // Idempotency keys are scoped per (tenant, source): `source` is the id of
   // the principal that sends the batch (e.g. "operator", a metering feed).
   absl::StatusOr<v1::RecordUsageResponse> RecordUsage(
@@ -148,7 +156,10 @@ class Ledger {
   // aggregates, so deleting records changes no amount.
   void set_usage_dedup_window(absl::Duration window);
   // Deletes the usage records older than the window, in writes of at most
-  // the store's max_batch_ops (1,000 if unlimited); returns how many.
+  // the store's max_batch_ops (1,000 if unlimited); returns how many. A
+  // pack goes once its newest event is older than the window (so a record
+  // is kept at least the window after its event, and at most the window
+  // after its pack was written plus the 5 minutes of allowed clock skew).
   absl::StatusOr<int64_t> CompactUsageRecords();
   // True once the attempt's usage is rated (its job_usage record is in the
   // ledger) and settled (every period it is booked in is finalized, so no
@@ -204,13 +215,13 @@ class Ledger {
   absl::Duration usage_dedup_window_ ABSL_GUARDED_BY(mu_) =
       absl::InfiniteDuration();
 
-  // RecordUsage on a store that limits ops per write (etcd): the events in
-  // consecutive parts of at most `part` events, each one atomic write of its
-  // events' idempotency records and the aggregates as they stand after them
-  // (docs/ha.md#sizing). Errors name the event's index in the whole batch.
-  absl::StatusOr<v1::RecordUsageResponse> RecordUsageInParts(
-      absl::Span<const v1::UsageEvent> events, std::string_view source,
-      size_t part);
+  // Usage ingestion (ledger_usage.cc). The usage idempotency records: the
+  // index of packs and single records (tables usage_packs, usage), loaded
+  // by Load; requires mu_ held exclusively.
+  absl::Status LoadUsageLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Deletes the packs in `slots` (their newest event is older than the
+  // window) and drops their keys from the index; returns the records.
+  absl::StatusOr<int64_t> DeletePacks(const std::vector<uint32_t>& slots);
 
   // A GPU-hour price version for one (GPU model, class), list or card.
   struct GpuRate {
@@ -367,9 +378,13 @@ class Ledger {
   std::map<std::string, ContractState> contracts_ ABSL_GUARDED_BY(mu_);
   uint64_t last_contract_seq_ ABSL_GUARDED_BY(mu_) = 0;
   std::set<Period> finalized_ ABSL_GUARDED_BY(mu_);
-  // Hashes of (tenant, idempotency key) of stored usage events. A hit is
-  // confirmed against the usage table (hashes may collide).
-  absl::flat_hash_set<uint64_t> usage_key_hashes_ ABSL_GUARDED_BY(mu_);
+  // Where the stored usage keys (tenant, source, idempotency key) are, by
+  // hash: a pack or a single record. A hit is confirmed against the store
+  // (hashes may collide). Only the leader writes (fenced), so its index is
+  // complete once loaded.
+  UsageIndex usage_index_ ABSL_GUARDED_BY(mu_);
+  // Serialises CompactUsageRecords (it works outside mu_).
+  absl::Mutex compact_mu_;
   // Inference aggregates by usage_agg key, and their keys per
   // (tenant \0 booking period).
   absl::flat_hash_map<std::string, v1::billing::InferenceAggregate> aggs_

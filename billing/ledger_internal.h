@@ -12,6 +12,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/time.h"
+#include "billing/rating.h"
 #include "billing/strings.h"
 #include "google/protobuf/timestamp.pb.h"
 #include "joule/v1/joule.pb.h"
@@ -100,6 +101,17 @@ inline std::string JobKey(std::string_view job_id, uint32_t attempt) {
 inline std::string StoredStatementKey(std::string_view period,
                                       std::string_view tenant) {
   return Cat(period, kSep, tenant);
+}
+
+// Upper bound of the inference amount of one (tenant, month, model) in
+// micro-dollars: in x max_in / 1M + out x max_out / 1M + requests x max_req.
+inline __int128 InferenceBound(uint64_t in, uint64_t out, uint64_t requests,
+                               int64_t max_in, int64_t max_out,
+                               int64_t max_req) {
+  return (static_cast<__int128>(in) * max_in +
+          static_cast<__int128>(out) * max_out) /
+             kTokensPerPriceUnit +
+         static_cast<__int128>(requests) * max_req;
 }
 
 inline absl::Status DataLoss(std::string_view table, std::string_view key) {

@@ -218,10 +218,17 @@ class ClusterManager {
   // `cutoff` (with `attempt_settled(job, attempt)` for every attempt that
   // ran), and their submission idempotency records, from the store (writes
   // of at most the store's max_batch_ops ops, 1,000 if unlimited) and then
-  // from memory. Returns how many jobs went.
+  // from memory. Returns how many jobs went. Bounded: it looks at up to
+  // kRetentionPassJobs jobs in id order from where the previous pass
+  // stopped (to the end of the table, then the next pass starts over),
+  // kRetentionChunk per hold of the lock.
   absl::StatusOr<int64_t> CompactFinishedJobs(
       absl::Time cutoff,
       const std::function<bool(const std::string&, uint32_t)>& attempt_settled);
+  // Jobs CompactFinishedJobs looks at per hold of the lock, and per pass
+  // (a pass continues from where the previous one stopped).
+  static constexpr size_t kRetentionChunk = 1000;
+  static constexpr size_t kRetentionPassJobs = 100'000;
   // EventLog::Compact: deletes the events older than `cutoff`.
   absl::StatusOr<int64_t> CompactEvents(absl::Time cutoff);
 
@@ -383,6 +390,8 @@ class ClusterManager {
   DomainTree domains_;
   NodeTable nodes_;
   JobTable jobs_;
+  // Where the next retention pass starts (job id; empty: the first).
+  std::string retention_cursor_ ABSL_GUARDED_BY(mu_);
   TenantTable tenants_;
   EventLog events_;
   ClaimBook claims_;

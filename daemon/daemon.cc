@@ -267,7 +267,8 @@ absl::StatusOr<std::unique_ptr<Daemon>> Daemon::Start(DaemonOptions options) {
   d->parts_->retention = std::make_unique<Retention>(
       d->manager_.get(), d->parts_->billing->ledger(), options.clock,
       RetentionOptions{.finished_jobs = options.config.finished_job_retention,
-                       .events = options.config.event_retention});
+                       .events = options.config.event_retention,
+                       .registry = d->metrics_.get()});
   d->parts_->retention->Start();
   return d;
 }

@@ -82,6 +82,8 @@ class Daemon {
   // joulectl config reload; daemon/config_reload.h).
   absl::StatusOr<v1::ReloadConfigResponse> ReloadConfig();
   billing::Ledger* ledger();
+  // The daemon's metrics (joule_retention_deleted_total for the HA loop).
+  metrics::Registry* metrics() { return metrics_.get(); }
 
  private:
   struct Parts;

@@ -9,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "billing/ledger.h"
 #include "common/systemd_notify.h"
+#include "daemon/retention.h"
 #include "grpcpp/generic/async_generic_service.h"
 #include "storage/revision_compactor.h"
 
@@ -195,10 +196,11 @@ void HaDaemon::Run() {
           break;
         }
       }
-      // Usage records: a scan of the whole table, so hourly.
+      // Usage records past the dedup window: hourly.
       if (absl::Now() >= next_usage_compaction) {
         next_usage_compaction = absl::Now() + absl::Hours(1);
         auto n = daemon_->ledger()->CompactUsageRecords();
+        if (n.ok()) CountDeleted(daemon_->metrics(), "usage_records", *n);
         if (n.ok() && *n > 0) {
           fprintf(stderr,
                   "jouled: deleted %lld usage records past the dedup window\n",

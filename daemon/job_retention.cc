@@ -28,6 +28,13 @@ std::vector<std::vector<std::string>> ExpiredJobGroups(
     if (!Active(job->state())) continue;
     for (const std::string& dep : job->spec().after()) needed.insert(dep);
   }
+  return ExpiredJobGroups(jobs, cutoff, settled, needed);
+}
+
+std::vector<std::vector<std::string>> ExpiredJobGroups(
+    const std::map<std::string, const v1::Job*>& jobs, absl::Time cutoff,
+    const std::function<bool(const v1::Job&)>& settled,
+    const absl::flat_hash_set<std::string>& needed) {
   auto deletable = [&](const v1::Job& job) {
     return !Active(job.state()) && !job.history().empty() &&
            JobEndTime(job) < cutoff && !needed.contains(job.id()) &&

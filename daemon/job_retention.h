@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/time/time.h"
 #include "joule/v1/joule.pb.h"
 
@@ -34,5 +35,12 @@ absl::Time JobEndTime(const v1::Job& job);
 std::vector<std::vector<std::string>> ExpiredJobGroups(
     const std::map<std::string, const v1::Job*>& jobs, absl::Time cutoff,
     const std::function<bool(const v1::Job&)>& settled);
+// The same over a part of the jobs (a retention chunk): `jobs` holds the
+// chunk and every task of each array with a task in it, and `needed` the
+// ids that any active job (in `jobs` or not) names in `spec.after`.
+std::vector<std::vector<std::string>> ExpiredJobGroups(
+    const std::map<std::string, const v1::Job*>& jobs, absl::Time cutoff,
+    const std::function<bool(const v1::Job&)>& settled,
+    const absl::flat_hash_set<std::string>& needed);
 
 }  // namespace joule::daemon

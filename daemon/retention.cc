@@ -7,8 +7,19 @@
 #include "absl/time/clock.h"
 #include "billing/ledger.h"
 #include "daemon/cluster_manager.h"
+#include "metrics/registry.h"
 
 namespace joule::daemon {
+
+void CountDeleted(metrics::Registry* registry, const char* kind, int64_t n) {
+  if (registry == nullptr) return;
+  registry
+      ->GetCounter("joule_retention_deleted_total",
+                   "Records deleted by age: finished jobs and events "
+                   "(retention), usage records past the dedup window.",
+                   {{"kind", kind}})
+      ->Inc(static_cast<uint64_t>(n));
+}
 
 absl::StatusOr<Retention::Result> Retention::RunOnce() {
   absl::MutexLock pass(&pass_mu_);
@@ -29,10 +40,15 @@ absl::StatusOr<Retention::Result> Retention::RunOnce() {
     if (!n.ok()) return n.status();
     r.events = *n;
   }
+  CountDeleted(options_.registry, "jobs", r.jobs);
+  CountDeleted(options_.registry, "events", r.events);
   return r;
 }
 
 void Retention::Start() {
+  // The family is there from the start (zero until a pass deletes).
+  CountDeleted(options_.registry, "jobs", 0);
+  CountDeleted(options_.registry, "events", 0);
   if (options_.finished_jobs <= absl::ZeroDuration() &&
       options_.events <= absl::ZeroDuration()) {
     return;  // keep everything: no thread

@@ -11,6 +11,9 @@
 namespace joule::billing {
 class Ledger;
 }  // namespace joule::billing
+namespace joule::metrics {
+class Registry;
+}  // namespace joule::metrics
 
 namespace joule::daemon {
 
@@ -24,6 +27,9 @@ struct RetentionOptions {
   // Real time between passes; the first pass runs one interval after
   // Start().
   absl::Duration interval = absl::Minutes(10);
+  // Counts what each pass deleted into joule_retention_deleted_total{kind}
+  // (jobs, events); none when null. Borrowed.
+  metrics::Registry* registry = nullptr;
 };
 
 // The leader's compaction pass by age (docs/ha.md#sizing): every interval,
@@ -62,5 +68,9 @@ class Retention {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread thread_;
 };
+
+// Adds `n` to joule_retention_deleted_total{kind} (no-op without a
+// registry).
+void CountDeleted(metrics::Registry* registry, const char* kind, int64_t n);
 
 }  // namespace joule::daemon

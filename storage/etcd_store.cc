@@ -247,6 +247,14 @@ absl::Status EtcdStore::CommitGroup(const std::vector<Writer*>& group) {
   return absl::OkStatus();
 }
 
+int64_t EtcdStore::max_batch_bytes() const {
+  // Per op: the key prefix `<prefix>/<table>/` (tables are at most 16
+  // bytes) and the RequestOp/PutRequest framing (at most 18 bytes).
+  const int64_t per_op = static_cast<int64_t>(options_.prefix.size()) + 36;
+  return std::max<int64_t>(
+      1, options_.max_request_bytes - 1024 - per_op * options_.max_txn_ops);
+}
+
 absl::StatusOr<std::optional<std::string>> EtcdStore::Get(
     std::string_view table, std::string_view key) {
   etcdserverpb::RangeRequest req;
@@ -265,8 +273,11 @@ absl::Status EtcdStore::Scan(
   etcdserverpb::RangeRequest req;
   req.set_key(full);
   req.set_range_end(PrefixEnd(full));
-  req.set_limit(options_.scan_page);
-  int64_t revision = 0;
+  // A small first page (one Range answers most prefix lookups, and a table
+  // of large values is not read 2,048 values at a time), then pages sized
+  // to scan_page_bytes from the values seen so far.
+  req.set_limit(std::min<int64_t>(options_.scan_page, 16));
+  int64_t revision = 0, seen = 0, seen_bytes = 0;
   while (true) {
     req.set_revision(revision);
     auto resp = client_->Range(req);
@@ -275,9 +286,14 @@ absl::Status EtcdStore::Scan(
     for (const mvccpb::KeyValue& kv : resp->kvs()) {
       std::string_view k = kv.key();
       k.remove_prefix(table_prefix.size());
+      seen_bytes += static_cast<int64_t>(kv.key().size() + kv.value().size());
+      ++seen;
       if (!fn(k, kv.value())) return absl::OkStatus();
     }
     if (!resp->more() || resp->kvs_size() == 0) return absl::OkStatus();
+    req.set_limit(std::clamp<int64_t>(
+        options_.scan_page_bytes / std::max<int64_t>(1, seen_bytes / seen), 1,
+        options_.scan_page));
     // Continue right after the last key returned.
     req.set_key(resp->kvs(resp->kvs_size() - 1).key() + std::string(1, '\0'));
   }

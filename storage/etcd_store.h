@@ -47,9 +47,10 @@ namespace joule::storage {
 //                        (checked here, before sending), or etcd's quota is
 //                        full; nothing written. Callers that write big
 //                        batches split them first (Ledger::RecordUsage).
-// Get is a linearizable Range. Scan pages through [prefix, prefix end) with
-// `scan_page` keys per Range, all pages at the revision of the first, so one
-// Scan sees one consistent snapshot; `fn` may call back into the store.
+// Get is a linearizable Range. Scan pages through [prefix, prefix end): a
+// first page of at most 16 keys, then pages of about scan_page_bytes (at
+// most scan_page keys, at least one), all pages at the revision of the first,
+// so one Scan sees one consistent snapshot; `fn` may call back into the store.
 // Unknown tables read as empty (etcd has no tables).
 //
 // Owns nothing but its fence state; the client is borrowed. Thread-safe.
@@ -61,6 +62,10 @@ class EtcdStore final : public Store {
     int64_t max_txn_ops = 128;
     int64_t max_request_bytes = 1536 * 1024;
     int64_t scan_page = 2048;
+    // A Scan's pages after the first hold about this many bytes (at most
+    // scan_page keys): tables of large values (usage_packs) are read in
+    // small pages, tables of small ones in pages of scan_page.
+    int64_t scan_page_bytes = 4 << 20;
   };
   EtcdStore(EtcdClient* client, Options options);
 
@@ -76,6 +81,9 @@ class EtcdStore final : public Store {
   int64_t max_batch_ops() const override {
     return std::min(options_.max_txn_ops, options_.max_request_bytes / 512);
   }
+  // max_request_bytes less the Txn's header and, per op, the key prefix
+  // and framing this store adds.
+  int64_t max_batch_bytes() const override;
 
   // From now on every Write requires `leader_key` to have `create_revision`.
   // Clears the deposed latch.

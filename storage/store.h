@@ -28,7 +28,10 @@ inline constexpr std::string_view kJobUsage = "job_usage";     // GPU attempts
 inline constexpr std::string_view kStatements = "statements";  // finalized
 inline constexpr std::string_view kTokens = "tokens";          // bearer tokens
 inline constexpr std::string_view kAudit = "audit";            // audit records
-inline constexpr std::string_view kClaims = "claims";  // preemptions in progress
+inline constexpr std::string_view kClaims =
+    "claims";  // preemptions in progress
+// Usage records packed per RecordUsage part (billing/usage_pack.h).
+inline constexpr std::string_view kUsagePacks = "usage_packs";
 
 // Every table jouled uses; Store implementations create the missing ones.
 std::vector<std::string> AllTables();
@@ -91,6 +94,10 @@ class Store {
   // The most ops one Write accepts; 0 = no limit. Callers that may build
   // bigger batches (usage imports) split them into self-contained parts.
   virtual int64_t max_batch_ops() const { return 0; }
+  // The most bytes of keys and values (as passed to the batch) one Write
+  // accepts; 0 = no limit. The store's own per-op overhead (key prefixes,
+  // framing) is already taken off, for up to max_batch_ops() ops.
+  virtual int64_t max_batch_bytes() const { return 0; }
 
   absl::Status Put(std::string_view table, std::string_view key,
                    std::string_view value, const WriteOptions& options = {}) {
@@ -126,6 +133,7 @@ class ForwardingStore : public Store {
     return base_->Scan(table, prefix, fn);
   }
   int64_t max_batch_ops() const override { return base_->max_batch_ops(); }
+  int64_t max_batch_bytes() const override { return base_->max_batch_bytes(); }
 
  protected:
   Store* base() const { return base_; }

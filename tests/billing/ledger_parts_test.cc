@@ -1,11 +1,13 @@
-// RecordUsage on a store that limits ops per write (as etcd does): a big
-// batch is recorded in parts, each atomic and self-contained, so a failure
+// RecordUsage on a store that limits ops and bytes per write (as etcd does):
+// a big batch is recorded in parts, each atomic and self-contained (its
+// events' packed records and the aggregates after them), so a failure
 // between parts followed by a re-run still counts every event exactly once.
 #include <atomic>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "billing/ledger.h"
+#include "billing/usage_pack.h"
 #include "gtest/gtest.h"
 #include "storage/memory_store.h"
 
@@ -17,18 +19,35 @@ class Tenants : public TenantDirectory {
   bool Exists(std::string_view t) const override { return t == "acme"; }
 };
 
-// A MemoryStore that takes at most `max_ops` ops per write, refuses bigger
-// batches like EtcdStore does, and can fail the n-th write (a crash).
+// A MemoryStore that takes at most `max_ops` ops and `max_bytes` bytes of
+// keys and values per write, refuses bigger batches like EtcdStore does,
+// and can fail the n-th write (a crash). Counts the usage records each
+// write carried (packed or single).
 class LimitedStore : public storage::Store {
  public:
-  explicit LimitedStore(int64_t max_ops) : max_ops_(max_ops) {}
+  explicit LimitedStore(int64_t max_ops, int64_t max_bytes = 0)
+      : max_ops_(max_ops), max_bytes_(max_bytes) {}
   absl::Status Write(const storage::WriteBatch& b,
                      const storage::WriteOptions& o) override {
     if (static_cast<int64_t>(b.size()) > max_ops_) {
       return absl::ResourceExhaustedError("too many ops");
     }
+    int64_t bytes = 0, records = 0;
+    for (const auto& op : b.ops()) {
+      bytes += static_cast<int64_t>(op.key.size() +
+                                    (op.value ? op.value->size() : 0));
+      if (op.table == storage::kUsage && op.value) ++records;
+      if (op.table == storage::kUsagePacks && op.value) {
+        EXPECT_TRUE(ForEachPackKey(*op.value, [&](auto) { ++records; }));
+      }
+    }
+    if (max_bytes_ > 0 && bytes > max_bytes_) {
+      return absl::ResourceExhaustedError("too many bytes");
+    }
     if (++writes == fail_write) return absl::UnavailableError("crash");
-    return inner.Write(b, o);
+    absl::Status s = inner.Write(b, o);
+    if (s.ok() && records > 0) records_per_write.push_back(records);
+    return s;
   }
   absl::StatusOr<std::optional<std::string>> Get(std::string_view t,
                                                  std::string_view k) override {
@@ -40,13 +59,16 @@ class LimitedStore : public storage::Store {
     return inner.Scan(t, p, fn);
   }
   int64_t max_batch_ops() const override { return max_ops_; }
+  int64_t max_batch_bytes() const override { return max_bytes_; }
 
   storage::MemoryStore inner;
   int writes = 0;
   int fail_write = -1;
+  std::vector<int64_t> records_per_write;  // successful writes with usage
 
  private:
   const int64_t max_ops_;
+  const int64_t max_bytes_;
 };
 
 absl::Time T(const char* s) {
@@ -88,8 +110,10 @@ std::vector<v1::UsageEvent> Batch(int n) {
   return b;
 }
 
-TEST(LedgerPartsTest, BigBatchIsWrittenInPartsUnderTheLimit) {
-  LimitedStore store(12);  // 12 ops = 4 events (3 ops each at most) per part
+TEST(LedgerPartsTest, ManyEventsTakeOnePackAndOneAggregate) {
+  // Ops no longer grow with the events: 10 events are one pack and one
+  // aggregate, 2 ops, within a limit of 12.
+  LimitedStore store(12);
   FakeClock clock(T("2026-01-01T00:00:00Z"));
   Tenants tenants;
   Ledger ledger(&store, &clock, &tenants);
@@ -99,16 +123,43 @@ TEST(LedgerPartsTest, BigBatchIsWrittenInPartsUnderTheLimit) {
   auto r = ledger.RecordUsage(Batch(10), "operator");
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ(r->accepted(), 10u);
-  EXPECT_EQ(store.writes - before, 3);  // 4 + 4 + 2 events
+  EXPECT_EQ(store.writes - before, 1);
+  EXPECT_EQ(store.records_per_write, std::vector<int64_t>({10}));
+  EXPECT_TRUE(store.inner
+                  .Scan(storage::kUsage, "",
+                        [](auto, auto) {
+                          ADD_FAILURE() << "a single usage record was written";
+                          return true;
+                        })
+                  .ok());
+}
+
+TEST(LedgerPartsTest, BigBatchIsWrittenInPartsUnderTheByteLimit) {
+  // ~90 bytes per event (16-byte key, ~70-byte record, framing), ~200 for
+  // the aggregate and the pack key: 700 bytes hold a few events a part.
+  LimitedStore store(12, 700);
+  FakeClock clock(T("2026-01-01T00:00:00Z"));
+  Tenants tenants;
+  Ledger ledger(&store, &clock, &tenants);
+  ASSERT_TRUE(ledger.Load().ok());
+  ASSERT_TRUE(ledger.SetPrice(Price()).ok());
+  auto r = ledger.RecordUsage(Batch(10), "operator");
+  ASSERT_TRUE(r.ok()) << r.status();  // no write was refused
+  EXPECT_EQ(r->accepted(), 10u);
+  ASSERT_GE(store.records_per_write.size(), 2u);
+  int64_t sum = 0;
+  for (int64_t n : store.records_per_write) sum += n;
+  EXPECT_EQ(sum, 10);
   auto st = ledger.GetStatement("acme", "2025-12");
   ASSERT_TRUE(st.ok()) << st.status();
   EXPECT_EQ(st->total_cents(), 1000);  // 10 x $1
 }
 
 TEST(LedgerPartsTest, CrashBetweenPartsThenReRunCountsEachEventOnce) {
-  LimitedStore store(12);
+  LimitedStore store(12, 700);
   FakeClock clock(T("2026-01-01T00:00:00Z"));
   Tenants tenants;
+  int64_t first_part = 0;
   {
     Ledger ledger(&store, &clock, &tenants);
     ASSERT_TRUE(ledger.Load().ok());
@@ -116,33 +167,61 @@ TEST(LedgerPartsTest, CrashBetweenPartsThenReRunCountsEachEventOnce) {
     store.fail_write = store.writes + 2;  // the second part fails
     auto r = ledger.RecordUsage(Batch(10), "operator");
     EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+    ASSERT_EQ(store.records_per_write.size(), 1u);
+    first_part = store.records_per_write[0];
+    ASSERT_GT(first_part, 0);
+    ASSERT_LT(first_part, 10);
   }
   // A new jouled (the standby) loads what is in the store and the client
   // re-sends the whole batch.
   Ledger ledger(&store, &clock, &tenants);
   ASSERT_TRUE(ledger.Load().ok());
+  // Before the re-run the statement holds exactly the first part.
+  EXPECT_EQ(ledger.GetStatement("acme", "2025-12")->total_cents(),
+            100 * first_part);
   auto r = ledger.RecordUsage(Batch(10), "operator");
   ASSERT_TRUE(r.ok()) << r.status();
-  EXPECT_EQ(r->duplicates(), 4u);  // the first part was durable
-  EXPECT_EQ(r->accepted(), 6u);
+  EXPECT_EQ(r->duplicates(), static_cast<uint32_t>(first_part));
+  EXPECT_EQ(r->accepted(), static_cast<uint32_t>(10 - first_part));
   auto st = ledger.GetStatement("acme", "2025-12");
   ASSERT_TRUE(st.ok());
   EXPECT_EQ(st->total_cents(), 1000);  // 10 x $1, none twice
+  // And once more: all ten are duplicates.
+  auto again = ledger.RecordUsage(Batch(10), "operator");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->duplicates(), 10u);
 }
 
 TEST(LedgerPartsTest, ErrorsNameTheIndexInTheWholeBatch) {
-  LimitedStore store(12);
+  LimitedStore store(12, 700);
   FakeClock clock(T("2026-01-01T00:00:00Z"));
   Tenants tenants;
   Ledger ledger(&store, &clock, &tenants);
   ASSERT_TRUE(ledger.Load().ok());
   ASSERT_TRUE(ledger.SetPrice(Price()).ok());
   std::vector<v1::UsageEvent> b = Batch(10);
-  b[9].set_tenant("nobody");  // in the third part, index 1 there
+  b[9].set_tenant("nobody");  // in a later part
   auto r = ledger.RecordUsage(b, "operator");
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(r.status().message().substr(0, 17), "events[9].tenant:")
       << r.status();
+  // Validation comes first: nothing of the batch was written.
+  EXPECT_TRUE(store.records_per_write.empty());
+  // A payload conflict in a later part: the earlier parts were recorded,
+  // and the error says which.
+  ASSERT_TRUE(ledger.RecordUsage(Batch(1), "operator").ok());  // k0
+  std::vector<v1::UsageEvent> c = Batch(10);
+  c[0].set_idempotency_key("new-0");
+  c[9].set_idempotency_key("k0");
+  c[9].set_requests(7);  // k0 with another payload
+  auto conflict = ledger.RecordUsage(c, "operator");
+  EXPECT_EQ(conflict.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_NE(conflict.status().message().find("events[9].idempotency_key"),
+            std::string::npos)
+      << conflict.status();
+  EXPECT_NE(conflict.status().message().find("] were recorded; re-sending"),
+            std::string::npos)
+      << conflict.status();
 }
 
 TEST(UsageDedupWindowTest, OldEventsRefusedAndOldRecordsCompacted) {
