@@ -47,14 +47,16 @@ config::ClusterConfig Parse(const std::string& plus) {
 }
 
 // One fake agent (n1): each Report() says the started job's GPUs draw
-// `draw_mw` (capped at their limit), free GPUs 70 W.
+// `draw_mw` (capped at their limit), free GPUs 70 W. Over `store` (a
+// restart: loaded first) or its own.
 class OneNode final : public AgentLink {
  public:
-  explicit OneNode(const std::string& plus) {
-    ClusterManagerOptions o =
-        test::ManagerOptions(Parse(plus), &store_, &clock_);
+  explicit OneNode(const std::string& plus, storage::Store* store = nullptr) {
+    ClusterManagerOptions o = test::ManagerOptions(
+        Parse(plus), store != nullptr ? store : &store_, &clock_);
     o.report_interval = absl::Seconds(1);  // one sample = one 1 s report
     cm_ = std::make_unique<ClusterManager>(std::move(o));
+    EXPECT_TRUE(cm_->Load().ok());
     v1::RegisterRequest req;
     req.set_node_name("n1");
     req.set_address("127.0.0.1");
@@ -81,16 +83,25 @@ class OneNode final : public AgentLink {
           m.set_power_limit().power_limit_mw();
     }
   }
-  // Submits an 8-GPU on-demand job (700 W, no min power) and starts it.
-  std::string SubmitAndStart() {
+  // Submits an 8-GPU on-demand job (700 W, no min power, named `name`,
+  // in efficiency mode if asked).
+  std::string Submit(const std::string& name = "", bool efficiency = false) {
     v1::SubmitJobRequest req;
     v1::JobSpec* s = req.mutable_spec();
     s->set_tenant("acme");
+    s->set_name(name);
     s->add_command("train");
     s->set_gpus_per_node(8);
     s->set_gpu_model("H100");
+    if (efficiency) s->set_power_mode(v1::POWER_MODE_EFFICIENCY);
     auto job = cm_->SubmitJob(req, "");
     EXPECT_TRUE(job.ok()) << job.status();
+    return job.ok() ? job->id() : "";
+  }
+  // Submit, then a round places it and the agent starts it.
+  std::string SubmitAndStart(const std::string& name = "",
+                             bool efficiency = false) {
+    const std::string id = Submit(name, efficiency);
     cm_->ScheduleOnce();
     v1::JobUpdate u;
     u.set_job_id(job_);
@@ -98,11 +109,12 @@ class OneNode final : public AgentLink {
     u.set_phase(v1::JOB_PHASE_STARTED);
     *u.mutable_time() = ToProtoTime(clock_.Now());
     EXPECT_TRUE(cm_->HandleJobUpdate("n1", u).ok());
-    return job.ok() ? job->id() : "";
+    return id;
   }
   // One report of the job's GPUs at `draw_mw` each; returns the per-GPU
-  // draw reported (capped at the limit).
-  int64_t Report(int64_t draw_mw) {
+  // draw reported (capped at the limit). `limit_mw` > 0: the job's GPUs
+  // say they run at that limit.
+  int64_t Report(int64_t draw_mw, int64_t limit_mw = 0) {
     v1::NodeReport r;
     r.set_node_name("n1");
     *r.mutable_time() = ToProtoTime(clock_.Now());
@@ -118,7 +130,8 @@ class OneNode final : public AgentLink {
     }
     int64_t reported = 0;
     for (uint32_t i = 0; i < 8; ++i) {
-      const int64_t limit = limits_.contains(i) ? limits_[i] : 700 * kW;
+      int64_t limit = limits_.contains(i) ? limits_[i] : 700 * kW;
+      if (busy[i] && limit_mw > 0) limit = limit_mw;
       v1::GpuStatus* g = r.add_gpus();
       g->set_index(i);
       g->set_model("H100");
@@ -232,6 +245,49 @@ TEST(PlusCommitDaemonTest, ConfigReloadSwitchesTheRuleOfRunningJobs) {
   ASSERT_TRUE(back.ok()) << back.status();
   ASSERT_TRUE(n.cm().ApplyConfigReload(*back, "test").ok());
   EXPECT_EQ(n.CommittedPerGpuMw(), 500 * kW);
+}
+
+// The knee jouled learns survives a restart, and `job show` says which one
+// an efficiency job of the workload gets. The old jouled's job is lost at
+// the restart (its agent no longer runs it), which frees n1. 20 reports at a
+// 259 W limit (share (259 − 70) / 630 = 300 ‰) drawing 259 W at 90 %, 20 at 700
+// W drawing 700 W at 90 %: energy per work 259 / 90 < 700 / 90, so the knee is
+// 300 ‰ (not the config's 500 ‰). After the restart an efficiency job named
+// "train" runs at 70 + 0.3 × 630 = 259 W.
+TEST(LearnedKneeDaemonTest, SurvivesARestartAndTheJobSaysItIsLearned) {
+  storage::MemoryStore store;
+  {
+    OneNode n("", &store);
+    const std::string id = n.SubmitAndStart("train");
+    for (int i = 0; i < 20; ++i) {
+      n.clock().Advance(absl::Seconds(1));
+      n.Report(700 * kW, 259 * kW);
+      n.Report(700 * kW, 700 * kW);
+    }
+    ASSERT_EQ(n.cm().FlushKneesOnce(), 1u);
+    // Within the minute nothing more is written, whatever comes in.
+    n.Report(700 * kW, 259 * kW);
+    EXPECT_EQ(n.cm().FlushKneesOnce(), 0u);
+    EXPECT_FALSE(id.empty());
+  }
+  OneNode n("", &store);  // jouled restarted over the same store
+  const std::string e = n.Submit("train", /*efficiency=*/true);
+  v1::Job pending = *n.cm().GetJob(e, "");
+  EXPECT_TRUE(pending.efficiency_knee().learned());
+  EXPECT_EQ(pending.efficiency_knee().share_permille(), 300);
+  EXPECT_EQ(pending.efficiency_knee().workload(), "acme/train/H100");
+  EXPECT_EQ(pending.efficiency_knee().samples(), 320);  // 40 reports × 8 GPUs
+  n.cm().ScheduleOnce();
+  const v1::Job placed = *n.cm().GetJob(e, "");
+  EXPECT_EQ(placed.power_limit_mw(), 259 * kW);
+  EXPECT_TRUE(placed.efficiency_knee().learned());
+  EXPECT_EQ(placed.efficiency_knee().share_permille(), 300);
+  // Another workload of the tenant has learned nothing: the config's knee,
+  // 70 + 0.5 × 630 = 385 W.
+  const std::string other = n.Submit("infer", /*efficiency=*/true);
+  const v1::Job o = *n.cm().GetJob(other, "");
+  EXPECT_FALSE(o.efficiency_knee().learned());
+  EXPECT_EQ(o.efficiency_knee().share_permille(), 500);
 }
 
 }  // namespace
