@@ -32,6 +32,7 @@
 #include "cli/sched_text.h"
 #include "cli/output.h"
 #include "cli/submit_wait.h"
+#include "cli/power_text.h"
 #include "cli/watch_commands.h"
 #include "common/cli_parse.h"
 #include "common/endpoints.h"
@@ -554,7 +555,8 @@ void JobShow(Client& c, const Globals& g, const std::string& id) {
       s.after().empty() ? "" : "\nafter:    ", absl::StrJoin(s.after(), ", "),
       ContractText(j).empty() ? "" : "\ncontract: ", ContractText(j),
       s.power_mode() == v1::POWER_MODE_EFFICIENCY ? ", mode efficiency" : "",
-      "\ncommand:  ", absl::StrJoin(s.command(), " "),
+      EfficiencyKneeText(j).empty() ? "" : "\nknee:     ",
+      EfficiencyKneeText(j), "\ncommand:  ", absl::StrJoin(s.command(), " "),
       "\nsubmitted: ", TimeText(j.submit_time()), "  attempt ", j.attempt(),
       "  exit code ", j.exit_code(), "\n");
   for (const auto& a : j.allocations()) {

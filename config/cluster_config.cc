@@ -380,6 +380,15 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
     }
     cfg.scheduler.power_fit = *fit;
   }
+  if (!s.plus_commit().empty()) {
+    auto rule = scheduler::ParsePlusCommit(s.plus_commit());
+    if (!rule) {
+      return loc.Error("scheduler", 0, "plus_commit",
+                       absl::StrCat("\"", s.plus_commit(), "\" is not one of: ",
+                                    scheduler::kPlusCommitNames));
+    }
+    cfg.scheduler.plus_commit = *rule;
+  }
   if (!s.efficiency_knee().empty()) {
     auto knee = scheduler::ParseSharePermille(s.efficiency_knee());
     if (!knee.ok()) {

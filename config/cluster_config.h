@@ -11,6 +11,7 @@
 #include "absl/time/time.h"
 #include "scheduler/quota.h"
 #include "scheduler/time_limits.h"
+#include "scheduler/measured_window.h"
 #include "scheduler/power_fit.h"
 #include "scheduler/power_rules.h"
 
@@ -63,6 +64,8 @@ struct SchedulerSettings {
   scheduler::ClassFloors class_floors = {true, 1000, 800, 0};
   scheduler::PowerFit power_fit = scheduler::PowerFit::kLeaf;
   int64_t efficiency_knee_permille = 500;
+  // measured-plus's per-job commitment (scheduler.plus_commit).
+  scheduler::MeasuredCommitRule plus_commit = scheduler::MeasuredPlusRule();
   // The longest preemption notice a job may ask for (0..24h).
   absl::Duration max_preempt_grace = absl::Seconds(300);
 };

@@ -96,6 +96,7 @@ absl::Status ClusterManager::LoadLocked() {
   tenants_.FinishLoad();
   RETURN_IF_ERROR(events_.Load(next_event_seq));
   RETURN_IF_ERROR(claims_.Load(store));
+  RETURN_IF_ERROR(knees_.Load(store));
   for (auto& [name, n] : nodes_) UpdateNodeMeasuredLocked(n);
   wake_ = true;
   return absl::OkStatus();
@@ -290,6 +291,7 @@ void ClusterManager::LoopThread() {
   absl::Time last_schedule = absl::InfinitePast();
   absl::Time last_power = absl::InfinitePast();
   absl::Time last_liveness = absl::InfinitePast();
+  absl::Time last_knees = absl::InfinitePast();
   absl::Duration last_round_duration = absl::ZeroDuration();
   while (true) {
     bool schedule = false, power = false;
@@ -346,6 +348,10 @@ void ClusterManager::LoopThread() {
     if (now - last_liveness > absl::Milliseconds(250)) {
       CheckLiveness();
       last_liveness = now;
+    }
+    if (now - last_knees >= absl::Seconds(1)) {  // learned knees
+      FlushKneesOnce();
+      last_knees = now;
     }
   }
 }

@@ -212,6 +212,9 @@ class ClusterManager {
   // Marks silent nodes unreachable; requeues jobs of long-unreachable nodes
   // and jobs STARTING past scheduler.starting_timeout.
   void CheckLiveness();
+  // Writes the learned knees that changed (KneeBook::Flush: at most once a
+  // minute per workload, a bounded batch per call); returns how many.
+  size_t FlushKneesOnce();
 
   // ---- retention (cluster_manager_retention.cc, docs/ha.md#sizing)
   // Deletes the records of finished jobs that ExpiredJobGroups allows at
@@ -396,6 +399,10 @@ class ClusterManager {
   EventLog events_;
   ClaimBook claims_;
   KneeBook knees_;  // learned efficiency knees (daemon/knee_book.h)
+  // What `job show` says of an efficiency job's knee
+  // (cluster_manager_knees.cc).
+  v1::EfficiencyKnee EfficiencyKneeLocked(const v1::Job& job) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   std::atomic<uint64_t> next_command_id_{1};
   absl::flat_hash_map<uint64_t, std::shared_ptr<PendingLog>> pending_logs_

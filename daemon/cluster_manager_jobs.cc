@@ -193,7 +193,13 @@ absl::StatusOr<v1::Job> ClusterManager::GetJob(
                             it->second.job.spec().tenant() != caller_tenant)) {
     return absl::NotFoundError(absl::StrCat("id: no job \"", id, "\""));
   }
-  return it->second.job;
+  v1::Job j = it->second.job;
+  // A pending efficiency job: the knee it would be placed at now.
+  if (j.state() == v1::JOB_STATE_PENDING &&
+      j.spec().power_mode() == v1::POWER_MODE_EFFICIENCY) {
+    *j.mutable_efficiency_knee() = EfficiencyKneeLocked(j);
+  }
+  return j;
 }
 
 absl::StatusOr<std::vector<v1::Job>> ClusterManager::ListJobs(

@@ -216,6 +216,9 @@ void ClusterManager::ScheduleOnce() {
     job.set_gpu_model(p.gpu_model);
     job.set_power_limit_mw(limit_mw);
     job.set_min_power_limit_mw(min_mw);
+    if (job.spec().power_mode() == v1::POWER_MODE_EFFICIENCY) {
+      *job.mutable_efficiency_knee() = EfficiencyKneeLocked(job);
+    }
     job.clear_allocations();
     const std::string key = AttemptKey(job.id(), job.attempt());
     for (const scheduler::JobShare& share : p.shares) {

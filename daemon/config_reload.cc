@@ -13,6 +13,7 @@
 #include "daemon/services.h"
 #include "daemon/validation.h"
 #include "scheduler/power_fit.h"
+#include "scheduler/power_options.h"
 #include "scheduler/time_limits.h"
 
 namespace joule::daemon {
@@ -97,6 +98,9 @@ void DiffScheduler(const config::SchedulerSettings& a,
        scheduler::PowerFitName(b.power_fit));
   Diff(out, s + "efficiency_knee", Permille(a.efficiency_knee_permille),
        Permille(b.efficiency_knee_permille));
+  Diff(out, s + "plus_commit",
+       std::string(scheduler::PlusCommitName(a.plus_commit.kind)),
+       std::string(scheduler::PlusCommitName(b.plus_commit.kind)));
 }
 
 void DiffTenants(const config::ClusterConfig& a, const config::ClusterConfig& b,

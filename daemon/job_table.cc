@@ -132,7 +132,8 @@ int64_t JobTable::CommittedPerGpu(const JobRt& j) const {
     limit = j.job.allocations(0).power_limit_mw();
   const config::AdmissionMode mode = config_->scheduler.admission;
   // The rule joule-sim applies (scheduler/measured_window.h): measured
-  // commits the configured percentile + margin, measured-plus p50.
+  // commits the configured percentile + margin, measured-plus the
+  // configured plus_commit (p50, or clamp(floor, p50, p95)).
   if (mode == config::AdmissionMode::kMeasured) {
     return j.measured_window.CommitPerGpuMw(
         scheduler::MeasuredRule(config_->scheduler.measured_percentile,
@@ -140,7 +141,7 @@ int64_t JobTable::CommittedPerGpu(const JobRt& j) const {
         scheduler::MeasuredWindowOptions{}, limit, j.job.min_power_limit_mw());
   }
   if (mode == config::AdmissionMode::kMeasuredPlus) {
-    return j.measured_window.CommitPerGpuMw(scheduler::MeasuredPlusRule(),
+    return j.measured_window.CommitPerGpuMw(config_->scheduler.plus_commit,
                                             scheduler::MeasuredWindowOptions{},
                                             limit, j.job.min_power_limit_mw());
   }

@@ -61,6 +61,23 @@ std::optional<int64_t> KneeEstimator::KneePermille(
   return k.share_sum / k.count;
 }
 
+int64_t KneeEstimator::total_count() const {
+  int64_t n = 0;
+  for (const Bucket& k : buckets_) n += k.count;
+  return n;
+}
+
+bool KneeEstimator::Restore(int b, const Sums& sums) {
+  if (b < 0 || b >= kBuckets) return false;
+  if (sums.count < 0 || sums.share_sum < 0 || sums.draw_sum < 0 ||
+      sums.util_sum < 0 || sums.share_sum / 1000 > sums.count ||
+      sums.util_sum / 100 > sums.count) {
+    return false;
+  }
+  buckets_[b] = sums;
+  return true;
+}
+
 int64_t LearnedKneePermille(const KneeEstimator* estimator,
                             const KneeEstimatorConfig& config,
                             int64_t fallback_permille) {

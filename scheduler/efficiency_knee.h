@@ -48,6 +48,22 @@ class KneeEstimator {
 
   // Samples currently counted in bucket b (for tests and `job show`).
   int64_t count(int b) const { return buckets_[b].count; }
+  // Samples counted in all buckets.
+  int64_t total_count() const;
+
+  // One bucket's sums, for persisting an estimator (daemon/knee_book.h):
+  // an estimator restored from another's sums answers as that one.
+  struct Sums {
+    int64_t count = 0;
+    int64_t share_sum = 0;  // permille
+    int64_t draw_sum = 0;   // mW
+    int64_t util_sum = 0;   // percent
+  };
+  Sums sums(int b) const { return buckets_[b]; }
+  // Sets bucket b's sums; false (nothing changed) when b is not a bucket
+  // or the sums are not ones Add can make: negative, or shares above 1000
+  // or utilisation above 100 % on average.
+  bool Restore(int b, const Sums& sums);
 
   // The share (permille) of the limit `limit_mw` on a GPU with idle
   // `idle_mw` and highest limit `max_mw`: (limit − idle) × 1000 / (max −
@@ -56,12 +72,7 @@ class KneeEstimator {
                                int64_t max_mw);
 
  private:
-  struct Bucket {
-    int64_t count = 0;
-    int64_t share_sum = 0;  // permille
-    int64_t draw_sum = 0;   // mW
-    int64_t util_sum = 0;   // percent
-  };
+  using Bucket = Sums;
   std::array<Bucket, kBuckets> buckets_{};
 };
 

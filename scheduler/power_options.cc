@@ -61,4 +61,14 @@ int64_t EfficiencyLimitMw(int64_t limit_mw, int64_t model_min_mw,
   return std::clamp(knee, model_min_mw, limit_mw);
 }
 
+std::optional<MeasuredCommitRule> ParsePlusCommit(absl::string_view name) {
+  if (name == "percentile") return MeasuredPlusRule();
+  if (name == "floor-clamp") return FloorClampRule();
+  return std::nullopt;
+}
+
+absl::string_view PlusCommitName(MeasuredCommitRule::Kind kind) {
+  return kind == MeasuredCommitRule::kFloorClamp ? "floor-clamp" : "percentile";
+}
+
 }  // namespace joule::scheduler

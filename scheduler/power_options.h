@@ -6,9 +6,11 @@
 // I/O; thread-safe.
 
 #include <cstdint>
+#include <optional>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "scheduler/measured_window.h"
 #include "scheduler/power_rules.h"
 
 namespace joule::scheduler {
@@ -33,5 +35,14 @@ absl::StatusOr<int64_t> ParseSharePermille(absl::string_view text);
 // on an H100 (idle 70 W) at 700 W, 500 permille gives 70 + 315 = 385 W.
 int64_t EfficiencyLimitMw(int64_t limit_mw, int64_t model_min_mw,
                           int64_t knee_permille);
+
+// measured-plus's per-job commitment by name, one set of names for the
+// daemon's `scheduler { plus_commit }` and joule-sim's --plus-commit:
+// "percentile" (MeasuredPlusRule: p50) or "floor-clamp" (FloorClampRule:
+// clamp(floor, p50, p95)); nullopt for any other name.
+std::optional<MeasuredCommitRule> ParsePlusCommit(absl::string_view name);
+// The name ParsePlusCommit takes for a rule of this kind.
+absl::string_view PlusCommitName(MeasuredCommitRule::Kind kind);
+inline constexpr absl::string_view kPlusCommitNames = "percentile, floor-clamp";
 
 }  // namespace joule::scheduler

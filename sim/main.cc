@@ -453,14 +453,14 @@ int Main(int argc, char** argv) {
       !s.ok()) {
     return Fail(s);
   }
-  if (plus_commit == "floor-clamp") {
-    opts.plus_commit.kind = scheduler::MeasuredCommitRule::kFloorClamp;
-  } else if (plus_commit == "percentile") {
-    opts.plus_commit.kind = scheduler::MeasuredCommitRule::kPercentile;
+  // The names and rules the daemon's scheduler.plus_commit takes; the
+  // percentile flags above then adjust the rule's fields.
+  if (auto rule = scheduler::ParsePlusCommit(plus_commit)) {
+    opts.plus_commit.kind = rule->kind;
   } else {
     return Fail(absl::InvalidArgumentError(
-        absl::StrCat("--plus-commit: \"", plus_commit,
-                     "\" is not one of: floor-clamp, percentile")));
+        absl::StrCat("--plus-commit: \"", plus_commit, "\" is not one of: ",
+                     scheduler::kPlusCommitNames)));
   }
   if (auto fit = scheduler::ParsePowerFit(power_fit)) {
     opts.power_fit = *fit;

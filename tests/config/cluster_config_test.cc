@@ -110,6 +110,11 @@ INSTANTIATE_TEST_SUITE_P(
                 "scheduler { efficiency_knee: \"50%\" }\n",
                 "scheduler.efficiency_knee: \"50%\" is not a share in "
                 "[0, 1]"},
+        BadCase{"UnknownPlusCommit",
+                "domain { name: \"site\" cap: \"1MW\" }\n"
+                "scheduler { plus_commit: \"p95\" }\n",
+                "c.conf:2: scheduler.plus_commit: \"p95\" is not one of: "
+                "percentile, floor-clamp"},
         BadCase{"StartingTimeoutTooShort",
                 "domain { name: \"site\" cap: \"1MW\" }\n"
                 "scheduler { starting_timeout: \"10ms\" }\n",
@@ -136,6 +141,9 @@ TEST(ClusterConfigTest, PowerOptions) {
   EXPECT_EQ(def->scheduler.power_fit, scheduler::PowerFit::kLeaf);
   EXPECT_EQ(def->scheduler.efficiency_knee_permille, 500);
   EXPECT_EQ(def->scheduler.max_preempt_grace, absl::Seconds(300));
+  EXPECT_EQ(def->scheduler.plus_commit.kind,
+            scheduler::MeasuredCommitRule::kPercentile);
+  EXPECT_EQ(def->scheduler.plus_commit.percentile, 50u);
   // Named classes change; the others keep the default.
   auto cfg = ParseClusterConfig(
       "domain { name: \"site\" cap: \"1MW\" }\n"
@@ -154,6 +162,19 @@ TEST(ClusterConfigTest, PowerOptions) {
       "c.conf");
   ASSERT_TRUE(off.ok()) << off.status();
   EXPECT_FALSE(off->scheduler.class_floors.enabled);
+  // The floor clamp: the very rule joule-sim's --plus-commit floor-clamp
+  // uses (scheduler::FloorClampRule: p50 low, p95 high, no margin).
+  auto clamp = ParseClusterConfig(
+      "domain { name: \"site\" cap: \"1MW\" }\n"
+      "scheduler { plus_commit: \"floor-clamp\" }\n",
+      "c.conf");
+  ASSERT_TRUE(clamp.ok()) << clamp.status();
+  const scheduler::MeasuredCommitRule want = scheduler::FloorClampRule();
+  EXPECT_EQ(clamp->scheduler.plus_commit.kind, want.kind);
+  EXPECT_EQ(clamp->scheduler.plus_commit.percentile, want.percentile);
+  EXPECT_EQ(clamp->scheduler.plus_commit.high_percentile,
+            want.high_percentile);
+  EXPECT_EQ(clamp->scheduler.plus_commit.margin_pct, want.margin_pct);
 }
 
 TEST(ClusterConfigTest, Retention) {

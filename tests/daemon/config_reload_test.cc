@@ -61,6 +61,8 @@ TEST(DiffConfig, RunTimeSettingsAreAppliedAndNamed) {
        "scheduler.power_fit leaf -> balanced"},
       {"scheduler { efficiency_knee: \"0.6\" }",
        "scheduler.efficiency_knee 0.5 -> 0.6"},
+      {"scheduler { plus_commit: \"floor-clamp\" }",
+       "scheduler.plus_commit percentile -> floor-clamp"},
       {"tenant { name: \"globex\" fair_share_weight: 3 }",
        "tenant[globex].fair_share_weight none -> 3"},
       {"tenant { name: \"initech\" quota { max_running_gpus { "

@@ -29,6 +29,29 @@ void Feed(KneeEstimator& k, int64_t share, int n,
   for (int i = 0; i < n; ++i) k.Add(share, draw, util, cfg);
 }
 
+// What daemon/knee_book.h persists: an estimator restored from another's
+// bucket sums answers as that one; sums Add cannot make are refused.
+TEST(KneeEstimatorTest, RestoredFromSumsAnswersAsTheOriginal) {
+  const KneeEstimatorConfig cfg;
+  KneeEstimator a;
+  for (int i = 0; i < 12; ++i) {
+    a.Add(300, 259'000, 90, cfg);   // 2.9 W per % at 300 permille
+    a.Add(1000, 700'000, 95, cfg);  // 7.4 W per % at 1000 permille
+  }
+  ASSERT_EQ(a.KneePermille(cfg), 300);
+  KneeEstimator b;
+  for (int k = 0; k < KneeEstimator::kBuckets; ++k) {
+    ASSERT_TRUE(b.Restore(k, a.sums(k))) << k;
+  }
+  EXPECT_EQ(b.KneePermille(cfg), 300);
+  EXPECT_EQ(b.total_count(), 24);
+  EXPECT_FALSE(b.Restore(KneeEstimator::kBuckets, {}));
+  EXPECT_FALSE(b.Restore(0, {.count = -1}));
+  EXPECT_FALSE(b.Restore(0, {.count = 1, .share_sum = 2000}));  // > 1000
+  EXPECT_FALSE(b.Restore(0, {.count = 1, .util_sum = 300}));    // > 100 %
+  EXPECT_EQ(b.KneePermille(cfg), 300);                          // unchanged
+}
+
 TEST(KneeEstimatorTest, FallsBackUntilEnoughBucketsHaveEnoughSamples) {
   const KneeEstimatorConfig cfg;  // 10 samples per bucket, 2 buckets
   KneeEstimator k;

@@ -21,6 +21,26 @@ using ::joule::scheduler::testing::kNoCap;
 using ::joule::scheduler::testing::kW;
 using ::joule::scheduler::testing::Pending;
 
+// One set of names for jouled's scheduler.plus_commit and joule-sim's
+// --plus-commit, each the very rule of measured_window.h.
+TEST(ParsePlusCommitTest, NamesAndRules) {
+  auto p = ParsePlusCommit("percentile");
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->kind, MeasuredCommitRule::kPercentile);
+  EXPECT_EQ(p->percentile, MeasuredPlusRule().percentile);  // p50
+  EXPECT_EQ(p->margin_pct, MeasuredPlusRule().margin_pct);  // 0
+  auto c = ParsePlusCommit("floor-clamp");
+  ASSERT_TRUE(c.has_value());
+  EXPECT_EQ(c->kind, MeasuredCommitRule::kFloorClamp);
+  EXPECT_EQ(c->percentile, FloorClampRule().percentile);            // p50
+  EXPECT_EQ(c->high_percentile, FloorClampRule().high_percentile);  // p95
+  for (const char* bad : {"", "p50", "Floor-Clamp", "clamp"}) {
+    EXPECT_FALSE(ParsePlusCommit(bad).has_value()) << bad;
+  }
+  EXPECT_EQ(PlusCommitName(MeasuredCommitRule::kPercentile), "percentile");
+  EXPECT_EQ(PlusCommitName(MeasuredCommitRule::kFloorClamp), "floor-clamp");
+}
+
 TEST(ParseClassFloorsTest, NamedClassesChangeOthersKeepTheDefault) {
   ClassFloors def;  // disabled; 1000 / 800 / 0
   auto f = ParseClassFloors("on-demand=0.6,spot=0.25", def);
