@@ -61,11 +61,11 @@ struct SchedulerSettings {
   // Per-class default and maximum max_runtime (scheduler.time_limit).
   scheduler::TimeLimits time_limits;
   // measured-plus (scheduler/power_options.h, power_fit.h).
-  scheduler::ClassFloors class_floors = {true, 1000, 800, 0};
+  scheduler::ClassFloors class_floors = scheduler::kDefaultClassFloors;
   scheduler::PowerFit power_fit = scheduler::PowerFit::kLeaf;
   int64_t efficiency_knee_permille = 500;
   // measured-plus's per-job commitment (scheduler.plus_commit).
-  scheduler::MeasuredCommitRule plus_commit = scheduler::MeasuredPlusRule();
+  scheduler::MeasuredCommitRule plus_commit = scheduler::DefaultPlusCommit();
   // The longest preemption notice a job may ask for (0..24h).
   absl::Duration max_preempt_grace = absl::Seconds(300);
 };

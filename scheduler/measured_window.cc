@@ -16,6 +16,8 @@ MeasuredCommitRule MeasuredRule(uint32_t percentile, uint32_t margin_pct) {
 
 MeasuredCommitRule MeasuredPlusRule() { return MeasuredRule(50, 0); }
 
+MeasuredCommitRule DefaultPlusCommit() { return MeasuredPlusRule(); }
+
 MeasuredCommitRule FloorClampRule() {
   MeasuredCommitRule r;
   r.kind = MeasuredCommitRule::kFloorClamp;

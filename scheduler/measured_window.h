@@ -50,15 +50,18 @@ struct MeasuredCommitRule {
   uint32_t high_percentile = 95;  // kFloorClamp only
 };
 
-// measured's rule (p95 + 10 %); measured-plus's default (p50, no margin);
-// and the floor clamp, clamp(floor, p50, p95), an option of measured-plus
-// (joule-sim --plus-commit floor-clamp). The clamp halves the power
-// preemptions on the synthetic runs but did not complete more work on every
-// one (docs/evaluation.md), so it is not the default.
+// measured's rule (p95 + 10 %); measured-plus's percentile rule (p50, no
+// margin); and the floor clamp, clamp(floor, p50, p95).
 MeasuredCommitRule MeasuredRule(uint32_t percentile = 95,
                                 uint32_t margin_pct = 10);
 MeasuredCommitRule MeasuredPlusRule();
 MeasuredCommitRule FloorClampRule();
+// measured-plus's default commitment in jouled (scheduler.plus_commit) and
+// joule-sim (--plus-commit): p50 (MeasuredPlusRule). The floor clamp with a
+// 0.6 on-demand floor is what saturated sites should set; it is not the
+// default because it completed less work on a small, short run
+// (docs/evaluation.md, "Recommended for saturated sites").
+MeasuredCommitRule DefaultPlusCommit();
 
 // The percentile-th percentile of weighted samples (mW, weight): with n =
 // max(1, total weight / unit) reports sorted ascending, report number

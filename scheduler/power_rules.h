@@ -21,13 +21,18 @@ namespace joule::scheduler {
 // the model's minimum. The policy works with limits as increments over idle
 // (see ClusterManager::SnapshotLocked), so the share applies to the
 // increment: on an H100 (idle 70 W) at 700 W, 800 permille gives
-// 70 + 0.8 × 630 = 574 W.
+// 70 + 0.8 × 630 = 574 W. The member defaults are jouled's and joule-sim's
+// (scheduler.class_floors, --class-floors): reserved 1, on-demand 0.8, spot 0.
+// On power-saturated sites "on-demand=0.6" with the floor clamp completes
+// more work (docs/evaluation.md, "Recommended for saturated sites").
 struct ClassFloors {
   bool enabled = false;
   int64_t reserved_permille = 1000;
   int64_t on_demand_permille = 800;
   int64_t spot_permille = 0;
 };
+// The default of jouled and joule-sim: the floors above, enabled.
+inline constexpr ClassFloors kDefaultClassFloors{.enabled = true};
 
 // The floor a job of class `cls` gets at `limit_mw` on a model whose lowest
 // accepted limit is `model_min_mw`. Always within [model_min_mw, limit_mw]

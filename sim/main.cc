@@ -242,7 +242,8 @@ int Main(int argc, char** argv) {
                  "measured-plus with --plus-commit floor-clamp: the "
                  "percentile for the draw below the job's floor")
       ->capture_default_str();
-  std::string plus_commit = "percentile";
+  std::string plus_commit(
+      scheduler::PlusCommitName(scheduler::DefaultPlusCommit().kind));
   app.add_option("--plus-commit", plus_commit,
                  "measured-plus: percentile (p alone) or floor-clamp "
                  "(clamp(floor, p, p-high), scheduler/measured_window.h)")

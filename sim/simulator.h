@@ -71,10 +71,10 @@ struct SimOptions {
   int64_t restore_margin_permille = 50;
   // measured-plus only: the per-job commitment (percentile, margin), the
   // class floors, the adaptive per-domain reserve, the raise hysteresis.
-  // The per-job commitment: p50 by default (scheduler::MeasuredPlusRule, as
+  // The per-job commitment: p50 by default (scheduler::DefaultPlusCommit, as
   // jouled); --plus-commit floor-clamp gives clamp(floor, p50, p95).
-  scheduler::MeasuredCommitRule plus_commit = scheduler::MeasuredPlusRule();
-  scheduler::ClassFloors class_floors = {true, 1000, 800, 0};
+  scheduler::MeasuredCommitRule plus_commit = scheduler::DefaultPlusCommit();
+  scheduler::ClassFloors class_floors = scheduler::kDefaultClassFloors;
   scheduler::PowerFit power_fit = scheduler::PowerFit::kLeaf;
   scheduler::AdaptiveMarginConfig margin;
   int64_t min_raise_interval_ms = 30'000;

@@ -43,11 +43,11 @@ TEST(ParsePlusCommitTest, NamesAndRules) {
 
 TEST(ParseClassFloorsTest, NamedClassesChangeOthersKeepTheDefault) {
   ClassFloors def;  // disabled; 1000 / 800 / 0
-  auto f = ParseClassFloors("on-demand=0.6,spot=0.25", def);
+  auto f = ParseClassFloors("on-demand=0.7,spot=0.25", def);
   ASSERT_TRUE(f.ok()) << f.status();
   EXPECT_TRUE(f->enabled);
   EXPECT_EQ(f->reserved_permille, 1000);
-  EXPECT_EQ(f->on_demand_permille, 600);
+  EXPECT_EQ(f->on_demand_permille, 700);
   EXPECT_EQ(f->spot_permille, 250);
   def.enabled = true;
   auto off = ParseClassFloors("off", def);
@@ -57,6 +57,18 @@ TEST(ParseClassFloorsTest, NamedClassesChangeOthersKeepTheDefault) {
   ASSERT_TRUE(empty.ok());
   EXPECT_TRUE(empty->enabled);
   EXPECT_EQ(empty->on_demand_permille, 800);
+}
+
+// jouled's and joule-sim's defaults, each defined once: p50 and the floors
+// reserved 1, on-demand 0.8, spot 0, enabled.
+TEST(MeasuredPlusDefaultsTest, PercentileAndOnDemandEightTenths) {
+  EXPECT_EQ(DefaultPlusCommit().kind, MeasuredCommitRule::kPercentile);
+  EXPECT_EQ(DefaultPlusCommit().percentile, 50u);
+  EXPECT_EQ(PlusCommitName(DefaultPlusCommit().kind), "percentile");
+  EXPECT_TRUE(kDefaultClassFloors.enabled);
+  EXPECT_EQ(kDefaultClassFloors.reserved_permille, 1000);
+  EXPECT_EQ(kDefaultClassFloors.on_demand_permille, 800);
+  EXPECT_EQ(kDefaultClassFloors.spot_permille, 0);
 }
 
 TEST(ParseClassFloorsTest, ErrorsNameTheEntry) {
