@@ -8,7 +8,6 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/strip.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
@@ -43,16 +42,9 @@ class ClaimsE2E : public ::testing::Test {
     }
   }
   std::string Submit(std::vector<std::string> args) {
-    args.insert(args.begin(), {"job", "submit"});
-    CtlResult r = cluster_->Ctl(args);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return std::string(absl::StripAsciiWhitespace(r.out));
+    return SubmitJob(*cluster_, std::move(args));
   }
-  v1::Job Job(const std::string& id) {
-    v1::Job j;
-    cluster_->CtlJson({"job", "show", id}, &j);
-    return j;
-  }
+  v1::Job Job(const std::string& id) { return ShowJob(*cluster_, id); }
   v1::PowerDomain Rack() {
     v1::GetPowerTreeResponse t;
     cluster_->CtlJson({"power", "tree"}, &t);

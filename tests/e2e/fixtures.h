@@ -6,7 +6,10 @@
 // Header-only.
 
 #include <string>
+#include <vector>
 
+#include "absl/strings/strip.h"
+#include "gtest/gtest.h"
 #include "joule/v1/joule.pb.h"
 #include "tests/e2e/harness.h"
 
@@ -58,6 +61,22 @@ class ConfigBuilder {
   bool hgx_;
   std::string text_;
 };
+
+// `joulectl job submit ARGS...`: the new job's id. A non-zero exit is an
+// EXPECT failure showing its stderr.
+inline std::string SubmitJob(const Cluster& c, std::vector<std::string> args) {
+  args.insert(args.begin(), {"job", "submit"});
+  CtlResult r = c.Ctl(args);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return std::string(absl::StripAsciiWhitespace(r.out));
+}
+
+// `joulectl job show ID` as a Job.
+inline v1::Job ShowJob(const Cluster& c, const std::string& id) {
+  v1::Job j;
+  c.CtlJson({"job", "show", id}, &j);
+  return j;
+}
 
 // Waits (WaitFor) until `joulectl node list` shows exactly `n` nodes, all
 // READY; returns whether they were.

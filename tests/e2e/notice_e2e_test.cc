@@ -12,7 +12,6 @@
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/time/civil_time.h"
 #include "absl/time/clock.h"
 #include "gmock/gmock.h"
@@ -51,16 +50,9 @@ class NoticeE2E : public ::testing::Test {
     }
   }
   std::string Submit(std::vector<std::string> args) {
-    args.insert(args.begin(), {"job", "submit"});
-    CtlResult r = cluster_->Ctl(args);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return std::string(absl::StripAsciiWhitespace(r.out));
+    return SubmitJob(*cluster_, std::move(args));
   }
-  v1::Job Job(const std::string& id) {
-    v1::Job j;
-    cluster_->CtlJson({"job", "show", id}, &j);
-    return j;
-  }
+  v1::Job Job(const std::string& id) { return ShowJob(*cluster_, id); }
   // The limits n1's agent last reported for the GPUs in `gpus`.
   std::vector<int64_t> ReportedLimits(const v1::Allocation& al) {
     v1::Node n;

@@ -6,7 +6,6 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "gtest/gtest.h"
 #include "joule/v1/joule.pb.h"
 #include "tests/e2e/fixtures.h"
@@ -44,16 +43,9 @@ class PowerE2E : public ::testing::Test {
     ASSERT_EQ(cluster_->Ctl({"tenant", "create", "acme"}).exit_code, 0);
   }
   std::string Submit(std::vector<std::string> args) {
-    args.insert(args.begin(), {"job", "submit"});
-    CtlResult r = cluster_->Ctl(args);
-    EXPECT_EQ(r.exit_code, 0) << r.err;
-    return std::string(absl::StripAsciiWhitespace(r.out));
+    return SubmitJob(*cluster_, std::move(args));
   }
-  v1::Job Job(const std::string& id) {
-    v1::Job j;
-    cluster_->CtlJson({"job", "show", id}, &j);
-    return j;
-  }
+  v1::Job Job(const std::string& id) { return ShowJob(*cluster_, id); }
   std::unique_ptr<Cluster> cluster_;
 };
 

@@ -30,12 +30,6 @@ std::string Quota(int gpus) {
       gpus, " } } }\n");
 }
 
-v1::Job GetJob(const Cluster& c, const std::string& id) {
-  v1::Job j;
-  c.CtlJson({"job", "show", id}, &j);
-  return j;
-}
-
 int64_t CapMw(const Cluster& c, const std::string& domain) {
   v1::GetPowerTreeResponse tree;
   c.CtlJson({"power", "tree"}, &tree);
@@ -73,7 +67,7 @@ TEST(ReloadE2E, QuotasSettingsAndLogLevelReloadAllOrNothing) {
   };
   const std::string a = submit(4);
   ASSERT_TRUE(
-      WaitFor([&] { return GetJob(c, a).state() == v1::JOB_STATE_RUNNING; }));
+      WaitFor([&] { return ShowJob(c, a).state() == v1::JOB_STATE_RUNNING; }));
 
   // on-demand quota 16 -> 4 and stop_grace 5s -> 3s, by one reload.
   write(Config("11kW", Quota(4) + "scheduler { stop_grace: \"3s\" }\n"));
@@ -87,9 +81,9 @@ TEST(ReloadE2E, QuotasSettingsAndLogLevelReloadAllOrNothing) {
   // acme runs 4 on-demand GPUs: 4 + 4 > 4, so b waits, naming the quota.
   const std::string b = submit(4);
   EXPECT_TRUE(WaitFor([&] {
-    return absl::StrContains(GetJob(c, b).reason(), "max_running_gpus 4");
-  })) << GetJob(c, b).reason();
-  EXPECT_EQ(GetJob(c, b).state(), v1::JOB_STATE_PENDING);
+    return absl::StrContains(ShowJob(c, b).reason(), "max_running_gpus 4");
+  })) << ShowJob(c, b).reason();
+  EXPECT_EQ(ShowJob(c, b).state(), v1::JOB_STATE_PENDING);
   // One config event per setting, subject = the field (and a log line).
   v1::ListEventsResponse events;
   c.CtlJson({"events", "--kind", "config"}, &events);
@@ -121,7 +115,7 @@ TEST(ReloadE2E, QuotasSettingsAndLogLevelReloadAllOrNothing) {
   c.CtlJson({"tenant", "list"}, &tenants);
   ASSERT_EQ(tenants.tenants_size(), 1);
   EXPECT_EQ(tenants.tenants(0).quota().max_running_gpus_on_demand(), 4u);
-  EXPECT_EQ(GetJob(c, b).state(), v1::JOB_STATE_PENDING);
+  EXPECT_EQ(ShowJob(c, b).state(), v1::JOB_STATE_PENDING);
 
   // Quota back to 16, cap 12 kW, log level warn: b starts, and its
   // placement (an info line) is no longer logged.
@@ -133,7 +127,7 @@ TEST(ReloadE2E, QuotasSettingsAndLogLevelReloadAllOrNothing) {
   EXPECT_TRUE(absl::StrContains(r.out, "log.level (--log-level) -> warn"))
       << r.out;
   EXPECT_TRUE(
-      WaitFor([&] { return GetJob(c, b).state() == v1::JOB_STATE_RUNNING; }));
+      WaitFor([&] { return ShowJob(c, b).state() == v1::JOB_STATE_RUNNING; }));
   EXPECT_EQ(CapMw(c, "rk1"), 12'000'000);
   EXPECT_TRUE(absl::StrContains(c.daemon()->Log(), "placement job=" + a));
   EXPECT_FALSE(absl::StrContains(c.daemon()->Log(), "placement job=" + b))
