@@ -6,16 +6,11 @@
 namespace joule::cli {
 namespace {
 
-bool Ended(v1::JobState s) {
-  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
-         s == v1::JOB_STATE_CANCELLED;
-}
-
 // The ids in `jobs` that have not ended.
 absl::flat_hash_set<std::string> Open(const std::vector<v1::Job>& jobs) {
   absl::flat_hash_set<std::string> open;
   for (const v1::Job& j : jobs) {
-    if (!Ended(j.state())) open.insert(j.id());
+    if (!JobEnded(j.state())) open.insert(j.id());
   }
   return open;
 }
@@ -45,7 +40,7 @@ std::optional<std::vector<v1::Job>> WaitOnStream(
   absl::flat_hash_set<std::string> open = Open(jobs);
   while (!open.empty()) {
     if (!stream->Read(&m)) break;
-    if (!m.has_job() || !Ended(m.job().state())) continue;
+    if (!m.has_job() || !JobEnded(m.job().state())) continue;
     if (open.erase(m.job().job_id()) == 0 || !open.empty()) continue;
     jobs = read();  // every job seen ending: their final records
     open = Open(jobs);

@@ -45,11 +45,6 @@ int CallFailed(const WatchConnection& c, const grpc::Status& s) {
   return 1;
 }
 
-bool Terminal(v1::JobState s) {
-  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
-         s == v1::JOB_STATE_CANCELLED;
-}
-
 int OutcomeCode(v1::JobState s) {
   switch (s) {
     case v1::JOB_STATE_SUCCEEDED:
@@ -97,6 +92,11 @@ std::string EventRecord(const v1::Event& e, bool first) {
 
 }  // namespace
 
+bool JobEnded(v1::JobState s) {
+  return s == v1::JOB_STATE_SUCCEEDED || s == v1::JOB_STATE_FAILED ||
+         s == v1::JOB_STATE_CANCELLED;
+}
+
 int JobWait(const WatchConnection& c, const std::string& id,
             absl::Duration timeout) {
   const bool limited = timeout > absl::ZeroDuration();
@@ -135,7 +135,7 @@ int JobWait(const WatchConnection& c, const std::string& id,
     // Set once the answer is known: the job's end, or a failed GetJob.
     std::optional<int> code;
     while (!code && stream->Read(&m)) {
-      const bool ended = m.has_job() && Terminal(m.job().state());
+      const bool ended = m.has_job() && JobEnded(m.job().state());
       if (m.subscribed()) subscribed = true;
       // After `subscribed`, everything is streamed: the job may have ended
       // before, so read it once; and once more after its end.
@@ -144,7 +144,7 @@ int JobWait(const WatchConnection& c, const std::string& id,
       grpc::Status s = get(&j);
       if (!s.ok()) {
         code = CallFailed(c, s);
-      } else if (Terminal(j.state())) {
+      } else if (JobEnded(j.state())) {
         code = report(j);
       }
     }

@@ -24,6 +24,10 @@ struct WatchConnection {
   absl::Duration call_timeout = absl::Seconds(30);  // each unary call
 };
 
+// Whether a job in state `s` has ended: succeeded, failed or cancelled
+// (PREEMPTED is transient: the job is queued again).
+bool JobEnded(v1::JobState s);
+
 // Exit codes of `job wait` beyond joulectl's 0..3 (docs/cli.md).
 inline constexpr int kWaitJobFailed = 4;
 inline constexpr int kWaitJobCancelled = 5;

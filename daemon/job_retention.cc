@@ -3,16 +3,9 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "common/proto_time.h"
+#include "daemon/job_table.h"
 
 namespace joule::daemon {
-namespace {
-
-bool Active(v1::JobState s) {
-  return s == v1::JOB_STATE_PENDING || s == v1::JOB_STATE_STARTING ||
-         s == v1::JOB_STATE_RUNNING;
-}
-
-}  // namespace
 
 absl::Time JobEndTime(const v1::Job& job) {
   if (job.history().empty()) return absl::InfinitePast();
@@ -25,7 +18,7 @@ std::vector<std::vector<std::string>> ExpiredJobGroups(
   // Jobs a live job still waits for.
   absl::flat_hash_set<std::string> needed;
   for (const auto& [id, job] : jobs) {
-    if (!Active(job->state())) continue;
+    if (!IsActive(job->state())) continue;
     for (const std::string& dep : job->spec().after()) needed.insert(dep);
   }
   return ExpiredJobGroups(jobs, cutoff, settled, needed);
@@ -36,7 +29,7 @@ std::vector<std::vector<std::string>> ExpiredJobGroups(
     const std::function<bool(const v1::Job&)>& settled,
     const absl::flat_hash_set<std::string>& needed) {
   auto deletable = [&](const v1::Job& job) {
-    return !Active(job.state()) && !job.history().empty() &&
+    return !IsActive(job.state()) && !job.history().empty() &&
            JobEndTime(job) < cutoff && !needed.contains(job.id()) &&
            settled(job);
   };
