@@ -3,9 +3,6 @@
 // store is wrapped in a decorator that limits the bytes per write (so big
 // batches are split into parts, as on etcd), counts the usage records each
 // write carries, and can fail a chosen write (a crash between parts).
-#include <stdlib.h>
-
-#include <filesystem>
 #include <memory>
 
 #include "absl/strings/str_cat.h"
@@ -18,7 +15,7 @@
 #include "storage/memory_store.h"
 #include "storage/rocksdb_store.h"
 #include "tests/billing/ledger_test_util.h"
-#include "tests/storage/etcd_fixture.h"
+#include "tests/storage/test_stores.h"
 
 namespace joule::billing {
 namespace {
@@ -88,52 +85,24 @@ std::vector<v1::UsageEvent> Events(int n, std::string_view prefix, absl::Time t,
 
 class UsageStoresTest : public ::testing::TestWithParam<std::string> {
  protected:
-  static void TearDownTestSuite() {
-    etcd_client_.reset();
-    etcd_.reset();
-  }
   void SetUp() override {
-    if (GetParam() == "memory") {
-      base_ = std::make_unique<storage::MemoryStore>();
-    } else if (GetParam() == "rocksdb") {
-      std::string tmpl =
-          std::filesystem::temp_directory_path() / "joule-usage-XXXXXX";
-      dir_ = mkdtemp(tmpl.data());
-      auto s = storage::RocksDbStore::Open({.path = dir_});
-      ASSERT_TRUE(s.ok()) << s.status();
-      base_ = std::move(*s);
-    } else {
-      if (joule::testing::EtcdBinary().empty()) {
-        GTEST_SKIP() << "etcd is not installed (Debian: apt-get install "
-                        "etcd-server, or set JOULE_ETCD_BIN): etcd cases "
-                        "skipped";
-      }
-      if (etcd_ == nullptr) {
-        etcd_ = std::make_unique<joule::testing::EtcdCluster>(
-            joule::testing::EtcdCluster::Options{});
-        ASSERT_TRUE(etcd_->Start().ok());
-        auto c =
-            storage::EtcdClient::Create({.endpoints = etcd_->EndpointList()});
-        ASSERT_TRUE(c.ok()) << c.status();
-        etcd_client_ = std::move(*c);
-      }
-      static int n = 0;
-      storage::EtcdStore::Options o;
-      o.prefix = absl::StrCat("/usage", ++n);
-      o.max_txn_ops = 10240;
-      o.max_request_bytes = 10 << 20;
-      base_ = std::make_unique<storage::EtcdStore>(etcd_client_.get(), o);
-    }
+    storage::EtcdStore::Options o;
+    o.prefix = "/usage";
+    o.max_txn_ops = 10240;
+    o.max_request_bytes = 10 << 20;
+    auto s = joule::testing::OpenTestStore(GetParam(), o);
+    if (absl::IsUnavailable(s.status())) GTEST_SKIP() << s.status().message();
+    ASSERT_TRUE(s.ok()) << s.status();
+    opened_ = std::move(*s);
+    base_ = opened_.get();
     // ~90 bytes per event: 20 KB parts of ~200 events.
-    store_ = std::make_unique<PartsStore>(base_.get(), 20 << 10);
+    store_ = std::make_unique<PartsStore>(base_, 20 << 10);
     ledger_ = NewLedger();
     ASSERT_TRUE(ledger_->SetPrice(InputPrice()).ok());
   }
   void TearDown() override {
     ledger_.reset();
     store_.reset();
-    base_.reset();
-    if (!dir_.empty()) std::filesystem::remove_all(dir_);
   }
   // A new jouled over the same store (a restart or the standby taking
   // over): everything it knows comes from Load.
@@ -149,17 +118,13 @@ class UsageStoresTest : public ::testing::TestWithParam<std::string> {
     return st.ok() ? st->total_cents() : -1;
   }
 
-  static std::unique_ptr<joule::testing::EtcdCluster> etcd_;
-  static std::unique_ptr<storage::EtcdClient> etcd_client_;
-  std::string dir_;
   FakeClock clock_{T("2026-03-20T00:00:00Z")};
   FakeTenants tenants_;
-  std::unique_ptr<storage::Store> base_;
+  joule::testing::TestStore opened_;
+  storage::Store* base_ = nullptr;
   std::unique_ptr<PartsStore> store_;
   std::unique_ptr<Ledger> ledger_;
 };
-std::unique_ptr<joule::testing::EtcdCluster> UsageStoresTest::etcd_;
-std::unique_ptr<storage::EtcdClient> UsageStoresTest::etcd_client_;
 
 TEST_P(UsageStoresTest, RetriesPartsCrashAndFailoverCountEachEventOnce) {
   const absl::Time t = T("2026-03-10T00:00:00Z");

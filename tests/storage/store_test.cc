@@ -10,7 +10,7 @@
 #include "storage/etcd_store.h"
 #include "storage/memory_store.h"
 #include "storage/rocksdb_store.h"
-#include "tests/storage/etcd_fixture.h"
+#include "tests/storage/test_stores.h"
 
 namespace joule::storage {
 namespace {
@@ -37,50 +37,20 @@ std::map<std::string, std::string> ScanAll(Store& s, std::string_view table,
 // skip, saying so, only when no etcd binary is installed.
 class StoreTest : public ::testing::TestWithParam<std::string> {
  protected:
-  static void SetUpTestSuite() {}
-  static void TearDownTestSuite() {
-    etcd_client_.reset();
-    etcd_.reset();
-  }
   void SetUp() override {
-    if (GetParam() == "memory") {
-      store_ = std::make_unique<MemoryStore>();
-    } else if (GetParam() == "rocksdb") {
-      dir_ = TempDir();
-      auto s = RocksDbStore::Open({.path = dir_});
-      ASSERT_TRUE(s.ok()) << s.status();
-      store_ = std::move(*s);
-    } else {
-      if (joule::testing::EtcdBinary().empty()) {
-        GTEST_SKIP() << "etcd is not installed (Debian: apt-get install "
-                        "etcd-server, or set JOULE_ETCD_BIN): etcd cases "
-                        "skipped";
-      }
-      if (etcd_ == nullptr) {
-        etcd_ = std::make_unique<joule::testing::EtcdCluster>(
-            joule::testing::EtcdCluster::Options{});
-        ASSERT_TRUE(etcd_->Start().ok());
-        auto c = EtcdClient::Create({.endpoints = etcd_->EndpointList()});
-        ASSERT_TRUE(c.ok()) << c.status();
-        etcd_client_ = std::move(*c);
-      }
-      static int n = 0;
-      EtcdStore::Options o;
-      o.prefix = absl::StrCat("/test", ++n);
-      o.scan_page = 3;  // small pages: scans cross page boundaries
-      o.max_txn_ops = 10240;
-      o.max_request_bytes = 10 << 20;
-      store_ = std::make_unique<EtcdStore>(etcd_client_.get(), o);
-    }
+    EtcdStore::Options o;
+    o.prefix = "/test";
+    o.scan_page = 3;  // small pages: scans cross page boundaries
+    o.max_txn_ops = 10240;
+    o.max_request_bytes = 10 << 20;
+    auto s = joule::testing::OpenTestStore(GetParam(), o);
+    if (absl::IsUnavailable(s.status())) GTEST_SKIP() << s.status().message();
+    ASSERT_TRUE(s.ok()) << s.status();
+    opened_ = std::move(*s);
+    store_ = opened_.get();
   }
-  void TearDown() override {
-    store_.reset();
-    if (!dir_.empty()) std::filesystem::remove_all(dir_);
-  }
-  std::string dir_;
-  std::unique_ptr<Store> store_;
-  static inline std::unique_ptr<joule::testing::EtcdCluster> etcd_;
-  static inline std::unique_ptr<EtcdClient> etcd_client_;
+  joule::testing::TestStore opened_;
+  Store* store_ = nullptr;
 };
 
 TEST_P(StoreTest, PutGetDeletePerTable) {
