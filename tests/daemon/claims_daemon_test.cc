@@ -112,23 +112,14 @@ class Cluster {
     *r.mutable_time() = ToProtoTime(clock_.Now());
     std::map<uint32_t, bool> busy;
     for (const auto& [key, j] : jobs_[node]) {
-      v1::RunningJob* rj = r.add_jobs();
-      rj->set_job_id(j.id);
-      rj->set_attempt(j.attempt);
-      for (uint32_t g : j.gpus) {
-        rj->add_gpu_indices(g);
-        busy[g] = j.started;
-      }
+      test::AddReportedJob(&r, j.id, j.attempt, j.gpus);
+      for (uint32_t g : j.gpus) busy[g] = j.started;
     }
     for (int i = 0; i < 8; ++i) {
-      v1::GpuStatus* g = r.add_gpus();
-      g->set_index(i);
-      g->set_model("H100");
-      g->set_healthy(true);
       auto lim = limits_[node].find(i);
       const int64_t limit = lim == limits_[node].end() ? 700 * kW : lim->second;
-      g->set_power_limit_mw(limit);
-      g->set_power_mw(busy[i] ? std::min<int64_t>(700 * kW, limit) : 70 * kW);
+      test::AddH100Status(
+          &r, i, limit, busy[i] ? std::min<int64_t>(700 * kW, limit) : 70 * kW);
     }
     ASSERT_TRUE(cm_->HandleReport(node, r).ok());
   }

@@ -187,23 +187,14 @@ class TestCluster {
     *r.mutable_time() = ToProtoTime(clock_.Now());
     std::map<uint32_t, bool> busy_gpu;
     for (const auto& [id, j] : agents_[node]) {
-      v1::RunningJob* rj = r.add_jobs();
-      rj->set_job_id(id);
-      rj->set_attempt(j.attempt);
-      for (uint32_t g : j.gpus) {
-        rj->add_gpu_indices(g);
-        busy_gpu[g] = j.started;
-      }
+      test::AddReportedJob(&r, id, j.attempt, j.gpus);
+      for (uint32_t g : j.gpus) busy_gpu[g] = j.started;
     }
     for (int i = 0; i < kGpusPerNode; ++i) {
-      v1::GpuStatus* g = r.add_gpus();
-      g->set_index(i);
-      g->set_model("H100");
-      g->set_healthy(true);
       auto lim = limits_[node].find(i);
       const int64_t limit = lim == limits_[node].end() ? 700 * kW : lim->second;
-      g->set_power_limit_mw(limit);
-      g->set_power_mw(busy_gpu[i] ? std::min(busy, limit) : idle);
+      test::AddH100Status(&r, i, limit,
+                          busy_gpu[i] ? std::min(busy, limit) : idle);
     }
     ASSERT_TRUE(manager_->HandleReport(node, r).ok());
   }

@@ -100,7 +100,8 @@ struct Proc {
 class World {
  public:
   explicit World(uint64_t seed) : rng_(seed) {
-    auto cfg = config::ParseClusterConfig(absl::StrCat(test::kH100HgxSite, kConfig), "test.conf");
+    auto cfg = config::ParseClusterConfig(
+        absl::StrCat(test::kH100HgxSite, kConfig), "test.conf");
     EXPECT_TRUE(cfg.ok()) << cfg.status();
     config_ = *std::move(cfg);
     NewManager();
@@ -249,21 +250,12 @@ class World {
     std::set<uint32_t> busy;
     for (const Proc& p : procs_[node]) {
       if (p.exited) continue;
-      v1::RunningJob* rj = r.add_jobs();
-      rj->set_job_id(p.id);
-      rj->set_attempt(p.attempt);
-      for (uint32_t g : p.gpus) {
-        rj->add_gpu_indices(g);
-        if (p.started) busy.insert(g);
-      }
+      test::AddReportedJob(&r, p.id, p.attempt, p.gpus);
+      if (p.started) busy.insert(p.gpus.begin(), p.gpus.end());
     }
     for (int i = 0; i < kGpus; ++i) {
-      v1::GpuStatus* g = r.add_gpus();
-      g->set_index(i);
-      g->set_model("H100");
-      g->set_healthy(true);
-      g->set_power_limit_mw(700 * kW);
-      g->set_power_mw(busy.contains(i) ? 700 * kW : 70 * kW);
+      test::AddH100Status(&r, i, 700 * kW,
+                          busy.contains(i) ? 700 * kW : 70 * kW);
     }
     (void)cm_->HandleReport(node, r);
   }

@@ -170,18 +170,9 @@ class ArrayManagerTest : public ::testing::Test {
     r.set_node_name("n1");
     *r.mutable_time() = ToProtoTime(clock_.Now());
     for (const auto& [id, attempt] : running_) {
-      v1::RunningJob* rj = r.add_jobs();
-      rj->set_job_id(id);
-      rj->set_attempt(attempt);
+      test::AddReportedJob(&r, id, attempt);
     }
-    for (int i = 0; i < 8; ++i) {
-      v1::GpuStatus* g = r.add_gpus();
-      g->set_index(i);
-      g->set_model("H100");
-      g->set_healthy(true);
-      g->set_power_limit_mw(700 * kW);
-      g->set_power_mw(70 * kW);
-    }
+    for (int i = 0; i < 8; ++i) test::AddH100Status(&r, i, 700 * kW, 70 * kW);
     ASSERT_TRUE(cm_->HandleReport("n1", r).ok());
   }
   // One scheduling round; the ids of the jobs it started (StartJob sent),

@@ -2,8 +2,10 @@
 
 // What the ClusterManager tests (tests/daemon/*_test.cc) share: the start of
 // their cluster config, the manager's options over a test's fake clock and
-// store, and the H100 GPUs a fake agent registers. Header-only; no state.
+// store, the H100 GPUs a fake agent registers and what its reports carry.
+// Header-only; no state.
 
+#include <initializer_list>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -56,6 +58,29 @@ inline void AddH100Gpus(v1::RegisterRequest* req, int count,
     g->set_max_power_limit_mw(700 * kW);
     g->set_default_power_limit_mw(700 * kW);
   }
+}
+
+// Adds GPU `index`'s status to an agent's report: a healthy H100 with
+// power limit `limit_mw`, drawing `power_mw`.
+inline v1::GpuStatus* AddH100Status(v1::NodeReport* r, uint32_t index,
+                                    int64_t limit_mw, int64_t power_mw) {
+  v1::GpuStatus* g = r->add_gpus();
+  g->set_index(index);
+  g->set_model("H100");
+  g->set_healthy(true);
+  g->set_power_limit_mw(limit_mw);
+  g->set_power_mw(power_mw);
+  return g;
+}
+
+// Adds attempt `attempt` of job `id`, running on `gpus`, to a report.
+template <typename Gpus = std::initializer_list<uint32_t>>
+inline void AddReportedJob(v1::NodeReport* r, const std::string& id,
+                           int64_t attempt, const Gpus& gpus = {}) {
+  v1::RunningJob* rj = r->add_jobs();
+  rj->set_job_id(id);
+  rj->set_attempt(attempt);
+  for (uint32_t g : gpus) rj->add_gpu_indices(g);
 }
 
 }  // namespace joule::daemon::test

@@ -120,26 +120,17 @@ class OneNode final : public AgentLink {
     *r.mutable_time() = ToProtoTime(clock_.Now());
     std::map<uint32_t, bool> busy;
     if (!job_.empty()) {
-      v1::RunningJob* rj = r.add_jobs();
-      rj->set_job_id(job_);
-      rj->set_attempt(attempt_);
-      for (uint32_t g : gpus_) {
-        rj->add_gpu_indices(g);
-        busy[g] = true;
-      }
+      test::AddReportedJob(&r, job_, attempt_, gpus_);
+      for (uint32_t g : gpus_) busy[g] = true;
     }
     int64_t reported = 0;
     for (uint32_t i = 0; i < 8; ++i) {
       int64_t limit = limits_.contains(i) ? limits_[i] : 700 * kW;
       if (busy[i] && limit_mw > 0) limit = limit_mw;
-      v1::GpuStatus* g = r.add_gpus();
-      g->set_index(i);
-      g->set_model("H100");
-      g->set_healthy(true);
-      g->set_power_limit_mw(limit);
+      v1::GpuStatus* g = test::AddH100Status(
+          &r, i, limit, busy[i] ? std::min(draw_mw, limit) : 70 * kW);
       g->set_max_power_limit_mw(700 * kW);
       g->set_utilization_pct(busy[i] ? 90 : 0);
-      g->set_power_mw(busy[i] ? std::min(draw_mw, limit) : 70 * kW);
       if (busy[i]) reported = g->power_mw();
     }
     EXPECT_TRUE(cm_->HandleReport("n1", r).ok());
