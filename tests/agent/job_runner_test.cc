@@ -12,6 +12,8 @@
 #include <iostream>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -544,6 +546,43 @@ TEST_F(JobRunnerTest, KeepsOnlyTheNewestExitRecords) {
   runner_ = std::make_unique<JobRunner>(o);
   EXPECT_FALSE(exists(3));
   EXPECT_TRUE(exists(4));
+}
+
+}  // namespace
+}  // namespace joule::agent
+
+namespace joule::agent {
+namespace {
+
+// The supervisor of a running job sleeps until a signal or a deadline: over
+// a 1 s job without a max runtime it wakes a few times (start, the job's
+// end), not once per 50 ms tick (~20). Counted from the kernel's
+// voluntary context switches of the supervisor, read just before the end.
+TEST_F(JobRunnerTest, SupervisorOfARunningJobDoesNotTick) {
+  ASSERT_TRUE(runner_->Start(Launch("job-11", 1, {"/bin/sleep", "1"})).ok());
+  auto running = runner_->Running();
+  ASSERT_EQ(running.size(), 1u);
+  const std::string status = absl::StrCat("/proc/", running[0].pid, "/status");
+  auto switches = [&] {
+    std::ifstream in(status);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (absl::StartsWith(line, "voluntary_ctxt_switches:")) {
+        int64_t n = -1;
+        EXPECT_TRUE(absl::SimpleAtoi(
+            absl::StripAsciiWhitespace(line.substr(line.find(':') + 1)), &n));
+        return n;
+      }
+    }
+    return int64_t{-1};
+  };
+  const int64_t before = switches();
+  absl::SleepFor(absl::Milliseconds(800));
+  const int64_t after = switches();
+  ASSERT_GE(before, 0);
+  EXPECT_LT(after - before, 5)
+      << "the supervisor woke " << after - before << " times in 0.8 s";
+  EXPECT_EQ(WaitExit(1).exit_code, 0);
 }
 
 }  // namespace
