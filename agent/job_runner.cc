@@ -158,8 +158,12 @@ void JobRunner::Adopt() {
     const std::string prefix = Prefix(id, attempt);
     const std::string key = absl::StrCat(id, ".", attempt);
     if (!seen.insert(key).second) continue;
-    auto job = ReadRecord(prefix + ".job");
+    // The agent's facts (GPUs, energy at start, boot id) are in the .run
+    // record (the supervisor writes them, --note); an older agent kept them
+    // in a .job record of their own.
     auto run = ReadRecord(prefix + ".run");
+    auto job = ReadRecord(prefix + ".job");
+    if (!job.ok() && run.ok()) job = run;
     Proc p;
     p.job_id = id;
     p.attempt = attempt;
@@ -285,14 +289,21 @@ absl::Status JobRunner::Start(const JobLaunch& launch) {
     }
   }
   ::unlink((prefix + ".exit").c_str());  // a stale record of this attempt
-  RETURN_IF_ERROR(WriteRecord(
-      prefix + ".job",
-      {{"gpus", absl::StrJoin(launch.gpus, ",")},
-       {"energy_at_start_mj", absl::StrCat(launch.energy_at_start_mj)},
-       {"boot_id", BootId()}}));
 
-  std::vector<std::string> args = {options_.supervisor_path, "--record", prefix,
-                                   "--log", *log};
+  // The agent's facts of the attempt go into the supervisor's .run record
+  // (one synced write per attempt, before the job's first process goes on).
+  std::vector<std::string> args = {
+      options_.supervisor_path,
+      "--record",
+      prefix,
+      "--log",
+      *log,
+      "--note",
+      absl::StrCat("gpus=", absl::StrJoin(launch.gpus, ",")),
+      "--note",
+      absl::StrCat("energy_at_start_mj=", launch.energy_at_start_mj),
+      "--note",
+      absl::StrCat("boot_id=", BootId())};
   if (launch.identity.uid >= 0) {
     // The user's groups are looked up here, in the resident agent, so the
     // supervisor (one process per attempt) does not load the NSS modules

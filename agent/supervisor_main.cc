@@ -6,7 +6,11 @@
 //   joule-job-supervisor --record PREFIX --log PATH [--uid N --gid N
 //       --groups G,...] [--max-runtime-ms N] [--cgroup DIR]
 //       [--cgroup-v1 DIR]... [--memory-bytes N] [--cpu-millis N]
-//       -- PROGRAM ARGS...
+//       [--note KEY=VALUE]... -- PROGRAM ARGS...
+//
+// Each --note is written as it is into the .run record (the agent's facts
+// of the attempt: GPUs, energy at start, boot id); KEY is [a-z_]+, VALUE
+// has no newline.
 //
 // --groups is the job user's group list, looked up by the agent
 // (getgrouplist), set with setgroups(2): no NSS modules are loaded here, so
@@ -118,6 +122,7 @@ void KillAll(pid_t pgid, const std::string& cgroup) {
 int main(int argc, char** argv) {
   std::string record, log, cgroup;
   std::vector<gid_t> groups;
+  std::vector<std::pair<std::string, std::string>> notes;
   std::vector<std::string> v1_dirs;
   int64_t uid = -1, gid = -1, max_runtime_ms = 0;
   joule::agent::JobLimits limits;
@@ -138,6 +143,12 @@ int main(int argc, char** argv) {
       record = v;
     } else if (a == "--log") {
       log = v;
+    } else if (a == "--note") {
+      const size_t eq = v.find('=');
+      ok = eq != std::string::npos && eq > 0 &&
+           v.find('\n') == std::string::npos &&
+           v.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") >= eq;
+      if (ok) notes.emplace_back(v.substr(0, eq), v.substr(eq + 1));
     } else if (a == "--groups") {
       for (absl::string_view g : absl::StrSplit(v, ',', absl::SkipEmpty())) {
         uint32_t n = 0;
@@ -317,6 +328,7 @@ int main(int argc, char** argv) {
                 {"cgroup", cgroup},
                 {"cgroup_v1", absl::StrJoin(g_v1_dirs, ",")},
                 {"pgid", absl::StrCat(pgid)}};
+  for (const auto& [k, v] : notes) run.emplace(k, v);
   if (!WriteRecord(record + ".run", run).ok()) {
     ::close(go_pipe[1]);  // the child reads EOF and exits unstarted
     ::waitpid(child, nullptr, 0);
