@@ -2,9 +2,11 @@
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -29,11 +31,34 @@
 namespace joule::agent {
 namespace {
 
-std::string BootId() {
-  std::ifstream in("/proc/sys/kernel/random/boot_id");
-  std::string id;
-  std::getline(in, id);
-  return id;
+// The kernel's boot id, read once: it does not change while we run.
+const std::string& BootId() {
+  static const std::string* const id = [] {
+    std::ifstream in("/proc/sys/kernel/random/boot_id");
+    auto* s = new std::string;
+    std::getline(in, *s);
+    return s;
+  }();
+  return *id;
+}
+
+// The groups of `user` with `gid` (getgrouplist(3)); only `gid` for no
+// user name.
+absl::StatusOr<std::vector<gid_t>> UserGroups(const std::string& user,
+                                              int64_t gid) {
+  std::vector<gid_t> groups(64);
+  if (user.empty()) return std::vector<gid_t>{static_cast<gid_t>(gid)};
+  for (int tries = 0; tries < 4; ++tries) {
+    int n = static_cast<int>(groups.size());
+    if (::getgrouplist(user.c_str(), static_cast<gid_t>(gid), groups.data(),
+                       &n) >= 0) {
+      groups.resize(n);
+      return groups;
+    }
+    groups.resize(std::max<size_t>(n, groups.size() * 2));
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("cannot list the groups of job user ", user));
 }
 
 std::vector<uint32_t> ParseGpus(const std::string& s) {
@@ -67,11 +92,21 @@ std::vector<std::string> ListDir(const std::string& dir) {
 
 }  // namespace
 
-JobRunner::JobRunner(Options options) : options_(std::move(options)) {
+JobRunner::JobRunner(Options options)
+    : options_(std::move(options)),
+      wake_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   MakePrivateDir(options_.state_dir).IgnoreError();
   MakePrivateDir(options_.log_dir).IgnoreError();
   Adopt();
+  ListEnded();
+  PruneEnded();
   monitor_ = std::thread([this] { MonitorLoop(); });
+}
+
+void JobRunner::Wake() {
+  if (wake_fd_ < 0) return;
+  const uint64_t one = 1;
+  (void)!::write(wake_fd_, &one, sizeof(one));
 }
 
 JobRunner::~JobRunner() {
@@ -87,7 +122,9 @@ JobRunner::~JobRunner() {
       killed.push_back(Prefix(p.job_id, p.attempt));
     }
   }
+  Wake();
   monitor_.join();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
   // Attempts this shutdown killed are not reported by the next agent as
   // exits of their own: the daemon settles them as lost (lost_job_policy).
   for (const std::string& prefix : killed) ::unlink((prefix + ".exit").c_str());
@@ -121,8 +158,12 @@ void JobRunner::Adopt() {
     const std::string prefix = Prefix(id, attempt);
     const std::string key = absl::StrCat(id, ".", attempt);
     if (!seen.insert(key).second) continue;
-    auto job = ReadRecord(prefix + ".job");
+    // The agent's facts (GPUs, energy at start, boot id) are in the .run
+    // record (the supervisor writes them, --note); an older agent kept them
+    // in a .job record of their own.
     auto run = ReadRecord(prefix + ".run");
+    auto job = ReadRecord(prefix + ".job");
+    if (!job.ok() && run.ok()) job = run;
     Proc p;
     p.job_id = id;
     p.attempt = attempt;
@@ -206,20 +247,22 @@ JobExit JobRunner::Collect(const Proc& p, bool supervisor_gone) {
   return e;
 }
 
-void JobRunner::PruneEnded() {
-  std::vector<std::pair<int64_t, std::string>> ended;
+void JobRunner::ListEnded() {
   for (const std::string& name : ListDir(options_.state_dir)) {
     std::string id;
     uint32_t attempt;
     if (!ParseRecordName(name, ".exit", &id, &attempt)) continue;
     const std::string path = options_.state_dir + "/" + name;
     auto rec = ReadRecord(path);
-    ended.emplace_back(rec.ok() ? RecordInt(*rec, "end_ns") : 0, path);
+    ended_.emplace_back(rec.ok() ? RecordInt(*rec, "end_ns") : 0, path);
   }
-  if (ended.size() <= options_.ended_records_kept) return;
-  std::sort(ended.begin(), ended.end());
-  for (size_t i = 0; i + options_.ended_records_kept < ended.size(); ++i) {
-    ::unlink(ended[i].second.c_str());
+  std::sort(ended_.begin(), ended_.end());
+}
+
+void JobRunner::PruneEnded() {
+  while (ended_.size() > options_.ended_records_kept) {
+    ::unlink(ended_.front().second.c_str());
+    ended_.pop_front();
   }
 }
 
@@ -246,18 +289,30 @@ absl::Status JobRunner::Start(const JobLaunch& launch) {
     }
   }
   ::unlink((prefix + ".exit").c_str());  // a stale record of this attempt
-  RETURN_IF_ERROR(WriteRecord(
-      prefix + ".job",
-      {{"gpus", absl::StrJoin(launch.gpus, ",")},
-       {"energy_at_start_mj", absl::StrCat(launch.energy_at_start_mj)},
-       {"boot_id", BootId()}}));
 
-  std::vector<std::string> args = {options_.supervisor_path, "--record", prefix,
-                                   "--log", *log};
+  // The agent's facts of the attempt go into the supervisor's .run record
+  // (one synced write per attempt, before the job's first process goes on).
+  std::vector<std::string> args = {
+      options_.supervisor_path,
+      "--record",
+      prefix,
+      "--log",
+      *log,
+      "--note",
+      absl::StrCat("gpus=", absl::StrJoin(launch.gpus, ",")),
+      "--note",
+      absl::StrCat("energy_at_start_mj=", launch.energy_at_start_mj),
+      "--note",
+      absl::StrCat("boot_id=", BootId())};
   if (launch.identity.uid >= 0) {
+    // The user's groups are looked up here, in the resident agent, so the
+    // supervisor (one process per attempt) does not load the NSS modules
+    // that initgroups(3) would: it calls setgroups(2) with this list.
+    auto groups = UserGroups(launch.identity.user, launch.identity.gid);
+    if (!groups.ok()) return groups.status();
     args.insert(args.end(), {"--uid", absl::StrCat(launch.identity.uid),
                              "--gid", absl::StrCat(launch.identity.gid),
-                             "--user", launch.identity.user});
+                             "--groups", absl::StrJoin(*groups, ",")});
   }
   if (launch.max_runtime > absl::ZeroDuration()) {
     args.insert(args.end(),
@@ -354,8 +409,11 @@ absl::Status JobRunner::Start(const JobLaunch& launch) {
   p.start = options_.clock->Now();
   p.gpus = launch.gpus;
   p.energy_at_start_mj = launch.energy_at_start_mj;
-  absl::MutexLock lock(&mu_);
-  procs_[key] = p;
+  {
+    absl::MutexLock lock(&mu_);
+    procs_[key] = p;
+  }
+  Wake();  // the monitor watches the new supervisor from now on
   return absl::OkStatus();
 }
 
@@ -375,9 +433,9 @@ absl::Status JobRunner::Stop(const std::string& job_id, uint32_t attempt,
   const uint64_t grace_ms = static_cast<uint64_t>(
       std::clamp<int64_t>(absl::ToInt64Milliseconds(grace), 0, INT_MAX));
   const uint64_t sig = signo == SIGTERM ? 0 : static_cast<uint32_t>(signo);
-  union sigval v{};
-  v.sival_ptr = reinterpret_cast<void*>(
-      static_cast<uintptr_t>((sig << 32) | grace_ms));
+  union sigval v {};
+  v.sival_ptr =
+      reinterpret_cast<void*>(static_cast<uintptr_t>((sig << 32) | grace_ms));
   ::sigqueue(it->second.pid, SIGTERM, v);
   return absl::OkStatus();
 }
@@ -463,6 +521,8 @@ void JobRunner::MonitorLoop() {
       // The supervisor writes .exit before it exits: gone without one means
       // it died; look once more in case the record landed meanwhile.
       JobExit e = Collect(p, gone);
+      ended_.emplace_back(absl::ToUnixNanos(e.end_time),
+                          Prefix(p.job_id, p.attempt) + ".exit");
       if (options_.on_exit) options_.on_exit(e);
       any = true;
     }
@@ -473,25 +533,38 @@ void JobRunner::MonitorLoop() {
 
 void JobRunner::WaitForAnExit() {
   // One pidfd per supervisor: poll() returns as soon as one exits (it has
-  // written .exit by then), else after monitor_interval.
+  // written .exit by then) or Wake() is called (a new attempt, shutdown).
+  // Only a supervisor without a pidfd (a kernel without pidfd_open) needs
+  // the look every monitor_interval; else the look is a safety net, at
+  // least a second apart, and an idle agent does not wake 50 times a second.
   std::vector<struct pollfd> fds;
+  bool all_watched = wake_fd_ >= 0;
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [key, p] : procs_) {
+      int fd = -1;
 #ifdef SYS_pidfd_open
-      const int fd = static_cast<int>(::syscall(SYS_pidfd_open, p.pid, 0));
-      if (fd >= 0) fds.push_back({fd, POLLIN, 0});
+      fd = static_cast<int>(::syscall(SYS_pidfd_open, p.pid, 0));
 #endif
+      if (fd >= 0) {
+        fds.push_back({fd, POLLIN, 0});
+      } else {
+        all_watched = false;
+      }
     }
   }
+  const int64_t interval_ms =
+      absl::ToInt64Milliseconds(options_.monitor_interval);
   const int timeout_ms = static_cast<int>(std::clamp<int64_t>(
-      absl::ToInt64Milliseconds(options_.monitor_interval), 1, INT_MAX));
-  if (fds.empty()) {
-    absl::SleepFor(absl::Milliseconds(
-        std::min(timeout_ms, 20)));  // nothing to watch: new attempts soon
-  } else {
-    ::poll(fds.data(), fds.size(), timeout_ms);
-    for (const struct pollfd& f : fds) ::close(f.fd);
+      all_watched ? std::max<int64_t>(interval_ms, 1000) : interval_ms, 1,
+      INT_MAX));
+  const size_t pidfds = fds.size();
+  if (wake_fd_ >= 0) fds.push_back({wake_fd_, POLLIN, 0});
+  ::poll(fds.data(), fds.size(), timeout_ms);
+  for (size_t i = 0; i < pidfds; ++i) ::close(fds[i].fd);
+  if (wake_fd_ >= 0) {
+    uint64_t n;
+    (void)!::read(wake_fd_, &n, sizeof(n));
   }
 }
 

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 
 #include <atomic>
+#include <deque>
 #include <functional>
 #include <map>
 #include <string>
@@ -42,7 +43,7 @@ struct JobExit {
   bool max_runtime_exceeded = false;
   bool stop_requested = false;
   bool supervisor_lost = false;  // no record: the group was killed blind
-  bool while_away = false;  // ended while no agent watched (at startup)
+  bool while_away = false;       // ended while no agent watched (at startup)
   absl::Time start_time;
   absl::Time end_time;
   std::vector<uint32_t> gpus;
@@ -84,8 +85,9 @@ class JobRunner {
     // agent killed outright does (tests use it to stand for a crash).
     bool leave_running_on_destroy = false;
     // The monitor wakes the moment a supervisor exits (a pidfd per
-    // supervisor, poll(2)), so an end is reported at once; it also looks
-    // this often regardless (new attempts, a kernel without pidfd_open).
+    // supervisor, poll(2)) or an attempt starts, so an end is reported at
+    // once; it looks this often where it has no pidfd for a supervisor (a
+    // kernel without pidfd_open), else at least a second apart.
     absl::Duration monitor_interval = absl::Milliseconds(20);
   };
   explicit JobRunner(Options options);
@@ -129,15 +131,23 @@ class JobRunner {
   // The attempt's end from its .exit record, or a blind kill if its
   // supervisor is gone without one. Removes the attempt's records.
   JobExit Collect(const Proc& p, bool supervisor_gone);
+  // The .exit records kept: listed once at start, then added to as
+  // attempts end; PruneEnded removes the oldest beyond ended_records_kept.
+  void ListEnded();
   void PruneEnded();
   void MonitorLoop();
-  void WaitForAnExit();  // a supervisor exited, or monitor_interval passed
+  void WaitForAnExit();  // a supervisor exited, Wake(), or the timeout
+  void Wake();           // wakes WaitForAnExit
 
   const Options options_;
   mutable absl::Mutex mu_;
   std::map<std::string, Proc> procs_ ABSL_GUARDED_BY(mu_);  // "job.attempt"
   std::vector<JobExit> ended_at_startup_ ABSL_GUARDED_BY(mu_);
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  // (end_ns, path) of the kept .exit records, oldest first; the
+  // constructor, then the monitor thread only.
+  std::deque<std::pair<int64_t, std::string>> ended_;
+  const int wake_fd_;  // eventfd, or -1
   std::thread monitor_;
 };
 

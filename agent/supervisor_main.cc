@@ -4,9 +4,17 @@
 // in the agent's state dir. Not meant to be run by hand.
 //
 //   joule-job-supervisor --record PREFIX --log PATH [--uid N --gid N
-//       --user NAME] [--max-runtime-ms N] [--cgroup DIR] [--cgroup-v1 DIR]...
-//       [--memory-bytes N] [--cpu-millis N] -- PROGRAM ARGS...
+//       --groups G,...] [--max-runtime-ms N] [--cgroup DIR]
+//       [--cgroup-v1 DIR]... [--memory-bytes N] [--cpu-millis N]
+//       [--note KEY=VALUE]... -- PROGRAM ARGS...
 //
+// Each --note is written as it is into the .run record (the agent's facts
+// of the attempt: GPUs, energy at start, boot id); KEY is [a-z_]+, VALUE
+// has no newline.
+//
+// --groups is the job user's group list, looked up by the agent
+// (getgrouplist), set with setgroups(2): no NSS modules are loaded here, so
+// this binary links statically and starts without the dynamic loader.
 // --cgroup is the job's cgroup v2 dir (made here, never an existing one);
 // --cgroup-v1 (hybrid hierarchies, repeatable) a v1 memory or cpu dir made
 // the same way. --memory-bytes / --cpu-millis are written into whichever of
@@ -30,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -111,7 +120,9 @@ void KillAll(pid_t pgid, const std::string& cgroup) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string record, log, user, cgroup;
+  std::string record, log, cgroup;
+  std::vector<gid_t> groups;
+  std::vector<std::pair<std::string, std::string>> notes;
   std::vector<std::string> v1_dirs;
   int64_t uid = -1, gid = -1, max_runtime_ms = 0;
   joule::agent::JobLimits limits;
@@ -132,8 +143,18 @@ int main(int argc, char** argv) {
       record = v;
     } else if (a == "--log") {
       log = v;
-    } else if (a == "--user") {
-      user = v;
+    } else if (a == "--note") {
+      const size_t eq = v.find('=');
+      ok = eq != std::string::npos && eq > 0 &&
+           v.find('\n') == std::string::npos &&
+           v.find_first_not_of("abcdefghijklmnopqrstuvwxyz_") >= eq;
+      if (ok) notes.emplace_back(v.substr(0, eq), v.substr(eq + 1));
+    } else if (a == "--groups") {
+      for (absl::string_view g : absl::StrSplit(v, ',', absl::SkipEmpty())) {
+        uint32_t n = 0;
+        ok = ok && absl::SimpleAtoi(g, &n);
+        groups.push_back(static_cast<gid_t>(n));
+      }
     } else if (a == "--cgroup") {
       cgroup = v;
     } else if (a == "--cgroup-v1") {
@@ -230,18 +251,15 @@ int main(int argc, char** argv) {
     return 1;
   }
   const int64_t start_ns = NowNs();
-  Record run = {{"supervisor_pid", absl::StrCat(getpid())},
-                {"start_ns", absl::StrCat(start_ns)},
-                {"cgroup", cgroup},
-                {"cgroup_v1", absl::StrJoin(g_v1_dirs, ",")}};
-  // Before the fork: an agent that dies from here on finds this record.
-  if (!WriteRecord(record + ".run", run).ok()) {
-    Tell(ready_fd, "error: cannot write the job record");
+  // The job's first process waits on `go` until the .run record (with its
+  // process group) is on disk: an agent that dies from then on finds it,
+  // and no process of the job exists before it. One synced write.
+  int err_pipe[2], go_pipe[2];
+  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+    Tell(ready_fd, "error: pipe failed");
     return 1;
   }
-
-  int err_pipe[2];
-  if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
+  if (::pipe2(go_pipe, O_CLOEXEC) != 0) {
     Tell(ready_fd, "error: pipe failed");
     return 1;
   }
@@ -252,7 +270,13 @@ int main(int argc, char** argv) {
   if (child == 0) {
     // The job: own process group, cgroup, the job user, then exec.
     ::close(err_pipe[0]);
+    ::close(go_pipe[1]);
     ::setpgid(0, 0);
+    char go = 0;
+    // EOF (the supervisor died before the record was written) or an error:
+    // the job never runs.
+    if (::read(go_pipe[0], &go, 1) != 1) _exit(127);
+    ::close(go_pipe[0]);
     auto fail = [&](const char* what) {
       const std::string m = absl::StrCat(what, ": ", std::strerror(errno));
       (void)!::write(err_pipe[1], m.data(), m.size());
@@ -272,10 +296,7 @@ int main(int argc, char** argv) {
     ::dup2(log_fd, STDOUT_FILENO);
     ::dup2(log_fd, STDERR_FILENO);
     if (gid >= 0) {
-      if (!user.empty() && ::initgroups(user.c_str(), gid) != 0) {
-        fail("initgroups");
-      }
-      if (user.empty() && ::setgroups(0, nullptr) != 0) fail("setgroups");
+      if (::setgroups(groups.size(), groups.data()) != 0) fail("setgroups");
       if (::setgid(static_cast<gid_t>(gid)) != 0) fail("setgid");
     }
     if (uid >= 0) {
@@ -295,12 +316,28 @@ int main(int argc, char** argv) {
     fail(absl::StrCat("cannot start ", job_argv[0]).c_str());
   }
   ::close(err_pipe[1]);
+  ::close(go_pipe[0]);
   if (child < 0) {
     Tell(ready_fd, absl::StrCat("error: fork: ", std::strerror(errno)));
-    ::unlink((record + ".run").c_str());
     return 1;
   }
   ::setpgid(child, child);  // also here: no race with the child's own call
+  const pid_t pgid = child;
+  Record run = {{"supervisor_pid", absl::StrCat(getpid())},
+                {"start_ns", absl::StrCat(start_ns)},
+                {"cgroup", cgroup},
+                {"cgroup_v1", absl::StrJoin(g_v1_dirs, ",")},
+                {"pgid", absl::StrCat(pgid)}};
+  for (const auto& [k, v] : notes) run.emplace(k, v);
+  if (!WriteRecord(record + ".run", run).ok()) {
+    ::close(go_pipe[1]);  // the child reads EOF and exits unstarted
+    ::waitpid(child, nullptr, 0);
+    remove_cgroups();
+    Tell(ready_fd, "error: cannot write the job record");
+    return 1;
+  }
+  (void)!::write(go_pipe[1], "g", 1);
+  ::close(go_pipe[1]);
   char buf[512];
   const ssize_t n = ::read(err_pipe[0], buf, sizeof(buf));
   ::close(err_pipe[0]);
@@ -313,9 +350,6 @@ int main(int argc, char** argv) {
     Tell(ready_fd, absl::StrCat("error: ", std::string(buf, n)));
     return 127;
   }
-  const pid_t pgid = child;
-  run["pgid"] = absl::StrCat(pgid);
-  WriteRecord(record + ".run", run).IgnoreError();
   Tell(ready_fd, absl::StrCat("ok ", pgid));
   if (ready_fd >= 0) ::close(ready_fd);
 
@@ -325,7 +359,26 @@ int main(int argc, char** argv) {
   int status = 0;
   int64_t end_ns = 0;
   while (true) {
-    struct timespec tick = {0, 50 * 1000 * 1000};
+    // Every event is a signal (SIGCHLD, SIGTERM), so while the job runs the
+    // wait lasts until the next deadline (the kill after a grace, the max
+    // runtime), at most 10 s: a running job costs no wake-ups 20 times a
+    // second. Once the leader is gone, 50 ms between kills of what is left.
+    int64_t wait_ms = 50;
+    if (!leader_done) {
+      const int64_t at_ms = MonoMs();
+      wait_ms = 10000;
+      // Past the kill: 50 ms between SIGKILLs until the leader is reaped.
+      if (kill_at_ms >= 0) {
+        wait_ms =
+            std::min(wait_ms, kill_at_ms > at_ms ? kill_at_ms - at_ms : 50);
+      }
+      if (max_runtime_ms > 0 && !runtime_exceeded) {
+        wait_ms = std::min(wait_ms, started_ms + max_runtime_ms - at_ms);
+      }
+      wait_ms = std::max<int64_t>(wait_ms, 1);
+    }
+    struct timespec tick = {static_cast<time_t>(wait_ms / 1000),
+                            static_cast<long>(wait_ms % 1000) * 1000000};
     siginfo_t info;
     const int sig = sigtimedwait(&waited, &info, &tick);
     const int64_t now_ms = MonoMs();

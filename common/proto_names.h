@@ -2,9 +2,11 @@
 
 // The lower-case names of job states and service classes ("pending",
 // "on-demand"), used by jouled's messages, its metrics labels and joulectl.
-// Derived from the proto enum names (JOB_STATE_PENDING -> "pending",
-// SERVICE_CLASS_ON_DEMAND -> "on-demand"), so a new enum value gets its name
-// without editing a switch. Pure functions; thread-safe.
+// Each is the proto enum name without its prefix, in lower case, '_' as '-'
+// (JOB_STATE_PENDING -> "pending", SERVICE_CLASS_ON_DEMAND -> "on-demand"),
+// kept in a table (no descriptor pool is built to name a value); a test
+// checks the table against the enums' descriptors. Pure functions;
+// thread-safe.
 
 #include <string>
 

@@ -1,5 +1,7 @@
 #include "transport/channel.h"
 
+#include <arpa/inet.h>
+
 #include <fstream>
 #include <sstream>
 
@@ -20,6 +22,34 @@ absl::StatusOr<std::string> ReadFlagFile(const std::string& path,
   return ss.str();
 }
 
+namespace {
+
+// "127.0.0.1:7070" -> "ipv4:127.0.0.1:7070", "[::1]:7070" ->
+// "ipv6:[::1]:7070": an address literal needs no DNS resolver (gRPC's
+// c-ares resolver and its work for a name that is already an address). A
+// name, or anything else, is returned as it is.
+std::string AddressTarget(const std::string& server) {
+  const size_t colon = server.rfind(':');
+  if (colon == std::string::npos || colon == 0) return server;
+  std::string host = server.substr(0, colon);
+  const std::string port = server.substr(colon + 1);
+  if (port.empty() ||
+      port.find_first_not_of("0123456789") != std::string::npos) {
+    return server;
+  }
+  unsigned char buf[sizeof(struct in6_addr)];
+  if (inet_pton(AF_INET, host.c_str(), buf) == 1) {
+    return absl::StrCat("ipv4:", server);
+  }
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']' &&
+      inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), buf) == 1) {
+    return absl::StrCat("ipv6:", server);
+  }
+  return server;
+}
+
+}  // namespace
+
 absl::StatusOr<Client> Client::Open(const ClientOptions& o) {
   Client c;
   std::string token = o.token;
@@ -38,9 +68,16 @@ absl::StatusOr<Client> Client::Open(const ClientOptions& o) {
   c.as_tenant_ = o.as_tenant;
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(64 << 20);
+  // An address literal goes straight to the address (no resolver); the
+  // authority, and so the name the server's certificate is checked
+  // against, stays what was given.
+  const std::string target = AddressTarget(o.server);
+  if (target != o.server) args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, o.server);
+  // No HTTP proxy lookup: jouled is reached directly.
+  args.SetInt(GRPC_ARG_ENABLE_HTTP_PROXY, 0);
   if (o.insecure) {
     c.channel_ = grpc::CreateCustomChannel(
-        o.server, grpc::InsecureChannelCredentials(), args);
+        target, grpc::InsecureChannelCredentials(), args);
     return c;
   }
   grpc::SslCredentialsOptions ssl;
@@ -62,7 +99,7 @@ absl::StatusOr<Client> Client::Open(const ClientOptions& o) {
     ssl.pem_private_key = *key;
   }
   c.channel_ =
-      grpc::CreateCustomChannel(o.server, grpc::SslCredentials(ssl), args);
+      grpc::CreateCustomChannel(target, grpc::SslCredentials(ssl), args);
   return c;
 }
 

@@ -1,14 +1,22 @@
 #include "agent/job_runner.h"
 
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
 #include "agent/job_record.h"
 #include "gtest/gtest.h"
@@ -153,11 +161,10 @@ TEST_F(JobRunnerTest, StopSendsTheNoticeSignalThenKillAfterTheGrace) {
 // A job that finishes its checkpoint within the grace exits by itself.
 TEST_F(JobRunnerTest, JobThatExitsOnTheNoticeIsNotKilled) {
   const std::string up = dir_ + "/up";
-  JobLaunch l = Launch(
-      "job-10", 1,
-      {"/bin/sh", "-c",
-       absl::StrCat("trap 'exit 0' USR2; echo up > ", up,
-                    "; while true; do sleep 0.05; done")});
+  JobLaunch l = Launch("job-10", 1,
+                       {"/bin/sh", "-c",
+                        absl::StrCat("trap 'exit 0' USR2; echo up > ", up,
+                                     "; while true; do sleep 0.05; done")});
   ASSERT_TRUE(runner_->Start(l).ok());
   ASSERT_TRUE(WaitForFile(up));
   ASSERT_TRUE(runner_->Stop("job-10", 1, absl::Seconds(30), SIGUSR2).ok());
@@ -442,6 +449,140 @@ TEST(ArrayTaskOfTest, SplitsTaskIds) {
   EXPECT_FALSE(ArrayTaskOf("job-000042", &array, &index));
   EXPECT_FALSE(ArrayTaskOf("job-1_x", &array, &index));
   EXPECT_TRUE(ValidJobId("job-000042_17"));
+}
+
+}  // namespace
+}  // namespace joule::agent
+
+namespace joule::agent {
+namespace {
+
+// A user of this machine that is a member of some group besides its own
+// (from the group database), or empty.
+std::string UserWithSupplementaryGroup() {
+  std::string user;
+  setgrent();
+  while (struct group* g = getgrent()) {
+    if (g->gr_mem != nullptr && g->gr_mem[0] != nullptr &&
+        getpwnam(g->gr_mem[0]) != nullptr) {
+      user = g->gr_mem[0];
+      break;
+    }
+  }
+  endgrent();
+  return user;
+}
+
+// The job gets its user's supplementary groups, which the agent looks up
+// and the supervisor sets (setgroups), as initgroups(3) would: `id -G` in
+// the job lists exactly getgrouplist's groups, the primary group first.
+// Fails if the supervisor drops the list (id -G would print the gid alone).
+TEST_F(JobRunnerTest, JobGetsItsUsersSupplementaryGroups) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to switch users";
+  const std::string user = UserWithSupplementaryGroup();
+  if (user.empty()) GTEST_SKIP() << "no user with a supplementary group here";
+  struct passwd* pw = getpwnam(user.c_str());
+  ASSERT_NE(pw, nullptr);
+  std::vector<gid_t> want(256);
+  int n = static_cast<int>(want.size());
+  ASSERT_GE(getgrouplist(user.c_str(), pw->pw_gid, want.data(), &n), 0);
+  want.resize(n);
+  ASSERT_GE(want.size(), 2u) << user;
+  JobLaunch l = Launch("job-9", 1, {"/bin/sh", "-c", "id -G"});
+  l.identity.uid = pw->pw_uid;
+  l.identity.gid = pw->pw_gid;
+  l.identity.user = user;
+  ASSERT_TRUE(runner_->Start(l).ok());
+  EXPECT_EQ(WaitExit(1).exit_code, 0);
+  bool truncated = false;
+  auto log = runner_->ReadLog("job-9", 1, 1 << 20, &truncated);
+  ASSERT_TRUE(log.ok());
+  std::vector<std::string> got =
+      absl::StrSplit(absl::StripAsciiWhitespace(*log), ' ', absl::SkipEmpty());
+  std::vector<std::string> expected;
+  for (gid_t g : want) expected.push_back(absl::StrCat(g));
+  std::sort(got.begin(), got.end());
+  std::sort(expected.begin(), expected.end());
+  expected.erase(std::unique(expected.begin(), expected.end()), expected.end());
+  EXPECT_EQ(got, expected) << *log;
+}
+
+// Only the newest ended_records_kept .exit records stay: with 2 kept, after
+// 4 jobs one after another the records of the last two are there, those of
+// the first two are gone (4 - 2 = 2 pruned, oldest end first).
+TEST_F(JobRunnerTest, KeepsOnlyTheNewestExitRecords) {
+  runner_.reset();
+  JobRunner::Options o;
+  o.log_dir = dir_ + "/logs";
+  o.state_dir = dir_ + "/state";
+  o.supervisor_path = Supervisor();
+  o.clock = &RealClock::Get();
+  o.ended_records_kept = 2;
+  o.on_exit = [this](const JobExit& e) {
+    absl::MutexLock lock(&mu_);
+    exits_.push_back(e);
+  };
+  runner_ = std::make_unique<JobRunner>(o);
+  for (uint32_t i = 1; i <= 4; ++i) {
+    ASSERT_TRUE(
+        runner_->Start(Launch(absl::StrCat("job-", i), 1, {"/bin/true"})).ok());
+    WaitExit(i);
+  }
+  auto exists = [&](int i) {
+    return std::filesystem::exists(
+        absl::StrCat(dir_, "/state/job-", i, ".1.exit"));
+  };
+  // The monitor prunes right after it reports an end: wait for that.
+  for (int tries = 0; tries < 200 && exists(2); ++tries) {
+    absl::SleepFor(absl::Milliseconds(10));
+  }
+  EXPECT_FALSE(exists(1));
+  EXPECT_FALSE(exists(2));
+  EXPECT_TRUE(exists(3));
+  EXPECT_TRUE(exists(4));
+  // A new runner over the same dir lists them once and keeps the same two.
+  runner_.reset();
+  o.ended_records_kept = 1;
+  runner_ = std::make_unique<JobRunner>(o);
+  EXPECT_FALSE(exists(3));
+  EXPECT_TRUE(exists(4));
+}
+
+}  // namespace
+}  // namespace joule::agent
+
+namespace joule::agent {
+namespace {
+
+// The supervisor of a running job sleeps until a signal or a deadline: over
+// a 1 s job without a max runtime it wakes a few times (start, the job's
+// end), not once per 50 ms tick (~20). Counted from the kernel's
+// voluntary context switches of the supervisor, read just before the end.
+TEST_F(JobRunnerTest, SupervisorOfARunningJobDoesNotTick) {
+  ASSERT_TRUE(runner_->Start(Launch("job-11", 1, {"/bin/sleep", "1"})).ok());
+  auto running = runner_->Running();
+  ASSERT_EQ(running.size(), 1u);
+  const std::string status = absl::StrCat("/proc/", running[0].pid, "/status");
+  auto switches = [&] {
+    std::ifstream in(status);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (absl::StartsWith(line, "voluntary_ctxt_switches:")) {
+        int64_t n = -1;
+        EXPECT_TRUE(absl::SimpleAtoi(
+            absl::StripAsciiWhitespace(line.substr(line.find(':') + 1)), &n));
+        return n;
+      }
+    }
+    return int64_t{-1};
+  };
+  const int64_t before = switches();
+  absl::SleepFor(absl::Milliseconds(800));
+  const int64_t after = switches();
+  ASSERT_GE(before, 0);
+  EXPECT_LT(after - before, 5)
+      << "the supervisor woke " << after - before << " times in 0.8 s";
+  EXPECT_EQ(WaitExit(1).exit_code, 0);
 }
 
 }  // namespace
