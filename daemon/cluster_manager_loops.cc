@@ -48,12 +48,22 @@ void ClusterManager::ScheduleOnce() {
     for (const config::GpuModel& m : options_.config.gpu_models) {
       listed.push_back(IdleMwLocked(m.name));
     }
+    // The offered jobs in queue order (seq, unique), sorted as pointers so
+    // that the PendingJobs are built in place and never moved by a sort.
+    std::vector<std::pair<uint64_t, const JobRt*>> order;
+    order.reserve(jobs_.pending().size());
     for (const auto& [id, jp] : jobs_.pending()) {
-      const JobRt& j = *jp;
       if (blocked.contains(id)) continue;  // held or waiting on a dependency
-      if (!array_gate_.Admits(j.job)) continue;  // array's max_running
+      if (!array_gate_.Admits(jp->job)) continue;  // array's max_running
+      order.emplace_back(jp->job.seq(), jp);
+    }
+    std::sort(order.begin(), order.end());
+    pending.reserve(order.size());
+    for (const auto& [seq, jp] : order) {
+      const JobRt& j = *jp;
+      const std::string& id = j.job.id();
       const v1::JobSpec& s = j.job.spec();
-      scheduler::PendingJob p;
+      scheduler::PendingJob& p = pending.emplace_back();
       p.id = id;
       p.tenant = s.tenant();
       p.cls = ToPolicyClass(s.service_class());
@@ -78,7 +88,6 @@ void ClusterManager::ScheduleOnce() {
         p.efficiency_knee_permille = knees_.KneePermille(
             KneeBook::Key(s.tenant(), s.name(), s.gpu_model()));
       }
-      pending.push_back(std::move(p));
     }
     if (pending.empty() && claims_.all().empty()) return;
     snap = SnapshotLocked();
@@ -88,8 +97,6 @@ void ClusterManager::ScheduleOnce() {
                               config::AdmissionMode::kMeasuredPlus,
                           options_.config.scheduler);
   }
-  std::sort(pending.begin(), pending.end(),
-            [](const auto& a, const auto& b) { return a.seq < b.seq; });
   const scheduler::Decisions d = scheduler::Schedule(snap, pending, policy);
 
   absl::MutexLock lock(&mu_);
@@ -101,7 +108,11 @@ void ClusterManager::ScheduleOnce() {
   }
   for (const scheduler::Wait& w : d.waits) {
     auto it = jobs_.pending().find(w.job_id);  // still pending, else moot
-    if (it != jobs_.pending().end()) it->second->job.set_reason(w.reason);
+    // Most reasons are the last round's (a job keeps its queue position
+    // while new ones join behind it): only a change is written.
+    if (it != jobs_.pending().end() && it->second->job.reason() != w.reason) {
+      it->second->job.set_reason(w.reason);
+    }
   }
   for (const scheduler::Placement& p : d.placements) {
     JobRt* j = FindJobLocked(p.job_id);
