@@ -48,30 +48,16 @@ void ClusterManager::ScheduleOnce() {
     for (const config::GpuModel& m : options_.config.gpu_models) {
       listed.push_back(IdleMwLocked(m.name));
     }
-    // The offered jobs in queue order (seq, unique), sorted as pointers so
-    // that the PendingJobs are built in place and never moved by a sort.
-    std::vector<std::pair<uint64_t, const JobRt*>> order;
-    order.reserve(jobs_.pending().size());
-    for (const auto& [id, jp] : jobs_.pending()) {
-      if (blocked.contains(id)) continue;  // held or waiting on a dependency
-      if (!array_gate_.Admits(jp->job)) continue;  // array's max_running
-      order.emplace_back(jp->job.seq(), jp);
-    }
-    std::sort(order.begin(), order.end());
-    pending.reserve(order.size());
-    for (const auto& [seq, jp] : order) {
-      const JobRt& j = *jp;
-      const std::string& id = j.job.id();
-      const v1::JobSpec& s = j.job.spec();
-      scheduler::PendingJob& p = pending.emplace_back();
-      p.id = id;
-      p.tenant = s.tenant();
-      p.cls = ToPolicyClass(s.service_class());
-      p.priority = s.priority();
-      p.seq = j.job.seq();
-      p.gpus_per_node = s.gpus_per_node();
-      p.nodes = std::max<uint32_t>(1, s.nodes());
-      p.gpu_model = s.gpu_model();
+    // The queue in seq order, each job's offer copied from its entry
+    // (daemon/job_table.h); only the jobs with round fields read the record.
+    pending.reserve(jobs_.queue().size());
+    for (const auto& [key, q] : jobs_.queue()) {
+      // Held or waiting on a dependency; an array's max_running.
+      if (!blocked.empty() && blocked.contains(key.second)) continue;
+      if (q.array_limited && !array_gate_.Admits(q.rt->job)) continue;
+      scheduler::PendingJob& p = pending.emplace_back(q.offer);
+      if (!q.round_fields) continue;
+      const v1::JobSpec& s = q.rt->job.spec();
       // Limits as increments over idle (see SnapshotLocked); a job of any
       // model is offset by the smallest idle among the models.
       const int64_t offset = scheduler::PendingIdleOffsetMw(
@@ -80,9 +66,9 @@ void ClusterManager::ScheduleOnce() {
       p.power_mw = scheduler::OffsetPower(s.power_limit_mw(), offset);
       p.min_power_mw = scheduler::OffsetPower(s.min_power_limit_mw(), offset);
       if (s.power_limit_mw() > 0 || s.min_power_limit_mw() > 0) {
-        idle_offsets[id] = offset;
+        idle_offsets[p.id] = offset;
       }
-      p.max_runtime = TimeLimitLocked(j.job);
+      p.max_runtime = TimeLimitLocked(q.rt->job);
       p.efficiency = s.power_mode() == v1::POWER_MODE_EFFICIENCY;
       if (p.efficiency) {  // learned from telemetry, else the config's knee
         p.efficiency_knee_permille = knees_.KneePermille(
