@@ -48,20 +48,16 @@ void ClusterManager::ScheduleOnce() {
     for (const config::GpuModel& m : options_.config.gpu_models) {
       listed.push_back(IdleMwLocked(m.name));
     }
-    for (const auto& [id, jp] : jobs_.pending()) {
-      const JobRt& j = *jp;
-      if (blocked.contains(id)) continue;  // held or waiting on a dependency
-      if (!array_gate_.Admits(j.job)) continue;  // array's max_running
-      const v1::JobSpec& s = j.job.spec();
-      scheduler::PendingJob p;
-      p.id = id;
-      p.tenant = s.tenant();
-      p.cls = ToPolicyClass(s.service_class());
-      p.priority = s.priority();
-      p.seq = j.job.seq();
-      p.gpus_per_node = s.gpus_per_node();
-      p.nodes = std::max<uint32_t>(1, s.nodes());
-      p.gpu_model = s.gpu_model();
+    // The queue in seq order, each job's offer copied from its entry
+    // (daemon/job_table.h); only the jobs with round fields read the record.
+    pending.reserve(jobs_.queue().size());
+    for (const auto& [key, q] : jobs_.queue()) {
+      // Held or waiting on a dependency; an array's max_running.
+      if (!blocked.empty() && blocked.contains(key.second)) continue;
+      if (q.array_limited && !array_gate_.Admits(q.rt->job)) continue;
+      scheduler::PendingJob& p = pending.emplace_back(q.offer);
+      if (!q.round_fields) continue;
+      const v1::JobSpec& s = q.rt->job.spec();
       // Limits as increments over idle (see SnapshotLocked); a job of any
       // model is offset by the smallest idle among the models.
       const int64_t offset = scheduler::PendingIdleOffsetMw(
@@ -70,15 +66,14 @@ void ClusterManager::ScheduleOnce() {
       p.power_mw = scheduler::OffsetPower(s.power_limit_mw(), offset);
       p.min_power_mw = scheduler::OffsetPower(s.min_power_limit_mw(), offset);
       if (s.power_limit_mw() > 0 || s.min_power_limit_mw() > 0) {
-        idle_offsets[id] = offset;
+        idle_offsets[p.id] = offset;
       }
-      p.max_runtime = TimeLimitLocked(j.job);
+      p.max_runtime = TimeLimitLocked(q.rt->job);
       p.efficiency = s.power_mode() == v1::POWER_MODE_EFFICIENCY;
       if (p.efficiency) {  // learned from telemetry, else the config's knee
         p.efficiency_knee_permille = knees_.KneePermille(
             KneeBook::Key(s.tenant(), s.name(), s.gpu_model()));
       }
-      pending.push_back(std::move(p));
     }
     if (pending.empty() && claims_.all().empty()) return;
     snap = SnapshotLocked();
@@ -88,8 +83,6 @@ void ClusterManager::ScheduleOnce() {
                               config::AdmissionMode::kMeasuredPlus,
                           options_.config.scheduler);
   }
-  std::sort(pending.begin(), pending.end(),
-            [](const auto& a, const auto& b) { return a.seq < b.seq; });
   const scheduler::Decisions d = scheduler::Schedule(snap, pending, policy);
 
   absl::MutexLock lock(&mu_);
@@ -101,7 +94,11 @@ void ClusterManager::ScheduleOnce() {
   }
   for (const scheduler::Wait& w : d.waits) {
     auto it = jobs_.pending().find(w.job_id);  // still pending, else moot
-    if (it != jobs_.pending().end()) it->second->job.set_reason(w.reason);
+    // Most reasons are the last round's (a job keeps its queue position
+    // while new ones join behind it): only a change is written.
+    if (it != jobs_.pending().end() && it->second->job.reason() != w.reason) {
+      it->second->job.set_reason(w.reason);
+    }
   }
   for (const scheduler::Placement& p : d.placements) {
     JobRt* j = FindJobLocked(p.job_id);

@@ -7,6 +7,7 @@
 #include "common/proto_names.h"
 #include "common/proto_time.h"
 #include "common/status_macros.h"
+#include "daemon/controller_util.h"
 #include "scheduler/power_rules.h"
 
 namespace joule::daemon {
@@ -20,6 +21,46 @@ bool IsActive(v1::JobState s) {
 }
 
 std::string LowerStateName(v1::JobState s) { return JobStateName(s); }
+
+QueuedJob QueueEntry(JobRt& j) {
+  const v1::JobSpec& s = j.job.spec();
+  QueuedJob q;
+  q.rt = &j;
+  scheduler::PendingJob& p = q.offer;
+  p.id = j.job.id();
+  p.tenant = s.tenant();
+  p.cls = ToPolicyClass(s.service_class());
+  p.priority = s.priority();
+  p.seq = j.job.seq();
+  p.gpus_per_node = s.gpus_per_node();
+  p.nodes = std::max<uint32_t>(1, s.nodes());
+  p.gpu_model = s.gpu_model();
+  // Without a power limit both powers stay 0 whatever the idle offset
+  // (scheduler::OffsetPower); a time limit set at submit is the job's own
+  // (JobTimeLimit).
+  p.max_runtime = FromProtoDuration(j.job.time_limit());
+  q.round_fields = s.power_limit_mw() > 0 || s.min_power_limit_mw() > 0 ||
+                   s.power_mode() == v1::POWER_MODE_EFFICIENCY ||
+                   p.max_runtime <= absl::ZeroDuration();
+  q.array_limited = j.job.array_max_running() > 0;
+  return q;
+}
+
+void JobTable::Enqueue(JobRt& j) {
+  auto [it, inserted] = pending_.try_emplace(j.job.id(), &j);
+  if (!inserted) {  // pending again: its entry is rebuilt
+    queue_.erase({it->second->job.seq(), j.job.id()});
+    it->second = &j;
+  }
+  queue_.insert_or_assign({j.job.seq(), j.job.id()}, QueueEntry(j));
+}
+
+void JobTable::Unqueue(const std::string& id) {
+  auto it = pending_.find(id);
+  if (it == pending_.end()) return;
+  queue_.erase({it->second->job.seq(), id});
+  pending_.erase(it);
+}
 
 absl::Status JobTable::Load(
     storage::Store* store, uint64_t next_seq,
@@ -53,7 +94,7 @@ absl::Status JobTable::Load(
     const bool pending =
         IsActive(job.state()) && job.state() == v1::JOB_STATE_PENDING;
     JobRt& stored = jobs_[id] = std::move(j);
-    if (pending) pending_[id] = &stored;
+    if (pending) Enqueue(stored);
     return true;
   }));
   return parse_error;
@@ -71,10 +112,10 @@ void JobTable::Insert(JobRt j) {
   active_.insert(id);
   if (placed) {
     placed_.insert(id);
-    pending_.erase(id);
+    Unqueue(id);
   } else {
     placed_.erase(id);
-    pending_[id] = &stored;
+    Enqueue(stored);
   }
 }
 
@@ -95,15 +136,15 @@ void JobTable::Transition(JobRt& j, v1::JobState state, std::string reason,
     active_.insert(j.job.id());
     if (state == v1::JOB_STATE_PENDING) {
       placed_.erase(j.job.id());
-      pending_[j.job.id()] = &j;
+      Enqueue(j);
     } else {
       placed_.insert(j.job.id());
-      pending_.erase(j.job.id());
+      Unqueue(j.job.id());
     }
   } else if (state != v1::JOB_STATE_PREEMPTED) {
     active_.erase(j.job.id());
     placed_.erase(j.job.id());
-    pending_.erase(j.job.id());
+    Unqueue(j.job.id());
   }
   if (state == v1::JOB_STATE_PENDING) {
     j.job.clear_allocations();

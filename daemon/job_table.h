@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/container/btree_map.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/statusor.h"
@@ -15,6 +16,7 @@
 #include "config/cluster_config.h"
 #include "joule/v1/joule.pb.h"
 #include "scheduler/measured_window.h"
+#include "scheduler/types.h"
 #include "storage/store.h"
 
 namespace joule::daemon {
@@ -45,6 +47,22 @@ struct JobRt {
   absl::Time limit_changed_at = absl::InfinitePast();
 };
 
+// A PENDING job in the queue: what the scheduling round offers the policy,
+// built once from its record when it became pending (a job's spec, seq and
+// time limit do not change while it waits).
+struct QueuedJob {
+  JobRt* rt = nullptr;
+  // The record's fields; power limits, the learned knee and a time limit
+  // from the config are the round's (`round_fields`).
+  scheduler::PendingJob offer;
+  // It has a power limit, efficiency mode or no time limit of its own: the
+  // round adds what depends on the moment (idle offsets, knees, config).
+  bool round_fields = false;
+  bool array_limited = false;  // a task of an array with max_running
+};
+// `offer` and the flags from a pending job's record.
+QueuedJob QueueEntry(JobRt& j);
+
 // The jobs: every job ever submitted (persisted in kJobs with its attempts
 // and history), the set of active ones, the job sequence and the
 // submissions being written.
@@ -53,13 +71,16 @@ struct JobRt {
 // Transition(), which appends the history entry and keeps the active set.
 // Invariants: `active` holds exactly the jobs in PENDING, STARTING or
 // RUNNING, `placed` the STARTING and RUNNING ones, `pending` the PENDING
-// ones; a PENDING job has no allocations and no stop request; job ids
-// are unique (seq only grows, Load() resumes past the largest stored).
+// ones, `queue` the same ones in seq order, each with its QueuedJob built
+// from its record; a PENDING job has no allocations and no stop request; job
+// ids are unique (seq only grows, Load() resumes past the largest stored).
 // Thread-safety: externally synchronized by the lock passed at construction
 // (the ClusterManager's mu_).
 class JobTable {
  public:
   using Map = std::map<std::string, JobRt>;
+  // By (seq, id): queue order, unique.
+  using Queue = absl::btree_map<std::pair<uint64_t, std::string>, QueuedJob>;
 
   JobTable(absl::Mutex* mu, const config::ClusterConfig* config)
       : mu_(mu), config_(config) {}
@@ -123,6 +144,12 @@ class JobTable {
     return pending_;
   }
 
+  // The PENDING jobs in queue (seq) order with their offers: a round
+  // copies them instead of reading every record.
+  const Queue& queue() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    return queue_;
+  }
+
   // A new job's sequence number.
   uint64_t NextSeq() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return next_seq_++; }
   uint64_t next_seq() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -134,14 +161,14 @@ class JobTable {
   void Erase(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     active_.erase(id);
     placed_.erase(id);
-    pending_.erase(id);
+    Unqueue(id);
     jobs_.erase(id);
   }
   // Takes a job that is not (yet) durable out of the active set.
   void Deactivate(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     active_.erase(id);
     placed_.erase(id);
-    pending_.erase(id);
+    Unqueue(id);
   }
   // "tenant/request_id" of submissions being written right now.
   absl::flat_hash_set<std::string>& submitting()
@@ -169,6 +196,10 @@ class JobTable {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
  private:
+  // pending_ and queue_ together: `j` is PENDING (again), or `id` is not.
+  void Enqueue(JobRt& j) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void Unqueue(const std::string& id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
   absl::Mutex* const mu_;
   const config::ClusterConfig* const config_;
   Map jobs_ ABSL_GUARDED_BY(mu_);
@@ -178,6 +209,9 @@ class JobTable {
   // Invariant: exactly the ids in active_ whose state is PENDING, each
   // with its record in jobs_.
   absl::flat_hash_map<std::string, JobRt*> pending_ ABSL_GUARDED_BY(mu_);
+  // Invariant: exactly the ids in pending_, keyed by (seq, id) as the
+  // record was when it became pending.
+  Queue queue_ ABSL_GUARDED_BY(mu_);
   uint64_t next_seq_ ABSL_GUARDED_BY(mu_) = 1;
   absl::flat_hash_set<std::string> submitting_ ABSL_GUARDED_BY(mu_);
 };

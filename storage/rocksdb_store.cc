@@ -38,6 +38,14 @@ absl::StatusOr<std::unique_ptr<RocksDbStore>> RocksDbStore::Open(
   db_options.create_missing_column_families = true;
   db_options.max_background_jobs = 2;
   db_options.keep_log_file_num = 3;
+  // Concurrent synced writes form one write group with one WAL sync (group
+  // commit). Its leader also inserts the group into the memtable, so each
+  // waiting writer is woken once, when its write is done, instead of once to
+  // insert its own batch and again when the group is; and writers block at
+  // once rather than spin and yield first, which on a few busy cores only
+  // takes CPU from the leader they wait for.
+  db_options.allow_concurrent_memtable_write = false;
+  db_options.enable_write_thread_adaptive_yield = false;
 
   std::vector<std::string> existing;
   rocksdb::Status s =

@@ -24,6 +24,7 @@
 #include "CLI/CLI.hpp"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/blocking_counter.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/cli_parse.h"
@@ -128,7 +129,79 @@ double Percentile(std::vector<double>& v, double p) {
   return v[std::min(v.size() - 1, static_cast<size_t>(p / 100.0 * v.size()))];
 }
 
-int Submit(const std::string& server, int clients, int jobs) {
+v1::SubmitJobRequest LoadgenJob() {
+  v1::SubmitJobRequest req;
+  v1::JobSpec* s = req.mutable_spec();
+  s->set_tenant("loadgen");
+  s->add_command("true");
+  s->set_gpus_per_node(1);
+  s->set_service_class(v1::SERVICE_CLASS_SPOT);
+  return req;
+}
+
+// One client of the callback mode: its own connection and one call in
+// flight; the call's completion (on a gRPC thread) records its latency and
+// starts the next, until `next` passes `jobs`.
+class CallbackClient {
+ public:
+  CallbackClient(const std::string& server, int id, int jobs,
+                 std::vector<double>* lat, std::atomic<int>* next,
+                 std::atomic<int>* errors, absl::BlockingCounter* done)
+      : stub_(v1::JobService::NewStub(NewChannel(server, id))),
+        jobs_(jobs),
+        lat_(lat),
+        next_(next),
+        errors_(errors),
+        done_(done),
+        req_(LoadgenJob()) {}
+
+  void Next() {
+    if (next_->fetch_add(1) >= jobs_) {
+      done_->DecrementCount();
+      return;
+    }
+    ctx_ = std::make_unique<grpc::ClientContext>();
+    Auth(ctx_.get(), g_creds.operator_token);
+    resp_.Clear();
+    t0_ = absl::Now();
+    stub_->async()->SubmitJob(
+        ctx_.get(), &req_, &resp_, [this](grpc::Status st) {
+          lat_->push_back(absl::ToDoubleMilliseconds(absl::Now() - t0_));
+          if (!st.ok()) (*errors_)++;
+          Next();
+        });
+  }
+
+ private:
+  std::unique_ptr<v1::JobService::Stub> stub_;
+  const int jobs_;
+  std::vector<double>* const lat_;
+  std::atomic<int>* const next_;
+  std::atomic<int>* const errors_;
+  absl::BlockingCounter* const done_;
+  const v1::SubmitJobRequest req_;
+  std::unique_ptr<grpc::ClientContext> ctx_;
+  v1::SubmitJobResponse resp_;
+  absl::Time t0_;
+};
+
+// `clients` calls in flight on `clients` connections, driven by gRPC's own
+// few threads instead of one blocking thread per client.
+void CallbackSubmit(const std::string& server, int clients, int jobs,
+                    std::vector<std::vector<double>>* lat,
+                    std::atomic<int>* next, std::atomic<int>* errors) {
+  absl::BlockingCounter done(clients);
+  std::vector<std::unique_ptr<CallbackClient>> all;
+  for (int c = 0; c < clients; ++c) {
+    all.push_back(std::make_unique<CallbackClient>(server, c, jobs, &(*lat)[c],
+                                                   next, errors, &done));
+  }
+  for (auto& c : all) c->Next();
+  done.Wait();
+}
+
+int Submit(const std::string& server, int clients, int jobs,
+           bool client_threads) {
   EnsureTenant(server);
   {
     auto ch = NewChannel(server, -2);
@@ -144,16 +217,14 @@ int Submit(const std::string& server, int clients, int jobs) {
   std::atomic<int> next{0}, errors{0};
   const absl::Time start = absl::Now();
   std::vector<std::thread> threads;
-  for (int c = 0; c < clients; ++c) {
+  if (!client_threads) {
+    CallbackSubmit(server, clients, jobs, &lat, &next, &errors);
+  }
+  for (int c = 0; client_threads && c < clients; ++c) {
     threads.emplace_back([&, c] {
       auto stub = v1::JobService::NewStub(NewChannel(server, c));
       while (next.fetch_add(1) < jobs) {
-        v1::SubmitJobRequest req;
-        v1::JobSpec* s = req.mutable_spec();
-        s->set_tenant("loadgen");
-        s->add_command("true");
-        s->set_gpus_per_node(1);
-        s->set_service_class(v1::SERVICE_CLASS_SPOT);
+        const v1::SubmitJobRequest req = LoadgenJob();
         grpc::ClientContext ctx;
         Auth(&ctx, g_creds.operator_token);
         v1::SubmitJobResponse resp;
@@ -170,9 +241,10 @@ int Submit(const std::string& server, int clients, int jobs) {
   for (auto& v : lat) all.insert(all.end(), v.begin(), v.end());
   printf(
       "mode=submit clients=%d jobs=%d errors=%d seconds=%.2f rate=%.0f/s "
-      "p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
+      "p50_ms=%.2f p99_ms=%.2f max_ms=%.2f client=%s\n",
       clients, jobs, errors.load(), secs, jobs / secs, Percentile(all, 50),
-      Percentile(all, 99), Percentile(all, 100));
+      Percentile(all, 99), Percentile(all, 100),
+      client_threads ? "threads" : "callback");
   return errors.load() == 0 ? 0 : 1;
 }
 
@@ -367,6 +439,10 @@ int main(int argc, char** argv) {
   auto* submit = app.add_subcommand("submit", "SubmitJob throughput/latency");
   submit->add_option("--clients", clients);
   submit->add_option("--jobs", jobs);
+  bool client_threads = false;
+  submit->add_flag("--client-threads", client_threads,
+                   "one blocking thread per client (the loadgen before "
+                   "callback mode; costs the loadgen more CPU)");
   auto* agents = app.add_subcommand("agents", "report ingestion rate");
   agents->add_option("--nodes", nodes);
   agents->add_option("--seconds", seconds);
@@ -398,7 +474,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   g_creds.operator_token = std::string(absl::StripAsciiWhitespace(*token));
-  if (submit->parsed()) return Submit(server, clients, jobs);
+  if (submit->parsed()) return Submit(server, clients, jobs, client_threads);
   if (agents->parsed())
     return Agents(server, nodes, seconds, threads_n, channels);
   return Fill(server, nodes, jobs, pid);

@@ -10,6 +10,9 @@
 # PERF=submit (or PERF=idle) also records `perf record -g` of jouled during
 # the submissions (the idle phase) into perf-submit.data (perf-idle.data)
 # in the temp dir (the path is printed; KEEP=1 keeps it).
+# LOADGEN_FLAGS=--client-threads runs the loadgen's older mode (one
+# blocking thread per client) instead of its callback mode.
+# THREADS=1 also prints jouled's busiest threads (THREADS_TOP=, 6).
 # Prints one line per phase with `uptime`'s load average, since on a
 # shared machine every wall figure depends on it; CPU is utime + stime of
 # the process from /proc/PID/stat.
@@ -56,13 +59,13 @@ done
 
 PERF_PID=""
 if [[ "${PERF:-0}" == submit ]]; then
-  perf record -g -o "$TMP/perf-submit.data" -p "$JOULED_PID" >/dev/null 2>&1 &
+  perf record ${PERF_ARGS:--g} -o "$TMP/perf-submit.data" -p "$JOULED_PID" >/dev/null 2>&1 &
   PERF_PID=$!
 fi
 echo "load before submit: $(load)"
 before=$(cpu_ms "$JOULED_PID")
 /usr/bin/time -f "loadgen_cpu_s=%U+%S wall_s=%e" "$BIN/joule-loadgen" "${CLIENT[@]}" \
-  submit --clients "$CLIENTS" --jobs "$JOBS"
+  submit --clients "$CLIENTS" --jobs "$JOBS" ${LOADGEN_FLAGS:-}
 after=$(cpu_ms "$JOULED_PID")
 if [[ -n "$PERF_PID" ]]; then
   kill -INT "$PERF_PID"
@@ -70,6 +73,13 @@ if [[ -n "$PERF_PID" ]]; then
   echo "perf data: $TMP/perf-submit.data (KEEP=1 to keep it)"
 fi
 echo "jouled_cpu_ms=$((after - before)) per_submit_us=$(((after - before) * 1000 / JOBS)) load=$(load)"
+# THREADS=1: jouled's busiest threads since its start (tid order is start
+# order: the scheduling loop is among the first).
+if [[ "${THREADS:-0}" == 1 ]]; then
+  for t in /proc/"$JOULED_PID"/task/*; do
+    echo "$(($(basename "$t") - JOULED_PID)) $(cpu_ms "$JOULED_PID/task/$(basename "$t")")"
+  done | sort -k2 -nr | head -${THREADS_TOP:-6} | awk '{printf "thread tid-pid=%s cpu_ms=%s\n", $1, $2}'
+fi
 
 # Idle: let the last submits' rounds finish, then measure.
 sleep 2
