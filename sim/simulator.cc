@@ -26,6 +26,7 @@
 #include "common/clock.h"
 #include "common/proto_time.h"
 #include "scheduler/fair_share.h"
+#include "scheduler/kept_state.h"
 #include "scheduler/measured_plus.h"
 #include "scheduler/measured_window.h"
 #include "scheduler/policy.h"
@@ -255,6 +256,9 @@ class Sim {
   int64_t any_model_offset_ = 0;
 
   scheduler::ClusterSnapshot snap_;
+  // The policy's working state of snap_, kept between Schedule calls: every
+  // change of snap_.nodes[n] and snap_.running[i] is marked on it.
+  scheduler::KeptState kept_;
   std::vector<RunExtra> run_;
   std::vector<uint32_t> node_alloc_gpus_;
   std::vector<DomStats> dstats_;
@@ -591,10 +595,12 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
   }
   snap_.running.push_back(std::move(r));
   run_.push_back(std::move(x));
+  kept_.RunningChanged(j.run_idx);
   for (const scheduler::JobShare& sh : p.shares) {
     uint64_t mask = 0;
     for (uint32_t g : sh.gpus) mask |= uint64_t{1} << g;
     snap_.nodes[sh.node].free_gpus &= ~mask;
+    kept_.NodeChanged(sh.node);
     const int64_t g = static_cast<int64_t>(sh.gpus.size());
     node_alloc_gpus_[sh.node] += static_cast<uint32_t>(g);
     // The GPUs stop counting at idle and count at the job's limit.
@@ -622,6 +628,7 @@ void Sim::EndAttempt(int job, EndKind kind) {
     uint64_t mask = 0;
     for (uint32_t g : sh.gpus) mask |= uint64_t{1} << g;
     snap_.nodes[sh.node].free_gpus |= mask;
+    kept_.NodeChanged(sh.node);
     const int64_t g = static_cast<int64_t>(sh.gpus.size());
     node_alloc_gpus_[sh.node] -= static_cast<uint32_t>(g);
     AddNodePower(sh.node, g * (mo.idle_mw - x.draw_mw),
@@ -656,6 +663,7 @@ void Sim::EndAttempt(int job, EndKind kind) {
   const int last = static_cast<int>(snap_.running.size()) - 1;
   if (idx != last) {
     snap_.running[idx] = std::move(snap_.running[last]);
+    kept_.RunningChanged(idx);
     run_[idx] = std::move(run_[last]);
     jobs_[run_[idx].job].run_idx = idx;
   }
@@ -717,6 +725,7 @@ void Sim::SetLimit(int job, int64_t limit_mw) {
   r.measured_per_gpu_mw = x.draw_mw;
   x.committed_per_gpu = MeasuredCommitted(x, limit_mw);
   r.committed_mw = x.committed_per_gpu * x.gpus;
+  kept_.RunningChanged(idx);
   for (const scheduler::JobShare& sh : r.shares) {
     const int64_t g = static_cast<int64_t>(sh.gpus.size());
     AddNodePower(sh.node, g * (x.draw_mw - old_draw),
@@ -824,7 +833,9 @@ void Sim::SyncRunning() {
   for (size_t i = 0; i < run_.size(); ++i) {
     scheduler::RunningJob& r = snap_.running[i];
     r.measured_per_gpu_mw = run_[i].draw_mw;
-    r.committed_mw = run_[i].committed_per_gpu * run_[i].gpus;
+    const int64_t committed = run_[i].committed_per_gpu * run_[i].gpus;
+    if (committed != r.committed_mw) kept_.RunningChanged(i);
+    r.committed_mw = committed;
   }
 }
 
@@ -1042,7 +1053,8 @@ void Sim::RunScheduler() {
     cfg.power_fit = opts_.power_fit;
   }
   ++res_.schedule_calls;
-  const scheduler::Decisions d = scheduler::Schedule(snap_, pending, cfg);
+  const scheduler::Decisions d =
+      scheduler::Schedule(snap_, pending, cfg, &kept_);
   for (const scheduler::Wait& w : d.waits) {
     if (w.kind != scheduler::WaitKind::kInfeasible) continue;
     // Can never run as specified (unknown model, too many GPUs): dropped.
