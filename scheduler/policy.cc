@@ -337,6 +337,13 @@ Job Scheduler::Resolve(const PendingJob& p) const {
 }
 
 void Scheduler::AssignEffectiveClasses(std::vector<Job>& jobs) const {
+  std::vector<Job*> reserved;
+  for (Job& j : jobs) {
+    if (j.src->cls == ServiceClass::kReserved && j.infeasible.empty()) {
+      reserved.push_back(&j);
+    }
+  }
+  if (reserved.empty()) return;
   // (tenant, model) -> reserved GPUs in use or promised in this call.
   absl::flat_hash_map<std::pair<std::string, std::string>, int64_t> used;
   for (const RunningJob& r : snap_.running) {
@@ -344,12 +351,6 @@ void Scheduler::AssignEffectiveClasses(std::vector<Job>& jobs) const {
     int64_t gpus = 0;
     for (const JobShare& s : r.shares) gpus += s.gpus.size();
     used[{r.tenant, r.gpu_model}] += gpus;
-  }
-  std::vector<Job*> reserved;
-  for (Job& j : jobs) {
-    if (j.src->cls == ServiceClass::kReserved && j.infeasible.empty()) {
-      reserved.push_back(&j);
-    }
   }
   std::sort(reserved.begin(), reserved.end(), [](const Job* a, const Job* b) {
     return std::make_tuple(-static_cast<int64_t>(a->src->priority),
