@@ -126,6 +126,8 @@ struct JobRt {
 struct RunExtra {
   int32_t job = -1;
   int32_t leaf = -1;  // the job's leaf domain when it has one, else -1
+  // With no one leaf: (leaf domain, GPUs) of each share.
+  std::vector<std::pair<int32_t, int32_t>> share_leaves;
   uint32_t gpus = 0;
   int16_t model = -1;
   float load = 0;
@@ -635,6 +637,12 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
   for (const scheduler::JobShare& sh : p.shares) {
     if (snap_.nodes[sh.node].domain != x.leaf) x.leaf = -1;
   }
+  if (x.leaf < 0) {
+    for (const scheduler::JobShare& sh : p.shares) {
+      x.share_leaves.push_back(
+          {snap_.nodes[sh.node].domain, static_cast<int32_t>(sh.gpus.size())});
+    }
+  }
   snap_.running.push_back(std::move(r));
   run_.push_back(std::move(x));
   kept_.RunningChanged(j.run_idx);
@@ -850,9 +858,8 @@ void Sim::Telemetry() {
       leaf_dc_[x.leaf] += x.gpus * dc;
       continue;
     }
-    for (const scheduler::JobShare& sh : snap_.running[i].shares) {
-      const int64_t g = static_cast<int64_t>(sh.gpus.size());
-      const int leaf = snap_.nodes[sh.node].domain;
+    for (const auto& [leaf, gpus] : x.share_leaves) {
+      const int64_t g = gpus;
       leaf_dm_[leaf] += g * dm;
       leaf_dc_[leaf] += g * dc;
     }
