@@ -166,6 +166,49 @@ void KeptWork::Sync(const ClusterSnapshot& s, const PolicyConfig& config) {
 
 }  // namespace internal
 
+namespace {
+
+bool SameShares(const std::vector<JobShare>& a,
+                const std::vector<JobShare>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].node != b[i].node || a[i].gpus != b[i].gpus) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+bool SameDecisions(const Decisions& a, const Decisions& b) {
+  if (a.placements.size() != b.placements.size() ||
+      a.waits.size() != b.waits.size() ||
+      a.dropped_claims.size() != b.dropped_claims.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < a.placements.size(); ++i) {
+    const Placement& x = a.placements[i];
+    const Placement& y = b.placements[i];
+    if (x.job_id != y.job_id || !SameShares(x.shares, y.shares) ||
+        x.power_limit_mw != y.power_limit_mw ||
+        x.requested_limit_mw != y.requested_limit_mw ||
+        x.min_power_mw != y.min_power_mw || x.gpu_model != y.gpu_model ||
+        x.effective_class != y.effective_class || x.preempt != y.preempt) {
+      return false;
+    }
+  }
+  auto same_waits = [](const std::vector<Wait>& x, const std::vector<Wait>& y) {
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (x[i].job_id != y[i].job_id || x[i].kind != y[i].kind ||
+          x[i].reason != y[i].reason) {
+        return false;
+      }
+    }
+    return true;
+  };
+  return same_waits(a.waits, b.waits) &&
+         same_waits(a.dropped_claims, b.dropped_claims);
+}
+
 KeptState::KeptState() : work_(std::make_unique<internal::KeptWork>()) {}
 KeptState::~KeptState() = default;
 

@@ -64,4 +64,8 @@ Decisions Schedule(const ClusterSnapshot& snapshot,
                    absl::Span<const PendingJob> pending,
                    const PolicyConfig& config, KeptState* kept);
 
+// Whether every placement, wait and dropped claim of `a` equals `b`'s, in
+// order (for callers that check a kept state against a fresh build).
+bool SameDecisions(const Decisions& a, const Decisions& b);
+
 }  // namespace joule::scheduler

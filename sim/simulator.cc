@@ -162,48 +162,6 @@ struct Ev {
   bool operator>(const Ev& o) const { return t != o.t ? t > o.t : job > o.job; }
 };
 
-bool SameShares(const std::vector<scheduler::JobShare>& a,
-                const std::vector<scheduler::JobShare>& b) {
-  if (a.size() != b.size()) return false;
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (a[i].node != b[i].node || a[i].gpus != b[i].gpus) return false;
-  }
-  return true;
-}
-
-// Every placement and wait the same (SimOptions::verify_kept_state).
-bool SameDecisions(const scheduler::Decisions& a,
-                   const scheduler::Decisions& b) {
-  if (a.placements.size() != b.placements.size() ||
-      a.waits.size() != b.waits.size() ||
-      a.dropped_claims.size() != b.dropped_claims.size()) {
-    return false;
-  }
-  for (size_t i = 0; i < a.placements.size(); ++i) {
-    const scheduler::Placement& x = a.placements[i];
-    const scheduler::Placement& y = b.placements[i];
-    if (x.job_id != y.job_id || !SameShares(x.shares, y.shares) ||
-        x.power_limit_mw != y.power_limit_mw ||
-        x.requested_limit_mw != y.requested_limit_mw ||
-        x.min_power_mw != y.min_power_mw || x.gpu_model != y.gpu_model ||
-        x.effective_class != y.effective_class || x.preempt != y.preempt) {
-      return false;
-    }
-  }
-  auto same_waits = [](const std::vector<scheduler::Wait>& x,
-                       const std::vector<scheduler::Wait>& y) {
-    for (size_t i = 0; i < x.size(); ++i) {
-      if (x[i].job_id != y[i].job_id || x[i].kind != y[i].kind ||
-          x[i].reason != y[i].reason) {
-        return false;
-      }
-    }
-    return true;
-  };
-  return same_waits(a.waits, b.waits) &&
-         same_waits(a.dropped_claims, b.dropped_claims);
-}
-
 struct PendKey {
   uint8_t cls;
   int32_t neg_priority;
@@ -1172,7 +1130,7 @@ void Sim::RunScheduler() {
   const scheduler::Decisions d =
       scheduler::Schedule(snap_, pending, cfg, &kept_);
   if (opts_.verify_kept_state && kept_mismatch_.empty() &&
-      !SameDecisions(d, scheduler::Schedule(snap_, pending, cfg))) {
+      !scheduler::SameDecisions(d, scheduler::Schedule(snap_, pending, cfg))) {
     kept_mismatch_ =
         absl::StrCat("Schedule call ", res_.schedule_calls, " at ", now_,
                      " ms: the kept state gave other decisions than a fresh "

@@ -326,6 +326,12 @@ TEST(KeptStateTest, SameDecisionsAndStateAsAFreshBuildOverRandomChanges) {
             << "seed " << seed << " round " << round;
         ASSERT_TRUE(KeptEqualsFresh(kept, world.snap(), cfg))
             << "seed " << seed << " round " << round;
+        ASSERT_TRUE(SameDecisions(got, fresh));
+        if (!got.waits.empty()) {
+          Decisions other = got;
+          other.waits.back().reason += ".";
+          ASSERT_FALSE(SameDecisions(other, fresh));
+        }
         placed += got.placements.size();
         for (const Placement& p : got.placements) {
           preempting += p.preempt.empty() ? 0 : 1;
