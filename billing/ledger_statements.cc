@@ -170,8 +170,11 @@ absl::StatusOr<v1::Statement> Ledger::ComputeStatementLocked(
     return a->pieces.empty() ? 0 : a->pieces.front().interval.start;
   };
   std::sort(all.begin(), all.end(), [&](const Attempt* x, const Attempt* y) {
-    return std::make_tuple(first_start(x), x->job_id, x->attempt) <
-           std::make_tuple(first_start(y), y->job_id, y->attempt);
+    // As the tuple (start, job id, attempt), without copying the ids.
+    const int64_t sx = first_start(x), sy = first_start(y);
+    if (sx != sy) return sx < sy;
+    if (const int c = x->job_id.compare(y->job_id); c != 0) return c < 0;
+    return x->attempt < y->attempt;
   });
   struct ReservedPiece {
     const Piece* piece;

@@ -15,11 +15,22 @@ constexpr int64_t kMinInt64 = std::numeric_limits<int64_t>::min();
 uint32_t BitToK(int bit) { return bit == 0 ? kMaxGpusPerNode : bit; }
 uint64_t KBit(uint32_t k) { return uint64_t{1} << (k & 63); }
 
-uint64_t FullMask(uint32_t count) {
+}  // namespace
+
+uint64_t ClusterState::CountMask(uint32_t count) {
   return count >= 64 ? ~uint64_t{0} : (uint64_t{1} << count) - 1;
 }
 
-}  // namespace
+int64_t ClusterState::AdmissionCap(const DomainSnapshot& d) {
+  // Admission works against the cap less the domain's reserve.
+  return d.cap_mw - std::max<int64_t>(0, d.admission_reserve_mw);
+}
+
+int64_t ClusterState::StartCommitted(const DomainSnapshot& d,
+                                     bool committed_at_least_measured) {
+  return committed_at_least_measured ? std::max(d.committed_mw, d.measured_mw)
+                                     : d.committed_mw;
+}
 
 // Greedy selection of nodes for one shape, tracking the power the already
 // picked nodes add to each domain. Nodes must be offered best fit first.
@@ -67,9 +78,7 @@ class ClusterState::Picker {
 
 ClusterState::ClusterState(const ClusterSnapshot& snapshot, bool enforce_power,
                            bool committed_at_least_measured, PowerFit power_fit)
-    : snapshot_(snapshot),
-      enforce_power_(enforce_power),
-      power_fit_(power_fit) {
+    : enforce_power_(enforce_power), power_fit_(power_fit) {
   for (const GpuModelSpec& spec : snapshot.gpu_models) {
     if (model_index_.contains(spec.name)) continue;
     model_index_[spec.name] = static_cast<int>(model_names_.size());
@@ -89,11 +98,8 @@ ClusterState::ClusterState(const ClusterSnapshot& snapshot, bool enforce_power,
     const DomainSnapshot& dom = snapshot.domains[d];
     parent_[d] = (dom.parent >= 0 && dom.parent < d) ? dom.parent : -1;
     depth_[d] = parent_[d] < 0 ? 0 : depth_[parent_[d]] + 1;
-    // Admission works against the cap less the domain's reserve.
-    cap_[d] = dom.cap_mw - std::max<int64_t>(0, dom.admission_reserve_mw);
-    committed_[d] = committed_at_least_measured
-                        ? std::max(dom.committed_mw, dom.measured_mw)
-                        : dom.committed_mw;
+    cap_[d] = AdmissionCap(dom);
+    committed_[d] = StartCommitted(dom, committed_at_least_measured);
   }
 
   const int num_nodes = static_cast<int>(snapshot.nodes.size());
@@ -118,7 +124,7 @@ ClusterState::ClusterState(const ClusterSnapshot& snapshot, bool enforce_power,
     node_leaf_[n] =
         (node.domain >= 0 && node.domain < num_domains) ? node.domain : -1;
     gpu_count_[n] = std::min(node.gpu_count, kMaxGpusPerNode);
-    free_[n] = node.free_gpus & FullMask(gpu_count_[n]);
+    free_[n] = node.free_gpus & CountMask(gpu_count_[n]);
     healthy_[n] = free_[n];
     eligible_[n] =
         node.schedulable && node_model_[n] >= 0 && node_leaf_[n] >= 0;
@@ -132,10 +138,15 @@ ClusterState::ClusterState(const ClusterSnapshot& snapshot, bool enforce_power,
       }
     }
   }
+  std::vector<bool> names_leaf(num_domains, false);
   for (int n = 0; n < num_nodes; ++n) {
-    if (node_leaf_[n] >= 0) {
-      max_leaf_cap_ = std::max(max_leaf_cap_, cap_[node_leaf_[n]]);
-    }
+    if (node_leaf_[n] >= 0) names_leaf[node_leaf_[n]] = true;
+  }
+  for (int d = 0; d < num_domains; ++d) {
+    if (names_leaf[d]) node_leaves_.push_back(d);
+  }
+  RecomputeMaxLeafCap();
+  for (int n = 0; n < num_nodes; ++n) {
     if (!eligible_[n]) continue;
     for (int d = node_leaf_[n]; d >= 0; d = parent_[d]) {
       domain_gpus_[d] += gpu_count_[n];
@@ -235,6 +246,10 @@ void ClusterState::IndexRemove(int n) {
 
 void ClusterState::SetFree(int n, uint64_t mask) {
   if (mask == free_[n]) return;
+  if (journal_ && !touched_node_[n]) {
+    touched_node_[n] = true;
+    journal_free_.push_back({n, free_[n]});
+  }
   if (eligible_[n]) {
     const int64_t delta = std::popcount(mask) - std::popcount(free_[n]);
     for (int d = node_leaf_[n]; d >= 0; d = parent_[d]) {
@@ -248,22 +263,37 @@ void ClusterState::SetFree(int n, uint64_t mask) {
 
 void ClusterState::AddPower(int n, int64_t delta) {
   if (delta == 0) return;
-  for (int d = node_leaf_[n]; d >= 0; d = parent_[d]) {
-    const int64_t old_headroom = headroom(d);
-    committed_[d] += delta;
-    if (!has_nodes_[d]) continue;
-    // Re-key this leaf in every bucket it sits in.
-    for (int m = 0; m < model_count(); ++m) {
-      uint64_t bits = LeafBits(d, m);
-      while (bits != 0) {
-        const int bit = std::countr_zero(bits);
-        bits &= bits - 1;
-        auto& set = leaves_[m][BitToK(bit)];
-        set.erase({old_headroom, d});
-        set.insert({headroom(d), d});
-      }
+  for (int d = node_leaf_[n]; d >= 0; d = parent_[d]) AddCommitted(d, delta);
+}
+
+void ClusterState::AddCommitted(int d, int64_t delta) {
+  if (journal_ && !touched_domain_[d]) {
+    touched_domain_[d] = true;
+    journal_committed_.push_back({d, committed_[d]});
+  }
+  const int64_t old_headroom = headroom(d);
+  committed_[d] += delta;
+  Rekey(d, old_headroom);
+}
+
+void ClusterState::Rekey(int d, int64_t old_headroom) {
+  if (!has_nodes_[d] || headroom(d) == old_headroom) return;
+  // Re-key this leaf in every bucket it sits in.
+  for (int m = 0; m < model_count(); ++m) {
+    uint64_t bits = LeafBits(d, m);
+    while (bits != 0) {
+      const int bit = std::countr_zero(bits);
+      bits &= bits - 1;
+      auto& set = leaves_[m][BitToK(bit)];
+      set.erase({old_headroom, d});
+      set.insert({headroom(d), d});
     }
   }
+}
+
+void ClusterState::RecomputeMaxLeafCap() {
+  max_leaf_cap_ = 1;
+  for (int d : node_leaves_) max_leaf_cap_ = std::max(max_leaf_cap_, cap_[d]);
 }
 
 void ClusterState::Allocate(absl::Span<const NodeAlloc> allocs) {

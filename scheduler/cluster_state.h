@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -53,7 +54,12 @@ struct Blocker {
 // its current headroom (cap - committed). Allocate and Release are exact
 // inverses, so trial changes can be rolled back.
 //
-// Not thread-safe; one Schedule call owns one instance.
+// A KeptState (kept_state.h) keeps one instance between Schedule calls: it
+// applies a snapshot's changes with SetNode and SetDomain, and a call's own
+// changes are undone by Rollback (StartJournal records them), so the state
+// equals one built afresh from the same snapshot (SameAs).
+//
+// Not thread-safe; one Schedule call at a time uses one instance.
 class ClusterState {
  public:
   // Healthy GPUs of a node = free ones plus those held by running jobs.
@@ -66,7 +72,15 @@ class ClusterState {
   ClusterState(const ClusterState&) = delete;
   ClusterState& operator=(const ClusterState&) = delete;
 
-  const ClusterSnapshot& snapshot() const { return snapshot_; }
+  // The admission cap of a domain (cap less its reserve) and the power the
+  // state starts from as committed there: the one rule for building and
+  // for SetDomain.
+  static int64_t AdmissionCap(const DomainSnapshot& d);
+  static int64_t StartCommitted(const DomainSnapshot& d,
+                                bool committed_at_least_measured);
+  // A node's GPU mask as the state sees it: bits below its gpu_count.
+  static uint64_t CountMask(uint32_t gpu_count);
+
   bool enforce_power() const { return enforce_power_; }
   int model_count() const { return static_cast<int>(model_names_.size()); }
   // -1 if unknown.
@@ -88,6 +102,8 @@ class ClusterState {
   uint64_t healthy_gpus(int n) const { return healthy_[n]; }
   uint32_t gpu_count(int n) const { return gpu_count_[n]; }
   bool eligible(int n) const { return eligible_[n]; }
+  int node_count() const { return static_cast<int>(free_.size()); }
+  int domain_count() const { return static_cast<int>(parent_.size()); }
 
   // Nodes (any state) of model `m` with at least `g` GPUs in total.
   int64_t NodesWithGpus(int m, uint32_t g) const;
@@ -121,6 +137,26 @@ class ClusterState {
   void Hide(int n);
   void Unhide(int n);
 
+  // Deltas (cluster_state_delta.cc). A node's schedulable flag, free and
+  // healthy GPUs (its model, leaf and GPU count stay; a change there needs
+  // a new state). Healthy = free plus those held by running jobs.
+  void SetNode(int n, bool schedulable, uint64_t free, uint64_t healthy);
+  // A domain's admission cap and committed power (AdmissionCap,
+  // StartCommitted of its snapshot).
+  void SetDomain(int d, int64_t cap, int64_t committed);
+  // Whether `snapshot` has the nodes, domains and models this state was
+  // built from (names aside): otherwise SetNode/SetDomain cannot bring the
+  // state to it.
+  bool SameShape(const ClusterSnapshot& snapshot) const;
+  // From StartJournal on, every change of free GPUs and committed power is
+  // recorded; Rollback restores what was there at StartJournal (nothing
+  // may be hidden then) and stops recording.
+  void StartJournal();
+  void Rollback();
+  // Equal in every value and index entry (tests); `why` names the first
+  // difference.
+  bool SameAs(const ClusterState& other, std::string* why) const;
+
  private:
   class Picker;
 
@@ -153,8 +189,11 @@ class ClusterState {
   void IndexRemove(int n);
   void SetFree(int n, uint64_t mask);
   void AddPower(int n, int64_t delta);
+  // Re-keys domain d's leaf entries after its headroom was old_headroom.
+  void Rekey(int d, int64_t old_headroom);
+  void AddCommitted(int d, int64_t delta);
+  void RecomputeMaxLeafCap();
 
-  const ClusterSnapshot& snapshot_;
   const bool enforce_power_;
   const PowerFit power_fit_;
   std::vector<std::string> model_names_;
@@ -169,7 +208,8 @@ class ClusterState {
   // Free and all GPUs of eligible nodes below each domain (for PowerFit).
   std::vector<int64_t> domain_free_gpus_;
   std::vector<int64_t> domain_gpus_;
-  int64_t max_leaf_cap_ = 1;  // largest cap of a domain holding nodes
+  int64_t max_leaf_cap_ = 1;      // largest cap of a domain holding nodes
+  std::vector<int> node_leaves_;  // the domains nodes name, ascending
 
   std::vector<int> node_model_;
   std::vector<int> node_leaf_;
@@ -193,6 +233,14 @@ class ClusterState {
   // [leaf * models + m]: bit k set iff leaf_nodes_[Key(leaf, m, k)] is
   // non-empty (k in 1..63; k = 64 uses bit 0).
   std::vector<uint64_t> leaf_kbits_;
+
+  // The journal (StartJournal): first-touch values of free masks and
+  // committed power.
+  bool journal_ = false;
+  std::vector<std::pair<int, uint64_t>> journal_free_;
+  std::vector<std::pair<int, int64_t>> journal_committed_;
+  std::vector<bool> touched_node_;
+  std::vector<bool> touched_domain_;
 };
 
 }  // namespace joule::scheduler::internal

@@ -5,6 +5,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <memory>
 #include <optional>
 #include <tuple>
 #include <utility>
@@ -18,15 +19,19 @@
 #include "absl/time/time.h"
 #include "common/units.h"
 #include "scheduler/cluster_state.h"
+#include "scheduler/kept_state.h"
 #include "scheduler/power_options.h"
 #include "scheduler/quota.h"
 #include "scheduler/victims.h"
+#include "scheduler/working_state.h"
 
 namespace joule::scheduler {
 namespace {
 
+using internal::Active;
 using internal::Blocker;
 using internal::ClusterState;
+using internal::KeptWork;
 using internal::kMaxGpusPerNode;
 using internal::NodeAlloc;
 using internal::Shape;
@@ -45,19 +50,6 @@ struct Job {
   double share_key = 0;
   absl::InlinedVector<Option, 1> options;  // stable: jobs never move
   std::string infeasible;                  // non-empty: the kInfeasible reason
-};
-
-// A job holding resources in the working state: running in the snapshot or
-// placed by this call.
-struct Active {
-  absl::string_view id;  // the RunningJob's or PendingJob's, which outlive it
-  ServiceClass cls = ServiceClass::kOnDemand;
-  int32_t priority = 0;
-  absl::Time start;
-  absl::Time end = absl::InfiniteFuture();  // InfiniteFuture = no max_runtime
-  absl::InlinedVector<NodeAlloc, 1> allocs;
-  bool from_snapshot = false;
-  bool gone = false;  // preempted by this call
 };
 
 // Where a job would go: the option used, its nodes, and the shape and
@@ -112,11 +104,20 @@ std::string FormatWait(absl::Duration d) {
 
 class Scheduler {
  public:
-  Scheduler(const ClusterSnapshot& snapshot, const PolicyConfig& config)
+  // kept == nullptr: the working state is built from the snapshot; else it
+  // is kept's (synced to the snapshot), restored when Run returns.
+  Scheduler(const ClusterSnapshot& snapshot, const PolicyConfig& config,
+            KeptWork* kept)
       : snap_(snapshot),
         config_(config),
-        state_(snapshot, config.enforce_power,
-               config.committed_at_least_measured, config.power_fit),
+        kept_(kept),
+        own_state_(kept != nullptr ? nullptr
+                                   : std::make_unique<ClusterState>(
+                                         snapshot, config.enforce_power,
+                                         config.committed_at_least_measured,
+                                         config.power_fit)),
+        state_(kept != nullptr ? *kept->state : *own_state_),
+        active_(kept != nullptr ? kept->active : own_active_),
         quota_(snapshot) {}
 
   Decisions Run(absl::Span<const PendingJob> pending);
@@ -125,6 +126,16 @@ class Scheduler {
   Job Resolve(const PendingJob& p) const;
   void AssignEffectiveClasses(std::vector<Job>& jobs) const;
   void LoadRunning();
+  // A running job's id (the snapshot's or the pending job's).
+  absl::string_view IdOf(const Active& a) const {
+    return a.from_snapshot() ? absl::string_view(snap_.running[a.running].id)
+                             : a.placed_id;
+  }
+  // Preempted by this call (undone on a kept state when Run returns).
+  void MarkGone(size_t i) {
+    active_[i].gone = true;
+    gone_.push_back(i);
+  }
 
   void Process(const Job& job);
   std::optional<Found> FindAny(const Job& job, bool use_memo);
@@ -211,9 +222,15 @@ class Scheduler {
 
   const ClusterSnapshot& snap_;
   const PolicyConfig& config_;
-  ClusterState state_;
+  KeptWork* const kept_;
+  std::unique_ptr<ClusterState> own_state_;
+  std::vector<Active> own_active_;
+  ClusterState& state_;
+  // The snapshot's running jobs (active_[i] for running[i]), then those
+  // placed by this call.
+  std::vector<Active>& active_;
+  std::vector<size_t> gone_;  // MarkGone
   QuotaLedger quota_;
-  std::vector<Active> active_;
   absl::flat_hash_set<ShapeKey> no_fit_;  // shapes known not to fit now
   // FindRemembered: per options (model, GPUs, nodes, need, limit, min of
   // each), the state version and what FindAny found then.
@@ -320,6 +337,13 @@ Job Scheduler::Resolve(const PendingJob& p) const {
 }
 
 void Scheduler::AssignEffectiveClasses(std::vector<Job>& jobs) const {
+  std::vector<Job*> reserved;
+  for (Job& j : jobs) {
+    if (j.src->cls == ServiceClass::kReserved && j.infeasible.empty()) {
+      reserved.push_back(&j);
+    }
+  }
+  if (reserved.empty()) return;
   // (tenant, model) -> reserved GPUs in use or promised in this call.
   absl::flat_hash_map<std::pair<std::string, std::string>, int64_t> used;
   for (const RunningJob& r : snap_.running) {
@@ -327,12 +351,6 @@ void Scheduler::AssignEffectiveClasses(std::vector<Job>& jobs) const {
     int64_t gpus = 0;
     for (const JobShare& s : r.shares) gpus += s.gpus.size();
     used[{r.tenant, r.gpu_model}] += gpus;
-  }
-  std::vector<Job*> reserved;
-  for (Job& j : jobs) {
-    if (j.src->cls == ServiceClass::kReserved && j.infeasible.empty()) {
-      reserved.push_back(&j);
-    }
   }
   std::sort(reserved.begin(), reserved.end(), [](const Job* a, const Job* b) {
     return std::make_tuple(-static_cast<int64_t>(a->src->priority),
@@ -359,38 +377,10 @@ void Scheduler::AssignEffectiveClasses(std::vector<Job>& jobs) const {
 }
 
 void Scheduler::LoadRunning() {
-  const int num_nodes = static_cast<int>(snap_.nodes.size());
-  for (const RunningJob& r : snap_.running) {
-    Active a;
-    a.id = r.id;
-    a.cls = r.cls;
-    a.priority = r.priority;
-    a.start = r.start_time;
-    if (r.max_runtime > absl::ZeroDuration()) {
-      a.end = r.start_time + r.max_runtime;
-    }
-    a.from_snapshot = true;
-    int64_t total_gpus = 0;
-    for (const JobShare& s : r.shares) total_gpus += s.gpus.size();
-    int64_t assigned = 0;
-    int64_t gpus_seen = 0;
-    for (size_t i = 0; i < r.shares.size(); ++i) {
-      const JobShare& s = r.shares[i];
-      gpus_seen += s.gpus.size();
-      // Split committed_mw by GPUs; the last share takes the remainder.
-      const int64_t upto =
-          total_gpus == 0 ? 0 : r.committed_mw * gpus_seen / total_gpus;
-      const int64_t power = i + 1 == r.shares.size() ? r.committed_mw - assigned
-                                                     : upto - assigned;
-      assigned += power;
-      if (s.node < 0 || s.node >= num_nodes) continue;
-      uint64_t mask = 0;
-      for (uint32_t gpu : s.gpus) {
-        if (gpu < state_.gpu_count(s.node)) mask |= uint64_t{1} << gpu;
-      }
-      a.allocs.push_back(NodeAlloc{s.node, mask, power});
-    }
-    active_.push_back(std::move(a));
+  active_.reserve(snap_.running.size());
+  for (size_t i = 0; i < snap_.running.size(); ++i) {
+    active_.push_back(
+        internal::ActiveOf(snap_.running[i], static_cast<int32_t>(i), state_));
   }
 }
 
@@ -508,7 +498,11 @@ bool Scheduler::ProcessClaim(const Job& job) {
 }
 
 Decisions Scheduler::Run(absl::Span<const PendingJob> pending) {
-  LoadRunning();
+  if (kept_ == nullptr) {
+    LoadRunning();
+  } else {
+    state_.StartJournal();
+  }
   SetUpClaims();
   std::vector<Job> jobs;
   jobs.reserve(pending.size());
@@ -568,6 +562,12 @@ Decisions Scheduler::Run(absl::Span<const PendingJob> pending) {
       out_.dropped_claims.push_back(
           Wait{id, WaitKind::kRetryLater, "its job is no longer pending"});
     }
+  }
+  if (kept_ != nullptr) {
+    // Back to the snapshot's state for the next call.
+    state_.Rollback();
+    active_.resize(snap_.running.size());
+    for (size_t i : gone_) active_[i].gone = false;
   }
   return std::move(out_);
 }
@@ -691,7 +691,7 @@ void Scheduler::Commit(const Job& job, const Found& found,
   for (const auto& [d, mw] : debits) res_->ledger[d] -= mw;
   const Option& opt = *found.option;
   Active a;
-  a.id = job.src->id;
+  a.placed_id = job.src->id;
   a.cls = job.eff;
   a.priority = job.src->priority;
   a.start = snap_.now;
@@ -809,7 +809,7 @@ bool Scheduler::TryPreempt(const Job& job) {
     victim_order_.emplace();
     for (size_t i = 0; i < active_.size(); ++i) {
       const Active& a = active_[i];
-      if (a.from_snapshot &&
+      if (a.from_snapshot() &&
           (a.cls == ServiceClass::kSpot || a.cls == ServiceClass::kOnDemand)) {
         victim_order_->push_back(i);
       }
@@ -821,14 +821,14 @@ bool Scheduler::TryPreempt(const Job& job) {
                 if (a.cls != b.cls) return a.cls > b.cls;
                 if (a.priority != b.priority) return a.priority < b.priority;
                 if (a.start != b.start) return a.start > b.start;
-                return a.id < b.id;
+                return IdOf(a) < IdOf(b);
               });
     victim_keys_.resize(active_.size());
     victims_on_node_.resize(snap_.nodes.size());
     for (size_t i : *victim_order_) {
       const Active& a = active_[i];
       victim_keys_[i] =
-          VictimKey{a.cls, a.priority, a.start, std::string(a.id)};
+          VictimKey{a.cls, a.priority, a.start, std::string(IdOf(a))};
       for (const NodeAlloc& n : a.allocs) {
         if (n.node >= 0 && n.node < static_cast<int>(snap_.nodes.size())) {
           victims_on_node_[n.node].push_back(i);
@@ -895,8 +895,8 @@ bool Scheduler::TryPreempt(const Job& job) {
   }
   std::vector<std::string> preempt;
   for (size_t i : kept) {
-    active_[i].gone = true;
-    preempt.push_back(std::string(active_[i].id));
+    MarkGone(i);
+    preempt.push_back(std::string(IdOf(active_[i])));
   }
   no_fit_.clear();  // resources were freed
   describe_memo_.clear();
@@ -1155,8 +1155,8 @@ bool Scheduler::PreemptForOneNode(const Job& job, const std::string& key,
   }
   std::vector<std::string> preempt;
   for (size_t i : kept) {
-    active_[i].gone = true;
-    preempt.push_back(std::string(active_[i].id));
+    MarkGone(i);
+    preempt.push_back(std::string(IdOf(active_[i])));
   }
   no_fit_.clear();  // resources were freed
   describe_memo_.clear();
@@ -1379,7 +1379,17 @@ Wait Scheduler::DescribeNow(const Job& job) const {
 Decisions Schedule(const ClusterSnapshot& snapshot,
                    absl::Span<const PendingJob> pending,
                    const PolicyConfig& config) {
-  Scheduler scheduler(snapshot, config);
+  Scheduler scheduler(snapshot, config, nullptr);
+  return scheduler.Run(pending);
+}
+
+Decisions Schedule(const ClusterSnapshot& snapshot,
+                   absl::Span<const PendingJob> pending,
+                   const PolicyConfig& config, KeptState* kept) {
+  if (kept == nullptr) return Schedule(snapshot, pending, config);
+  KeptWork& work = kept->work();
+  work.Sync(snapshot, config);
+  Scheduler scheduler(snapshot, config, &work);
   return scheduler.Run(pending);
 }
 

@@ -26,6 +26,7 @@
 #include "common/clock.h"
 #include "common/proto_time.h"
 #include "scheduler/fair_share.h"
+#include "scheduler/kept_state.h"
 #include "scheduler/measured_plus.h"
 #include "scheduler/measured_window.h"
 #include "scheduler/policy.h"
@@ -125,6 +126,8 @@ struct JobRt {
 struct RunExtra {
   int32_t job = -1;
   int32_t leaf = -1;  // the job's leaf domain when it has one, else -1
+  // With no one leaf: (leaf domain, GPUs) of each share.
+  std::vector<std::pair<int32_t, int32_t>> share_leaves;
   uint32_t gpus = 0;
   int16_t model = -1;
   float load = 0;
@@ -222,6 +225,9 @@ class Sim {
   void SampleStranded();
   void ComputeStrandedInputs();
   void RecordUsageUpTo(int64_t ms);
+  // snap_.nodes[node].free_gpus changed: marked for the kept policy state
+  // and the stranded-power inputs.
+  void FreeChanged(int node);
   // The tenant's held GPUs change by `delta` now.
   void AddTenantGpus(uint32_t tenant, int64_t delta);
   // The job's time limit (scheduler/time_limits.h), 0 = none.
@@ -255,6 +261,10 @@ class Sim {
   int64_t any_model_offset_ = 0;
 
   scheduler::ClusterSnapshot snap_;
+  // The policy's working state of snap_, kept between Schedule calls: every
+  // change of snap_.nodes[n] and snap_.running[i] is marked on it.
+  scheduler::KeptState kept_;
+  std::string kept_mismatch_;  // SimOptions::verify_kept_state
   std::vector<RunExtra> run_;
   std::vector<uint32_t> node_alloc_gpus_;
   std::vector<DomStats> dstats_;
@@ -276,6 +286,18 @@ class Sim {
   // pending needs, recomputed only when jobs start, end or arrive.
   std::vector<uint32_t> scratch_free_;
   std::vector<int64_t> scratch_idle_;
+  // Their parts: per domain, the nodes (of a known model) whose leaf it is,
+  // the most free GPUs on one of them and the idle draw of their free GPUs,
+  // brought up to date only for the leaves marked stale (FreeChanged); the
+  // domains children first, to sum up the tree; the pending part only when
+  // the queue changed (pending_version_).
+  std::vector<std::vector<int>> leaf_nodes_;
+  std::vector<uint32_t> own_free_;
+  std::vector<int64_t> own_idle_;
+  std::vector<int> stale_leaves_;
+  std::vector<bool> leaf_stale_;
+  std::vector<int> children_first_;
+  uint64_t pending_version_ = 1, pending_sampled_ = 0;
   std::array<int64_t, 65> at_limit_{}, at_floor_{};
   uint64_t state_version_ = 1, sampled_version_ = 0;
   std::vector<int64_t> leaf_dm_, leaf_dc_;
@@ -367,6 +389,31 @@ absl::Status Sim::Init() {
   }
   strand_sum_.assign(nd, {});
   breaches_.assign(nd, 0);
+  leaf_nodes_.assign(nd, {});
+  own_free_.assign(nd, 0);
+  own_idle_.assign(nd, 0);
+  leaf_stale_.assign(nd, false);
+  for (size_t n = 0; n < cluster_.nodes.size(); ++n) {
+    const SimNode& sn = cluster_.nodes[n];
+    if (sn.model < 0 || sn.leaf < 0) continue;
+    leaf_nodes_[sn.leaf].push_back(static_cast<int>(n));
+    if (!leaf_stale_[sn.leaf]) {
+      leaf_stale_[sn.leaf] = true;
+      stale_leaves_.push_back(sn.leaf);
+    }
+  }
+  {
+    std::vector<int> depth(nd, 0);
+    for (size_t d = 0; d < nd; ++d) {
+      for (int p = cluster_.domains[d].parent; p >= 0;
+           p = cluster_.domains[p].parent) {
+        ++depth[d];
+      }
+      children_first_.push_back(static_cast<int>(d));
+    }
+    std::stable_sort(children_first_.begin(), children_first_.end(),
+                     [&depth](int a, int b) { return depth[a] > depth[b]; });
+  }
   leaf_dm_.assign(nd, 0);
   leaf_dc_.assign(nd, 0);
   snap_.nodes.resize(cluster_.nodes.size());
@@ -516,6 +563,7 @@ void Sim::Arrive(int job) {
                           static_cast<uint32_t>(job)});
   dirty_ = true;
   ++state_version_;
+  ++pending_version_;
 }
 
 void Sim::StartJob(int job, const scheduler::Placement& p) {
@@ -524,6 +572,7 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
   pending_.erase(PendKey{static_cast<uint8_t>(s.cls), -s.priority,
                          static_cast<uint32_t>(job)});
   ++state_version_;
+  ++pending_version_;
   j.state = JobRt::kRunning;
   ++j.attempt;
   ++res_.attempts;
@@ -589,12 +638,20 @@ void Sim::StartJob(int job, const scheduler::Placement& p) {
   for (const scheduler::JobShare& sh : p.shares) {
     if (snap_.nodes[sh.node].domain != x.leaf) x.leaf = -1;
   }
+  if (x.leaf < 0) {
+    for (const scheduler::JobShare& sh : p.shares) {
+      x.share_leaves.push_back(
+          {snap_.nodes[sh.node].domain, static_cast<int32_t>(sh.gpus.size())});
+    }
+  }
   snap_.running.push_back(std::move(r));
   run_.push_back(std::move(x));
+  kept_.RunningChanged(j.run_idx);
   for (const scheduler::JobShare& sh : p.shares) {
     uint64_t mask = 0;
     for (uint32_t g : sh.gpus) mask |= uint64_t{1} << g;
     snap_.nodes[sh.node].free_gpus &= ~mask;
+    FreeChanged(sh.node);
     const int64_t g = static_cast<int64_t>(sh.gpus.size());
     node_alloc_gpus_[sh.node] += static_cast<uint32_t>(g);
     // The GPUs stop counting at idle and count at the job's limit.
@@ -622,6 +679,7 @@ void Sim::EndAttempt(int job, EndKind kind) {
     uint64_t mask = 0;
     for (uint32_t g : sh.gpus) mask |= uint64_t{1} << g;
     snap_.nodes[sh.node].free_gpus |= mask;
+    FreeChanged(sh.node);
     const int64_t g = static_cast<int64_t>(sh.gpus.size());
     node_alloc_gpus_[sh.node] -= static_cast<uint32_t>(g);
     AddNodePower(sh.node, g * (mo.idle_mw - x.draw_mw),
@@ -656,6 +714,7 @@ void Sim::EndAttempt(int job, EndKind kind) {
   const int last = static_cast<int>(snap_.running.size()) - 1;
   if (idx != last) {
     snap_.running[idx] = std::move(snap_.running[last]);
+    kept_.RunningChanged(idx);
     run_[idx] = std::move(run_[last]);
     jobs_[run_[idx].job].run_idx = idx;
   }
@@ -691,6 +750,7 @@ void Sim::EndAttempt(int job, EndKind kind) {
       j.state = JobRt::kPending;
       pending_.insert(PendKey{static_cast<uint8_t>(s.cls), -s.priority,
                               static_cast<uint32_t>(job)});
+      ++pending_version_;
       break;
   }
 }
@@ -717,6 +777,7 @@ void Sim::SetLimit(int job, int64_t limit_mw) {
   r.measured_per_gpu_mw = x.draw_mw;
   x.committed_per_gpu = MeasuredCommitted(x, limit_mw);
   r.committed_mw = x.committed_per_gpu * x.gpus;
+  kept_.RunningChanged(idx);
   for (const scheduler::JobShare& sh : r.shares) {
     const int64_t g = static_cast<int64_t>(sh.gpus.size());
     AddNodePower(sh.node, g * (x.draw_mw - old_draw),
@@ -798,9 +859,8 @@ void Sim::Telemetry() {
       leaf_dc_[x.leaf] += x.gpus * dc;
       continue;
     }
-    for (const scheduler::JobShare& sh : snap_.running[i].shares) {
-      const int64_t g = static_cast<int64_t>(sh.gpus.size());
-      const int leaf = snap_.nodes[sh.node].domain;
+    for (const auto& [leaf, gpus] : x.share_leaves) {
+      const int64_t g = gpus;
       leaf_dm_[leaf] += g * dm;
       leaf_dc_[leaf] += g * dc;
     }
@@ -824,7 +884,9 @@ void Sim::SyncRunning() {
   for (size_t i = 0; i < run_.size(); ++i) {
     scheduler::RunningJob& r = snap_.running[i];
     r.measured_per_gpu_mw = run_[i].draw_mw;
-    r.committed_mw = run_[i].committed_per_gpu * run_[i].gpus;
+    const int64_t committed = run_[i].committed_per_gpu * run_[i].gpus;
+    if (committed != r.committed_mw) kept_.RunningChanged(i);
+    r.committed_mw = committed;
   }
 }
 
@@ -886,21 +948,42 @@ void Sim::AdaptMargins() {
   }
 }
 
-void Sim::ComputeStrandedInputs() {
-  const size_t nd = snap_.domains.size();
-  scratch_free_.assign(nd, 0);
-  scratch_idle_.assign(nd, 0);
-  for (size_t n = 0; n < snap_.nodes.size(); ++n) {
-    const SimNode& sn = cluster_.nodes[n];
-    if (sn.model < 0) continue;
-    const uint32_t free =
-        static_cast<uint32_t>(std::popcount(snap_.nodes[n].free_gpus));
-    const int64_t idle = free * cluster_.models[sn.model].idle_mw;
-    for (int d = sn.leaf; d >= 0; d = snap_.domains[d].parent) {
-      scratch_free_[d] = std::max(scratch_free_[d], free);
-      scratch_idle_[d] += idle;
-    }
+void Sim::FreeChanged(int node) {
+  kept_.NodeChanged(node);
+  const int leaf = cluster_.nodes[node].leaf;
+  if (leaf >= 0 && !leaf_stale_[leaf]) {
+    leaf_stale_[leaf] = true;
+    stale_leaves_.push_back(leaf);
   }
+}
+
+void Sim::ComputeStrandedInputs() {
+  // Per domain: the most free GPUs on one node below it and the idle draw
+  // of the free GPUs below it (the nodes' own leaves, then up the tree).
+  for (int d : stale_leaves_) {
+    leaf_stale_[d] = false;
+    uint32_t most = 0;
+    int64_t idle = 0;
+    for (int n : leaf_nodes_[d]) {
+      const uint32_t free =
+          static_cast<uint32_t>(std::popcount(snap_.nodes[n].free_gpus));
+      most = std::max(most, free);
+      idle += free * cluster_.models[cluster_.nodes[n].model].idle_mw;
+    }
+    own_free_[d] = most;
+    own_idle_[d] = idle;
+  }
+  stale_leaves_.clear();
+  scratch_free_ = own_free_;
+  scratch_idle_ = own_idle_;
+  for (int d : children_first_) {
+    const int p = snap_.domains[d].parent;
+    if (p < 0) continue;
+    scratch_free_[p] = std::max(scratch_free_[p], scratch_free_[d]);
+    scratch_idle_[p] += scratch_idle_[d];
+  }
+  if (pending_sampled_ == pending_version_) return;
+  pending_sampled_ = pending_version_;
   // Per GPUs-per-node g: the smallest per-node need (increments over idle,
   // as the policy sees them) of a pending job with at most g GPUs per node,
   // at its limit and at its floor (ClassFloorMw with the class floors on,
@@ -987,7 +1070,9 @@ void Sim::RunScheduler() {
   last_schedule_ms_ = now_;
   dirty_ = false;
   snap_.now = At(now_);
-  SyncRunning();
+  // Schedule reads committed_mw, not measured_per_gpu_mw; only measured
+  // commitments change it between starts and limit changes.
+  if (Measured()) SyncRunning();
   if (now_ >= next_contract_refresh_) {
     next_contract_refresh_ = (now_ / kMsPerDay + 1) * kMsPerDay;
     auto contracted = ledger_.ContractedGpus(At(now_));
@@ -1042,7 +1127,15 @@ void Sim::RunScheduler() {
     cfg.power_fit = opts_.power_fit;
   }
   ++res_.schedule_calls;
-  const scheduler::Decisions d = scheduler::Schedule(snap_, pending, cfg);
+  const scheduler::Decisions d =
+      scheduler::Schedule(snap_, pending, cfg, &kept_);
+  if (opts_.verify_kept_state && kept_mismatch_.empty() &&
+      !scheduler::SameDecisions(d, scheduler::Schedule(snap_, pending, cfg))) {
+    kept_mismatch_ =
+        absl::StrCat("Schedule call ", res_.schedule_calls, " at ", now_,
+                     " ms: the kept state gave other decisions than a fresh "
+                     "build (a change of the snapshot not marked on it?)");
+  }
   for (const scheduler::Wait& w : d.waits) {
     if (w.kind != scheduler::WaitKind::kInfeasible) continue;
     // Can never run as specified (unknown model, too many GPUs): dropped.
@@ -1057,6 +1150,7 @@ void Sim::RunScheduler() {
                            static_cast<uint32_t>(job)});
     jobs_[job].state = JobRt::kDone;
     ++state_version_;
+    ++pending_version_;
     ++res_.jobs_infeasible;
     if (res_.infeasible_examples.size() < 3) {
       res_.infeasible_examples.push_back(absl::StrCat(s.id, ": ", w.reason));
@@ -1220,6 +1314,7 @@ absl::StatusOr<SimResult> Sim::Run() {
     if (opts_.max_sim_ms > 0 && next_tick > opts_.max_sim_ms) break;
   }
   Progress(true);
+  if (!kept_mismatch_.empty()) return absl::InternalError(kept_mismatch_);
   SimResult r;
   Finish(&r);
   return r;

@@ -84,6 +84,10 @@ struct SimOptions {
   int64_t timeline_from_ms = 0;  // timeline covers [from, to); to 0 = end
   int64_t timeline_to_ms = 0;
   bool progress = false;  // progress line on stderr
+  // Tests: every Schedule call (which takes the policy's state kept between
+  // calls, scheduler/kept_state.h) is repeated with the state built afresh
+  // from the snapshot; different Decisions fail the run (Internal).
+  bool verify_kept_state = false;
 };
 
 // Measured power against caps, aggregated over the domains of one level.

@@ -280,6 +280,31 @@ TEST(SimDeterminism, SameSeedSameReport) {
   EXPECT_THAT(a, HasSubstr("\"policy\": \"measured\""));
 }
 
+TEST(SimKeptState, EveryCallDecidesAsAFreshBuild) {
+  // joule-sim keeps the policy's state between Schedule calls and marks
+  // every change of its snapshot on it; with verify_kept_state each call is
+  // repeated on a fresh build and any difference fails the run. Saturated
+  // (queueing, backfill, reserved preemption, throttling), every policy.
+  auto c = SyntheticCluster(
+      "nodes=64,gpus-per-node=8,gpu-model=H100,nodes-per-rack=8,"
+      "racks-per-row=4,rows-per-hall=2");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(ApplyCapFractions("rack=0.7,row=0.65,site=0.6", &*c).ok());
+  const Workload w = SyntheticWorkload(600, c->TotalGpus(), 8, 1.3, 5, 3);
+  SimInputs in{&*c, &w};
+  for (PolicyKind p : {PolicyKind::kOblivious, PolicyKind::kAllocated,
+                       PolicyKind::kMeasured, PolicyKind::kMeasuredPlus}) {
+    SimOptions o;
+    o.policy = p;
+    o.verify_kept_state = true;
+    o.max_sim_ms = 8 * 3600 * 1000;
+    auto r = Simulate(in, o);
+    ASSERT_TRUE(r.ok()) << PolicyName(p) << ": " << r.status();
+    EXPECT_GT(r->schedule_calls, 100) << PolicyName(p);
+    EXPECT_GT(r->attempts, 50) << PolicyName(p);
+  }
+}
+
 // ------------------------------------------------------------ importers ----
 
 // JOULE_SHARED_DATA, else the build's default (tests/CMakeLists.txt), else
