@@ -32,6 +32,7 @@
 #include "scheduler/power_control.h"
 #include "scheduler/power_rules.h"
 #include "scheduler/shared_rules.h"
+#include "sim/delay.h"
 #include "sim/stranded.h"
 #include "storage/memory_store.h"
 
@@ -1252,6 +1253,19 @@ void Sim::Finish(SimResult* out) {
     r.queue_delay_p50_s = Percentile(queue_delays_ms_, 50) / 1000.0;
     r.queue_delay_p95_s = Percentile(queue_delays_ms_, 95) / 1000.0;
     r.queue_delay_p99_s = Percentile(queue_delays_ms_, 99) / 1000.0;
+  }
+  {
+    std::vector<JobDelayInput> in(jobs_.size());
+    for (size_t i = 0; i < jobs_.size(); ++i) {
+      in[i].submit_ms = work_.jobs[i].submit_ms;
+      in[i].first_start_ms = jobs_[i].first_start_ms;
+      // Dropped as infeasible: done without ever starting.
+      in[i].dropped = jobs_[i].state == JobRt::kDone && jobs_[i].first_start_ms < 0;
+    }
+    const CensoredDelay c = CensoredQueueDelay(in, end);
+    r.queue_delay_censored_mean_s = c.mean_s;
+    r.queue_delay_censored_p95_s = c.p95_s;
+    r.jobs_waiting_at_end = c.censored;
   }
   if (r.jobs_completed > 0) r.slowdown_mean = slowdown_sum_ / r.jobs_completed;
   const double total_gpus = static_cast<double>(cluster_.TotalGpus());
