@@ -1260,7 +1260,8 @@ void Sim::Finish(SimResult* out) {
       in[i].submit_ms = work_.jobs[i].submit_ms;
       in[i].first_start_ms = jobs_[i].first_start_ms;
       // Dropped as infeasible: done without ever starting.
-      in[i].dropped = jobs_[i].state == JobRt::kDone && jobs_[i].first_start_ms < 0;
+      in[i].dropped =
+          jobs_[i].state == JobRt::kDone && jobs_[i].first_start_ms < 0;
     }
     const CensoredDelay c = CensoredQueueDelay(in, end);
     r.queue_delay_censored_mean_s = c.mean_s;
