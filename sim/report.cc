@@ -151,6 +151,11 @@ std::string ReportJson(const RunInfo& info,
   j.Int("floor_reserved_permille", o.class_floors.reserved_permille);
   j.Int("floor_on_demand_permille", o.class_floors.on_demand_permille);
   j.Int("floor_spot_permille", o.class_floors.spot_permille);
+  j.Int("floor_reserved_start_permille",
+        o.class_floors.reserved_start_permille);
+  j.Int("floor_on_demand_start_permille",
+        o.class_floors.on_demand_start_permille);
+  j.Int("floor_spot_start_permille", o.class_floors.spot_start_permille);
   j.Field("power_fit",
           absl::StrCat("\"", scheduler::PowerFitName(o.power_fit), "\""));
   j.Int("margin_min_permille", o.margin.min_permille);

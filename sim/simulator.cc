@@ -904,8 +904,9 @@ void Sim::ComputeStrandedInputs() {
   }
   // Per GPUs-per-node g: the smallest per-node need (increments over idle,
   // as the policy sees them) of a pending job with at most g GPUs per node,
-  // at its limit and at its floor (ClassFloorMw with the class floors on,
-  // whatever the policy). A job of any model is taken as the first model's.
+  // at its limit and at its floor (ClassStartFloorMw, the lowest it may
+  // start at, with the class floors on, whatever the policy). A job of any
+  // model is taken as the first model's.
   constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
   at_limit_.fill(kNone);
   at_floor_.fill(kNone);
@@ -925,7 +926,7 @@ void Sim::ComputeStrandedInputs() {
         std::clamp(sj.power_mw > 0 ? sj.power_mw - idle : spec.tdp_mw,
                    spec.min_limit_mw, hi);
     int64_t floor =
-        scheduler::ClassFloorMw(sj.cls, limit, spec.min_limit_mw, floors);
+        scheduler::ClassStartFloorMw(sj.cls, limit, spec.min_limit_mw, floors);
     if (sj.min_power_mw > 0) {
       floor = std::clamp(sj.min_power_mw - idle, spec.min_limit_mw, limit);
     } else if (opts_.throttleable) {
