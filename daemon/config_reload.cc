@@ -32,9 +32,22 @@ std::string Permille(int64_t p) { return absl::StrFormat("%g", p / 1000.0); }
 
 std::string FloorsText(const scheduler::ClassFloors& f) {
   if (!f.enabled) return "off";
-  return absl::StrCat("reserved=", Permille(f.reserved_permille),
-                      ",on-demand=", Permille(f.on_demand_permille),
-                      ",spot=", Permille(f.spot_permille));
+  std::string out = absl::StrCat("reserved=", Permille(f.reserved_permille),
+                                 ",on-demand=", Permille(f.on_demand_permille),
+                                 ",spot=", Permille(f.spot_permille));
+  // Start floors only where they are below the floor (else they do nothing).
+  if (f.reserved_start_permille < f.reserved_permille) {
+    absl::StrAppend(&out,
+                    ",reserved-start=", Permille(f.reserved_start_permille));
+  }
+  if (f.on_demand_start_permille < f.on_demand_permille) {
+    absl::StrAppend(&out,
+                    ",on-demand-start=", Permille(f.on_demand_start_permille));
+  }
+  if (f.spot_start_permille < f.spot_permille) {
+    absl::StrAppend(&out, ",spot-start=", Permille(f.spot_start_permille));
+  }
+  return out;
 }
 
 std::string LimitText(int64_t v) {

@@ -39,7 +39,8 @@ using internal::Shape;
 // One way to run a pending job: a model and the power it resolves to.
 struct Option {
   int64_t limit_mw = 0;
-  int64_t min_mw = 0;
+  int64_t min_mw = 0;    // the lowest start limit (a class's start floor)
+  int64_t floor_mw = 0;  // the floor once running (StartedFloorMw)
   Shape shape;
 };
 
@@ -313,10 +314,14 @@ Job Scheduler::Resolve(const PendingJob& p) const {
                                            ? p.efficiency_knee_permille
                                            : config_.efficiency_knee_permille);
     }
-    opt.min_mw =
-        p.min_power_mw > 0
-            ? std::clamp(p.min_power_mw, lo, opt.limit_mw)
-            : ClassFloorMw(p.cls, opt.limit_mw, lo, config_.class_floors);
+    if (p.min_power_mw > 0) {
+      opt.min_mw = opt.floor_mw = std::clamp(p.min_power_mw, lo, opt.limit_mw);
+    } else {
+      opt.floor_mw =
+          ClassFloorMw(p.cls, opt.limit_mw, lo, config_.class_floors);
+      opt.min_mw =
+          ClassStartFloorMw(p.cls, opt.limit_mw, lo, config_.class_floors);
+    }
     opt.shape = Shape{m, p.gpus_per_node, p.nodes,
                       opt.limit_mw * static_cast<int64_t>(p.gpus_per_node)};
     job.options.push_back(opt);
@@ -702,7 +707,7 @@ void Scheduler::Commit(const Job& job, const Found& found,
   p.job_id = job.src->id;
   p.power_limit_mw = found.limit_mw;
   p.requested_limit_mw = opt.limit_mw;
-  p.min_power_mw = opt.min_mw;
+  p.min_power_mw = StartedFloorMw(found.limit_mw, opt.floor_mw);
   p.gpu_model = snap_.gpu_models[opt.shape.model].name;
   p.effective_class = job.eff;
   p.preempt = std::move(preempt);

@@ -13,10 +13,13 @@
 //    knee when it has one); min power =
 //    min_power_mw (0 = the limit) clamped into [min_limit_mw, limit]; with
 //    class_floors enabled, a job without min_power_mw gets ClassFloorMw of
-//    its requested class instead (power_rules.h). A job needs, on each of its
-//    nodes, gpus_per_node × limit of power headroom. It is kInfeasible when it
-//    asks for no GPUs, for an unknown model, for more GPUs per node than any
-//    node of the model has, or for more gang nodes than the cluster has.
+//    its requested class instead (power_rules.h), and throttle-to-fit may
+//    start it down to ClassStartFloorMw; once placed its floor is
+//    StartedFloorMw(start limit, class floor) (Placement::min_power_mw). A
+//    job needs, on each of its nodes, gpus_per_node × limit of power
+//    headroom. It is kInfeasible when it asks for no GPUs, for an unknown
+//    model, for more GPUs per node than any node of the model has, or for
+//    more gang nodes than the cluster has.
 //
 // 2. Effective class. A reserved job is effective-reserved when its tenant's
 //    running reserved GPUs of that model + the GPUs of the tenant's earlier
@@ -182,6 +185,8 @@ struct Placement {
   int64_t power_limit_mw = 0;    // per-GPU limit to start at
   // The resolved limit it asked for; > power_limit_mw when throttled to fit.
   int64_t requested_limit_mw = 0;
+  // The floor it runs with: its min power, or under class floors
+  // StartedFloorMw(power_limit_mw, its class floor) (power_rules.h).
   int64_t min_power_mw = 0;
   std::string gpu_model;  // resolved
   // A reserved job beyond its tenant's contract runs as kOnDemand.

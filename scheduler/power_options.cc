@@ -42,9 +42,17 @@ absl::StatusOr<ClassFloors> ParseClassFloors(absl::string_view spec,
       out.on_demand_permille = *permille;
     } else if (p.first == "spot") {
       out.spot_permille = *permille;
+    } else if (p.first == "reserved-start") {
+      out.reserved_start_permille = *permille;
+    } else if (p.first == "on-demand-start") {
+      out.on_demand_start_permille = *permille;
+    } else if (p.first == "spot-start") {
+      out.spot_start_permille = *permille;
     } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("\"", p.first, "\" is not reserved, on-demand or spot"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "\"", p.first,
+          "\" is not reserved, on-demand or spot (or one of them with "
+          "-start)"));
     }
   }
   out.enabled = true;

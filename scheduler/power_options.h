@@ -18,6 +18,8 @@ namespace joule::scheduler {
 // "reserved=1,on-demand=0.8,spot=0": the floor of each class named, as a
 // share in [0, 1] of the limit (0 = the GPU minimum; see ClassFloorMw);
 // classes not named keep `defaults`' value, and the result is enabled.
+// "on-demand-start=0.6" (also reserved-start, spot-start) sets a class's
+// start floor share (ClassStartFloorMw, power_rules.h).
 // "off": `defaults` disabled (jobs without a min power are not
 // throttleable). Empty: `defaults`. Errors (INVALID_ARGUMENT) name the
 // entry, e.g. "\"spot=2\": the share must be in [0, 1]".

@@ -23,13 +23,24 @@ namespace joule::scheduler {
 // increment: on an H100 (idle 70 W) at 700 W, 800 permille gives
 // 70 + 0.8 × 630 = 574 W. The member defaults are jouled's and joule-sim's
 // (scheduler.class_floors, --class-floors): reserved 1, on-demand 0.8, spot 0.
-// On power-saturated sites "on-demand=0.6" with the floor clamp completes
-// more work (docs/evaluation.md, "Recommended for saturated sites").
+//
+// Start floors (the *_start_permille shares, "on-demand-start=0.6"): a job
+// that does not fit at or above its floor may be started by throttle-to-fit
+// down to its start floor, ClassStartFloorMw = min(floor, start share of the
+// limit), and it then keeps the limit it started at as its floor
+// (StartedFloorMw): the power loop never throttles a job below where it
+// started, nor a job started at or above its floor below that floor. So the
+// low share lets jobs fit into small headroom (less fragmentation) without
+// slowing a running job further than its start (docs/scheduling.md, "Start
+// floors"). A start share at or above the floor changes nothing.
 struct ClassFloors {
   bool enabled = false;
   int64_t reserved_permille = 1000;
   int64_t on_demand_permille = 800;
   int64_t spot_permille = 0;
+  int64_t reserved_start_permille = 1000;
+  int64_t on_demand_start_permille = 1000;
+  int64_t spot_start_permille = 1000;
 };
 // The default of jouled and joule-sim: the floors above, enabled.
 inline constexpr ClassFloors kDefaultClassFloors{.enabled = true};
@@ -39,6 +50,18 @@ inline constexpr ClassFloors kDefaultClassFloors{.enabled = true};
 // (limit_mw when floors are disabled or limit_mw <= model_min_mw).
 int64_t ClassFloorMw(ServiceClass cls, int64_t limit_mw, int64_t model_min_mw,
                      const ClassFloors& floors);
+
+// The lowest limit throttle-to-fit may start such a job at: the class's
+// start share of `limit_mw` (as ClassFloorMw), but never above
+// ClassFloorMw. Within [model_min_mw, ClassFloorMw(...)].
+int64_t ClassStartFloorMw(ServiceClass cls, int64_t limit_mw,
+                          int64_t model_min_mw, const ClassFloors& floors);
+
+// The floor of a job once started at `start_limit_mw` whose floor is
+// `floor_mw`: min(start_limit_mw, floor_mw). A job started at or above its
+// floor keeps the floor; one started below it (down to its start floor) is
+// never throttled below its start.
+int64_t StartedFloorMw(int64_t start_limit_mw, int64_t floor_mw);
 
 // Throttle-to-fit: the largest per-GPU limit L in [min_mw, max_mw] such that
 // for every (headroom_mw, gpus) entry, L × gpus <= headroom_mw; nullopt when

@@ -260,7 +260,10 @@ int Main(int argc, char** argv) {
                  "measured-plus: default floor per class as a share of the "
                  "limit over idle, 0 = the GPU minimum, e.g. "
                  "reserved=1,on-demand=0.8,spot=0 (the default); \"off\" "
-                 "= jobs without min_power_w are not throttleable");
+                 "= jobs without min_power_w are not throttleable; "
+                 "on-demand-start=0.6 (also reserved-start, spot-start): "
+                 "throttle-to-fit may start such a job down to that share, "
+                 "and its start limit is then its floor");
   app.add_option("--adaptive-margin", adaptive_margin,
                  "measured-plus: admission reserve per domain in permille "
                  "of its cap, min=10,max=100,initial=30,near=10,up=20,"

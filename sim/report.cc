@@ -151,6 +151,11 @@ std::string ReportJson(const RunInfo& info,
   j.Int("floor_reserved_permille", o.class_floors.reserved_permille);
   j.Int("floor_on_demand_permille", o.class_floors.on_demand_permille);
   j.Int("floor_spot_permille", o.class_floors.spot_permille);
+  j.Int("floor_reserved_start_permille",
+        o.class_floors.reserved_start_permille);
+  j.Int("floor_on_demand_start_permille",
+        o.class_floors.on_demand_start_permille);
+  j.Int("floor_spot_start_permille", o.class_floors.spot_start_permille);
   j.Field("power_fit",
           absl::StrCat("\"", scheduler::PowerFitName(o.power_fit), "\""));
   j.Int("margin_min_permille", o.margin.min_permille);
@@ -185,6 +190,11 @@ std::string ReportJson(const RunInfo& info,
     j.Num("p50", r.queue_delay_p50_s);
     j.Num("p95", r.queue_delay_p95_s);
     j.Num("p99", r.queue_delay_p99_s);
+    j.Close();
+    j.Open("queue_delay_censored_s");
+    j.Num("mean", r.queue_delay_censored_mean_s);
+    j.Num("p95", r.queue_delay_censored_p95_s);
+    j.Int("waiting_at_end", r.jobs_waiting_at_end);
     j.Close();
     j.Num("slowdown_mean", r.slowdown_mean);
     j.Num("gpu_allocation_ratio", r.gpu_allocation_ratio);
@@ -296,6 +306,12 @@ std::string ReportText(const RunInfo& info,
         "s, p99 %.0f s; mean slowdown %.2f\n",
         r.makespan_s / 3600, r.queue_delay_mean_s, r.queue_delay_p50_s,
         r.queue_delay_p95_s, r.queue_delay_p99_s, r.slowdown_mean);
+    absl::StrAppendFormat(
+        &out,
+        "queueing delay with the %d jobs waiting at the end counted to the "
+        "end: mean %.0f s, p95 %.0f s\n",
+        r.jobs_waiting_at_end, r.queue_delay_censored_mean_s,
+        r.queue_delay_censored_p95_s);
     absl::StrAppendFormat(
         &out, "GPU allocation ratio %.3f; energy %.1f kWh (GPUs %.1f kWh)\n",
         r.gpu_allocation_ratio, r.energy_kwh, r.gpu_energy_kwh);
@@ -455,6 +471,8 @@ std::string ReportSvg(const RunInfo& info,
        [](const SimResult& r) { return r.queue_delay_mean_s; }},
       {"p95 queue delay",
        [](const SimResult& r) { return r.queue_delay_p95_s; }},
+      {"mean delay, waiting counted",
+       [](const SimResult& r) { return r.queue_delay_censored_mean_s; }},
       {"site W·s over cap",
        [](const SimResult& r) {
          return r.levels.empty() ? 0.0 : r.levels[0].watt_seconds_over_cap;

@@ -33,6 +33,7 @@
 #include "scheduler/power_control.h"
 #include "scheduler/power_rules.h"
 #include "scheduler/shared_rules.h"
+#include "sim/delay.h"
 #include "sim/stranded.h"
 #include "storage/memory_store.h"
 
@@ -986,8 +987,9 @@ void Sim::ComputeStrandedInputs() {
   pending_sampled_ = pending_version_;
   // Per GPUs-per-node g: the smallest per-node need (increments over idle,
   // as the policy sees them) of a pending job with at most g GPUs per node,
-  // at its limit and at its floor (ClassFloorMw with the class floors on,
-  // whatever the policy). A job of any model is taken as the first model's.
+  // at its limit and at its floor (ClassStartFloorMw, the lowest it may
+  // start at, with the class floors on, whatever the policy). A job of any
+  // model is taken as the first model's.
   constexpr int64_t kNone = std::numeric_limits<int64_t>::max();
   at_limit_.fill(kNone);
   at_floor_.fill(kNone);
@@ -1007,7 +1009,7 @@ void Sim::ComputeStrandedInputs() {
         std::clamp(sj.power_mw > 0 ? sj.power_mw - idle : spec.tdp_mw,
                    spec.min_limit_mw, hi);
     int64_t floor =
-        scheduler::ClassFloorMw(sj.cls, limit, spec.min_limit_mw, floors);
+        scheduler::ClassStartFloorMw(sj.cls, limit, spec.min_limit_mw, floors);
     if (sj.min_power_mw > 0) {
       floor = std::clamp(sj.min_power_mw - idle, spec.min_limit_mw, limit);
     } else if (opts_.throttleable) {
@@ -1347,6 +1349,20 @@ void Sim::Finish(SimResult* out) {
     r.queue_delay_p50_s = Percentile(queue_delays_ms_, 50) / 1000.0;
     r.queue_delay_p95_s = Percentile(queue_delays_ms_, 95) / 1000.0;
     r.queue_delay_p99_s = Percentile(queue_delays_ms_, 99) / 1000.0;
+  }
+  {
+    std::vector<JobDelayInput> in(jobs_.size());
+    for (size_t i = 0; i < jobs_.size(); ++i) {
+      in[i].submit_ms = work_.jobs[i].submit_ms;
+      in[i].first_start_ms = jobs_[i].first_start_ms;
+      // Dropped as infeasible: done without ever starting.
+      in[i].dropped =
+          jobs_[i].state == JobRt::kDone && jobs_[i].first_start_ms < 0;
+    }
+    const CensoredDelay c = CensoredQueueDelay(in, end);
+    r.queue_delay_censored_mean_s = c.mean_s;
+    r.queue_delay_censored_p95_s = c.p95_s;
+    r.jobs_waiting_at_end = c.censored;
   }
   if (r.jobs_completed > 0) r.slowdown_mean = slowdown_sum_ / r.jobs_completed;
   const double total_gpus = static_cast<double>(cluster_.TotalGpus());

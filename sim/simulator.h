@@ -146,6 +146,11 @@ struct SimResult {
   double makespan_s = 0;  // first submit to last job end
   double queue_delay_mean_s = 0, queue_delay_p50_s = 0, queue_delay_p95_s = 0,
          queue_delay_p99_s = 0;
+  // The delay with the jobs still waiting at the end counted as waiting
+  // from their submission to the end (sim/delay.h); jobs_waiting_at_end of
+  // them never started.
+  double queue_delay_censored_mean_s = 0, queue_delay_censored_p95_s = 0;
+  int64_t jobs_waiting_at_end = 0;
   double slowdown_mean = 0;  // (end - submit) / duration of completed jobs
   double gpu_allocation_ratio = 0;  // allocated GPU-time / (GPUs × makespan)
   double energy_kwh = 0;            // whole site (base + GPUs)

@@ -156,6 +156,15 @@ TEST(ClusterConfigTest, PowerOptions) {
   EXPECT_EQ(cfg->scheduler.class_floors.spot_permille, 250);
   EXPECT_EQ(cfg->scheduler.power_fit, scheduler::PowerFit::kEveryLevel);
   EXPECT_EQ(cfg->scheduler.efficiency_knee_permille, 600);
+  // A start floor below the on-demand floor (ClassStartFloorMw).
+  auto start = ParseClusterConfig(
+      "domain { name: \"site\" cap: \"1MW\" }\n"
+      "scheduler { class_floors: \"on-demand-start=0.6\" }\n",
+      "c.conf");
+  ASSERT_TRUE(start.ok()) << start.status();
+  EXPECT_EQ(start->scheduler.class_floors.on_demand_permille, 800);
+  EXPECT_EQ(start->scheduler.class_floors.on_demand_start_permille, 600);
+  EXPECT_EQ(def->scheduler.class_floors.on_demand_start_permille, 1000);
   auto off = ParseClusterConfig(
       "domain { name: \"site\" cap: \"1MW\" }\n"
       "scheduler { class_floors: \"off\" }\n",

@@ -57,6 +57,9 @@ TEST(DiffConfig, RunTimeSettingsAreAppliedAndNamed) {
       {"scheduler { class_floors: \"spot=0.5\" }",
        "scheduler.class_floors reserved=1,on-demand=0.8,spot=0 -> "
        "reserved=1,on-demand=0.8,spot=0.5"},
+      {"scheduler { class_floors: \"on-demand-start=0.6\" }",
+       "scheduler.class_floors reserved=1,on-demand=0.8,spot=0 -> "
+       "reserved=1,on-demand=0.8,spot=0,on-demand-start=0.6"},
       {"scheduler { power_fit: \"balanced\" }",
        "scheduler.power_fit leaf -> balanced"},
       {"scheduler { efficiency_knee: \"0.6\" }",

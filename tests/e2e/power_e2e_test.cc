@@ -151,5 +151,44 @@ TEST_F(PowerConfigE2E, ConfiguredFloorAndEfficiencyMode) {
   ASSERT_EQ(cluster_->Ctl({"job", "cancel", p}).exit_code, 0);
 }
 
+// Start floors from the config (class_floors "on-demand-start=0.4"): B, an
+// on-demand job without min power, does not fit the rack at its 0.8 floor
+// (8 × (574 − 70) W = 4.03 kW over idle, 2.84 kW left), but fits at its
+// start floor 70 + 0.4 × 630 = 322 W (2.02 kW). It starts at most at
+// 355 W over idle (<= 425 W), and its floor is the limit it started at.
+// When A ends it is raised back to 700 W and keeps that floor.
+class PowerStartFloorE2E : public PowerE2E {
+ protected:
+  std::string ConfigText() override {
+    std::string c = Config();
+    c.replace(c.find("scheduler { admission: \"measured-plus\""),
+              std::string("scheduler { admission: \"measured-plus\"").size(),
+              "scheduler { admission: \"measured-plus\" class_floors: "
+              "\"on-demand-start=0.4\"");
+    return c;
+  }
+};
+
+TEST_F(PowerStartFloorE2E, StartsBelowTheFloorAndKeepsItsStartAsFloor) {
+  const std::string a =
+      Submit({"--tenant", "acme", "--gpus", "8", "--", "sleep", "600"});
+  ASSERT_TRUE(WaitFor([&] { return Job(a).state() == v1::JOB_STATE_RUNNING; }));
+  const std::string b =
+      Submit({"--tenant", "acme", "--gpus", "8", "--", "sleep", "600"});
+  ASSERT_TRUE(WaitFor([&] { return Job(b).state() == v1::JOB_STATE_RUNNING; }));
+  v1::Job jb = Job(b);
+  EXPECT_EQ(jb.power_limit_mw(), 700'000);
+  ASSERT_EQ(jb.allocations_size(), 1);
+  const int64_t start = jb.allocations(0).power_limit_mw();
+  EXPECT_LE(start, 425'000);
+  EXPECT_GE(start, 322'000);
+  EXPECT_EQ(jb.min_power_limit_mw(), start);
+  ASSERT_EQ(cluster_->Ctl({"job", "cancel", a}).exit_code, 0);
+  ASSERT_TRUE(WaitFor(
+      [&] { return Job(b).allocations(0).power_limit_mw() == 700'000; }));
+  EXPECT_EQ(Job(b).min_power_limit_mw(), start);
+  ASSERT_EQ(cluster_->Ctl({"job", "cancel", b}).exit_code, 0);
+}
+
 }  // namespace
 }  // namespace joule::e2e

@@ -57,6 +57,13 @@ TEST(ParseClassFloorsTest, NamedClassesChangeOthersKeepTheDefault) {
   ASSERT_TRUE(empty.ok());
   EXPECT_TRUE(empty->enabled);
   EXPECT_EQ(empty->on_demand_permille, 800);
+  // Start floors: "<class>-start"; the others keep theirs.
+  auto start = ParseClassFloors("on-demand-start=0.6,spot-start=0", def);
+  ASSERT_TRUE(start.ok()) << start.status();
+  EXPECT_EQ(start->on_demand_start_permille, 600);
+  EXPECT_EQ(start->spot_start_permille, 0);
+  EXPECT_EQ(start->reserved_start_permille, def.reserved_start_permille);
+  EXPECT_EQ(start->on_demand_permille, 800);
 }
 
 // jouled's and joule-sim's defaults, each defined once: p50 and the floors
@@ -80,7 +87,8 @@ TEST(ParseClassFloorsTest, ErrorsNameTheEntry) {
   auto cls = ParseClassFloors("gold=0.5", ClassFloors{});
   ASSERT_FALSE(cls.ok());
   EXPECT_EQ(cls.status().message(),
-            "\"gold\" is not reserved, on-demand or spot");
+            "\"gold\" is not reserved, on-demand or spot (or one of them "
+            "with -start)");
   EXPECT_FALSE(ParseClassFloors("spot", ClassFloors{}).ok());
   EXPECT_FALSE(ParseSharePermille("nan").ok());
   EXPECT_EQ(*ParseSharePermille("0.5"), 500);

@@ -65,6 +65,52 @@ INSTANTIATE_TEST_SUITE_P(
         FloorCase{"LimitAtMinimum", ServiceClass::kSpot, true, 130, 130}),
     [](const auto& info) { return info.param.name; });
 
+TEST(ClassStartFloorTest, StartFloorIsTheStartShareNeverAboveTheFloor) {
+  ClassFloors f;  // reserved 1000, on-demand 800, spot 0; starts 1000
+  f.enabled = true;
+  f.on_demand_start_permille = 600;
+  f.reserved_start_permille = 500;
+  const int64_t lo = 130 * kW;
+  struct Case {
+    const char* name;
+    ServiceClass cls;
+    int64_t limit_w, want_w;
+  } cases[] = {
+      // On-demand: 600‰ of 630 W = 378 W (the floor is 504 W).
+      {"on-demand", ServiceClass::kOnDemand, 630, 378},
+      // Reserved: 500‰ of 630 W = 315 W, below its 630 W floor.
+      {"reserved", ServiceClass::kReserved, 630, 315},
+      // Spot: start 1000‰ = 630 W is above its floor (the 130 W minimum):
+      // the floor.
+      {"spot keeps the floor", ServiceClass::kSpot, 630, 130},
+      // On-demand at 200 W: 600‰ = 120 W < 130 W minimum → 130 W.
+      {"clamped up to the minimum", ServiceClass::kOnDemand, 200, 130},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    EXPECT_EQ(ClassStartFloorMw(c.cls, c.limit_w * kW, lo, f), c.want_w * kW);
+  }
+  // Without a start share below the floor, the start floor is the floor.
+  ClassFloors plain;
+  plain.enabled = true;
+  EXPECT_EQ(ClassStartFloorMw(ServiceClass::kOnDemand, 630 * kW, lo, plain),
+            504 * kW);
+  // Disabled: the limit, as ClassFloorMw.
+  f.enabled = false;
+  EXPECT_EQ(ClassStartFloorMw(ServiceClass::kOnDemand, 630 * kW, lo, f),
+            630 * kW);
+}
+
+TEST(StartedFloorTest, AJobKeepsTheLowerOfItsStartAndItsFloor) {
+  // Started at its 630 W limit, floor 504 W: the floor.
+  EXPECT_EQ(StartedFloorMw(630 * kW, 504 * kW), 504 * kW);
+  // Throttled to fit at 450 W (between the 378 W start floor and the
+  // 504 W floor): 450 W, never throttled below where it started.
+  EXPECT_EQ(StartedFloorMw(450 * kW, 504 * kW), 450 * kW);
+  // Started at 520 W, above the floor: the floor.
+  EXPECT_EQ(StartedFloorMw(520 * kW, 504 * kW), 504 * kW);
+}
+
 // ---------------------------------------------------------------------------
 // LargestFittingLimit.
 
@@ -176,6 +222,44 @@ TEST(ThrottleToFitTest, ClassFloorsMakeJobsWithoutMinThrottleable) {
       EXPECT_EQ(d.placements[0].power_limit_mw, want);
       EXPECT_EQ(d.placements[0].min_power_mw, 200 * kW);
     }
+  }
+}
+
+TEST(ThrottleToFitTest, StartFloorLetsAJobStartBelowItsFloorAndKeepItsStart) {
+  // One node, rack cap 1 kW + room; an 8-GPU on-demand job at 700 W without
+  // min power; class floors on with on-demand 0.8 (floor 560 W) and
+  // on-demand-start 0.6 (start floor 420 W). The 4 steps are 700 − k × 70:
+  // 630, 560, 490, 420 W.
+  //   room 4.2 kW: 490 W (3.92 kW) is the first that fits → raised to
+  //     4200 / 8 = 525 W, below the floor: its floor is its start, 525 W;
+  //   room 5.0 kW: 560 W (4.48 kW) fits → raised to 625 W, above the
+  //     floor: its floor is 560 W;
+  //   room 3.3 kW: 420 W (3.36 kW) does not fit → waits.
+  //   Without the start share, room 4.2 kW waits (4.2 kW < 4.48 kW).
+  struct Case {
+    int64_t room_w, start_permille, want_limit_w, want_min_w;
+  } cases[] = {{4200, 600, 525, 525},
+               {5000, 600, 625, 560},
+               {3300, 600, 0, 0},
+               {4200, 1000, 0, 0}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.room_w);
+    ClusterBuilder b;
+    b.Node("n0", b.Domain("r", "rack", -1, 1 * kKw + c.room_w * kW));
+    PendingJob p = Pending("j", 8, 1, ServiceClass::kOnDemand);
+    PolicyConfig cfg;
+    cfg.throttle_to_fit = true;
+    cfg.class_floors.enabled = true;
+    cfg.class_floors.on_demand_start_permille = c.start_permille;
+    const Decisions d = Schedule(b.Build(), {p}, cfg);
+    if (c.want_limit_w == 0) {
+      EXPECT_THAT(d.placements, IsEmpty());
+      continue;
+    }
+    ASSERT_EQ(d.placements.size(), 1u);
+    EXPECT_EQ(d.placements[0].power_limit_mw, c.want_limit_w * kW);
+    EXPECT_EQ(d.placements[0].requested_limit_mw, 700 * kW);
+    EXPECT_EQ(d.placements[0].min_power_mw, c.want_min_w * kW);
   }
 }
 

@@ -126,6 +126,46 @@ TEST(MeasuredPlus, SaturatedSyntheticNeverOverCap) {
   EXPECT_THAT(ReportSvg(info, results), HasSubstr("where the watts go"));
 }
 
+// The same saturated input with the floor clamp and an on-demand start
+// floor of 0.6 (below the 0.8 floor): never over a cap, more work than
+// measured, throttle-to-fit starts some jobs below their floor, and the
+// report names the start share. The censored delay counts the jobs still
+// waiting, so it is at least the started-only mean whenever some wait.
+TEST(MeasuredPlus, StartFloorsNeverOverCap) {
+  auto c = SyntheticCluster(
+      "nodes=64,gpus-per-node=8,gpu-model=H100,nodes-per-rack=8,"
+      "racks-per-row=4,rows-per-hall=2");
+  ASSERT_TRUE(c.ok()) << c.status();
+  ASSERT_TRUE(ApplyCapFractions("rack=0.7,row=0.7,site=0.7", &*c).ok());
+  const Workload w = SyntheticWorkload(1000, c->TotalGpus(), 8, 1.3, 10, 3);
+  SimInputs in{&*c, &w};
+  SimOptions mo;
+  mo.policy = PolicyKind::kMeasured;
+  mo.seed = 3;
+  mo.max_sim_ms = 8 * 3600 * 1000;
+  auto meas = Simulate(in, mo);
+  ASSERT_TRUE(meas.ok()) << meas.status();
+  SimOptions o = mo;
+  o.policy = PolicyKind::kMeasuredPlus;
+  o.plus_commit = scheduler::FloorClampRule();
+  o.class_floors.on_demand_start_permille = 600;
+  auto r = Simulate(in, o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  for (const LevelStats& l : r->levels) {
+    EXPECT_EQ(l.seconds_over_cap, 0) << l.level;
+    EXPECT_EQ(l.seconds_over_cap_beyond_two_ticks, 0) << l.level;
+  }
+  EXPECT_GT(r->gpu_hours_completed_work, meas->gpu_hours_completed_work);
+  EXPECT_GT(r->throttle_actions + r->restore_actions, 0);
+  EXPECT_GT(r->jobs_waiting_at_end, 0);
+  EXPECT_GT(r->queue_delay_censored_mean_s, r->queue_delay_mean_s);
+  RunInfo info;
+  info.options = o;
+  const std::string json = ReportJson(info, {*r}, false);
+  EXPECT_THAT(json, HasSubstr("\"floor_on_demand_start_permille\": 600"));
+  EXPECT_THAT(json, HasSubstr("\"queue_delay_censored_s\""));
+}
+
 // The same saturated input with watt best fit at every level (and the
 // balanced rule): still 0 s over cap at every level, more work than
 // measured, and the report names the rule.
