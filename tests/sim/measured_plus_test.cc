@@ -85,37 +85,50 @@ TEST(MeasuredPlus, ThrottledToFitThenRaisedWhenTheNeighbourEnds) {
   EXPECT_DOUBLE_EQ(m->queue_delay_p99_s, 100);
 }
 
-// A saturated synthetic cluster (64 nodes, 8 racks, caps 0.7 of TDP at
-// rack, row and site; 1,000 jobs at utilization 1.3; 8 simulated hours):
-// measured-plus is never over any cap, not even within a tick, and
-// completes more work than measured.
-TEST(MeasuredPlus, SaturatedSyntheticNeverOverCap) {
+// The saturated input the next tests share: 64 H100 nodes (8 per rack, 4
+// racks per row, 2 rows per hall), caps 0.7 of TDP at rack, row and site,
+// 1,000 synthetic jobs at utilization 1.3, seed 3, 8 simulated hours.
+SimResult RunSaturated(SimOptions o) {
   auto c = SyntheticCluster(
       "nodes=64,gpus-per-node=8,gpu-model=H100,nodes-per-rack=8,"
       "racks-per-row=4,rows-per-hall=2");
-  ASSERT_TRUE(c.ok()) << c.status();
-  ASSERT_TRUE(ApplyCapFractions("rack=0.7,row=0.7,site=0.7", &*c).ok());
+  EXPECT_TRUE(c.ok()) << c.status();
+  if (!c.ok()) return {};
+  EXPECT_TRUE(ApplyCapFractions("rack=0.7,row=0.7,site=0.7", &*c).ok());
   const Workload w = SyntheticWorkload(1000, c->TotalGpus(), 8, 1.3, 10, 3);
   SimInputs in{&*c, &w};
-  std::vector<SimResult> results;
-  for (PolicyKind p : {PolicyKind::kOblivious, PolicyKind::kMeasured,
-                       PolicyKind::kMeasuredPlus}) {
-    SimOptions o;
-    o.policy = p;
-    o.seed = 3;
-    o.max_sim_ms = 8 * 3600 * 1000;
-    auto r = Simulate(in, o);
-    ASSERT_TRUE(r.ok()) << r.status();
-    results.push_back(*r);
+  o.seed = 3;
+  o.max_sim_ms = 8 * 3600 * 1000;
+  auto r = Simulate(in, o);
+  EXPECT_TRUE(r.ok()) << r.status();
+  return r.ok() ? *r : SimResult{};
+}
+
+SimResult RunSaturated(PolicyKind policy) {
+  SimOptions o;
+  o.policy = policy;
+  return RunSaturated(o);
+}
+
+// Never over any cap at any level, not even within a tick.
+void ExpectNeverOverCap(const SimResult& r) {
+  for (const LevelStats& l : r.levels) {
+    EXPECT_EQ(l.seconds_over_cap, 0) << l.level;
+    EXPECT_EQ(l.seconds_over_cap_beyond_two_ticks, 0) << l.level;
   }
+}
+
+// On the saturated input measured-plus is never over any cap and completes
+// more work than measured.
+TEST(MeasuredPlus, SaturatedSyntheticNeverOverCap) {
+  const std::vector<SimResult> results = {
+      RunSaturated(PolicyKind::kOblivious), RunSaturated(PolicyKind::kMeasured),
+      RunSaturated(PolicyKind::kMeasuredPlus)};
   const SimResult& obl = results[0];
   const SimResult& meas = results[1];
   const SimResult& plus = results[2];
   EXPECT_GT(Level(obl, "rack").seconds_over_cap, 0);  // the load is high
-  for (const LevelStats& l : plus.levels) {
-    EXPECT_EQ(l.seconds_over_cap, 0) << l.level;
-    EXPECT_EQ(l.seconds_over_cap_beyond_two_ticks, 0) << l.level;
-  }
+  ExpectNeverOverCap(plus);
   EXPECT_GT(plus.gpu_hours_completed_work, meas.gpu_hours_completed_work);
   EXPECT_GT(plus.throttle_actions + plus.restore_actions, 0);
   // The report carries the stranded-power breakdown.
@@ -126,78 +139,46 @@ TEST(MeasuredPlus, SaturatedSyntheticNeverOverCap) {
   EXPECT_THAT(ReportSvg(info, results), HasSubstr("where the watts go"));
 }
 
-// The same saturated input with the floor clamp and an on-demand start
-// floor of 0.6 (below the 0.8 floor): never over a cap, more work than
-// measured, throttle-to-fit starts some jobs below their floor, and the
-// report names the start share. The censored delay counts the jobs still
-// waiting, so it is at least the started-only mean whenever some wait.
+// The same input with the floor clamp and an on-demand start floor of 0.6
+// (below the 0.8 floor): never over a cap, more work than measured,
+// throttle-to-fit starts some jobs below their floor, and the report names
+// the start share. The censored delay counts the jobs still waiting, so it
+// is at least the started-only mean whenever some wait.
 TEST(MeasuredPlus, StartFloorsNeverOverCap) {
-  auto c = SyntheticCluster(
-      "nodes=64,gpus-per-node=8,gpu-model=H100,nodes-per-rack=8,"
-      "racks-per-row=4,rows-per-hall=2");
-  ASSERT_TRUE(c.ok()) << c.status();
-  ASSERT_TRUE(ApplyCapFractions("rack=0.7,row=0.7,site=0.7", &*c).ok());
-  const Workload w = SyntheticWorkload(1000, c->TotalGpus(), 8, 1.3, 10, 3);
-  SimInputs in{&*c, &w};
-  SimOptions mo;
-  mo.policy = PolicyKind::kMeasured;
-  mo.seed = 3;
-  mo.max_sim_ms = 8 * 3600 * 1000;
-  auto meas = Simulate(in, mo);
-  ASSERT_TRUE(meas.ok()) << meas.status();
-  SimOptions o = mo;
+  const SimResult meas = RunSaturated(PolicyKind::kMeasured);
+  SimOptions o;
   o.policy = PolicyKind::kMeasuredPlus;
   o.plus_commit = scheduler::FloorClampRule();
   o.class_floors.on_demand_start_permille = 600;
-  auto r = Simulate(in, o);
-  ASSERT_TRUE(r.ok()) << r.status();
-  for (const LevelStats& l : r->levels) {
-    EXPECT_EQ(l.seconds_over_cap, 0) << l.level;
-    EXPECT_EQ(l.seconds_over_cap_beyond_two_ticks, 0) << l.level;
-  }
-  EXPECT_GT(r->gpu_hours_completed_work, meas->gpu_hours_completed_work);
-  EXPECT_GT(r->throttle_actions + r->restore_actions, 0);
-  EXPECT_GT(r->jobs_waiting_at_end, 0);
-  EXPECT_GT(r->queue_delay_censored_mean_s, r->queue_delay_mean_s);
+  const SimResult r = RunSaturated(o);
+  ExpectNeverOverCap(r);
+  EXPECT_GT(r.gpu_hours_completed_work, meas.gpu_hours_completed_work);
+  EXPECT_GT(r.throttle_actions + r.restore_actions, 0);
+  EXPECT_GT(r.jobs_waiting_at_end, 0);
+  EXPECT_GT(r.queue_delay_censored_mean_s, r.queue_delay_mean_s);
   RunInfo info;
   info.options = o;
-  const std::string json = ReportJson(info, {*r}, false);
+  const std::string json = ReportJson(info, {r}, false);
   EXPECT_THAT(json, HasSubstr("\"floor_on_demand_start_permille\": 600"));
   EXPECT_THAT(json, HasSubstr("\"queue_delay_censored_s\""));
 }
 
-// The same saturated input with watt best fit at every level (and the
-// balanced rule): still 0 s over cap at every level, more work than
-// measured, and the report names the rule.
+// The same input with watt best fit at every level (and the balanced
+// rule): still 0 s over cap at every level, more work than measured, and
+// the report names the rule.
 TEST(MeasuredPlus, PowerFitNeverOverCap) {
-  auto c = SyntheticCluster(
-      "nodes=64,gpus-per-node=8,gpu-model=H100,nodes-per-rack=8,"
-      "racks-per-row=4,rows-per-hall=2");
-  ASSERT_TRUE(c.ok()) << c.status();
-  ASSERT_TRUE(ApplyCapFractions("rack=0.7,row=0.7,site=0.7", &*c).ok());
-  const Workload w = SyntheticWorkload(1000, c->TotalGpus(), 8, 1.3, 10, 3);
-  SimInputs in{&*c, &w};
-  SimOptions mo;
-  mo.policy = PolicyKind::kMeasured;
-  mo.seed = 3;
-  mo.max_sim_ms = 8 * 3600 * 1000;
-  auto meas = Simulate(in, mo);
-  ASSERT_TRUE(meas.ok()) << meas.status();
+  const SimResult meas = RunSaturated(PolicyKind::kMeasured);
   for (scheduler::PowerFit fit :
        {scheduler::PowerFit::kEveryLevel, scheduler::PowerFit::kBalanced}) {
-    SimOptions o = mo;
+    SimOptions o;
     o.policy = PolicyKind::kMeasuredPlus;
     o.power_fit = fit;
-    auto r = Simulate(in, o);
-    ASSERT_TRUE(r.ok()) << r.status();
-    for (const LevelStats& l : r->levels) {
-      EXPECT_EQ(l.seconds_over_cap, 0) << l.level;
-      EXPECT_EQ(l.seconds_over_cap_beyond_two_ticks, 0) << l.level;
-    }
-    EXPECT_GT(r->gpu_hours_completed_work, meas->gpu_hours_completed_work);
+    const SimResult r = RunSaturated(o);
+    ExpectNeverOverCap(r);
+    EXPECT_GT(r.gpu_hours_completed_work, meas.gpu_hours_completed_work);
     RunInfo info;
     info.options = o;
-    EXPECT_THAT(ReportJson(info, {*r}, false),
+    EXPECT_THAT(ReportJson(info, {r}, false),
                 HasSubstr(absl::StrCat("\"power_fit\": \"",
                                        scheduler::PowerFitName(fit), "\"")));
   }
