@@ -6,6 +6,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
 #include "joule/v1/joule.pb.h"
 #include "tests/e2e/fixtures.h"
@@ -21,11 +22,14 @@ namespace {
 // spot job the GPU minimum (200 W) as its floor and starts it at the
 // largest limit that fits: at most (11 − 8.16) kW / 8 = 355 W over idle,
 // i.e. <= 425 W, and >= 200 W.
-std::string Config() {
+// `scheduler` is added to the scheduler block; `rack_cap` is rk1's cap.
+std::string Config(const std::string& scheduler = "",
+                   const std::string& rack_cap = "11kW") {
   return ConfigBuilder()
-      .Domain("rk1", "11kW")
+      .Domain("rk1", rack_cap)
       .Nodes(2, "rk1")
-      .Scheduler("admission: \"measured-plus\" stop_grace: \"1s\"")
+      .Scheduler(absl::StrCat(
+          "admission: \"measured-plus\" stop_grace: \"1s\" ", scheduler))
       .Text();
 }
 
@@ -108,13 +112,8 @@ TEST_F(PowerE2E, ExplicitPowerWithoutMinGetsTheClassFloor) {
 class PowerConfigE2E : public PowerE2E {
  protected:
   std::string ConfigText() override {
-    std::string c = Config();
-    c.replace(c.find("scheduler { admission: \"measured-plus\""),
-              std::string("scheduler { admission: \"measured-plus\"").size(),
-              "scheduler { admission: \"measured-plus\" class_floors: "
-              "\"on-demand=0.5\" efficiency_knee: \"0.5\"");
-    c.replace(c.find("\"11kW\""), 6, "\"100kW\"");
-    return c;
+    return Config(R"(class_floors: "on-demand=0.5" efficiency_knee: "0.5")",
+                  "100kW");
   }
 };
 
@@ -160,12 +159,7 @@ TEST_F(PowerConfigE2E, ConfiguredFloorAndEfficiencyMode) {
 class PowerStartFloorE2E : public PowerE2E {
  protected:
   std::string ConfigText() override {
-    std::string c = Config();
-    c.replace(c.find("scheduler { admission: \"measured-plus\""),
-              std::string("scheduler { admission: \"measured-plus\"").size(),
-              "scheduler { admission: \"measured-plus\" class_floors: "
-              "\"on-demand-start=0.4\"");
-    return c;
+    return Config(R"(class_floors: "on-demand-start=0.4")");
   }
 };
 
