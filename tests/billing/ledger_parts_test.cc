@@ -2,87 +2,26 @@
 // a big batch is recorded in parts, each atomic and self-contained (its
 // events' packed records and the aggregates after them), so a failure
 // between parts followed by a re-run still counts every event exactly once.
-#include <atomic>
-
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "billing/ledger.h"
 #include "billing/usage_pack.h"
 #include "gtest/gtest.h"
 #include "storage/memory_store.h"
+#include "tests/billing/ledger_test_util.h"
 
 namespace joule::billing {
 namespace {
 
-class Tenants : public TenantDirectory {
- public:
-  bool Exists(std::string_view t) const override { return t == "acme"; }
-};
-
-// A MemoryStore that takes at most `max_ops` ops and `max_bytes` bytes of
-// keys and values per write, refuses bigger batches like EtcdStore does,
-// and can fail the n-th write (a crash). Counts the usage records each
-// write carried (packed or single).
-class LimitedStore : public storage::Store {
- public:
-  explicit LimitedStore(int64_t max_ops, int64_t max_bytes = 0)
-      : max_ops_(max_ops), max_bytes_(max_bytes) {}
-  absl::Status Write(const storage::WriteBatch& b,
-                     const storage::WriteOptions& o) override {
-    if (static_cast<int64_t>(b.size()) > max_ops_) {
-      return absl::ResourceExhaustedError("too many ops");
-    }
-    int64_t bytes = 0, records = 0;
-    for (const auto& op : b.ops()) {
-      bytes += static_cast<int64_t>(op.key.size() +
-                                    (op.value ? op.value->size() : 0));
-      if (op.table == storage::kUsage && op.value) ++records;
-      if (op.table == storage::kUsagePacks && op.value) {
-        EXPECT_TRUE(ForEachPackKey(*op.value, [&](auto) { ++records; }));
-      }
-    }
-    if (max_bytes_ > 0 && bytes > max_bytes_) {
-      return absl::ResourceExhaustedError("too many bytes");
-    }
-    if (++writes == fail_write) return absl::UnavailableError("crash");
-    absl::Status s = inner.Write(b, o);
-    if (s.ok() && records > 0) records_per_write.push_back(records);
-    return s;
-  }
-  absl::StatusOr<std::optional<std::string>> Get(std::string_view t,
-                                                 std::string_view k) override {
-    return inner.Get(t, k);
-  }
-  absl::Status Scan(std::string_view t, std::string_view p,
-                    const std::function<bool(std::string_view,
-                                             std::string_view)>& fn) override {
-    return inner.Scan(t, p, fn);
-  }
-  int64_t max_batch_ops() const override { return max_ops_; }
-  int64_t max_batch_bytes() const override { return max_bytes_; }
-
+// A MemoryStore (`inner`) behind a PartsStore that takes at most `max_ops`
+// ops and `max_bytes` bytes (0: no limit) per write.
+struct MemoryBase {
   storage::MemoryStore inner;
-  int writes = 0;
-  int fail_write = -1;
-  std::vector<int64_t> records_per_write;  // successful writes with usage
-
- private:
-  const int64_t max_ops_;
-  const int64_t max_bytes_;
 };
-
-absl::Time T(const char* s) {
-  absl::Time t;
-  std::string err;
-  EXPECT_TRUE(absl::ParseTime(absl::RFC3339_full, s, &t, &err)) << err;
-  return t;
-}
-
-google::protobuf::Timestamp Ts(absl::Time t) {
-  google::protobuf::Timestamp ts;
-  ts.set_seconds(absl::ToUnixSeconds(t));
-  return ts;
-}
+struct LimitedStore : MemoryBase, PartsStore {
+  explicit LimitedStore(int64_t max_ops, int64_t max_bytes = 0)
+      : PartsStore(&inner, max_ops, max_bytes) {}
+};
 
 // $1 per 1M input tokens, nothing else.
 v1::Price Price() {
@@ -115,7 +54,7 @@ TEST(LedgerPartsTest, ManyEventsTakeOnePackAndOneAggregate) {
   // aggregate, 2 ops, within a limit of 12.
   LimitedStore store(12);
   FakeClock clock(T("2026-01-01T00:00:00Z"));
-  Tenants tenants;
+  FakeTenants tenants;
   Ledger ledger(&store, &clock, &tenants);
   ASSERT_TRUE(ledger.Load().ok());
   ASSERT_TRUE(ledger.SetPrice(Price()).ok());
@@ -139,7 +78,7 @@ TEST(LedgerPartsTest, BigBatchIsWrittenInPartsUnderTheByteLimit) {
   // the aggregate and the pack key: 700 bytes hold a few events a part.
   LimitedStore store(12, 700);
   FakeClock clock(T("2026-01-01T00:00:00Z"));
-  Tenants tenants;
+  FakeTenants tenants;
   Ledger ledger(&store, &clock, &tenants);
   ASSERT_TRUE(ledger.Load().ok());
   ASSERT_TRUE(ledger.SetPrice(Price()).ok());
@@ -158,7 +97,7 @@ TEST(LedgerPartsTest, BigBatchIsWrittenInPartsUnderTheByteLimit) {
 TEST(LedgerPartsTest, CrashBetweenPartsThenReRunCountsEachEventOnce) {
   LimitedStore store(12, 700);
   FakeClock clock(T("2026-01-01T00:00:00Z"));
-  Tenants tenants;
+  FakeTenants tenants;
   int64_t first_part = 0;
   {
     Ledger ledger(&store, &clock, &tenants);
@@ -195,7 +134,7 @@ TEST(LedgerPartsTest, CrashBetweenPartsThenReRunCountsEachEventOnce) {
 TEST(LedgerPartsTest, ErrorsNameTheIndexInTheWholeBatch) {
   LimitedStore store(12, 700);
   FakeClock clock(T("2026-01-01T00:00:00Z"));
-  Tenants tenants;
+  FakeTenants tenants;
   Ledger ledger(&store, &clock, &tenants);
   ASSERT_TRUE(ledger.Load().ok());
   ASSERT_TRUE(ledger.SetPrice(Price()).ok());
@@ -227,7 +166,7 @@ TEST(LedgerPartsTest, ErrorsNameTheIndexInTheWholeBatch) {
 TEST(UsageDedupWindowTest, OldEventsRefusedAndOldRecordsCompacted) {
   LimitedStore store(12);
   FakeClock clock(T("2026-01-01T00:00:00Z"));
-  Tenants tenants;
+  FakeTenants tenants;
   Ledger ledger(&store, &clock, &tenants);
   ASSERT_TRUE(ledger.Load().ok());
   ASSERT_TRUE(ledger.SetPrice(Price()).ok());

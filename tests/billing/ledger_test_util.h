@@ -1,15 +1,19 @@
 #pragma once
 
 // Shared fixtures of the ledger tests: a fake tenant directory, a store that
-// counts reads, price / event / job builders and the LedgerTest fixture.
+// counts reads, one that limits and fails writes as etcd would, price / event /
+// job builders and the LedgerTest fixture.
 
+#include <algorithm>
 #include <atomic>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "billing/ledger.h"
+#include "billing/usage_pack.h"
 #include "common/clock.h"
 #include "gtest/gtest.h"
 #include "storage/memory_store.h"
@@ -58,6 +62,58 @@ class CountingStore : public storage::Store {
   storage::MemoryStore inner;
   std::atomic<int> reads{0};
   std::atomic<int> writes{0};
+};
+
+// A store over `base` that takes at most `max_ops` ops (0: no limit of its
+// own) and `max_bytes` bytes of keys and values (0: none) per write,
+// refusing bigger batches as EtcdStore does (RESOURCE_EXHAUSTED, nothing
+// written), and fails write number `fail_write` (UNAVAILABLE, nothing
+// written: a crash). Counts the usage records, single or packed, that each
+// successful write carried. Not thread-safe.
+class PartsStore : public storage::ForwardingStore {
+ public:
+  PartsStore(storage::Store* base, int64_t max_ops, int64_t max_bytes)
+      : ForwardingStore(base), max_ops_(max_ops), max_bytes_(max_bytes) {}
+  absl::Status Write(const storage::WriteBatch& b,
+                     const storage::WriteOptions& o) override {
+    if (max_ops_ > 0 && static_cast<int64_t>(b.size()) > max_ops_) {
+      return absl::ResourceExhaustedError("too many ops");
+    }
+    int64_t bytes = 0, records = 0;
+    for (const auto& op : b.ops()) {
+      bytes += static_cast<int64_t>(op.key.size() +
+                                    (op.value ? op.value->size() : 0));
+      if (op.table == storage::kUsage && op.value) ++records;
+      if (op.table == storage::kUsagePacks && op.value) {
+        EXPECT_TRUE(ForEachPackKey(*op.value, [&](auto) { ++records; }));
+      }
+    }
+    if (max_bytes_ > 0 && bytes > max_bytes_) {
+      return absl::ResourceExhaustedError("too many bytes");
+    }
+    if (++writes == fail_write) return absl::UnavailableError("crash");
+    absl::Status s = base()->Write(b, o);
+    if (s.ok() && records > 0) records_per_write.push_back(records);
+    return s;
+  }
+  int64_t max_batch_ops() const override {
+    return Min(base()->max_batch_ops(), max_ops_);
+  }
+  int64_t max_batch_bytes() const override {
+    return Min(base()->max_batch_bytes(), max_bytes_);
+  }
+
+  int writes = 0;
+  int fail_write = -1;
+  std::vector<int64_t> records_per_write;  // successful writes with usage
+
+ private:
+  // The tighter of two limits, 0 meaning none.
+  static int64_t Min(int64_t a, int64_t b) {
+    return a > 0 && b > 0 ? std::min(a, b) : std::max(a, b);
+  }
+  const int64_t max_ops_;
+  const int64_t max_bytes_;
 };
 
 inline v1::Price GpuPrice(const std::string& model, v1::ServiceClass cls,

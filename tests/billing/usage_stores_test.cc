@@ -8,53 +8,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "billing/ledger.h"
-#include "billing/usage_pack.h"
 #include "common/clock.h"
 #include "gtest/gtest.h"
 #include "storage/etcd_store.h"
-#include "storage/memory_store.h"
-#include "storage/rocksdb_store.h"
 #include "tests/billing/ledger_test_util.h"
 #include "tests/storage/test_stores.h"
 
 namespace joule::billing {
 namespace {
-
-// Limits bytes per write to `max_bytes` (refusing bigger batches, as etcd
-// does), counts the usage records per successful write, fails write
-// number `fail_write` (UNAVAILABLE, nothing written).
-class PartsStore : public storage::ForwardingStore {
- public:
-  PartsStore(storage::Store* base, int64_t max_bytes)
-      : ForwardingStore(base), max_bytes_(max_bytes) {}
-  absl::Status Write(const storage::WriteBatch& b,
-                     const storage::WriteOptions& o) override {
-    int64_t bytes = 0, records = 0;
-    for (const auto& op : b.ops()) {
-      bytes += static_cast<int64_t>(op.key.size() +
-                                    (op.value ? op.value->size() : 0));
-      if (op.table == storage::kUsage && op.value) ++records;
-      if (op.table == storage::kUsagePacks && op.value) {
-        EXPECT_TRUE(ForEachPackKey(*op.value, [&](auto) { ++records; }));
-      }
-    }
-    if (bytes > max_bytes_) return absl::ResourceExhaustedError("too big");
-    if (++writes == fail_write) return absl::UnavailableError("crash");
-    absl::Status s = base()->Write(b, o);
-    if (s.ok() && records > 0) records_per_write.push_back(records);
-    return s;
-  }
-  int64_t max_batch_bytes() const override {
-    const int64_t b = base()->max_batch_bytes();
-    return b > 0 ? std::min(b, max_bytes_) : max_bytes_;
-  }
-  int writes = 0;
-  int fail_write = -1;
-  std::vector<int64_t> records_per_write;
-
- private:
-  const int64_t max_bytes_;
-};
 
 // $1 per 1M input tokens.
 v1::Price InputPrice() {
@@ -96,7 +57,7 @@ class UsageStoresTest : public ::testing::TestWithParam<std::string> {
     opened_ = std::move(*s);
     base_ = opened_.get();
     // ~90 bytes per event: 20 KB parts of ~200 events.
-    store_ = std::make_unique<PartsStore>(base_, 20 << 10);
+    store_ = std::make_unique<PartsStore>(base_, 0, 20 << 10);
     ledger_ = NewLedger();
     ASSERT_TRUE(ledger_->SetPrice(InputPrice()).ok());
   }
