@@ -84,24 +84,17 @@ class Cluster {
   storage::MemoryStore& store() { return store_; }
 
   void AddNode(const std::string& node) {
-    v1::RegisterRequest req;
-    req.set_node_name(node);
-    req.set_address("127.0.0.1");
-    req.set_gpu_backend("fake");
-    test::AddH100Gpus(&req, 8, absl::StrCat("GPU-", node, "-"));
+    v1::RegisterRequest req =
+        test::FakeRegistration(node, 8, absl::StrCat("GPU-", node, "-"));
     for (const auto& [key, j] : jobs_[node]) {
       v1::RunningJob* r = req.add_running_jobs();
       r->set_job_id(j.id);
       r->set_attempt(j.attempt);
       for (uint32_t g : j.gpus) r->add_gpu_indices(g);
     }
-    auto resp = cm_->RegisterAgent(req);
-    ASSERT_TRUE(resp.ok()) << resp.status();
     auto link = std::make_unique<Link>(node, this);
-    v1::AgentHello hello;
-    hello.set_node_name(node);
-    hello.set_session_id(resp->session_id());
-    ASSERT_TRUE(cm_->AttachAgent(hello, link.get()).ok());
+    auto resp = test::ConnectAgent(*cm_, req, link.get());
+    ASSERT_TRUE(resp.ok()) << resp.status();
     links_[node] = std::move(link);
     Report(node);
   }

@@ -137,11 +137,9 @@ class TestCluster {
   storage::MemoryStore& memory() { return memory_; }
 
   v1::RegisterRequest RegisterRequest(const std::string& node) const {
-    v1::RegisterRequest req;
-    req.set_node_name(node);
-    req.set_address(absl::StrCat("10.0.0.", node.substr(1)));
-    req.set_gpu_backend("fake");
-    test::AddH100Gpus(&req, kGpusPerNode, absl::StrCat("GPU-", node, "-"));
+    v1::RegisterRequest req = test::FakeRegistration(
+        node, kGpusPerNode, absl::StrCat("GPU-", node, "-"),
+        absl::StrCat("10.0.0.", node.substr(1)));
     for (v1::GpuInfo& g : *req.mutable_gpus()) {
       g.set_memory_total_bytes(80ull << 30);
     }
@@ -166,14 +164,10 @@ class TestCluster {
     const std::string& node = req.node_name();
     if (links_[node] != nullptr)
       manager_->DetachAgent(node, links_[node].get());
-    auto resp = manager_->RegisterAgent(req);
+    auto link = std::make_unique<FakeLink>(node, this);
+    auto resp = test::ConnectAgent(*manager_, req, link.get());
     ASSERT_TRUE(resp.ok()) << resp.status();
     ASSERT_EQ(resp->node_name(), node);
-    auto link = std::make_unique<FakeLink>(node, this);
-    v1::AgentHello hello;
-    hello.set_node_name(node);
-    hello.set_session_id(resp->session_id());
-    ASSERT_TRUE(manager_->AttachAgent(hello, link.get()).ok());
     old_links_.push_back(std::move(links_[node]));
     links_[node] = std::move(link);
   }

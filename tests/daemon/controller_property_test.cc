@@ -199,11 +199,8 @@ class World {
   // processes are gone.
   void Register(const std::string& node, bool restarted) {
     if (restarted) procs_[node].clear();
-    v1::RegisterRequest req;
-    req.set_node_name(node);
-    req.set_address("127.0.0.1");
-    req.set_gpu_backend("fake");
-    test::AddH100Gpus(&req, kGpus, absl::StrCat("GPU-", node, "-"));
+    v1::RegisterRequest req =
+        test::FakeRegistration(node, kGpus, absl::StrCat("GPU-", node, "-"));
     for (const Proc& p : procs_[node]) {
       v1::RunningJob* r = req.add_running_jobs();
       r->set_job_id(p.id);
@@ -211,13 +208,9 @@ class World {
       r->set_exited(p.exited);
       for (uint32_t g : p.gpus) r->add_gpu_indices(g);
     }
-    auto resp = cm_->RegisterAgent(req);
-    ASSERT_TRUE(resp.ok()) << resp.status();
     auto link = std::make_unique<Link>(node, this);
-    v1::AgentHello hello;
-    hello.set_node_name(node);
-    hello.set_session_id(resp->session_id());
-    ASSERT_TRUE(cm_->AttachAgent(hello, link.get()).ok());
+    auto resp = test::ConnectAgent(*cm_, req, link.get());
+    ASSERT_TRUE(resp.ok()) << resp.status();
     links_[node] = std::move(link);
     // Remembered exits follow on the stream.
     std::vector<Proc> exited;

@@ -150,17 +150,9 @@ class ArrayManagerTest : public ::testing::Test {
     opts.clock = &clock_;
     cm_ = std::make_unique<ClusterManager>(std::move(opts));
     ASSERT_TRUE(cm_->Load().ok());
-    v1::RegisterRequest req;
-    req.set_node_name("n1");
-    req.set_address("10.0.0.1");
-    req.set_gpu_backend("fake");
-    test::AddH100Gpus(&req, 8, "GPU-");
-    auto resp = cm_->RegisterAgent(req);
+    auto resp = test::ConnectAgent(
+        *cm_, test::FakeRegistration("n1", 8, "GPU-", "10.0.0.1"), &link_);
     ASSERT_TRUE(resp.ok()) << resp.status();
-    v1::AgentHello hello;
-    hello.set_node_name("n1");
-    hello.set_session_id(resp->session_id());
-    ASSERT_TRUE(cm_->AttachAgent(hello, &link_).ok());
     Report();
   }
   void TearDown() override { cm_->DetachAgent("n1", &link_); }

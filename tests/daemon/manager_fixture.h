@@ -8,6 +8,7 @@
 #include <initializer_list>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "common/clock.h"
 #include "config/cluster_config.h"
@@ -58,6 +59,33 @@ inline void AddH100Gpus(v1::RegisterRequest* req, int count,
     g->set_max_power_limit_mw(700 * kW);
     g->set_default_power_limit_mw(700 * kW);
   }
+}
+
+// A fake agent's registration: node `node` at `address`, GPU backend
+// "fake", `gpus` H100s (AddH100Gpus with `uuid_prefix`).
+inline v1::RegisterRequest FakeRegistration(
+    const std::string& node, int gpus, const std::string& uuid_prefix,
+    const std::string& address = "127.0.0.1") {
+  v1::RegisterRequest req;
+  req.set_node_name(node);
+  req.set_address(address);
+  req.set_gpu_backend("fake");
+  AddH100Gpus(&req, gpus, uuid_prefix);
+  return req;
+}
+
+// Registers `req` and attaches `link` as the node's stream with the
+// session the registration gave, as an agent does on connecting.
+inline absl::StatusOr<v1::RegisterResponse> ConnectAgent(
+    ClusterManager& cm, const v1::RegisterRequest& req, AgentLink* link) {
+  auto resp = cm.RegisterAgent(req);
+  if (!resp.ok()) return resp.status();
+  v1::AgentHello hello;
+  hello.set_node_name(req.node_name());
+  hello.set_session_id(resp->session_id());
+  absl::Status s = cm.AttachAgent(hello, link);
+  if (!s.ok()) return s;
+  return resp;
 }
 
 // Adds GPU `index`'s status to an agent's report: a healthy H100 with

@@ -57,17 +57,9 @@ class OneNode final : public AgentLink {
     o.report_interval = absl::Seconds(1);  // one sample = one 1 s report
     cm_ = std::make_unique<ClusterManager>(std::move(o));
     EXPECT_TRUE(cm_->Load().ok());
-    v1::RegisterRequest req;
-    req.set_node_name("n1");
-    req.set_address("127.0.0.1");
-    req.set_gpu_backend("fake");
-    test::AddH100Gpus(&req, 8, "GPU-");
-    auto resp = cm_->RegisterAgent(req);
+    auto resp =
+        test::ConnectAgent(*cm_, test::FakeRegistration("n1", 8, "GPU-"), this);
     EXPECT_TRUE(resp.ok()) << resp.status();
-    v1::AgentHello hello;
-    hello.set_node_name("n1");
-    hello.set_session_id(resp->session_id());
-    EXPECT_TRUE(cm_->AttachAgent(hello, this).ok());
     Report(0);
   }
   void Send(const v1::DaemonMessage& m) override {

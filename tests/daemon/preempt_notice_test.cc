@@ -155,18 +155,10 @@ class Node final : public AgentLink {
     o.clock = &clock_;
     o.report_interval = absl::Milliseconds(500);
     cm_ = std::make_unique<ClusterManager>(std::move(o));
-    v1::RegisterRequest req;
-    req.set_node_name("n1");
-    req.set_address("127.0.0.1");
-    req.set_gpu_backend("fake");
-    test::AddH100Gpus(&req, 8, "GPU-");
     for (int i = 0; i < 8; ++i) limits_[i] = 700 * kW;
-    auto resp = cm_->RegisterAgent(req);
+    auto resp =
+        test::ConnectAgent(*cm_, test::FakeRegistration("n1", 8, "GPU-"), this);
     EXPECT_TRUE(resp.ok()) << resp.status();
-    v1::AgentHello hello;
-    hello.set_node_name("n1");
-    hello.set_session_id(resp->session_id());
-    EXPECT_TRUE(cm_->AttachAgent(hello, this).ok());
     Report();
   }
   void Send(const v1::DaemonMessage& m) override {

@@ -85,11 +85,8 @@ class SchedLimits : public ::testing::Test {
       const std::string& node,
       const std::vector<std::pair<std::string, uint32_t>>& running = {},
       const std::vector<std::pair<std::string, uint32_t>>& exited = {}) {
-    v1::RegisterRequest req;
-    req.set_node_name(node);
-    req.set_address("10.0.0.1");
-    req.set_gpu_backend("fake");
-    test::AddH100Gpus(&req, kGpus, absl::StrCat("GPU-", node, "-"));
+    v1::RegisterRequest req = test::FakeRegistration(
+        node, kGpus, absl::StrCat("GPU-", node, "-"), "10.0.0.1");
     for (const auto& [id, attempt] : running) {
       v1::RunningJob* r = req.add_running_jobs();
       r->set_job_id(id);
@@ -101,13 +98,9 @@ class SchedLimits : public ::testing::Test {
       r->set_attempt(attempt);
       r->set_exited(true);
     }
-    auto resp = cm_->RegisterAgent(req);
-    ASSERT_TRUE(resp.ok()) << resp.status();
     links_[node] = std::make_unique<Link>(&sent_[node]);
-    v1::AgentHello hello;
-    hello.set_node_name(node);
-    hello.set_session_id(resp->session_id());
-    ASSERT_TRUE(cm_->AttachAgent(hello, links_[node].get()).ok());
+    auto resp = test::ConnectAgent(*cm_, req, links_[node].get());
+    ASSERT_TRUE(resp.ok()) << resp.status();
     Report(node);
   }
   void Report(const std::string& node) {
