@@ -90,13 +90,7 @@ void KeptWork::Rebuild(const ClusterSnapshot& s, const PolicyConfig& config) {
   on_node.assign(s.nodes.size(), {});
   for (size_t i = 0; i < s.running.size(); ++i) {
     active.push_back(ActiveOf(s.running[i], static_cast<int32_t>(i), *state));
-    for (const NodeAlloc& a : active.back().allocs) {
-      auto& list = on_node[a.node];
-      if (std::find(list.begin(), list.end(), static_cast<int32_t>(i)) ==
-          list.end()) {
-        list.push_back(static_cast<int32_t>(i));
-      }
-    }
+    Link(static_cast<int32_t>(i));  // the nodes it marks are cleared below
   }
   invalid = false;
   for (int n : dirty_nodes) node_marked[n] = false;
