@@ -10,6 +10,14 @@ namespace joule::scheduler {
 
 namespace {
 
+// The share of `cls` among per-class shares.
+int64_t ClassShare(ServiceClass cls, int64_t reserved, int64_t on_demand,
+                   int64_t spot) {
+  if (cls == ServiceClass::kReserved) return reserved;
+  if (cls == ServiceClass::kSpot) return spot;
+  return on_demand;
+}
+
 int64_t ShareFloorMw(int64_t permille, int64_t limit_mw, int64_t model_min_mw) {
   permille = std::clamp<int64_t>(permille, 0, 1000);
   const int64_t share = limit_mw * permille / 1000;
@@ -21,20 +29,21 @@ int64_t ShareFloorMw(int64_t permille, int64_t limit_mw, int64_t model_min_mw) {
 int64_t ClassFloorMw(ServiceClass cls, int64_t limit_mw, int64_t model_min_mw,
                      const ClassFloors& floors) {
   if (!floors.enabled || limit_mw <= model_min_mw) return limit_mw;
-  int64_t permille = floors.on_demand_permille;
-  if (cls == ServiceClass::kReserved) permille = floors.reserved_permille;
-  if (cls == ServiceClass::kSpot) permille = floors.spot_permille;
-  return ShareFloorMw(permille, limit_mw, model_min_mw);
+  return ShareFloorMw(
+      ClassShare(cls, floors.reserved_permille, floors.on_demand_permille,
+                 floors.spot_permille),
+      limit_mw, model_min_mw);
 }
 
 int64_t ClassStartFloorMw(ServiceClass cls, int64_t limit_mw,
                           int64_t model_min_mw, const ClassFloors& floors) {
   const int64_t floor = ClassFloorMw(cls, limit_mw, model_min_mw, floors);
   if (!floors.enabled || limit_mw <= model_min_mw) return floor;
-  int64_t permille = floors.on_demand_start_permille;
-  if (cls == ServiceClass::kReserved) permille = floors.reserved_start_permille;
-  if (cls == ServiceClass::kSpot) permille = floors.spot_start_permille;
-  return std::min(floor, ShareFloorMw(permille, limit_mw, model_min_mw));
+  return std::min(floor,
+                  ShareFloorMw(ClassShare(cls, floors.reserved_start_permille,
+                                          floors.on_demand_start_permille,
+                                          floors.spot_start_permille),
+                               limit_mw, model_min_mw));
 }
 
 int64_t StartedFloorMw(int64_t start_limit_mw, int64_t floor_mw) {
