@@ -1,9 +1,18 @@
 #include "sim/delay.h"
 
 #include <algorithm>
+#include <cmath>
 #include <vector>
 
 namespace joule::sim {
+
+double NearestRankPercentile(std::vector<int64_t>& v, double p) {
+  if (v.empty()) return 0;
+  const size_t idx = std::min(
+      v.size() - 1, static_cast<size_t>(std::ceil(p / 100.0 * v.size())) - 1);
+  std::nth_element(v.begin(), v.begin() + idx, v.end());
+  return static_cast<double>(v[idx]);
+}
 
 CensoredDelay CensoredQueueDelay(absl::Span<const JobDelayInput> jobs,
                                  int64_t end_ms) {
@@ -24,11 +33,7 @@ CensoredDelay CensoredQueueDelay(absl::Span<const JobDelayInput> jobs,
   double sum = 0;
   for (int64_t d : delays) sum += static_cast<double>(d);
   out.mean_s = sum / static_cast<double>(delays.size()) / 1000.0;
-  // Nearest rank: report number ceil(n × 0.95), counted from 1.
-  const size_t n = delays.size();
-  const size_t idx = (n * 95 + 99) / 100 - 1;
-  std::nth_element(delays.begin(), delays.begin() + idx, delays.end());
-  out.p95_s = static_cast<double>(delays[idx]) / 1000.0;
+  out.p95_s = NearestRankPercentile(delays, 95) / 1000.0;
   return out;
 }
 

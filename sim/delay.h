@@ -10,6 +10,7 @@
 // thread-safe.
 
 #include <cstdint>
+#include <vector>
 
 #include "absl/types/span.h"
 
@@ -27,6 +28,10 @@ struct CensoredDelay {
   double mean_s = 0;
   double p95_s = 0;  // nearest rank, as the started-only delay
 };
+
+// The p-th percentile (0 < p <= 100) of `v` by nearest rank: the value of
+// rank ceil(p/100 × n), counted from 1; 0 for none. Reorders `v`.
+double NearestRankPercentile(std::vector<int64_t>& v, double p);
 
 // Over `jobs`, with the run ending at end_ms.
 CensoredDelay CensoredQueueDelay(absl::Span<const JobDelayInput> jobs,

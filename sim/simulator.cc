@@ -92,14 +92,6 @@ v1::ServiceClass ToProtoClass(ServiceClass c) {
   return v1::SERVICE_CLASS_ON_DEMAND;
 }
 
-double Percentile(std::vector<int64_t>& v, double p) {
-  if (v.empty()) return 0;
-  const size_t idx = std::min(
-      v.size() - 1, static_cast<size_t>(std::ceil(p / 100.0 * v.size())) - 1);
-  std::nth_element(v.begin(), v.begin() + idx, v.end());
-  return static_cast<double>(v[idx]);
-}
-
 // Runtime state of one job of the workload.
 struct JobRt {
   enum State : uint8_t { kFuture, kPending, kRunning, kDone };
@@ -1346,9 +1338,9 @@ void Sim::Finish(SimResult* out) {
     double sum = 0;
     for (int64_t d : queue_delays_ms_) sum += d;
     r.queue_delay_mean_s = sum / queue_delays_ms_.size() / 1000.0;
-    r.queue_delay_p50_s = Percentile(queue_delays_ms_, 50) / 1000.0;
-    r.queue_delay_p95_s = Percentile(queue_delays_ms_, 95) / 1000.0;
-    r.queue_delay_p99_s = Percentile(queue_delays_ms_, 99) / 1000.0;
+    r.queue_delay_p50_s = NearestRankPercentile(queue_delays_ms_, 50) / 1000.0;
+    r.queue_delay_p95_s = NearestRankPercentile(queue_delays_ms_, 95) / 1000.0;
+    r.queue_delay_p99_s = NearestRankPercentile(queue_delays_ms_, 99) / 1000.0;
   }
   {
     std::vector<JobDelayInput> in(jobs_.size());
