@@ -17,41 +17,38 @@ std::string FromDescriptor(const google::protobuf::EnumValueDescriptor* v,
       absl::AsciiStrToLower(v->name().substr(prefix.size())), {{"_", "-"}});
 }
 
-// Every value of each enum, the ones added after this test too: the table
-// in common/proto_names.cc names it as its descriptor does, and parsing the
-// name gives the value back.
-TEST(ProtoNamesTest, EveryJobStateNamedAsItsDescriptor) {
-  const auto* d = v1::JobState_descriptor();
+// Every value of an enum, the ones added after this test too: the table
+// in common/proto_names.cc names it as its descriptor does (value 0 is
+// "unspecified"), and parsing the name gives the value back.
+template <typename Enum, typename NameFn, typename ParseFn>
+void ExpectEveryValueNamedAsItsDescriptor(
+    const google::protobuf::EnumDescriptor* d, const std::string& prefix,
+    NameFn name, ParseFn parse, const std::string& flag) {
   for (int i = 0; i < d->value_count(); ++i) {
     const auto* v = d->value(i);
-    const auto state = static_cast<v1::JobState>(v->number());
+    const auto value = static_cast<Enum>(v->number());
     if (v->number() == 0) {
-      EXPECT_EQ(JobStateName(state), "unspecified");
+      EXPECT_EQ(name(value), "unspecified");
       continue;
     }
-    const std::string want = FromDescriptor(v, "JOB_STATE_");
-    EXPECT_EQ(JobStateName(state), want) << v->name();
-    auto parsed = ParseJobStateName(want, "--state");
+    const std::string want = FromDescriptor(v, prefix);
+    EXPECT_EQ(name(value), want) << v->name();
+    auto parsed = parse(want, flag);
     ASSERT_TRUE(parsed.ok()) << parsed.status();
-    EXPECT_EQ(*parsed, state);
+    EXPECT_EQ(*parsed, value);
   }
 }
 
+TEST(ProtoNamesTest, EveryJobStateNamedAsItsDescriptor) {
+  ExpectEveryValueNamedAsItsDescriptor<v1::JobState>(
+      v1::JobState_descriptor(), "JOB_STATE_", JobStateName, ParseJobStateName,
+      "--state");
+}
+
 TEST(ProtoNamesTest, EveryServiceClassNamedAsItsDescriptor) {
-  const auto* d = v1::ServiceClass_descriptor();
-  for (int i = 0; i < d->value_count(); ++i) {
-    const auto* v = d->value(i);
-    const auto cls = static_cast<v1::ServiceClass>(v->number());
-    if (v->number() == 0) {
-      EXPECT_EQ(ServiceClassName(cls), "unspecified");
-      continue;
-    }
-    const std::string want = FromDescriptor(v, "SERVICE_CLASS_");
-    EXPECT_EQ(ServiceClassName(cls), want) << v->name();
-    auto parsed = ParseServiceClassName(want, "--class");
-    ASSERT_TRUE(parsed.ok()) << parsed.status();
-    EXPECT_EQ(*parsed, cls);
-  }
+  ExpectEveryValueNamedAsItsDescriptor<v1::ServiceClass>(
+      v1::ServiceClass_descriptor(), "SERVICE_CLASS_", ServiceClassName,
+      ParseServiceClassName, "--class");
 }
 
 TEST(ProtoNamesTest, UnknownNumbersAndNamesAndTheDashlessSpelling) {
