@@ -1,5 +1,7 @@
 #include "config/cluster_config.h"
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 #include "gtest/gtest.h"
 
 namespace joule::config {
@@ -15,6 +17,13 @@ constexpr char kGood[] = R"pb(
   node { name: "n1" domain: "rack1" node_model: "hgx" }
   scheduler { admission: "measured" default_domain: "rack1" }
 )pb";
+
+// The site (1 MW) on line 1 and `line` on line 2 of "c.conf".
+absl::StatusOr<ClusterConfig> ParseSiteWith(absl::string_view line) {
+  return ParseClusterConfig(
+      absl::StrCat("domain { name: \"site\" cap: \"1MW\" }\n", line, "\n"),
+      "c.conf");
+}
 
 TEST(ClusterConfigTest, ParsesAGoodConfig) {
   auto cfg = ParseClusterConfig(kGood, "good.conf");
@@ -145,11 +154,9 @@ TEST(ClusterConfigTest, PowerOptions) {
             scheduler::MeasuredCommitRule::kPercentile);
   EXPECT_EQ(def->scheduler.plus_commit.percentile, 50u);
   // Named classes change; the others keep the default.
-  auto cfg = ParseClusterConfig(
-      "domain { name: \"site\" cap: \"1MW\" }\n"
+  auto cfg = ParseSiteWith(
       "scheduler { class_floors: \"on-demand=0.6,spot=0.25\" power_fit: "
-      "\"every-level\" efficiency_knee: \"0.6\" }\n",
-      "c.conf");
+      "\"every-level\" efficiency_knee: \"0.6\" }");
   ASSERT_TRUE(cfg.ok()) << cfg.status();
   EXPECT_EQ(cfg->scheduler.class_floors.reserved_permille, 1000);
   EXPECT_EQ(cfg->scheduler.class_floors.on_demand_permille, 600);
@@ -157,26 +164,18 @@ TEST(ClusterConfigTest, PowerOptions) {
   EXPECT_EQ(cfg->scheduler.power_fit, scheduler::PowerFit::kEveryLevel);
   EXPECT_EQ(cfg->scheduler.efficiency_knee_permille, 600);
   // A start floor below the on-demand floor (ClassStartFloorMw).
-  auto start = ParseClusterConfig(
-      "domain { name: \"site\" cap: \"1MW\" }\n"
-      "scheduler { class_floors: \"on-demand-start=0.6\" }\n",
-      "c.conf");
+  auto start =
+      ParseSiteWith("scheduler { class_floors: \"on-demand-start=0.6\" }");
   ASSERT_TRUE(start.ok()) << start.status();
   EXPECT_EQ(start->scheduler.class_floors.on_demand_permille, 800);
   EXPECT_EQ(start->scheduler.class_floors.on_demand_start_permille, 600);
   EXPECT_EQ(def->scheduler.class_floors.on_demand_start_permille, 1000);
-  auto off = ParseClusterConfig(
-      "domain { name: \"site\" cap: \"1MW\" }\n"
-      "scheduler { class_floors: \"off\" }\n",
-      "c.conf");
+  auto off = ParseSiteWith("scheduler { class_floors: \"off\" }");
   ASSERT_TRUE(off.ok()) << off.status();
   EXPECT_FALSE(off->scheduler.class_floors.enabled);
   // The floor clamp: the very rule joule-sim's --plus-commit floor-clamp
   // uses (scheduler::FloorClampRule: p50 low, p95 high, no margin).
-  auto clamp = ParseClusterConfig(
-      "domain { name: \"site\" cap: \"1MW\" }\n"
-      "scheduler { plus_commit: \"floor-clamp\" }\n",
-      "c.conf");
+  auto clamp = ParseSiteWith("scheduler { plus_commit: \"floor-clamp\" }");
   ASSERT_TRUE(clamp.ok()) << clamp.status();
   const scheduler::MeasuredCommitRule want = scheduler::FloorClampRule();
   EXPECT_EQ(clamp->scheduler.plus_commit.kind, want.kind);
@@ -192,17 +191,12 @@ TEST(ClusterConfigTest, Retention) {
   ASSERT_TRUE(def.ok()) << def.status();
   EXPECT_EQ(def->finished_job_retention, absl::Hours(2160));
   EXPECT_EQ(def->event_retention, absl::Hours(840));
-  auto cfg = ParseClusterConfig(
-      "domain { name: \"site\" cap: \"1MW\" }\n"
-      "retention { finished_jobs: \"0s\" events: \"1h\" }\n",
-      "c.conf");
+  auto cfg =
+      ParseSiteWith("retention { finished_jobs: \"0s\" events: \"1h\" }");
   ASSERT_TRUE(cfg.ok()) << cfg.status();
   EXPECT_EQ(cfg->finished_job_retention, absl::ZeroDuration());  // forever
   EXPECT_EQ(cfg->event_retention, absl::Hours(1));
-  auto bad = ParseClusterConfig(
-      "domain { name: \"site\" cap: \"1MW\" }\n"
-      "retention { events: \"30m\" }\n",
-      "c.conf");
+  auto bad = ParseSiteWith("retention { events: \"30m\" }");
   EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_EQ(bad.status().message(),
             "c.conf:2: retention.events: must be 0s (keep forever) or at "
