@@ -2,9 +2,6 @@
 // the Retention pass over one store, with a fake clock, over several rounds
 // and across restarts; the same test over memory, RocksDB and etcd (real
 // etcd processes). Also the pure selection (ExpiredJobGroups), table-driven.
-#include <unistd.h>
-
-#include <filesystem>
 #include <map>
 #include <memory>
 #include <set>
@@ -22,11 +19,8 @@
 #include "daemon/job_retention.h"
 #include "daemon/retention.h"
 #include "gtest/gtest.h"
-#include "storage/etcd_client.h"
-#include "storage/etcd_store.h"
-#include "storage/memory_store.h"
-#include "storage/rocksdb_store.h"
 #include "tests/storage/etcd_fixture.h"
+#include "tests/storage/test_stores.h"
 
 namespace joule::daemon {
 namespace {
@@ -144,61 +138,21 @@ class SmallBatches : public storage::ForwardingStore {
   int64_t max_batch_ops() const override { return 2; }
 };
 
-enum class Kind { kMemory, kRocksDb, kEtcd };
-
-class RetentionDaemonTest : public ::testing::TestWithParam<Kind> {
+// The store kinds of tests/storage/test_stores.h: "memory", "rocksdb",
+// "etcd" (one real etcd member per test binary).
+class RetentionDaemonTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           absl::StrCat("joule-retention-", getpid(), "-",
-                        static_cast<int>(GetParam()));
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
-    if (GetParam() == Kind::kEtcd) {
-      if (joule::testing::EtcdBinary().empty()) {
-        GTEST_SKIP() << "etcd is not installed: skipped";
-      }
-      etcd_ = std::make_unique<joule::testing::EtcdCluster>(
-          joule::testing::EtcdCluster::Options{});
-      ASSERT_TRUE(etcd_->Start().ok());
+    if (GetParam() == "etcd" && joule::testing::EtcdBinary().empty()) {
+      GTEST_SKIP() << "etcd is not installed: skipped";
     }
-    OpenStore();
+    auto s = joule::testing::OpenTestStore(GetParam());
+    ASSERT_TRUE(s.ok()) << s.status();
+    test_store_ = std::move(*s);
+    store_ = std::make_unique<SmallBatches>(test_store_.get());
   }
-  void TearDown() override {
-    Close();
-    etcd_.reset();
-    std::filesystem::remove_all(dir_);
-  }
+  void TearDown() override { Close(); }
 
-  // (Re)opens the store the way a restarted jouled does.
-  void OpenStore() {
-    switch (GetParam()) {
-      case Kind::kMemory:
-        if (memory_ == nullptr)
-          memory_ = std::make_unique<storage::MemoryStore>();
-        base_ = memory_.get();
-        break;
-      case Kind::kRocksDb: {
-        auto s = storage::RocksDbStore::Open({.path = dir_ / "db"});
-        ASSERT_TRUE(s.ok()) << s.status();
-        rocks_ = std::move(*s);
-        base_ = rocks_.get();
-        break;
-      }
-      case Kind::kEtcd: {
-        storage::EtcdClientOptions o;
-        o.endpoints = etcd_->EndpointList();
-        auto c = storage::EtcdClient::Create(o);
-        ASSERT_TRUE(c.ok()) << c.status();
-        client_ = std::move(*c);
-        etcd_store_ = std::make_unique<storage::EtcdStore>(
-            client_.get(), storage::EtcdStore::Options{});
-        base_ = etcd_store_.get();
-        break;
-      }
-    }
-    store_ = std::make_unique<SmallBatches>(base_);
-  }
   // A jouled starting: ledger and manager load the store.
   void StartDaemon() {
     ledger_ =
@@ -220,21 +174,18 @@ class RetentionDaemonTest : public ::testing::TestWithParam<Kind> {
     manager_.reset();
     ledger_.reset();
   }
+  // (Re)opens the store the way a restarted jouled does.
   void Restart() {
     StopDaemon();
-    Close();
-    OpenStore();
+    store_.reset();
+    ASSERT_TRUE(test_store_.Reopen().ok());
+    store_ = std::make_unique<SmallBatches>(test_store_.get());
     StartDaemon();
   }
   void Close() {
     StopDaemon();
     store_.reset();
-    if (rocks_) {
-      ASSERT_TRUE(rocks_->Close().ok());
-    }
-    rocks_.reset();
-    etcd_store_.reset();
-    client_.reset();
+    ASSERT_TRUE(test_store_.Close().ok());
   }
 
   // A finished or pending job record written straight to the store, as a
@@ -333,15 +284,9 @@ class RetentionDaemonTest : public ::testing::TestWithParam<Kind> {
     return r.ok() ? *r : Retention::Result{};
   }
 
-  std::filesystem::path dir_;
   FakeClock clock_{Day(1, 1)};
   Tenants tenants_;
-  std::unique_ptr<joule::testing::EtcdCluster> etcd_;
-  std::unique_ptr<storage::MemoryStore> memory_;
-  std::unique_ptr<storage::RocksDbStore> rocks_;
-  std::unique_ptr<storage::EtcdClient> client_;
-  std::unique_ptr<storage::EtcdStore> etcd_store_;
-  storage::Store* base_ = nullptr;
+  joule::testing::TestStore test_store_;
   std::unique_ptr<SmallBatches> store_;
   std::unique_ptr<billing::Ledger> ledger_;
   std::unique_ptr<ClusterManager> manager_;
@@ -460,18 +405,11 @@ TEST_P(RetentionDaemonTest, OldJobsAndEventsGoOnlyWhenNothingNeedsThem) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, RetentionDaemonTest,
-                         ::testing::Values(Kind::kMemory, Kind::kRocksDb,
-                                           Kind::kEtcd),
+                         ::testing::Values("memory", "rocksdb", "etcd"),
                          [](const auto& info) {
-                           switch (info.param) {
-                             case Kind::kMemory:
-                               return std::string("Memory");
-                             case Kind::kRocksDb:
-                               return std::string("RocksDb");
-                             case Kind::kEtcd:
-                               return std::string("Etcd");
-                           }
-                           return std::string("?");
+                           if (info.param == "memory") return "Memory";
+                           if (info.param == "rocksdb") return "RocksDb";
+                           return "Etcd";
                          });
 
 }  // namespace

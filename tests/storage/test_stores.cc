@@ -23,8 +23,13 @@ struct SharedEtcd {
   }
 };
 
-absl::StatusOr<storage::EtcdClient*> SharedEtcdClient() {
+SharedEtcd& Shared() {
   static SharedEtcd shared;
+  return shared;
+}
+
+absl::StatusOr<storage::EtcdClient*> SharedEtcdClient() {
+  SharedEtcd& shared = Shared();
   if (shared.client == nullptr) {
     if (shared.cluster == nullptr) {
       shared.cluster = std::make_unique<EtcdCluster>(EtcdCluster::Options{});
@@ -46,12 +51,46 @@ absl::StatusOr<storage::EtcdClient*> SharedEtcdClient() {
 
 TestStore::~TestStore() {
   store_.reset();
+  etcd_client_.reset();
   if (!dir_.empty()) std::filesystem::remove_all(dir_);
+}
+
+absl::Status TestStore::Close() {
+  absl::Status s;
+  if (kind_ == "rocksdb" && store_ != nullptr) {
+    s = static_cast<storage::RocksDbStore*>(store_.get())->Close();
+    store_.reset();
+  } else if (kind_ == "etcd") {
+    store_.reset();
+    etcd_client_.reset();
+  }
+  return s;
+}
+
+absl::Status TestStore::Reopen() {
+  if (kind_ == "memory") return absl::OkStatus();
+  if (absl::Status s = Close(); !s.ok()) return s;
+  if (kind_ == "rocksdb") {
+    auto s = storage::RocksDbStore::Open({.path = dir_});
+    if (!s.ok()) return s.status();
+    store_ = std::move(*s);
+    return absl::OkStatus();
+  }
+  if (Shared().cluster == nullptr) {
+    return absl::FailedPreconditionError("no shared etcd member");
+  }
+  auto c = storage::EtcdClient::Create(
+      {.endpoints = Shared().cluster->EndpointList()});
+  if (!c.ok()) return c.status();
+  etcd_client_ = std::move(*c);
+  store_ = std::make_unique<storage::EtcdStore>(etcd_client_.get(), etcd_);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<TestStore> OpenTestStore(
     std::string_view kind, const storage::EtcdStore::Options& etcd) {
   TestStore t;
+  t.kind_ = kind;
   if (kind == "memory") {
     t.store_ = std::make_unique<storage::MemoryStore>();
   } else if (kind == "rocksdb") {
@@ -75,6 +114,7 @@ absl::StatusOr<TestStore> OpenTestStore(
     static int n = 0;
     storage::EtcdStore::Options o = etcd;
     o.prefix = absl::StrCat(etcd.prefix, "-", ++n);
+    t.etcd_ = o;
     t.store_ = std::make_unique<storage::EtcdStore>(*client, o);
   } else {
     return absl::InvalidArgumentError(absl::StrCat(

@@ -8,14 +8,17 @@
 #include <string>
 #include <string_view>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "storage/etcd_client.h"
 #include "storage/etcd_store.h"
 #include "storage/store.h"
 
 namespace joule::testing {
 
 // A store opened for one test. Owns the store and, for RocksDB, its temp
-// dir (removed on destruction, after the store is closed). Not thread-safe.
+// dir (removed on destruction, after the store is closed); for etcd after a
+// Reopen, the client of its own. Not thread-safe.
 class TestStore {
  public:
   TestStore() = default;
@@ -23,11 +26,25 @@ class TestStore {
   TestStore& operator=(TestStore&&) = default;
   ~TestStore();
 
+  // Null between Close and Reopen (RocksDB and etcd).
   storage::Store* get() const { return store_.get(); }
+
+  // Closes the store as a stopping daemon does: RocksDB closed (its error
+  // returned), etcd's store and own client dropped; memory keeps its store
+  // (there is nothing on disk to reopen it from).
+  absl::Status Close();
+  // Closes the store if it is open and opens it again over the same data,
+  // as a restarted daemon does: RocksDB on the same dir; etcd a new client
+  // to the shared member and a new EtcdStore on the same prefix; memory the
+  // same MemoryStore.
+  absl::Status Reopen();
 
  private:
   friend absl::StatusOr<TestStore> OpenTestStore(
       std::string_view kind, const storage::EtcdStore::Options& etcd);
+  std::string kind_;
+  storage::EtcdStore::Options etcd_;  // with its prefix, for Reopen
+  std::unique_ptr<storage::EtcdClient> etcd_client_;  // after a Reopen
   std::unique_ptr<storage::Store> store_;
   std::string dir_;
 };
