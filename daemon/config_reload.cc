@@ -32,22 +32,28 @@ std::string Permille(int64_t p) { return absl::StrFormat("%g", p / 1000.0); }
 
 std::string FloorsText(const scheduler::ClassFloors& f) {
   if (!f.enabled) return "off";
-  std::string out = absl::StrCat("reserved=", Permille(f.reserved_permille),
-                                 ",on-demand=", Permille(f.on_demand_permille),
-                                 ",spot=", Permille(f.spot_permille));
-  // Start floors only where they are below the floor (else they do nothing).
-  if (f.reserved_start_permille < f.reserved_permille) {
-    absl::StrAppend(&out,
-                    ",reserved-start=", Permille(f.reserved_start_permille));
+  struct Class {
+    const char* name;
+    int64_t floor_permille;
+    int64_t start_permille;
+  };
+  const Class classes[] = {
+      {"reserved", f.reserved_permille, f.reserved_start_permille},
+      {"on-demand", f.on_demand_permille, f.on_demand_start_permille},
+      {"spot", f.spot_permille, f.spot_start_permille},
+  };
+  // The three floors, then the start floors only where they are below the
+  // floor (else they do nothing).
+  std::string floors, starts;
+  for (const Class& c : classes) {
+    absl::StrAppend(&floors, floors.empty() ? "" : ",", c.name, "=",
+                    Permille(c.floor_permille));
+    if (c.start_permille < c.floor_permille) {
+      absl::StrAppend(&starts, ",", c.name,
+                      "-start=", Permille(c.start_permille));
+    }
   }
-  if (f.on_demand_start_permille < f.on_demand_permille) {
-    absl::StrAppend(&out,
-                    ",on-demand-start=", Permille(f.on_demand_start_permille));
-  }
-  if (f.spot_start_permille < f.spot_permille) {
-    absl::StrAppend(&out, ",spot-start=", Permille(f.spot_start_permille));
-  }
-  return out;
+  return floors + starts;
 }
 
 std::string LimitText(int64_t v) {

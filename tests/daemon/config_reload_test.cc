@@ -60,6 +60,13 @@ TEST(DiffConfig, RunTimeSettingsAreAppliedAndNamed) {
       {"scheduler { class_floors: \"on-demand-start=0.6\" }",
        "scheduler.class_floors reserved=1,on-demand=0.8,spot=0 -> "
        "reserved=1,on-demand=0.8,spot=0,on-demand-start=0.6"},
+      // Each class's start floor in class order, and only below its floor
+      // (spot's 0.5 is above its floor of 0: it does nothing, not shown).
+      {"scheduler { class_floors: "
+       "\"spot-start=0.5,reserved-start=0.9,on-demand-start=0.6\" }",
+       "scheduler.class_floors reserved=1,on-demand=0.8,spot=0 -> "
+       "reserved=1,on-demand=0.8,spot=0,reserved-start=0.9,on-demand-start="
+       "0.6"},
       {"scheduler { power_fit: \"balanced\" }",
        "scheduler.power_fit leaf -> balanced"},
       {"scheduler { efficiency_knee: \"0.6\" }",
