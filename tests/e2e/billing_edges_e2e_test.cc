@@ -85,10 +85,7 @@ class BillingEdgesE2E : public ::testing::Test {
     o.config_text = Config();
     o.allow_unpriced = false;  // the production default
     c_ = std::make_unique<Cluster>(o);
-    c_->StartDaemon();
-    c_->StartAgent("n1");
-    ASSERT_TRUE(WaitForReadyNodes(*c_, 1));
-    ASSERT_EQ(Ctl({"tenant", "create", "acme"}).exit_code, 0);
+    ASSERT_NO_FATAL_FAILURE(StartCluster(*c_, {"n1"}));
   }
   CtlResult Ctl(std::vector<std::string> args) { return c_->Ctl(args); }
   void Ok(std::vector<std::string> args) {

@@ -33,13 +33,8 @@ class ClaimsE2E : public ::testing::Test {
     Cluster::Options o;
     o.config_text = Config(grace);
     cluster_ = std::make_unique<Cluster>(o);
-    cluster_->StartDaemon();
-    cluster_->StartAgent("n1");
-    cluster_->StartAgent("n2");
-    ASSERT_TRUE(WaitForReadyNodes(*cluster_, 2));
-    for (const char* t : {"acme", "beta"}) {
-      ASSERT_EQ(cluster_->Ctl({"tenant", "create", t}).exit_code, 0);
-    }
+    ASSERT_NO_FATAL_FAILURE(
+        StartCluster(*cluster_, {"n1", "n2"}, {"acme", "beta"}));
   }
   std::string Submit(std::vector<std::string> args) {
     return SubmitJob(*cluster_, std::move(args));

@@ -90,11 +90,7 @@ TEST(CliHabitsE2E, UsageHelpAndNearestCommand) {
 class CliE2E : public ::testing::Test {
  protected:
   void SetUp() override {
-    c_.StartDaemon();
-    c_.StartAgent("n1");
-    ASSERT_TRUE(WaitForReadyNodes(c_, 1));
-    ASSERT_EQ(c_.Ctl({"tenant", "create", "acme"}).exit_code, 0);
-    ASSERT_EQ(c_.Ctl({"tenant", "create", "globex"}).exit_code, 0);
+    ASSERT_NO_FATAL_FAILURE(StartCluster(c_, {"n1"}, {"acme", "globex"}));
   }
   std::string Submit(std::vector<std::string> args) {
     std::vector<std::string> a = {"job", "submit"};

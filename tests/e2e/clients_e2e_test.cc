@@ -22,10 +22,7 @@ bool Exists(const std::string& path) {
 class ClientsE2E : public ::testing::Test {
  protected:
   void SetUp() override {
-    c_.StartDaemon();
-    c_.StartAgent("n1");
-    ASSERT_TRUE(WaitForReadyNodes(c_, 1));
-    ASSERT_EQ(c_.Ctl({"tenant", "create", "acme"}).exit_code, 0);
+    ASSERT_NO_FATAL_FAILURE(StartCluster(c_, {"n1"}));
     token_file_ = c_.dir() + "/acme.token";
     WriteFile(token_file_, c_.CreateToken("tenant", "acme") + "\n");
   }

@@ -72,11 +72,7 @@ TEST(DashboardE2E, ChromiumShowsTheTreeNodesQueueAndEvents) {
   Cluster::Options o;
   o.config_text = Config();
   Cluster c(o);
-  c.StartDaemon();
-  c.StartAgent("n1");
-  c.StartAgent("n2");
-  ASSERT_TRUE(WaitForReadyNodes(c, 2));
-  ASSERT_EQ(c.Ctl({"tenant", "create", "acme"}).exit_code, 0);
+  ASSERT_NO_FATAL_FAILURE(StartCluster(c, {"n1", "n2"}));
   for (int i = 0; i < 3; ++i) {
     CtlResult sub = c.Ctl({"job", "submit", "--tenant", "acme", "--gpus", "8",
                            "--", "sleep", "120"});

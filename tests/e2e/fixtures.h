@@ -2,8 +2,8 @@
 
 // What the end-to-end tests share beyond the harness: the cluster config
 // text they give jouled (Cluster::Options::config_text), built from the
-// lines most of them repeat, and the wait for their agents to be READY.
-// Header-only.
+// lines most of them repeat, the wait for their agents to be READY, and
+// the start they mostly begin with. Header-only.
 
 #include <string>
 #include <vector>
@@ -90,6 +90,27 @@ inline bool WaitForReadyNodes(const Cluster& c, int n) {
     }
     return r.nodes_size() == n && ready == n;
   });
+}
+
+// Nodes n1..nCOUNT by name (ConfigBuilder::Nodes names them so).
+inline std::vector<std::string> NodeNames(int count) {
+  std::vector<std::string> names;
+  for (int i = 1; i <= count; ++i) names.push_back("n" + std::to_string(i));
+  return names;
+}
+
+// The start most tests begin with: jouled, one agent per name in `nodes`
+// (in order), the wait until exactly those nodes are READY, then `joulectl
+// tenant create` for each of `tenants`. Its failures are fatal: call it
+// inside ASSERT_NO_FATAL_FAILURE.
+inline void StartCluster(Cluster& c, const std::vector<std::string>& nodes,
+                         const std::vector<std::string>& tenants = {"acme"}) {
+  c.StartDaemon();
+  for (const std::string& n : nodes) c.StartAgent(n);
+  ASSERT_TRUE(WaitForReadyNodes(c, static_cast<int>(nodes.size())));
+  for (const std::string& t : tenants) {
+    ASSERT_EQ(c.Ctl({"tenant", "create", t}).exit_code, 0) << t;
+  }
 }
 
 }  // namespace joule::e2e

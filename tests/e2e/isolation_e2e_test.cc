@@ -21,10 +21,7 @@ TEST(IsolationE2E, JobMemoryAndCpuLimitsAreSetOrSaidNotEnforced) {
   Cluster::Options o;
   o.config_text = ConfigBuilder(/*hgx=*/false).Node("iso1", "site").Text();
   Cluster c(o);
-  c.StartDaemon();
-  c.StartAgent("iso1");
-  ASSERT_TRUE(WaitForReadyNodes(c, 1));
-  ASSERT_EQ(c.Ctl({"tenant", "create", "acme"}).exit_code, 0);
+  ASSERT_NO_FATAL_FAILURE(StartCluster(c, {"iso1"}));
   // The job prints the limits of the cgroups it is in: v1 memory and cpu
   // (hybrid), or the v2 files (pure v2).
   const std::string script =

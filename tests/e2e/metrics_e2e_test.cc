@@ -39,10 +39,7 @@ double Value(const std::string& text, const std::string& series) {
 
 TEST(MetricsE2E, ScrapeMatchesTheApiAndPassesPromtool) {
   Cluster c;
-  c.StartDaemon();
-  c.StartAgent("n1");
-  ASSERT_TRUE(WaitForReadyNodes(c, 1));
-  ASSERT_EQ(c.Ctl({"tenant", "create", "acme"}).exit_code, 0);
+  ASSERT_NO_FATAL_FAILURE(StartCluster(c, {"n1"}));
   CtlResult sub = c.Ctl({"job", "submit", "--tenant", "acme", "--gpus", "2",
                          "--", "sleep", "30"});
   ASSERT_EQ(sub.exit_code, 0) << sub.err;
@@ -117,10 +114,7 @@ TEST(MetricsE2E, NonLoopbackMetricsAddressIsRefused) {
 // failed, as before.
 TEST(MetricsE2E, SubmitWaitFollowsTheStreamInsteadOfPolling) {
   Cluster c;
-  c.StartDaemon();
-  c.StartAgent("n1");
-  ASSERT_TRUE(WaitForReadyNodes(c, 1));
-  ASSERT_EQ(c.Ctl({"tenant", "create", "acme"}).exit_code, 0);
+  ASSERT_NO_FATAL_FAILURE(StartCluster(c, {"n1"}));
   const std::string get_job =
       "joule_rpc_requests_total{method=\"joule.v1.JobService/GetJob\","
       "code=\"OK\"}";

@@ -42,12 +42,7 @@ class NoticeE2E : public ::testing::Test {
     Cluster::Options o;
     o.config_text = Config();
     cluster_ = std::make_unique<Cluster>(o);
-    cluster_->StartDaemon();
-    cluster_->StartAgent("n1");
-    ASSERT_TRUE(WaitForReadyNodes(*cluster_, 1));
-    for (const char* t : {"acme", "beta"}) {
-      ASSERT_EQ(cluster_->Ctl({"tenant", "create", t}).exit_code, 0);
-    }
+    ASSERT_NO_FATAL_FAILURE(StartCluster(*cluster_, {"n1"}, {"acme", "beta"}));
   }
   std::string Submit(std::vector<std::string> args) {
     return SubmitJob(*cluster_, std::move(args));

@@ -61,10 +61,7 @@ TEST(OpsE2E, JsonLogNamesJobNodeDomainAndCountersByClassAndCause) {
   o.config_text = Config();
   o.daemon_flags = {"--log-format", "json", "--log-level", "info"};
   Cluster c(o);
-  c.StartDaemon();
-  c.StartAgent("n1");
-  ASSERT_TRUE(WaitForReadyNodes(c, 1));
-  ASSERT_EQ(c.Ctl({"tenant", "create", "acme"}).exit_code, 0);
+  ASSERT_NO_FATAL_FAILURE(StartCluster(c, {"n1"}));
   CtlResult sub = c.Ctl({"job", "submit", "--tenant", "acme", "--gpus", "8",
                          "--", "sleep", "60"});
   ASSERT_EQ(sub.exit_code, 0) << sub.err;

@@ -50,10 +50,7 @@ TEST(PowerCommitE2E, FloorClampSettingCommitsReloadsAndJobShowSaysTheKnee) {
   Cluster::Options o;
   o.config_text = Config("plus_commit: \"floor-clamp\"");
   Cluster c(o);
-  c.StartDaemon();
-  c.StartAgent("n1");
-  ASSERT_TRUE(WaitForReadyNodes(c, 1));
-  ASSERT_EQ(c.Ctl({"tenant", "create", "acme"}).exit_code, 0);
+  ASSERT_NO_FATAL_FAILURE(StartCluster(c, {"n1"}));
   CtlResult sub =
       c.Ctl({"job", "submit", "--tenant", "acme", "--gpus", "8", "--gpu-model",
              "H100", "--sim-load", "0.5", "--", "sleep", "300"});

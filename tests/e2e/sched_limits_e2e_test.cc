@@ -29,10 +29,7 @@ class SchedLimitsE2E : public ::testing::Test {
     Cluster::Options o;
     o.config_text = OneNodeConfig();
     cluster_ = std::make_unique<Cluster>(o);
-    cluster_->StartDaemon();
-    cluster_->StartAgent("n1");
-    ASSERT_TRUE(WaitForReadyNodes(*cluster_, 1));
-    ASSERT_EQ(cluster_->Ctl({"tenant", "create", "acme"}).exit_code, 0);
+    ASSERT_NO_FATAL_FAILURE(StartCluster(*cluster_, {"n1"}));
   }
   v1::Job Job(const std::string& id) {
     v1::Job j;

@@ -37,12 +37,8 @@ class SchedulerE2E : public ::testing::Test {
     Cluster::Options o;
     o.config_text = Config(nodes, rack_cap);
     cluster_ = std::make_unique<Cluster>(o);
-    cluster_->StartDaemon();
-    for (int i = 1; i <= nodes; ++i)
-      cluster_->StartAgent("n" + std::to_string(i));
-    ASSERT_TRUE(WaitForReadyNodes(*cluster_, nodes));
-    ASSERT_EQ(Ctl({"tenant", "create", "acme"}).exit_code, 0);
-    ASSERT_EQ(Ctl({"tenant", "create", "globex"}).exit_code, 0);
+    ASSERT_NO_FATAL_FAILURE(
+        StartCluster(*cluster_, NodeNames(nodes), {"acme", "globex"}));
   }
   CtlResult Ctl(std::vector<std::string> args) { return cluster_->Ctl(args); }
   std::string Submit(std::vector<std::string> args) {
