@@ -103,12 +103,14 @@ absl::StatusOr<absl::Duration> ParseNonNegativeDuration(
   absl::Duration d;
   std::string s(absl::StripAsciiWhitespace(text));
   if (!absl::ParseDuration(s, &d)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        field, ": \"", text, "\" is not a duration; want e.g. 90s, 5m, 1h30m"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, field.empty() ? "" : ": ", "\"", text,
+                     "\" is not a duration; want e.g. 90s, 5m, 1h30m"));
   }
   if (d < absl::ZeroDuration()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(field, ": \"", text, "\" must not be negative"));
+        absl::StrCat(field, field.empty() ? "" : ": ", "\"", text,
+                     "\" must not be negative"));
   }
   return d;
 }

@@ -24,7 +24,8 @@ absl::StatusOr<int64_t> ParsePowerMw(absl::string_view text,
 std::string FormatPower(int64_t mw);
 
 // Parses "90s", "5m", "1h30m", "250ms" (absl duration syntax) and rejects
-// negative values, naming `field`.
+// negative values, naming `field` (an empty one leaves the naming to the
+// caller, as ParsePowerMw).
 absl::StatusOr<absl::Duration> ParseNonNegativeDuration(
     absl::string_view text, absl::string_view field = "duration");
 

@@ -97,7 +97,7 @@ absl::StatusOr<absl::Duration> Duration(const Locator& loc,
                                         const std::string& text,
                                         absl::Duration dflt) {
   if (text.empty()) return dflt;
-  auto d = ParseNonNegativeDuration(text, field);
+  auto d = ParseNonNegativeDuration(text, "");  // loc.Error names the field
   if (!d.ok()) return loc.Error("scheduler", 0, field, d.status().message());
   return *d;
 }
@@ -292,7 +292,7 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(absl::string_view text,
         std::tuple{"events", &raw.retention().events(),
                    &cfg.event_retention}}) {
     if (text->empty()) continue;
-    auto d = ParseNonNegativeDuration(*text, field);
+    auto d = ParseNonNegativeDuration(*text, "");  // loc.Error names it
     if (!d.ok()) return loc.Error("retention", 0, field, d.status().message());
     if (*d > absl::ZeroDuration() && *d < absl::Hours(1)) {
       return loc.Error("retention", 0, field,

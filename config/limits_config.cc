@@ -33,7 +33,7 @@ std::optional<FieldError> ApplyTimeLimits(const v1::config::Scheduler& s,
           std::tuple{"max_runtime_limit", &t.max_runtime_limit(),
                      &out.max_runtime_limit}}) {
       if (text->empty()) continue;
-      auto d = ParseNonNegativeDuration(*text, field);
+      auto d = ParseNonNegativeDuration(*text, "");  // named by at + field
       if (!d.ok()) {
         return FieldError{at + field, std::string(d.status().message())};
       }

@@ -50,6 +50,11 @@ TEST(DurationTest, RejectsNegativeAndGarbage) {
   EXPECT_EQ(*ParseNonNegativeDuration("1h30m"), absl::Minutes(90));
   EXPECT_FALSE(ParseNonNegativeDuration("-1s").ok());
   EXPECT_FALSE(ParseNonNegativeDuration("soon").ok());
+  // Named by `field`; an empty field leaves the naming to the caller.
+  EXPECT_EQ(ParseNonNegativeDuration("soon", "--timeout").status().message(),
+            "--timeout: \"soon\" is not a duration; want e.g. 90s, 5m, 1h30m");
+  EXPECT_EQ(ParseNonNegativeDuration("-1s", "").status().message(),
+            "\"-1s\" must not be negative");
 }
 
 }  // namespace

@@ -135,7 +135,23 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"MaxPreemptGraceNegative",
                 "domain { name: \"site\" cap: \"1MW\" }\n"
                 "scheduler { max_preempt_grace: \"-1s\" }\n",
-                "c.conf:2: scheduler.max_preempt_grace: "}),
+                "c.conf:2: scheduler.max_preempt_grace: "},
+        // A duration's error names its field once (not "stop_grace:
+        // stop_grace: ...").
+        BadCase{"DurationNotADuration",
+                "domain { name: \"site\" cap: \"1MW\" }\n"
+                "scheduler { stop_grace: \"5\" }\n",
+                "c.conf:2: scheduler.stop_grace: \"5\" is not a duration; "
+                "want e.g. 90s, 5m, 1h30m"},
+        BadCase{"DurationNegative",
+                "domain { name: \"site\" cap: \"1MW\" }\n"
+                "scheduler { unreachable_requeue_after: \"-1s\" }\n",
+                "c.conf:2: scheduler.unreachable_requeue_after: \"-1s\" must "
+                "not be negative"},
+        BadCase{"RetentionNotADuration",
+                "domain { name: \"site\" cap: \"1MW\" }\n"
+                "retention { events: \"x\" }\n",
+                "c.conf:2: retention.events: \"x\" is not a duration"}),
     [](const auto& info) { return info.param.name; });
 
 TEST(ClusterConfigTest, PowerOptions) {

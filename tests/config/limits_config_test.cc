@@ -76,6 +76,11 @@ TEST(LimitsConfigTest, RefusesBadEntries) {
        "scheduler {\n  time_limit { service_class: \"spot\" "
        "max_runtime_limit: \"0s\" }\n}\n",
        "scheduler.time_limit[0].max_runtime_limit: must be positive"},
+      {"not a duration (the field named once)",
+       "scheduler {\n  time_limit { service_class: \"spot\" "
+       "default_max_runtime: \"x\" }\n}\n",
+       "c.conf:2: scheduler.time_limit[0].default_max_runtime: \"x\" is not "
+       "a duration"},
       {"quota class",
        "tenant { name: \"a\" quota { max_running_gpus { service_class: "
        "\"x\" gpus: 1 } } }\n",
