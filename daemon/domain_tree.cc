@@ -169,10 +169,18 @@ v1::GetPowerTreeResponse DomainTree::Tree(
     }
   }
   v1::GetPowerTreeResponse resp;
-  resp.set_admission_mode(config_->scheduler.admission ==
-                                  config::AdmissionMode::kMeasured
-                              ? "measured"
-                              : "allocated");
+  // As the config names it (scheduler.admission).
+  switch (config_->scheduler.admission) {
+    case config::AdmissionMode::kAllocated:
+      resp.set_admission_mode("allocated");
+      break;
+    case config::AdmissionMode::kMeasured:
+      resp.set_admission_mode("measured");
+      break;
+    case config::AdmissionMode::kMeasuredPlus:
+      resp.set_admission_mode("measured-plus");
+      break;
+  }
   std::vector<int> stack = {root};
   while (!stack.empty()) {
     const int i = stack.back();

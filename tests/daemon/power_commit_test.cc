@@ -273,5 +273,23 @@ TEST(LearnedKneeDaemonTest, SurvivesARestartAndTheJobSaysItIsLearned) {
   EXPECT_EQ(o.efficiency_knee().share_permille(), 500);
 }
 
+// GetPowerTree (joulectl power tree's "admission mode:", the dashboard)
+// names the mode as the config does; measured-plus was shown as
+// "allocated".
+TEST(PowerTreeTest, NamesTheAdmissionModeAsTheConfigDoes) {
+  for (const std::string mode : {"allocated", "measured", "measured-plus"}) {
+    auto cfg = config::ParseClusterConfig(
+        absl::StrCat(test::kH100HgxSite, "scheduler { admission: \"", mode,
+                     "\" }\n"),
+        "test.conf");
+    ASSERT_TRUE(cfg.ok()) << cfg.status();
+    storage::MemoryStore store;
+    FakeClock clock;
+    ClusterManager cm(test::ManagerOptions(*cfg, &store, &clock));
+    ASSERT_TRUE(cm.Load().ok());
+    EXPECT_EQ(cm.PowerTree().admission_mode(), mode);
+  }
+}
+
 }  // namespace
 }  // namespace joule::daemon
