@@ -1598,8 +1598,8 @@ int main(int argc, char** argv) {
   // config
   auto* config = app.add_subcommand("config", "jouled's config file")
                      ->require_subcommand(1);
-  set(config->add_subcommand(
-          "reload", "re-read jouled's --config, apply its cap changes"),
+  set(config->add_subcommand("reload",
+                             "re-read jouled's --config, apply what changed"),
       [&](Client& c) { ConfigReload(c, g); });
 
   // events
