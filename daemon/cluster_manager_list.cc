@@ -36,8 +36,8 @@ absl::StatusOr<std::vector<v1::Job>> ClusterManager::ListJobsPage(
     // Pending, starting, running: the active set is small next to all
     // jobs. Paginate keeps the page of these, sorted by id. Starting and
     // running ones come from the placed set, not past a long queue.
-    const auto& ids = req.state() == v1::JOB_STATE_PENDING ? jobs_.active()
-                                                           : jobs_.placed();
+    const auto& ids =
+        req.state() == v1::JOB_STATE_PENDING ? jobs_.active() : jobs_.placed();
     for (const std::string& id : ids) {
       const v1::Job& job = jobs_.at(id).job;
       if (keep(id, job)) out.push_back(job);

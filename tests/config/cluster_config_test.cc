@@ -196,8 +196,7 @@ TEST(ClusterConfigTest, PowerOptions) {
   const scheduler::MeasuredCommitRule want = scheduler::FloorClampRule();
   EXPECT_EQ(clamp->scheduler.plus_commit.kind, want.kind);
   EXPECT_EQ(clamp->scheduler.plus_commit.percentile, want.percentile);
-  EXPECT_EQ(clamp->scheduler.plus_commit.high_percentile,
-            want.high_percentile);
+  EXPECT_EQ(clamp->scheduler.plus_commit.high_percentile, want.high_percentile);
   EXPECT_EQ(clamp->scheduler.plus_commit.margin_pct, want.margin_pct);
 }
 
