@@ -81,8 +81,10 @@ class ForwardedCall : public grpc::ServerGenericBidiReactor {
   ForwardedCall(SessionService* service,
                 grpc::GenericCallbackServerContext* ctx)
       : service_(service), ctx_(ctx) {
+    service_->AddInFlight(1);
     StartRead(&request_);
   }
+  ~ForwardedCall() override { service_->AddInFlight(-1); }
 
   void OnReadDone(bool ok) override {
     if (!ok) {
@@ -103,30 +105,38 @@ class ForwardedCall : public grpc::ServerGenericBidiReactor {
   }
 
   void OnWriteDone(bool ok) override {
-    absl::MutexLock l(&mu_);
-    writing_ = false;
-    if (!ok) {  // the caller went away
-      attempt_->ctx.TryCancel();
-    } else if (!attempt_done_) {
-      attempt_->StartRead(&attempt_->response);
+    grpc::Status finish;
+    {
+      absl::MutexLock l(&mu_);
+      writing_ = false;
+      if (!ok) {  // the caller went away
+        attempt_->ctx.TryCancel();
+      } else if (!attempt_done_) {
+        attempt_->StartRead(&attempt_->response);
+      }
+      if (!attempt_done_) return;
+      finish = status_;
     }
-    if (attempt_done_) Finish(status_);
+    Finish(finish);  // may delete this (OnDone): nothing after it
   }
 
   // From the attempt's OnDone: retry, or finish (once no write is out).
   void AttemptDone(const grpc::Status& s) {
-    absl::MutexLock l(&mu_);
-    SessionUpstream* up = service_->upstream();
-    if (!s.ok() && forwarded_ == 0 && !cancelled_ &&
-        ++tries_ <= 2 * up->endpoints() &&
-        up->OnFailure(attempt_->server, s.error_code(), s.error_message())) {
-      old_ = std::move(attempt_);  // its OnDone is on the stack
-      StartAttemptLocked();
-      return;
+    {
+      absl::MutexLock l(&mu_);
+      SessionUpstream* up = service_->upstream();
+      if (!s.ok() && forwarded_ == 0 && !cancelled_ &&
+          ++tries_ <= 2 * up->endpoints() &&
+          up->OnFailure(attempt_->server, s.error_code(), s.error_message())) {
+        old_ = std::move(attempt_);  // its OnDone is on the stack
+        StartAttemptLocked();
+        return;
+      }
+      attempt_done_ = true;
+      status_ = s;
+      if (writing_) return;  // OnWriteDone finishes
     }
-    attempt_done_ = true;
-    status_ = s;
-    if (!writing_) Finish(status_);
+    Finish(s);  // may delete this (OnDone): nothing after it
   }
 
   void OnCancel() override {
@@ -319,7 +329,8 @@ std::string SessionService::StatusLine() const {
       status_line_, ", jouled at ", upstream_->Current(), ", up ",
       absl::FormatDuration(
           absl::Trunc(absl::Now() - started_, absl::Seconds(1))),
-      ", ", calls_.load(std::memory_order_relaxed), " calls forwarded");
+      ", ", calls_.load(std::memory_order_relaxed), " calls forwarded, ",
+      in_flight_.load(std::memory_order_relaxed), " in flight");
 }
 
 }  // namespace joule::cli

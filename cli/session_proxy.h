@@ -93,6 +93,11 @@ class SessionService : public grpc::CallbackGenericService {
   void Stop();
   std::string StatusLine() const;
   void CountCall() { calls_.fetch_add(1, std::memory_order_relaxed); }
+  // Forwarded calls not yet finished toward their caller (each holds its
+  // upstream call until that has ended).
+  void AddInFlight(int d) {
+    in_flight_.fetch_add(d, std::memory_order_relaxed);
+  }
 
  private:
   SessionUpstream* const upstream_;
@@ -101,6 +106,7 @@ class SessionService : public grpc::CallbackGenericService {
   std::function<void()> on_stop_;
   std::atomic<bool> stopped_{false};
   std::atomic<int64_t> calls_{0};
+  std::atomic<int64_t> in_flight_{0};
 };
 
 }  // namespace joule::cli

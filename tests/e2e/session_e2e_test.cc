@@ -155,6 +155,27 @@ TEST_F(SessionE2E, SubmitsListsShowsWaitsAndStops) {
   EXPECT_NE(sw.exit_code, 0) << sw.out << sw.err;
   EXPECT_NE(sw.exit_code, 3) << "a failed job is not 'unreachable': " << sw.err;
 
+  // A watching caller that dies: its upstream stream ends too (the
+  // session counts a forwarded call until its upstream call has ended).
+  {
+    ASSERT_EQ(setenv("JOULE_SESSION", sock_.c_str(), 1), 0);
+    Process watch({Bin("joulectl"), "events", "--watch"},
+                  c_->dir() + "/watch.log");
+    unsetenv("JOULE_SESSION");
+    auto status = [&] {
+      return RunCtl(*c_, {"session", "status", "--socket", sock_}, {}).out;
+    };
+    EXPECT_TRUE(WaitFor([&] {
+      return absl::StrContains(status(), " 1 in flight");
+    })) << status()
+        << watch.Log();
+    watch.Signal(SIGKILL);
+    watch.Wait();
+    EXPECT_TRUE(WaitFor([&] {
+      return absl::StrContains(status(), " 0 in flight");
+    })) << status();
+  }
+
   CtlResult stop = ViaSession({"session", "stop"});
   ASSERT_EQ(stop.exit_code, 0) << stop.err;
   EXPECT_FALSE(Exists(sock_)) << "stop returns after the socket is removed";
