@@ -8,10 +8,14 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/fsuid.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -302,6 +306,62 @@ TEST_F(SessionE2E, FollowsTheServerListLikeJoulectl) {
   EXPECT_TRUE(absl::StrContains(st.out, "jouled at " + c_->server())) << st.out;
   session.Signal(SIGTERM);
   EXPECT_EQ(session.Wait(), 0);
+}
+
+// What a peer gets from the session's socket: the first bytes the
+// session sends after the HTTP/2 client preface (its SETTINGS frame), or
+// 0 when it closes the connection (EOF or reset), < 0 on a local error
+// or a 5 s silence. Connects as `uid` (root only:
+// a child with that effective uid and fsuid 0, so that the 0700 directory
+// does not stop it first and only the session's SO_PEERCRED check can).
+ssize_t FirstBytesAs(uid_t uid, const std::string& path) {
+  int p[2];
+  if (pipe(p) != 0) return -2;
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(p[0]);
+    ssize_t n = -3;
+    errno = 0;
+    if (setresgid(uid, uid, 0) == 0 && setresuid(uid, uid, 0) == 0) {
+      setfsuid(0);
+      sockaddr_un addr{};
+      addr.sun_family = AF_UNIX;
+      std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+      const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+      if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0) {
+        static const char kPreface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+        timeval tv{5, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        char buf[64];
+        if (send(fd, kPreface, sizeof(kPreface) - 1, MSG_NOSIGNAL) > 0) {
+          n = read(fd, buf, sizeof(buf));
+        }
+        // Closed already, or with our preface unread (a reset): as an EOF.
+        if (n < 0) n = errno == ECONNRESET || errno == EPIPE ? 0 : -7;
+      } else {
+        n = -5;
+      }
+    }
+    (void)!write(p[1], &n, sizeof(n));
+    _exit(0);
+  }
+  close(p[1]);
+  ssize_t n = -6;
+  if (read(p[0], &n, sizeof(n)) != sizeof(n)) n = -6;
+  close(p[0]);
+  waitpid(pid, nullptr, 0);
+  return n;
+}
+
+TEST_F(SessionE2E, ClosesConnectionsOfOtherUsers) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to connect as another uid";
+  auto session = StartSession(acme_token_);
+  // root (the session's own uid here): the session speaks HTTP/2.
+  EXPECT_GT(FirstBytesAs(0, sock_), 0);
+  // nobody: connected (fsuid 0 passes the directory), then closed unread.
+  EXPECT_EQ(FirstBytesAs(65534, sock_), 0);
+  // The session still serves its own user.
+  EXPECT_EQ(ViaSession({"whoami"}).exit_code, 0);
 }
 
 TEST_F(SessionE2E, StartRefusesADirWithGroupOrOtherPermissions) {
