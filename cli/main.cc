@@ -30,6 +30,8 @@
 #include "cli/format.h"
 #include "cli/list_window.h"
 #include "cli/sched_text.h"
+#include "cli/session.h"
+#include "cli/session_path.h"
 #include "cli/output.h"
 #include "cli/submit_wait.h"
 #include "cli/power_text.h"
@@ -53,6 +55,7 @@ struct Globals {
   std::string as_tenant;
   std::string timeout = "30s";
   transport::ClientOptions transport;  // TLS, token (server copied in)
+  std::string session;  // $JOULE_SESSION in use (cli/session.h), or empty
 };
 
 // Raised through main() as an exit code; the message is already printed.
@@ -70,7 +73,9 @@ void FailStatus(const absl::Status& s) { Fail(2, std::string(s.message())); }
 class Client {
  public:
   explicit Client(const Globals& g)
-      : g_(g), follower_(ServerList(g.server)) {
+      : g_(g),
+        follower_(g.session.empty() ? ServerList(g.server)
+                                    : std::vector<std::string>{g.session}) {
     Connect(follower_.Current());
   }
   // (Re)creates the channel and stubs for `server`, one of --server's
@@ -79,6 +84,7 @@ class Client {
     transport::ClientOptions to = g_.transport;
     to.server = server;
     to.as_tenant = g_.as_tenant;
+    to.session = g_.session;
     auto client = transport::Client::Open(to);
     if (!client.ok()) FailStatus(client.status());
     transport_ = std::move(*client);
@@ -156,6 +162,9 @@ class Client {
       }
       if (s.error_code() == grpc::StatusCode::UNAVAILABLE ||
           absl::StrContains(why, "connect")) {
+        if (!g_.session.empty()) {
+          Fail(3, SessionUnreachable(g_.session, s.error_message()));
+        }
         Fail(3, absl::StrCat("cannot reach jouled at ", g_.server, ": ", why));
       }
     }
@@ -170,6 +179,7 @@ class Client {
       transport_.Authorize(ctx);
     };
     w.server = g_.server;
+    w.session = g_.session;
     auto timeout = ParseNonNegativeDuration(g_.timeout, "--timeout");
     if (timeout.ok()) w.call_timeout = *timeout;
     return w;
@@ -1797,6 +1807,9 @@ int main(int argc, char** argv) {
     Audit(c, g, audit_window.since, audit_principal, audit_window.limit);
   });
 
+  // session: a resident client (cli/session.h)
+  static SessionCommands session_commands(app);
+
   // Local commands: usage and completion need no daemon.
   static std::vector<std::string> help_words;
   auto* help = app.add_subcommand("help", "usage of joulectl or a command");
@@ -1874,6 +1887,7 @@ int main(int argc, char** argv) {
     std::printf("%s", BashCompletion(app).c_str());
     return 0;
   }
+  if (auto rc = session_commands.Run(g.server, g.transport)) return *rc;
   if (!action) {  // `joulectl` or `joulectl NOUN`: its usage
     const CLI::App* target = &app;
     for (const CLI::App* sub : app.get_subcommands()) target = sub;
@@ -1901,6 +1915,8 @@ int main(int argc, char** argv) {
     return 2;
   }
   SetOutputFormat(*ParseOutputFormat(g.output));
+  g.session = SessionToUse(env("JOULE_SESSION"),
+                           SessionCommands::ExplicitTransport(app));
   try {
     Client client(g);
     action(client);

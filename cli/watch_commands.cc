@@ -14,6 +14,7 @@
 #include "cli/csv.h"
 #include "cli/format.h"
 #include "cli/output.h"
+#include "cli/session.h"
 #include "common/proto_names.h"
 #include "common/proto_time.h"
 #include "google/protobuf/util/json_util.h"
@@ -36,6 +37,11 @@ int CallFailed(const WatchConnection& c, const grpc::Status& s) {
     std::string why = s.error_message();
     if (absl::StrContains(absl::AsciiStrToLower(why), "connection refused")) {
       why = "connection refused";
+    }
+    if (!c.session.empty()) {
+      std::fprintf(stderr, "joulectl: %s\n",
+                   SessionUnreachable(c.session, s.error_message()).c_str());
+      return 3;
     }
     std::fprintf(stderr, "joulectl: cannot reach jouled at %s: %s\n",
                  c.server.c_str(), why.c_str());

@@ -21,6 +21,7 @@ struct WatchConnection {
   // Adds the call credentials (token, --as-tenant) to a context.
   std::function<void(grpc::ClientContext*)> authorize;
   std::string server;  // for "cannot reach jouled at ..."
+  std::string session;  // $JOULE_SESSION in use, else empty (cli/session.h)
   absl::Duration call_timeout = absl::Seconds(30);  // each unary call
 };
 

@@ -52,6 +52,17 @@ std::string AddressTarget(const std::string& server) {
 
 absl::StatusOr<Client> Client::Open(const ClientOptions& o) {
   Client c;
+  if (!o.session.empty()) {
+    // The session holds the TLS channel and the token; this path builds
+    // no TLS context and reads no file (docs/cli.md "Sessions").
+    c.as_tenant_ = o.as_tenant;
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(64 << 20);
+    c.channel_ =
+        grpc::CreateCustomChannel(absl::StrCat("unix:", o.session),
+                                  grpc::InsecureChannelCredentials(), args);
+    return c;
+  }
   std::string token = o.token;
   if (!o.token_file.empty()) {
     auto t = ReadFlagFile(o.token_file, "--token-file");

@@ -22,6 +22,10 @@ struct ClientOptions {
   std::string token;
   std::string token_file;
   std::string as_tenant;  // operators: act as this tenant (audited)
+  // A joulectl session's Unix socket (cli/session.h): when set, the channel
+  // is plaintext to unix:PATH and no file is read and no token sent (the
+  // session adds its own); every other field but as_tenant is ignored.
+  std::string session;
 };
 
 // A channel and the metadata for its calls. Immutable after Open();

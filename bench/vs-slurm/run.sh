@@ -127,31 +127,32 @@ wait_until() {
 declare -A R  # results: R[side.key]
 
 # Sets R[SIDE.ROW] (jobs/s since T0_MS) and R[SIDE.ROW_cpu] (ms of the
-# side's CPU per job since C0): row_result SIDE ROW C0 T0_MS
+# side's CPU per job since C0): row_result SIDE ROW C0 T0_MS [KEY]
+# (KEY: the results' prefix, default SIDE; joule_s for the session rows)
 row_result() {
-  local t1
+  local t1 key=${5:-$1}
   t1=$(now_ms)
-  R[$1.$2_cpu]=$(per_job_ms "$3" "$(cpu_ms "$1")" "$JOBS")
-  R[$1.$2]=$(awk -v n="$JOBS" -v a="$4" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
+  R[$key.$2_cpu]=$(per_job_ms "$3" "$(cpu_ms "$1")" "$JOBS")
+  R[$key.$2]=$(awk -v n="$JOBS" -v a="$4" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
 }
 # Rows (a) and (b) of one side, the same code for both: JOBS runs of the
 # function SUBMIT (one CLI process, one job) one after another, then PAR at
 # a time, each row until the function ACTIVE says no job is left.
-#   bench_rows SIDE SUBMIT ACTIVE
+#   bench_rows SIDE SUBMIT ACTIVE [KEY]
 bench_rows() {
-  local side=$1 submit=$2 active=$3 c0 t0
+  local side=$1 submit=$2 active=$3 key=${4:-$1} c0 t0
   log "$side (a): $JOBS sequential $submit"
   c0=$(cpu_ms "$side"); t0=$(now_ms)
   for ((i = 0; i < JOBS; i++)); do "$submit"; done
   POLL=0.05 wait_until 600 "$active"
-  row_result "$side" a "$c0" "$t0"
+  row_result "$side" a "$c0" "$t0" "$key"
 
   log "$side (b): $JOBS $submit, $PAR at a time"
   export -f "$submit"
   c0=$(cpu_ms "$side"); t0=$(now_ms)
   seq 1 "$JOBS" | xargs -P "$PAR" -I{} bash -c "$submit"
   POLL=0.05 wait_until 600 "$active"
-  row_result "$side" b "$c0" "$t0"
+  row_result "$side" b "$c0" "$t0" "$key"
 }
 
 # ---------------------------------------------------------------- Slurm ----
@@ -390,6 +391,8 @@ bench_joule() {
   done >"$STATE/joule-e2.txt"
   R[joule.e2]=$(median <"$STATE/joule-e2.txt")
 
+  if [[ ${JOULE_SESSION_ROWS:-1} == 1 ]]; then bench_joule_session; fi
+
   log "joule (f): jouled RSS with $JOBS jobs queued (nodes drained)"
   R[joule.f0]=$(rss_kib "$JOULED_PID")
   for n in 1 2 3 4; do "$BIN/joulectl" node drain "bench-$n" >/dev/null; done
@@ -402,8 +405,60 @@ bench_joule() {
 
 # ---------------------------------------------------------------- run ------
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
+# Rows (a), (b), (d) and (e) again with joulectl going through a resident
+# session (`joulectl session start`, JOULE_SESSION): one process of the
+# Joule side that holds the TLS channel and the tenant's token, as munged
+# holds Slurm's credential. It runs in the Joule cgroup, so the CPU rows
+# count it. JOULE_SESSION_ROWS=0 leaves these rows out.
+joule_s_active() {
+  [[ $(JOULE_SESSION=$SESSION "$BIN/joulectl" job list --state pending,starting,running | tail -n +2 | wc -l) == 0 ]]
+}
+joule_s_submit() { JOULE_SESSION=$SESSION "$BIN/joulectl" job submit --gpus 1 -- true >/dev/null; }
+bench_joule_session() {
+  local t0 t1 c0 id
+  mkdir -m 700 "$STATE/joule/session"
+  SESSION=$STATE/joule/session/s.sock
+  JOULE_TOKEN_FILE=$TENANT_TOKEN "$BIN/joulectl" session start --socket "$SESSION" --foreground \
+    >"$STATE/joule/session.log" 2>&1 &
+  PIDS+=($!)
+  wait_until 20 "$BIN/joulectl" session status --socket "$SESSION" >/dev/null 2>&1 ||
+    { cat "$STATE/joule/session.log" >&2; exit 1; }
+  export SESSION
+  bench_rows joule joule_s_submit joule_s_active joule_s
+
+  log "joule session (d): one job, submit -> done, x$SAMPLES"
+  for ((i = 0; i < SAMPLES; i++)); do
+    t0=$(now_ms)
+    id=$(JOULE_SESSION=$SESSION "$BIN/joulectl" job submit --gpus 1 -- true)
+    wait_until 60 bash -c "JOULE_SESSION='$SESSION' '$BIN/joulectl' job show $id | head -1 | grep -q succeeded"
+    t1=$(now_ms)
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
+  done >"$STATE/joule-s-d.txt"
+  R[joule_s.d_poll]=$(median <"$STATE/joule-s-d.txt")
+  c0=$(cpu_ms joule)
+  for ((i = 0; i < SAMPLES; i++)); do
+    t0=$(now_ms)
+    JOULE_SESSION=$SESSION "$BIN/joulectl" job submit --gpus 1 --wait -- true >/dev/null
+    t1=$(now_ms)
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
+  done >"$STATE/joule-s-d-wait.txt"
+  R[joule_s.d_cpu]=$(per_job_ms "$c0" "$(cpu_ms joule)" "$SAMPLES")
+  R[joule_s.d_wait]=$(median <"$STATE/joule-s-d-wait.txt")
+  R[joule_s.d]=$(printf '%s\n%s\n' "${R[joule_s.d_poll]}" "${R[joule_s.d_wait]}" | sort -g | head -1)
+
+  log "joule session (e): joulectl job list --state running, x$SAMPLES"
+  for ((i = 0; i < SAMPLES; i++)); do
+    t0=$(now_ms); JOULE_SESSION=$SESSION "$BIN/joulectl" job list --state running >/dev/null; t1=$(now_ms)
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
+  done >"$STATE/joule-s-e.txt"
+  R[joule_s.e]=$(median <"$STATE/joule-s-e.txt")
+  "$BIN/joulectl" session stop --socket "$SESSION" >/dev/null
+}
+
 if [[ $ONLY != joule ]]; then enter_cg slurm; start_slurm; bench_slurm; fi
-if [[ $ONLY != slurm ]]; then enter_cg joule; start_joule; bench_joule; fi
+if [[ $ONLY != slurm ]]; then
+  enter_cg joule; start_joule; bench_joule
+fi
 LOAD_AFTER=$(cut -d' ' -f1-3 /proc/loadavg)
 
 v() { echo "${R[$1]:-n/a}"; }
@@ -427,11 +482,27 @@ TABLE=$OUT_DIR/vs-slurm.txt
   row "(c) one array of $JOBS tasks -> all done (tasks/s)" "$(v slurm.c)" "$(v joule.c)" "$(ratio higher "$(v slurm.c)" "$(v joule.c)")" ">= 20x"
   row "(d) one job, submit -> done seen by the shell (ms, median)" "$(v slurm.d)" "$(v joule.d)" "$(ratio lower "$(v slurm.d)" "$(v joule.d)")" ">= 100x"
   row "(d') Slurm sbatch + scontrol polls / srun; Joule polls / --wait" "$(v slurm.d_sbatch) / $(v slurm.d_srun)" "$(v joule.d_poll) / $(v joule.d_wait)" "-" "-"
+  if [[ -n ${R[joule_s.a]:-} ]]; then
+    row "(a s) (a) with joulectl through a session (JOULE_SESSION)" "$(v slurm.a)" "$(v joule_s.a)" "$(ratio higher "$(v slurm.a)" "$(v joule_s.a)")" ">= 5x"
+    row "(b s) (b) through a session" "$(v slurm.b)" "$(v joule_s.b)" "$(ratio higher "$(v slurm.b)" "$(v joule_s.b)")" ">= 10x"
+    row "(d s) (d) through a session (ms, median)" "$(v slurm.d)" "$(v joule_s.d)" "$(ratio lower "$(v slurm.d)" "$(v joule_s.d)")" ">= 100x"
+    row "(d' s) polls / --wait through a session" "$(v slurm.d_sbatch) / $(v slurm.d_srun)" "$(v joule_s.d_poll) / $(v joule_s.d_wait)" "-" "-"
+  fi
   row "(a') CPU per job, every process of the side (ms; lower is better)" "$(v slurm.a_cpu)" "$(v joule.a_cpu)" "$(ratio lower "$(v slurm.a_cpu)" "$(v joule.a_cpu)")" "-"
   row "(b') CPU per job, $PAR parallel submitters (ms)" "$(v slurm.b_cpu)" "$(v joule.b_cpu)" "$(ratio lower "$(v slurm.b_cpu)" "$(v joule.b_cpu)")" "-"
+  if [[ -n ${R[joule_s.a]:-} ]]; then
+    row "(a' s) CPU per job, sequential, through a session (ms)" "$(v slurm.a_cpu)" "$(v joule_s.a_cpu)" "$(ratio lower "$(v slurm.a_cpu)" "$(v joule_s.a_cpu)")" "-"
+    row "(b' s) CPU per job, $PAR parallel, through a session (ms)" "$(v slurm.b_cpu)" "$(v joule_s.b_cpu)" "$(ratio lower "$(v slurm.b_cpu)" "$(v joule_s.b_cpu)")" "-"
+  fi
   row "(c') CPU per array task (ms)" "$(v slurm.c_cpu)" "$(v joule.c_cpu)" "$(ratio lower "$(v slurm.c_cpu)" "$(v joule.c_cpu)")" "-"
   row "(d'') CPU per single job: srun / job submit --wait (ms)" "$(v slurm.d_cpu)" "$(v joule.d_cpu)" "$(ratio lower "$(v slurm.d_cpu)" "$(v joule.d_cpu)")" "-"
+  if [[ -n ${R[joule_s.a]:-} ]]; then
+    row "(d'' s) the same through a session (ms)" "$(v slurm.d_cpu)" "$(v joule_s.d_cpu)" "$(ratio lower "$(v slurm.d_cpu)" "$(v joule_s.d_cpu)")" "-"
+  fi
   row "(e) one CLI call: squeue / joulectl job list --state running (ms)" "$(v slurm.e)" "$(v joule.e)" "$(ratio lower "$(v slurm.e)" "$(v joule.e)")" ">= 1x"
+  if [[ -n ${R[joule_s.e]:-} ]]; then
+    row "(e s) (e) through a session (ms)" "$(v slurm.e)" "$(v joule_s.e)" "$(ratio lower "$(v slurm.e)" "$(v joule_s.e)")" ">= 1x"
+  fi
   row "(e'') squeue / joulectl tenant list (ms, median)" "$(v slurm.e)" "$(v joule.e_tenant)" "$(ratio lower "$(v slurm.e)" "$(v joule.e_tenant)")" "-"
   row "(e') CLI start-up: sbatch --version / joulectl --help (ms)" "$(v slurm.e2)" "$(v joule.e2)" "$(ratio lower "$(v slurm.e2)" "$(v joule.e2)")" "-"
   row "(f) control-plane RSS, $JOBS jobs queued (MiB)" "$(mib "$(v slurm.f)")" "$(mib "$(v joule.f)")" "$(ratio lower "$(v slurm.f)" "$(v joule.f)")" ">= 0.5x"

@@ -1,0 +1,359 @@
+#include "cli/session.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <thread>
+#include <variant>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "cli/output.h"
+#include "cli/session_path.h"
+#include "cli/session_proxy.h"
+#include "grpcpp/generic/generic_stub.h"
+#include "grpcpp/server_posix.h"
+
+namespace joule::cli {
+namespace {
+
+std::string Env(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr ? v : "";
+}
+
+// Connects a Unix stream socket to `path`: the fd, or -1 with errno set.
+int ConnectUnix(const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    const int e = errno;
+    close(fd);
+    errno = e;
+    return -1;
+  }
+  return fd;
+}
+
+// Why a session start failed: its exit code and one line.
+struct StartError {
+  int code;
+  std::string message;
+};
+
+// Binds and listens on `path` (mode 0600) in its private directory. A
+// stale socket nobody answers on is replaced; a live one is refused.
+std::variant<int, StartError> Listen(const std::string& path, bool create) {
+  const std::string dir = SocketDir(path);
+  if (absl::Status s = EnsurePrivateDir(dir, geteuid(), create); !s.ok()) {
+    return StartError{2, std::string(s.message())};
+  }
+  struct stat st;
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return StartError{2, absl::StrCat(path, " exists and is not a socket")};
+    }
+    if (int fd = ConnectUnix(path); fd >= 0) {
+      close(fd);
+      return StartError{1, absl::StrCat("a session already runs at ", path,
+                                        " (joulectl session stop)")};
+    }
+    unlink(path.c_str());
+  }
+  sockaddr_un addr{};
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return StartError{2,
+                      absl::StrCat("--socket: \"", path, "\" is longer than ",
+                                   sizeof(addr.sun_path) - 1, " bytes")};
+  }
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const mode_t old = umask(0177);
+  const bool bound = fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&addr),
+                                     sizeof(addr)) == 0;
+  umask(old);
+  if (!bound || listen(fd, 128) != 0) {
+    const std::string why = std::strerror(errno);
+    if (fd >= 0) close(fd);
+    return StartError{1, absl::StrCat("cannot listen on ", path, ": ", why)};
+  }
+  return fd;
+}
+
+// Hands each connection of a peer with the session's uid (or root) to
+// `server`; closes the others. Returns when `listen_fd` is shut down.
+void AcceptLoop(int listen_fd, grpc::Server* server) {
+  const uid_t me = geteuid();
+  while (true) {
+    const int fd =
+        accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      if (errno == EMFILE || errno == ENFILE) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        continue;
+      }
+      return;  // shut down (EINVAL) or closed
+    }
+    ucred cred{};
+    socklen_t len = sizeof(cred);
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
+        (cred.uid != me && cred.uid != 0)) {
+      close(fd);
+      continue;
+    }
+    grpc::AddInsecureChannelFromFd(server, fd);
+  }
+}
+
+// Runs the session: listens, opens the upstream channel, reports "ready"
+// through `ready` (the eval line, or the error), then serves until
+// `session stop` or SIGTERM/SIGINT/SIGHUP. Returns the exit code.
+int Serve(const std::string& path, bool create_dir, const std::string& servers,
+          const transport::ClientOptions& transport,
+          const std::function<void(int code, const std::string&)>& ready) {
+  auto listening = Listen(path, create_dir);
+  if (auto* e = std::get_if<StartError>(&listening)) {
+    ready(e->code, e->message);
+    return e->code;
+  }
+  const int listen_fd = std::get<int>(listening);
+  // Every thread gRPC starts inherits this mask; the main thread waits
+  // for the signals below.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) sigaddset(&stop_signals, sig);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  auto upstream = SessionUpstream::Open(servers, transport);
+  if (!upstream.ok()) {
+    unlink(path.c_str());
+    ready(2, std::string(upstream.status().message()));
+    return 2;
+  }
+  const pid_t pid = getpid();
+  SessionService service(
+      upstream->get(), absl::StrCat("session at ", path, ": pid ", pid),
+      [path, pid] {
+        unlink(path.c_str());  // before the caller sees the answer
+        kill(pid, SIGTERM);
+      });
+  grpc::ServerBuilder builder;
+  builder.RegisterCallbackGenericService(&service);
+  builder.SetMaxReceiveMessageSize(64 << 20);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (server == nullptr) {
+    unlink(path.c_str());
+    ready(1, "cannot start the session's gRPC server");
+    return 1;
+  }
+  std::thread acceptor(AcceptLoop, listen_fd, server.get());
+  ready(0, "");
+  int sig = 0;
+  sigwait(&stop_signals, &sig);
+  // The socket goes first: a new joulectl gets "no session", not a hang.
+  struct stat st;
+  if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+    unlink(path.c_str());
+  }
+  shutdown(listen_fd, SHUT_RDWR);
+  acceptor.join();
+  close(listen_fd);
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  return 0;
+}
+
+void Say(const std::string& line) {
+  std::fprintf(stderr, "joulectl: %s\n", line.c_str());
+}
+
+int Start(const std::string& path, bool create_dir, bool foreground,
+          const std::string& servers,
+          const transport::ClientOptions& transport) {
+  if (foreground) {
+    return Serve(path, create_dir, servers, transport,
+                 [&](int code, const std::string& message) {
+                   if (code != 0) return Say(message);
+                   std::printf(
+                       "%s\nJOULE_SESSION_PID=%d; export "
+                       "JOULE_SESSION_PID;\n",
+                       SessionEvalLine(path).c_str(), getpid());
+                   std::fflush(stdout);
+                 });
+  }
+  // Daemon: the child does everything (gRPC only ever starts there) and
+  // tells the parent "ready" or its error through a pipe.
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) {
+    Say(absl::StrCat("session start: pipe: ", std::strerror(errno)));
+    return 1;
+  }
+  std::fflush(stdout);
+  const pid_t child = fork();
+  if (child < 0) {
+    Say(absl::StrCat("session start: fork: ", std::strerror(errno)));
+    return 1;
+  }
+  if (child == 0) {
+    close(p[0]);
+    setsid();
+    const int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    dup2(null, 0);
+    dup2(null, 1);
+    const int wfd = p[1];
+    const int rc = Serve(path, create_dir, servers, transport,
+                         [&](int code, const std::string& message) {
+                           const std::string r =
+                               absl::StrCat(code, " ", message, "\n");
+                           (void)!write(wfd, r.data(), r.size());
+                           close(wfd);
+                           dup2(null, 2);
+                         });
+    ExitNow(rc);
+  }
+  close(p[1]);
+  std::string reply;
+  char buf[512];
+  ssize_t n;
+  while ((n = read(p[0], buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR)) {
+    if (n > 0) reply.append(buf, n);
+  }
+  close(p[0]);
+  int code = 1;
+  const size_t space = reply.find(' ');
+  if (space == std::string::npos ||
+      !absl::SimpleAtoi(reply.substr(0, space), &code)) {
+    Say("session start: the session exited before it was ready");
+    return 1;
+  }
+  if (code != 0) {
+    Say(std::string(
+        absl::StripTrailingAsciiWhitespace(reply.substr(space + 1))));
+    return code;
+  }
+  std::printf("%s\nJOULE_SESSION_PID=%d; export JOULE_SESSION_PID;\n",
+              SessionEvalLine(path).c_str(), child);
+  return 0;
+}
+
+// Calls a local method of the session at `path`; prints its line.
+int Local(const std::string& path, const char* method, bool stop) {
+  auto channel = grpc::CreateChannel(absl::StrCat("unix:", path),
+                                     grpc::InsecureChannelCredentials());
+  grpc::GenericStub stub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  grpc::ByteBuffer req, resp;
+  grpc::Slice empty("");
+  req = grpc::ByteBuffer(&empty, 1);
+  absl::Notification done;
+  grpc::Status status;
+  stub.UnaryCall(&ctx, method, grpc::StubOptions(), &req, &resp,
+                 [&](grpc::Status s) {
+                   status = std::move(s);
+                   done.Notify();
+                 });
+  done.WaitForNotification();
+  if (!status.ok()) {
+    Say(status.error_code() == grpc::StatusCode::UNAVAILABLE
+            ? SessionUnreachable(path, status.error_message())
+            : status.error_message());
+    return status.error_code() == grpc::StatusCode::UNAVAILABLE ? 3 : 1;
+  }
+  std::vector<grpc::Slice> slices;
+  std::string line;
+  if (resp.Dump(&slices).ok()) {
+    for (const auto& s : slices) {
+      line.append(reinterpret_cast<const char*>(s.begin()), s.size());
+    }
+  }
+  if (stop) {
+    std::printf("session at %s stopped\n", path.c_str());
+  } else {
+    std::printf("%s\n", line.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+std::string SessionUnreachable(const std::string& session,
+                               const std::string& why) {
+  const int fd = ConnectUnix(session);
+  if (fd < 0) {
+    return absl::StrCat("no joulectl session at ", session,
+                        " (JOULE_SESSION): ", std::strerror(errno),
+                        "; start one with `eval \"$(joulectl session start)\"` "
+                        "or unset JOULE_SESSION");
+  }
+  close(fd);
+  std::string w = why;
+  if (absl::StrContains(absl::AsciiStrToLower(w), "connection refused")) {
+    w = "connection refused";
+  }
+  return absl::StrCat("cannot reach jouled through the session at ", session,
+                      ": ", w);
+}
+
+SessionCommands::SessionCommands(CLI::App& app) {
+  CLI::App* session = app.add_subcommand(
+      "session", "a resident client that holds the TLS channel and token");
+  start_ = session->add_subcommand(
+      "start", "start a session; prints JOULE_SESSION=... for eval");
+  start_->add_option("--socket", socket_,
+                     "its Unix socket (default "
+                     "$XDG_RUNTIME_DIR/joule/session.sock, else "
+                     "/tmp/joule-UID/session.sock)");
+  start_->add_flag("--foreground", foreground_,
+                   "stay in the foreground (default: daemonize)");
+  stop_ = session->add_subcommand("stop", "stop the session");
+  stop_->add_option("--socket", socket_, "default $JOULE_SESSION");
+  status_ = session->add_subcommand("status", "the session's pid and jouled");
+  status_->add_option("--socket", socket_, "default $JOULE_SESSION");
+}
+
+bool SessionCommands::ExplicitTransport(const CLI::App& app) {
+  for (const char* flag :
+       {"--server", "--token", "--token-file", "--ca", "--insecure"}) {
+    if (app.count(flag) > 0) return true;
+  }
+  return false;
+}
+
+std::optional<int> SessionCommands::Run(
+    const std::string& servers, const transport::ClientOptions& transport) {
+  const std::string fallback =
+      DefaultSessionSocket(Env("XDG_RUNTIME_DIR"), geteuid());
+  if (start_->parsed()) {
+    const bool by_default = socket_.empty();
+    return Start(by_default ? fallback : socket_, by_default, foreground_,
+                 servers, transport);
+  }
+  if (!stop_->parsed() && !status_->parsed()) return std::nullopt;
+  std::string path = socket_;
+  if (path.empty()) path = Env("JOULE_SESSION");
+  if (path.empty()) path = fallback;
+  return Local(path,
+               stop_->parsed() ? kSessionStopMethod : kSessionStatusMethod,
+               stop_->parsed());
+}
+
+}  // namespace joule::cli

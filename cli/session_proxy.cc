@@ -1,0 +1,336 @@
+#include "cli/session_proxy.h"
+
+#include <sys/stat.h>
+
+#include <utility>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
+#include "google/protobuf/descriptor.h"
+#include "grpcpp/generic/generic_stub.h"
+
+namespace joule::cli {
+
+absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
+  auto t = transport::ReadFlagFile(path, "--token-file");
+  if (!t.ok()) return t.status();
+  return std::string(absl::StripAsciiWhitespace(*t));
+}
+
+namespace {
+
+absl::Status CheckToken(const std::string& token) {
+  for (char ch : token) {
+    if (static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7f) {
+      return absl::InvalidArgumentError(
+          "--token: must not contain spaces or control characters");
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::string Bearer(const std::string& token) {
+  return token.empty() ? "" : absl::StrCat("Bearer ", token);
+}
+
+// Metadata a proxy must not copy from the caller: HTTP/2 and gRPC's own,
+// and the caller's credentials (the session sends its own).
+bool Forwardable(absl::string_view key) {
+  return !absl::StartsWith(key, ":") && !absl::StartsWith(key, "grpc-") &&
+         key != "authorization" && key != "user-agent" && key != "te" &&
+         key != "content-type" && key != "host";
+}
+
+// True for a method the descriptors name client-streaming ("/pkg.S/M").
+bool ClientStreaming(const std::string& method) {
+  if (method.size() < 2 || method[0] != '/') return false;
+  const std::string name = absl::StrReplaceAll(method.substr(1), {{"/", "."}});
+  const google::protobuf::MethodDescriptor* m =
+      google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(
+          name);
+  return m != nullptr && m->client_streaming();
+}
+
+class ForwardedCall;
+
+// One try of a forwarded call upstream: writes the caller's one request,
+// reads the responses and hands each to the caller. Owned by its
+// ForwardedCall; its last callback is OnDone.
+class Attempt
+    : public grpc::ClientBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer> {
+ public:
+  explicit Attempt(ForwardedCall* call) : call_(call) {}
+  void OnReadDone(bool ok) override;
+  void OnDone(const grpc::Status& s) override;
+
+  grpc::ClientContext ctx;
+  std::string server;
+  grpc::ByteBuffer response;
+
+ private:
+  ForwardedCall* const call_;
+};
+
+// A call from a joulectl on the socket, forwarded to jouled, retried on
+// the next endpoint (as joulectl itself does) while nothing has been sent
+// back to the caller. Deletes itself in OnDone.
+class ForwardedCall : public grpc::ServerGenericBidiReactor {
+ public:
+  ForwardedCall(SessionService* service,
+                grpc::GenericCallbackServerContext* ctx)
+      : service_(service), ctx_(ctx) {
+    service_->AddInFlight(1);
+    StartRead(&request_);
+  }
+  ~ForwardedCall() override { service_->AddInFlight(-1); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                          "joulectl session: the call had no request"));
+      return;
+    }
+    absl::MutexLock l(&mu_);
+    StartAttemptLocked();
+  }
+
+  // From the attempt: one response to pass on.
+  void Response(Attempt* a) {
+    absl::MutexLock l(&mu_);
+    ++forwarded_;
+    writing_ = true;
+    StartWrite(&a->response);
+  }
+
+  void OnWriteDone(bool ok) override {
+    grpc::Status finish;
+    {
+      absl::MutexLock l(&mu_);
+      writing_ = false;
+      if (!ok) {  // the caller went away
+        attempt_->ctx.TryCancel();
+      } else if (!attempt_done_) {
+        attempt_->StartRead(&attempt_->response);
+      }
+      if (!attempt_done_) return;
+      finish = status_;
+    }
+    Finish(finish);  // may delete this (OnDone): nothing after it
+  }
+
+  // From the attempt's OnDone: retry, or finish (once no write is out).
+  void AttemptDone(const grpc::Status& s) {
+    {
+      absl::MutexLock l(&mu_);
+      SessionUpstream* up = service_->upstream();
+      if (!s.ok() && forwarded_ == 0 && !cancelled_ &&
+          ++tries_ <= 2 * up->endpoints() &&
+          up->OnFailure(attempt_->server, s.error_code(), s.error_message())) {
+        old_ = std::move(attempt_);  // its OnDone is on the stack
+        StartAttemptLocked();
+        return;
+      }
+      attempt_done_ = true;
+      status_ = s;
+      if (writing_) return;  // OnWriteDone finishes
+    }
+    Finish(s);  // may delete this (OnDone): nothing after it
+  }
+
+  void OnCancel() override {
+    absl::MutexLock l(&mu_);
+    cancelled_ = true;
+    if (attempt_ != nullptr && !attempt_done_) attempt_->ctx.TryCancel();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void StartAttemptLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    SessionUpstream::Target t = service_->upstream()->ForCall();
+    attempt_ = std::make_unique<Attempt>(this);
+    Attempt* a = attempt_.get();
+    a->server = t.server;
+    a->ctx.set_deadline(ctx_->deadline());
+    for (const auto& [k, v] : ctx_->client_metadata()) {
+      const absl::string_view key(k.data(), k.size());
+      if (Forwardable(key)) {
+        a->ctx.AddMetadata(std::string(key), std::string(v.data(), v.size()));
+      }
+    }
+    if (!t.bearer.empty()) a->ctx.AddMetadata("authorization", t.bearer);
+    grpc::GenericStub stub(t.channel);
+    stub.PrepareBidiStreamingCall(&a->ctx, ctx_->method(), grpc::StubOptions(),
+                                  a);
+    a->StartWriteLast(&request_, grpc::WriteOptions());
+    a->StartRead(&a->response);
+    a->StartCall();
+  }
+
+  SessionService* const service_;
+  grpc::GenericCallbackServerContext* const ctx_;
+  grpc::ByteBuffer request_;  // kept for a retry
+  absl::Mutex mu_;
+  std::unique_ptr<Attempt> attempt_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<Attempt> old_ ABSL_GUARDED_BY(mu_);
+  size_t tries_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t forwarded_ ABSL_GUARDED_BY(mu_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool attempt_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status status_ ABSL_GUARDED_BY(mu_);
+};
+
+void Attempt::OnReadDone(bool ok) {
+  if (ok) call_->Response(this);
+  // !ok: the stream ended; OnDone brings the status.
+}
+
+void Attempt::OnDone(const grpc::Status& s) { call_->AttemptDone(s); }
+
+// Answers a local method (Stop, Status) or refuses one it cannot forward.
+class LocalCall : public grpc::ServerGenericBidiReactor {
+ public:
+  LocalCall(SessionService* service, const std::string& method)
+      : service_(service) {
+    if (method == kSessionStatusMethod) {
+      grpc::Slice line(service_->StatusLine());
+      reply_ = grpc::ByteBuffer(&line, 1);
+      StartWriteAndFinish(&reply_, grpc::WriteOptions(), grpc::Status::OK);
+    } else if (method == kSessionStopMethod) {
+      stop_ = true;
+      grpc::Slice line(service_->StatusLine());
+      reply_ = grpc::ByteBuffer(&line, 1);
+      StartWriteAndFinish(&reply_, grpc::WriteOptions(), grpc::Status::OK);
+    } else {
+      Finish(grpc::Status(
+          grpc::StatusCode::UNIMPLEMENTED,
+          absl::StrCat("joulectl session: ", method,
+                       " is client-streaming and not forwarded; call jouled "
+                       "directly")));
+    }
+  }
+  void OnDone() override {
+    if (stop_) service_->Stop();
+    delete this;
+  }
+
+ private:
+  SessionService* const service_;
+  grpc::ByteBuffer reply_;
+  bool stop_ = false;
+};
+
+}  // namespace
+
+SessionUpstream::SessionUpstream(std::vector<std::string> endpoints,
+                                 transport::ClientOptions options)
+    : options_([&] {
+        transport::ClientOptions o = options;
+        o.token.clear();
+        o.token_file.clear();
+        o.as_tenant.clear();
+        return o;
+      }()),
+      token_file_(options.token_file),
+      follower_(std::move(endpoints)) {}
+
+absl::StatusOr<std::unique_ptr<SessionUpstream>> SessionUpstream::Open(
+    const std::string& servers, transport::ClientOptions options) {
+  auto list = ParseEndpoints(servers, "--server");
+  if (!list.ok()) return list.status();
+  std::string token = options.token;
+  if (!options.token_file.empty()) {
+    auto t = ReadTokenFile(options.token_file);
+    if (!t.ok()) return t.status();
+    token = *t;
+  }
+  if (absl::Status s = CheckToken(token); !s.ok()) return s;
+  std::unique_ptr<SessionUpstream> up(
+      new SessionUpstream(*std::move(list), std::move(options)));
+  absl::MutexLock l(&up->mu_);
+  up->bearer_ = Bearer(token);
+  up->RefreshToken();  // records the file's mtime
+  if (absl::Status s = up->Connect(up->follower_.Current()); !s.ok()) return s;
+  return up;
+}
+
+absl::Status SessionUpstream::Connect(const std::string& server) {
+  transport::ClientOptions o = options_;
+  o.server = server;
+  auto c = transport::Client::Open(o);
+  if (!c.ok()) return c.status();
+  channel_ = c->channel();
+  server_ = server;
+  return absl::OkStatus();
+}
+
+void SessionUpstream::RefreshToken() {
+  if (token_file_.empty()) return;
+  struct stat st;
+  if (stat(token_file_.c_str(), &st) != 0) return;  // keeps the last token
+  const int64_t mtime = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+  if (mtime == token_mtime_ns_ && st.st_size == token_size_) return;
+  auto t = ReadTokenFile(token_file_);
+  if (!t.ok() || !CheckToken(*t).ok()) return;
+  bearer_ = Bearer(*t);
+  token_mtime_ns_ = mtime;
+  token_size_ = st.st_size;
+}
+
+SessionUpstream::Target SessionUpstream::ForCall() {
+  absl::MutexLock l(&mu_);
+  RefreshToken();
+  const std::string want = follower_.Current();
+  if (want != server_) {
+    // Options were checked at Open; a failure here keeps the old channel.
+    (void)Connect(want);
+  }
+  return Target{channel_, bearer_, server_};
+}
+
+bool SessionUpstream::OnFailure(const std::string& server, int code,
+                                const std::string& message) {
+  if (follower_.size() < 2) return false;
+  if (server != follower_.Current()) {
+    // Another call already moved on; retry there if this was a failover
+    // kind (UNAVAILABLE, DEADLINE_EXCEEDED).
+    return code == 14 || code == 4;
+  }
+  return follower_.OnFailure(code, message);
+}
+
+SessionService::SessionService(SessionUpstream* upstream,
+                               std::string status_line,
+                               std::function<void()> on_stop)
+    : upstream_(upstream),
+      status_line_(std::move(status_line)),
+      on_stop_(std::move(on_stop)) {}
+
+grpc::ServerGenericBidiReactor* SessionService::CreateReactor(
+    grpc::GenericCallbackServerContext* ctx) {
+  const std::string& method = ctx->method();
+  if (absl::StartsWith(method, "/joule.cli.Session/") ||
+      ClientStreaming(method)) {
+    return new LocalCall(this, method);
+  }
+  CountCall();
+  return new ForwardedCall(this, ctx);
+}
+
+void SessionService::Stop() {
+  if (!stopped_.exchange(true)) on_stop_();
+}
+
+std::string SessionService::StatusLine() const {
+  return absl::StrCat(
+      status_line_, ", jouled at ", upstream_->Current(), ", up ",
+      absl::FormatDuration(
+          absl::Trunc(absl::Now() - started_, absl::Seconds(1))),
+      ", ", calls_.load(std::memory_order_relaxed), " calls forwarded, ",
+      in_flight_.load(std::memory_order_relaxed), " in flight");
+}
+
+}  // namespace joule::cli
