@@ -138,6 +138,7 @@ int Serve(const std::string& path, bool create_dir, absl::Duration idle_exit,
     return e->code;
   }
   const int listen_fd = std::get<int>(listening);
+  signal(SIGPIPE, SIG_IGN);  // a caller or the start pipe gone: not fatal
   // Every thread gRPC starts inherits this mask; the main thread waits
   // for the signals below.
   sigset_t stop_signals;
