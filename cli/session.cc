@@ -22,6 +22,7 @@
 #include "cli/output.h"
 #include "cli/session_path.h"
 #include "cli/session_proxy.h"
+#include "common/units.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/server_posix.h"
 
@@ -128,8 +129,8 @@ void AcceptLoop(int listen_fd, grpc::Server* server) {
 // Runs the session: listens, opens the upstream channel, reports "ready"
 // through `ready` (the eval line, or the error), then serves until
 // `session stop` or SIGTERM/SIGINT/SIGHUP. Returns the exit code.
-int Serve(const std::string& path, bool create_dir, const std::string& servers,
-          const transport::ClientOptions& transport,
+int Serve(const std::string& path, bool create_dir, absl::Duration idle_exit,
+          const std::string& servers, const transport::ClientOptions& transport,
           const std::function<void(int code, const std::string&)>& ready) {
   auto listening = Listen(path, create_dir);
   if (auto* e = std::get_if<StartError>(&listening)) {
@@ -137,6 +138,7 @@ int Serve(const std::string& path, bool create_dir, const std::string& servers,
     return e->code;
   }
   const int listen_fd = std::get<int>(listening);
+  signal(SIGPIPE, SIG_IGN);  // a caller or the start pipe gone: not fatal
   // Every thread gRPC starts inherits this mask; the main thread waits
   // for the signals below.
   sigset_t stop_signals;
@@ -167,8 +169,13 @@ int Serve(const std::string& path, bool create_dir, const std::string& servers,
   }
   std::thread acceptor(AcceptLoop, listen_fd, server.get());
   ready(0, "");
-  int sig = 0;
-  sigwait(&stop_signals, &sig);
+  // Until a signal (session stop sends SIGTERM), or --idle-exit.
+  const bool idle = idle_exit > absl::ZeroDuration();
+  while (true) {
+    timespec tick{0, 200 * 1000 * 1000};
+    if (sigtimedwait(&stop_signals, nullptr, idle ? &tick : nullptr) > 0) break;
+    if (idle && service.IdleFor(idle_exit)) break;
+  }
   // The socket goes first: a new joulectl gets "no session", not a hang.
   struct stat st;
   if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
@@ -186,10 +193,10 @@ void Say(const std::string& line) {
 }
 
 int Start(const std::string& path, bool create_dir, bool foreground,
-          const std::string& servers,
+          absl::Duration idle_exit, const std::string& servers,
           const transport::ClientOptions& transport) {
   if (foreground) {
-    return Serve(path, create_dir, servers, transport,
+    return Serve(path, create_dir, idle_exit, servers, transport,
                  [&](int code, const std::string& message) {
                    if (code != 0) return Say(message);
                    std::printf(
@@ -219,7 +226,7 @@ int Start(const std::string& path, bool create_dir, bool foreground,
     dup2(null, 0);
     dup2(null, 1);
     const int wfd = p[1];
-    const int rc = Serve(path, create_dir, servers, transport,
+    const int rc = Serve(path, create_dir, idle_exit, servers, transport,
                          [&](int code, const std::string& message) {
                            const std::string r =
                                absl::StrCat(code, " ", message, "\n");
@@ -322,6 +329,9 @@ SessionCommands::SessionCommands(CLI::App& app) {
                      "its Unix socket (default "
                      "$XDG_RUNTIME_DIR/joule/session.sock, else "
                      "/tmp/joule-UID/session.sock)");
+  start_->add_option("--idle-exit", idle_exit_,
+                     "exit after this long with no call, e.g. 8h (default: "
+                     "never)");
   start_->add_flag("--foreground", foreground_,
                    "stay in the foreground (default: daemonize)");
   stop_ = session->add_subcommand("stop", "stop the session");
@@ -344,7 +354,16 @@ std::optional<int> SessionCommands::Run(
       DefaultSessionSocket(Env("XDG_RUNTIME_DIR"), geteuid());
   if (start_->parsed()) {
     const bool by_default = socket_.empty();
-    return Start(by_default ? fallback : socket_, by_default, foreground_,
+    absl::Duration idle = absl::ZeroDuration();
+    if (!idle_exit_.empty()) {
+      auto d = ParseNonNegativeDuration(idle_exit_, "--idle-exit");
+      if (!d.ok()) {
+        Say(std::string(d.status().message()));
+        return 2;
+      }
+      idle = *d;
+    }
+    return Start(by_default ? fallback : socket_, by_default, foreground_, idle,
                  servers, transport);
   }
   if (!stop_->parsed() && !status_->parsed()) return std::nullopt;

@@ -14,7 +14,8 @@
 
 namespace joule::cli {
 
-// Registers `session start [--socket PATH] [--foreground]`, `session stop`
+// Registers `session start [--socket PATH] [--foreground] [--idle-exit
+// DUR]`, `session stop`
 // and `session status` on `app`. Not thread-safe (one per process).
 class SessionCommands {
  public:
@@ -35,6 +36,7 @@ class SessionCommands {
   CLI::App* status_;
   std::string socket_;
   bool foreground_ = false;
+  std::string idle_exit_;
 };
 
 // The one line (without "joulectl: ") for a call through the session at

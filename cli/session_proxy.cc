@@ -312,6 +312,7 @@ SessionService::SessionService(SessionUpstream* upstream,
 grpc::ServerGenericBidiReactor* SessionService::CreateReactor(
     grpc::GenericCallbackServerContext* ctx) {
   const std::string& method = ctx->method();
+  Touch();
   if (absl::StartsWith(method, "/joule.cli.Session/") ||
       ClientStreaming(method)) {
     return new LocalCall(this, method);

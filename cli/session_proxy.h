@@ -97,6 +97,19 @@ class SessionService : public grpc::CallbackGenericService {
   // upstream call until that has ended).
   void AddInFlight(int d) {
     in_flight_.fetch_add(d, std::memory_order_relaxed);
+    Touch();
+  }
+  // Records activity now (any call, local ones too).
+  void Touch() {
+    last_active_ns_.store(absl::ToUnixNanos(absl::Now()),
+                          std::memory_order_relaxed);
+  }
+  // No forwarded call in flight and none started or ended for `d`.
+  bool IdleFor(absl::Duration d) const {
+    return in_flight_.load(std::memory_order_relaxed) == 0 &&
+           absl::Now() - absl::FromUnixNanos(
+                             last_active_ns_.load(std::memory_order_relaxed)) >=
+               d;
   }
 
  private:
@@ -107,6 +120,7 @@ class SessionService : public grpc::CallbackGenericService {
   std::atomic<bool> stopped_{false};
   std::atomic<int64_t> calls_{0};
   std::atomic<int64_t> in_flight_{0};
+  std::atomic<int64_t> last_active_ns_{absl::ToUnixNanos(absl::Now())};
 };
 
 }  // namespace joule::cli

@@ -364,6 +364,46 @@ TEST_F(SessionE2E, ClosesConnectionsOfOtherUsers) {
   EXPECT_EQ(ViaSession({"whoami"}).exit_code, 0);
 }
 
+TEST_F(SessionE2E, IdleExitEndsAQuietSessionButNotABusyOne) {
+  auto session = StartSession(acme_token_, {});
+  session->Signal(SIGTERM);  // the fixture's default has no --idle-exit
+  ASSERT_EQ(session->Wait(), 0);
+  std::vector<std::string> argv = c_->CtlCommand();
+  argv.resize(argv.size() - 2);
+  argv.insert(argv.end(),
+              {"--token", acme_token_, "session", "start", "--socket", sock_,
+               "--foreground", "--idle-exit", "2s"});
+  Process idle(argv, c_->dir() + "/session-idle.log");
+  ASSERT_TRUE(WaitFor([&] {
+    return RunCtl(*c_, {"session", "status", "--socket", sock_}, {})
+               .exit_code == 0;
+  })) << idle.Log();
+  // A watch in flight keeps it past its 2 s (status calls count as
+  // activity, so the polls below keep it until the watch is in).
+  ASSERT_EQ(setenv("JOULE_SESSION", sock_.c_str(), 1), 0);
+  Process watch({Bin("joulectl"), "events", "--watch"},
+                c_->dir() + "/watch-idle.log");
+  unsetenv("JOULE_SESSION");
+  ASSERT_TRUE(WaitFor([&] {
+    return absl::StrContains(
+        RunCtl(*c_, {"session", "status", "--socket", sock_}, {}).out,
+        " 1 in flight");
+  })) << watch.Log();
+  absl::SleepFor(absl::Seconds(3));
+  EXPECT_TRUE(idle.Running()) << idle.Log();
+  watch.Signal(SIGKILL);
+  watch.Wait();
+  // Then nothing: it ends by itself and removes its socket.
+  EXPECT_EQ(idle.Wait(absl::Seconds(20)), 0) << idle.Log();
+  EXPECT_FALSE(Exists(sock_));
+  CtlResult bad = RunCtl(*c_,
+                         {"--server", c_->server(), "session", "start",
+                          "--socket", sock_, "--idle-exit", "soon"},
+                         {});
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_TRUE(absl::StrContains(bad.err, "--idle-exit")) << bad.err;
+}
+
 TEST_F(SessionE2E, StartRefusesADirWithGroupOrOtherPermissions) {
   ASSERT_EQ(chmod(dir_.c_str(), 0750), 0);
   std::vector<std::string> args = {
