@@ -333,7 +333,8 @@ void ClusterManager::ControlPowerOnce() {
     const absl::Time now = options_.clock->Now();
     if (options_.config.scheduler.admission ==
         config::AdmissionMode::kMeasuredPlus) {
-      domains_.AdaptMargins(now, options_.report_interval);
+      domains_.AdaptMargins(now, options_.report_interval,
+                            DomainCommittedLocked());
     }
     snap = SnapshotLocked();
   }

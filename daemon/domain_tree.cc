@@ -100,15 +100,17 @@ void DomainTree::PutCap(int i, int64_t cap_mw, absl::Time now,
   batch->Put(storage::kDomains, domains_[i].name, o.SerializeAsString());
 }
 
-void DomainTree::AdaptMargins(absl::Time now, absl::Duration interval) {
+void DomainTree::AdaptMargins(absl::Time now, absl::Duration interval,
+                              const std::vector<int64_t>& committed) {
   if (now - margins_updated_ < interval) return;
   // One step of the adaptive reserve per interval, on measured power.
   const scheduler::AdaptiveMarginConfig mc;
   margins_updated_ = now;
   margins_.resize(domains_.size(), scheduler::InitialMargin(mc));
   for (size_t i = 0; i < domains_.size(); ++i) {
-    margins_[i] = scheduler::AdaptMargin(margins_[i], domains_[i].measured_mw,
-                                         domains_[i].cap_mw, mc);
+    margins_[i] = scheduler::AdaptMargin(
+        margins_[i], domains_[i].measured_mw, domains_[i].cap_mw,
+        i < committed.size() ? committed[i] : 0, mc);
   }
 }
 

@@ -84,8 +84,10 @@ class DomainTree {
     domains_[i].cap_mw = cap_mw;
   }
 
-  // measured-plus: one step of the adaptive reserve per `interval`.
-  void AdaptMargins(absl::Time now, absl::Duration interval)
+  // measured-plus: one step of the adaptive reserve per `interval`, with
+  // the committed power per domain (as Snapshot; scheduler::AdaptMargin).
+  void AdaptMargins(absl::Time now, absl::Duration interval,
+                    const std::vector<int64_t>& committed)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   // The policy's view, with the given committed power per domain.

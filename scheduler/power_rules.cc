@@ -74,6 +74,18 @@ int64_t MeasuredCommitPerGpuMw(
   return std::min(limit_mw, with_margin);
 }
 
+namespace {
+
+// Near-breach: within near_permille of the cap, or over it. Compared as
+// peak × 1000 > cap × (1000 - near) without overflow for caps up to ~9 GW.
+bool NearCap(int64_t peak_mw, int64_t cap_mw, int64_t near_permille) {
+  return cap_mw > 0 &&
+         peak_mw > cap_mw / 1000 * (1000 - near_permille) +
+                       cap_mw % 1000 * (1000 - near_permille) / 1000;
+}
+
+}  // namespace
+
 MarginState InitialMargin(const AdaptiveMarginConfig& config) {
   MarginState s;
   s.reserve_permille =
@@ -87,13 +99,7 @@ MarginState AdaptMargin(const MarginState& prev, int64_t peak_mw,
   const int64_t lo = config.min_permille;
   const int64_t hi = std::max(config.min_permille, config.max_permille);
   MarginState next = prev;
-  // Near-breach: within near_permille of the cap, or over it. Compared as
-  // peak × 1000 > cap × (1000 - near) without overflow for caps up to ~9 GW.
-  const bool near =
-      cap_mw > 0 &&
-      peak_mw > cap_mw / 1000 * (1000 - config.near_permille) +
-                    cap_mw % 1000 * (1000 - config.near_permille) / 1000;
-  if (near) {
+  if (NearCap(peak_mw, cap_mw, config.near_permille)) {
     next.reserve_permille += config.up_permille;
     next.quiet = 0;
   } else if (++next.quiet >= std::max<int32_t>(1, config.quiet_intervals)) {
@@ -101,6 +107,23 @@ MarginState AdaptMargin(const MarginState& prev, int64_t peak_mw,
     next.quiet = 0;
   }
   next.reserve_permille = std::clamp(next.reserve_permille, lo, hi);
+  return next;
+}
+
+MarginState AdaptMargin(const MarginState& prev, int64_t peak_mw,
+                        int64_t cap_mw, int64_t committed_mw,
+                        const AdaptiveMarginConfig& config) {
+  const bool near = NearCap(peak_mw, cap_mw, config.near_permille);
+  const bool cut = prev.cap_mw > 0 && cap_mw < prev.cap_mw;
+  MarginState next;
+  if (config.hold_after_cap_cut && near && (cut || prev.after_cut) &&
+      peak_mw <= committed_mw) {
+    next = prev;  // within the commitments after a cut: hold
+  } else {
+    next = AdaptMargin(prev, peak_mw, cap_mw, config);
+  }
+  next.cap_mw = cap_mw;
+  next.after_cut = near && (cut || prev.after_cut);
   return next;
 }
 

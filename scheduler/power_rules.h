@@ -102,11 +102,23 @@ struct AdaptiveMarginConfig {
   int64_t up_permille = 20;
   int64_t down_permille = 5;
   int32_t quiet_intervals = 6;
+  // After a cap cut (an interval whose cap is below the previous one's), a
+  // near-breach whose peak is within the domain's committed power holds the
+  // state (no raise, no quiet count) until the first quiet interval: the
+  // operator moved the cap below the draw, the power loop brings the draw to
+  // just under the new cap and the domain is then full by its own
+  // commitments, so being near the cap says nothing about noise, and a
+  // raised reserve would only keep admission closed after the cut.
+  // A peak above committed power raises as before. Only AdaptMargin's
+  // committed_mw overload applies it.
+  bool hold_after_cap_cut = true;
 };
 
 struct MarginState {
   int64_t reserve_permille = 0;
-  int32_t quiet = 0;  // quiet intervals in a row
+  int32_t quiet = 0;       // quiet intervals in a row
+  int64_t cap_mw = 0;      // the cap of the last interval (0: none yet)
+  bool after_cut = false;  // near the cap in every interval since a cap cut
 };
 
 // The state at the start, before any interval: initial_permille clamped.
@@ -116,6 +128,12 @@ MarginState InitialMargin(const AdaptiveMarginConfig& config);
 // the domain in the interval (before the power loop acted on it).
 MarginState AdaptMargin(const MarginState& prev, int64_t peak_mw,
                         int64_t cap_mw, const AdaptiveMarginConfig& config);
+// The same with the domain's committed power in the interval (what
+// admission counted, DomainSnapshot::committed_mw) and the cap-cut hold
+// (config.hold_after_cap_cut); jouled's DomainTree and joule-sim call this.
+MarginState AdaptMargin(const MarginState& prev, int64_t peak_mw,
+                        int64_t cap_mw, int64_t committed_mw,
+                        const AdaptiveMarginConfig& config);
 
 // The reserve in mW for a cap: cap × reserve_permille / 1000 (0 for caps
 // <= 0).

@@ -57,8 +57,9 @@ absl::Status ParseClassFloors(const std::string& spec,
   return absl::OkStatus();
 }
 
-// "min=10,max=100,initial=30,near=10,up=20,down=5,quiet=6" (permille of the
-// cap; quiet in report intervals); empty keeps the defaults.
+// "min=10,max=100,initial=30,near=10,up=20,down=5,quiet=6,cut-hold=1"
+// (permille of the cap; quiet in report intervals; cut-hold 0 or 1:
+// AdaptiveMarginConfig::hold_after_cap_cut); empty keeps the defaults.
 absl::Status ParseAdaptiveMargin(const std::string& spec,
                                  scheduler::AdaptiveMarginConfig* out) {
   for (absl::string_view kv : absl::StrSplit(spec, ',', absl::SkipEmpty())) {
@@ -81,12 +82,14 @@ absl::Status ParseAdaptiveMargin(const std::string& spec,
       out->up_permille = v;
     } else if (p.first == "down") {
       out->down_permille = v;
+    } else if (p.first == "cut-hold") {
+      out->hold_after_cap_cut = v != 0;
     } else if (p.first == "quiet") {
       out->quiet_intervals = static_cast<int32_t>(std::max<int64_t>(1, v));
     } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--adaptive-margin: \"", p.first,
-                       "\" is not min, max, initial, near, up, down or quiet"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--adaptive-margin: \"", p.first,
+          "\" is not min, max, initial, near, up, down, quiet or cut-hold"));
     }
   }
   if (out->max_permille < out->min_permille) {
@@ -267,7 +270,9 @@ int Main(int argc, char** argv) {
   app.add_option("--adaptive-margin", adaptive_margin,
                  "measured-plus: admission reserve per domain in permille "
                  "of its cap, min=10,max=100,initial=30,near=10,up=20,"
-                 "down=5,quiet=6 (the default)");
+                 "down=5,quiet=6,cut-hold=1 (the default; cut-hold=0: a "
+                 "near-breach after a cap cut raises the reserve even "
+                 "within the domain's commitments)");
   app.add_option("--min-raise-interval", min_raise_interval,
                  "measured-plus: a job's limit is raised only this long "
                  "after its last change")

@@ -165,6 +165,7 @@ std::string ReportJson(const RunInfo& info,
   j.Int("margin_up_permille", o.margin.up_permille);
   j.Int("margin_down_permille", o.margin.down_permille);
   j.Int("margin_quiet_intervals", o.margin.quiet_intervals);
+  j.Field("margin_cut_hold", o.margin.hold_after_cap_cut ? "true" : "false");
   j.Num("min_raise_interval_s", o.min_raise_interval_ms / 1000.0);
   j.Close();
   j.Close();

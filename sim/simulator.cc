@@ -934,7 +934,7 @@ void Sim::AdaptMargins() {
     if (!Plus()) continue;
     const int64_t old = dom.admission_reserve_mw;
     margin_[d] = scheduler::AdaptMargin(margin_[d], dom.measured_mw, dom.cap_mw,
-                                        opts_.margin);
+                                        dom.committed_mw, opts_.margin);
     dom.admission_reserve_mw =
         scheduler::MarginReserveMw(margin_[d], dom.cap_mw);
     if (dom.admission_reserve_mw < old) dirty_ = true;

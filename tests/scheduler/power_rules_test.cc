@@ -451,6 +451,79 @@ INSTANTIATE_TEST_SUITE_P(
                    50}),
     [](const auto& info) { return info.param.name; });
 
+// The cap-cut hold (AdaptiveMarginConfig::hold_after_cap_cut), through the
+// overload with committed power. Each interval: cap, peak and committed in
+// kW; reserve 30‰ at the start, +20 per near-breach (peak > 990‰ of the
+// cap), −5 after 6 quiet intervals.
+struct Interval {
+  int64_t cap_kw, peak_kw, committed_kw;
+};
+struct CutCase {
+  std::string name;
+  std::vector<Interval> intervals;
+  bool hold;  // config.hold_after_cap_cut
+  int64_t want_permille;
+};
+
+class CapCutHoldTest : public ::testing::TestWithParam<CutCase> {};
+
+TEST_P(CapCutHoldTest, HoldsOnlyWithinTheCommitmentsAfterACut) {
+  const CutCase& c = GetParam();
+  AdaptiveMarginConfig cfg;
+  cfg.hold_after_cap_cut = c.hold;
+  MarginState s = InitialMargin(cfg);
+  for (const Interval& i : c.intervals) {
+    s = AdaptMargin(s, i.peak_kw * kKw, i.cap_kw * kKw, i.committed_kw * kKw,
+                    cfg);
+    EXPECT_GE(s.reserve_permille, cfg.min_permille);
+    EXPECT_LE(s.reserve_permille, cfg.max_permille);
+  }
+  EXPECT_EQ(s.reserve_permille, c.want_permille);
+}
+
+// Alibaba B's site in small: 1,200 kW, cut to 900 kW; the loop brings the
+// draw to 899, 898, 897 kW (> 891 = 990‰ of 900: near), committed 1 kW
+// above the draw.
+const std::vector<Interval> kCut = {{1200, 924, 926},
+                                    {900, 924, 926},
+                                    {900, 899, 901},
+                                    {900, 898, 900},
+                                    {900, 897, 899}};
+
+INSTANTIATE_TEST_SUITE_P(
+    Margin, CapCutHoldTest,
+    ::testing::Values(
+        // 924 < 1,188 (990‰ of 1,200): quiet (count 1); then four
+        // near-breaches within the commitments after the cut: held at 30.
+        CutCase{"CutWithinCommitmentsHolds", kCut, true, 30},
+        // Without the hold: four near-breaches, 30 + 4 × 20 = 110 → 100.
+        CutCase{"WithoutTheHoldRaises", kCut, false, 100},
+        // After the cut the draw goes above its commitments (899 > 895):
+        // noise admission did not count, so it raises: 30 + 20 = 50.
+        CutCase{"AboveTheCommitmentsRaises",
+                {{1200, 924, 926}, {900, 924, 926}, {900, 899, 895}},
+                true,
+                50},
+        // Same cap every interval (no cut): near-breaches within the
+        // commitments raise as without the hold: 30 + 2 × 20 = 70.
+        CutCase{"NoCutRaises", {{900, 899, 901}, {900, 898, 900}}, true, 70},
+        // The episode ends at the first quiet interval (880 ≤ 891); a later
+        // near-breach at the same cap raises: 30 + 20 = 50.
+        CutCase{"QuietEndsTheHold",
+                {{1200, 924, 926},
+                 {900, 899, 901},
+                 {900, 880, 882},
+                 {900, 899, 901}},
+                true,
+                50},
+        // A higher cap is no cut: 1,200 → 1,300, peak 1,290 > 1,287 (990‰
+        // of 1,300), within the commitments, still raises: 50.
+        CutCase{"RaisedCapIsNoCut",
+                {{1200, 924, 926}, {1300, 1290, 1295}},
+                true,
+                50}),
+    [](const auto& info) { return info.param.name; });
+
 // ---------------------------------------------------------------------------
 // Measured commitment (the daemon's and joule-sim's shared rule).
 

@@ -184,6 +184,62 @@ TEST(MeasuredPlus, PowerFitNeverOverCap) {
   }
 }
 
+// A cap cut below the draw, then the cap back (as Alibaba B's demand
+// response, in small): one rack of four 1-GPU H100 nodes (idle 70 W), cap
+// 3,000 W; A, B, C (on-demand, load 1: want 700 W, 2,000 s) start at 0:
+// 3 × 700 + 70 = 2,170 W. At 100 s the rack is cut to 1,900 W: the power
+// loop throttles them (floor clamp, on-demand floor 0.6 = 448 W) and the
+// draw then sits just under the new cap, within the rack's commitments.
+// With the cap-cut hold the reserve stays at its 30‰ instead of climbing by
+// 20‰ per interval to 100‰, so D (spot, 100 s, arriving at 150 s) gets in
+// sooner once the cap is back at 2,400 W at 400 s. Never over a cap beyond
+// two ticks either way.
+TEST(MeasuredPlus, CapCutHoldAdmitsSoonerAfterTheCut) {
+  SimCluster c;
+  SimGpuModel h100;
+  ASSERT_TRUE(LookupSimGpu("H100", &h100));
+  c.models.push_back(h100);
+  c.domains.push_back({"site", "site", -1, kUnlimitedMw});
+  c.domains.push_back({"rack-a", "rack", 0, 3000 * kW});
+  for (int i = 0; i < 4; ++i) {
+    c.nodes.push_back({absl::StrCat("n", i), 1, 0, 1, 0});
+  }
+  auto w = ParseCanonicalCsv(
+      "job_id,tenant,submit_time_s,duration_s,class,load\n"
+      "A,t,0,2000,on-demand,1\nB,t,0,2000,on-demand,1\n"
+      "C,t,0,2000,on-demand,1\nD,t,150,100,spot,1\n",
+      "test.csv");
+  ASSERT_TRUE(w.ok()) << w.status();
+  auto caps = ParseCapEvents(
+      "time_s,domain,new_cap\n100,rack-a,1900W\n400,rack-a,2400W\n", "caps.csv",
+      c);
+  ASSERT_TRUE(caps.ok()) << caps.status();
+  SimInputs in{&c, &*w, &*caps};
+  SimOptions o;
+  o.power_noise = 0;
+  o.policy = PolicyKind::kMeasuredPlus;
+  o.plus_commit = scheduler::FloorClampRule();
+  o.class_floors.on_demand_permille = 600;
+  auto hold = Simulate(in, o);
+  ASSERT_TRUE(hold.ok()) << hold.status();
+  o.margin.hold_after_cap_cut = false;
+  auto raise = Simulate(in, o);
+  ASSERT_TRUE(raise.ok()) << raise.status();
+  for (const SimResult* r : {&*hold, &*raise}) {
+    EXPECT_EQ(r->jobs_completed, 4);
+    EXPECT_EQ(Level(*r, "rack").seconds_over_cap_beyond_two_ticks, 0);
+  }
+  // D waits from 150 s to the 400 s tick, when the cap is back: the
+  // reserve held at 30‰ (72 W of 2,400) leaves room for it at once.
+  EXPECT_DOUBLE_EQ(hold->queue_delay_p99_s, 250);
+  // Without the hold the reserve reached 100‰ during the cut and falls
+  // back only 5‰ per six quiet ticks, while the restores of A, B and C take
+  // the returned headroom first: D starts at 1,110 s (960 s of delay).
+  EXPECT_DOUBLE_EQ(raise->queue_delay_p99_s, 960);
+  EXPECT_LT(Level(*hold, "rack").stranded_margin_w,
+            Level(*raise, "rack").stranded_margin_w);
+}
+
 // SplitStranded: cap 40 kW, measured 30 kW → 10 kW unused.
 struct SplitCase {
   std::string name;
