@@ -137,8 +137,11 @@ TEST_F(SessionE2E, RefusesCallsBeyondMaxCalls) {
   Process watch({Bin("joulectl"), "events", "--watch"},
                 c_->dir() + "/watch-max.log");
   unsetenv("JOULE_SESSION");
+  // `events --watch` lists first (a unary call, ended once its table is
+  // printed), then streams: the one in flight is then the stream.
   ASSERT_TRUE(WaitFor([&] {
-    return absl::StrContains(status(), " 1 in flight");
+    return absl::StrContains(watch.Log(), "KIND") &&
+           absl::StrContains(status(), " 1 in flight");
   })) << watch.Log();
   CtlResult r = ViaSession({"job", "list"});
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err << status() << session.Log();
