@@ -1887,7 +1887,9 @@ int main(int argc, char** argv) {
     std::printf("%s", BashCompletion(app).c_str());
     return 0;
   }
-  if (auto rc = session_commands.Run(g.server, g.transport)) return *rc;
+  if (auto rc = session_commands.Run(g.server, g.transport, argc, argv)) {
+    return *rc;
+  }
   if (!action) {  // `joulectl` or `joulectl NOUN`: its usage
     const CLI::App* target = &app;
     for (const CLI::App* sub : app.get_subcommands()) target = sub;
@@ -1917,6 +1919,13 @@ int main(int argc, char** argv) {
   SetOutputFormat(*ParseOutputFormat(g.output));
   g.session = SessionToUse(env("JOULE_SESSION"),
                            SessionCommands::ExplicitTransport(app));
+  if (!g.session.empty()) {  // not another user's socket or directory
+    absl::Status s = CheckSessionSocket(g.session, geteuid());
+    if (!s.ok()) {
+      std::fprintf(stderr, "joulectl: %s\n", std::string(s.message()).c_str());
+      return 2;
+    }
+  }
   try {
     Client client(g);
     action(client);

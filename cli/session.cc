@@ -3,11 +3,13 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -60,45 +62,145 @@ struct StartError {
   std::string message;
 };
 
-// Binds and listens on `path` (mode 0600) in its private directory. A
-// stale socket nobody answers on is replaced; a live one is refused.
-std::variant<int, StartError> Listen(const std::string& path, bool create) {
-  const std::string dir = SocketDir(path);
-  if (absl::Status s = EnsurePrivateDir(dir, geteuid(), create); !s.ok()) {
-    return StartError{2, std::string(s.message())};
-  }
+// A listening session's hold on its path: the socket, the inode it bound
+// (what it may remove again) and the lock on PATH.lock, held for the
+// session's life (it holds the session's pid).
+struct Listening {
+  int fd = -1;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  int lock_fd = -1;
+};
+
+std::string LockPath(const std::string& path) {
+  return absl::StrCat(path, ".lock");
+}
+
+// Removes `path` only when it is still the socket this session bound: a
+// socket another session put there since (after ours was deleted) stays.
+void RemoveOwnSocket(const std::string& path, dev_t dev, ino_t ino) {
   struct stat st;
-  if (lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) {
-      return StartError{2, absl::StrCat(path, " exists and is not a socket")};
-    }
-    if (int fd = ConnectUnix(path); fd >= 0) {
-      close(fd);
-      return StartError{1, absl::StrCat("a session already runs at ", path,
-                                        " (joulectl session stop)")};
-    }
+  if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
+      st.st_dev == dev && st.st_ino == ino) {
     unlink(path.c_str());
   }
+}
+
+// Takes the lock on PATH.lock: its fd, or the error (another session
+// holds it: exit 1 naming its pid). A lock file that was removed and
+// re-created between open and flock is opened again.
+std::variant<int, StartError> Lock(const std::string& path) {
+  const std::string lock = LockPath(path);
+  for (int tries = 0; tries < 5; ++tries) {
+    const int fd =
+        open(lock.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+      return StartError{
+          1, absl::StrCat("cannot open ", lock, ": ", std::strerror(errno))};
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+      char buf[32] = {};
+      const ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+      close(fd);
+      int pid = 0;
+      std::string who;
+      if (n > 0 && absl::SimpleAtoi(absl::StripAsciiWhitespace(buf), &pid)) {
+        who = absl::StrCat("pid ", pid, "; ");
+      }
+      return StartError{1, absl::StrCat("a session already runs at ", path,
+                                        " (", who, "joulectl session stop)")};
+    }
+    struct stat held, now;
+    if (fstat(fd, &held) == 0 && lstat(lock.c_str(), &now) == 0 &&
+        held.st_dev == now.st_dev && held.st_ino == now.st_ino) {
+      const std::string pid = absl::StrCat(getpid(), "\n");
+      if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) !=
+                                       static_cast<ssize_t>(pid.size())) {
+        // The pid is for the "already runs" line only; the lock holds.
+      }
+      return fd;
+    }
+    close(fd);  // removed by the session that held it: open the new one
+  }
+  return StartError{1, absl::StrCat("cannot lock ", lock)};
+}
+
+// Binds and listens on `path` (mode 0600) in its private directory, under
+// the lock on PATH.lock: a socket left there by a session that died is
+// replaced; while a session runs (holds the lock) its path is refused.
+std::variant<Listening, StartError> Listen(const std::string& path,
+                                           bool create) {
   sockaddr_un addr{};
   if (path.size() >= sizeof(addr.sun_path)) {
     return StartError{2,
                       absl::StrCat("--socket: \"", path, "\" is longer than ",
                                    sizeof(addr.sun_path) - 1, " bytes")};
   }
+  const std::string dir = SocketDir(path);
+  if (absl::Status s = EnsurePrivateDir(dir, geteuid(), create); !s.ok()) {
+    return StartError{2, std::string(s.message())};
+  }
+  auto locked = Lock(path);
+  if (auto* e = std::get_if<StartError>(&locked)) return *e;
+  Listening l;
+  l.lock_fd = std::get<int>(locked);
+  auto fail = [&](StartError e) -> std::variant<Listening, StartError> {
+    if (l.fd >= 0) close(l.fd);
+    unlink(LockPath(path).c_str());
+    close(l.lock_fd);
+    return e;
+  };
+  struct stat st;
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return fail({2, absl::StrCat(path, " exists and is not a socket")});
+    }
+    // Under the lock no session of ours owns it; one that still answers
+    // (a joulectl without the lock) is not taken over either.
+    if (int fd = ConnectUnix(path); fd >= 0) {
+      close(fd);
+      return fail({1, absl::StrCat("a session already runs at ", path,
+                                   " (joulectl session stop)")});
+    }
+    unlink(path.c_str());
+  }
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  l.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   const mode_t old = umask(0177);
-  const bool bound = fd >= 0 && bind(fd, reinterpret_cast<sockaddr*>(&addr),
-                                     sizeof(addr)) == 0;
+  const bool bound = l.fd >= 0 && bind(l.fd, reinterpret_cast<sockaddr*>(&addr),
+                                       sizeof(addr)) == 0;
   umask(old);
-  if (!bound || listen(fd, 128) != 0) {
+  if (!bound || listen(l.fd, 128) != 0 || lstat(path.c_str(), &st) != 0) {
     const std::string why = std::strerror(errno);
-    if (fd >= 0) close(fd);
-    return StartError{1, absl::StrCat("cannot listen on ", path, ": ", why)};
+    if (bound) unlink(path.c_str());
+    return fail({1, absl::StrCat("cannot listen on ", path, ": ", why)});
   }
-  return fd;
+  l.dev = st.st_dev;
+  l.ino = st.st_ino;
+  return l;
 }
+
+// Ends a session's hold on `path`, once (from `session stop`'s call or
+// the main thread): its socket (if still its own), then the lock file
+// (removed while held; Lock() copes), then the lock. After it, a new
+// session may start on `path` while this one finishes its calls.
+class PathHold {
+ public:
+  PathHold(std::string path, const Listening& l)
+      : path_(std::move(path)), l_(l) {}
+  void Release() {
+    if (released_.exchange(true)) return;
+    RemoveOwnSocket(path_, l_.dev, l_.ino);
+    unlink(LockPath(path_).c_str());
+    close(l_.lock_fd);
+  }
+
+ private:
+  const std::string path_;
+  const Listening l_;
+  std::atomic<bool> released_{false};
+};
 
 // Hands each connection of a peer with the session's uid (or root) to
 // `server`; closes the others. Returns when `listen_fd` is shut down.
@@ -130,14 +232,17 @@ void AcceptLoop(int listen_fd, grpc::Server* server) {
 // through `ready` (the eval line, or the error), then serves until
 // `session stop` or SIGTERM/SIGINT/SIGHUP. Returns the exit code.
 int Serve(const std::string& path, bool create_dir, absl::Duration idle_exit,
-          const std::string& servers, const transport::ClientOptions& transport,
+          int max_calls, const std::string& servers,
+          const transport::ClientOptions& transport,
           const std::function<void(int code, const std::string&)>& ready) {
   auto listening = Listen(path, create_dir);
   if (auto* e = std::get_if<StartError>(&listening)) {
     ready(e->code, e->message);
     return e->code;
   }
-  const int listen_fd = std::get<int>(listening);
+  const Listening l = std::get<Listening>(listening);
+  const int listen_fd = l.fd;
+  PathHold hold(path, l);
   signal(SIGPIPE, SIG_IGN);  // a caller or the start pipe gone: not fatal
   // Every thread gRPC starts inherits this mask; the main thread waits
   // for the signals below.
@@ -147,23 +252,26 @@ int Serve(const std::string& path, bool create_dir, absl::Duration idle_exit,
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   auto upstream = SessionUpstream::Open(servers, transport);
   if (!upstream.ok()) {
-    unlink(path.c_str());
+    hold.Release();
+    close(listen_fd);
     ready(2, std::string(upstream.status().message()));
     return 2;
   }
   const pid_t pid = getpid();
   SessionService service(
       upstream->get(), absl::StrCat("session at ", path, ": pid ", pid),
-      [path, pid] {
-        unlink(path.c_str());  // before the caller sees the answer
+      [&hold, pid] {
+        hold.Release();  // before the caller sees the answer
         kill(pid, SIGTERM);
-      });
+      },
+      max_calls);
   grpc::ServerBuilder builder;
   builder.RegisterCallbackGenericService(&service);
   builder.SetMaxReceiveMessageSize(64 << 20);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
-    unlink(path.c_str());
+    hold.Release();
+    close(listen_fd);
     ready(1, "cannot start the session's gRPC server");
     return 1;
   }
@@ -177,10 +285,7 @@ int Serve(const std::string& path, bool create_dir, absl::Duration idle_exit,
     if (idle && service.IdleFor(idle_exit)) break;
   }
   // The socket goes first: a new joulectl gets "no session", not a hang.
-  struct stat st;
-  if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
-    unlink(path.c_str());
-  }
+  hold.Release();
   shutdown(listen_fd, SHUT_RDWR);
   acceptor.join();
   close(listen_fd);
@@ -192,17 +297,25 @@ void Say(const std::string& line) {
   std::fprintf(stderr, "joulectl: %s\n", line.c_str());
 }
 
-int Start(const std::string& path, bool create_dir, bool foreground,
-          absl::Duration idle_exit, const std::string& servers,
+// What `session start` was asked for.
+struct StartOptions {
+  std::string path;  // absolute
+  bool create_dir = false;
+  bool foreground = false;
+  absl::Duration idle_exit = absl::ZeroDuration();
+  int max_calls = 0;
+};
+
+int Start(const StartOptions& o, const std::string& servers,
           const transport::ClientOptions& transport) {
-  if (foreground) {
-    return Serve(path, create_dir, idle_exit, servers, transport,
-                 [&](int code, const std::string& message) {
+  if (o.foreground) {
+    return Serve(o.path, o.create_dir, o.idle_exit, o.max_calls, servers,
+                 transport, [&](int code, const std::string& message) {
                    if (code != 0) return Say(message);
                    std::printf(
                        "%s\nJOULE_SESSION_PID=%d; export "
                        "JOULE_SESSION_PID;\n",
-                       SessionEvalLine(path).c_str(), getpid());
+                       SessionEvalLine(o.path).c_str(), getpid());
                    std::fflush(stdout);
                  });
   }
@@ -221,19 +334,35 @@ int Start(const std::string& path, bool create_dir, bool foreground,
   }
   if (child == 0) {
     close(p[0]);
+    // A daemon keeps nothing of its starter: no controlling terminal, no
+    // working directory (paths were made absolute), no inherited fd but
+    // stdio (a caller's lock or pipe would otherwise stay held for the
+    // session's life), stdio on /dev/null.
     setsid();
+    if (chdir("/") != 0) ExitNow(1);
+    int wfd = p[1];
+    if (wfd != 3) {
+      wfd = dup2(p[1], 3);
+      close(p[1]);
+    }
+    fcntl(wfd, F_SETFD, FD_CLOEXEC);
+    if (close_range(4, ~0U, 0) != 0) {  // kernels before 5.9
+      const long max = sysconf(_SC_OPEN_MAX);
+      for (int fd = 4; fd < (max > 0 && max < 65536 ? max : 65536); ++fd) {
+        close(fd);
+      }
+    }
     const int null = open("/dev/null", O_RDWR | O_CLOEXEC);
     dup2(null, 0);
     dup2(null, 1);
-    const int wfd = p[1];
-    const int rc = Serve(path, create_dir, idle_exit, servers, transport,
-                         [&](int code, const std::string& message) {
-                           const std::string r =
-                               absl::StrCat(code, " ", message, "\n");
-                           (void)!write(wfd, r.data(), r.size());
-                           close(wfd);
-                           dup2(null, 2);
-                         });
+    const int rc =
+        Serve(o.path, o.create_dir, o.idle_exit, o.max_calls, servers,
+              transport, [&](int code, const std::string& message) {
+                const std::string r = absl::StrCat(code, " ", message, "\n");
+                (void)!write(wfd, r.data(), r.size());
+                close(wfd);
+                dup2(null, 2);
+              });
     ExitNow(rc);
   }
   close(p[1]);
@@ -257,12 +386,16 @@ int Start(const std::string& path, bool create_dir, bool foreground,
     return code;
   }
   std::printf("%s\nJOULE_SESSION_PID=%d; export JOULE_SESSION_PID;\n",
-              SessionEvalLine(path).c_str(), child);
+              SessionEvalLine(o.path).c_str(), child);
   return 0;
 }
 
 // Calls a local method of the session at `path`; prints its line.
 int Local(const std::string& path, const char* method, bool stop) {
+  if (absl::Status s = CheckSessionSocket(path, geteuid()); !s.ok()) {
+    Say(std::string(s.message()));
+    return 2;
+  }
   auto channel = grpc::CreateChannel(absl::StrCat("unix:", path),
                                      grpc::InsecureChannelCredentials());
   grpc::GenericStub stub(channel);
@@ -332,6 +465,12 @@ SessionCommands::SessionCommands(CLI::App& app) {
   start_->add_option("--idle-exit", idle_exit_,
                      "exit after this long with no call, e.g. 8h (default: "
                      "never)");
+  start_
+      ->add_option("--max-calls", max_calls_,
+                   "most calls forwarded at once; more are refused with "
+                   "RESOURCE_EXHAUSTED")
+      ->default_val(256)
+      ->check(CLI::Range(1, 100000));
   start_->add_flag("--foreground", foreground_,
                    "stay in the foreground (default: daemonize)");
   stop_ = session->add_subcommand("stop", "stop the session");
@@ -348,23 +487,52 @@ bool SessionCommands::ExplicitTransport(const CLI::App& app) {
   return false;
 }
 
+void SessionCommands::HideSecrets(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    char* a = argv[i];
+    if (std::strcmp(a, "--") == 0) return;
+    char* secret = nullptr;
+    if (std::strcmp(a, "--token") == 0 && i + 1 < argc) {
+      secret = argv[++i];
+    } else if (std::strncmp(a, "--token=", 8) == 0) {
+      secret = a + 8;
+    }
+    if (secret != nullptr) std::memset(secret, 'x', std::strlen(secret));
+  }
+}
+
 std::optional<int> SessionCommands::Run(
-    const std::string& servers, const transport::ClientOptions& transport) {
+    const std::string& servers, const transport::ClientOptions& transport,
+    int argc, char** argv) {
   const std::string fallback =
       DefaultSessionSocket(Env("XDG_RUNTIME_DIR"), geteuid());
   if (start_->parsed()) {
-    const bool by_default = socket_.empty();
-    absl::Duration idle = absl::ZeroDuration();
+    // A session lives long: its --token must not stay readable by every
+    // user in /proc/PID/cmdline (CLI11 has copied it already).
+    HideSecrets(argc, argv);
+    StartOptions o;
+    o.create_dir = socket_.empty();
+    o.foreground = foreground_;
+    o.max_calls = max_calls_;
     if (!idle_exit_.empty()) {
       auto d = ParseNonNegativeDuration(idle_exit_, "--idle-exit");
       if (!d.ok()) {
         Say(std::string(d.status().message()));
         return 2;
       }
-      idle = *d;
+      o.idle_exit = *d;
     }
-    return Start(by_default ? fallback : socket_, by_default, foreground_, idle,
-                 servers, transport);
+    // The daemon runs in /: every path it keeps using is made absolute.
+    char cwd_buf[4096];
+    const std::string cwd =
+        getcwd(cwd_buf, sizeof(cwd_buf)) != nullptr ? cwd_buf : "/";
+    o.path = AbsolutePath(cwd, o.create_dir ? fallback : socket_);
+    transport::ClientOptions t = transport;
+    for (std::string* f :
+         {&t.ca_file, &t.cert_file, &t.key_file, &t.token_file}) {
+      *f = AbsolutePath(cwd, *f);
+    }
+    return Start(o, servers, t);
   }
   if (!stop_->parsed() && !status_->parsed()) return std::nullopt;
   std::string path = socket_;

@@ -5,6 +5,7 @@
 
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_replace.h"
@@ -13,10 +14,16 @@ namespace joule::cli {
 
 std::string DefaultSessionSocket(const std::string& xdg_runtime_dir,
                                  uid_t uid) {
-  if (!xdg_runtime_dir.empty()) {
+  if (absl::StartsWith(xdg_runtime_dir, "/")) {
     return absl::StrCat(xdg_runtime_dir, "/joule/session.sock");
   }
   return absl::StrCat("/tmp/joule-", uid, "/session.sock");
+}
+
+std::string AbsolutePath(const std::string& cwd, const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  if (!cwd.empty() && cwd.back() == '/') return absl::StrCat(cwd, path);
+  return absl::StrCat(cwd, "/", path);
 }
 
 std::string SocketDir(const std::string& socket_path) {
@@ -69,6 +76,30 @@ absl::Status EnsurePrivateDir(const std::string& dir, uid_t uid, bool create) {
   }
   return CheckPrivateDirStat(dir, S_ISDIR(st.st_mode), S_ISLNK(st.st_mode),
                              st.st_uid, st.st_mode, uid);
+}
+
+absl::Status CheckSessionSocket(const std::string& path, uid_t uid) {
+  const std::string dir = SocketDir(path);
+  struct stat st;
+  if (lstat(dir.c_str(), &st) != 0) return absl::OkStatus();
+  if (absl::Status s =
+          CheckPrivateDirStat(dir, S_ISDIR(st.st_mode), S_ISLNK(st.st_mode),
+                              st.st_uid, st.st_mode, uid);
+      !s.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("JOULE_SESSION ", path, ": ", s.message()));
+  }
+  if (lstat(path.c_str(), &st) != 0) return absl::OkStatus();
+  if (!S_ISSOCK(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("JOULE_SESSION ", path, " is not a socket"));
+  }
+  if (st.st_uid != uid) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("JOULE_SESSION ", path, " is owned by uid ", st.st_uid,
+                     ", not by you (uid ", uid, ")"));
+  }
+  return absl::OkStatus();
 }
 
 std::string SessionToUse(const std::string& joule_session,

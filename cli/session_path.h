@@ -14,8 +14,14 @@
 namespace joule::cli {
 
 // The default socket: $XDG_RUNTIME_DIR/joule/session.sock when
-// `xdg_runtime_dir` is set (non-empty), else /tmp/joule-UID/session.sock.
+// `xdg_runtime_dir` is an absolute path, else /tmp/joule-UID/session.sock
+// (the XDG spec: a relative value is ignored).
 std::string DefaultSessionSocket(const std::string& xdg_runtime_dir, uid_t uid);
+
+// `path` made absolute against `cwd` (unchanged when empty or absolute): a
+// session outlives the directory it was started in (it chdir()s to /), and
+// the JOULE_SESSION it prints is used from anywhere.
+std::string AbsolutePath(const std::string& cwd, const std::string& path);
 
 // The directory part of a socket path ("." for a bare name).
 std::string SocketDir(const std::string& socket_path);
@@ -31,6 +37,13 @@ absl::Status CheckPrivateDirStat(const std::string& dir, bool is_dir,
 // lstat()s `dir` and applies CheckPrivateDirStat; creates it 0700 first
 // (one level: its parent must exist) when `create` and it is missing.
 absl::Status EnsurePrivateDir(const std::string& dir, uid_t uid, bool create);
+
+// What a joulectl checks before it sends a call to the session at `path`
+// (another user must not be able to pose as one): where the directory or
+// the socket exists, the directory passes CheckPrivateDirStat and the
+// socket is a socket owned by `uid`. FAILED_PRECONDITION with one line;
+// OK when either is missing (the call then fails as "no session").
+absl::Status CheckSessionSocket(const std::string& path, uid_t uid);
 
 // The socket a command goes through: `joule_session` ($JOULE_SESSION) when
 // it is set and the command line named none of --server, --token,

@@ -1,6 +1,9 @@
 #include "cli/session_proxy.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <utility>
 
@@ -84,12 +87,10 @@ class ForwardedCall : public grpc::ServerGenericBidiReactor {
     service_->AddInFlight(1);
     StartRead(&request_);
   }
-  ~ForwardedCall() override { service_->AddInFlight(-1); }
-
   void OnReadDone(bool ok) override {
     if (!ok) {
-      Finish(grpc::Status(grpc::StatusCode::CANCELLED,
-                          "joulectl session: the call had no request"));
+      FinishCall(grpc::Status(grpc::StatusCode::CANCELLED,
+                              "joulectl session: the call had no request"));
       return;
     }
     absl::MutexLock l(&mu_);
@@ -117,7 +118,7 @@ class ForwardedCall : public grpc::ServerGenericBidiReactor {
       if (!attempt_done_) return;
       finish = status_;
     }
-    Finish(finish);  // may delete this (OnDone): nothing after it
+    FinishCall(finish);  // may delete this (OnDone): nothing after it
   }
 
   // From the attempt's OnDone: retry, or finish (once no write is out).
@@ -136,7 +137,7 @@ class ForwardedCall : public grpc::ServerGenericBidiReactor {
       status_ = s;
       if (writing_) return;  // OnWriteDone finishes
     }
-    Finish(s);  // may delete this (OnDone): nothing after it
+    FinishCall(s);  // may delete this (OnDone): nothing after it
   }
 
   void OnCancel() override {
@@ -148,6 +149,14 @@ class ForwardedCall : public grpc::ServerGenericBidiReactor {
   void OnDone() override { delete this; }
 
  private:
+  // The call leaves the in-flight count before its status goes out, so a
+  // caller's next call never meets its previous one still counted (the
+  // upstream call has ended by then; OnDone may come later).
+  void FinishCall(const grpc::Status& s) {
+    service_->AddInFlight(-1);
+    Finish(s);
+  }
+
   void StartAttemptLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     SessionUpstream::Target t = service_->upstream()->ForCall();
     attempt_ = std::make_unique<Attempt>(this);
@@ -190,17 +199,23 @@ void Attempt::OnReadDone(bool ok) {
 
 void Attempt::OnDone(const grpc::Status& s) { call_->AttemptDone(s); }
 
-// Answers a local method (Stop, Status) or refuses one it cannot forward.
+// Answers a local method (Stop, Status), refuses one it cannot forward,
+// or refuses any call with `refuse` when that is not OK.
 class LocalCall : public grpc::ServerGenericBidiReactor {
  public:
-  LocalCall(SessionService* service, const std::string& method)
+  LocalCall(SessionService* service, const std::string& method,
+            grpc::Status refuse = grpc::Status::OK)
       : service_(service) {
-    if (method == kSessionStatusMethod) {
+    if (!refuse.ok()) {
+      Finish(refuse);
+    } else if (method == kSessionStatusMethod) {
       grpc::Slice line(service_->StatusLine());
       reply_ = grpc::ByteBuffer(&line, 1);
       StartWriteAndFinish(&reply_, grpc::WriteOptions(), grpc::Status::OK);
     } else if (method == kSessionStopMethod) {
-      stop_ = true;
+      // Before the answer is written: when `session stop` returns, the
+      // socket is gone (the server's shutdown still lets this answer out).
+      service_->Stop();
       grpc::Slice line(service_->StatusLine());
       reply_ = grpc::ByteBuffer(&line, 1);
       StartWriteAndFinish(&reply_, grpc::WriteOptions(), grpc::Status::OK);
@@ -212,15 +227,11 @@ class LocalCall : public grpc::ServerGenericBidiReactor {
                        "directly")));
     }
   }
-  void OnDone() override {
-    if (stop_) service_->Stop();
-    delete this;
-  }
+  void OnDone() override { delete this; }
 
  private:
   SessionService* const service_;
   grpc::ByteBuffer reply_;
-  bool stop_ = false;
 };
 
 }  // namespace
@@ -267,17 +278,63 @@ absl::Status SessionUpstream::Connect(const std::string& server) {
   return absl::OkStatus();
 }
 
+absl::StatusOr<std::string> RereadTokenFile(const std::string& path,
+                                            int64_t* mtime_ns, int64_t* size) {
+  // Non-blocking: a FIFO or device put in the file's place must not stall
+  // every call (they wait on the upstream's lock meanwhile).
+  const int fd =
+      open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+  if (fd < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--token-file: cannot read \"", path, "\""));
+  }
+  struct stat st;
+  std::string data;
+  bool whole = false;
+  if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 &&
+      st.st_size <= kMaxTokenFileBytes) {
+    data.resize(st.st_size + 1);  // one more: a file that grew is seen
+    size_t got = 0;
+    ssize_t n;
+    while (got < data.size() &&
+           ((n = read(fd, data.data() + got, data.size() - got)) > 0 ||
+            (n < 0 && errno == EINTR))) {
+      if (n > 0) got += n;
+    }
+    whole = got == static_cast<size_t>(st.st_size);
+    data.resize(got);
+  }
+  close(fd);
+  if (!whole) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--token-file: \"", path,
+        "\" is not a non-empty regular file of the size it had when opened"));
+  }
+  std::string token(absl::StripAsciiWhitespace(data));
+  if (token.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--token-file: \"", path, "\" holds no token"));
+  }
+  if (absl::Status s = CheckToken(token); !s.ok()) return s;
+  *mtime_ns = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
+  *size = st.st_size;
+  return token;
+}
+
 void SessionUpstream::RefreshToken() {
   if (token_file_.empty()) return;
   struct stat st;
   if (stat(token_file_.c_str(), &st) != 0) return;  // keeps the last token
   const int64_t mtime = st.st_mtim.tv_sec * 1000000000LL + st.st_mtim.tv_nsec;
   if (mtime == token_mtime_ns_ && st.st_size == token_size_) return;
-  auto t = ReadTokenFile(token_file_);
-  if (!t.ok() || !CheckToken(*t).ok()) return;
+  // The time and size recorded are those of what was read (fstat of the
+  // open file), so a file rewritten meanwhile is read again next call.
+  int64_t read_mtime = 0, read_size = 0;
+  auto t = RereadTokenFile(token_file_, &read_mtime, &read_size);
+  if (!t.ok()) return;  // keeps the last token; tried again next call
   bearer_ = Bearer(*t);
-  token_mtime_ns_ = mtime;
-  token_size_ = st.st_size;
+  token_mtime_ns_ = read_mtime;
+  token_size_ = read_size;
 }
 
 SessionUpstream::Target SessionUpstream::ForCall() {
@@ -304,10 +361,11 @@ bool SessionUpstream::OnFailure(const std::string& server, int code,
 
 SessionService::SessionService(SessionUpstream* upstream,
                                std::string status_line,
-                               std::function<void()> on_stop)
+                               std::function<void()> on_stop, int max_calls)
     : upstream_(upstream),
       status_line_(std::move(status_line)),
-      on_stop_(std::move(on_stop)) {}
+      on_stop_(std::move(on_stop)),
+      max_calls_(max_calls) {}
 
 grpc::ServerGenericBidiReactor* SessionService::CreateReactor(
     grpc::GenericCallbackServerContext* ctx) {
@@ -316,6 +374,16 @@ grpc::ServerGenericBidiReactor* SessionService::CreateReactor(
   if (absl::StartsWith(method, "/joule.cli.Session/") ||
       ClientStreaming(method)) {
     return new LocalCall(this, method);
+  }
+  if (max_calls_ > 0 &&
+      in_flight_.load(std::memory_order_relaxed) >= max_calls_) {
+    return new LocalCall(
+        this, method,
+        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                     absl::StrCat("joulectl session: ", max_calls_,
+                                  " calls in flight, the most it forwards "
+                                  "at once (session start --max-calls); "
+                                  "retry when one has ended")));
   }
   CountCall();
   return new ForwardedCall(this, ctx);

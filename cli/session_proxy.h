@@ -76,16 +76,33 @@ class SessionUpstream {
 // flag as transport::Client::Open does.
 absl::StatusOr<std::string> ReadTokenFile(const std::string& path);
 
+// The most a token file may hold when read again (a token is ~50 bytes).
+inline constexpr int64_t kMaxTokenFileBytes = 64 << 10;
+
+// Reads a running session's token file again: the token, with the file's
+// mtime (ns) and size as read (fstat of the open file), or
+// INVALID_ARGUMENT, and then the session keeps its last token, when the
+// file is not a regular file (a FIFO or device: never waited on), is
+// empty or holds only whitespace (a writer that truncated it and has not
+// written yet), is larger than kMaxTokenFileBytes, changed size while
+// read, or holds a malformed token. Like the direct path, a symbolic link
+// is followed and the file's mode is not checked.
+absl::StatusOr<std::string> RereadTokenFile(const std::string& path,
+                                            int64_t* mtime_ns, int64_t* size);
+
 // The generic service: every method but the two local ones is forwarded
 // (unary and server-streaming; a client-streaming method is refused with
 // UNIMPLEMENTED, joulectl has none). Deadlines and the caller's metadata
 // pass through, except its authorization, which is replaced by the
-// session's. `on_stop` runs once, after a Stop call is answered.
-// Thread-safe; outlives the grpc::Server it is registered with.
+// session's. `on_stop` runs once, when a Stop call arrives, before it is
+// answered. Thread-safe; outlives the grpc::Server it is registered with.
 class SessionService : public grpc::CallbackGenericService {
  public:
+  // More than `max_calls` forwarded calls in flight (> 0): a new one is
+  // refused with RESOURCE_EXHAUSTED (the check is not atomic with the
+  // count: concurrent arrivals may pass it by a few).
   SessionService(SessionUpstream* upstream, std::string status_line,
-                 std::function<void()> on_stop);
+                 std::function<void()> on_stop, int max_calls = 0);
   grpc::ServerGenericBidiReactor* CreateReactor(
       grpc::GenericCallbackServerContext* ctx) override;
 
@@ -117,6 +134,7 @@ class SessionService : public grpc::CallbackGenericService {
   const std::string status_line_;
   const absl::Time started_ = absl::Now();
   std::function<void()> on_stop_;
+  const int max_calls_;
   std::atomic<bool> stopped_{false};
   std::atomic<int64_t> calls_{0};
   std::atomic<int64_t> in_flight_{0};

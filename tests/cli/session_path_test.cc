@@ -1,9 +1,13 @@
 #include "cli/session_path.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <string>
 
 #include "absl/strings/match.h"
@@ -17,6 +21,47 @@ TEST(SessionPathTest, DefaultSocket) {
             "/run/user/1000/joule/session.sock");
   EXPECT_EQ(DefaultSessionSocket("", 1000), "/tmp/joule-1000/session.sock");
   EXPECT_EQ(DefaultSessionSocket("", 0), "/tmp/joule-0/session.sock");
+  // A relative XDG_RUNTIME_DIR is ignored (XDG Base Directory spec).
+  EXPECT_EQ(DefaultSessionSocket("run/user/1000", 1000),
+            "/tmp/joule-1000/session.sock");
+}
+
+TEST(SessionPathTest, AbsolutePath) {
+  EXPECT_EQ(AbsolutePath("/home/a", "s.sock"), "/home/a/s.sock");
+  EXPECT_EQ(AbsolutePath("/home/a", "d/s.sock"), "/home/a/d/s.sock");
+  EXPECT_EQ(AbsolutePath("/", "s.sock"), "/s.sock");
+  EXPECT_EQ(AbsolutePath("/home/a", "/x/s.sock"), "/x/s.sock");
+  EXPECT_EQ(AbsolutePath("/home/a", ""), "");
+}
+
+TEST(SessionPathTest, CheckSessionSocketRefusesWhatAnotherUserCouldOwn) {
+  char tmpl[] = "/tmp/session_path_test.XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  const std::string dir = tmpl;  // mkdtemp: 0700, ours
+  const std::string sock = dir + "/s.sock";
+  // Nothing there yet: OK (the call then says "no session").
+  EXPECT_TRUE(CheckSessionSocket(sock, geteuid()).ok());
+  EXPECT_TRUE(CheckSessionSocket("/nonexistent-dir/s.sock", geteuid()).ok());
+  { std::ofstream(sock) << "x"; }
+  absl::Status s = CheckSessionSocket(sock, geteuid());
+  EXPECT_TRUE(absl::StrContains(s.message(), "is not a socket")) << s;
+  unlink(sock.c_str());
+  const int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, sock.c_str(), sock.size() + 1);
+  ASSERT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  EXPECT_TRUE(CheckSessionSocket(sock, geteuid()).ok());
+  // The same socket seen by another uid: not theirs, and not their dir.
+  s = CheckSessionSocket(sock, geteuid() + 1);
+  EXPECT_TRUE(absl::StrContains(s.message(), "not by you")) << s;
+  ASSERT_EQ(chmod(dir.c_str(), 0755), 0);
+  s = CheckSessionSocket(sock, geteuid());
+  EXPECT_TRUE(absl::StrContains(s.message(), "chmod 700")) << s;
+  EXPECT_TRUE(absl::StrContains(s.message(), "JOULE_SESSION " + sock)) << s;
+  close(fd);
+  unlink(sock.c_str());
+  rmdir(dir.c_str());
 }
 
 TEST(SessionPathTest, SocketDir) {

@@ -7,7 +7,6 @@
 // lifetime are as docs/cli.md "Sessions" says.
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/fsuid.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -18,7 +17,6 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -28,104 +26,10 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "gtest/gtest.h"
-#include "tests/e2e/fixtures.h"
-#include "tests/e2e/harness.h"
-
-extern char** environ;
+#include "tests/e2e/session_fixture.h"
 
 namespace joule::e2e {
 namespace {
-
-// Runs joulectl ARGS with this test's environment, less every JOULE_*
-// variable, plus `env` ("NAME=VALUE"): no --server, --ca or --token.
-CtlResult RunCtl(const Cluster& c, const std::vector<std::string>& args,
-                 const std::vector<std::string>& env) {
-  static int n = 0;
-  const std::string out = absl::StrCat(c.dir(), "/srun.", ++n, ".out");
-  const std::string err = absl::StrCat(c.dir(), "/srun.", n, ".err");
-  std::vector<std::string> argv = {Bin("joulectl")};
-  argv.insert(argv.end(), args.begin(), args.end());
-  std::vector<std::string> envs = env;
-  for (char** e = environ; *e != nullptr; ++e) {
-    if (!absl::StartsWith(*e, "JOULE_")) envs.push_back(*e);
-  }
-  std::vector<char*> cargs, cenv;
-  for (auto& a : argv) cargs.push_back(a.data());
-  cargs.push_back(nullptr);
-  for (auto& e : envs) cenv.push_back(e.data());
-  cenv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT,
-                                   0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT,
-                                   0644);
-  pid_t pid = 0;
-  CtlResult r;
-  if (posix_spawn(&pid, cargs[0], &fa, nullptr, cargs.data(), cenv.data()) ==
-      0) {
-    int st = 0;
-    waitpid(pid, &st, 0);
-    r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  }
-  posix_spawn_file_actions_destroy(&fa);
-  r.out = ReadFile(out);
-  r.err = ReadFile(err);
-  return r;
-}
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return lstat(path.c_str(), &st) == 0;
-}
-
-// A cluster with one ready agent, tenants acme and other, and a tenant
-// token for acme; sessions live in a 0700 dir of the cluster's.
-class SessionE2E : public ::testing::Test {
- protected:
-  void SetUp() override {
-    Cluster::Options o;
-    o.config_text = ConfigBuilder(/*hgx=*/false).Node("s1", "site").Text();
-    c_ = std::make_unique<Cluster>(o);
-    c_->StartDaemon();
-    c_->StartAgent("s1");
-    ASSERT_TRUE(WaitForReadyNodes(*c_, 1));
-    ASSERT_EQ(c_->Ctl({"tenant", "create", "acme"}).exit_code, 0);
-    ASSERT_EQ(c_->Ctl({"tenant", "create", "other"}).exit_code, 0);
-    acme_token_ = c_->CreateToken("tenant", "acme");
-    dir_ = c_->dir() + "/sess";
-    ASSERT_EQ(mkdir(dir_.c_str(), 0700), 0);
-    sock_ = dir_ + "/s.sock";
-  }
-
-  // joulectl --server ... --ca ... --token TOKEN session start --socket
-  // sock_ --foreground, as a process of this test; waits until it answers.
-  std::unique_ptr<Process> StartSession(const std::string& token,
-                                        std::vector<std::string> extra = {}) {
-    std::vector<std::string> argv = c_->CtlCommand();
-    argv.resize(argv.size() - 2);  // the operator's --token
-    argv.insert(argv.end(), extra.begin(), extra.end());
-    if (!token.empty()) argv.insert(argv.end(), {"--token", token});
-    argv.insert(argv.end(),
-                {"session", "start", "--socket", sock_, "--foreground"});
-    auto p = std::make_unique<Process>(argv, c_->dir() + "/session.log");
-    EXPECT_TRUE(WaitFor([&] {
-      return RunCtl(*c_, {"session", "status", "--socket", sock_}, {})
-                 .exit_code == 0;
-    })) << p->Log();
-    return p;
-  }
-
-  CtlResult ViaSession(const std::vector<std::string>& args) {
-    return RunCtl(*c_, args, {"JOULE_SESSION=" + sock_});
-  }
-
-  std::unique_ptr<Cluster> c_;
-  std::string acme_token_;
-  std::string dir_;
-  std::string sock_;
-};
 
 TEST_F(SessionE2E, SubmitsListsShowsWaitsAndStops) {
   auto session = StartSession(acme_token_);
@@ -134,6 +38,12 @@ TEST_F(SessionE2E, SubmitsListsShowsWaitsAndStops) {
   ASSERT_EQ(lstat(sock_.c_str(), &st), 0);
   EXPECT_TRUE(S_ISSOCK(st.st_mode));
   EXPECT_EQ(st.st_mode & 077, 0u);
+  // Its --token is not on its command line (/proc/PID/cmdline is
+  // readable by every user).
+  const std::string cmdline =
+      ReadFile(absl::StrCat("/proc/", session->pid(), "/cmdline"));
+  EXPECT_TRUE(absl::StrContains(cmdline, "--token")) << cmdline;
+  EXPECT_FALSE(absl::StrContains(cmdline, acme_token_)) << cmdline;
 
   CtlResult who = ViaSession({"whoami"});
   ASSERT_EQ(who.exit_code, 0) << who.err;
@@ -254,6 +164,24 @@ TEST_F(SessionE2E, ReadsAChangedTokenFileAgain) {
   who = ViaSession({"whoami"});
   ASSERT_EQ(who.exit_code, 0) << who.err;
   EXPECT_TRUE(absl::StrContains(who.out, "tenant other")) << who.out;
+  // Truncated (a writer that has not written yet): the last token stays.
+  { std::ofstream truncate(file); }
+  who = ViaSession({"whoami"});
+  EXPECT_EQ(who.exit_code, 0) << who.err;
+  EXPECT_TRUE(absl::StrContains(who.out, "tenant other")) << who.out;
+  // A FIFO in its place is not waited on (no call stalls), nor a token
+  // bigger than any: the last token stays.
+  ASSERT_EQ(mkfifo((file + ".fifo").c_str(), 0600), 0);
+  std::filesystem::rename(file + ".fifo", file);
+  who = ViaSession({"--timeout", "5s", "whoami"});
+  EXPECT_EQ(who.exit_code, 0) << who.err;
+  EXPECT_TRUE(absl::StrContains(who.out, "tenant other")) << who.out;
+  // And a good file again is read.
+  { std::ofstream(file + ".new") << acme_token_ << "\n"; }
+  std::filesystem::rename(file + ".new", file);
+  who = ViaSession({"whoami"});
+  EXPECT_EQ(who.exit_code, 0) << who.err;
+  EXPECT_TRUE(absl::StrContains(who.out, "tenant acme")) << who.out;
 }
 
 TEST_F(SessionE2E, UnreachableJouledIsExit3ThroughTheSession) {
