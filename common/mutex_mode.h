@@ -5,7 +5,7 @@
 
 namespace joule {
 
-// Called first thing in main() of the long-running binaries. In a build
+// Called first thing in main() of jouled, joule-agent and joulectl. In a build
 // with NDEBUG (Release, RelWithDebInfo), turns off Abseil's deadlock
 // detection, as Abseil itself does in its own release builds: Debian's
 // Abseil is built without NDEBUG, so every absl::Mutex::Lock and Unlock
