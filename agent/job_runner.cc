@@ -243,7 +243,8 @@ JobExit JobRunner::Collect(const Proc& p, bool supervisor_gone) {
   // The .exit record stays (pruned later), so that an agent that dies
   // before reporting this end reports it after its restart.
   ::unlink((prefix + ".run").c_str());
-  ::unlink((prefix + ".job").c_str());
+  // Only an older agent wrote .job records (its attempts are re-adopted).
+  if (p.adopted) ::unlink((prefix + ".job").c_str());
   return e;
 }
 
@@ -500,21 +501,43 @@ void JobRunner::MonitorLoop() {
         stop_deadline = absl::Now() + absl::Seconds(15);
       }
       if (stopping_ && (procs_.empty() || absl::Now() > stop_deadline)) {
+        for (const auto& [key, fd] : pidfds_) ::close(fd);
+        pidfds_.clear();
         return;
       }
+      // The safety net: every attempt at least a second apart, however
+      // often the pidfds and Wake() end the wait.
+      const absl::Time now = absl::Now();
+      if (stopping_ || now - last_full_look_ >= absl::Seconds(1)) {
+        look_at_all_ = true;
+      }
+      if (look_at_all_) last_full_look_ = now;
       for (auto it = procs_.begin(); it != procs_.end();) {
         const Proc& p = it->second;
+        // A supervisor watched by a pidfd that did not fire still runs:
+        // nothing to look at (its .exit comes before its exit).
+        if (!look_at_all_ && pidfds_.contains(it->first) &&
+            !fired_.contains(it->first)) {
+          ++it;
+          continue;
+        }
         const bool recorded =
             ::access((Prefix(p.job_id, p.attempt) + ".exit").c_str(), F_OK) ==
             0;
         const bool gone = !recorded && !IsSupervisor(p.pid);
         if (recorded || gone) {
           done.emplace_back(p, gone);
+          if (auto fd = pidfds_.find(it->first); fd != pidfds_.end()) {
+            ::close(fd->second);
+            pidfds_.erase(fd);
+          }
           it = procs_.erase(it);
         } else {
           ++it;
         }
       }
+      fired_.clear();
+      look_at_all_ = false;
     }
     bool any = false;
     for (auto& [p, gone] : done) {
@@ -537,17 +560,22 @@ void JobRunner::WaitForAnExit() {
   // Only a supervisor without a pidfd (a kernel without pidfd_open) needs
   // the look every monitor_interval; else the look is a safety net, at
   // least a second apart, and an idle agent does not wake 50 times a second.
+  // The pidfds stay open from one wait to the next (pidfds_).
   std::vector<struct pollfd> fds;
+  std::vector<std::string> keys;
   bool all_watched = wake_fd_ >= 0;
   {
     absl::MutexLock lock(&mu_);
     for (const auto& [key, p] : procs_) {
-      int fd = -1;
+      auto it = pidfds_.find(key);
+      int fd = it != pidfds_.end() ? it->second : -1;
 #ifdef SYS_pidfd_open
-      fd = static_cast<int>(::syscall(SYS_pidfd_open, p.pid, 0));
+      if (fd < 0) fd = static_cast<int>(::syscall(SYS_pidfd_open, p.pid, 0));
 #endif
       if (fd >= 0) {
+        pidfds_[key] = fd;
         fds.push_back({fd, POLLIN, 0});
+        keys.push_back(key);
       } else {
         all_watched = false;
       }
@@ -560,8 +588,12 @@ void JobRunner::WaitForAnExit() {
       INT_MAX));
   const size_t pidfds = fds.size();
   if (wake_fd_ >= 0) fds.push_back({wake_fd_, POLLIN, 0});
-  ::poll(fds.data(), fds.size(), timeout_ms);
-  for (size_t i = 0; i < pidfds; ++i) ::close(fds[i].fd);
+  if (::poll(fds.data(), fds.size(), timeout_ms) <= 0) {
+    look_at_all_ = true;  // the safety net: every attempt again
+  }
+  for (size_t i = 0; i < pidfds; ++i) {
+    if (fds[i].revents != 0) fired_.insert(keys[i]);
+  }
   if (wake_fd_ >= 0) {
     uint64_t n;
     (void)!::read(wake_fd_, &n, sizeof(n));

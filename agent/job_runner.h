@@ -7,6 +7,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -147,6 +148,16 @@ class JobRunner {
   // (end_ns, path) of the kept .exit records, oldest first; the
   // constructor, then the monitor thread only.
   std::deque<std::pair<int64_t, std::string>> ended_;
+  // The monitor thread's own (no lock): one pidfd per watched supervisor
+  // ("job.attempt" -> fd), opened once and closed when its attempt ends;
+  // the attempts whose pidfd fired in the last wait; and whether the next
+  // look checks every attempt (at start, after the wait's timeout, a
+  // second after the last such look, while stopping) instead of only those
+  // and the ones without a pidfd.
+  std::map<std::string, int> pidfds_;
+  std::set<std::string> fired_;
+  bool look_at_all_ = true;
+  absl::Time last_full_look_ = absl::InfinitePast();
   const int wake_fd_;  // eventfd, or -1
   std::thread monitor_;
 };

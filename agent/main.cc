@@ -20,6 +20,7 @@
 #include "common/cli_parse.h"
 #include "common/gpu_catalog.h"
 #include "common/log.h"
+#include "common/mutex_mode.h"
 #include "common/systemd_notify.h"
 #include "common/resources.h"
 #include "common/units.h"
@@ -47,6 +48,7 @@ std::string DefaultSupervisor() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  joule::UseReleaseMutexMode();
   CLI::App app{
       "joule-agent: reports a GPU node's telemetry to jouled and "
       "runs the jobs it is given"};

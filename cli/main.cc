@@ -38,6 +38,7 @@
 #include "cli/watch_commands.h"
 #include "common/cli_parse.h"
 #include "common/endpoints.h"
+#include "common/mutex_mode.h"
 #include "common/proto_time.h"
 #include "common/resources.h"
 #include "common/units.h"
@@ -1413,6 +1414,7 @@ void Watchable(Client& c, bool watch, WatchTriggers triggers,
 }  // namespace joule::cli
 
 int main(int argc, char** argv) {
+  joule::UseReleaseMutexMode();
   using namespace joule::cli;
   CLI::App app{"joulectl: Joule's CLI for tenants and operators"};
   joule::AddVersionFlag(app, "joulectl");

@@ -167,6 +167,9 @@ class ClusterManager {
   std::vector<v1::Node> ListNodes(const std::string& viewer_tenant = "");
   absl::StatusOr<v1::Node> GetNode(const std::string& name,
                                    const std::string& viewer_tenant = "");
+  // The node's power domain ("" for no such node), without building its
+  // view (for the ops log's lines).
+  std::string NodeDomain(const std::string& name);
   absl::StatusOr<v1::Node> DrainNode(const std::string& name, bool drain);
   // Forgets a node (operator). FAILED_PRECONDITION while a job is placed on
   // it or its agent is connected and reporting.

@@ -44,6 +44,12 @@ absl::StatusOr<v1::Node> ClusterManager::GetNode(
   return NodeViewLocked(it->second, options_.clock->Now(), viewer_tenant);
 }
 
+std::string ClusterManager::NodeDomain(const std::string& name) {
+  absl::MutexLock lock(&mu_);
+  auto it = nodes_.find(name);
+  return it == nodes_.end() ? "" : it->second.node.domain();
+}
+
 absl::StatusOr<v1::Node> ClusterManager::DrainNode(const std::string& name,
                                                    bool drain) {
   absl::MutexLock lock(&mu_);

@@ -10,12 +10,14 @@
 #include "common/cli_parse.h"
 #include "common/endpoints.h"
 #include "common/log.h"
+#include "common/mutex_mode.h"
 #include "common/systemd_notify.h"
 #include "common/units.h"
 #include "daemon/daemon.h"
 #include "daemon/ha_daemon.h"
 
 int main(int argc, char** argv) {
+  joule::UseReleaseMutexMode();
   CLI::App app{"jouled: the Joule GPU cluster scheduler and billing daemon"};
   std::string listen = "127.0.0.1:7070";
   std::string data_dir = "./joule-data";

@@ -100,8 +100,7 @@ void OpsEvents::Run() {
 }
 
 std::string OpsEvents::DomainOf(const std::string& node) {
-  auto n = manager_->GetNode(node);
-  return n.ok() ? n->domain() : "";
+  return manager_->NodeDomain(node);
 }
 
 void OpsEvents::Handle(const v1::Event& e) {

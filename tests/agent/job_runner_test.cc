@@ -441,6 +441,32 @@ TEST_F(JobRunnerTest, EndIsReportedWhenTheSupervisorExitsNotAtTheNextLook) {
   EXPECT_EQ(e.exit_code, 4);
 }
 
+// A wake for one supervisor's exit looks only at the attempts whose pidfd
+// fired: a job that keeps running through other jobs' ends is not lost and
+// not reported early, and every attempt's end is reported exactly once.
+TEST_F(JobRunnerTest, OtherJobsEndsNeitherLoseNorRepeatARunningOne) {
+  runner_.reset();
+  monitor_interval_ = absl::Hours(1);  // no look but the pidfds and wakes
+  runner_ = MakeRunner();
+  ASSERT_TRUE(
+      runner_->Start(Launch("job-1", 1, {"/bin/sh", "-c", "sleep 1.2; exit 3"}))
+          .ok());
+  for (int i = 0; i < 3; ++i) {
+    const std::string id = absl::StrCat("job-2_", i);
+    ASSERT_TRUE(
+        runner_->Start(Launch(id, 1, {"/bin/sh", "-c", "exit 0"})).ok());
+    EXPECT_EQ(WaitExit(i + 1).job_id, id);
+    EXPECT_TRUE(runner_->IsRunning("job-1", 1));
+  }
+  const JobExit e = WaitExit(4);
+  EXPECT_EQ(e.job_id, "job-1");
+  EXPECT_EQ(e.exit_code, 3);
+  EXPECT_FALSE(runner_->IsRunning("job-1", 1));
+  absl::SleepFor(absl::Milliseconds(300));  // nothing more comes
+  absl::MutexLock lock(&mu_);
+  EXPECT_EQ(exits_.size(), 4u);
+}
+
 TEST(ArrayTaskOfTest, SplitsTaskIds) {
   std::string array, index;
   EXPECT_TRUE(ArrayTaskOf("job-000042_17", &array, &index));

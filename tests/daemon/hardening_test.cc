@@ -377,6 +377,15 @@ TEST_F(Harden, RemoveNode) {
   EXPECT_EQ(cm_->RemoveNode("n1").code(), absl::StatusCode::kNotFound);
 }
 
+// The domain the ops log names for a node is the node view's, without
+// building the view; unknown nodes have none.
+TEST_F(Harden, NodeDomainIsTheViewsDomain) {
+  Attach("n1", Reg("n1"));
+  EXPECT_EQ(cm_->NodeDomain("n1"), "rack");
+  EXPECT_EQ(cm_->NodeDomain("n1"), cm_->GetNode("n1")->domain());
+  EXPECT_EQ(cm_->NodeDomain("n9"), "");
+}
+
 // New nodes: at most scheduler.max_nodes, and at most
 // max_registrations_per_second of them per second.
 TEST_F(Harden, NodeCountAndRegistrationRateAreCapped) {
