@@ -5,6 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdio>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -78,7 +80,11 @@ class Attempt
 
 // A call from a joulectl on the socket, forwarded to jouled, retried on
 // the next endpoint (as joulectl itself does) while nothing has been sent
-// back to the caller. Deletes itself in OnDone.
+// back to the caller. Two references keep it: the caller's side (released
+// in OnDone, after Finish) and the upstream side (released when the last
+// attempt has ended, or at once when no attempt starts); the last one
+// deletes it, so an attempt is never destroyed while gRPC still runs its
+// callbacks, and Finish runs once (FinishCall).
 class ForwardedCall : public grpc::ServerGenericBidiReactor {
  public:
   ForwardedCall(SessionService* service,
@@ -91,6 +97,7 @@ class ForwardedCall : public grpc::ServerGenericBidiReactor {
     if (!ok) {
       FinishCall(grpc::Status(grpc::StatusCode::CANCELLED,
                               "joulectl session: the call had no request"));
+      Unref();  // no attempt: the upstream side is done
       return;
     }
     absl::MutexLock l(&mu_);
@@ -118,11 +125,12 @@ class ForwardedCall : public grpc::ServerGenericBidiReactor {
       if (!attempt_done_) return;
       finish = status_;
     }
-    FinishCall(finish);  // may delete this (OnDone): nothing after it
+    FinishCall(finish);  // the upstream side has ended: OnDone may delete
   }
 
   // From the attempt's OnDone: retry, or finish (once no write is out).
   void AttemptDone(const grpc::Status& s) {
+    bool finish = false;
     {
       absl::MutexLock l(&mu_);
       SessionUpstream* up = service_->upstream();
@@ -135,9 +143,10 @@ class ForwardedCall : public grpc::ServerGenericBidiReactor {
       }
       attempt_done_ = true;
       status_ = s;
-      if (writing_) return;  // OnWriteDone finishes
+      if (!writing_) finish = true;  // else OnWriteDone finishes
     }
-    FinishCall(s);  // may delete this (OnDone): nothing after it
+    if (finish) FinishCall(s);
+    Unref();  // the upstream side is done: may delete this, nothing after
   }
 
   void OnCancel() override {
@@ -146,13 +155,29 @@ class ForwardedCall : public grpc::ServerGenericBidiReactor {
     if (attempt_ != nullptr && !attempt_done_) attempt_->ctx.TryCancel();
   }
 
-  void OnDone() override { delete this; }
+  void OnDone() override { Unref(); }
 
  private:
-  // The call leaves the in-flight count before its status goes out, so a
-  // caller's next call never meets its previous one still counted (the
-  // upstream call has ended by then; OnDone may come later).
+  void Unref() {
+    if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+  }
+
+  // Finishes the caller's call, once. The call leaves the in-flight count
+  // before its status goes out, so a caller's next call never meets its
+  // previous one still counted (the upstream call has ended by then;
+  // OnDone may come later).
   void FinishCall(const grpc::Status& s) {
+    {
+      absl::MutexLock l(&mu_);
+      if (finished_) {
+        std::fprintf(stderr,
+                     "joulectl session: %s: a second finish of one call, "
+                     "ignored\n",
+                     ctx_->method().c_str());
+        return;
+      }
+      finished_ = true;
+    }
     service_->AddInFlight(-1);
     Finish(s);
   }
@@ -189,7 +214,9 @@ class ForwardedCall : public grpc::ServerGenericBidiReactor {
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool attempt_done_ ABSL_GUARDED_BY(mu_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
   grpc::Status status_ ABSL_GUARDED_BY(mu_);
+  std::atomic<int> refs_{2};  // the caller's side and the upstream side
 };
 
 void Attempt::OnReadDone(bool ok) {
