@@ -330,17 +330,8 @@ std::vector<std::string> Cluster::CtlCommand() const {
   return argv;
 }
 
-CtlResult Cluster::Ctl(std::vector<std::string> args) const {
-  static int n = 0;
-  const std::string out = absl::StrCat(dir_, "/ctl.", ++n, ".out");
-  const std::string err = absl::StrCat(dir_, "/ctl.", n, ".err");
-  const bool own_token =
-      std::find_if(args.begin(), args.end(), [](const std::string& a) {
-        return absl::StartsWith(a, "--token");
-      }) != args.end();
-  std::vector<std::string> argv = CtlCommand();
-  if (own_token) argv.resize(argv.size() - 2);  // drops "--token", operator's
-  argv.insert(argv.end(), args.begin(), args.end());
+CtlResult RunCaptured(std::vector<std::string> argv, char** envp,
+                      const std::string& out, const std::string& err) {
   std::vector<char*> cargs;
   for (auto& a : argv) cargs.push_back(a.data());
   cargs.push_back(nullptr);
@@ -353,7 +344,7 @@ CtlResult Cluster::Ctl(std::vector<std::string> args) const {
                                    0644);
   pid_t pid = 0;
   CtlResult r;
-  if (posix_spawn(&pid, cargs[0], &fa, nullptr, cargs.data(), environ) == 0) {
+  if (posix_spawn(&pid, cargs[0], &fa, nullptr, cargs.data(), envp) == 0) {
     int st = 0;
     waitpid(pid, &st, 0);
     r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
@@ -361,6 +352,21 @@ CtlResult Cluster::Ctl(std::vector<std::string> args) const {
   posix_spawn_file_actions_destroy(&fa);
   r.out = ReadFile(out);
   r.err = ReadFile(err);
+  return r;
+}
+
+CtlResult Cluster::Ctl(std::vector<std::string> args) const {
+  static int n = 0;
+  const std::string out = absl::StrCat(dir_, "/ctl.", ++n, ".out");
+  const std::string err = absl::StrCat(dir_, "/ctl.", n, ".err");
+  const bool own_token =
+      std::find_if(args.begin(), args.end(), [](const std::string& a) {
+        return absl::StartsWith(a, "--token");
+      }) != args.end();
+  std::vector<std::string> argv = CtlCommand();
+  if (own_token) argv.resize(argv.size() - 2);  // drops "--token", operator's
+  argv.insert(argv.end(), args.begin(), args.end());
+  CtlResult r = RunCaptured(argv, environ, out, err);
   std::filesystem::remove(out);
   std::filesystem::remove(err);
   return r;

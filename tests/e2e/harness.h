@@ -43,6 +43,12 @@ struct CtlResult {
   std::string err;
 };
 
+// Runs `argv` (argv[0] a path) with environment `envp`, stdin from
+// /dev/null, stdout and stderr into the files `out` and `err` (kept);
+// waits for it. exit_code is 128 + the signal for a killed process.
+CtlResult RunCaptured(std::vector<std::string> argv, char** envp,
+                      const std::string& out, const std::string& err);
+
 // A temp dir with a jouled and agents, plus joulectl.
 class Cluster {
  public:

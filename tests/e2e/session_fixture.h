@@ -46,30 +46,10 @@ inline CtlResult RunCtl(const Cluster& c, const std::vector<std::string>& args,
   for (char** e = environ; *e != nullptr; ++e) {
     if (!absl::StartsWith(*e, "JOULE_")) envs.push_back(*e);
   }
-  std::vector<char*> cargs, cenv;
-  for (auto& a : argv) cargs.push_back(a.data());
-  cargs.push_back(nullptr);
+  std::vector<char*> cenv;
   for (auto& e : envs) cenv.push_back(e.data());
   cenv.push_back(nullptr);
-  posix_spawn_file_actions_t fa;
-  posix_spawn_file_actions_init(&fa);
-  posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&fa, 1, out.c_str(), O_WRONLY | O_CREAT,
-                                   0644);
-  posix_spawn_file_actions_addopen(&fa, 2, err.c_str(), O_WRONLY | O_CREAT,
-                                   0644);
-  pid_t pid = 0;
-  CtlResult r;
-  if (posix_spawn(&pid, cargs[0], &fa, nullptr, cargs.data(), cenv.data()) ==
-      0) {
-    int st = 0;
-    waitpid(pid, &st, 0);
-    r.exit_code = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  }
-  posix_spawn_file_actions_destroy(&fa);
-  r.out = ReadFile(out);
-  r.err = ReadFile(err);
-  return r;
+  return RunCaptured(argv, cenv.data(), out, err);
 }
 
 inline bool Exists(const std::string& path) {
