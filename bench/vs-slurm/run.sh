@@ -125,6 +125,17 @@ wait_until() {
   done
 }
 declare -A R  # results: R[side.key]
+# samples CMD...: runs CMD (stdout discarded) $SAMPLES times; prints each
+# run's wall time in ms, one a line (pipe it to median)
+samples() {
+  local i t0 t1
+  for ((i = 0; i < SAMPLES; i++)); do
+    t0=$(now_ms); "$@" >/dev/null; t1=$(now_ms)
+    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
+  done
+}
+# The smaller of two medians: the faster of a side's two ways to row (d).
+faster() { printf '%s\n%s\n' "$1" "$2" | sort -g | head -1; }
 
 # Sets R[SIDE.ROW] (jobs/s since T0_MS) and R[SIDE.ROW_cpu] (ms of the
 # side's CPU per job since C0): row_result SIDE ROW C0 T0_MS [KEY]
@@ -237,52 +248,35 @@ EOF
 }
 slurm_active() { [[ $(squeue -h -t PD,CF,R,CG -o %i | wc -l) == 0 ]]; }
 slurm_submit() { sbatch -Q --gres=gpu:1 -n1 -o /dev/null -e /dev/null --wrap true >/dev/null; }
+slurm_done() { scontrol -o show job "$1" | grep -q JobState=COMPLETED; }
+# One job, submitted and polled until it has completed.
+slurm_one() {
+  local id
+  id=$(sbatch --parsable --gres=gpu:1 -n1 -o /dev/null -e /dev/null --wrap true)
+  wait_until 60 slurm_done "$id"
+}
 bench_slurm() {
-  local t0 t1
+  local t0 c0
   bench_rows slurm slurm_submit slurm_active
 
   log "slurm (c): one array of $JOBS"
   c0=$(cpu_ms slurm); t0=$(now_ms)
   sbatch -Q --array="0-$((JOBS - 1))" --gres=gpu:1 -n1 -o /dev/null -e /dev/null --wrap true >/dev/null
   POLL=0.05 wait_until 600 slurm_active
-  t1=$(now_ms)
-  R[slurm.c_cpu]=$(per_job_ms "$c0" "$(cpu_ms slurm)" "$JOBS")
-  R[slurm.c]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
+  row_result slurm c "$c0" "$t0"
 
   log "slurm (d): one job, submit -> done, x$SAMPLES"
-  local id
-  for ((i = 0; i < SAMPLES; i++)); do
-    t0=$(now_ms)
-    id=$(sbatch --parsable --gres=gpu:1 -n1 -o /dev/null -e /dev/null --wrap true)
-    wait_until 60 bash -c "scontrol -o show job $id | grep -q JobState=COMPLETED"
-    t1=$(now_ms)
-    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
-  done >"$STATE/slurm-d.txt"
+  R[slurm.d_sbatch]=$(samples slurm_one | tee "$STATE/slurm-d.txt" | median)
   # srun blocks until its job has ended (sbatch --wait would sleep >= 2 s
   # between its polls): Slurm's fastest way to see one job done.
   c0=$(cpu_ms slurm)
-  for ((i = 0; i < SAMPLES; i++)); do
-    t0=$(now_ms)
-    srun -Q --gres=gpu:1 -n1 true
-    t1=$(now_ms)
-    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
-  done >"$STATE/slurm-d-srun.txt"
+  R[slurm.d_srun]=$(samples srun -Q --gres=gpu:1 -n1 true | tee "$STATE/slurm-d-srun.txt" | median)
   R[slurm.d_cpu]=$(per_job_ms "$c0" "$(cpu_ms slurm)" "$SAMPLES")
-  R[slurm.d_sbatch]=$(median <"$STATE/slurm-d.txt")
-  R[slurm.d_srun]=$(median <"$STATE/slurm-d-srun.txt")
-  R[slurm.d]=$(printf '%s\n%s\n' "${R[slurm.d_sbatch]}" "${R[slurm.d_srun]}" | sort -g | head -1)
+  R[slurm.d]=$(faster "${R[slurm.d_sbatch]}" "${R[slurm.d_srun]}")
 
   log "slurm (e): squeue, sbatch --version, x$SAMPLES"
-  for ((i = 0; i < SAMPLES; i++)); do
-    t0=$(now_ms); squeue >/dev/null; t1=$(now_ms)
-    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
-  done >"$STATE/slurm-e.txt"
-  R[slurm.e]=$(median <"$STATE/slurm-e.txt")
-  for ((i = 0; i < SAMPLES; i++)); do
-    t0=$(now_ms); sbatch --version >/dev/null; t1=$(now_ms)
-    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
-  done >"$STATE/slurm-e2.txt"
-  R[slurm.e2]=$(median <"$STATE/slurm-e2.txt")
+  R[slurm.e]=$(samples squeue | tee "$STATE/slurm-e.txt" | median)
+  R[slurm.e2]=$(samples sbatch --version | tee "$STATE/slurm-e2.txt" | median)
 
   log "slurm (f): slurmctld RSS with $JOBS jobs queued (nodes drained)"
   R[slurm.f0]=$(rss_kib "$SLURMCTLD_PID")
@@ -331,8 +325,37 @@ joule_active() {
   [[ $("$BIN/joulectl" job list --state pending,starting,running | tail -n +2 | wc -l) == 0 ]]
 }
 joule_submit() { JOULE_TOKEN_FILE=$TENANT_TOKEN "$BIN/joulectl" job submit --gpus 1 -- true >/dev/null; }
+# joulectl as the tenant: directly (TLS, token file) or through the session
+jctl() { JOULE_TOKEN_FILE=$TENANT_TOKEN "$BIN/joulectl" "$@"; }
+jctl_s() { JOULE_SESSION=$SESSION "$BIN/joulectl" "$@"; }
+joule_done() { "$1" job show "$2" | head -1 | grep -q succeeded; }
+# One job through CTL (jctl or jctl_s), submitted and polled until it has
+# succeeded.
+joule_one() {
+  local id
+  id=$("$1" job submit --gpus 1 -- true)
+  wait_until 60 joule_done "$1" "$id"
+}
+# Rows (d) and (e) through CTL, the results under KEY (joule: direct,
+# joule_s: through the session): joule_d_e KEY CTL
+joule_d_e() {
+  local key=$1 ctl=$2 c0
+  log "$key (d): one job, submit -> done, x$SAMPLES"
+  R[$key.d_poll]=$(samples joule_one "$ctl" | tee "$STATE/$key-d.txt" | median)
+  R[$key.d]=${R[$key.d_poll]}
+  if "$BIN/joulectl" job submit --help 2>/dev/null | grep -q -- --wait; then
+    c0=$(cpu_ms joule)
+    R[$key.d_wait]=$(samples "$ctl" job submit --gpus 1 --wait -- true | tee "$STATE/$key-d-wait.txt" | median)
+    R[$key.d_cpu]=$(per_job_ms "$c0" "$(cpu_ms joule)" "$SAMPLES")
+    R[$key.d]=$(faster "${R[$key.d_poll]}" "${R[$key.d_wait]}")
+  fi
+  # squeue lists the active jobs (none now); the same for Joule is the
+  # running ones (the list of all 3,000+ finished jobs is another question).
+  log "$key (e): joulectl job list --state running, x$SAMPLES"
+  R[$key.e]=$(samples "$ctl" job list --state running | tee "$STATE/$key-e.txt" | median)
+}
 bench_joule() {
-  local t0 t1
+  local t0 c0
   export BIN TENANT_TOKEN  # for joule_submit under xargs
   bench_rows joule joule_submit joule_active
 
@@ -341,55 +364,15 @@ bench_joule() {
     c0=$(cpu_ms joule); t0=$(now_ms)
     JOULE_TOKEN_FILE=$TENANT_TOKEN "$BIN/joulectl" job submit --array "0-$((JOBS - 1))" --gpus 1 -- true >/dev/null
     POLL=0.05 wait_until 600 joule_active
-    t1=$(now_ms)
-    R[joule.c_cpu]=$(per_job_ms "$c0" "$(cpu_ms joule)" "$JOBS")
-  R[joule.c]=$(awk -v n="$JOBS" -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", n * 1000 / (b - a)}')
+    row_result joule c "$c0" "$t0"
   else
     R[joule.c]=n/a
   fi
 
-  log "joule (d): one job, submit -> done, x$SAMPLES"
-  local id
-  for ((i = 0; i < SAMPLES; i++)); do
-    t0=$(now_ms)
-    id=$(JOULE_TOKEN_FILE=$TENANT_TOKEN "$BIN/joulectl" job submit --gpus 1 -- true)
-    wait_until 60 bash -c "'$BIN/joulectl' job show $id | head -1 | grep -q succeeded"
-    t1=$(now_ms)
-    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
-  done >"$STATE/joule-d.txt"
-  R[joule.d_poll]=$(median <"$STATE/joule-d.txt")
-  R[joule.d]=${R[joule.d_poll]}
-  if "$BIN/joulectl" job submit --help 2>/dev/null | grep -q -- --wait; then
-    c0=$(cpu_ms joule)
-    for ((i = 0; i < SAMPLES; i++)); do
-      t0=$(now_ms)
-      JOULE_TOKEN_FILE=$TENANT_TOKEN "$BIN/joulectl" job submit --gpus 1 --wait -- true >/dev/null
-      t1=$(now_ms)
-      awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
-    done >"$STATE/joule-d-wait.txt"
-    R[joule.d_cpu]=$(per_job_ms "$c0" "$(cpu_ms joule)" "$SAMPLES")
-    R[joule.d_wait]=$(median <"$STATE/joule-d-wait.txt")
-    R[joule.d]=$(printf '%s\n%s\n' "${R[joule.d_poll]}" "${R[joule.d_wait]}" | sort -g | head -1)
-  fi
-
-  log "joule (e): joulectl job list --state running, tenant list, --help, x$SAMPLES"
-  # squeue lists the active jobs (none now); the same for Joule is the
-  # running ones (the list of all 3,000+ finished jobs is another question).
-  for ((i = 0; i < SAMPLES; i++)); do
-    t0=$(now_ms); "$BIN/joulectl" tenant list >/dev/null; t1=$(now_ms)
-    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
-  done >"$STATE/joule-e-tenant.txt"
-  R[joule.e_tenant]=$(median <"$STATE/joule-e-tenant.txt")
-  for ((i = 0; i < SAMPLES; i++)); do
-    t0=$(now_ms); "$BIN/joulectl" job list --state running >/dev/null; t1=$(now_ms)
-    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
-  done >"$STATE/joule-e.txt"
-  R[joule.e]=$(median <"$STATE/joule-e.txt")
-  for ((i = 0; i < SAMPLES; i++)); do
-    t0=$(now_ms); "$BIN/joulectl" --help >/dev/null; t1=$(now_ms)
-    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
-  done >"$STATE/joule-e2.txt"
-  R[joule.e2]=$(median <"$STATE/joule-e2.txt")
+  joule_d_e joule jctl
+  log "joule (e''): joulectl tenant list, --help, x$SAMPLES"
+  R[joule.e_tenant]=$(samples "$BIN/joulectl" tenant list | tee "$STATE/joule-e-tenant.txt" | median)
+  R[joule.e2]=$(samples "$BIN/joulectl" --help | tee "$STATE/joule-e2.txt" | median)
 
   if [[ ${JOULE_SESSION_ROWS:-1} == 1 ]]; then bench_joule_session; fi
 
@@ -415,7 +398,6 @@ joule_s_active() {
 }
 joule_s_submit() { JOULE_SESSION=$SESSION "$BIN/joulectl" job submit --gpus 1 -- true >/dev/null; }
 bench_joule_session() {
-  local t0 t1 c0 id
   mkdir -m 700 "$STATE/joule/session"
   SESSION=$STATE/joule/session/s.sock
   JOULE_TOKEN_FILE=$TENANT_TOKEN "$BIN/joulectl" session start --socket "$SESSION" --foreground \
@@ -426,32 +408,7 @@ bench_joule_session() {
   export SESSION
   bench_rows joule joule_s_submit joule_s_active joule_s
 
-  log "joule session (d): one job, submit -> done, x$SAMPLES"
-  for ((i = 0; i < SAMPLES; i++)); do
-    t0=$(now_ms)
-    id=$(JOULE_SESSION=$SESSION "$BIN/joulectl" job submit --gpus 1 -- true)
-    wait_until 60 bash -c "JOULE_SESSION='$SESSION' '$BIN/joulectl' job show $id | head -1 | grep -q succeeded"
-    t1=$(now_ms)
-    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
-  done >"$STATE/joule-s-d.txt"
-  R[joule_s.d_poll]=$(median <"$STATE/joule-s-d.txt")
-  c0=$(cpu_ms joule)
-  for ((i = 0; i < SAMPLES; i++)); do
-    t0=$(now_ms)
-    JOULE_SESSION=$SESSION "$BIN/joulectl" job submit --gpus 1 --wait -- true >/dev/null
-    t1=$(now_ms)
-    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
-  done >"$STATE/joule-s-d-wait.txt"
-  R[joule_s.d_cpu]=$(per_job_ms "$c0" "$(cpu_ms joule)" "$SAMPLES")
-  R[joule_s.d_wait]=$(median <"$STATE/joule-s-d-wait.txt")
-  R[joule_s.d]=$(printf '%s\n%s\n' "${R[joule_s.d_poll]}" "${R[joule_s.d_wait]}" | sort -g | head -1)
-
-  log "joule session (e): joulectl job list --state running, x$SAMPLES"
-  for ((i = 0; i < SAMPLES; i++)); do
-    t0=$(now_ms); JOULE_SESSION=$SESSION "$BIN/joulectl" job list --state running >/dev/null; t1=$(now_ms)
-    awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.3f\n", b - a}'
-  done >"$STATE/joule-s-e.txt"
-  R[joule_s.e]=$(median <"$STATE/joule-s-e.txt")
+  joule_d_e joule_s jctl_s
   "$BIN/joulectl" session stop --socket "$SESSION" >/dev/null
 }
 

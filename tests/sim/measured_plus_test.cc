@@ -30,6 +30,21 @@ const LevelStats& Level(const SimResult& r, const std::string& level) {
   return none;
 }
 
+// One rack under an unlimited site: `nodes` 1-GPU H100 nodes n0, n1, ...
+// (idle 70 W, min 200 W, max 700 W), the rack capped at `rack_cap_w`.
+SimCluster H100Rack(int nodes, int64_t rack_cap_w) {
+  SimCluster c;
+  SimGpuModel h100;
+  EXPECT_TRUE(LookupSimGpu("H100", &h100));
+  c.models.push_back(h100);
+  c.domains.push_back({"site", "site", -1, kUnlimitedMw});
+  c.domains.push_back({"rack-a", "rack", 0, rack_cap_w * kW});
+  for (int i = 0; i < nodes; ++i) {
+    c.nodes.push_back({absl::StrCat("n", i), 1, 0, 1, 0});
+  }
+  return c;
+}
+
 // site > rack (cap 1,200 W) > two 1-GPU H100 nodes (idle 70 W, min 200 W),
 // base power 0. A (on-demand) and B (spot, no min power: its class floor is
 // the GPU minimum) arrive at 0, both at load 1 (want 700 W), no noise.
@@ -47,14 +62,7 @@ const LevelStats& Level(const SimResult& r, const std::string& level) {
 //   to the ms).
 // measured (no throttle-to-fit) starts B only at the 100 s tick: 200 s.
 TEST(MeasuredPlus, ThrottledToFitThenRaisedWhenTheNeighbourEnds) {
-  SimCluster c;
-  SimGpuModel h100;
-  ASSERT_TRUE(LookupSimGpu("H100", &h100));
-  c.models.push_back(h100);
-  c.domains.push_back({"site", "site", -1, kUnlimitedMw});
-  c.domains.push_back({"rack-a", "rack", 0, 1200 * kW});
-  c.nodes.push_back({"n0", 1, 0, 1, 0});
-  c.nodes.push_back({"n1", 1, 0, 1, 0});
+  const SimCluster c = H100Rack(2, 1200);
   auto w = ParseCanonicalCsv(
       "job_id,tenant,submit_time_s,duration_s,class,load\n"
       "A,t,0,100,on-demand,1\nB,t,0,100,spot,1\n",
@@ -195,15 +203,7 @@ TEST(MeasuredPlus, PowerFitNeverOverCap) {
 // sooner once the cap is back at 2,400 W at 400 s. Never over a cap beyond
 // two ticks either way.
 TEST(MeasuredPlus, CapCutHoldAdmitsSoonerAfterTheCut) {
-  SimCluster c;
-  SimGpuModel h100;
-  ASSERT_TRUE(LookupSimGpu("H100", &h100));
-  c.models.push_back(h100);
-  c.domains.push_back({"site", "site", -1, kUnlimitedMw});
-  c.domains.push_back({"rack-a", "rack", 0, 3000 * kW});
-  for (int i = 0; i < 4; ++i) {
-    c.nodes.push_back({absl::StrCat("n", i), 1, 0, 1, 0});
-  }
+  const SimCluster c = H100Rack(4, 3000);
   auto w = ParseCanonicalCsv(
       "job_id,tenant,submit_time_s,duration_s,class,load\n"
       "A,t,0,2000,on-demand,1\nB,t,0,2000,on-demand,1\n"
