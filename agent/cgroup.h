@@ -11,15 +11,18 @@
 namespace joule::agent {
 
 // The cgroup dirs of one agent, found once at start by DetectCgroups. Each
-// job attempt gets a child `<dir>/<job>.<attempt>` of every non-empty dir,
-// made and removed by its joule-job-supervisor.
+// job attempt gets a child `<dir>/<job>.<attempt>` of `v2_dir`, and of each
+// of `v1_dirs` whose controller holds a limit the job has, made and removed
+// by its joule-job-supervisor (the job's first process is born in the v2
+// one).
 //   v2:     a pure cgroup v2 hierarchy: `v2_dir` tracks the job's processes
 //           (cgroup.kill) and holds memory.max / cpu.max where the memory
 //           and cpu controllers are enabled for it.
 //   hybrid: v2 mounted at <root>/unified (no controllers there: they are
 //           bound to v1): `v2_dir` tracks the processes, and the v1
 //           memory and cpu hierarchies (`v1_dirs`) hold
-//           memory.limit_in_bytes and cpu.cfs_quota_us.
+//           memory.limit_in_bytes and cpu.cfs_quota_us (a job without a
+//           limit of one stays in the agent's own cgroup of it).
 //   none:   no writable hierarchy; jobs run in their process group only,
 //           without limits (`why_none` says why; the agent logs it).
 // A plain value; the dirs are created (0755) by DetectCgroups.

@@ -50,7 +50,8 @@ std::string AttemptPath(const std::string& dir, const std::string& job_id,
   return absl::StrCat(dir, "/", job_id, ".", attempt, suffix);
 }
 
-absl::Status WriteRecord(const std::string& path, const Record& rec) {
+absl::Status WriteRecord(const std::string& path, const Record& rec,
+                         Durability durability) {
   std::string text;
   for (const auto& [k, v] : rec) absl::StrAppend(&text, k, "=", v, "\n");
   const std::string tmp = absl::StrCat(path, ".tmp.", getpid());
@@ -61,7 +62,9 @@ absl::Status WriteRecord(const std::string& path, const Record& rec) {
         absl::StrCat("cannot write ", tmp, ": ", std::strerror(errno)));
   }
   const ssize_t n = ::write(fd, text.data(), text.size());
-  const bool ok = n == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  const bool ok =
+      n == static_cast<ssize_t>(text.size()) &&
+      (durability == Durability::kProcessCrashOnly || ::fsync(fd) == 0);
   ::close(fd);
   if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
     ::unlink(tmp.c_str());

@@ -2,12 +2,20 @@
 
 // The files a job supervisor and the agent share in the agent's state dir,
 // one set per job attempt (`<state_dir>/<job>.<attempt>.*`):
-//   .job   written by the agent before the launch: the attempt's GPUs and
-//          the GPU energy counter at its start (facts only the agent has).
-//   .run   written by the supervisor before it forks the job, rewritten once
-//          the job's process group exists: supervisor pid, job pgid, start.
-//   .exit  written by the supervisor after the job's whole process group
-//          (and cgroup) is gone: exit code, signal, start and end time.
+//   .job   written by an older agent before the launch (still read, no
+//          longer written): the attempt's GPUs and the GPU energy counter
+//          at its start; these facts are in the .run record now.
+//   .run   written by the supervisor once the job's first process exists
+//          and before it may run: supervisor pid, job pgid, cgroups, start,
+//          the agent's facts (GPUs, energy at start, boot id). Not synced:
+//          it only has to outlive the agent process (the page cache does),
+//          and a machine that goes down takes every process of the job
+//          with it; JobRunner treats a .run of an earlier boot as the
+//          node's loss, whether it reached the disk or not.
+//   .exit  written and synced by the supervisor after the job's whole
+//          process group (and cgroup) is gone: exit code, signal, start and
+//          end time; it must survive the machine (the agent may not have
+//          reported the end yet).
 // Every file is written to a temp name and renamed, so a reader sees a whole
 // record or none. The format is `key=value` lines; unknown keys are ignored.
 
@@ -40,8 +48,14 @@ std::string AttemptPath(const std::string& dir, const std::string& job_id,
 
 using Record = std::map<std::string, std::string>;
 
+// Whether WriteRecord waits for the record to reach the disk (fsync before
+// the rename) or only for the page cache (seen by every process, lost with
+// the machine).
+enum class Durability { kSynced, kProcessCrashOnly };
+
 // Writes `rec` atomically (temp file + rename), mode 0600.
-absl::Status WriteRecord(const std::string& path, const Record& rec);
+absl::Status WriteRecord(const std::string& path, const Record& rec,
+                         Durability durability = Durability::kSynced);
 // NOT_FOUND if the file does not exist.
 absl::StatusOr<Record> ReadRecord(const std::string& path);
 int64_t RecordInt(const Record& rec, const std::string& key, int64_t dflt = 0);

@@ -25,6 +25,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "agent/cgroup.h"
 #include "agent/job_record.h"
 #include "common/status_macros.h"
 
@@ -185,10 +186,16 @@ void JobRunner::Adopt() {
       procs_[key] = p;  // still running: watched from now on
       continue;
     }
-    if (!ended && !same_boot) p.pgid = 0;  // those pids mean nothing now
-    if (!ended && !run.ok()) {
-      // Nothing started: the agent died before its supervisor wrote a
-      // record. No process to report.
+    if (!ended && (!run.ok() || !same_boot)) {
+      // Nothing started (the agent died before its supervisor wrote a
+      // record), or the machine went down under the attempt (a .run of an
+      // earlier boot, or one with no boot id: every process of it died with
+      // the machine). The .run is not synced, so after a crash it may or
+      // may not be on disk: either way the attempt is not reported and the
+      // daemon settles it as lost (lost_job_policy), as for any attempt the
+      // agent does not list. Only a synced .exit reports an end across a
+      // reboot.
+      ::unlink((prefix + ".run").c_str());
       ::unlink((prefix + ".job").c_str());
       continue;
     }
@@ -292,7 +299,7 @@ absl::Status JobRunner::Start(const JobLaunch& launch) {
   ::unlink((prefix + ".exit").c_str());  // a stale record of this attempt
 
   // The agent's facts of the attempt go into the supervisor's .run record
-  // (one synced write per attempt, before the job's first process goes on).
+  // (written before the job's first process goes on, agent/job_record.h).
   std::vector<std::string> args = {
       options_.supervisor_path,
       "--record",
@@ -328,6 +335,15 @@ absl::Status JobRunner::Start(const JobLaunch& launch) {
   }
   std::vector<std::string> cgroup_v1;
   for (const std::string& root : options_.cgroup_v1_roots) {
+    // A v1 dir (hybrid hosts) only holds a limit: the v2 dir tracks and
+    // kills the job. So one is made only for a job with a limit that its
+    // controller holds (the agent's parent dir has the same control files
+    // as its children); a job without one stays in the agent's own v1
+    // cgroups there, and costs no memcg or cpu group to make and remove.
+    bool holds_memory = false, holds_cpu = false;
+    LimitWrites(root, {launch.memory_bytes, launch.cpu_millis}, &holds_memory,
+                &holds_cpu);
+    if (!holds_memory && !holds_cpu) continue;
     cgroup_v1.push_back(absl::StrCat(root, "/", key));
     args.insert(args.end(), {"--cgroup-v1", cgroup_v1.back()});
   }

@@ -77,7 +77,8 @@ class JobRunner {
     std::string state_dir;
     std::string supervisor_path;  // the joule-job-supervisor binary
     std::string cgroup_root;      // empty: no cgroups
-    // Hybrid hierarchies: the agent's v1 memory / cpu parents.
+    // Hybrid hierarchies: the agent's v1 memory / cpu parents; a job gets a
+    // dir in one only when it has a limit that that controller holds.
     std::vector<std::string> cgroup_v1_roots;
     const Clock* clock = nullptr;
     std::function<void(const JobExit&)> on_exit;

@@ -15,11 +15,14 @@
 // --groups is the job user's group list, looked up by the agent
 // (getgrouplist), set with setgroups(2): no NSS modules are loaded here, so
 // this binary links statically and starts without the dynamic loader.
-// --cgroup is the job's cgroup v2 dir (made here, never an existing one);
-// --cgroup-v1 (hybrid hierarchies, repeatable) a v1 memory or cpu dir made
-// the same way. --memory-bytes / --cpu-millis are written into whichever of
-// them has the control file (agent/cgroup.h); a limit that no dir can hold
-// fails the start ("error: ...").
+// --cgroup is the job's cgroup v2 dir (made here, never an existing one;
+// the job's first process is born in it, clone3 CLONE_INTO_CGROUP, where
+// the kernel has it); --cgroup-v1 (hybrid hierarchies, repeatable; the
+// agent passes one only for a limit its controller holds) a v1 memory or
+// cpu dir made the same way, joined through cgroup.procs. --memory-bytes /
+// --cpu-millis are written into whichever of them has the control file
+// (agent/cgroup.h); a limit that no dir can hold fails the start ("error:
+// ...").
 //
 // The job gets this process's environment (the agent builds it). fd 3, if
 // open, is a pipe to the agent: "ok PGID\n" once the job runs, or
@@ -31,9 +34,11 @@
 // common/preempt_signal.h); a plain SIGTERM means SIGTERM and 10 s.
 #include <fcntl.h>
 #include <grp.h>
+#include <linux/sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -90,6 +95,32 @@ void Tell(int fd, const std::string& line) {
   if (fd < 0) return;
   const std::string l = line + "\n";
   (void)!::write(fd, l.data(), l.size());
+}
+
+// A fork whose child is born in the cgroup v2 dir `cgroup_fd` (clone3 with
+// CLONE_INTO_CGROUP, Linux 5.7+): it never runs outside it, and no write to
+// cgroup.procs moves it there afterwards. Sets `*in_cgroup`; falls back to
+// a plain fork (`*in_cgroup` false: the child joins by cgroup.procs) where
+// the kernel or the libc headers lack it. This process has one thread, so
+// the child of the raw syscall finds no lock held; it only makes system
+// calls, writes an error line and execs.
+pid_t ForkInto(int cgroup_fd, bool* in_cgroup) {
+  *in_cgroup = false;
+#if defined(SYS_clone3) && defined(CLONE_INTO_CGROUP)
+  if (cgroup_fd >= 0) {
+    struct clone_args args;
+    std::memset(&args, 0, sizeof(args));
+    args.flags = CLONE_INTO_CGROUP;
+    args.exit_signal = SIGCHLD;
+    args.cgroup = static_cast<uint64_t>(cgroup_fd);
+    const long pid = ::syscall(SYS_clone3, &args, sizeof(args));
+    if (pid >= 0) {
+      *in_cgroup = true;
+      return static_cast<pid_t>(pid);
+    }
+  }
+#endif
+  return ::fork();
 }
 
 // The v1 dirs (hybrid hierarchies) of this job; set once before the fork.
@@ -252,8 +283,9 @@ int main(int argc, char** argv) {
   }
   const int64_t start_ns = NowNs();
   // The job's first process waits on `go` until the .run record (with its
-  // process group) is on disk: an agent that dies from then on finds it,
-  // and no process of the job exists before it. One synced write.
+  // process group) is written: an agent that dies from then on finds it,
+  // and no process of the job runs before it. The record is not synced
+  // (agent/job_record.h): it has to outlive the agent, not the machine.
   int err_pipe[2], go_pipe[2];
   if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
     Tell(ready_fd, "error: pipe failed");
@@ -266,7 +298,15 @@ int main(int argc, char** argv) {
   std::vector<char*> job_argv(argv + i, argv + argc);
   job_argv.push_back(nullptr);
   const std::string home = getenv("HOME") != nullptr ? getenv("HOME") : "/";
-  const pid_t child = ::fork();
+  // Born in its v2 cgroup where the kernel can; an fd that cannot be opened
+  // leaves the join to cgroup.procs, with the same rules.
+  const int cgroup_fd =
+      cgroup.empty()
+          ? -1
+          : ::open(cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  bool born_in_cgroup = false;
+  const pid_t child = ForkInto(cgroup_fd, &born_in_cgroup);
+  if (cgroup_fd >= 0) ::close(cgroup_fd);
   if (child == 0) {
     // The job: own process group, cgroup, the job user, then exec.
     ::close(err_pipe[0]);
@@ -285,6 +325,7 @@ int main(int argc, char** argv) {
     for (const std::string& dir : dirs) {
       // Into each of its cgroups (v2, and v1 memory/cpu on hybrid hosts);
       // a limit that was set must hold the job.
+      if (born_in_cgroup && dir == cgroup) continue;
       const std::string procs = dir + "/cgroup.procs";
       const int fd = ::open(procs.c_str(), O_WRONLY | O_CLOEXEC);
       const bool joined = fd >= 0 && ::write(fd, "0", 1) == 1;
@@ -329,7 +370,9 @@ int main(int argc, char** argv) {
                 {"cgroup_v1", absl::StrJoin(g_v1_dirs, ",")},
                 {"pgid", absl::StrCat(pgid)}};
   for (const auto& [k, v] : notes) run.emplace(k, v);
-  if (!WriteRecord(record + ".run", run).ok()) {
+  if (!WriteRecord(record + ".run", run,
+                   joule::agent::Durability::kProcessCrashOnly)
+           .ok()) {
     ::close(go_pipe[1]);  // the child reads EOF and exits unstarted
     ::waitpid(child, nullptr, 0);
     remove_cgroups();

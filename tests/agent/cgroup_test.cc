@@ -194,12 +194,43 @@ TEST(CgroupLiveTest, JobRunsUnderItsMemoryAndCpuLimits) {
     l.command = {"/bin/sh", "-c", script};
     absl::Status st = runner.Start(l);
     ASSERT_TRUE(st.ok()) << st;
+    // On a hybrid host a job gets a v1 dir only for a limit it has: job-2
+    // (memory only) no cpu dir, job-3 (no limit) none; both are in their
+    // v2 dir all the same.
+    const std::string v2 = s.kind == "hybrid" ? s.v2_dir : "";
+    for (const auto& [id, memory] : {std::pair{"job-2", int64_t{64 << 20}},
+                                     std::pair{"job-3", int64_t{0}}}) {
+      if (v2.empty()) break;
+      JobLaunch more = l;
+      more.job_id = id;
+      more.memory_bytes = memory;
+      more.cpu_millis = 0;
+      std::string check;
+      for (const std::string& d : s.v1_dirs) {
+        check +=
+            absl::StrCat("test -d ", d, "/", id, ".1 && echo has ", d, "; ");
+      }
+      more.command = {"/bin/sh", "-c",
+                      absl::StrCat(check, "grep -qx $$ ", v2, "/", id,
+                                   ".1/cgroup.procs && echo member")};
+      st = runner.Start(more);
+      ASSERT_TRUE(st.ok()) << st;
+    }
     absl::MutexLock lock(&mu);
-    ASSERT_TRUE(mu.AwaitWithTimeout(
-        absl::Condition(
-            +[](std::vector<JobExit>* e) { return !e->empty(); }, &exits),
-        absl::Seconds(20)));
-    EXPECT_EQ(exits[0].exit_code, 0);
+    const size_t want = s.kind == "hybrid" ? 3 : 1;
+    auto all_ended = [&] { return exits.size() >= want; };
+    ASSERT_TRUE(
+        mu.AwaitWithTimeout(absl::Condition(&all_ended), absl::Seconds(20)));
+    for (const JobExit& e : exits) EXPECT_EQ(e.exit_code, 0) << e.job_id;
+  }
+  if (s.kind == "hybrid") {
+    const std::string two = Slurp(dir + "/logs/job-2.1.log");
+    const std::string three = Slurp(dir + "/logs/job-3.1.log");
+    EXPECT_NE(two.find("has " + s.v1_dirs[0]), std::string::npos) << two;
+    EXPECT_EQ(two.find("has " + s.v1_dirs[1]), std::string::npos) << two;
+    EXPECT_NE(two.find("member"), std::string::npos) << two;
+    EXPECT_EQ(three.find("has "), std::string::npos) << three;
+    EXPECT_NE(three.find("member"), std::string::npos) << three;
   }
   const std::string out = Slurp(dir + "/logs/job-1.1.log");
   EXPECT_NE(out.find("67108864"), std::string::npos) << out;
