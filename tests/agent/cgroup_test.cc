@@ -15,17 +15,14 @@
 #include "absl/synchronization/mutex.h"
 #include "agent/job_runner.h"
 #include "gtest/gtest.h"
+#include "tests/agent/slurp.h"
 
 namespace joule::agent {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)),
-                     std::istreambuf_iterator<char>());
-}
+using ::joule::agent_test::Slurp;
 
 void Touch(const std::string& path, const std::string& text = "") {
   fs::create_directories(fs::path(path).parent_path());

@@ -16,17 +16,14 @@
 #include "agent/job_record.h"
 #include "agent/job_runner.h"
 #include "gtest/gtest.h"
+#include "tests/agent/slurp.h"
 
 namespace joule::agent {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)),
-                     std::istreambuf_iterator<char>());
-}
+using ::joule::agent_test::Slurp;
 
 std::string ThisBoot() {
   std::string id = Slurp("/proc/sys/kernel/random/boot_id");

@@ -20,6 +20,7 @@
 #include "absl/synchronization/notification.h"
 #include "agent/job_record.h"
 #include "gtest/gtest.h"
+#include "tests/agent/slurp.h"
 
 namespace joule::agent {
 namespace {
@@ -30,11 +31,7 @@ std::string Supervisor() {
                       "/joule-job-supervisor");
 }
 
-std::string Slurp(const std::string& path) {
-  std::ifstream in(path);
-  return std::string((std::istreambuf_iterator<char>(in)),
-                     std::istreambuf_iterator<char>());
-}
+using ::joule::agent_test::Slurp;
 
 class JobRunnerTest : public ::testing::Test {
  protected:
