@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,14 +28,15 @@
 #include "cli/app_help.h"
 #include "cli/arrays.h"
 #include "cli/csv.h"
+#include "cli/deferred_descriptors.h"
 #include "cli/format.h"
 #include "cli/list_window.h"
+#include "cli/output.h"
+#include "cli/power_text.h"
 #include "cli/sched_text.h"
 #include "cli/session.h"
 #include "cli/session_path.h"
-#include "cli/output.h"
 #include "cli/submit_wait.h"
-#include "cli/power_text.h"
 #include "cli/watch_commands.h"
 #include "common/cli_parse.h"
 #include "common/endpoints.h"
@@ -1410,6 +1412,491 @@ void Watchable(Client& c, bool watch, WatchTriggers triggers,
   throw Exit{WatchLoop(c.Watch(), print, gap, triggers)};
 }
 
+// ------------------------------------------------------ command tree ----
+//
+// joulectl's CLI11 command tree, one registration function per noun.
+// Building all of it costs ~2 M instructions per process, most of a call
+// through a session (bench/README.md, "Joule and Slurm"), so main() builds
+// only the noun that argv names, and the whole tree where the output is the
+// tree itself (usage, `help`, completion) or a typo's nearest command.
+
+// What the registrations bind to, for one parse: the global options, the
+// action the parsed command chose, and what main() looks at after parsing.
+// Each noun's own flags are static in its registration function (they
+// outlive the parse). Not thread-safe (CLI11 isn't).
+struct Commands {
+  explicit Commands(Globals& globals) : g(globals) {}
+  Commands(const Commands&) = delete;
+  Commands& operator=(const Commands&) = delete;
+
+  // When `sub` is parsed, `fn` becomes the action.
+  void Set(CLI::App* sub, std::function<void(Client&)> fn) {
+    sub->callback([this, fn = std::move(fn)] { action = fn; });
+  }
+
+  Globals& g;
+  std::function<void(Client&)> action;
+  CLI::App* submit = nullptr;  // job submit: its command follows `--`
+  std::vector<std::string>* submit_command = nullptr;
+  CLI::App* help = nullptr;
+  const std::vector<std::string>* help_words = nullptr;
+  CLI::App* completion = nullptr;
+  std::optional<SessionCommands> session;
+};
+
+void AddNodeCommands(CLI::App& app, Commands& cmd) {
+  Globals& g = cmd.g;
+  auto* node = app.add_subcommand("node", "nodes")->require_subcommand(1);
+  auto* nlist = node->add_subcommand("list", "list nodes");
+  static ListWindow node_window;
+  static bool node_watch = false;
+  AddListWindow(nlist, &node_window, "registered within, e.g. 1h",
+                "the first N nodes (by name)");
+  nlist->add_flag("--watch", node_watch,
+                  "print again on each change jouled pushes (events, jobs, "
+                  "power rounds), at most once a second");
+  cmd.Set(nlist, [&g](Client& c) {
+    Watchable(c, node_watch, {.events = true, .jobs = true, .power = true},
+              absl::Seconds(1), [&] { NodeList(c, g, node_window); });
+  });
+  static std::string node_name;
+  auto* node_show = node->add_subcommand("show", "one node, per GPU");
+  node_show->add_option("NAME", node_name)->required();
+  cmd.Set(node_show, [&g](Client& c) { NodeShow(c, g, node_name); });
+  auto* drain = node->add_subcommand("drain", "no new jobs on NAME");
+  drain->add_option("NAME", node_name)->required();
+  cmd.Set(drain, [&g](Client& c) { NodeDrain(c, g, node_name, true); });
+  auto* undrain = node->add_subcommand("undrain", "accept jobs on NAME again");
+  undrain->add_option("NAME", node_name)->required();
+  cmd.Set(undrain, [&g](Client& c) { NodeDrain(c, g, node_name, false); });
+  auto* node_remove =
+      node->add_subcommand("remove", "forget NAME (no jobs may be on it)");
+  node_remove->add_option("NAME", node_name)->required();
+  cmd.Set(node_remove, [&g](Client& c) { NodeRemove(c, g, node_name); });
+}
+
+void AddJobCommands(CLI::App& app, Commands& cmd) {
+  Globals& g = cmd.g;
+  auto* job = app.add_subcommand("job", "jobs")->require_subcommand(1);
+  static SubmitFlags sf;
+  auto* submit =
+      job->add_subcommand("submit", "submit a job: ... -- CMD [ARGS]");
+  submit->add_option("--tenant", sf.tenant, "tenant");
+  submit->add_option("--gpus", sf.gpus, "GPUs per node")->required();
+  submit->add_option("--nodes", sf.nodes, "nodes (a gang when > 1)");
+  submit->add_option("--gpu-model", sf.gpu_model, "GPU model (default: any)");
+  submit->add_option("--class", sf.cls, "reserved, on-demand or spot");
+  submit->add_option("--priority", sf.priority, "priority within the class");
+  submit->add_option("--power", sf.power, "per-GPU power limit, e.g. 500W");
+  submit->add_option("--min-power", sf.min_power,
+                     "lowest per-GPU limit tolerated (throttling floor)");
+  submit->add_option("--power-mode", sf.power_mode,
+                     "performance (default) or efficiency (runs at the "
+                     "energy-optimal limit, the scheduler's knee)");
+  submit->add_option("--max-runtime", sf.max_runtime,
+                     "e.g. 2h (default: the class's default_max_runtime)");
+  submit->add_option("--after", sf.after,
+                     "JOB[,JOB]: start once these succeeded");
+  submit->add_option("--name", sf.name, "job name");
+  submit->add_option("--env", sf.env, "KEY=VALUE (repeatable)");
+  submit->add_option("--sim-load", sf.sim_load,
+                     "simulated GPUs: how hard the job drives them (0..1)");
+  submit->add_option("--memory", sf.memory,
+                     "memory limit per node, e.g. 64GiB (the job's cgroup)");
+  submit->add_option("--cpus", sf.cpus,
+                     "CPU limit per node, e.g. 16 or 0.5 (the job's cgroup)");
+  submit->add_option("--preempt-signal", sf.preempt_signal,
+                     "signal when preempted, e.g. SIGUSR1 (default SIGTERM)");
+  submit->add_option("--preempt-grace", sf.preempt_grace,
+                     "time from that signal to SIGKILL, e.g. 60s (default: "
+                     "the stop grace; at most max_preempt_grace)");
+  submit->add_option("--request-id", sf.request_id,
+                     "idempotency key: retrying with it never submits twice");
+  submit->add_option(
+      "--array", sf.array,
+      "a job array: tasks A..B, at most MAX at once (A-B[%MAX])");
+  submit->add_flag("--wait", sf.wait,
+                   "return once the job (every task) has ended; exit 1 unless "
+                   "it succeeded");
+  cmd.Set(submit, [&g](Client& c) { JobSubmit(c, g, sf); });
+  cmd.submit = submit;
+  cmd.submit_command = &sf.command;
+  static std::string job_tenant, job_state, job_id;
+  auto* jlist = job->add_subcommand("list", "list jobs");
+  jlist->add_option("--tenant", job_tenant);
+  jlist->add_option("--state", job_state);
+  static ListWindow list_window;
+  static std::string list_array;
+  static bool watch = false, list_expand = false;
+  AddListWindow(jlist, &list_window, "submitted within, e.g. 1h",
+                "the latest N jobs");
+  jlist->add_flag("--watch", watch, "print again on every job state change");
+  jlist->add_option("--array", list_array, "only the tasks of this array");
+  jlist->add_flag("--expand", list_expand, "one row per array task");
+  cmd.Set(jlist, [&g](Client& c) {
+    Watchable(c, watch, {.jobs = true}, absl::Seconds(2), [&] {
+      JobList(c, g, job_tenant, job_state, list_window.limit, list_window.since,
+              list_array, list_expand);
+    });
+  });
+  auto* jshow = job->add_subcommand("show", "one job, with why it waits");
+  jshow->add_option("ID", job_id)->required();
+  cmd.Set(jshow, [&g](Client& c) { JobShow(c, g, job_id); });
+  auto* jcancel = job->add_subcommand("cancel", "cancel a job");
+  jcancel->add_option("ID", job_id)->required();
+  cmd.Set(jcancel, [&g](Client& c) { JobCancel(c, g, job_id); });
+  auto* jhold = job->add_subcommand("hold", "keep a pending job from starting");
+  jhold->add_option("ID", job_id)->required();
+  cmd.Set(jhold, [&g](Client& c) { JobHold(c, g, job_id, true); });
+  auto* jrelease = job->add_subcommand("release", "let a held job start");
+  jrelease->add_option("ID", job_id)->required();
+  cmd.Set(jrelease, [&g](Client& c) { JobHold(c, g, job_id, false); });
+  static uint32_t log_attempt = 0;
+  auto* jlogs = job->add_subcommand("logs", "a job's stdout and stderr");
+  jlogs->add_option("ID", job_id)->required();
+  jlogs->add_option("--attempt", log_attempt, "attempt (default: latest)");
+  cmd.Set(jlogs, [&g](Client& c) { JobLogs(c, g, job_id, log_attempt); });
+  static std::string wait_timeout;
+  auto* jwait =
+      job->add_subcommand("wait",
+                          "wait until a job ends; exit 0 succeeded, 4 failed, "
+                          "5 cancelled, 6 timed out");
+  jwait->add_option("ID", job_id)->required();
+  jwait->add_option("--timeout", wait_timeout,
+                    "give up after this long (default: no limit)");
+  cmd.Set(jwait, [](Client& c) {
+    absl::Duration limit = absl::ZeroDuration();
+    if (!wait_timeout.empty()) {
+      auto d = joule::ParseNonNegativeDuration(wait_timeout, "--timeout");
+      if (!d.ok()) FailStatus(d.status());
+      limit = *d;
+    }
+    throw Exit{JobWait(c.Watch(), job_id, limit)};
+  });
+}
+
+void AddPowerCommands(CLI::App& app, Commands& cmd) {
+  Globals& g = cmd.g;
+  auto* power =
+      app.add_subcommand("power", "power domains")->require_subcommand(1);
+  auto* ptree =
+      power->add_subcommand("tree", "caps, committed, measured, headroom");
+  static bool power_watch = false;
+  ptree->add_flag("--watch", power_watch,
+                  "print again on each change jouled pushes (events, jobs, "
+                  "power rounds), at most once a second");
+  cmd.Set(ptree, [&g](Client& c) {
+    Watchable(c, power_watch, {.events = true, .jobs = true, .power = true},
+              absl::Seconds(1), [&] { PowerTree(c, g); });
+  });
+  static std::string cap_domain, cap_watts, cap_reason;
+  auto* setcap = power->add_subcommand("set-cap", "set a domain's cap");
+  setcap->add_option("DOMAIN", cap_domain)->required();
+  setcap->add_option("WATTS", cap_watts, "e.g. 40kW, 1.5MW, 700W")->required();
+  setcap->add_option("--reason", cap_reason);
+  static bool cap_dry_run = false, cap_yes = false;
+  setcap->add_flag("--dry-run", cap_dry_run,
+                   "print what it would throttle and preempt; change nothing");
+  setcap->add_flag("--yes", cap_yes,
+                   "set a cap far below the draw, or one that preempts");
+  cmd.Set(setcap, [&g](Client& c) {
+    PowerSetCap(c, g, cap_domain, cap_watts, cap_reason, cap_dry_run, cap_yes);
+  });
+}
+
+void AddConfigCommands(CLI::App& app, Commands& cmd) {
+  Globals& g = cmd.g;
+  auto* config = app.add_subcommand("config", "jouled's config file")
+                     ->require_subcommand(1);
+  cmd.Set(config->add_subcommand(
+              "reload", "re-read jouled's --config, apply what changed"),
+          [&g](Client& c) { ConfigReload(c, g); });
+}
+
+void AddEventsCommand(CLI::App& app, Commands& cmd) {
+  Globals& g = cmd.g;
+  static std::string ev_kind;
+  static ListWindow ev_window;
+  auto* events =
+      app.add_subcommand("events", "throttles, preemptions, caps...");
+  AddListWindow(events, &ev_window, "recorded within, e.g. 10m",
+                "the latest N events");
+  events->add_option("--kind", ev_kind);
+  static bool ev_watch = false;
+  events->add_flag("--watch", ev_watch,
+                   "then stream new events as they happen (WatchEvents)");
+  cmd.Set(events, [&g](Client& c) {
+    Events(c, g, ev_window.since, ev_kind, ev_window.limit);
+    if (ev_watch) throw Exit{FollowEvents(c.Watch(), ev_kind)};
+  });
+}
+
+void AddTenantCommands(CLI::App& app, Commands& cmd) {
+  Globals& g = cmd.g;
+  auto* tenant = app.add_subcommand("tenant", "tenants")->require_subcommand(1);
+  static std::string tenant_name;
+  static uint32_t tenant_weight = 1;
+  auto* tcreate = tenant->add_subcommand("create", "create a tenant");
+  tcreate->add_option("NAME", tenant_name)->required();
+  tcreate->add_option("--weight", tenant_weight, "fair-share weight");
+  cmd.Set(tcreate,
+          [&g](Client& c) { TenantCreate(c, g, tenant_name, tenant_weight); });
+  static ListWindow tenant_window;
+  auto* tlist = tenant->add_subcommand("list", "list tenants");
+  AddListWindow(tlist, &tenant_window, "created within, e.g. 30d",
+                "the first N tenants (by name)");
+  cmd.Set(tlist, [&g](Client& c) { TenantList(c, g, tenant_window); });
+  static std::vector<std::string> quota_gpus;
+  static int64_t quota_pending = -1;
+  auto* tquota = tenant->add_subcommand(
+      "set-quota", "replace a tenant's quota (flags not given: no limit)");
+  tquota->add_option("NAME", tenant_name)->required();
+  tquota->add_option("--max-gpus", quota_gpus,
+                     "CLASS=GPUS: most GPUs running in CLASS (repeatable)");
+  tquota->add_option("--max-pending", quota_pending, "most pending jobs");
+  cmd.Set(tquota, [&g](Client& c) {
+    TenantSetQuota(c, g, tenant_name, quota_gpus, quota_pending);
+  });
+}
+
+void AddPriceCommands(CLI::App& app, Commands& cmd) {
+  Globals& g = cmd.g;
+  auto* price =
+      app.add_subcommand("price", "price catalogue")->require_subcommand(1);
+  static PriceFlags pf;
+  auto* pset = price->add_subcommand("set", "add a price version");
+  pset->add_option("KIND", pf.kind, "gpu-hour or inference")
+      ->required()
+      ->check(CLI::IsMember({"gpu-hour", "inference"}));
+  pset->add_option("--gpu-model", pf.gpu_model);
+  pset->add_option("--class", pf.cls, "on-demand or spot");
+  pset->add_option("--price", pf.price, "USD per GPU-hour, e.g. 2.49");
+  pset->add_option("--tenant", pf.tenant,
+                   "a tenant's rate card (wins over the list price)");
+  pset->add_option("--model", pf.model, "served model");
+  pset->add_option("--input", pf.input,
+                   "USD per 1M input tokens, or tiers 0:0.80,1000000000:0.60");
+  pset->add_option("--output", pf.output,
+                   "USD per 1M output tokens (tiers too)");
+  pset->add_option("--per-request", pf.per_request, "USD per request");
+  pset->add_option("--from", pf.effective, "effective from (default now)");
+  cmd.Set(pset, [&g](Client& c) { PriceSet(c, g, pf); });
+  static bool price_history = false;
+  auto* plist = price->add_subcommand("list", "prices in effect");
+  plist->add_flag("--history", price_history, "every version");
+  static ListWindow price_window;
+  AddListWindow(plist, &price_window, "effective within, e.g. 30d",
+                "the latest N versions");
+  cmd.Set(plist,
+          [&g](Client& c) { PriceList(c, g, price_history, price_window); });
+}
+
+void AddContractCommands(CLI::App& app, Commands& cmd) {
+  Globals& g = cmd.g;
+  auto* contract = app.add_subcommand("contract", "reserved contracts")
+                       ->require_subcommand(1);
+  static ContractFlags cf;
+  auto* ccreate = contract->add_subcommand("create", "create a contract");
+  ccreate->add_option("--tenant", cf.tenant)->required();
+  ccreate->add_option("--gpu-model", cf.gpu_model)->required();
+  ccreate->add_option("--gpus", cf.gpus)->required();
+  ccreate->add_option("--start", cf.start, "YYYY-MM-DD (UTC)")->required();
+  ccreate->add_option("--end", cf.end, "YYYY-MM-DD, exclusive")->required();
+  ccreate->add_option("--rate", cf.rate, "USD per GPU-hour")->required();
+  ccreate->add_option("--overage-rate", cf.overage, "default: on-demand price");
+  cmd.Set(ccreate, [&g](Client& c) { ContractCreate(c, g, cf); });
+  static std::string contract_tenant;
+  auto* clist = contract->add_subcommand("list", "list contracts");
+  clist->add_option("--tenant", contract_tenant);
+  static ListWindow contract_window;
+  AddListWindow(clist, &contract_window, "created within, e.g. 30d",
+                "the latest N contracts");
+  cmd.Set(clist, [&g](Client& c) {
+    ContractList(c, g, contract_tenant, contract_window);
+  });
+}
+
+void AddUsageCommands(CLI::App& app, Commands& cmd) {
+  Globals& g = cmd.g;
+  auto* usage =
+      app.add_subcommand("usage", "inference usage")->require_subcommand(1);
+  static UsageFlags uf;
+  auto* urec = usage->add_subcommand("record", "record one usage event");
+  urec->add_option("--tenant", uf.tenant);
+  urec->add_option("--model", uf.model)->required();
+  urec->add_option("--requests", uf.requests);
+  urec->add_option("--input-tokens", uf.input)->required();
+  urec->add_option("--output-tokens", uf.output)->required();
+  urec->add_option("--time", uf.time, "RFC 3339 (default now)");
+  urec->add_option("--key", uf.key, "idempotency key")->required();
+  cmd.Set(urec, [&g](Client& c) { UsageRecord(c, g, uf); });
+  static std::string import_path;
+  static uint32_t import_batch = 2000;
+  auto* uimp = usage->add_subcommand("import", "import a usage CSV");
+  uimp->add_option("FILE", import_path)->required();
+  uimp->add_option("--batch", import_batch, "events per call")
+      ->check(CLI::Range(1, 100000));
+  cmd.Set(uimp,
+          [&g](Client& c) { UsageImport(c, g, import_path, import_batch); });
+}
+
+void AddBillingCommands(CLI::App& app, Commands& cmd) {
+  Globals& g = cmd.g;
+  auto* billing = app.add_subcommand("billing", "statements, backlog")
+                      ->require_subcommand(1);
+  static std::string st_tenant, st_period, as_of;
+  auto* stmt = billing->add_subcommand("statement", "a tenant's statement");
+  stmt->add_option("--tenant", st_tenant);
+  stmt->add_option("--period", st_period, "YYYY-MM")->required();
+  cmd.Set(stmt, [&g](Client& c) { Statement(c, g, st_tenant, st_period); });
+  auto* fin = billing->add_subcommand("finalize", "freeze a period");
+  fin->add_option("--period", st_period, "YYYY-MM")->required();
+  cmd.Set(fin, [&g](Client& c) { Finalize(c, g, st_period); });
+  auto* backlog = billing->add_subcommand("backlog", "contract backlog (RPO)");
+  backlog->add_option("--as-of", as_of, "RFC 3339 or YYYY-MM-DD");
+  cmd.Set(backlog, [&g](Client& c) { Backlog(c, g, as_of); });
+  static std::string cr_tenant, cr_number, cr_amount, cr_reason, cr_expires;
+  auto* credit = billing->add_subcommand(
+      "credit", "issue a credit note against a finalized statement");
+  credit->add_option("--tenant", cr_tenant)->required();
+  credit->add_option("--statement", cr_number, "JS-YYYY-MM-NNNNNN")->required();
+  credit->add_option("--amount", cr_amount, "USD, e.g. 12.50")->required();
+  credit->add_option("--reason", cr_reason)->required();
+  cmd.Set(credit, [&g](Client& c) {
+    BillingCredit(c, g, cr_tenant, cr_number, cr_amount, cr_reason);
+  });
+  auto* grant = billing->add_subcommand("grant", "grant prepaid credits");
+  grant->add_option("--tenant", cr_tenant)->required();
+  grant->add_option("--amount", cr_amount, "USD, e.g. 500")->required();
+  grant->add_option("--expires", cr_expires, "YYYY-MM-DD (exclusive)");
+  cmd.Set(grant, [&g](Client& c) {
+    BillingGrant(c, g, cr_tenant, cr_amount, cr_expires);
+  });
+  auto* credits = billing->add_subcommand(
+      "credits", "prepaid credit grants, credit notes, balance");
+  credits->add_option("--tenant", cr_tenant);
+  cmd.Set(credits, [&g](Client& c) { BillingCredits(c, g, cr_tenant); });
+  static std::string ex_period;
+  auto* exp = billing->add_subcommand(
+      "export", "finance export: every statement line, revenue per contract");
+  exp->add_option("--period", ex_period, "YYYY-MM")->required();
+  cmd.Set(exp, [&g](Client& c) { BillingExport(c, g, ex_period); });
+}
+
+void AddTokenCommands(CLI::App& app, Commands& cmd) {
+  Globals& g = cmd.g;
+  auto* token = app.add_subcommand("token", "bearer tokens (operators)")
+                    ->require_subcommand(1);
+  static TokenFlags tf;
+  auto* tcreate_tok =
+      token->add_subcommand("create", "create a token; prints it once");
+  tcreate_tok->add_option("--role", tf.role)
+      ->required()
+      ->check(CLI::IsMember(
+          {"operator", "finance", "metering", "tenant", "agent"}));
+  tcreate_tok->add_option("--tenant", tf.tenant, "role tenant: its tenant");
+  tcreate_tok->add_option("--node", tf.node, "role agent: its node");
+  tcreate_tok->add_option("--name", tf.name, "who or what it is for");
+  tcreate_tok->add_option("--expires", tf.expires,
+                          "lifetime, e.g. 30d, 12h (default: never)");
+  cmd.Set(tcreate_tok, [&g](Client& c) { TokenCreate(c, g, tf); });
+  static bool token_all = false;
+  auto* tlist_tok = token->add_subcommand("list", "tokens (no secrets)");
+  tlist_tok->add_flag("--all", token_all, "include revoked tokens");
+  static ListWindow token_window;
+  AddListWindow(tlist_tok, &token_window, "created within, e.g. 7d",
+                "the latest N tokens");
+  cmd.Set(tlist_tok,
+          [&g](Client& c) { TokenList(c, g, token_all, token_window); });
+  static std::string token_id;
+  auto* trevoke = token->add_subcommand("revoke", "revoke a token at once");
+  trevoke->add_option("ID", token_id)->required();
+  cmd.Set(trevoke, [&g](Client& c) { TokenRevoke(c, g, token_id); });
+}
+
+void AddWhoAmICommand(CLI::App& app, Commands& cmd) {
+  Globals& g = cmd.g;
+  cmd.Set(app.add_subcommand("whoami", "the caller's identity and role"),
+          [&g](Client& c) { WhoAmI(c, g); });
+}
+
+void AddAuditCommand(CLI::App& app, Commands& cmd) {
+  Globals& g = cmd.g;
+  static std::string audit_principal;
+  static ListWindow audit_window;
+  auto* audit = app.add_subcommand("audit", "audit log of mutating calls");
+  AddListWindow(audit, &audit_window, "recorded within, e.g. 1h",
+                "latest N (default 1000)");
+  audit->add_option("--principal", audit_principal, "token id or node:NAME");
+  cmd.Set(audit, [&g](Client& c) {
+    Audit(c, g, audit_window.since, audit_principal, audit_window.limit);
+  });
+}
+
+// session: a resident client (cli/session.h)
+void AddSessionCommands(CLI::App& app, Commands& cmd) {
+  cmd.session.emplace(app);
+}
+
+// Local commands: usage and completion need no daemon.
+void AddHelpCommand(CLI::App& app, Commands& cmd) {
+  static std::vector<std::string> help_words;
+  cmd.help = app.add_subcommand("help", "usage of joulectl or a command");
+  cmd.help->add_option("COMMAND", help_words, "e.g. job submit");
+  cmd.help_words = &help_words;
+}
+
+void AddCompletionCommand(CLI::App& app, Commands& cmd) {
+  cmd.completion = app.add_subcommand("completion", "shell completion script");
+  static std::string completion_shell;
+  cmd.completion->add_option("SHELL", completion_shell, "bash")
+      ->required()
+      ->check(CLI::IsMember({"bash"}));
+}
+
+// Every noun, in the order of `joulectl help`. `whole_tree`: the command's
+// output is made from the whole tree (help, completion), so naming it
+// builds every noun.
+struct Noun {
+  const char* name;  // as its registration adds it
+  void (*add)(CLI::App& app, Commands& cmd);
+  bool whole_tree = false;
+};
+constexpr Noun kNouns[] = {
+    {"node", AddNodeCommands},      {"job", AddJobCommands},
+    {"power", AddPowerCommands},    {"config", AddConfigCommands},
+    {"events", AddEventsCommand},   {"tenant", AddTenantCommands},
+    {"price", AddPriceCommands},    {"contract", AddContractCommands},
+    {"usage", AddUsageCommands},    {"billing", AddBillingCommands},
+    {"token", AddTokenCommands},    {"whoami", AddWhoAmICommand},
+    {"audit", AddAuditCommand},     {"session", AddSessionCommands},
+    {"help", AddHelpCommand, true}, {"completion", AddCompletionCommand, true},
+};
+
+// Adds to `app` the noun named `only`, or every noun when `only` is null.
+void AddCommands(CLI::App& app, Commands& cmd, const Noun* only) {
+  for (const Noun& n : kNouns) {
+    if (only == nullptr || only == &n) n.add(app, cmd);
+  }
+  // A bare `joulectl` or noun prints its usage (main()), not an error.
+  app.require_subcommand(0, 1);
+  for (CLI::App* noun : app.get_subcommands({})) {
+    if (!noun->get_subcommands({}).empty()) noun->require_subcommand(0, 1);
+  }
+}
+
+// The noun the command line names when that noun alone is enough to parse
+// it and print what it prints; null when the whole tree is needed (no
+// noun, a typo, `help`, `completion`). `app` holds the global options only.
+const Noun* NounToBuild(const CLI::App& app, int argc, char** argv) {
+  const std::vector<std::string> words = CommandWords(app, argc, argv);
+  if (words.empty()) return nullptr;
+  for (const Noun& n : kNouns) {
+    if (words[0] == n.name) return n.whole_tree ? nullptr : &n;
+  }
+  return nullptr;
+}
+
 }  // namespace
 }  // namespace joule::cli
 
@@ -1450,384 +1937,6 @@ int main(int argc, char** argv) {
                "plaintext gRPC, for a jouled started with --insecure "
                "(default: $JOULE_INSECURE=1)");
 
-  std::function<void(Client&)> action;
-  auto set = [&](CLI::App* sub, std::function<void(Client&)> fn) {
-    sub->callback([&action, fn] { action = fn; });
-  };
-
-  // node
-  auto* node = app.add_subcommand("node", "nodes")->require_subcommand(1);
-  auto* nlist = node->add_subcommand("list", "list nodes");
-  static ListWindow node_window;
-  static bool node_watch = false;
-  AddListWindow(nlist, &node_window, "registered within, e.g. 1h",
-                "the first N nodes (by name)");
-  nlist->add_flag("--watch", node_watch,
-                  "print again on each change jouled pushes (events, jobs, "
-                  "power rounds), at most once a second");
-  set(nlist, [&](Client& c) {
-    Watchable(c, node_watch, {.events = true, .jobs = true, .power = true},
-              absl::Seconds(1), [&] { NodeList(c, g, node_window); });
-  });
-  static std::string node_name;
-  auto* node_show = node->add_subcommand("show", "one node, per GPU");
-  node_show->add_option("NAME", node_name)->required();
-  set(node_show, [&](Client& c) { NodeShow(c, g, node_name); });
-  auto* drain = node->add_subcommand("drain", "no new jobs on NAME");
-  drain->add_option("NAME", node_name)->required();
-  set(drain, [&](Client& c) { NodeDrain(c, g, node_name, true); });
-  auto* undrain = node->add_subcommand("undrain", "accept jobs on NAME again");
-  undrain->add_option("NAME", node_name)->required();
-  set(undrain, [&](Client& c) { NodeDrain(c, g, node_name, false); });
-  auto* node_remove =
-      node->add_subcommand("remove", "forget NAME (no jobs may be on it)");
-  node_remove->add_option("NAME", node_name)->required();
-  set(node_remove, [&](Client& c) { NodeRemove(c, g, node_name); });
-
-  // job
-  auto* job = app.add_subcommand("job", "jobs")->require_subcommand(1);
-  SubmitFlags sf;
-  auto* submit =
-      job->add_subcommand("submit", "submit a job: ... -- CMD [ARGS]");
-  submit->add_option("--tenant", sf.tenant, "tenant");
-  submit->add_option("--gpus", sf.gpus, "GPUs per node")->required();
-  submit->add_option("--nodes", sf.nodes, "nodes (a gang when > 1)");
-  submit->add_option("--gpu-model", sf.gpu_model, "GPU model (default: any)");
-  submit->add_option("--class", sf.cls, "reserved, on-demand or spot");
-  submit->add_option("--priority", sf.priority, "priority within the class");
-  submit->add_option("--power", sf.power, "per-GPU power limit, e.g. 500W");
-  submit->add_option("--min-power", sf.min_power,
-                     "lowest per-GPU limit tolerated (throttling floor)");
-  submit->add_option("--power-mode", sf.power_mode,
-                     "performance (default) or efficiency (runs at the "
-                     "energy-optimal limit, the scheduler's knee)");
-  submit->add_option("--max-runtime", sf.max_runtime,
-                     "e.g. 2h (default: the class's default_max_runtime)");
-  submit->add_option("--after", sf.after,
-                     "JOB[,JOB]: start once these succeeded");
-  submit->add_option("--name", sf.name, "job name");
-  submit->add_option("--env", sf.env, "KEY=VALUE (repeatable)");
-  submit->add_option("--sim-load", sf.sim_load,
-                     "simulated GPUs: how hard the job drives them (0..1)");
-  submit->add_option("--memory", sf.memory,
-                     "memory limit per node, e.g. 64GiB (the job's cgroup)");
-  submit->add_option("--cpus", sf.cpus,
-                     "CPU limit per node, e.g. 16 or 0.5 (the job's cgroup)");
-  submit->add_option("--preempt-signal", sf.preempt_signal,
-                     "signal when preempted, e.g. SIGUSR1 (default SIGTERM)");
-  submit->add_option("--preempt-grace", sf.preempt_grace,
-                     "time from that signal to SIGKILL, e.g. 60s (default: "
-                     "the stop grace; at most max_preempt_grace)");
-  submit->add_option("--request-id", sf.request_id,
-                     "idempotency key: retrying with it never submits twice");
-  submit->add_option(
-      "--array", sf.array,
-      "a job array: tasks A..B, at most MAX at once (A-B[%MAX])");
-  submit->add_flag("--wait", sf.wait,
-                   "return once the job (every task) has ended; exit 1 unless "
-                   "it succeeded");
-  set(submit, [&](Client& c) { JobSubmit(c, g, sf); });
-  static std::string job_tenant, job_state, job_id;
-  auto* jlist = job->add_subcommand("list", "list jobs");
-  jlist->add_option("--tenant", job_tenant);
-  jlist->add_option("--state", job_state);
-  static ListWindow list_window;
-  static std::string list_array;
-  static bool watch = false, list_expand = false;
-  AddListWindow(jlist, &list_window, "submitted within, e.g. 1h",
-                "the latest N jobs");
-  jlist->add_flag("--watch", watch, "print again on every job state change");
-  jlist->add_option("--array", list_array, "only the tasks of this array");
-  jlist->add_flag("--expand", list_expand, "one row per array task");
-  set(jlist, [&](Client& c) {
-    Watchable(c, watch, {.jobs = true}, absl::Seconds(2), [&] {
-      JobList(c, g, job_tenant, job_state, list_window.limit, list_window.since,
-              list_array, list_expand);
-    });
-  });
-  auto* jshow = job->add_subcommand("show", "one job, with why it waits");
-  jshow->add_option("ID", job_id)->required();
-  set(jshow, [&](Client& c) { JobShow(c, g, job_id); });
-  auto* jcancel = job->add_subcommand("cancel", "cancel a job");
-  jcancel->add_option("ID", job_id)->required();
-  set(jcancel, [&](Client& c) { JobCancel(c, g, job_id); });
-  auto* jhold = job->add_subcommand("hold", "keep a pending job from starting");
-  jhold->add_option("ID", job_id)->required();
-  set(jhold, [&](Client& c) { JobHold(c, g, job_id, true); });
-  auto* jrelease = job->add_subcommand("release", "let a held job start");
-  jrelease->add_option("ID", job_id)->required();
-  set(jrelease, [&](Client& c) { JobHold(c, g, job_id, false); });
-  static uint32_t log_attempt = 0;
-  auto* jlogs = job->add_subcommand("logs", "a job's stdout and stderr");
-  jlogs->add_option("ID", job_id)->required();
-  jlogs->add_option("--attempt", log_attempt, "attempt (default: latest)");
-  set(jlogs, [&](Client& c) { JobLogs(c, g, job_id, log_attempt); });
-  static std::string wait_timeout;
-  auto* jwait =
-      job->add_subcommand("wait",
-                          "wait until a job ends; exit 0 succeeded, 4 failed, "
-                          "5 cancelled, 6 timed out");
-  jwait->add_option("ID", job_id)->required();
-  jwait->add_option("--timeout", wait_timeout,
-                    "give up after this long (default: no limit)");
-  set(jwait, [&](Client& c) {
-    absl::Duration limit = absl::ZeroDuration();
-    if (!wait_timeout.empty()) {
-      auto d = joule::ParseNonNegativeDuration(wait_timeout, "--timeout");
-      if (!d.ok()) FailStatus(d.status());
-      limit = *d;
-    }
-    throw Exit{JobWait(c.Watch(), job_id, limit)};
-  });
-
-  // power
-  auto* power =
-      app.add_subcommand("power", "power domains")->require_subcommand(1);
-  auto* ptree =
-      power->add_subcommand("tree", "caps, committed, measured, headroom");
-  static bool power_watch = false;
-  ptree->add_flag("--watch", power_watch,
-                  "print again on each change jouled pushes (events, jobs, "
-                  "power rounds), at most once a second");
-  set(ptree, [&](Client& c) {
-    Watchable(c, power_watch, {.events = true, .jobs = true, .power = true},
-              absl::Seconds(1), [&] { PowerTree(c, g); });
-  });
-  static std::string cap_domain, cap_watts, cap_reason;
-  auto* setcap = power->add_subcommand("set-cap", "set a domain's cap");
-  setcap->add_option("DOMAIN", cap_domain)->required();
-  setcap->add_option("WATTS", cap_watts, "e.g. 40kW, 1.5MW, 700W")->required();
-  setcap->add_option("--reason", cap_reason);
-  static bool cap_dry_run = false, cap_yes = false;
-  setcap->add_flag("--dry-run", cap_dry_run,
-                   "print what it would throttle and preempt; change nothing");
-  setcap->add_flag("--yes", cap_yes,
-                   "set a cap far below the draw, or one that preempts");
-  set(setcap, [&](Client& c) {
-    PowerSetCap(c, g, cap_domain, cap_watts, cap_reason, cap_dry_run, cap_yes);
-  });
-
-  // config
-  auto* config = app.add_subcommand("config", "jouled's config file")
-                     ->require_subcommand(1);
-  set(config->add_subcommand("reload",
-                             "re-read jouled's --config, apply what changed"),
-      [&](Client& c) { ConfigReload(c, g); });
-
-  // events
-  static std::string ev_kind;
-  static ListWindow ev_window;
-  auto* events =
-      app.add_subcommand("events", "throttles, preemptions, caps...");
-  AddListWindow(events, &ev_window, "recorded within, e.g. 10m",
-                "the latest N events");
-  events->add_option("--kind", ev_kind);
-  static bool ev_watch = false;
-  events->add_flag("--watch", ev_watch,
-                   "then stream new events as they happen (WatchEvents)");
-  set(events, [&](Client& c) {
-    Events(c, g, ev_window.since, ev_kind, ev_window.limit);
-    if (ev_watch) throw Exit{FollowEvents(c.Watch(), ev_kind)};
-  });
-
-  // tenant
-  auto* tenant = app.add_subcommand("tenant", "tenants")->require_subcommand(1);
-  static std::string tenant_name;
-  static uint32_t tenant_weight = 1;
-  auto* tcreate = tenant->add_subcommand("create", "create a tenant");
-  tcreate->add_option("NAME", tenant_name)->required();
-  tcreate->add_option("--weight", tenant_weight, "fair-share weight");
-  set(tcreate,
-      [&](Client& c) { TenantCreate(c, g, tenant_name, tenant_weight); });
-  static ListWindow tenant_window;
-  auto* tlist = tenant->add_subcommand("list", "list tenants");
-  AddListWindow(tlist, &tenant_window, "created within, e.g. 30d",
-                "the first N tenants (by name)");
-  set(tlist, [&](Client& c) { TenantList(c, g, tenant_window); });
-  static std::vector<std::string> quota_gpus;
-  static int64_t quota_pending = -1;
-  auto* tquota = tenant->add_subcommand(
-      "set-quota", "replace a tenant's quota (flags not given: no limit)");
-  tquota->add_option("NAME", tenant_name)->required();
-  tquota->add_option("--max-gpus", quota_gpus,
-                     "CLASS=GPUS: most GPUs running in CLASS (repeatable)");
-  tquota->add_option("--max-pending", quota_pending, "most pending jobs");
-  set(tquota, [&](Client& c) {
-    TenantSetQuota(c, g, tenant_name, quota_gpus, quota_pending);
-  });
-
-  // price
-  auto* price =
-      app.add_subcommand("price", "price catalogue")->require_subcommand(1);
-  PriceFlags pf;
-  auto* pset = price->add_subcommand("set", "add a price version");
-  pset->add_option("KIND", pf.kind, "gpu-hour or inference")
-      ->required()
-      ->check(CLI::IsMember({"gpu-hour", "inference"}));
-  pset->add_option("--gpu-model", pf.gpu_model);
-  pset->add_option("--class", pf.cls, "on-demand or spot");
-  pset->add_option("--price", pf.price, "USD per GPU-hour, e.g. 2.49");
-  pset->add_option("--tenant", pf.tenant,
-                   "a tenant's rate card (wins over the list price)");
-  pset->add_option("--model", pf.model, "served model");
-  pset->add_option("--input", pf.input,
-                   "USD per 1M input tokens, or tiers 0:0.80,1000000000:0.60");
-  pset->add_option("--output", pf.output,
-                   "USD per 1M output tokens (tiers too)");
-  pset->add_option("--per-request", pf.per_request, "USD per request");
-  pset->add_option("--from", pf.effective, "effective from (default now)");
-  set(pset, [&](Client& c) { PriceSet(c, g, pf); });
-  static bool price_history = false;
-  auto* plist = price->add_subcommand("list", "prices in effect");
-  plist->add_flag("--history", price_history, "every version");
-  static ListWindow price_window;
-  AddListWindow(plist, &price_window, "effective within, e.g. 30d",
-                "the latest N versions");
-  set(plist, [&](Client& c) { PriceList(c, g, price_history, price_window); });
-
-  // contract
-  auto* contract = app.add_subcommand("contract", "reserved contracts")
-                       ->require_subcommand(1);
-  ContractFlags cf;
-  auto* ccreate = contract->add_subcommand("create", "create a contract");
-  ccreate->add_option("--tenant", cf.tenant)->required();
-  ccreate->add_option("--gpu-model", cf.gpu_model)->required();
-  ccreate->add_option("--gpus", cf.gpus)->required();
-  ccreate->add_option("--start", cf.start, "YYYY-MM-DD (UTC)")->required();
-  ccreate->add_option("--end", cf.end, "YYYY-MM-DD, exclusive")->required();
-  ccreate->add_option("--rate", cf.rate, "USD per GPU-hour")->required();
-  ccreate->add_option("--overage-rate", cf.overage, "default: on-demand price");
-  set(ccreate, [&](Client& c) { ContractCreate(c, g, cf); });
-  static std::string contract_tenant;
-  auto* clist = contract->add_subcommand("list", "list contracts");
-  clist->add_option("--tenant", contract_tenant);
-  static ListWindow contract_window;
-  AddListWindow(clist, &contract_window, "created within, e.g. 30d",
-                "the latest N contracts");
-  set(clist,
-      [&](Client& c) { ContractList(c, g, contract_tenant, contract_window); });
-
-  // usage
-  auto* usage =
-      app.add_subcommand("usage", "inference usage")->require_subcommand(1);
-  UsageFlags uf;
-  auto* urec = usage->add_subcommand("record", "record one usage event");
-  urec->add_option("--tenant", uf.tenant);
-  urec->add_option("--model", uf.model)->required();
-  urec->add_option("--requests", uf.requests);
-  urec->add_option("--input-tokens", uf.input)->required();
-  urec->add_option("--output-tokens", uf.output)->required();
-  urec->add_option("--time", uf.time, "RFC 3339 (default now)");
-  urec->add_option("--key", uf.key, "idempotency key")->required();
-  set(urec, [&](Client& c) { UsageRecord(c, g, uf); });
-  static std::string import_path;
-  static uint32_t import_batch = 2000;
-  auto* uimp = usage->add_subcommand("import", "import a usage CSV");
-  uimp->add_option("FILE", import_path)->required();
-  uimp->add_option("--batch", import_batch, "events per call")
-      ->check(CLI::Range(1, 100000));
-  set(uimp, [&](Client& c) { UsageImport(c, g, import_path, import_batch); });
-
-  // billing
-  auto* billing = app.add_subcommand("billing", "statements, backlog")
-                      ->require_subcommand(1);
-  static std::string st_tenant, st_period, as_of;
-  auto* stmt = billing->add_subcommand("statement", "a tenant's statement");
-  stmt->add_option("--tenant", st_tenant);
-  stmt->add_option("--period", st_period, "YYYY-MM")->required();
-  set(stmt, [&](Client& c) { Statement(c, g, st_tenant, st_period); });
-  auto* fin = billing->add_subcommand("finalize", "freeze a period");
-  fin->add_option("--period", st_period, "YYYY-MM")->required();
-  set(fin, [&](Client& c) { Finalize(c, g, st_period); });
-  auto* backlog = billing->add_subcommand("backlog", "contract backlog (RPO)");
-  backlog->add_option("--as-of", as_of, "RFC 3339 or YYYY-MM-DD");
-  set(backlog, [&](Client& c) { Backlog(c, g, as_of); });
-  static std::string cr_tenant, cr_number, cr_amount, cr_reason, cr_expires;
-  auto* credit = billing->add_subcommand(
-      "credit", "issue a credit note against a finalized statement");
-  credit->add_option("--tenant", cr_tenant)->required();
-  credit->add_option("--statement", cr_number, "JS-YYYY-MM-NNNNNN")->required();
-  credit->add_option("--amount", cr_amount, "USD, e.g. 12.50")->required();
-  credit->add_option("--reason", cr_reason)->required();
-  set(credit, [&](Client& c) {
-    BillingCredit(c, g, cr_tenant, cr_number, cr_amount, cr_reason);
-  });
-  auto* grant = billing->add_subcommand("grant", "grant prepaid credits");
-  grant->add_option("--tenant", cr_tenant)->required();
-  grant->add_option("--amount", cr_amount, "USD, e.g. 500")->required();
-  grant->add_option("--expires", cr_expires, "YYYY-MM-DD (exclusive)");
-  set(grant,
-      [&](Client& c) { BillingGrant(c, g, cr_tenant, cr_amount, cr_expires); });
-  auto* credits = billing->add_subcommand(
-      "credits", "prepaid credit grants, credit notes, balance");
-  credits->add_option("--tenant", cr_tenant);
-  set(credits, [&](Client& c) { BillingCredits(c, g, cr_tenant); });
-  static std::string ex_period;
-  auto* exp = billing->add_subcommand(
-      "export", "finance export: every statement line, revenue per contract");
-  exp->add_option("--period", ex_period, "YYYY-MM")->required();
-  set(exp, [&](Client& c) { BillingExport(c, g, ex_period); });
-
-  // token
-  auto* token = app.add_subcommand("token", "bearer tokens (operators)")
-                    ->require_subcommand(1);
-  TokenFlags tf;
-  auto* tcreate_tok =
-      token->add_subcommand("create", "create a token; prints it once");
-  tcreate_tok->add_option("--role", tf.role)
-      ->required()
-      ->check(CLI::IsMember(
-          {"operator", "finance", "metering", "tenant", "agent"}));
-  tcreate_tok->add_option("--tenant", tf.tenant, "role tenant: its tenant");
-  tcreate_tok->add_option("--node", tf.node, "role agent: its node");
-  tcreate_tok->add_option("--name", tf.name, "who or what it is for");
-  tcreate_tok->add_option("--expires", tf.expires,
-                          "lifetime, e.g. 30d, 12h (default: never)");
-  set(tcreate_tok, [&](Client& c) { TokenCreate(c, g, tf); });
-  static bool token_all = false;
-  auto* tlist_tok = token->add_subcommand("list", "tokens (no secrets)");
-  tlist_tok->add_flag("--all", token_all, "include revoked tokens");
-  static ListWindow token_window;
-  AddListWindow(tlist_tok, &token_window, "created within, e.g. 7d",
-                "the latest N tokens");
-  set(tlist_tok, [&](Client& c) { TokenList(c, g, token_all, token_window); });
-  static std::string token_id;
-  auto* trevoke = token->add_subcommand("revoke", "revoke a token at once");
-  trevoke->add_option("ID", token_id)->required();
-  set(trevoke, [&](Client& c) { TokenRevoke(c, g, token_id); });
-  set(app.add_subcommand("whoami", "the caller's identity and role"),
-      [&](Client& c) { WhoAmI(c, g); });
-
-  // audit
-  static std::string audit_principal;
-  static ListWindow audit_window;
-  auto* audit = app.add_subcommand("audit", "audit log of mutating calls");
-  AddListWindow(audit, &audit_window, "recorded within, e.g. 1h",
-                "latest N (default 1000)");
-  audit->add_option("--principal", audit_principal, "token id or node:NAME");
-  set(audit, [&](Client& c) {
-    Audit(c, g, audit_window.since, audit_principal, audit_window.limit);
-  });
-
-  // session: a resident client (cli/session.h)
-  static SessionCommands session_commands(app);
-
-  // Local commands: usage and completion need no daemon.
-  static std::vector<std::string> help_words;
-  auto* help = app.add_subcommand("help", "usage of joulectl or a command");
-  help->add_option("COMMAND", help_words, "e.g. job submit");
-  auto* completion =
-      app.add_subcommand("completion", "shell completion script");
-  static std::string completion_shell;
-  completion->add_option("SHELL", completion_shell, "bash")
-      ->required()
-      ->check(CLI::IsMember({"bash"}));
-  // A bare `joulectl` or noun prints its usage (below), not an error.
-  app.require_subcommand(0, 1);
-  for (CLI::App* noun : app.get_subcommands({})) {
-    if (!noun->get_subcommands({}).empty()) noun->require_subcommand(0, 1);
-  }
-
   // Everything after the first `--` is the job's command (job submit), not
   // parsed here: no option before it can swallow it.
   int parsed_argc = argc;
@@ -1839,20 +1948,29 @@ int main(int argc, char** argv) {
   }
   std::vector<std::string> trailing(argv + std::min(argc, parsed_argc + 1),
                                     argv + argc);
+  // The noun argv names, or the whole tree (see "command tree" above).
+  Commands cmd(g);
+  const Noun* only = NounToBuild(app, parsed_argc, argv);
+  AddCommands(app, cmd, only);
   const int bad = joule::ParseCommandLine(
       app, "joulectl", parsed_argc, argv,
       [&](const CLI::ParseError& e) -> std::string {
         if (dynamic_cast<const CLI::ExtrasError*>(&e) == nullptr) {
           return e.what();
         }
-        if (submit->parsed()) {
+        if (cmd.submit != nullptr && cmd.submit->parsed()) {
           return absl::StrCat(e.what(),
                               " (job submit: the command goes after --)");
         }
-        // A typo of a command: the nearest one.
+        // A typo of a command: the nearest one of the whole tree.
         const std::vector<std::string> words =
             CommandWords(app, parsed_argc, argv);
-        const std::string near = NearestCommand(app, words);
+        CLI::App whole;
+        Globals unused;
+        Commands whole_cmd(unused);
+        if (only != nullptr) AddCommands(whole, whole_cmd, nullptr);
+        const std::string near =
+            NearestCommand(only != nullptr ? whole : app, words);
         const size_t n = std::count(near.begin(), near.end(), ' ') + 1;
         const std::string typed = absl::StrJoin(
             std::vector<std::string>(words.begin(),
@@ -1862,8 +1980,11 @@ int main(int argc, char** argv) {
         return absl::StrCat("unknown command \"", typed, "\"; did you mean `",
                             near, "`? (joulectl help)");
       });
-  if (bad >= 0) return bad;  // 0: --help, --version; 2: bad command line
-  if (help->parsed()) {
+  // 0: --help, --version; 2: bad command line. ExitNow: without tearing the
+  // command tree down.
+  if (bad >= 0) ExitNow(bad);
+  if (cmd.help != nullptr && cmd.help->parsed()) {
+    const std::vector<std::string>& help_words = *cmd.help_words;
     const CLI::App* target = &app;
     for (const std::string& w : help_words) {
       const CLI::App* next = nullptr;
@@ -1878,34 +1999,39 @@ int main(int argc, char** argv) {
             near.empty()
                 ? ""
                 : absl::StrCat("; did you mean `", near, "`?").c_str());
-        return 2;
+        ExitNow(2);
       }
       target = next;
     }
     std::printf("%s", target->help().c_str());
-    return 0;
+    ExitNow(0);
   }
-  if (completion->parsed()) {
+  if (cmd.completion != nullptr && cmd.completion->parsed()) {
     std::printf("%s", BashCompletion(app).c_str());
-    return 0;
+    ExitNow(0);
   }
-  if (auto rc = session_commands.Run(g.server, g.transport, argc, argv)) {
-    return *rc;
+  if (cmd.session) {
+    // The session's proxy looks methods up by name
+    // (cli/deferred_descriptors.h).
+    if (app.got_subcommand("session")) RegisterDeferredDescriptors();
+    if (auto rc = cmd.session->Run(g.server, g.transport, argc, argv)) {
+      return *rc;
+    }
   }
-  if (!action) {  // `joulectl` or `joulectl NOUN`: its usage
+  if (!cmd.action) {  // `joulectl` or `joulectl NOUN`: its usage
     const CLI::App* target = &app;
     for (const CLI::App* sub : app.get_subcommands()) target = sub;
     std::printf("%s", target->help().c_str());
-    return 0;
+    ExitNow(0);
   }
-  if (submit->parsed()) {
+  if (cmd.submit != nullptr && cmd.submit->parsed()) {
     if (parsed_argc == argc || trailing.empty()) {
       std::fprintf(stderr,
                    "joulectl: job submit: the command goes after -- "
                    "(job submit --gpus N [flags] -- CMD [ARGS...])\n");
       return 2;
     }
-    sf.command = trailing;
+    *cmd.submit_command = trailing;
   } else if (parsed_argc < argc) {
     std::fprintf(stderr,
                  "joulectl: \"--\" belongs to job submit (the job's "
@@ -1930,7 +2056,7 @@ int main(int argc, char** argv) {
   }
   try {
     Client client(g);
-    action(client);
+    cmd.action(client);
   } catch (const Exit& e) {
     ExitNow(e.code);  // without tearing gRPC down (cli/output.h)
   }

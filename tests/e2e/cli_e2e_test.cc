@@ -5,6 +5,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "grpcpp/generic/generic_stub.h"
@@ -85,6 +86,68 @@ TEST(CliHabitsE2E, UsageHelpAndNearestCommand) {
   CtlResult stray =
       RunBinary(c, {Bin("joulectl"), "--insecure", "node", "list", "--", "x"});
   EXPECT_EQ(stray.exit_code, 2) << stray.out;
+}
+
+// joulectl builds only the noun its command line names (cli/main.cc,
+// "command tree"), the whole tree for `help`, completion and typos: every
+// noun's and verb's `--help` is the whole tree's `help NOUN [VERB]` (but
+// for the usage line's program name), and a typo after a known noun still
+// gets the nearest command.
+TEST(CliHabitsE2E, EachNounAloneHelpsAsTheWholeTree) {
+  Cluster c;
+  CtlResult comp = RunBinary(c, {Bin("joulectl"), "completion", "bash"});
+  ASSERT_EQ(comp.exit_code, 0) << comp.out;
+  std::vector<std::vector<std::string>> commands;
+  for (absl::string_view line : absl::StrSplit(comp.out, '\n')) {
+    // `    "job wait") flags="..." ;;` and `    "job") verbs="..."; ...`
+    if (!absl::ConsumePrefix(&line, "    \"")) continue;
+    const size_t end = line.find("\")");
+    if (end == absl::string_view::npos) continue;
+    commands.push_back(absl::StrSplit(line.substr(0, end), ' '));
+  }
+  ASSERT_GT(commands.size(), 50u);
+  auto without_usage = [](const std::string& help) {
+    std::vector<std::string> lines = absl::StrSplit(help, '\n');
+    std::string usage;
+    for (std::string& l : lines) {
+      if (absl::StartsWith(l, "Usage: ")) std::swap(usage, l);
+    }
+    return std::make_pair(usage, absl::StrJoin(lines, "\n"));
+  };
+  for (const std::vector<std::string>& cmd : commands) {
+    const std::string name = absl::StrJoin(cmd, " ");
+    std::vector<std::string> help_argv = {Bin("joulectl"), "help"};
+    help_argv.insert(help_argv.end(), cmd.begin(), cmd.end());
+    std::vector<std::string> flag_argv = {Bin("joulectl")};
+    flag_argv.insert(flag_argv.end(), cmd.begin(), cmd.end());
+    flag_argv.push_back("--help");
+    const CtlResult whole = RunBinary(c, help_argv);
+    const CtlResult alone = RunBinary(c, flag_argv);
+    EXPECT_EQ(whole.exit_code, 0) << name << ": " << whole.out;
+    EXPECT_EQ(alone.exit_code, 0) << name << ": " << alone.out;
+    const auto [whole_usage, whole_rest] = without_usage(whole.out);
+    const auto [alone_usage, alone_rest] = without_usage(alone.out);
+    EXPECT_EQ(alone_rest, whole_rest) << name;
+    // "Usage: submit [OPTIONS]" (the whole tree's, unparsed) and
+    // "Usage: .../joulectl job submit [OPTIONS]".
+    ASSERT_TRUE(absl::StartsWith(whole_usage, "Usage: " + cmd.back()))
+        << whole_usage;
+    EXPECT_TRUE(absl::EndsWith(
+        alone_usage, absl::StrCat("joulectl ", name,
+                                  whole_usage.substr(7 + cmd.back().size()))))
+        << alone_usage << " / " << whole_usage;
+  }
+  const CtlResult verb_typo = RunBinary(c, {Bin("joulectl"), "job", "lst"});
+  EXPECT_EQ(verb_typo.exit_code, 2);
+  EXPECT_TRUE(absl::StrContains(verb_typo.out,
+                                "unknown command \"job lst\"; did you mean "
+                                "`job list`? (joulectl help)"))
+      << verb_typo.out;
+  const CtlResult help_typo =
+      RunBinary(c, {Bin("joulectl"), "help", "tenant", "lst"});
+  EXPECT_EQ(help_typo.exit_code, 2);
+  EXPECT_TRUE(absl::StrContains(help_typo.out, "did you mean `tenant list`?"))
+      << help_typo.out;
 }
 
 class CliE2E : public ::testing::Test {

@@ -25,7 +25,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "joule/v1/joule.grpc.pb.h"
 #include "tests/e2e/session_fixture.h"
 
 namespace joule::e2e {
@@ -387,6 +389,28 @@ TEST_F(SessionE2E, DaemonizesIntoTheDefaultDirAndPrintsAnEvalLine) {
   });
   if (!exited) kill(pid, SIGKILL);
   EXPECT_TRUE(exited);
+}
+
+// The session tells client-streaming methods apart by their descriptors,
+// looked up by name (cli/session_proxy.cc): joulectl registers the
+// generated descriptors lazily (cli/deferred_descriptors.h), so the
+// session registers them all first. A client-streaming call is refused
+// by the session itself, not forwarded.
+TEST_F(SessionE2E, RefusesAClientStreamingCallItself) {
+  auto session = StartSession(acme_token_);
+  auto channel =
+      grpc::CreateChannel("unix:" + sock_, grpc::InsecureChannelCredentials());
+  auto stub = v1::AgentService::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  auto stream = stub->Connect(&ctx);
+  v1::DaemonMessage in;
+  EXPECT_FALSE(stream->Read(&in));
+  const grpc::Status s = stream->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNIMPLEMENTED)
+      << s.error_message();
+  EXPECT_TRUE(absl::StrContains(s.error_message(), "client-streaming"))
+      << s.error_message();
 }
 
 }  // namespace
