@@ -79,7 +79,9 @@ class RoundGate {
 //     as a change) and every wake since was a submission (`appended_only`):
 //     a burst of jobs appended to a queue that did not move, where only the
 //     new jobs can change the next round's decisions and every round costs
-//     O(queue) (scheduler/policy.h).
+//     O(queue) (scheduler/policy.h). The longer gap stops at 500 ms (or at
+//     2 x, if that is more), so a job that could be placed waits at most
+//     that long behind a burst.
 // The periodic round (500 ms, RoundGate) is not paced. On a short queue
 // the rounds take microseconds and the gap stays 5 ms either way.
 // Owns: the last round's duration and whether it changed anything.
@@ -89,6 +91,7 @@ class RoundPacer {
   static constexpr absl::Duration kMinGap = absl::Milliseconds(5);
   static constexpr int kMovedFactor = 2;
   static constexpr int kAppendedFactor = 8;
+  static constexpr absl::Duration kMaxAppendedGap = absl::Milliseconds(500);
 
   // A round took `took`; `changed` if it placed, claimed, dropped a claim
   // or failed to commit.
@@ -98,9 +101,9 @@ class RoundPacer {
   }
   // The gap after the last round's start before the next woken round.
   absl::Duration Gap(bool appended_only) const {
-    const int factor =
-        appended_only && !changed_ ? kAppendedFactor : kMovedFactor;
-    return std::max(kMinGap, factor * last_);
+    const absl::Duration moved = std::max(kMinGap, kMovedFactor * last_);
+    if (!appended_only || changed_) return moved;
+    return std::max(moved, std::min(kAppendedFactor * last_, kMaxAppendedGap));
   }
 
  private:

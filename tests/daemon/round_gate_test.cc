@@ -144,6 +144,10 @@ TEST(RoundPacerTest, LongerGapOnlyForSubmitsIntoAQueueThatDidNotMove) {
       {"2 ms round that moved nothing, submits", true, 2 * ms, false, true,
        16 * ms},
       {"2 ms round that placed", true, 2 * ms, true, true, 5 * ms},
+      {"100 ms round that moved nothing, submits (at most 500 ms)", true,
+       100 * ms, false, true, 500 * ms},
+      {"400 ms round that moved nothing, submits (2 x is more)", true, 400 * ms,
+       false, true, 800 * ms},
   };
   for (const PaceCase& c : cases) {
     RoundPacer pacer;
