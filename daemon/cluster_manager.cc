@@ -98,7 +98,7 @@ absl::Status ClusterManager::LoadLocked() {
   RETURN_IF_ERROR(claims_.Load(store));
   RETURN_IF_ERROR(knees_.Load(store));
   for (auto& [name, n] : nodes_) UpdateNodeMeasuredLocked(n);
-  wake_ = true;
+  NotifyLocked();
   return absl::OkStatus();
 }
 
@@ -292,9 +292,9 @@ void ClusterManager::LoopThread() {
   absl::Time last_power = absl::InfinitePast();
   absl::Time last_liveness = absl::InfinitePast();
   absl::Time last_knees = absl::InfinitePast();
-  absl::Duration last_round_duration = absl::ZeroDuration();
+  RoundPacer pacer;
   while (true) {
-    bool schedule = false, power = false;
+    bool schedule = false, power = false, appended_only = false;
     {
       // A dirty power state wakes the loop only once the last control
       // round is 100 ms old (see below); until then it waits for the rest.
@@ -309,27 +309,39 @@ void ClusterManager::LoopThread() {
                                      : absl::Milliseconds(100) - since_power);
       if (stopping_) return;
       schedule = wake_;
+      appended_only = wake_ && !woken_other_;
       power = power_dirty_;
     }
     absl::Time now = options_.clock->Now();
     if (schedule || now - last_schedule > absl::Milliseconds(500)) {
-      // Coalesce bursts of submissions: rounds are at least 5 ms and at
-      // least twice the last round's own duration apart, so that a long
-      // queue cannot keep the lock busy.
-      const absl::Duration gap =
-          std::max(absl::Milliseconds(5), 2 * last_round_duration);
-      if (now - last_schedule < gap) {
+      // Coalesce bursts (RoundPacer, daemon/round_gate.h). A wake other
+      // than a submission during a long gap shortens it to the short one.
+      bool waited_out = false;  // the long gap, with submissions only
+      if (appended_only && now - last_schedule < pacer.Gap(true)) {
+        absl::MutexLock lock(&mu_);
+        auto other = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+          return stopping_ || woken_other_;
+        };
+        mu_.AwaitWithTimeout(absl::Condition(&other),
+                             pacer.Gap(true) - (now - last_schedule));
+        if (stopping_) return;
+        waited_out = appended_only = !woken_other_;
+        now = options_.clock->Now();
+      }
+      const absl::Duration gap = pacer.Gap(appended_only);
+      if (!waited_out && now - last_schedule < gap) {
         absl::SleepFor(gap - (now - last_schedule));
         now = options_.clock->Now();
       }
       const absl::Time round_start = absl::Now();
       // Woken: a full round; periodic: only if something changed.
-      const bool ran = schedule ? (ScheduleOnce(), true) : ScheduleIfChanged();
+      bool changed = false;
+      const bool ran = schedule ? (changed = ScheduleOnce(), true)
+                                : ScheduleIfChanged(&changed);
       if (ran) {
-        last_round_duration = absl::Now() - round_start;
-        if (options_.on_round) {
-          options_.on_round("schedule", last_round_duration);
-        }
+        const absl::Duration took = absl::Now() - round_start;
+        pacer.Ran(took, changed);
+        if (options_.on_round) options_.on_round("schedule", took);
       }
       last_schedule = now;
     }

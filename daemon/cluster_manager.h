@@ -201,11 +201,13 @@ class ClusterManager {
 
   // ---- control loops (also driven directly by tests)
   // One scheduling round: place pending jobs, issue starts/preemptions.
-  void ScheduleOnce();
+  // True if it changed anything: placed, claimed, dropped a claim, or its
+  // commit failed (the loop's pacing, RoundPacer in daemon/round_gate.h).
+  bool ScheduleOnce();
   // The loop's periodic round: ScheduleOnce() unless nothing a decision
   // depends on changed since the last full round (daemon/round_gate.h);
-  // true if it ran.
-  bool ScheduleIfChanged();
+  // true if it ran, and then `*changed` (if given) is ScheduleOnce()'s.
+  bool ScheduleIfChanged(bool* changed = nullptr);
   // Keeps caps: throttles, preempts, restores.
   void ControlPowerOnce();
   // The power loop's config: measured-plus makes partial raises, at most
@@ -368,7 +370,16 @@ class ClusterManager {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     return nodes_.IdleMw(model);
   }
-  void NotifyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { wake_ = true; }
+  // Wakes the loop for a round (paced by RoundPacer).
+  void NotifyLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    wake_ = true;
+    woken_other_ = true;
+  }
+  // As NotifyLocked, for jobs just appended to the queue (a submission):
+  // the loop may coalesce a burst of these longer (RoundPacer).
+  void NotifyAppendedLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    wake_ = true;
+  }
   // Recomputes the node's measured power (a stopping job's GPUs count at
   // idle) and moves its domains' sums by the change.
   void UpdateNodeMeasuredLocked(NodeRt& n) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -412,6 +423,8 @@ class ClusterManager {
       ABSL_GUARDED_BY(mu_);
 
   bool wake_ ABSL_GUARDED_BY(mu_) = false;
+  // Since the last round started: a wake other than a submission.
+  bool woken_other_ ABSL_GUARDED_BY(mu_) = false;
   ArrayGate array_gate_ ABSL_GUARDED_BY(mu_);  // arrays' max_running
   RoundGate round_gate_ ABSL_GUARDED_BY(mu_);  // skips unchanged rounds
   bool power_dirty_ ABSL_GUARDED_BY(mu_) = false;

@@ -181,7 +181,7 @@ absl::StatusOr<v1::Job> ClusterManager::SubmitJob(
   if (!s.ok()) return s;
   const v1::Job out = j.job;
   jobs_.Insert(std::move(j));
-  NotifyLocked();
+  NotifyAppendedLocked();
   return out;
 }
 

@@ -26,7 +26,7 @@ using scheduler::ServiceClass;
 
 }  // namespace
 
-void ClusterManager::ScheduleOnce() {
+bool ClusterManager::ScheduleOnce() {
   // Snapshot under the lock, decide without it (the policy is pure and may
   // take a while on a big queue), apply under the lock after checking that
   // what the decision relied on still holds.
@@ -38,6 +38,7 @@ void ClusterManager::ScheduleOnce() {
   {
     absl::MutexLock lock(&mu_);
     wake_ = false;
+    woken_other_ = false;
     round_gate_.Invalidate();  // recorded again once the round is applied
     const absl::flat_hash_set<std::string> blocked = SettleBlockedLocked();
     array_gate_.BeginRound(jobs_.active(),
@@ -75,7 +76,7 @@ void ClusterManager::ScheduleOnce() {
             KneeBook::Key(s.tenant(), s.name(), s.gpu_model()));
       }
     }
-    if (pending.empty() && claims_.all().empty()) return;
+    if (pending.empty() && claims_.all().empty()) return false;
     snap = SnapshotLocked();
     // Under mu_: a config reload may change the settings.
     policy = DaemonPolicy(options_.policy,
@@ -122,7 +123,7 @@ void ClusterManager::ScheduleOnce() {
       }
     }
     if (!still_free) {
-      wake_ = true;
+      NotifyLocked();
       continue;
     }
     if (!p.preempt.empty()) {
@@ -260,9 +261,10 @@ void ClusterManager::ScheduleOnce() {
   }
   if (!CommitLocked(batch).ok()) {
     // Nothing was acknowledged; the next round retries from the store's view.
-    return;
+    return true;
   }
-  round_gate_.Record(snap, !d.placements.empty() || !d.dropped_claims.empty());
+  const bool changed = !d.placements.empty() || !d.dropped_claims.empty();
+  round_gate_.Record(snap, changed);
   for (const std::string& id : started) {
     const v1::Job& job = jobs_.at(id).job;
     const std::string master =
@@ -288,9 +290,10 @@ void ClusterManager::ScheduleOnce() {
       SendLocked(nodes_.at(al.node()), m);
     }
   }
+  return changed;
 }
 
-bool ClusterManager::ScheduleIfChanged() {
+bool ClusterManager::ScheduleIfChanged(bool* changed) {
   {
     absl::MutexLock lock(&mu_);
     if (!wake_) {
@@ -298,7 +301,8 @@ bool ClusterManager::ScheduleIfChanged() {
       if (!round_gate_.Due(SnapshotLocked())) return false;
     }
   }
-  ScheduleOnce();
+  const bool c = ScheduleOnce();
+  if (changed != nullptr) *changed = c;
   return true;
 }
 

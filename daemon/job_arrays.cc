@@ -160,7 +160,7 @@ absl::StatusOr<v1::SubmitJobResponse> ClusterManager::SubmitArray(
   out.set_array_tasks(tasks);
   for (JobRt& j : made) jobs_.Insert(std::move(j));
   if (array.max_running() > 0) array_gate_.Arm();
-  NotifyLocked();
+  NotifyAppendedLocked();
   return out;
 }
 

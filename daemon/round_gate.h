@@ -29,6 +29,7 @@
 // Owns: the digest of the last full round's snapshot. Thread-safety: none;
 // the ClusterManager keeps it under its mu_.
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -66,6 +67,48 @@ class RoundGate {
   bool changed_ = false;
   absl::Time last_round_ = absl::InfinitePast();
   Digest last_;
+};
+
+// RoundPacer: how long after a round the loop starts the next woken one,
+// so that a burst of events is decided in one round instead of many, and
+// a long queue cannot keep the lock busy. The next woken round starts at
+// least Gap() after the last one started:
+//   * 5 ms, and
+//   * 2 x the last round's duration, or 8 x when the last round changed
+//     nothing (placed, claimed or dropped no claim; a failed commit counts
+//     as a change) and every wake since was a submission (`appended_only`):
+//     a burst of jobs appended to a queue that did not move, where only the
+//     new jobs can change the next round's decisions and every round costs
+//     O(queue) (scheduler/policy.h). The longer gap stops at 500 ms (or at
+//     2 x, if that is more), so a job that could be placed waits at most
+//     that long behind a burst.
+// The periodic round (500 ms, RoundGate) is not paced. On a short queue
+// the rounds take microseconds and the gap stays 5 ms either way.
+// Owns: the last round's duration and whether it changed anything.
+// Thread-safety: none; the ClusterManager's loop thread keeps it.
+class RoundPacer {
+ public:
+  static constexpr absl::Duration kMinGap = absl::Milliseconds(5);
+  static constexpr int kMovedFactor = 2;
+  static constexpr int kAppendedFactor = 8;
+  static constexpr absl::Duration kMaxAppendedGap = absl::Milliseconds(500);
+
+  // A round took `took`; `changed` if it placed, claimed, dropped a claim
+  // or failed to commit.
+  void Ran(absl::Duration took, bool changed) {
+    last_ = took;
+    changed_ = changed;
+  }
+  // The gap after the last round's start before the next woken round.
+  absl::Duration Gap(bool appended_only) const {
+    const absl::Duration moved = std::max(kMinGap, kMovedFactor * last_);
+    if (!appended_only || changed_) return moved;
+    return std::max(moved, std::min(kAppendedFactor * last_, kMaxAppendedGap));
+  }
+
+ private:
+  absl::Duration last_ = absl::ZeroDuration();
+  bool changed_ = false;
 };
 
 }  // namespace joule::daemon

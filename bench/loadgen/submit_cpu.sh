@@ -13,6 +13,8 @@
 # LOADGEN_FLAGS=--client-threads runs the loadgen's older mode (one
 # blocking thread per client) instead of its callback mode.
 # THREADS=1 also prints jouled's busiest threads (THREADS_TOP=, 6).
+# After the submissions it prints the number of scheduling rounds they
+# took and their mean duration (from jouled's metrics).
 # Prints one line per phase with `uptime`'s load average, since on a
 # shared machine every wall figure depends on it; CPU is utime + stime of
 # the process from /proc/PID/stat.
@@ -79,6 +81,16 @@ if [[ "${THREADS:-0}" == 1 ]]; then
   for t in /proc/"$JOULED_PID"/task/*; do
     echo "$(($(basename "$t") - JOULED_PID)) $(cpu_ms "$JOULED_PID/task/$(basename "$t")")"
   done | sort -k2 -nr | head -${THREADS_TOP:-6} | awk '{printf "thread tid-pid=%s cpu_ms=%s\n", $1, $2}'
+fi
+
+# The scheduling rounds during the submissions: how many, their mean and
+# longest duration (jouled's joule_loop_round_seconds histogram).
+METRICS=$(sed -n 's|^jouled: metrics on \(http://[^ ]*\).*|\1|p' "$TMP/jouled.log" | head -1)
+if [[ -n "$METRICS" ]]; then
+  curl -s "$METRICS" | awk '
+    /^joule_loop_round_seconds_count\{round="schedule"\}/ { n = $2 }
+    /^joule_loop_round_seconds_sum\{round="schedule"\}/ { s = $2 }
+    END { if (n > 0) printf "schedule_rounds=%d mean_round_ms=%.2f\n", n, s * 1000 / n }'
 fi
 
 # Idle: let the last submits' rounds finish, then measure.

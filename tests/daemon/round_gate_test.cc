@@ -117,5 +117,62 @@ TEST(RoundGateTest, DueAfterAChangingRoundOrBeforeAnyRecord) {
   EXPECT_TRUE(gate.Due(Base()));
 }
 
+// RoundPacer: the gap before the next woken round, per last round and wake.
+TEST(RoundPacerTest, LongerGapOnlyForSubmitsIntoAQueueThatDidNotMove) {
+  struct PaceCase {
+    std::string name;
+    bool ran;  // a round ran before (else the pacer is fresh)
+    absl::Duration took;
+    bool changed;
+    bool appended_only;
+    absl::Duration gap;
+  };
+  const absl::Duration ms = absl::Milliseconds(1);
+  const PaceCase cases[] = {
+      {"no round yet", false, {}, false, true, 5 * ms},
+      {"short round, submits", true, absl::Microseconds(80), false, true,
+       5 * ms},
+      {"short round, other wake", true, absl::Microseconds(80), false, false,
+       5 * ms},
+      {"long round that placed, submits", true, 20 * ms, true, true, 40 * ms},
+      {"long round that placed, other wake", true, 20 * ms, true, false,
+       40 * ms},
+      {"long round that moved nothing, submits", true, 20 * ms, false, true,
+       160 * ms},
+      {"long round that moved nothing, other wake", true, 20 * ms, false, false,
+       40 * ms},
+      {"2 ms round that moved nothing, submits", true, 2 * ms, false, true,
+       16 * ms},
+      {"2 ms round that placed", true, 2 * ms, true, true, 5 * ms},
+      {"100 ms round that moved nothing, submits (at most 500 ms)", true,
+       100 * ms, false, true, 500 * ms},
+      {"400 ms round that moved nothing, submits (2 x is more)", true, 400 * ms,
+       false, true, 800 * ms},
+  };
+  for (const PaceCase& c : cases) {
+    RoundPacer pacer;
+    if (c.ran) pacer.Ran(c.took, c.changed);
+    EXPECT_EQ(pacer.Gap(c.appended_only), c.gap) << c.name;
+  }
+}
+
+// Over several rounds the gap follows the last round only: a queue that
+// starts moving again (a placement) is back to the short gap at once.
+TEST(RoundPacerTest, FollowsTheLastRoundOverSeveralRounds) {
+  const absl::Duration ms = absl::Milliseconds(1);
+  RoundPacer pacer;
+  pacer.Ran(10 * ms, /*changed=*/true);  // placed
+  EXPECT_EQ(pacer.Gap(true), 20 * ms);
+  pacer.Ran(10 * ms, false);  // stuck: a burst of submits waits longer
+  EXPECT_EQ(pacer.Gap(true), 80 * ms);
+  EXPECT_EQ(pacer.Gap(false), 20 * ms);  // an exit or a node does not
+  pacer.Ran(12 * ms, false);
+  EXPECT_EQ(pacer.Gap(true), 96 * ms);
+  pacer.Ran(12 * ms, true);  // a GPU freed, the next job placed
+  EXPECT_EQ(pacer.Gap(true), 24 * ms);
+  pacer.Ran(absl::Microseconds(50), false);  // the queue drained
+  EXPECT_EQ(pacer.Gap(true), 5 * ms);
+}
+
 }  // namespace
 }  // namespace joule::daemon
