@@ -36,7 +36,9 @@
 #include "cli/sched_text.h"
 #include "cli/session.h"
 #include "cli/session_path.h"
+#include "cli/session_wire.h"
 #include "cli/submit_wait.h"
+#include "cli/unary_methods.h"
 #include "cli/watch_commands.h"
 #include "common/cli_parse.h"
 #include "common/endpoints.h"
@@ -79,7 +81,10 @@ class Client {
       : g_(g),
         follower_(g.session.empty() ? ServerList(g.server)
                                     : std::vector<std::string>{g.session}) {
-    Connect(follower_.Current());
+    // Through a session, unary calls go in frames on its frames socket
+    // (cli/session_wire.h): no gRPC in this process unless a stream (or a
+    // session without that socket) needs the channel.
+    if (g_.session.empty()) Connect(follower_.Current());
   }
   // (Re)creates the channel and stubs for `server`, one of --server's
   // endpoints or the leader a standby named (common/endpoints.h).
@@ -109,9 +114,16 @@ class Client {
   grpc::Status CallStatus(grpc::Status (Stub::*method)(grpc::ClientContext*,
                                                        const Req&, Resp*),
                           Stub* stub, const Req& req, Resp* resp) {
-    grpc::ClientContext ctx;
     auto timeout = ParseNonNegativeDuration(g_.timeout, "--timeout");
     if (!timeout.ok()) FailStatus(timeout.status());
+    if (!g_.session.empty()) {
+      if (FrameClient* f = Frames()) {
+        return FramedCall<Stub>(f, *timeout, req, resp);
+      }
+      EnsureChannel();
+      stub = Same(stub);
+    }
+    grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() +
                      absl::ToChronoMilliseconds(*timeout));
     transport_.Authorize(&ctx);
@@ -141,6 +153,46 @@ class Client {
       all.MergeFrom(page);
     } while (!req.page_token().empty());
     return all;
+  }
+  // A unary call in frames: the method named by Stub's service and the
+  // request and response types (unary_methods.h, generated), the
+  // deadline, --as-tenant; the answer as the grpc::Status a channel's
+  // call would give.
+  template <typename Stub, typename Req, typename Resp>
+  grpc::Status FramedCall(FrameClient* f, absl::Duration timeout,
+                          const Req& req, Resp* resp) {
+    WireRequest w;
+    w.method = UnaryMethod<Stub, Req, Resp>::kName;
+    w.timeout_us = absl::ToInt64Microseconds(timeout);
+    if (!g_.as_tenant.empty()) {
+      w.metadata.emplace_back(transport::kAsTenantKey, g_.as_tenant);
+    }
+    if (!req.SerializeToString(&w.payload)) {
+      return grpc::Status(grpc::StatusCode::INTERNAL,
+                          "cannot serialize the request");
+    }
+    // The session ends the call at the deadline; a second more here
+    // lets its answer (which says why) arrive.
+    WireResponse r = f->Call(w, absl::Now() + timeout + absl::Seconds(1));
+    if (r.code != 0) {
+      return grpc::Status(static_cast<grpc::StatusCode>(r.code), r.message);
+    }
+    if (!resp->ParseFromString(r.payload)) {
+      return grpc::Status(grpc::StatusCode::INTERNAL,
+                          "cannot parse the session's answer");
+    }
+    return grpc::Status::OK;
+  }
+  // The frames connection to the session, tried once; nullptr without.
+  FrameClient* Frames() {
+    if (!frames_tried_) {
+      frames_tried_ = true;
+      frames_ = FrameClient::Connect(FramesPath(g_.session));
+    }
+    return frames_.get();
+  }
+  void EnsureChannel() {
+    if (channel_ == nullptr) Connect(follower_.Current());
   }
   template <typename Stub>
   Stub* Same(Stub*) {
@@ -176,6 +228,7 @@ class Client {
 
   // What cli/watch_commands.h needs of this connection.
   WatchConnection Watch() {
+    EnsureChannel();
     WatchConnection w;
     w.channel = channel_;
     w.authorize = [this](grpc::ClientContext* ctx) {
@@ -198,6 +251,8 @@ class Client {
   transport::Client transport_;
   EndpointFollower follower_;
   size_t tries_ = 0;
+  bool frames_tried_ = false;
+  std::unique_ptr<FrameClient> frames_;  // null: calls go over channel_
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::AuthService::Stub> auth_;
   std::unique_ptr<v1::JobService::Stub> jobs_;

@@ -22,8 +22,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "cli/output.h"
+#include "cli/session_frames.h"
 #include "cli/session_path.h"
 #include "cli/session_proxy.h"
+#include "cli/session_wire.h"
 #include "common/units.h"
 #include "grpcpp/generic/generic_stub.h"
 #include "grpcpp/server_posix.h"
@@ -62,13 +64,20 @@ struct StartError {
   std::string message;
 };
 
-// A listening session's hold on its path: the socket, the inode it bound
-// (what it may remove again) and the lock on PATH.lock, held for the
-// session's life (it holds the session's pid).
-struct Listening {
+// A socket this session bound: its fd and the inode (what it may remove
+// again).
+struct Bound {
   int fd = -1;
   dev_t dev = 0;
   ino_t ino = 0;
+};
+
+// A listening session's hold on its path: the gRPC socket at PATH, the
+// frames socket at PATH.frames (cli/session_wire.h) and the lock on
+// PATH.lock, held for the session's life (it holds the session's pid).
+struct Listening {
+  Bound grpc;
+  Bound frames;
   int lock_fd = -1;
 };
 
@@ -78,10 +87,10 @@ std::string LockPath(const std::string& path) {
 
 // Removes `path` only when it is still the socket this session bound: a
 // socket another session put there since (after ours was deleted) stays.
-void RemoveOwnSocket(const std::string& path, dev_t dev, ino_t ino) {
+void RemoveOwnSocket(const std::string& path, const Bound& b) {
   struct stat st;
   if (lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
-      st.st_dev == dev && st.st_ino == ino) {
+      st.st_dev == b.dev && st.st_ino == b.ino) {
     unlink(path.c_str());
   }
 }
@@ -125,16 +134,52 @@ std::variant<int, StartError> Lock(const std::string& path) {
   return StartError{1, absl::StrCat("cannot lock ", lock)};
 }
 
-// Binds and listens on `path` (mode 0600) in its private directory, under
-// the lock on PATH.lock: a socket left there by a session that died is
-// replaced; while a session runs (holds the lock) its path is refused.
+// Binds and listens on `path` (mode 0600), under the lock: a socket left
+// there by a session that died is replaced; one that still answers (a
+// joulectl without the lock) is not taken over.
+std::variant<Bound, StartError> BindSocket(const std::string& path) {
+  struct stat st;
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return StartError{2, absl::StrCat(path, " exists and is not a socket")};
+    }
+    if (int fd = ConnectUnix(path); fd >= 0) {
+      close(fd);
+      return StartError{1, absl::StrCat("a session already runs at ", path,
+                                        " (joulectl session stop)")};
+    }
+    unlink(path.c_str());
+  }
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  Bound b;
+  b.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  const mode_t old = umask(0177);
+  const bool bound = b.fd >= 0 && bind(b.fd, reinterpret_cast<sockaddr*>(&addr),
+                                       sizeof(addr)) == 0;
+  umask(old);
+  if (!bound || listen(b.fd, 128) != 0 || lstat(path.c_str(), &st) != 0) {
+    const std::string why = std::strerror(errno);
+    if (bound) unlink(path.c_str());
+    if (b.fd >= 0) close(b.fd);
+    return StartError{1, absl::StrCat("cannot listen on ", path, ": ", why)};
+  }
+  b.dev = st.st_dev;
+  b.ino = st.st_ino;
+  return b;
+}
+
+// Binds both sockets in their private directory, under the lock on
+// PATH.lock: while a session runs (holds the lock) its path is refused.
 std::variant<Listening, StartError> Listen(const std::string& path,
                                            bool create) {
   sockaddr_un addr{};
-  if (path.size() >= sizeof(addr.sun_path)) {
-    return StartError{2,
-                      absl::StrCat("--socket: \"", path, "\" is longer than ",
-                                   sizeof(addr.sun_path) - 1, " bytes")};
+  // The longer of the two names must fit a socket address.
+  const size_t most = sizeof(addr.sun_path) - 1 - (FramesPath("").size());
+  if (path.size() > most) {
+    return StartError{2, absl::StrCat("--socket: \"", path,
+                                      "\" is longer than ", most, " bytes")};
   }
   const std::string dir = SocketDir(path);
   if (absl::Status s = EnsurePrivateDir(dir, geteuid(), create); !s.ok()) {
@@ -145,44 +190,25 @@ std::variant<Listening, StartError> Listen(const std::string& path,
   Listening l;
   l.lock_fd = std::get<int>(locked);
   auto fail = [&](StartError e) -> std::variant<Listening, StartError> {
-    if (l.fd >= 0) close(l.fd);
+    if (l.grpc.fd >= 0) {
+      close(l.grpc.fd);
+      RemoveOwnSocket(path, l.grpc);
+    }
     unlink(LockPath(path).c_str());
     close(l.lock_fd);
     return e;
   };
-  struct stat st;
-  if (lstat(path.c_str(), &st) == 0) {
-    if (!S_ISSOCK(st.st_mode)) {
-      return fail({2, absl::StrCat(path, " exists and is not a socket")});
-    }
-    // Under the lock no session of ours owns it; one that still answers
-    // (a joulectl without the lock) is not taken over either.
-    if (int fd = ConnectUnix(path); fd >= 0) {
-      close(fd);
-      return fail({1, absl::StrCat("a session already runs at ", path,
-                                   " (joulectl session stop)")});
-    }
-    unlink(path.c_str());
-  }
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  l.fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  const mode_t old = umask(0177);
-  const bool bound = l.fd >= 0 && bind(l.fd, reinterpret_cast<sockaddr*>(&addr),
-                                       sizeof(addr)) == 0;
-  umask(old);
-  if (!bound || listen(l.fd, 128) != 0 || lstat(path.c_str(), &st) != 0) {
-    const std::string why = std::strerror(errno);
-    if (bound) unlink(path.c_str());
-    return fail({1, absl::StrCat("cannot listen on ", path, ": ", why)});
-  }
-  l.dev = st.st_dev;
-  l.ino = st.st_ino;
+  auto grpc_socket = BindSocket(path);
+  if (auto* e = std::get_if<StartError>(&grpc_socket)) return fail(*e);
+  l.grpc = std::get<Bound>(grpc_socket);
+  auto frames = BindSocket(FramesPath(path));
+  if (auto* e = std::get_if<StartError>(&frames)) return fail(*e);
+  l.frames = std::get<Bound>(frames);
   return l;
 }
 
 // Ends a session's hold on `path`, once (from `session stop`'s call or
-// the main thread): its socket (if still its own), then the lock file
+// the main thread): its sockets (if still its own), then the lock file
 // (removed while held; Lock() copes), then the lock. After it, a new
 // session may start on `path` while this one finishes its calls.
 class PathHold {
@@ -191,7 +217,8 @@ class PathHold {
       : path_(std::move(path)), l_(l) {}
   void Release() {
     if (released_.exchange(true)) return;
-    RemoveOwnSocket(path_, l_.dev, l_.ino);
+    RemoveOwnSocket(path_, l_.grpc);
+    RemoveOwnSocket(FramesPath(path_), l_.frames);
     unlink(LockPath(path_).c_str());
     close(l_.lock_fd);
   }
@@ -205,25 +232,8 @@ class PathHold {
 // Hands each connection of a peer with the session's uid (or root) to
 // `server`; closes the others. Returns when `listen_fd` is shut down.
 void AcceptLoop(int listen_fd, grpc::Server* server) {
-  const uid_t me = geteuid();
-  while (true) {
-    const int fd =
-        accept4(listen_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno == EMFILE || errno == ENFILE) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        continue;
-      }
-      return;  // shut down (EINVAL) or closed
-    }
-    ucred cred{};
-    socklen_t len = sizeof(cred);
-    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0 ||
-        (cred.uid != me && cred.uid != 0)) {
-      close(fd);
-      continue;
-    }
+  int fd;
+  while ((fd = AcceptPeer(listen_fd, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0) {
     grpc::AddInsecureChannelFromFd(server, fd);
   }
 }
@@ -241,8 +251,12 @@ int Serve(const std::string& path, bool create_dir, absl::Duration idle_exit,
     return e->code;
   }
   const Listening l = std::get<Listening>(listening);
-  const int listen_fd = l.fd;
+  const int listen_fd = l.grpc.fd;
   PathHold hold(path, l);
+  auto close_listeners = [&] {
+    close(listen_fd);
+    close(l.frames.fd);
+  };
   signal(SIGPIPE, SIG_IGN);  // a caller or the start pipe gone: not fatal
   // Every thread gRPC starts inherits this mask; the main thread waits
   // for the signals below.
@@ -253,7 +267,7 @@ int Serve(const std::string& path, bool create_dir, absl::Duration idle_exit,
   auto upstream = SessionUpstream::Open(servers, transport);
   if (!upstream.ok()) {
     hold.Release();
-    close(listen_fd);
+    close_listeners();
     ready(2, std::string(upstream.status().message()));
     return 2;
   }
@@ -271,11 +285,13 @@ int Serve(const std::string& path, bool create_dir, absl::Duration idle_exit,
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (server == nullptr) {
     hold.Release();
-    close(listen_fd);
+    close_listeners();
     ready(1, "cannot start the session's gRPC server");
     return 1;
   }
   std::thread acceptor(AcceptLoop, listen_fd, server.get());
+  FrameServer frames(&service, l.frames.fd);
+  frames.Start();
   ready(0, "");
   // Until a signal (session stop sends SIGTERM), or --idle-exit.
   const bool idle = idle_exit > absl::ZeroDuration();
@@ -288,8 +304,11 @@ int Serve(const std::string& path, bool create_dir, absl::Duration idle_exit,
   hold.Release();
   shutdown(listen_fd, SHUT_RDWR);
   acceptor.join();
-  close(listen_fd);
+  // The frames' calls end (2 s at most) while gRPC's calls end too.
+  std::thread frames_end([&frames] { frames.Stop(); });
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+  frames_end.join();
+  close_listeners();
   return 0;
 }
 

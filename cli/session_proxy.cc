@@ -48,14 +48,12 @@ bool Forwardable(absl::string_view key) {
          key != "content-type" && key != "host";
 }
 
-// True for a method the descriptors name client-streaming ("/pkg.S/M").
-bool ClientStreaming(const std::string& method) {
-  if (method.size() < 2 || method[0] != '/') return false;
+const google::protobuf::MethodDescriptor* FindMethod(
+    const std::string& method) {
+  if (method.size() < 2 || method[0] != '/') return nullptr;
   const std::string name = absl::StrReplaceAll(method.substr(1), {{"/", "."}});
-  const google::protobuf::MethodDescriptor* m =
-      google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(
-          name);
-  return m != nullptr && m->client_streaming();
+  return google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(
+      name);
 }
 
 class ForwardedCall;
@@ -134,9 +132,8 @@ class ForwardedCall : public grpc::ServerGenericBidiReactor {
     {
       absl::MutexLock l(&mu_);
       SessionUpstream* up = service_->upstream();
-      if (!s.ok() && forwarded_ == 0 && !cancelled_ &&
-          ++tries_ <= 2 * up->endpoints() &&
-          up->OnFailure(attempt_->server, s.error_code(), s.error_message())) {
+      if (forwarded_ == 0 && !cancelled_ &&
+          up->Retry(attempt_->server, s, &tries_)) {
         old_ = std::move(attempt_);  // its OnDone is on the stack
         StartAttemptLocked();
         return;
@@ -187,14 +184,12 @@ class ForwardedCall : public grpc::ServerGenericBidiReactor {
     attempt_ = std::make_unique<Attempt>(this);
     Attempt* a = attempt_.get();
     a->server = t.server;
-    a->ctx.set_deadline(ctx_->deadline());
+    std::vector<std::pair<absl::string_view, absl::string_view>> pairs;
     for (const auto& [k, v] : ctx_->client_metadata()) {
-      const absl::string_view key(k.data(), k.size());
-      if (Forwardable(key)) {
-        a->ctx.AddMetadata(std::string(key), std::string(v.data(), v.size()));
-      }
+      pairs.emplace_back(absl::string_view(k.data(), k.size()),
+                         absl::string_view(v.data(), v.size()));
     }
-    if (!t.bearer.empty()) a->ctx.AddMetadata("authorization", t.bearer);
+    PrepareUpstreamContext(&a->ctx, t, ctx_->deadline(), pairs);
     grpc::GenericStub stub(t.channel);
     stub.PrepareBidiStreamingCall(&a->ctx, ctx_->method(), grpc::StubOptions(),
                                   a);
@@ -262,6 +257,29 @@ class LocalCall : public grpc::ServerGenericBidiReactor {
 };
 
 }  // namespace
+
+bool ClientStreaming(const std::string& method) {
+  const google::protobuf::MethodDescriptor* m = FindMethod(method);
+  return m != nullptr && m->client_streaming();
+}
+
+bool ServerStreaming(const std::string& method) {
+  const google::protobuf::MethodDescriptor* m = FindMethod(method);
+  return m != nullptr && m->server_streaming();
+}
+
+void PrepareUpstreamContext(
+    grpc::ClientContext* ctx, const SessionUpstream::Target& target,
+    std::chrono::system_clock::time_point deadline,
+    const std::vector<std::pair<absl::string_view, absl::string_view>>& pairs) {
+  ctx->set_deadline(deadline);
+  for (const auto& [key, value] : pairs) {
+    if (Forwardable(key)) {
+      ctx->AddMetadata(std::string(key), std::string(value));
+    }
+  }
+  if (!target.bearer.empty()) ctx->AddMetadata("authorization", target.bearer);
+}
 
 SessionUpstream::SessionUpstream(std::vector<std::string> endpoints,
                                  transport::ClientOptions options)
@@ -375,6 +393,12 @@ SessionUpstream::Target SessionUpstream::ForCall() {
   return Target{channel_, bearer_, server_};
 }
 
+bool SessionUpstream::Retry(const std::string& server, const grpc::Status& s,
+                            size_t* tries) {
+  return !s.ok() && ++*tries <= 2 * endpoints() &&
+         OnFailure(server, s.error_code(), s.error_message());
+}
+
 bool SessionUpstream::OnFailure(const std::string& server, int code,
                                 const std::string& message) {
   if (follower_.size() < 2) return false;
@@ -402,18 +426,23 @@ grpc::ServerGenericBidiReactor* SessionService::CreateReactor(
       ClientStreaming(method)) {
     return new LocalCall(this, method);
   }
-  if (max_calls_ > 0 &&
-      in_flight_.load(std::memory_order_relaxed) >= max_calls_) {
-    return new LocalCall(
-        this, method,
-        grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                     absl::StrCat("joulectl session: ", max_calls_,
-                                  " calls in flight, the most it forwards "
-                                  "at once (session start --max-calls); "
-                                  "retry when one has ended")));
+  if (grpc::Status full = CheckCapacity(); !full.ok()) {
+    return new LocalCall(this, method, full);
   }
   CountCall();
   return new ForwardedCall(this, ctx);
+}
+
+grpc::Status SessionService::CheckCapacity() const {
+  if (max_calls_ > 0 &&
+      in_flight_.load(std::memory_order_relaxed) >= max_calls_) {
+    return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                        absl::StrCat("joulectl session: ", max_calls_,
+                                     " calls in flight, the most it forwards "
+                                     "at once (session start --max-calls); "
+                                     "retry when one has ended"));
+  }
+  return grpc::Status::OK;
 }
 
 void SessionService::Stop() {

@@ -10,9 +10,11 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/endpoints.h"
@@ -51,6 +53,11 @@ class SessionUpstream {
   // there is another endpoint; later ForCall()s go there.
   bool OnFailure(const std::string& server, int code,
                  const std::string& message);
+  // Whether a call that ended with `s` on `server`, nothing of it passed
+  // on to the caller yet, is tried again (on the endpoint ForCall() gives
+  // next): a failover kind (OnFailure), at most twice per endpoint in all
+  // (`tries` counts them). One rule for both of the session's sockets.
+  bool Retry(const std::string& server, const grpc::Status& s, size_t* tries);
   size_t endpoints() const { return follower_.size(); }
   std::string Current() const { return follower_.Current(); }
 
@@ -90,6 +97,20 @@ inline constexpr int64_t kMaxTokenFileBytes = 64 << 10;
 absl::StatusOr<std::string> RereadTokenFile(const std::string& path,
                                             int64_t* mtime_ns, int64_t* size);
 
+// Sets up `ctx` for a forwarded call to `target` until `deadline`: the
+// session's authorization (a caller's own is never copied) and the
+// caller's metadata `pairs` but what a proxy must not copy (HTTP/2's and
+// gRPC's own, authorization, user-agent, host).
+void PrepareUpstreamContext(
+    grpc::ClientContext* ctx, const SessionUpstream::Target& target,
+    std::chrono::system_clock::time_point deadline,
+    const std::vector<std::pair<absl::string_view, absl::string_view>>& pairs);
+
+// Whether the descriptors name `method` ("/pkg.S/M") client- or
+// server-streaming; false for one they do not know.
+bool ClientStreaming(const std::string& method);
+bool ServerStreaming(const std::string& method);
+
 // The generic service: every method but the two local ones is forwarded
 // (unary and server-streaming; a client-streaming method is refused with
 // UNIMPLEMENTED, joulectl has none). Deadlines and the caller's metadata
@@ -107,6 +128,9 @@ class SessionService : public grpc::CallbackGenericService {
       grpc::GenericCallbackServerContext* ctx) override;
 
   SessionUpstream* upstream() const { return upstream_; }
+  // RESOURCE_EXHAUSTED naming --max-calls when max_calls forwarded calls
+  // are in flight, else OK (both sockets' calls count).
+  grpc::Status CheckCapacity() const;
   void Stop();
   std::string StatusLine() const;
   void CountCall() { calls_.fetch_add(1, std::memory_order_relaxed); }

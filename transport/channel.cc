@@ -116,7 +116,7 @@ absl::StatusOr<Client> Client::Open(const ClientOptions& o) {
 
 void Client::Authorize(grpc::ClientContext* ctx) const {
   if (!bearer_.empty()) ctx->AddMetadata("authorization", bearer_);
-  if (!as_tenant_.empty()) ctx->AddMetadata("x-joule-as-tenant", as_tenant_);
+  if (!as_tenant_.empty()) ctx->AddMetadata(kAsTenantKey, as_tenant_);
 }
 
 }  // namespace joule::transport

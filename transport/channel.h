@@ -28,6 +28,9 @@ struct ClientOptions {
   std::string session;
 };
 
+// The metadata key of --as-tenant (daemon/gate.h reads it).
+inline constexpr char kAsTenantKey[] = "x-joule-as-tenant";
+
 // A channel and the metadata for its calls. Immutable after Open();
 // thread-safe.
 class Client {

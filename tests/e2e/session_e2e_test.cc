@@ -187,19 +187,8 @@ TEST_F(SessionE2E, ReadsAChangedTokenFileAgain) {
 }
 
 TEST_F(SessionE2E, UnreachableJouledIsExit3ThroughTheSession) {
-  std::vector<std::string> argv = {Bin("joulectl"),
-                                   "--server",
-                                   absl::StrCat("127.0.0.1:", FreePort()),
-                                   "--ca",
-                                   c_->pki() + "/ca.crt",
-                                   "--token",
-                                   acme_token_,
-                                   "session",
-                                   "start",
-                                   "--socket",
-                                   sock_,
-                                   "--foreground"};
-  Process session(argv, c_->dir() + "/session-dead.log");
+  Process session(SessionTo(absl::StrCat("127.0.0.1:", FreePort())),
+                  c_->dir() + "/session-dead.log");
   ASSERT_TRUE(WaitFor([&] {
     return RunCtl(*c_, {"session", "status", "--socket", sock_}, {})
                .exit_code == 0;
@@ -221,11 +210,7 @@ TEST_F(SessionE2E, FollowsTheServerListLikeJoulectl) {
   // second and retries there, as joulectl does with --server a,b.
   const std::string list =
       absl::StrCat("127.0.0.1:", FreePort(), ",", c_->server());
-  std::vector<std::string> argv = {
-      Bin("joulectl"), "--server",    list,      "--ca",  c_->pki() + "/ca.crt",
-      "--token",       acme_token_,   "session", "start", "--socket",
-      sock_,           "--foreground"};
-  Process session(argv, c_->dir() + "/session-list.log");
+  Process session(SessionTo(list), c_->dir() + "/session-list.log");
   ASSERT_TRUE(WaitFor([&] {
     return RunCtl(*c_, {"session", "status", "--socket", sock_}, {})
                .exit_code == 0;
@@ -290,6 +275,10 @@ TEST_F(SessionE2E, ClosesConnectionsOfOtherUsers) {
   EXPECT_GT(FirstBytesAs(0, sock_), 0);
   // nobody: connected (fsuid 0 passes the directory), then closed unread.
   EXPECT_EQ(FirstBytesAs(65534, sock_), 0);
+  // The frames socket: an error frame for root's HTTP/2 preface, nothing
+  // for nobody.
+  EXPECT_GT(FirstBytesAs(0, sock_ + ".frames"), 0);
+  EXPECT_EQ(FirstBytesAs(65534, sock_ + ".frames"), 0);
   // The session still serves its own user.
   EXPECT_EQ(ViaSession({"whoami"}).exit_code, 0);
 }

@@ -94,6 +94,23 @@ class SessionE2E : public ::testing::Test {
     return p;
   }
 
+  // The command line of a foreground session on sock_ to `server` with
+  // the cluster's CA and acme's token.
+  std::vector<std::string> SessionTo(const std::string& server) {
+    return {Bin("joulectl"),
+            "--server",
+            server,
+            "--ca",
+            c_->pki() + "/ca.crt",
+            "--token",
+            acme_token_,
+            "session",
+            "start",
+            "--socket",
+            sock_,
+            "--foreground"};
+  }
+
   CtlResult ViaSession(const std::vector<std::string>& args) {
     return RunCtl(*c_, args, {"JOULE_SESSION=" + sock_});
   }
