@@ -36,10 +36,7 @@ namespace {
 TEST_F(SessionE2E, SubmitsListsShowsWaitsAndStops) {
   auto session = StartSession(acme_token_);
   // The socket is the user's alone.
-  struct stat st;
-  ASSERT_EQ(lstat(sock_.c_str(), &st), 0);
-  EXPECT_TRUE(S_ISSOCK(st.st_mode));
-  EXPECT_EQ(st.st_mode & 077, 0u);
+  ExpectPrivateSocket(sock_);
   // Its --token is not on its command line (/proc/PID/cmdline is
   // readable by every user).
   const std::string cmdline =
@@ -47,14 +44,8 @@ TEST_F(SessionE2E, SubmitsListsShowsWaitsAndStops) {
   EXPECT_TRUE(absl::StrContains(cmdline, "--token")) << cmdline;
   EXPECT_FALSE(absl::StrContains(cmdline, acme_token_)) << cmdline;
 
-  CtlResult who = ViaSession({"whoami"});
-  ASSERT_EQ(who.exit_code, 0) << who.err;
-  EXPECT_TRUE(absl::StrContains(who.out, "tenant acme")) << who.out;
-
-  CtlResult sub = ViaSession({"job", "submit", "--gpus", "1", "--", "true"});
-  ASSERT_EQ(sub.exit_code, 0) << sub.err;
-  const std::string id(absl::StripAsciiWhitespace(sub.out));
-  ASSERT_TRUE(absl::StartsWith(id, "job-")) << sub.out;
+  const std::string id = WhoamiAndSubmit();
+  ASSERT_FALSE(id.empty());
   // job wait follows the WatchEvents server stream through the session.
   CtlResult wait = ViaSession({"job", "wait", id});
   EXPECT_EQ(wait.exit_code, 0) << wait.out << wait.err;
@@ -116,16 +107,7 @@ TEST_F(SessionE2E, ErrorsPassThroughAsTheSameLineAndCode) {
       // PERMISSION_DENIED: a tenant may not create tenants
       {"tenant", "create", "nope"},
   };
-  for (const auto& args : cases) {
-    CtlResult via = ViaSession(args);
-    std::vector<std::string> direct_args = {"--token", acme_token_};
-    direct_args.insert(direct_args.end(), args.begin(), args.end());
-    CtlResult direct = c_->Ctl(direct_args);
-    EXPECT_NE(direct.exit_code, 0) << args[0] << " " << args[1];
-    EXPECT_EQ(via.exit_code, direct.exit_code) << via.err;
-    EXPECT_EQ(via.err, direct.err);
-    EXPECT_EQ(std::count(via.err.begin(), via.err.end(), '\n'), 1) << via.err;
-  }
+  for (const auto& args : cases) ExpectSameFailureAsDirect(args);
   CtlResult bad = ViaSession({"job", "list", "--state", "bogus"});
   EXPECT_EQ(bad.exit_code, 2) << bad.err;
 }

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -113,6 +114,40 @@ class SessionE2E : public ::testing::Test {
 
   CtlResult ViaSession(const std::vector<std::string>& args) {
     return RunCtl(*c_, args, {"JOULE_SESSION=" + sock_});
+  }
+  // `path` is a socket only its owner may use (mode 0600 or stricter).
+  static void ExpectPrivateSocket(const std::string& path) {
+    struct stat st;
+    ASSERT_EQ(lstat(path.c_str(), &st), 0) << path;
+    EXPECT_TRUE(S_ISSOCK(st.st_mode)) << path;
+    EXPECT_EQ(st.st_mode & 077, 0u) << path;
+  }
+  // `args` fail through the session as they do directly with acme's
+  // token: the same exit code (not 0) and the same one line on stderr.
+  void ExpectSameFailureAsDirect(const std::vector<std::string>& args) {
+    CtlResult via = ViaSession(args);
+    std::vector<std::string> direct_args = {"--token", acme_token_};
+    direct_args.insert(direct_args.end(), args.begin(), args.end());
+    CtlResult direct = c_->Ctl(direct_args);
+    EXPECT_NE(direct.exit_code, 0) << args[0] << " " << args[1];
+    EXPECT_EQ(via.exit_code, direct.exit_code) << via.err;
+    EXPECT_EQ(via.err, direct.err);
+    EXPECT_EQ(std::count(via.err.begin(), via.err.end(), '\n'), 1) << via.err;
+  }
+  // Through the session: whoami is acme, and `job submit --gpus 1 -- true`
+  // succeeds; its job id (empty after a failure, which is reported).
+  std::string WhoamiAndSubmit() {
+    CtlResult who = ViaSession({"whoami"});
+    EXPECT_EQ(who.exit_code, 0) << who.err;
+    EXPECT_TRUE(absl::StrContains(who.out, "tenant acme")) << who.out;
+    CtlResult sub = ViaSession({"job", "submit", "--gpus", "1", "--", "true"});
+    EXPECT_EQ(sub.exit_code, 0) << sub.err;
+    const std::string id(absl::StripAsciiWhitespace(sub.out));
+    if (!absl::StartsWith(id, "job-")) {
+      ADD_FAILURE() << "no job id: " << sub.out << sub.err;
+      return "";
+    }
+    return id;
   }
 
   std::unique_ptr<Cluster> c_;

@@ -84,20 +84,11 @@ std::string U32(uint32_t v) {
 
 TEST_F(SessionE2E, UnaryCallsGoInFramesWithoutTheGrpcSocket) {
   auto session = StartSession(acme_token_);
-  const std::string frames = FramesPath(sock_);
-  struct stat st;
-  ASSERT_EQ(lstat(frames.c_str(), &st), 0);
-  EXPECT_TRUE(S_ISSOCK(st.st_mode));
-  EXPECT_EQ(st.st_mode & 077, 0u);
+  ExpectPrivateSocket(FramesPath(sock_));
   // Without the gRPC socket only frames can carry these calls.
   ASSERT_EQ(unlink(sock_.c_str()), 0);
-  CtlResult who = ViaSession({"whoami"});
-  ASSERT_EQ(who.exit_code, 0) << who.err;
-  EXPECT_TRUE(absl::StrContains(who.out, "tenant acme")) << who.out;
-  CtlResult sub = ViaSession({"job", "submit", "--gpus", "1", "--", "true"});
-  ASSERT_EQ(sub.exit_code, 0) << sub.err;
-  const std::string id(absl::StripAsciiWhitespace(sub.out));
-  ASSERT_TRUE(absl::StartsWith(id, "job-")) << sub.out;
+  const std::string id = WhoamiAndSubmit();
+  ASSERT_FALSE(id.empty());
   CtlResult show = ViaSession({"job", "show", id});
   EXPECT_EQ(show.exit_code, 0) << show.err;
   EXPECT_TRUE(absl::StrContains(show.out, id)) << show.out;
@@ -111,18 +102,12 @@ TEST_F(SessionE2E, UnaryCallsGoInFramesWithoutTheGrpcSocket) {
            {"job", "show", "job-999999"},
            {"tenant", "create", "nope"},
            {"--as-tenant", "other", "job", "list"}}) {
-    CtlResult via = ViaSession(args);
-    std::vector<std::string> direct_args = {"--token", acme_token_};
-    direct_args.insert(direct_args.end(), args.begin(), args.end());
-    CtlResult direct = c_->Ctl(direct_args);
-    EXPECT_NE(direct.exit_code, 0) << args[0] << " " << args[1];
-    EXPECT_EQ(via.exit_code, direct.exit_code) << via.err;
-    EXPECT_EQ(via.err, direct.err);
+    ExpectSameFailureAsDirect(args);
   }
   EXPECT_TRUE(session->Running());
   session->Signal(SIGTERM);
   EXPECT_EQ(session->Wait(), 0);
-  EXPECT_FALSE(Exists(frames));
+  EXPECT_FALSE(Exists(FramesPath(sock_)));
 }
 
 // A joulectl through a session starts no thread for unary calls: no
