@@ -288,17 +288,28 @@ absl::Status WriteAll(int fd, absl::string_view bytes) {
   return absl::OkStatus();
 }
 
-std::unique_ptr<FrameClient> FrameClient::Connect(const std::string& path) {
+int ConnectUnix(const std::string& path) {
   sockaddr_un addr{};
-  if (path.size() >= sizeof(addr.sun_path)) return nullptr;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
   addr.sun_family = AF_UNIX;
   std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
   const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return nullptr;
+  if (fd < 0) return -1;
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+    const int e = errno;
     close(fd);
-    return nullptr;
+    errno = e;
+    return -1;
   }
+  return fd;
+}
+
+std::unique_ptr<FrameClient> FrameClient::Connect(const std::string& path) {
+  const int fd = ConnectUnix(path);
+  if (fd < 0) return nullptr;
   return std::unique_ptr<FrameClient>(new FrameClient(fd));
 }
 

@@ -95,6 +95,10 @@ absl::StatusOr<std::string> ReadFrame(int fd, uint32_t max_body,
 // Writes all of `bytes` (no SIGPIPE): UNAVAILABLE when the peer is gone.
 absl::Status WriteAll(int fd, absl::string_view bytes);
 
+// Connects a Unix stream socket to `path`: the fd (close-on-exec), or -1
+// with errno set (ENAMETOOLONG for a path that does not fit an address).
+int ConnectUnix(const std::string& path);
+
 // joulectl's side: one connection to a session's frames socket, calls
 // made one at a time. Owns the fd. Not thread-safe.
 class FrameClient {
