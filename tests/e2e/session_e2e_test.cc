@@ -65,19 +65,14 @@ TEST_F(SessionE2E, SubmitsListsShowsWaitsAndStops) {
   // A watching caller that dies: its upstream stream ends too (the
   // session counts a forwarded call until its upstream call has ended).
   {
-    ASSERT_EQ(setenv("JOULE_SESSION", sock_.c_str(), 1), 0);
-    Process watch({Bin("joulectl"), "events", "--watch"},
-                  c_->dir() + "/watch.log");
-    unsetenv("JOULE_SESSION");
-    auto status = [&] {
-      return RunCtl(*c_, {"session", "status", "--socket", sock_}, {}).out;
-    };
+    auto watch = WatchViaSession("watch->log");
+    auto status = [&] { return SessionStatus().out; };
     EXPECT_TRUE(WaitFor([&] {
       return absl::StrContains(status(), " 1 in flight");
     })) << status()
-        << watch.Log();
-    watch.Signal(SIGKILL);
-    watch.Wait();
+        << watch->Log();
+    watch->Signal(SIGKILL);
+    watch->Wait();
     EXPECT_TRUE(WaitFor([&] {
       return absl::StrContains(status(), " 0 in flight");
     })) << status();
@@ -171,10 +166,8 @@ TEST_F(SessionE2E, ReadsAChangedTokenFileAgain) {
 TEST_F(SessionE2E, UnreachableJouledIsExit3ThroughTheSession) {
   Process session(SessionTo(absl::StrCat("127.0.0.1:", FreePort())),
                   c_->dir() + "/session-dead.log");
-  ASSERT_TRUE(WaitFor([&] {
-    return RunCtl(*c_, {"session", "status", "--socket", sock_}, {})
-               .exit_code == 0;
-  })) << session.Log();
+  ASSERT_TRUE(WaitFor([&] { return SessionStatus().exit_code == 0; }))
+      << session.Log();
   CtlResult r = ViaSession({"--timeout", "3s", "job", "list"});
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_TRUE(absl::StrContains(r.err,
@@ -193,13 +186,11 @@ TEST_F(SessionE2E, FollowsTheServerListLikeJoulectl) {
   const std::string list =
       absl::StrCat("127.0.0.1:", FreePort(), ",", c_->server());
   Process session(SessionTo(list), c_->dir() + "/session-list.log");
-  ASSERT_TRUE(WaitFor([&] {
-    return RunCtl(*c_, {"session", "status", "--socket", sock_}, {})
-               .exit_code == 0;
-  })) << session.Log();
+  ASSERT_TRUE(WaitFor([&] { return SessionStatus().exit_code == 0; }))
+      << session.Log();
   CtlResult r = ViaSession({"job", "list"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
-  CtlResult st = RunCtl(*c_, {"session", "status", "--socket", sock_}, {});
+  CtlResult st = SessionStatus();
   EXPECT_TRUE(absl::StrContains(st.out, "jouled at " + c_->server())) << st.out;
   session.Signal(SIGTERM);
   EXPECT_EQ(session.Wait(), 0);
@@ -269,33 +260,20 @@ TEST_F(SessionE2E, IdleExitEndsAQuietSessionButNotABusyOne) {
   auto session = StartSession(acme_token_, {});
   session->Signal(SIGTERM);  // the fixture's default has no --idle-exit
   ASSERT_EQ(session->Wait(), 0);
-  std::vector<std::string> argv = c_->CtlCommand();
-  argv.resize(argv.size() - 2);
-  argv.insert(argv.end(),
-              {"--token", acme_token_, "session", "start", "--socket", sock_,
-               "--foreground", "--idle-exit", "2s"});
-  Process idle(argv, c_->dir() + "/session-idle.log");
-  ASSERT_TRUE(WaitFor([&] {
-    return RunCtl(*c_, {"session", "status", "--socket", sock_}, {})
-               .exit_code == 0;
-  })) << idle.Log();
+  auto idle = StartSession(acme_token_, {}, {"--idle-exit", "2s"});
+  ASSERT_FALSE(HasFailure()) << idle->Log();
   // A watch in flight keeps it past its 2 s (status calls count as
   // activity, so the polls below keep it until the watch is in).
-  ASSERT_EQ(setenv("JOULE_SESSION", sock_.c_str(), 1), 0);
-  Process watch({Bin("joulectl"), "events", "--watch"},
-                c_->dir() + "/watch-idle.log");
-  unsetenv("JOULE_SESSION");
+  auto watch = WatchViaSession("watch-idle.log");
   ASSERT_TRUE(WaitFor([&] {
-    return absl::StrContains(
-        RunCtl(*c_, {"session", "status", "--socket", sock_}, {}).out,
-        " 1 in flight");
-  })) << watch.Log();
+    return absl::StrContains(SessionStatus().out, " 1 in flight");
+  })) << watch->Log();
   absl::SleepFor(absl::Seconds(3));
-  EXPECT_TRUE(idle.Running()) << idle.Log();
-  watch.Signal(SIGKILL);
-  watch.Wait();
+  EXPECT_TRUE(idle->Running()) << idle->Log();
+  watch->Signal(SIGKILL);
+  watch->Wait();
   // Then nothing: it ends by itself and removes its socket.
-  EXPECT_EQ(idle.Wait(absl::Seconds(20)), 0) << idle.Log();
+  EXPECT_EQ(idle->Wait(absl::Seconds(20)), 0) << idle->Log();
   EXPECT_FALSE(Exists(sock_));
   CtlResult bad = RunCtl(*c_,
                          {"--server", c_->server(), "session", "start",

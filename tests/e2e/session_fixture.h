@@ -77,22 +77,38 @@ class SessionE2E : public ::testing::Test {
     sock_ = dir_ + "/s.sock";
   }
 
-  // joulectl --server ... --ca ... --token TOKEN session start --socket
-  // sock_ --foreground, as a process of this test; waits until it answers.
-  std::unique_ptr<Process> StartSession(const std::string& token,
-                                        std::vector<std::string> extra = {}) {
+  // joulectl --server ... --ca ... [EXTRA] --token TOKEN session start
+  // --socket sock_ --foreground [START_FLAGS], as a process of this test;
+  // waits until it answers (a failure to is reported, and the test can
+  // ASSERT_FALSE(HasFailure()) on it).
+  std::unique_ptr<Process> StartSession(
+      const std::string& token, std::vector<std::string> extra = {},
+      std::vector<std::string> start_flags = {}) {
     std::vector<std::string> argv = c_->CtlCommand();
     argv.resize(argv.size() - 2);  // the operator's --token
     argv.insert(argv.end(), extra.begin(), extra.end());
     if (!token.empty()) argv.insert(argv.end(), {"--token", token});
     argv.insert(argv.end(),
                 {"session", "start", "--socket", sock_, "--foreground"});
+    argv.insert(argv.end(), start_flags.begin(), start_flags.end());
     auto p = std::make_unique<Process>(argv, c_->dir() + "/session.log");
-    EXPECT_TRUE(WaitFor([&] {
-      return RunCtl(*c_, {"session", "status", "--socket", sock_}, {})
-                 .exit_code == 0;
-    })) << p->Log();
+    EXPECT_TRUE(WaitFor([&] { return SessionStatus().exit_code == 0; }))
+        << p->Log();
     return p;
+  }
+  // `joulectl session status --socket sock_`.
+  CtlResult SessionStatus() {
+    return RunCtl(*c_, {"session", "status", "--socket", sock_}, {});
+  }
+  // `joulectl events --watch` through the session (a stream in flight
+  // until it is killed), logging to `log_name` in the cluster's dir.
+  std::unique_ptr<Process> WatchViaSession(const std::string& log_name) {
+    EXPECT_EQ(setenv("JOULE_SESSION", sock_.c_str(), 1), 0);
+    auto watch = std::make_unique<Process>(
+        std::vector<std::string>{Bin("joulectl"), "events", "--watch"},
+        c_->dir() + "/" + log_name);
+    unsetenv("JOULE_SESSION");
+    return watch;
   }
 
   // The command line of a foreground session on sock_ to `server` with

@@ -224,9 +224,7 @@ TEST_F(SessionE2E, ACallerThatDiesMidCallLeavesTheSessionServing) {
   getsockname(silent, reinterpret_cast<sockaddr*>(&addr), &len);
   Process session(SessionTo(absl::StrCat("127.0.0.1:", ntohs(addr.sin_port))),
                   c_->dir() + "/session-silent.log");
-  auto status = [&] {
-    return RunCtl(*c_, {"session", "status", "--socket", sock_}, {}).out;
-  };
+  auto status = [&] { return SessionStatus().out; };
   ASSERT_TRUE(WaitFor([&] { return !status().empty(); })) << session.Log();
   // A joulectl killed while its call hangs.
   ASSERT_EQ(setenv("JOULE_SESSION", sock_.c_str(), 1), 0);

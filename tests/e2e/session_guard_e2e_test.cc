@@ -123,32 +123,23 @@ TEST_F(SessionE2E, ACallerRefusesASocketAnotherUserCouldHavePlaced) {
 }
 
 TEST_F(SessionE2E, RefusesCallsBeyondMaxCalls) {
-  std::vector<std::string> argv = c_->CtlCommand();
-  argv.resize(argv.size() - 2);
-  argv.insert(argv.end(),
-              {"--token", acme_token_, "session", "start", "--socket", sock_,
-               "--foreground", "--max-calls", "1"});
-  Process session(argv, c_->dir() + "/session-max.log");
-  auto status = [&] {
-    return RunCtl(*c_, {"session", "status", "--socket", sock_}, {}).out;
-  };
-  ASSERT_TRUE(WaitFor([&] { return !status().empty(); })) << session.Log();
-  ASSERT_EQ(setenv("JOULE_SESSION", sock_.c_str(), 1), 0);
-  Process watch({Bin("joulectl"), "events", "--watch"},
-                c_->dir() + "/watch-max.log");
-  unsetenv("JOULE_SESSION");
+  auto session = StartSession(acme_token_, {}, {"--max-calls", "1"});
+  ASSERT_FALSE(HasFailure()) << session->Log();
+  auto status = [&] { return SessionStatus().out; };
+  ASSERT_TRUE(WaitFor([&] { return !status().empty(); })) << session->Log();
+  auto watch = WatchViaSession("watch-max.log");
   // `events --watch` lists first (a unary call, ended once its table is
   // printed), then streams: the one in flight is then the stream.
   ASSERT_TRUE(WaitFor([&] {
-    return absl::StrContains(watch.Log(), "KIND") &&
+    return absl::StrContains(watch->Log(), "KIND") &&
            absl::StrContains(status(), " 1 in flight");
-  })) << watch.Log();
+  })) << watch->Log();
   CtlResult r = ViaSession({"job", "list"});
-  EXPECT_EQ(r.exit_code, 1) << r.out << r.err << status() << session.Log();
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err << status() << session->Log();
   EXPECT_TRUE(absl::StrContains(r.err, "--max-calls")) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  watch.Signal(SIGKILL);
-  watch.Wait();
+  watch->Signal(SIGKILL);
+  watch->Wait();
   ASSERT_TRUE(WaitFor([&] {
     return absl::StrContains(status(), " 0 in flight");
   })) << status();
@@ -159,8 +150,8 @@ TEST_F(SessionE2E, RefusesCallsBeyondMaxCalls) {
                          {});
   EXPECT_EQ(bad.exit_code, 2) << bad.err;
   EXPECT_TRUE(absl::StrContains(bad.err, "--max-calls")) << bad.err;
-  session.Signal(SIGTERM);
-  EXPECT_EQ(session.Wait(), 0);
+  session->Signal(SIGTERM);
+  EXPECT_EQ(session->Wait(), 0);
 }
 
 // A daemonized session keeps nothing of the process that started it: it
