@@ -9,44 +9,17 @@ cd "$(dirname "$0")/../.."
 BIN="${BIN:-build/bin}"
 JOBS="${1:-1000}"
 PAR="${2:-8}"
-PORT=$((20000 + RANDOM % 20000))
-export JOULE_SERVER="127.0.0.1:$PORT"
 DIR=$(mktemp -d)
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT
 # TLS and tokens, as a user runs it: the operator sets up, the tenant's own
 # token submits.
-bash scripts/dev-pki.sh "$DIR/pki" bench-1 bench-2 bench-3 bench-4 >/dev/null 2>&1
-export JOULE_CA="$DIR/pki/ca.crt"
-"$BIN/jouled" --listen "$JOULE_SERVER" --data-dir "$DIR/db" \
-  --tls-cert "$DIR/pki/server.crt" --tls-key "$DIR/pki/server.key" --tls-ca "$DIR/pki/ca.crt" \
-  --metrics-listen 127.0.0.1:0 >"$DIR/jouled.log" 2>&1 &
-PIDS+=($!)
-export JOULE_TOKEN_FILE="$DIR/db/operator.token"
-for i in $(seq 1 100); do
-  [ -s "$JOULE_TOKEN_FILE" ] && "$BIN/joulectl" tenant list >/dev/null 2>&1 && break; sleep 0.1
-done
-# Jobs never run as root: as root the agents run them as nobody.
-JOB_USER=()
-[ "$(id -u)" = 0 ] && JOB_USER=(--job-user nobody)
-for n in 1 2 3 4; do
-  "$BIN/joule-agent" --server "$JOULE_SERVER" --node-name "bench-$n" --log-dir "$DIR/logs-$n" \
-    --ca "$DIR/pki/ca.crt" --tls-cert "$DIR/pki/bench-$n.crt" --tls-key "$DIR/pki/bench-$n.key" \
-    --state-dir "$DIR/state-$n" "${JOB_USER[@]}" \
-    >"$DIR/agent-$n.log" 2>&1 &
-  PIDS+=($!)
-done
-for i in $(seq 1 101); do
-  [ "$("$BIN/joulectl" node list | grep -c ' ready ')" = 4 ] && break
-  [ "$i" = 101 ] && { echo "agents did not come up" >&2; exit 1; }
-  sleep 0.1
-done
-"$BIN/joulectl" tenant create bench >/dev/null
-"$BIN/joulectl" token create --role tenant --tenant bench 2>/dev/null >"$DIR/bench.token"
+source bench/loadgen/joule_cluster.sh
+joule_cluster "$DIR" "$BIN" bench
 
 start=$(date +%s.%N)
-seq 1 "$JOBS" | JOULE_TOKEN_FILE="$DIR/bench.token" xargs -P "$PAR" -I{} "$BIN/joulectl" job submit --gpus 1 -- true >/dev/null
+seq 1 "$JOBS" | JOULE_TOKEN_FILE="$TENANT_TOKEN" xargs -P "$PAR" -I{} "$BIN/joulectl" job submit --gpus 1 -- true >/dev/null
 submitted=$(date +%s.%N)
 deadline=$((SECONDS + 300))
 while [ "$("$BIN/joulectl" job list --state succeeded | tail -n +2 | wc -l)" -lt "$JOBS" ]; do
@@ -63,7 +36,7 @@ PY
 
 # Single jobs, one at a time: submit -> succeeded, daemon timestamps.
 for i in $(seq 1 20); do
-  id=$(JOULE_TOKEN_FILE="$DIR/bench.token" "$BIN/joulectl" job submit --gpus 1 -- true)
+  id=$(JOULE_TOKEN_FILE="$TENANT_TOKEN" "$BIN/joulectl" job submit --gpus 1 -- true)
   until "$BIN/joulectl" job show "$id" | head -1 | grep -q succeeded; do sleep 0.01; done
   "$BIN/joulectl" -o json job show "$id" >"$DIR/one-$i.json"
 done

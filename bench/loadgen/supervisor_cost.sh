@@ -22,20 +22,14 @@ case $MODE in
   v2only) mkdir -p /sys/fs/cgroup/unified/$CG; args=(--cgroup /sys/fs/cgroup/unified/$CG/job-1.1) ;;
   none) ;;
 esac
-kt() {
-  for f in /proc/[0-9]*/stat; do
-    { read -r l < "$f"; } 2>/dev/null || continue
-    set -- ${l##*) }
-    [ "$2" = 2 ] && echo $(( ${12} + ${13} ))
-  done | awk '{s += $1} END {print s}'
-}
-k0=$(kt)
+source bench/loadgen/joule_cluster.sh  # kernel_thread_ticks
+k0=$(kernel_thread_ticks)
 env -i PATH=/usr/local/bin:/usr/bin:/bin HOME=/ perf stat -r "$N" \
   -e task-clock,page-faults,context-switches -x, -o "$D/perf.txt" \
   "$BIN/joule-job-supervisor" --record "$D/state/job-1.1" --log "$D/logs/job-1.1.log" \
   --note gpus=0 --note energy_at_start_mj=0 --note boot_id=x \
   --uid 65534 --gid 65534 --groups 65534 "${args[@]}" -- true
-k1=$(kt)
+k1=$(kernel_thread_ticks)
 awk -F, -v n="$N" -v k=$((k1 - k0)) '
   /task-clock/ {printf "task-clock %.3f ms ", $1}
   /page-faults/ {printf "faults %d ", $1}

@@ -104,9 +104,7 @@ cg_cleanup() {
   echo $BASHPID >"$CG_ROOT${CG_HOME:-}/cgroup.procs" 2>/dev/null || true
   rmdir "$CG_BASE/slurm" "$CG_BASE/joule" "$CG_BASE" 2>/dev/null || true
 }
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+source bench/loadgen/joule_cluster.sh  # free_port, joule_cluster
 now_ms() { echo "${EPOCHREALTIME/./}" | awk '{printf "%.3f", $1 / 1000}'; }
 # median of the numbers on stdin
 median() { sort -g | awk '{a[NR] = $1} END {if (NR % 2) print a[(NR + 1) / 2]; else printf "%.3f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
@@ -290,32 +288,7 @@ bench_slurm() {
 
 # ---------------------------------------------------------------- Joule ----
 start_joule() {
-  local J=$STATE/joule
-  mkdir -p "$J"
-  bash scripts/dev-pki.sh "$J/pki" bench-1 bench-2 bench-3 bench-4 >/dev/null 2>&1
-  export JOULE_SERVER="127.0.0.1:$(free_port)" JOULE_CA="$J/pki/ca.crt"
-  "$BIN/jouled" --listen "$JOULE_SERVER" --data-dir "$J/db" \
-    --tls-cert "$J/pki/server.crt" --tls-key "$J/pki/server.key" --tls-ca "$J/pki/ca.crt" \
-    --metrics-listen 127.0.0.1:0 >"$J/jouled.log" 2>&1 &
-  JOULED_PID=$!
-  PIDS+=($JOULED_PID)
-  export JOULE_TOKEN_FILE="$J/db/operator.token"
-  up() { [[ -s $JOULE_TOKEN_FILE ]] && "$BIN/joulectl" tenant list >/dev/null 2>&1; }
-  wait_until 20 up || { cat "$J/jouled.log" >&2; exit 1; }
-  # Jobs never run as root: as root the agents run them as nobody.
-  local job_user=()
-  [[ $(id -u) == 0 ]] && job_user=(--job-user nobody)
-  for n in 1 2 3 4; do
-    "$BIN/joule-agent" --server "$JOULE_SERVER" --node-name "bench-$n" --log-dir "$J/logs-$n" \
-      --ca "$J/pki/ca.crt" --tls-cert "$J/pki/bench-$n.crt" --tls-key "$J/pki/bench-$n.key" \
-      --state-dir "$J/state-$n" "${job_user[@]}" >"$J/agent-$n.log" 2>&1 &
-    PIDS+=($!)
-  done
-  ready4() { [[ $("$BIN/joulectl" node list | grep -c ' ready ') == 4 ]]; }
-  wait_until 30 ready4 || { "$BIN/joulectl" node list >&2; exit 1; }
-  "$BIN/joulectl" tenant create bench >/dev/null
-  "$BIN/joulectl" token create --role tenant --tenant bench 2>/dev/null >"$J/bench.token"
-  TENANT_TOKEN=$J/bench.token
+  joule_cluster "$STATE/joule" "$BIN" bench || exit 1
   log "joule: jouled pid $JOULED_PID, 4 agents ready"
 }
 # No job left that has not ended (pending, starting, running): like
